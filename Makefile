@@ -1,0 +1,40 @@
+# hpoq: `make run` runs the default study, `make test` runs the test suite, `make bench` the benchmarks.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hpoq-installed
+export OMP_NUM_THREADS ?= 1
+export MPIR_CVAR_ENABLE_HEAVY_YIELD ?= 1
+# the venv's bin/ first, so mpiexec is the one of the mpich wheel that mpi4py was built for
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install horovod test run bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: a bare torch requirement pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[mpi,dwave,test]"
+	touch $(STAMP)
+
+horovod: $(STAMP)
+	@$(PY) -c "import horovod.torch" 2>/dev/null || bash jobs/install_horovod.sh $(PY) || echo "hpoq: Horovod build failed; Horovod tests will be skipped"
+
+test: $(STAMP) horovod
+	$(PY) -m pytest -q -ra tests
+
+run: $(STAMP)
+	bash jobs/run_default.sh
+
+bench: $(STAMP)
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/predictors.py --out benchmarks/results
+	$(PY) benchmarks/hpo_replay.py --out benchmarks/results
+	$(PY) benchmarks/runtime.py --out benchmarks/results
+	$(PY) benchmarks/mlpf.py --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from hpoq.main import console_main
+
+console_main()

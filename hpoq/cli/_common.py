@@ -1,0 +1,74 @@
+"""Argument helpers shared by the subcommands."""
+from __future__ import annotations
+
+import json
+import sys
+
+from hpoq.errors import HpoqError
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"0-4"``, ``"3"`` or ``"0,2,5"`` (ranges inclusive) into a list of seeds."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
+                lo_i, hi_i = int(lo), int(hi)
+                if hi_i < lo_i:
+                    raise ValueError
+                seeds.extend(range(lo_i, hi_i + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise HpoqError(f"--seeds: cannot parse {text!r}; use a range like 0-4 or a list like 0,2,5") from None
+    if any(s < 0 for s in seeds):
+        raise HpoqError(f"--seeds: seeds must be non-negative, got {text!r}")
+    return seeds
+
+
+def parse_fraction(text: str, name: str, *, low_open: bool = True, high_open: bool = True,
+                   low: float = 0.0, high: float = 1.0) -> float:
+    """Parse a float that must lie in the interval (low, high) (ends open or closed as given)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise HpoqError(f"{name}: {text!r} is not a number") from None
+    lo_ok = value > low if low_open else value >= low
+    hi_ok = value < high if high_open else value <= high
+    if not (lo_ok and hi_ok):
+        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
+        raise HpoqError(f"{name} must lie in {lb}{low:g}, {high:g}{hb}, got {value:g}")
+    return value
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """Parse repeated ``--param key=value``; values are read as JSON when they parse, else kept as strings."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise HpoqError(f"--param {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,129 @@
+"""The scheduler seam: pure decision logic driven by events (cf. Syne Tune's TrialScheduler).
+
+A scheduler decides which configuration is trained for how many epochs. It never launches
+anything: a backend (the MPI runtime or the replay simulator) asks :meth:`Scheduler.suggest`
+for work whenever a worker (trial group) is free, runs the :class:`WorkUnit`, and reports the
+per-epoch metrics with :meth:`Scheduler.on_result`. All metric values handed to a scheduler are
+*minimised* (accuracy-type metrics negated, method.md 1).
+
+Resources are epochs. A work unit ``(trial_id, start_epoch, end_epoch)`` trains the trial from
+its checkpoint at ``start_epoch`` (0 = from scratch) through ``end_epoch`` and costs
+``end_epoch - start_epoch`` epochs.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Sequence
+
+
+class ConfigSampler(Protocol):
+    """Where new configurations come from (a search space, or the rows of a curve table).
+
+    Deterministic for a given seed; its state is the number of configurations drawn, so that a
+    scheduler restored from :meth:`Scheduler.state_dict` continues the same sequence.
+    """
+
+    def sample(self) -> dict: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Train ``trial_id`` (hyperparameters ``config``) from ``start_epoch`` through ``end_epoch``."""
+
+    trial_id: int
+    config: dict
+    start_epoch: int
+    end_epoch: int
+
+    @property
+    def epochs(self) -> int:
+        return self.end_epoch - self.start_epoch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Decision actions: what happens to a trial after a result (explicit, as in Syne Tune / Ray).
+CONTINUE = "continue"  # more epochs will follow: keep the checkpoint
+PAUSE = "pause"        # waits for a promotion decision: keep the checkpoint
+STOP = "stop"          # pruned or not promotable: the checkpoint may be deleted
+DONE = "done"          # reached the maximum epochs R: final value known
+FAILED = "failed"      # the trainer failed (exception, NaN/inf, out of memory)
+ACTIONS = (CONTINUE, PAUSE, STOP, DONE, FAILED)
+
+
+@dataclass
+class Decision:
+    """One decision about one trial, with the inputs it used (logged to the journal).
+
+    ``reason`` names the rule, e.g. ``"rung"`` (ranked out at a rung), ``"predicted"`` (the
+    predictor said it cannot win), ``"quota"`` (continued to collect predictor data),
+    ``"completed"``. ``info`` holds the inputs: prediction, threshold, predictor key, |D|, ...
+    """
+
+    trial_id: int
+    action: str
+    epoch: int
+    reason: str = ""
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Scheduler(ABC):
+    """Base class of every search algorithm (one module per algorithm, registered by name).
+
+    Contract with backends:
+
+    * :meth:`suggest` returns the next runnable work unit or ``None`` (nothing runnable *now*;
+      ask again after the next result). It never returns a unit of a trial already running.
+    * Every suggested unit is answered exactly once, by :meth:`on_result` (metrics for epochs
+      ``start_epoch + 1 .. end_epoch``) or :meth:`on_failure`.
+    * While :attr:`finished` is False and no unit is in flight, :meth:`suggest` returns a unit
+      (a scheduler never deadlocks a backend).
+    * :meth:`state_dict` / :meth:`load_state_dict` round-trip through JSON; a restored
+      scheduler continues exactly as the original would (units in flight at the time of the
+      snapshot are lost work and are suggested again).
+    """
+
+    #: registry name used in study files and ``--algorithm``
+    name: str = ""
+
+    @abstractmethod
+    def suggest(self) -> WorkUnit | None:
+        """Next work unit to run, or None if nothing is runnable until another result arrives."""
+
+    @abstractmethod
+    def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
+        """Per-epoch minimised metrics of the unit just finished; returns decisions (any trials)."""
+
+    @abstractmethod
+    def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
+        """The unit of ``trial_id`` failed (exception, NaN/inf, OOM); returns decisions."""
+
+    @property
+    @abstractmethod
+    def finished(self) -> bool:
+        """True when the search is over (no more units will be suggested)."""
+
+    @abstractmethod
+    def best(self) -> dict | None:
+        """The answer so far: ``{"trial_id", "config", "value", "epoch"}`` or None."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """JSON-serialisable state (configs, curves so far, rung bookkeeping, sampler position)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`; in-flight units at snapshot time are re-suggested."""
+
+    def epochs_budget_reference(self) -> int | None:
+        """Epochs plain Hyperband would use at the same R and eta (for progress displays)."""
+        return None
