@@ -1,0 +1,63 @@
+"""Predictor registry: name -> ``"module:Class"``, imported lazily (method.md 4).
+
+``make_predictor("svr", seed=0)`` builds a :class:`~hpoq.predict.base.Predictor` from keyword
+parameters; an unknown predictor name or an unknown parameter raises :class:`HpoqError`.
+Heavy dependencies (dimod, dwave) are only imported when their predictor is built.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from hpoq.errors import HpoqError
+
+#: registry name -> "module:Class"
+PREDICTORS: dict[str, str] = {
+    "svr": "hpoq.predict.svr:SVRPredictor",
+    "qsvr": "hpoq.predict.qsvr:QSVRPredictor",
+    "default": "hpoq.predict.default:DefaultPredictor",
+}
+
+
+def available_predictors() -> list[str]:
+    """Registered predictor names, sorted."""
+    return sorted(PREDICTORS)
+
+
+def predictor_class(name: str):
+    """The class registered under ``name`` (imported on first use)."""
+    if name not in PREDICTORS:
+        raise HpoqError(f"unknown predictor {name!r}; available: {', '.join(available_predictors())}")
+    module_name, _, class_name = PREDICTORS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            raise HpoqError(f"predictor {name!r} is registered but its module {module_name} is not installed") from None
+        raise HpoqError(f"predictor {name!r} needs the missing package {exc.name!r}") from None
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise HpoqError(f"predictor {name!r}: {module_name} has no class {class_name}") from None
+
+
+def make_predictor(name: str, **params):
+    """Build predictor ``name`` with keyword ``params`` (e.g. ``seed=0``).
+
+    Raises :class:`HpoqError` naming an unknown predictor or an unknown/invalid parameter.
+    """
+    cls = predictor_class(name)
+    sig = inspect.signature(cls.__init__)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    if not accepts_any:
+        allowed = [p for p in sig.parameters if p != "self"]
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise HpoqError(f"predictor {name!r} has no parameter {unknown[0]!r}; parameters: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise HpoqError(f"predictor {name!r}: bad parameters ({exc})") from None
+
+
+__all__ = ["PREDICTORS", "available_predictors", "make_predictor", "predictor_class"]
