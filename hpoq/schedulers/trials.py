@@ -1,0 +1,69 @@
+"""Trial bookkeeping shared by the schedulers: configuration, observed curve, status.
+
+A trial's ``curve`` holds the minimised metric after epochs 1..len(curve) (method.md 1); it only
+grows, by the metrics of finished work units, so the trial can always be resumed from its
+checkpoint at ``len(curve)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hpoq.errors import HpoqError
+
+ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = "active", "paused", "stopped", "done", "failed"
+
+
+@dataclass
+class Trial:
+    trial_id: int
+    config: dict
+    curve: list = field(default_factory=list)
+    status: str = ACTIVE
+    bracket: int = -1
+
+    @property
+    def epochs(self) -> int:
+        return len(self.curve)
+
+    def value_at(self, epoch: int) -> float:
+        """Value after ``epoch`` epochs, +inf if not reached or failed (ranks last)."""
+        if self.status == FAILED_ or len(self.curve) < epoch or epoch < 1:
+            return math.inf
+        value = float(self.curve[epoch - 1])
+        return value if math.isfinite(value) else math.inf
+
+    def to_dict(self) -> dict:
+        return {"trial_id": self.trial_id, "config": self.config, "curve": list(self.curve),
+                "status": self.status, "bracket": self.bracket}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Trial":
+        return cls(int(d["trial_id"]), dict(d["config"]), [float(v) for v in d["curve"]], d["status"], int(d["bracket"]))
+
+
+def check_metrics(trial: Trial, metrics, expected_end: int) -> list[float]:
+    """Validate a unit's per-epoch metrics: one finite-or-not float per requested epoch."""
+    values = [float(v) for v in metrics]
+    if trial.epochs + len(values) != expected_end:
+        raise HpoqError(
+            f"trial {trial.trial_id}: got {len(values)} epoch metrics, expected {expected_end - trial.epochs} "
+            f"(epochs {trial.epochs + 1}..{expected_end})")
+    return values
+
+
+def rank_by_value(trials, epoch: int) -> list:
+    """Stable ranking by (value at ``epoch``, trial id); unreached or failed trials rank last."""
+    return sorted(trials, key=lambda t: (t.value_at(epoch), t.trial_id))
+
+
+def best_at(trials, epoch: int) -> dict | None:
+    """``{"trial_id", "config", "value", "epoch"}`` of the lowest finite value at ``epoch``."""
+    best = None
+    for t in trials:
+        v = t.value_at(epoch)
+        if math.isfinite(v) and (best is None or (v, t.trial_id) < (best.value_at(epoch), best.trial_id)):
+            best = t
+    if best is None:
+        return None
+    return {"trial_id": best.trial_id, "config": dict(best.config), "value": best.value_at(epoch), "epoch": epoch}
