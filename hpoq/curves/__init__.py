@@ -1,4 +1,5 @@
-"""Learning curves: curve tables (CSV / CSV.gz) and the HDF5 curve store."""
-from hpoq.curves.table import CurveTable, load_table
+"""Learning curves: curve tables (CSV / CSV.gz), the HDF5 curve store and the shared benchmark tables."""
+from hpoq.curves.table import CurveTable, load_table, write_table
+from hpoq.curves.store import CurveStore, read_store, write_store
 
-__all__ = ["CurveTable", "load_table"]
+__all__ = ["CurveTable", "load_table", "write_table", "CurveStore", "read_store", "write_store"]

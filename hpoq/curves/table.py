@@ -39,6 +39,8 @@ class CurveTable:
     source: str = ""
     dropped: int = 0
     provenance: dict = field(default_factory=dict)
+    #: per-row number of recorded epochs (curves NaN-padded after it); None = every row complete
+    lengths: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -64,7 +66,14 @@ class CurveTable:
             source=self.source,
             dropped=0,
             provenance=dict(self.provenance),
+            lengths=None if self.lengths is None else np.asarray(self.lengths)[rows],
         )
+
+    def row_lengths(self) -> np.ndarray:
+        """Recorded epochs per row (``n_epochs`` for every row of a complete table)."""
+        if self.lengths is None:
+            return np.full(self.n_rows, self.n_epochs, dtype=np.int64)
+        return np.asarray(self.lengths, dtype=np.int64)
 
 
 def _open_text(path: str):
@@ -176,4 +185,51 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
         time=np.asarray(times, dtype=np.float64) if time_idx is not None else None,
         source=os.path.abspath(path),
         dropped=dropped,
+        provenance={"first_epoch": epochs[0]},
     )
+
+
+def _format_cell(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value)) if math.isfinite(value) else "nan"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def write_table(path: str, table: CurveTable, time_column: str = "seconds_per_epoch") -> None:
+    """Write ``table`` as CSV (gzip-compressed when ``path`` ends in ``.gz``), atomically.
+
+    Columns: the hyperparameters, then ``time_column`` if the table has per-row times, then
+    ``<metric>_<k>`` numbered from ``provenance["first_epoch"]`` (default 1). Floats are written
+    with ``repr`` so that :func:`load_table` reads back identical values; NaN padding of
+    incomplete rows is written as ``nan`` (such rows are dropped by :func:`load_table`).
+    """
+    first = int(table.provenance.get("first_epoch", 1))
+    header = list(table.hp_names)
+    if table.time is not None:
+        header.append(time_column)
+    header += [f"{table.metric}_{first + j}" for j in range(table.n_epochs)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for i, cfg in enumerate(table.configs):
+        row = [_format_cell(cfg.get(name)) for name in table.hp_names]
+        if table.time is not None:
+            row.append(_format_cell(table.time[i]))
+        row += [_format_cell(v) for v in table.curves[i]]
+        writer.writerow(row)
+    data = buf.getvalue().encode("utf-8")
+    if path.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise HpoqError(f"output directory {directory!r} does not exist")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
