@@ -8,9 +8,6 @@ so every algorithm sees the same configurations in the same order), the schedule
 """
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 
 from hpoq.curves.table import CurveTable
@@ -46,8 +43,7 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
     Keys: ``seed``, ``epochs`` (requested, method.md 1), ``configs`` (sampled), ``best_final``
     (value at epoch R of the returned configuration, in the table's own direction), ``best_row``,
     ``makespan`` (simulated time units), ``utilization`` (busy / (workers * makespan)),
-    ``pruned`` (trials stopped before R), ``warm_curves`` (rows in the warm store), ``seconds``
-    (wall time of this run) and ``trace`` ([epochs used, best final so far] pairs; plus
+    ``pruned`` (trials stopped before R), ``warm_curves`` (rows in the warm store) and ``trace`` ([epochs used, best final so far] pairs; plus
     ``events`` with ``keep_events``).
     """
     R, eta = check_r_eta(R, eta)
@@ -58,9 +54,7 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
         raise HpoqError(f"warm curve store has {warm.n_epochs} epochs, fewer than R = {R}")
     scheduler = make_scheduler(algorithm, R=R, eta=eta, sampler=sampler, seed=seed, predictor=predictor,
                                predictor_params=predictor_params, warm_curves=warm, **(params or {}))
-    t0 = time.perf_counter()
     result: ReplayResult = ReplayBackend(table, scheduler, R=R, workers=workers, keep_events=keep_events).run()
-    seconds = time.perf_counter() - t0
     best = scheduler.best()
     best_row = None if best is None else int(best["config"]["_row"])
     entry = {
@@ -73,7 +67,6 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
         "utilization": float(result.utilization),
         "pruned": int(pruned_count(result.decisions)),
         "warm_curves": 0 if warm is None else int(warm.n_rows),
-        "seconds": round(seconds, 4),
         "trace": result.trace,
     }
     if keep_events:
