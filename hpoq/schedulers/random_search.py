@@ -1,0 +1,80 @@
+"""Random search baseline: every sampled configuration is trained to R in one unit.
+
+It samples as many configurations as Hyperband does at the same R and eta (e.g. 163 for
+R = 100, eta = 2), unless ``n`` is given, so that the two see the same configurations for a seed.
+Units are independent, so any number of workers is kept busy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from hpoq.errors import HpoqError
+from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics
+
+
+class RandomSearch(Scheduler):
+    """Train ``n`` sampled configurations to ``R`` epochs each (``n`` default: Hyperband's count)."""
+
+    name = "random"
+
+    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):
+        self.R, self.eta = check_r_eta(R, eta)
+        self.sampler, self.seed = sampler, int(seed)
+        self.n = hyperband_budget(self.R, self.eta)[0] if n is None else int(n)
+        if self.n < 1:
+            raise HpoqError(f"{self.name}: n must be at least 1, got {n!r}")
+        self.trials: dict[int, Trial] = {}
+        self.inflight: set[int] = set()
+        self.requeue: list[int] = []
+
+    def suggest(self) -> WorkUnit | None:
+        if self.requeue:
+            trial = self.trials[self.requeue.pop(0)]
+        elif len(self.trials) < self.n:
+            trial = Trial(len(self.trials), self.sampler.sample())
+            self.trials[trial.trial_id] = trial
+        else:
+            return None
+        self.inflight.add(trial.trial_id)
+        return WorkUnit(trial.trial_id, dict(trial.config), 0, self.R)
+
+    def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
+        if trial_id not in self.inflight:
+            raise HpoqError(f"{self.name}: result for trial {trial_id}, which has no unit in flight")
+        self.inflight.discard(trial_id)
+        trial = self.trials[trial_id]
+        trial.curve.extend(check_metrics(trial, metrics, self.R))
+        trial.status = DONE_
+        return [Decision(trial_id, DONE, self.R, "completed", {"value": trial.value_at(self.R)})]
+
+    def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
+        if trial_id not in self.inflight:
+            raise HpoqError(f"{self.name}: failure of trial {trial_id}, which has no unit in flight")
+        self.inflight.discard(trial_id)
+        self.trials[trial_id].status = FAILED_
+        return [Decision(trial_id, FAILED, 0, "failed", {"error": str(reason)})]
+
+    @property
+    def finished(self) -> bool:
+        return len(self.trials) >= self.n and not self.inflight and not self.requeue
+
+    def best(self) -> dict | None:
+        return best_at(self.trials.values(), self.R)
+
+    def epochs_budget_reference(self) -> int | None:
+        return hyperband_budget(self.R, self.eta)[1]
+
+    def state_dict(self) -> dict:
+        return {"algorithm": self.name, "R": self.R, "eta": self.eta, "n": self.n, "seed": self.seed,
+                "sampler": self.sampler.state_dict(), "trials": [t.to_dict() for t in self.trials.values()],
+                "requeue": sorted(self.inflight) + list(self.requeue)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("algorithm") != self.name or state["R"] != self.R or state["n"] != self.n:
+            raise HpoqError(f"{self.name}: saved state does not match this scheduler (R, n)")
+        self.sampler.load_state_dict(state["sampler"])
+        self.trials = {int(d["trial_id"]): Trial.from_dict(d) for d in state["trials"]}
+        self.inflight = set()
+        self.requeue = [int(t) for t in state["requeue"]]
