@@ -1,0 +1,224 @@
+"""``asha``: asynchronous successive halving (Li et al., "A System for Massively Parallel
+Hyperparameter Tuning", MLSys 2020, Algorithm 2), promotion variant with checkpoint resume.
+
+Rungs sit at ``r_k = grace * eta**k`` epochs for every ``r_k < R``, plus a last rung at ``R``
+(grace 1, eta 2, R 100: 1, 2, 4, 8, 16, 32, 64, 100). Whenever a worker asks for work
+(:meth:`ASHA.suggest`), the highest rung with a *promotable* trial wins: a trial is promotable
+from rung ``k`` when it ranks in the top ``floor(|rung k| / eta)`` of the results recorded at
+rung ``k`` so far (ties by (value, trial id), method.md 1) and was not promoted yet. A promotion
+resumes from the checkpoint and trains only ``r_{k+1} - r_k`` more epochs. Otherwise a new
+configuration starts at the bottom rung, until ``n`` configurations were sampled (default: as
+many as Hyperband samples at the same R and eta, so that both see the same configurations).
+
+ASHA never waits for a rung to fill: no barrier. When every configuration is sampled, nothing
+is in flight and nothing is promotable, the search ends; if no trial reached ``R`` by then (tiny
+``n``), the best trial of the highest occupied rung is promoted one rung at a time until one
+does, so that the answer is always a fully trained configuration.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from hpoq.errors import HpoqError
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+
+
+def asha_rungs(R: int, eta: int, grace: int = 1) -> list[int]:
+    """Rung epochs ``grace * eta**k`` below ``R``, then ``R`` itself (epochs, increasing)."""
+    rungs, r = [], grace
+    while r < R:
+        rungs.append(r)
+        r *= eta
+    rungs.append(R)
+    return rungs
+
+
+class ASHA(Scheduler):
+    """Asynchronous successive halving with promotions (registry name ``asha``).
+
+    Parameters: ``R`` (max epochs per configuration), ``eta`` (reduction factor, >= 2),
+    ``sampler`` (a :class:`~hpoq.schedulers.base.ConfigSampler`), ``seed`` (unused by the
+    rule itself, recorded), ``n`` (configurations to sample; default Hyperband's count at the
+    same R and eta, e.g. 163 for R = 100, eta = 2), ``grace`` (epochs of the first rung, default 1).
+    ``predictor``, ``predictor_params`` and ``warm_curves`` are accepted for a uniform
+    constructor and ignored (ASHA compares observed rung values only); ``state_dict`` says so.
+    """
+
+    name = "asha"
+
+    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1,
+                 predictor=None, predictor_params=None, warm_curves=None):
+        self.R, self.eta = check_r_eta(R, eta)
+        if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= self.R:
+            raise HpoqError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
+        if n is None:
+            n = hyperband_budget(self.R, self.eta)[0]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise HpoqError(f"asha: n (configurations to sample) must be an integer >= 1, got {n!r}")
+        self.sampler = sampler
+        self.seed = int(seed)
+        self.n = n
+        self.grace = grace
+        self.rungs = asha_rungs(self.R, self.eta, grace)
+        self.ignored = sorted(k for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
+                                             ("warm_curves", warm_curves)) if v is not None)
+        self.configs: list[dict] = []          # trial id -> config
+        self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
+        self.rung_results: list[list[tuple[float, int]]] = [[] for _ in self.rungs]  # (value, trial id)
+        self.promoted: list[set[int]] = [set() for _ in self.rungs]
+        self.running: dict[int, tuple[int, int]] = {}  # trial id -> (start, end) of its unit in flight
+        self.failed: set[int] = set()
+        self.stopped: set[int] = set()
+        self.requeue: list[tuple[int, int, int]] = []   # units lost at a snapshot, suggested again first
+        self.pending: list[Decision] = []               # promotion decisions made in suggest()
+        self.units = 0
+
+    # ---------------------------------------------------------------- rule
+    def _promotable(self, k: int) -> tuple[int, dict] | None:
+        """The best not-yet-promoted trial of rung ``k`` inside its top floor(|rung|/eta), if any."""
+        results = self.rung_results[k]
+        quota = len(results) // self.eta
+        if quota == 0:
+            return None
+        ranked = sorted(results)
+        for rank, (value, tid) in enumerate(ranked[:quota]):
+            if tid not in self.promoted[k] and tid not in self.failed:
+                return tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value, "rank": rank,
+                             "rung_size": len(results), "quota": quota}
+        return None
+
+    def _best_of_highest_rung(self) -> tuple[int, int] | None:
+        """(rung, trial) of the best unpromoted trial in the highest occupied rung below R."""
+        for k in range(len(self.rungs) - 2, -1, -1):
+            ranked = [(v, t) for v, t in sorted(self.rung_results[k]) if t not in self.promoted[k] and t not in self.failed]
+            if ranked:
+                return k, ranked[0][1]
+        return None
+
+    def _reached_R(self) -> bool:
+        return bool(self.rung_results[-1])
+
+    def _unit(self, tid: int, start: int, end: int) -> WorkUnit:
+        self.running[tid] = (start, end)
+        self.units += 1
+        return WorkUnit(trial_id=tid, config=dict(self.configs[tid]), start_epoch=start, end_epoch=end)
+
+    def _promote(self, k: int, tid: int, info: dict, reason: str) -> WorkUnit:
+        self.promoted[k].add(tid)
+        self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
+        return self._unit(tid, self.rungs[k], self.rungs[k + 1])
+
+    def suggest(self) -> WorkUnit | None:
+        if self.requeue:
+            tid, start, end = self.requeue.pop(0)
+            return self._unit(tid, start, end)
+        for k in range(len(self.rungs) - 2, -1, -1):
+            found = self._promotable(k)
+            if found is not None:
+                return self._promote(k, found[0], found[1], "rung")
+        if len(self.configs) < self.n:
+            tid = len(self.configs)
+            self.configs.append(self.sampler.sample())
+            self.curves.append([])
+            return self._unit(tid, 0, self.rungs[0])
+        if not self.running and not self._reached_R():
+            # tiny n: nothing reached R; train the best of the highest rung on so that one does
+            found = self._best_of_highest_rung()
+            if found is not None:
+                k, tid = found
+                value = min(v for v, t in self.rung_results[k] if t == tid)
+                return self._promote(k, tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value,
+                                              "rung_size": len(self.rung_results[k])}, "finish")
+        return None
+
+    def _flush(self, decisions: list[Decision]) -> list[Decision]:
+        out, self.pending = self.pending + decisions, []
+        if self.finished:
+            paused = [t for t, curve in enumerate(self.curves)
+                      if curve and len(curve) < self.R and t not in self.failed and t not in self.stopped
+                      and t not in self.promoted[self.rungs.index(len(curve))]]
+            for tid in paused:
+                self.stopped.add(tid)
+                out.append(Decision(tid, STOP, len(self.curves[tid]), "rung", {"final_rung_epoch": len(self.curves[tid])}))
+        return out
+
+    def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
+        if trial_id not in self.running:
+            raise HpoqError(f"asha: result for trial {trial_id}, which has no unit in flight")
+        start, end = self.running.pop(trial_id)
+        values = [float(v) for v in metrics]
+        if len(values) != end - start:
+            raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+        self.curves[trial_id] = self.curves[trial_id][:start] + values
+        k = self.rungs.index(end)
+        value = values[-1] if math.isfinite(values[-1]) else math.inf  # NaN/inf rank last
+        self.rung_results[k].append((value, trial_id))
+        rank = sorted(self.rung_results[k]).index((value, trial_id))
+        info = {"rung": k, "rung_epoch": end, "value": value, "rank": rank, "rung_size": len(self.rung_results[k])}
+        if end == self.R:
+            return self._flush([Decision(trial_id, DONE, end, "completed", info)])
+        return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
+
+    def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
+        if trial_id not in self.running:
+            raise HpoqError(f"asha: failure of trial {trial_id}, which has no unit in flight")
+        start, _ = self.running.pop(trial_id)
+        self.failed.add(trial_id)
+        return self._flush([Decision(trial_id, FAILED, start, "failed", {"error": str(reason)})])
+
+    @property
+    def finished(self) -> bool:
+        if self.requeue or self.running or len(self.configs) < self.n:
+            return False
+        if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
+            return False
+        return self._reached_R() or self._best_of_highest_rung() is None
+
+    def best(self) -> dict | None:
+        for k in range(len(self.rungs) - 1, -1, -1):
+            ranked = sorted((v, t) for v, t in self.rung_results[k] if t not in self.failed)
+            if ranked:
+                value, tid = ranked[0]
+                return {"trial_id": tid, "config": dict(self.configs[tid]), "value": value, "epoch": self.rungs[k]}
+        return None
+
+    def epochs_budget_reference(self) -> int | None:
+        return hyperband_budget(self.R, self.eta)[1]
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "algorithm": self.name,
+            "settings": {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "seed": self.seed,
+                         "rungs": list(self.rungs), "ignored": list(self.ignored)},
+            "configs": [dict(c) for c in self.configs],
+            "curves": [list(c) for c in self.curves],
+            "rung_results": [[[v, t] for v, t in res] for res in self.rung_results],
+            "promoted": [sorted(p) for p in self.promoted],
+            "failed": sorted(self.failed),
+            "stopped": sorted(self.stopped),
+            # units in flight are lost at a snapshot and suggested again, in this order
+            "requeue": [list(u) for u in self.requeue] + [[t, s, e] for t, (s, e) in self.running.items()],
+            "pending": [d.to_dict() for d in self.pending],
+            "units": self.units,
+            "sampler": self.sampler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        settings = state["settings"]
+        if (settings["R"], settings["eta"], settings["n"], settings["grace"]) != (self.R, self.eta, self.n, self.grace):
+            raise HpoqError(f"asha: state was saved with R={settings['R']}, eta={settings['eta']}, n={settings['n']}, "
+                            f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, grace={self.grace}")
+        self.configs = [dict(c) for c in state["configs"]]
+        self.curves = [[float(v) for v in c] for c in state["curves"]]
+        self.rung_results = [[(float(v), int(t)) for v, t in res] for res in state["rung_results"]]
+        self.promoted = [set(int(t) for t in p) for p in state["promoted"]]
+        self.failed = set(int(t) for t in state["failed"])
+        self.stopped = set(int(t) for t in state["stopped"])
+        self.requeue = [(int(t), int(s), int(e)) for t, s, e in state["requeue"]]
+        self.pending = [Decision(**d) for d in state["pending"]]
+        self.running = {}
+        self.units = int(state["units"])
+        self.sampler.load_state_dict(state["sampler"])
