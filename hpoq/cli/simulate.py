@@ -31,33 +31,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("--trace", action="store_true", help="include each run's best-so-far trace in the JSON")
 
 
-def _load_shared(name: str, metric, mode, time_column):
-    """A shared-table name of hpoq.curves.shared (if that module exists), else None."""
+def _load_shared(name: str, metric, mode):
+    """The shared table ``name`` of :mod:`hpoq.curves.shared`, or None if there is no such name."""
     try:
-        from hpoq.curves import shared
+        from hpoq.curves.shared import SHARED_TABLES, load_shared
     except ImportError:
         return None
-    names = getattr(shared, "SHARED_TABLES", None) or getattr(shared, "TABLES", None) or {}
-    if name not in names:
+    spec = SHARED_TABLES.get(name)
+    if spec is None:
         return None
-    loader = getattr(shared, "load_shared", None) or getattr(shared, "load_shared_table", None)
-    if loader is None:
-        return None
-    kwargs = {}
-    if metric is not None:
-        kwargs["metric"] = metric
-    if mode is not None:
-        kwargs["mode"] = mode
-    try:
-        return loader(name, **kwargs)
-    except TypeError:
-        return loader(name)
+    if metric is not None and metric != spec.metric:
+        raise HpoqError(f"shared table {name!r} has metric {spec.metric!r}, not {metric!r}")
+    if mode is not None and mode != spec.mode:
+        raise HpoqError(f"shared table {name!r} has mode {spec.mode!r}, not {mode!r}")
+    return load_shared(name)
 
 
 def load_curves(path_or_name: str, metric, mode, time_column=None):
     """A CurveTable from a CSV path, an HDF5 curve store or a shared-table name."""
     if not os.path.exists(path_or_name):
-        table = _load_shared(path_or_name, metric, mode, time_column)
+        table = _load_shared(path_or_name, metric, mode)
         if table is not None:
             return table
     if path_or_name.endswith((".h5", ".hdf5")):
@@ -65,7 +58,7 @@ def load_curves(path_or_name: str, metric, mode, time_column=None):
 
         return read_store(path_or_name)
     if metric is None:
-        raise HpoqError(f"--metric is required for the table {path_or_name!r}")
+        raise HpoqError(f"--metric is required for the table {path_or_name!r} (not a file or shared table name?)")
     from hpoq.curves.table import load_table
 
     return load_table(path_or_name, metric, mode or "min", time_column=time_column)
