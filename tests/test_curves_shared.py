@@ -13,7 +13,7 @@ from hpoq.errors import HpoqError
 from hpoq.main import main
 
 EXPECTED = {  # name: (rows, epochs, metric, mode, n_hps)
-    "mlpf": (296, 100, "loss", "min", 7),
+    "mlpf": (295, 100, "loss", "min", 7),
     "mnist6": (800, 12, "acc", "max", 6),
     "mnist4": (800, 12, "acc", "max", 4),
     "mnist4rs42": (500, 12, "acc", "max", 4),
@@ -33,6 +33,8 @@ def test_shared_tables_load(shared_data, name):
 
 
 def test_specific_conversions(shared_data):
+    assert load_shared("mlpf", drop_outliers=False).n_rows == 296
+    assert load_shared("mlpf").dropped == 1
     lc = load_shared("lcbench")
     assert lc.time is not None and (lc.time > 0).all()
     z = np.load(shared_data / "lcbench_lite" / "blood-transfusion-service-center_curves.npz")
