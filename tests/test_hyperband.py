@@ -1,0 +1,173 @@
+"""Exact Hyperband schedules and budgets (method.md 2), and its invariants under hypothesis."""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hpoq.errors import HpoqError
+from hpoq.schedulers import make_scheduler
+from hpoq.schedulers.base import CONTINUE, DONE, PAUSE, STOP
+from hpoq.schedulers.brackets import hyperband_budget, hyperband_schedule, s_max_of
+
+
+class CountingSampler:
+    """Configurations {"x": i} in order; curves are a deterministic function of x."""
+
+    def __init__(self):
+        self.drawn = 0
+
+    def sample(self):
+        self.drawn += 1
+        return {"x": self.drawn - 1}
+
+    def state_dict(self):
+        return {"drawn": self.drawn}
+
+    def load_state_dict(self, state):
+        self.drawn = state["drawn"]
+
+
+def synthetic_curve(x: int, epochs: int) -> np.ndarray:
+    """A decreasing curve whose level depends on x pseudo-randomly (crossings included)."""
+    rng = np.random.default_rng(x)
+    level, rate = rng.uniform(0, 1), rng.uniform(0.05, 0.5)
+    return level + np.exp(-rate * np.arange(1, epochs + 1)) * rng.uniform(0, 2)
+
+
+def test_schedule_r100_eta2_matches_method_table():
+    expected = {
+        6: (64, [(64, 2), (32, 3), (16, 6), (8, 12), (4, 25), (2, 50), (1, 100)]),
+        5: (38, [(38, 3), (19, 6), (9, 12), (4, 25), (2, 50), (1, 100)]),
+        4: (23, [(23, 6), (11, 12), (5, 25), (2, 50), (1, 100)]),
+        3: (14, [(14, 12), (7, 25), (3, 50), (1, 100)]),
+        2: (10, [(10, 25), (5, 50), (2, 100)]),
+        1: (7, [(7, 50), (3, 100)]),
+        0: (7, [(7, 100)]),
+    }
+    got = {s: (n, rounds) for s, n, rounds in hyperband_schedule(100, 2)}
+    assert got == expected
+
+
+@pytest.mark.parametrize("R,eta,brackets,configs,epochs", [
+    (100, 2, 7, 163, 3213), (300, 2, 9, 608, 15380), (35, 2, 6, 84, 872), (50, 2, 6, 84, 1245), (100, 3, 5, 143, 1944),
+])
+def test_budgets(R, eta, brackets, configs, epochs):
+    assert len(hyperband_schedule(R, eta)) == brackets
+    assert hyperband_budget(R, eta) == (configs, epochs)
+
+
+def test_round_half_up_would_give_3235():
+    """The budget is sensitive to the rounding mode: half-up gives 3235 (12.5 -> 13), not 3213."""
+    def budget_half_up(R, eta):
+        total = 0
+        s_max = s_max_of(R, eta)
+        for s in range(s_max, -1, -1):
+            n = -(-((s_max + 1) * eta ** s) // (s + 1))
+            r_prev = 0
+            for i in range(s + 1):
+                r = math.floor(Fraction(R, eta ** (s - i)) + Fraction(1, 2))
+                total += (n // eta ** i) * (r - r_prev)
+                r_prev = r
+        return total
+
+    assert budget_half_up(100, 2) == 3235
+    assert hyperband_budget(100, 2)[1] == 3213 != budget_half_up(100, 2)
+
+
+def test_s_max_is_integer_exact():
+    assert s_max_of(243, 3) == 5       # floating log(243, 3) gives 4.999...
+    assert s_max_of(1, 2) == 0 and s_max_of(2, 2) == 1 and s_max_of(3, 2) == 1
+
+
+@pytest.mark.parametrize("R,eta", [(0, 2), (-5, 2), (10, 1), (10, 0), (10, 2.5)])
+def test_bad_r_eta_raise(R, eta):
+    with pytest.raises(HpoqError):
+        make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
+
+
+def drive(sched, R, workers=1):
+    """Run ``sched`` to the end with up to ``workers`` units in flight (FIFO completion)."""
+    units, decisions, inflight = [], [], []
+    while True:
+        while len(inflight) < workers:
+            u = sched.suggest()
+            if u is None:
+                break
+            inflight.append(u)
+            units.append(u)
+        if not inflight:
+            assert sched.finished, "scheduler deadlocked"
+            return units, decisions
+        u = inflight.pop(0)
+        curve = synthetic_curve(u.config["x"], R)
+        decisions.extend(sched.on_result(u.trial_id, curve[u.start_epoch:u.end_epoch].tolist()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(R=st.integers(1, 120), eta=st.integers(2, 5), workers=st.integers(1, 7))
+def test_hyperband_invariants(R, eta, workers):
+    sched = make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
+    units, decisions = drive(sched, R, workers)
+    configs, epochs = hyperband_budget(R, eta)
+    # budget: epochs requested and configurations sampled are exactly Hyperband's
+    assert sum(u.epochs for u in units) == epochs
+    assert sched.sampler.drawn == configs
+    # monotone epochs: every unit resumes where the trial's previous unit ended
+    reached: dict[int, int] = {}
+    for u in units:
+        assert u.start_epoch == reached.get(u.trial_id, 0) and u.end_epoch > u.start_epoch
+        reached[u.trial_id] = u.end_epoch
+    # configurations per round: trials reaching each r_i of each bracket equal n_i
+    first = 0
+    for s, n, rounds in hyperband_schedule(R, eta):
+        ids = range(first, first + n)
+        for n_i, r_i in rounds:
+            assert sum(1 for t in ids if reached.get(t, 0) >= r_i) == n_i
+        first += n
+    # decisions: every trial ends DONE (reached R) or STOP (ranked out); the answer is the best at R
+    last = {}
+    for d in decisions:
+        assert d.action in (CONTINUE, PAUSE, STOP, DONE)
+        last[d.trial_id] = d
+    assert all((d.action == DONE) == (reached[t] == R) for t, d in last.items())
+    finals = {t: synthetic_curve(t, R)[R - 1] for t in reached if reached[t] == R}
+    best = sched.best()
+    assert best["value"] == pytest.approx(min(finals.values()))
+
+
+def test_promotion_keeps_best_by_value_at_r_i_and_barrier():
+    sched = make_scheduler("hyperband", R=100, eta=2, sampler=CountingSampler(), seed=0)
+    first_round = [sched.suggest() for _ in range(64)]
+    assert sched.suggest() is None  # bracket s=6 round 0 has 64 units
+    values = {}
+    for k, u in enumerate(first_round):
+        curve = synthetic_curve(u.config["x"], 2)
+        values[u.trial_id] = curve[1]
+        decisions = sched.on_result(u.trial_id, curve.tolist())
+        if k < 63:
+            assert [d.action for d in decisions] == [PAUSE]
+            assert sched.suggest() is None, "barrier: nothing runnable until the round ends"
+    promoted = {d.trial_id for d in decisions if d.action == CONTINUE}
+    stopped = {d.trial_id for d in decisions if d.action == STOP}
+    expected = set(sorted(values, key=lambda t: (values[t], t))[:32])
+    assert promoted == expected and len(stopped) == 32
+    nxt = sched.suggest()
+    assert nxt.trial_id in expected and (nxt.start_epoch, nxt.end_epoch) == (2, 3)  # resume: 1 more epoch
+    assert all("cutoff" in d.info and "value" in d.info for d in decisions if d.action in (CONTINUE, STOP))
+
+
+def test_failed_trial_is_never_promoted():
+    sched = make_scheduler("hyperband", R=4, eta=2, sampler=CountingSampler(), seed=0)
+    units = [sched.suggest() for _ in range(sched.brackets[0].n)]
+    failed = units[0].trial_id
+    out = sched.on_failure(failed, "NaN loss")
+    assert out[0].action == "failed"
+    decisions = []
+    for u in units[1:]:
+        decisions += sched.on_result(u.trial_id, [0.0] * u.epochs)  # all tie, failed one would win on id
+    promoted = [d.trial_id for d in decisions if d.action == CONTINUE]
+    assert failed not in promoted and promoted
