@@ -1,0 +1,108 @@
+"""Write a synthetic MLPF dataset: train/val shards, per-type feature stats, manifest (mlpf.md 3-4).
+
+Events of the whole dataset are numbered 0..N-1; the first ``N - n_val`` form the train split and
+the rest the val split. Event ``j`` always comes from ``SeedSequence([seed, j])``, so the shards
+do not depend on how the work is split. The manifest is written last: a directory without
+``dataset.json`` is an unfinished dataset.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from hpoq.errors import HpoqError
+from hpoq.mlpf import events as ev
+from hpoq.mlpf.features import finish_stats, type_stats
+from hpoq.mlpf.generator import GeneratorConfig, generate_event, make_config
+from hpoq.mlpf.schema import CLASS_LABELS, ELEM_TYPES, SYNTHETIC_SCHEMA, X_FEATURES
+
+
+def shard_name(split: str, k: int, n: int) -> str:
+    return f"{split}/shard-{k:05d}-of-{n:05d}.h5"
+
+
+def _plan(n_events: int, val_fraction: float, shards: int) -> dict:
+    n_val = int(round(n_events * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        n_val = 1
+    n_train = n_events - n_val
+    if n_train < 1:
+        raise HpoqError(f"--events {n_events} with --val-fraction {val_fraction:g} leaves no training events")
+    plan = {}
+    for split, lo, hi, k in (("train", 0, n_train, shards), ("val", n_train, n_events, max(1, round(shards * val_fraction / max(1e-9, 1 - val_fraction))))):
+        if hi <= lo:
+            continue
+        k = max(1, min(k, hi - lo))
+        bounds = np.linspace(lo, hi, k + 1).round().astype(int)
+        plan[split] = [(shard_name(split, i, k), int(bounds[i]), int(bounds[i + 1])) for i in range(k)]
+    return plan
+
+
+def _write_one(args):
+    out, rel, lo, hi, cfg_dict, seed, compression, source = args
+    cfg = GeneratorConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_dict.items()})
+    events = [generate_event(cfg, seed, j) for j in range(lo, hi)]
+    events = [e for e in events if e.X.shape[0] > 0]  # empty events give log(0) targets (mlpf.md 7)
+    if not events:
+        raise HpoqError(f"shard {rel} would hold no events")
+    arrays, counts = ev.pack_events(events)
+    attrs = ev.shard_attrs(SYNTHETIC_SCHEMA, X_FEATURES, CLASS_LABELS, ELEM_TYPES, source, counts)
+    ev.write_shard(Path(out) / rel, arrays, attrs, compression=compression)
+    s, ss, c = type_stats(arrays["elements/X"], len(ELEM_TYPES))
+    return dict(path=rel, n_events=counts["n_events"], n_elements=counts["n_elements"], first_event=lo,
+                skipped_empty=(hi - lo) - counts["n_events"]), (s, ss, c)
+
+
+def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", shards: int = 1,
+                     val_fraction: float = 0.2, compression: str = "lzf", workers: int = 1,
+                     overwrite: bool = False, **overrides) -> dict:
+    """Generate and write the dataset; returns the manifest. Validates everything before writing."""
+    out = Path(out)
+    if n_events < 2:
+        raise HpoqError(f"--events must be at least 2, got {n_events}")
+    if shards < 1:
+        raise HpoqError(f"--shards must be at least 1, got {shards}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise HpoqError(f"--val-fraction must lie in [0, 1), got {val_fraction:g}")
+    if seed < 0:
+        raise HpoqError(f"--seed must be non-negative, got {seed}")
+    if compression not in ev.COMPRESSIONS:
+        raise HpoqError(f"--compression must be one of {', '.join(ev.COMPRESSIONS)}, got {compression!r}")
+    if workers < 1:
+        raise HpoqError(f"--workers must be at least 1, got {workers}")
+    cfg = make_config(preset, **overrides)
+    if out.exists() and not out.is_dir():
+        raise HpoqError(f"--out {out} exists and is not a directory")
+    if (out / ev.MANIFEST).exists() and not overwrite:
+        raise HpoqError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
+    plan = _plan(n_events, val_fraction, shards)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / ev.MANIFEST).exists():
+        os.remove(out / ev.MANIFEST)  # the dataset is unfinished until the new manifest lands
+    source = {"generator": cfg.to_dict(), "seed": int(seed), "n_events_requested": int(n_events)}
+    jobs = [(str(out), rel, lo, hi, cfg.to_dict(), int(seed), compression, source)
+            for split in plan for rel, lo, hi in plan[split]]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_write_one, jobs))
+    else:
+        results = [_write_one(j) for j in jobs]
+    splits, i = {}, 0
+    total = None
+    for split in plan:
+        splits[split] = []
+        for _ in plan[split]:
+            entry, stats = results[i]
+            i += 1
+            splits[split].append(entry)
+            if split == "train":
+                total = stats if total is None else tuple(a + b for a, b in zip(total, stats))
+    x_mean, x_std = finish_stats(*total)
+    for split in splits:
+        for entry in splits[split]:
+            ev.write_stats(out / entry["path"], x_mean, x_std)
+    return ev.write_manifest(out, splits, schema=SYNTHETIC_SCHEMA, x_features=X_FEATURES, class_labels=CLASS_LABELS,
+                             elem_types=ELEM_TYPES, source=source, stats={"x_mean": x_mean, "x_std": x_std})
