@@ -178,11 +178,13 @@ class SwiftHyperband(Hyperband):
         # reached r_i: a phase-1 continuation, or a degenerate round's single unit
         if self.degenerate:
             reason = self._rule2()
+            rule2_info = self._rule2_info()
             if reason is not None:
                 self.sent += 1
                 self.D.setdefault(self.r_i, []).append(tid)
                 self.full.append(tid)
-            decision = self._reached(trial, reason or "parked")
+            decision = self._reached(trial, reason or "rung")
+            decision.info.update(rule2_info)
         else:
             self.inflight_full -= 1
             self.D.setdefault(self.r_i, []).append(tid)

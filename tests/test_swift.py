@@ -1,0 +1,106 @@
+"""Swift-Hyperband (method.md 3): decision points, invariants, paper reproduction on MLPF."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpoq.curves.shared import load_shared
+from hpoq.errors import HpoqError
+from hpoq.schedulers import make_scheduler
+from hpoq.schedulers.base import CONTINUE, PAUSE, STOP
+from hpoq.schedulers.brackets import hyperband_schedule
+from hpoq.schedulers.sampling import table_sampler_for
+from hpoq.schedulers.swift import decision_epoch
+from hpoq.simulate import simulate_run
+
+
+@pytest.fixture(scope="module")
+def mlpf():
+    return load_shared("mlpf")
+
+
+@pytest.fixture(scope="module")
+def paper_runs(mlpf):
+    """10 seeds of Hyperband and Swift (svr on curve features, paper defaults), R=100, eta=2."""
+    return [(simulate_run(mlpf, "hyperband", s, 100, 2), simulate_run(mlpf, "swift", s, 100, 2, keep_events=True))
+            for s in range(10)]
+
+
+def test_decision_epoch_edge_cases():
+    assert decision_epoch(2, 3, 0.5) == 3      # coincides with the round end (R=100): saves nothing
+    assert decision_epoch(0, 1, 0.5) == 1      # R=300 first round
+    assert decision_epoch(0, 2, 0.5) == 1
+    assert decision_epoch(50, 100, 0.5) == 75
+    assert decision_epoch(12, 25, 0.5) == 19   # ceil(6.5)
+    assert decision_epoch(0, 30, 0.1) == 3     # exact: no float ceil(3.0000000000000004) = 4
+
+
+def test_paper_reproduction_mlpf(paper_runs):
+    """method.md 8.4/8.6: 7-12% fewer epochs than Hyperband's 3213; same answer in >= 9/10 seeds."""
+    epochs = [sw["epochs"] for _, sw in paper_runs]
+    saving = 1 - np.mean(epochs) / 3213
+    assert 0.07 <= saving <= 0.12, saving
+    same = sum(hb["best_row"] == sw["best_row"] for hb, sw in paper_runs)
+    assert same >= 9
+    assert all(hb["epochs"] == 3213 for hb, _ in paper_runs)
+
+
+def test_swift_invariants_on_events(paper_runs):
+    for _, sw in paper_runs[:3]:
+        decisions = sw["decisions"]
+        # parked => a predictor existed for that round: every predicted decision names key, tau and |D| >= d
+        predicted = [d for d in decisions if d["reason"] == "predicted"]
+        assert predicted
+        assert all(d["info"]["n_train"] >= 15 and "tau" in d["info"] and "prediction" in d["info"] for d in predicted)
+        # stops by prediction happen at the decision epoch, which is strictly inside the round
+        for d in predicted:
+            r, e = d["info"]["key"]
+            assert d["epoch"] == e < r
+        # at least n_next configurations of each round reach r_i (fallback, rule 8)
+        for d in decisions:
+            if d["reason"] == "predicted":
+                assert d["info"]["n_full"] + sum(
+                    1 for x in predicted if x["action"] == CONTINUE and x["info"]["key"] == d["info"]["key"]
+                    and x["info"]["bracket"] == d["info"]["bracket"]) >= d["info"]["n_next"]
+        # rule 2 continuations carry their inputs
+        rule2 = [d for d in decisions if d["reason"] in ("quota", "data")]
+        assert rule2 and all({"sent", "n_next", "D", "d", "e_d"} <= set(d["info"]) for d in rule2)
+
+
+def test_no_prediction_possible_equals_hyperband(mlpf):
+    """d larger than any D[r]: nothing is ever parked, so Swift is Hyperband (epochs and answer)."""
+    hb = simulate_run(mlpf, "hyperband", 3, 100, 2)
+    sw = simulate_run(mlpf, "swift", 3, 100, 2, params={"d": 10_000})
+    assert sw["epochs"] == 3213 and sw["best_row"] == hb["best_row"] and sw["pruned"] == hb["pruned"]
+    kc1 = simulate_run(mlpf, "swift", 3, 100, 2, params={"known_curve": 1.0})
+    assert kc1["epochs"] == 3213 and kc1["best_row"] == hb["best_row"]
+
+
+def test_warm_curves_preseed_predictor_data(mlpf):
+    cold = [simulate_run(mlpf, "swift", s, 100, 2, warm_fraction=0.5)["epochs"] for s in range(2)]
+    sampler, warm = table_sampler_for(mlpf, 0, 0.5)
+    sched = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=0, warm_curves=warm)
+    assert sched.d_size(100) == warm.n_rows  # every warm curve reaches R
+    res = simulate_run(mlpf, "swift", 0, 100, 2, warm_fraction=0.5, keep_events=True)
+    predicted = [d for d in res["decisions"] if d["reason"] == "predicted"]
+    assert all(d["info"]["warm"] == warm.n_rows for d in predicted)
+    # without the warm store, the same (reduced) configuration pool costs more epochs
+    no_store = [simulate_run(mlpf, "swift", s, 100, 2, params={"d": 15}, warm_fraction=0.0)["epochs"] for s in range(2)]
+    assert np.mean(cold) < np.mean(no_store) - 100
+
+
+def test_predictor_is_fitted_once_per_key(mlpf):
+    sampler, _ = table_sampler_for(mlpf, 1)
+    sched = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=1)
+    while not sched.finished:
+        u = sched.suggest()
+        sched.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch:u.end_epoch].tolist())
+    keys = {(r_i, decision_epoch(r_prev, r_i, 0.5)) for _, _, rounds in hyperband_schedule(100, 2)
+            for (r_prev, r_i) in zip([0] + [r for _, r in rounds[:-1]], [r for _, r in rounds])}
+    assert sched.fits == len(sched.M) <= 13 and set(sched.M) <= keys
+
+
+@pytest.mark.parametrize("param", [{"k": 2}, {"known_curve": 0}, {"threshold_quantile": 1.5}, {"refit": "always"}])
+def test_bad_parameters(mlpf, param):
+    with pytest.raises(HpoqError):
+        make_scheduler("swift", R=100, eta=2, sampler=table_sampler_for(mlpf, 0)[0], seed=0, **param)
