@@ -39,3 +39,6 @@ class Trainer(ABC):
     mode: str = "min"
     #: name of the returned metric
     metric: str = "val_loss"
+    #: constructor parameters that are file paths: a study file's relative paths for them are
+    #: resolved against the study file's directory (:func:`hpoq.study.spec.check_study`)
+    path_params: tuple[str, ...] = ()

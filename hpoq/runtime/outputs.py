@@ -1,0 +1,107 @@
+"""Output files of a study directory, besides the journal (all written by rank 0, atomically).
+
+* ``trials.csv`` -- one row per trial: ``trial_id, status, epochs, last, best, units, failures,
+  seconds, reason`` and one column per hyperparameter (union over trials; keys starting with
+  ``_`` such as the table trainer's ``_row`` included). Values in the metric's own direction.
+* ``best.yaml`` -- the scheduler's answer: ``study``, ``trial_id``, ``metric``, ``mode``,
+  ``value`` (own direction), ``epoch``, ``config``; ``trial_id: null`` if no trial reached R.
+* ``curves.h5`` -- every collected curve in the HDF5 curve-store format of
+  :mod:`hpoq.curves.store` (trial id, configuration, per-epoch values), so that finished studies
+  grow a predictor's training data (``warm_curves``).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+from hpoq.runtime.book import TrialBook
+
+TRIALS_FILE = "trials.csv"
+BEST_FILE = "best.yaml"
+CURVES_FILE = "curves.h5"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return "" if value is None else str(value)
+
+
+def write_trials_csv(book: TrialBook, path: str) -> None:
+    hp_names: list[str] = []
+    for t in book.trials.values():
+        for k in t.config:
+            if k not in hp_names:
+                hp_names.append(k)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["trial_id", "status", "epochs", "last", "best", "units", "failures", "seconds", "reason"] + hp_names)
+        for tid in sorted(book.trials):
+            t = book.trials[tid]
+            last = t.curve[-1] if t.curve else math.nan
+            w.writerow([tid, t.status, t.epochs, _fmt(last), _fmt(book.best_value(t)), t.units, t.failures,
+                        f"{t.seconds:.3f}", t.reason] + [_fmt(t.config.get(k)) for k in hp_names])
+    os.replace(tmp, path)
+
+
+def best_record(best: dict | None, mode: str) -> dict | None:
+    """The scheduler's best (minimised value) with the value in the metric's own direction."""
+    if not best:
+        return None
+    value = float(best["value"])
+    return {"trial_id": int(best["trial_id"]), "value": -value if mode == "max" else value,
+            "epoch": int(best.get("epoch", 0)), "config": dict(best["config"])}
+
+
+def write_best_yaml(best: dict | None, study: str, metric: str, mode: str, path: str) -> None:
+    import yaml
+
+    rec = best_record(best, mode)
+    doc = {"study": study, "metric": metric, "mode": mode}
+    if rec is None:
+        doc.update(trial_id=None, value=None, epoch=None, config=None)
+    else:
+        doc.update(rec)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(_plain(doc), fh, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _plain(obj):
+    """numpy scalars -> Python numbers for YAML."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return obj.item()
+    return obj
+
+
+def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, provenance: dict | None = None) -> None:
+    from hpoq.curves.store import CurveStore
+
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    hp_names: list[str] = []
+    for t in book.trials.values():
+        for k in t.config:
+            if k not in hp_names and not k.startswith("_"):
+                hp_names.append(k)
+    with CurveStore(tmp, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {}) as store:
+        for tid in sorted(book.trials):
+            t = book.trials[tid]
+            if t.curve:
+                store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
+    os.replace(tmp, path)
+
+
+def write_outputs(out_dir: str, book: TrialBook, best: dict | None, study: str, metric: str, mode: str,
+                  provenance: dict | None = None) -> None:
+    write_trials_csv(book, os.path.join(out_dir, TRIALS_FILE))
+    write_best_yaml(best, study, metric, mode, os.path.join(out_dir, BEST_FILE))
+    write_curves_store(book, os.path.join(out_dir, CURVES_FILE), metric, mode, provenance)

@@ -1,0 +1,295 @@
+"""Study files (YAML): keys, defaults, validation, and building the scheduler a study names.
+
+A study file (every key; ``~`` = null)::
+
+    name: mlpf-table            # study name (default: the file name without .yaml)
+    seed: 0                     # master seed; every random component derives its own (default 0)
+    out: runs/mlpf-table        # output directory, relative to the current directory
+                                #   (default runs/<name>; `run --out DIR` overrides it)
+    ranks_per_trial: 1          # MPI ranks per trial group (data-parallel training), >= 1 (default 1)
+    algorithm:
+      name: default             # scheduler: default | hyperband | swift | asha | random | topk-1epoch
+      R: 81                     # maximum epochs per configuration (required)
+      eta: 3                    # discard rate, integer >= 2 (default 3)
+      params: {}                # the algorithm's own parameters (e.g. known_curve for swift)
+    predictor: ~                # or {name: svr | qsvr | default, params: {...}}; the annealing
+                                #   sampler is a predictor parameter, e.g. params: {sampler: sa}
+                                #   (default ~: the algorithm's own default predictor)
+    trainer:
+      name: table               # table | mlpf | package.module:Class (required)
+      params: {}                # the trainer's constructor arguments
+    space: table                # "table": draw rows of the table trainer's curve table, or a
+                                #   mapping of parameters (see hpoq.study.space)
+    warm_fraction: 0.0          # space: table only: share of the table's distinct configurations
+                                #   set aside as warm curves for the predictor, in [0, 1) (default 0)
+    warm_curves: ~              # curves of an earlier study for the predictor: a curve store
+                                #   (.h5/.hdf5) or a CSV table; a path or {path, metric, mode}
+    poll_interval: 0.01         # seconds the master and idle workers sleep between polls (default 0.01)
+    max_retries: 1              # a failed work unit is retried this many times; a configuration
+                                #   that fails max_retries + 1 times is marked FAILED (default 1)
+
+Paths *inside* the file (``warm_curves`` and the trainer's path parameters, e.g. the table
+trainer's ``table``) are resolved relative to **the study file's directory**; ``out`` and
+``--out`` relative to the current directory. Unknown keys and wrong types raise
+:class:`~hpoq.errors.HpoqError` naming the key path, e.g. ``algorithm.params.knwon_curve``.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+from hpoq.errors import HpoqError
+
+TOP_KEYS = ("name", "seed", "out", "ranks_per_trial", "algorithm", "predictor", "trainer", "space",
+            "warm_fraction", "warm_curves", "poll_interval", "max_retries")
+DEFAULT_ETA = 3
+DEFAULT_POLL_INTERVAL = 0.01
+DEFAULT_MAX_RETRIES = 1
+
+
+@dataclass
+class StudySpec:
+    """A validated study file (paths already resolved to absolute ones, except ``out``)."""
+
+    name: str
+    seed: int = 0
+    out: str = ""
+    ranks_per_trial: int = 1
+    algorithm: dict = field(default_factory=dict)   # {name, R, eta, params}
+    predictor: dict | None = None                   # {name, params} or None
+    trainer: dict = field(default_factory=dict)     # {name, params}
+    space: object = "table"                         # "table" or {param: definition}
+    warm_fraction: float = 0.0
+    warm_curves: dict | None = None                 # {path, metric, mode} or None
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    max_retries: int = DEFAULT_MAX_RETRIES
+    source: str = ""                                # the study file (absolute path)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudySpec":
+        return cls(**d)
+
+
+# -- small type checkers (each names the key path) ------------------------------------------
+def _mapping(value, path: str, allowed: tuple[str, ...]) -> dict:
+    if not isinstance(value, dict):
+        raise HpoqError(f"{path} must be a mapping, got {_kind(value)}")
+    for key in value:
+        if key not in allowed:
+            raise HpoqError(f"{_join(path, key)}: unknown key (allowed: {', '.join(allowed)})")
+    return value
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _str(value, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise HpoqError(f"{path} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _int(value, path: str, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise HpoqError(f"{path} must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise HpoqError(f"{path} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _float(value, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise HpoqError(f"{path} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _params(value, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HpoqError(f"{path} must be a mapping, got {_kind(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise HpoqError(f"{path}: keys must be strings, got {key!r}")
+    return dict(value)
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+# -- loading --------------------------------------------------------------------------------
+def read_yaml(path: str) -> dict:
+    """Parse a study file; a missing file or YAML syntax error is an HpoqError."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise HpoqError(f"study file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HpoqError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HpoqError(f"study file {path!r} cannot be read ({exc})") from None
+    if not isinstance(data, dict):
+        raise HpoqError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
+    return data
+
+
+def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySpec:
+    """Validate the structure and types of a parsed study file (no imports of plugins yet)."""
+    _mapping(data, "", TOP_KEYS)
+    base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+    stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
+    name = _str(data.get("name", stem), "name")
+    seed = _int(data.get("seed", 0), "seed", low=0)
+    out_dir = out if out is not None else data.get("out", os.path.join("runs", name))
+    out_dir = _str(out_dir, "out" if out is None else "--out")
+    rpt = _int(data.get("ranks_per_trial", 1), "ranks_per_trial", low=1)
+
+    if "algorithm" not in data:
+        raise HpoqError("algorithm: required (at least {name, R})")
+    alg = _mapping(data["algorithm"], "algorithm", ("name", "R", "eta", "params"))
+    if "R" not in alg:
+        raise HpoqError("algorithm.R: required (maximum epochs per configuration)")
+    algorithm = {
+        "name": _str(alg.get("name", "default"), "algorithm.name"),
+        "R": _int(alg["R"], "algorithm.R", low=1),
+        "eta": _int(alg.get("eta", DEFAULT_ETA), "algorithm.eta", low=2),
+        "params": _params(alg.get("params"), "algorithm.params"),
+    }
+
+    predictor = None
+    if data.get("predictor") is not None:
+        pred = _mapping(data["predictor"], "predictor", ("name", "params"))
+        predictor = {"name": _str(pred.get("name"), "predictor.name"), "params": _params(pred.get("params"), "predictor.params")}
+
+    if "trainer" not in data:
+        raise HpoqError("trainer: required (at least {name})")
+    tr = _mapping(data["trainer"], "trainer", ("name", "params"))
+    trainer = {"name": _str(tr.get("name"), "trainer.name"), "params": _params(tr.get("params"), "trainer.params")}
+
+    space = data.get("space", "table" if trainer["name"] == "table" else None)
+    if space is None:
+        raise HpoqError("space: required (a mapping of parameters, or 'table' for the table trainer)")
+    if isinstance(space, str):
+        if space != "table":
+            raise HpoqError(f"space must be a mapping of parameters or the word 'table', got {space!r}")
+    elif not isinstance(space, dict):
+        raise HpoqError(f"space must be a mapping of parameters or the word 'table', got {_kind(space)}")
+
+    warm_fraction = _float(data.get("warm_fraction", 0.0), "warm_fraction")
+    if not 0.0 <= warm_fraction < 1.0:
+        raise HpoqError(f"warm_fraction must lie in [0, 1), got {warm_fraction:g}")
+    if warm_fraction and space != "table":
+        raise HpoqError("warm_fraction: only meaningful with 'space: table'")
+
+    warm_curves = None
+    wc = data.get("warm_curves")
+    if wc is not None:
+        if isinstance(wc, str):
+            wc = {"path": wc}
+        wc = _mapping(wc, "warm_curves", ("path", "metric", "mode"))
+        warm_curves = {"path": _resolve(_str(wc.get("path"), "warm_curves.path"), base_dir),
+                       "metric": None if wc.get("metric") is None else _str(wc["metric"], "warm_curves.metric"),
+                       "mode": None if wc.get("mode") is None else _str(wc["mode"], "warm_curves.mode")}
+        if warm_curves["mode"] not in (None, "min", "max"):
+            raise HpoqError(f"warm_curves.mode must be 'min' or 'max', got {warm_curves['mode']!r}")
+
+    poll = _float(data.get("poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval")
+    if not 0.0 < poll <= 10.0:
+        raise HpoqError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
+    retries = _int(data.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries", low=0)
+    return StudySpec(name=name, seed=seed, out=out_dir, ranks_per_trial=rpt, algorithm=algorithm,
+                     predictor=predictor, trainer=trainer, space=space, warm_fraction=warm_fraction,
+                     warm_curves=warm_curves, poll_interval=poll, max_retries=retries,
+                     source=os.path.abspath(source) if source else "")
+
+
+def _check_signature(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = [p for p in sig.parameters if p != "self" and p not in exclude
+               and sig.parameters[p].kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in params:
+        if key not in allowed:
+            raise HpoqError(f"{path}.{key}: {what} has no such parameter (parameters: {', '.join(allowed) or 'none'})")
+
+
+def check_study(spec: StudySpec) -> None:
+    """Check the names and parameters against the registries and the files on disk.
+
+    Resolves the trainer's path parameters (``Trainer.path_params``) against the study file's
+    directory in place. Imports the scheduler, predictor and trainer classes (not torch itself,
+    unless a trainer module imports it at module level).
+    """
+    from hpoq.predict import predictor_class
+    from hpoq.schedulers import COMMON_ARGS, PREDICTOR_ARGS, scheduler_class
+    from hpoq.study.space import SearchSpace
+    from hpoq.trainers import trainer_class
+
+    try:
+        sched_cls = scheduler_class(spec.algorithm["name"])
+    except HpoqError as exc:
+        raise HpoqError(f"algorithm.name: {exc}") from None
+    _check_signature(sched_cls, spec.algorithm["params"], "algorithm.params", f"algorithm {spec.algorithm['name']!r}",
+                     exclude=COMMON_ARGS + PREDICTOR_ARGS)
+    sched_args = inspect.signature(sched_cls.__init__).parameters
+    if spec.predictor is not None:
+        if "predictor" not in sched_args:
+            raise HpoqError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
+        try:
+            pred_cls = predictor_class(spec.predictor["name"])
+        except HpoqError as exc:
+            raise HpoqError(f"predictor.name: {exc}") from None
+        _check_signature(pred_cls, spec.predictor["params"], "predictor.params", f"predictor {spec.predictor['name']!r}")
+
+    try:
+        tcls = trainer_class(spec.trainer["name"])
+    except HpoqError as exc:
+        raise HpoqError(f"trainer.name: {exc}") from None
+    _check_signature(tcls, spec.trainer["params"], "trainer.params", f"trainer {spec.trainer['name']!r}")
+    base_dir = os.path.dirname(spec.source) if spec.source else os.getcwd()
+    for key in getattr(tcls, "path_params", ()):
+        value = spec.trainer["params"].get(key)
+        if isinstance(value, str):
+            spec.trainer["params"][key] = _resolve(value, base_dir)
+    if spec.space == "table":
+        if spec.trainer["name"] != "table":
+            raise HpoqError("space: 'table' needs the table trainer (trainer.name: table)")
+        table_path = spec.trainer["params"].get("table")
+        if not isinstance(table_path, str):
+            raise HpoqError("trainer.params.table: required (path of the curve table to replay)")
+        if not os.path.isfile(table_path):
+            raise HpoqError(f"trainer.params.table: file {table_path!r} does not exist")
+    else:
+        SearchSpace.from_spec(spec.space, seed=0)  # validates every parameter entry
+    if spec.warm_curves is not None and not os.path.isfile(spec.warm_curves["path"]):
+        raise HpoqError(f"warm_curves.path: file {spec.warm_curves['path']!r} does not exist")
+
+
+def load_study(path: str, out: str | None = None, check: bool = True) -> StudySpec:
+    """Read, parse and (with ``check``) fully validate a study file."""
+    spec = parse_study(read_yaml(path), source=path, out=out)
+    if check:
+        check_study(spec)
+    return spec
