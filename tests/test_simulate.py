@@ -193,3 +193,26 @@ def test_cli_bad_input_exits_2(capsys, mlpf_table, extra, message):
 def test_cli_missing_table_exits_2(capsys, tmp_path):
     code, out, err = run_cli(capsys, "--table", str(tmp_path / "none.csv"), "--metric", "loss", "--algorithm", "hyperband")
     assert code == 2 and "does not exist" in err
+
+
+def test_cli_warm_curves_from_hdf5_store(capsys, tmp_path):
+    from hpoq.curves.shared import load_shared
+    from hpoq.curves.store import write_store
+
+    table = load_shared("mlpf")
+    _, warm_rows = split_warm_rows(table, 11, 0.5)
+    short = table.subset(warm_rows)
+    short.curves = short.curves.copy()
+    short.curves[::2, 50:] = np.nan          # half of the earlier study's curves stopped at epoch 50
+    short.lengths = np.where(np.arange(short.n_rows) % 2 == 0, 50, 100)
+    path = tmp_path / "earlier.h5"
+    write_store(str(path), short)
+    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--R", "100", "--seeds", "0-1",
+                             "--warm-curves", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert all(r["warm_curves"] == short.n_rows for r in data["runs"])
+    cold = simulate_run(table, "swift", 0, 100, 2)
+    assert data["runs"][0]["epochs"] < cold["epochs"]
+    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--warm-curves", str(tmp_path / "no.h5"))
+    assert code == 2 and out == ""

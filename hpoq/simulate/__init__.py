@@ -50,8 +50,7 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
     check_table_for(table, R)
     sampler, warm_table = table_sampler_for(table, seed, warm_fraction)
     warm = merge_warm(warm_table, warm_curves)
-    if warm is not None and warm.n_epochs < R:
-        raise HpoqError(f"warm curve store has {warm.n_epochs} epochs, fewer than R = {R}")
+    # a warm store with shorter (or partial) curves still feeds the predictors of the early rungs
     scheduler = make_scheduler(algorithm, R=R, eta=eta, sampler=sampler, seed=seed, predictor=predictor,
                                predictor_params=predictor_params, warm_curves=warm, **(params or {}))
     result: ReplayResult = ReplayBackend(table, scheduler, R=R, workers=workers, keep_events=keep_events).run()
