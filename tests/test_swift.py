@@ -100,7 +100,49 @@ def test_predictor_is_fitted_once_per_key(mlpf):
     assert sched.fits == len(sched.M) <= 13 and set(sched.M) <= keys
 
 
-@pytest.mark.parametrize("param", [{"k": 2}, {"known_curve": 0}, {"threshold_quantile": 1.5}, {"refit": "always"}])
+@pytest.mark.parametrize("param", [{"k": 2}, {"d": 1}, {"known_curve": 0}, {"threshold_quantile": 1.5}, {"refit": "always"}])
 def test_bad_parameters(mlpf, param):
     with pytest.raises(HpoqError):
         make_scheduler("swift", R=100, eta=2, sampler=table_sampler_for(mlpf, 0)[0], seed=0, **param)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from hpoq.curves.table import CurveTable  # noqa: E402
+
+
+def toy_table(n=80, epochs=40):
+    rng = np.random.default_rng(3)
+    level = rng.uniform(0, 1, n)
+    curves = level[:, None] + rng.uniform(0, 2, n)[:, None] * np.exp(-np.outer(rng.uniform(0.05, 0.5, n), np.arange(1, epochs + 1)))
+    return CurveTable(hp_names=["a"], configs=[{"a": float(v)} for v in level], curves=curves, metric="loss")
+
+
+TOY = toy_table()
+
+
+@settings(max_examples=25, deadline=None)
+@given(R=st.integers(2, 40), eta=st.integers(2, 4), d=st.integers(2, 8), k=st.sampled_from([0.0, 0.5, 1.0]),
+       kc=st.sampled_from([0.25, 0.5, 0.75]), workers=st.integers(1, 4))
+def test_swift_invariants_property(R, eta, d, k, kc, workers):
+    """Same configurations as Hyperband, never more epochs, units resume where the trial stopped,
+    and at least n_next configurations reach the end of every round."""
+    from hpoq.schedulers.brackets import hyperband_budget
+
+    params = {"d": d, "k": k, "known_curve": kc}
+    res = simulate_run(TOY, "swift", 0, R, eta, workers=workers, params=params, keep_events=True)
+    configs, epochs = hyperband_budget(R, eta)
+    assert res["configs"] == configs and res["epochs"] <= epochs
+    reached = {}
+    for e in res["events"]:
+        if e[0] == "unit":
+            assert e[2] == reached.get(e[1], 0) < e[3] <= R
+            reached[e[1]] = e[3]
+    first = 0
+    for s, n, rounds in hyperband_schedule(R, eta):
+        ids = range(first, first + n)
+        for i, (n_i, r_i) in enumerate(rounds):
+            n_next = n_i // eta if i < s else 1
+            assert sum(1 for t in ids if reached.get(t, 0) >= r_i) >= max(n_next, 1)
+        first += n
+    assert res["best_final"] is not None

@@ -91,8 +91,8 @@ class SwiftHyperband(Hyperband):
                  known_curve: float = 0.5, threshold_quantile: float = 0.25, refit: str = "never",
                  add_phase2: bool = False, predictor: str | None = None, predictor_params: dict | None = None,
                  warm_curves=None):
-        if int(d) != d or d < 0:
-            raise HpoqError(f"swift: d must be a non-negative integer, got {d!r}")
+        if int(d) != d or d < 2:
+            raise HpoqError(f"swift: d must be an integer >= 2 (a predictor needs at least 2 training curves), got {d!r}")
         if not 0.0 <= float(k) <= 1.0:
             raise HpoqError(f"swift: k must lie in [0, 1], got {k!r}")
         if not 0.0 < float(known_curve) <= 1.0:
@@ -220,7 +220,7 @@ class SwiftHyperband(Hyperband):
         key = (r, e)
         size = self.d_size(r)
         if key not in self.M or (self.refit == "on_growth" and size > self.M_size[key]):
-            if size < max(self.d, 1):
+            if size < self.d:
                 raise HpoqError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
             configs, X, y = self._training_set(r, e)
             self.M[key] = build_predictor(self.predictor_name, self.predictor_params,
