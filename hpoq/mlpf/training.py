@@ -1,0 +1,300 @@
+"""One MLPF work unit: train a configuration from epoch ``start`` to ``end`` data-parallel over a
+trial group, validate after every epoch, checkpoint at the end (docs/mlpf.md 2 "Training loop",
+1.5, 5; docs/platform.md 3).
+
+Exactness rules that make resume equal to training straight through:
+- the LR is a function of the global step and the horizon ``R`` (never of ``end``);
+- the batch plan is a function of (seed, epoch) and the cursor is in the checkpoint;
+- the dropout RNG is re-seeded at every epoch from (seed, config, epoch, rank) and its state is
+  saved too; model, optimizer (incl. moments), global step and epoch are in the checkpoint.
+
+Metric: ``val_loss``, the mlpf.md 1.4 total with the *default* weights over the whole val split,
+from all-reduced sums and counts (never means of per-rank means).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hpoq.errors import HpoqError
+from hpoq.mlpf import events as ev
+from hpoq.mlpf.batches import PreparedEvents
+from hpoq.mlpf.distributed import make_backend, pick_device
+from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
+from hpoq.mlpf.model import MiniMLPF, ModelConfig, model_config
+from hpoq.mlpf.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
+from hpoq.mlpf.sampler import DistributedBatchPlan, validation_batches
+from hpoq.seeding import derive_seed
+
+CHECKPOINT = "mlpf-state.pt"
+CHECKPOINT_META = "mlpf-checkpoint.json"
+METRICS_LOG = "mlpf-metrics.jsonl"
+
+#: training hyperparameters a trial config may set, with their defaults
+TRAIN_DEFAULTS = {
+    "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "warmup_frac": 0.0,
+    "token_budget": 4096, "focal_gamma": 2.0, "binary_weight": 10.0,
+}
+#: architecture keys a trial config may set (ModelConfig fields the data does not fix)
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("input_dim", "n_types", "num_classes"))
+
+
+class TrainingFailed(Exception):
+    """Divergence (non-finite loss) or out-of-memory: the trial fails, the study goes on."""
+
+
+@dataclass
+class TrainSettings:
+    """Per-study settings (the trainer's ``params``); units: epochs, events, tokens = elements."""
+
+    data: str
+    preset: str = "tiny"
+    R: int = 10                      # horizon in epochs: the LR schedule spans R epochs
+    backend: str = "auto"            # auto | horovod | torch | none
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda
+    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    micro_batches: int = 1           # batches per rank per optimiser step (gradient accumulation)
+    max_train_events: int | None = None
+    max_val_events: int | None = None
+    val_token_budget: int = 8192
+    num_threads: int | None = None   # torch.set_num_threads per rank (None: leave as is)
+    verify_checksums: bool = True
+    store_host: str | None = None    # torch backend: TCPStore host for multi-node groups
+    log_metrics: bool = True
+
+
+def split_config(config: dict, preset: str) -> tuple[dict, dict]:
+    """(model overrides, training hyperparameters) of a trial config; unknown keys are an error."""
+    model, train = {}, dict(TRAIN_DEFAULTS)
+    for key, value in config.items():
+        if key in TRAIN_DEFAULTS:
+            train[key] = value
+        elif key in MODEL_KEYS:
+            if key in ("task_queries", "charge_head") and isinstance(value, str):
+                value = value.lower() in ("on", "true", "yes", "1")
+            model[key] = value
+        else:
+            raise HpoqError(f"mlpf: unknown hyperparameter {key!r} (training: {', '.join(TRAIN_DEFAULTS)}; "
+                            f"model: {', '.join(MODEL_KEYS)})")
+    if train["optimizer"] not in OPTIMIZERS:
+        raise HpoqError(f"mlpf: optimizer must be one of {', '.join(OPTIMIZERS)}, got {train['optimizer']!r}")
+    if train["schedule"] not in SCHEDULES:
+        raise HpoqError(f"mlpf: schedule must be one of {', '.join(SCHEDULES)}, got {train['schedule']!r}")
+    for key in ("lr", "weight_decay", "warmup_frac", "focal_gamma", "binary_weight"):
+        v = train[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise HpoqError(f"mlpf: {key} must be a non-negative number, got {v!r}")
+    if not isinstance(train["token_budget"], int) or train["token_budget"] < 1:
+        raise HpoqError(f"mlpf: token_budget must be a positive integer, got {train['token_budget']!r}")
+    return model, train
+
+
+# ------------------------------------------------------------------ data (cached per process)
+
+_DATA_CACHE: dict = {}
+
+
+def load_data(settings: TrainSettings):
+    """(manifest, train PreparedEvents, val PreparedEvents, train shard bounds), cached per process."""
+    key = (os.path.abspath(settings.data), settings.max_train_events, settings.max_val_events)
+    manifest = ev.read_manifest(settings.data)
+    cached = _DATA_CACHE.get(key)
+    if cached is not None and cached[0]["content_hash"] == manifest["content_hash"]:
+        return cached
+    if "val" not in manifest["splits"]:
+        raise HpoqError(f"{settings.data}: the dataset has no val split (generate it with --val-fraction > 0)")
+    train = ev.load_split(settings.data, "train", manifest=manifest, verify_checksum=settings.verify_checksums,
+                          max_events=settings.max_train_events)
+    val = ev.load_split(settings.data, "val", manifest=manifest, verify_checksum=settings.verify_checksums,
+                        max_events=settings.max_val_events)
+    bounds, start = [], 0
+    for entry in manifest["splits"]["train"]["shards"]:
+        end = min(start + entry["n_events"], train.n_events)
+        if end > start:
+            bounds.append((start, end))
+        start = end
+    result = (manifest, PreparedEvents(train), PreparedEvents(val), bounds)
+    _DATA_CACHE.clear()
+    _DATA_CACHE[key] = result
+    return result
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, epoch: int, meta: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    inner = getattr(optimizer, "state_dict")()
+    state = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": inner,
+        "global_step": int(global_step),
+        "epoch": int(epoch),
+        "sampler": plan.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    _atomic_torch_save(state, directory / CHECKPOINT)
+    tmp = directory / (CHECKPOINT_META + ".tmp")
+    tmp.write_text(json.dumps(dict(meta, epoch=int(epoch), global_step=int(global_step)), indent=1, sort_keys=True))
+    os.replace(tmp, directory / CHECKPOINT_META)
+
+
+def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) -> dict:
+    path, meta_path = directory / CHECKPOINT, directory / CHECKPOINT_META
+    if not path.is_file() or not meta_path.is_file():
+        raise HpoqError(f"mlpf: no checkpoint in {directory} to resume from epoch {expected_epoch}")
+    saved = json.loads(meta_path.read_text())
+    if saved.get("epoch") != expected_epoch:
+        raise HpoqError(f"mlpf: checkpoint in {directory} is at epoch {saved.get('epoch')}, not {expected_epoch}")
+    for key in ("config", "model", "R", "data_hash", "world_size", "micro_batches"):
+        if saved.get(key) != meta.get(key):
+            raise HpoqError(f"mlpf: checkpoint in {directory} was written with a different {key} "
+                            f"({saved.get(key)!r} != {meta.get(key)!r})")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+# ------------------------------------------------------------------ the unit
+
+def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir,
+               comm=None) -> list[float]:
+    """Train ``config`` from ``start_epoch`` to ``end_epoch``; the val_loss per epoch (same on all ranks)."""
+    if not (0 <= start_epoch < end_epoch):
+        raise HpoqError(f"mlpf: need 0 <= start_epoch < end_epoch, got {start_epoch}, {end_epoch}")
+    if end_epoch > settings.R:
+        raise HpoqError(f"mlpf: end_epoch {end_epoch} exceeds the horizon R = {settings.R} (set trainer param R)")
+    if settings.micro_batches < 1:
+        raise HpoqError(f"mlpf: micro_batches must be >= 1, got {settings.micro_batches}")
+    model_over, hp = split_config(dict(config), settings.preset)
+    if settings.num_threads:
+        torch.set_num_threads(int(settings.num_threads))
+    manifest, train, val, bounds = load_data(settings)
+    mcfg = model_config(settings.preset, **model_over, input_dim=int(manifest["input_dim"]),
+                        n_types=int(max(manifest["elem_types"])) + 1, num_classes=int(manifest["num_classes"]))
+    device = pick_device(settings.device, comm)
+    use_bf16 = device.type == "cuda" and settings.precision in ("auto", "bf16")
+    if settings.precision == "bf16" and device.type != "cuda":
+        raise HpoqError("mlpf: precision bf16 needs a CUDA device (CPU trains in fp32)")
+    cfg_json = json.dumps(config, sort_keys=True, default=str)
+    backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
+    try:
+        return _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
+                    Path(checkpoint_dir), backend, device, use_bf16)
+    finally:
+        backend.close()
+
+
+def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch, ckpt_dir, backend,
+         device, use_bf16) -> list[float]:
+    rank, world = backend.rank, backend.size
+    torch.manual_seed(derive_seed(settings.seed, "mlpf-init", cfg_json))
+    model = MiniMLPF(mcfg, np.asarray(manifest["stats"]["x_mean"]), np.asarray(manifest["stats"]["x_std"])).to(device)
+    optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp["lr"], hp["weight_decay"])
+    plan = DistributedBatchPlan(train.n_elements, bounds, hp["token_budget"], derive_seed(settings.seed, "mlpf-sampler"),
+                                world_size=world, rank=rank, micro_batches=settings.micro_batches)
+    steps_per_epoch = plan.steps_per_epoch(0)
+    if steps_per_epoch < 1:
+        raise HpoqError(f"mlpf: token_budget {hp['token_budget']} leaves no full step on {world} rank(s) "
+                        f"x {settings.micro_batches} micro-batches for {train.n_events} training events")
+    total_steps = settings.R * steps_per_epoch
+    weights = LossWeights(binary=float(hp["binary_weight"]), focal_gamma=float(hp["focal_gamma"]))
+    meta = {"config": json.loads(cfg_json), "model": dataclasses.asdict(mcfg), "R": settings.R,
+            "data_hash": manifest["content_hash"], "world_size": world, "micro_batches": settings.micro_batches,
+            "backend": backend.name, "preset": settings.preset}
+    optimizer = backend.wrap(model, optimizer, settings.micro_batches)
+    global_step = 0
+    if start_epoch > 0:
+        state = load_checkpoint(ckpt_dir, start_epoch, meta, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        global_step = int(state["global_step"])
+        plan.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+    backend.broadcast(model, optimizer)
+    pad = 8 if device.type == "cuda" else 1
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    curve = []
+    for epoch in range(start_epoch, end_epoch):
+        t0 = time.perf_counter()
+        torch.manual_seed(derive_seed(settings.seed, "mlpf-dropout", cfg_json, epoch, rank))
+        model.train()
+        train_acc = torch.zeros(3, dtype=torch.float64)   # loss sum over steps, steps, events
+        for micro in plan.steps(epoch):
+            batches = [train.batch(evs, pad_multiple=pad, device=device) for evs in micro]
+            counts = torch.tensor([[float(b["mask"].sum()), float(((b["cls"] > 0) & b["mask"]).sum())] for b in batches],
+                                  dtype=torch.float64).sum(0)
+            counts = backend.allreduce_sum(counts.to(device)).cpu()
+            step_loss = 0.0
+            try:
+                for b in batches:
+                    with autocast():
+                        out = model(b["X"], b["mask"])
+                    terms = combine(loss_sums(out, b, weights.focal_gamma, charge=b["charge"]), weights, counts[0], counts[1])
+                    terms["total"].backward()
+                    step_loss += float(terms["total"].detach())
+            except torch.cuda.OutOfMemoryError as exc:
+                raise TrainingFailed(f"out of memory at epoch {epoch + 1}: {str(exc)[:100]}") from None
+            backend.reduce_gradients(model)
+            lr = lr_at(global_step, total_steps, float(hp["lr"]), hp["schedule"], float(hp["warmup_frac"]))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            optimizer.zero_grad()
+            global_step += 1
+            train_acc += torch.tensor([step_loss, 1.0, float(sum(len(e) for e in micro))], dtype=torch.float64)
+        val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad)
+        train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
+        val_loss = float(val_terms["total"])
+        dt = time.perf_counter() - t0
+        if rank == 0 and settings.log_metrics:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            with open(ckpt_dir / METRICS_LOG, "a") as fh:
+                fh.write(json.dumps({"epoch": epoch + 1, "val_loss": val_loss,
+                                     **{f"val_{k}": float(v) for k, v in val_terms.items() if k != "total"},
+                                     "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
+                                     "lr": lr, "seconds": dt, "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
+        if not math.isfinite(val_loss):
+            raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
+        curve.append(val_loss)
+    if rank == 0:
+        save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta)
+    backend.barrier()  # nobody starts the next unit before the checkpoint is on disk
+    return curve
+
+
+@torch.no_grad()
+def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, autocast=contextlib.nullcontext,
+             pad: int = 1) -> dict:
+    """Fixed-weight (default) loss terms over the whole val split, from all-reduced sums and counts."""
+    model.eval()
+    acc = torch.zeros(5, dtype=torch.float64)
+    for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
+        b = val.batch(evs, pad_multiple=pad, device=device)
+        with autocast():
+            out = model(b["X"], b["mask"])
+        s = loss_sums(out, b, DEFAULT_WEIGHTS.focal_gamma, charge=b["charge"])
+        acc += torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
+    acc = backend.allreduce_sum(acc.to(device)).cpu()
+    sums = {"binary": acc[0], "focal": acc[1], "regression": acc[2]}
+    return {k: float(v) for k, v in combine(sums, DEFAULT_WEIGHTS, acc[3], acc[4]).items()}
+
+
+def single_process_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir) -> list[float]:
+    """Convenience for scripts and benchmarks: one process, no MPI."""
+    return train_unit(dataclasses.replace(settings, backend="none"), config, start_epoch, end_epoch, checkpoint_dir, None)

@@ -1,0 +1,59 @@
+"""The ``mlpf`` trainer plugin: MiniMLPF on HDF5 events, data-parallel over the trial group.
+
+Study file::
+
+    trainer:
+      name: mlpf
+      params: {data: data/mlpf-synth, preset: tiny, R: 27, backend: auto, seed: 0}
+
+``train`` is called on every rank of a trial group with the group's communicator (or None); all
+ranks return the same per-epoch ``val_loss`` list (mlpf.md 1.5, minimised). Divergence (non-finite
+loss) and CUDA out-of-memory raise :class:`TrainerError`; bad parameters raise HpoqError.
+The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_DEFAULTS` and
+:data:`hpoq.mlpf.training.MODEL_KEYS` (see :mod:`hpoq.mlpf.search_space`).
+"""
+from __future__ import annotations
+
+from hpoq.errors import HpoqError
+from hpoq.trainers.base import Trainer, TrainerError
+
+
+class MLPFTrainer(Trainer):
+    name = "mlpf"
+    metric = "val_loss"
+    mode = "min"
+    #: parameters holding paths, resolved against the study file's directory
+    path_params = ("data",)
+
+    def __init__(self, data: str, preset: str = "tiny", R: int = 10, backend: str = "auto", seed: int = 0,
+                 device: str = "auto", precision: str = "auto", micro_batches: int = 1,
+                 max_train_events: int | None = None, max_val_events: int | None = None,
+                 val_token_budget: int = 8192, num_threads: int | None = 1, verify_checksums: bool = True,
+                 store_host: str | None = None, log_metrics: bool = True):
+        params = dict(data=data, preset=preset, R=R, backend=backend, seed=seed, device=device, precision=precision,
+                      micro_batches=micro_batches, max_train_events=max_train_events, max_val_events=max_val_events,
+                      val_token_budget=val_token_budget, num_threads=num_threads, verify_checksums=verify_checksums,
+                      store_host=store_host, log_metrics=log_metrics)
+        super().__init__(**params)
+        from hpoq.mlpf.distributed import BACKENDS
+        from hpoq.mlpf.model import PRESETS
+
+        if backend not in BACKENDS:
+            raise HpoqError(f"trainer.params.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if preset not in PRESETS:
+            raise HpoqError(f"trainer.params.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if not isinstance(R, int) or R < 1:
+            raise HpoqError(f"trainer.params.R must be a positive integer (the horizon in epochs), got {R!r}")
+
+    def _settings(self):
+        from hpoq.mlpf.training import TrainSettings
+
+        return TrainSettings(**self.params)
+
+    def train(self, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir: str, comm=None) -> list[float]:
+        from hpoq.mlpf.training import TrainingFailed, train_unit
+
+        try:
+            return train_unit(self._settings(), config, start_epoch, end_epoch, checkpoint_dir, comm)
+        except TrainingFailed as exc:
+            raise TrainerError(str(exc)) from None
