@@ -173,8 +173,11 @@ def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) ->
 # ------------------------------------------------------------------ the unit
 
 def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir,
-               comm=None) -> list[float]:
-    """Train ``config`` from ``start_epoch`` to ``end_epoch``; the val_loss per epoch (same on all ranks)."""
+               comm=None, return_state: bool = False):
+    """Train ``config`` from ``start_epoch`` to ``end_epoch``; the val_loss per epoch (same on all ranks).
+
+    With ``return_state`` also this rank's final model ``state_dict`` (tests, benchmarks).
+    """
     if not (0 <= start_epoch < end_epoch):
         raise HpoqError(f"mlpf: need 0 <= start_epoch < end_epoch, got {start_epoch}, {end_epoch}")
     if end_epoch > settings.R:
@@ -194,8 +197,9 @@ def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoc
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
     try:
-        return _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
-                    Path(checkpoint_dir), backend, device, use_bf16)
+        curve, model = _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
+                            Path(checkpoint_dir), backend, device, use_bf16)
+        return (curve, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if return_state else curve
     finally:
         backend.close()
 
@@ -275,7 +279,7 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
     if rank == 0:
         save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta)
     backend.barrier()  # nobody starts the next unit before the checkpoint is on disk
-    return curve
+    return curve, model
 
 
 @torch.no_grad()
