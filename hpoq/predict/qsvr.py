@@ -1,0 +1,360 @@
+"""``qsvr``: QUBO-SVR (method.md 5) with top-k combination and the 4 x 20 subset ensemble.
+
+One QSVR (method.md 5.1-5.7): the epsilon-SVR dual on N <= 20 scaled points is written as a
+QUBO (:mod:`hpoq.predict.qubo`, V = 2*K*N <= 120 variables), sampled (:mod:`hpoq.predict.samplers`:
+``sa`` default, ``neal`` alias, ``exact``, ``dwave``), the top-k distinct lowest-energy solutions
+(energies recomputed on the host) are decoded by label, each gets its textbook KKT bias, and they
+are combined by one of the schemes of 5.7 (weights on the coefficient vectors, bias recomputed
+from the combined vector): ``norm``, ``softmax``, ``lc-norm``, ``lc-softmax``, ``best``, ``mean``,
+``r2-softmax``, ``mean7`` (the mean of those seven; the workflow's output) or ``lowest``.
+
+Subset ensemble (method.md 5.8, the ACAT 2022 stabilisation): the training points are split
+into m = max(1, min(chunks, n // N)) disjoint seeded chunks of N points; each chunk's QSVR is
+scored on the training points outside it; its weight is max(0, best R2 among the seven schemes)
+and its prediction that scheme's; the final prediction is the weighted mean (equal weights if
+all are 0) and ``spread`` the members' weighted standard deviation in target units.
+
+Features (method.md 4.4): ``stride2`` with QuantileTransformer(n_quantiles=min(50, n)) on X and y,
+fitted on the predictor's training set (leak-free), so scaled targets lie in [0, 1] as the
+encoding box [0, C_eff] assumes. ``features`` / ``scaler`` select other sets (``curve``,
+``baker``; ``minmax``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from hpoq.errors import HpoqError
+from hpoq.predict.base import Prediction, Predictor
+from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
+from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
+                               samples_in_label_order, textbook_bias, to_bqm)
+from hpoq.predict.samplers import ALIASES, SAMPLERS, make_sampler
+from hpoq.seeding import derive_rng, derive_seed
+
+#: the seven combination schemes of method.md 5.7, in the table's order
+SEVEN_SCHEMES = ("norm", "softmax", "lc-norm", "lc-softmax", "best", "mean", "r2-softmax")
+COMBINE_SCHEMES = SEVEN_SCHEMES + ("mean7", "lowest")
+#: SA defaults for the 4 x 20 ensemble: one fit within ~3 s on one core (benchmarks/qsvr_quality.py)
+SA_NUM_READS = 100
+SA_NUM_SWEEPS = 1000
+_TINY = 1e-12
+
+
+def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.asarray(scores, dtype=float) / temperature
+    z = z - z.max()  # max-subtracted: no overflow (method.md 5.9, item 15)
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def log2cosh_sum(residuals: np.ndarray) -> float:
+    """sum log2(cosh(r)) computed stably as logaddexp2(r, -r) - 1 (the original's base-2 log-cosh)."""
+    r = np.asarray(residuals, dtype=float)
+    return float((np.logaddexp2(r, -r) - 1.0).sum())
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination in the standard order r2(true, pred) (method.md 5.9, item 20)."""
+    y = np.asarray(y, dtype=float)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - pred) ** 2).sum())
+    if ss_tot <= 0:
+        return 0.0 if ss_res <= _TINY else -math.inf
+    return 1.0 - ss_res / ss_tot
+
+
+def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Weights over the k solutions for one of the seven schemes (method.md 5.7, correct definitions)."""
+    k = len(mse)
+    inv_mse = 1.0 / np.maximum(mse, _TINY)
+    inv_lc = 1.0 / np.maximum(lc, _TINY)
+    if scheme == "norm":
+        return inv_mse / inv_mse.sum()
+    if scheme == "softmax":
+        return _softmax(inv_mse, temperature)
+    if scheme == "lc-norm":
+        return inv_lc / inv_lc.sum()
+    if scheme == "lc-softmax":
+        return _softmax(inv_lc, temperature)
+    if scheme == "best":
+        w = np.zeros(k)
+        w[int(np.argmin(mse))] = 1.0  # first minimum = the lower-energy one (solutions sorted by energy)
+        return w
+    if scheme == "mean":
+        return np.full(k, 1.0 / k)
+    if scheme == "r2-softmax":
+        return _softmax(np.where(np.isfinite(r2s), r2s, -1e9), temperature)
+    raise HpoqError(f"unknown combination scheme {scheme!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+
+
+@dataclass
+class QSVRModel:
+    """One trained QSVR: f(x) = k(x, X) @ beta + bias on scaled features/targets."""
+
+    X: np.ndarray        # [N, d] scaled training points of the chunk
+    beta: np.ndarray     # [N]
+    bias: float
+    scheme: str
+
+    def predict_scaled(self, Xs: np.ndarray, gamma: float) -> np.ndarray:
+        return rbf_kernel(Xs, self.X, gamma) @ self.beta + self.bias
+
+
+class QSVRPredictor(Predictor):
+    """QUBO-SVR predictor (method.md 5) implementing :class:`hpoq.predict.base.Predictor`.
+
+    Parameters (units: scaled targets in [0, 1], scaled features):
+
+    - QUBO: ``K`` bits per coefficient (3), base ``B`` (0.5), offset ``k0`` (0.005), ``epsilon``
+      (0.02), RBF ``gamma`` (0.1), equality penalty ``xi`` (0.01), complementarity ``lam`` (0).
+    - ``n_points`` N per QUBO (20; V = 2*K*N variables), ``chunks`` of the ensemble (4).
+    - ``sampler``: ``sa`` | ``neal`` | ``exact`` | ``dwave``; ``num_reads`` (sa: 100, dwave: 1000),
+      ``num_sweeps`` (sa: 1000); ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
+    - ``combine`` (``mean7``; see COMBINE_SCHEMES) for a single QSVR and for every chunk when
+      ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, method.md 5.8)
+      each chunk uses the best of the seven schemes on its held-out points. ``temperature`` of the
+      softmax schemes (1).
+    - D-Wave: ``chain_strength`` (``mult`` = ``chain_mult`` x ceil(max|Q|), ``utc``, or a number),
+      ``chain_mult`` (10), ``annealing_time`` (us), ``embedding_cache`` (directory), ``dwave_solver``,
+      ``dwave_child`` (a structured sampler to use instead of DWaveSampler, e.g. MockDWaveSampler),
+      ``dwave_fallback`` (True: fall back to ``sa`` with a warning), ``timeout_s``.
+    - ``features`` (``stride2``), ``scaler`` (``quantile`` | ``minmax``), ``hp_log`` (baker only),
+      ``seed`` (master seed; chunk choice and SA seeds derive from it).
+    """
+
+    name = "qsvr"
+
+    def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "quantile", hp_log: bool = True,
+                 n_points: int = 20, chunks: int = 4, K: int = 3, B: float = 0.5, k0: float = 0.005,
+                 epsilon: float = 0.02, gamma: float = 0.1, xi: float = 0.01, lam: float = 0.0,
+                 sampler: str = "sa", num_reads: int | None = None, num_sweeps: int = SA_NUM_SWEEPS,
+                 top_k: int | None = None, combine: str = "mean7", ensemble_select: str = "best",
+                 temperature: float = 1.0, chain_strength="mult", chain_mult: float = 10.0,
+                 annealing_time: float | None = None, embedding_cache: str | None = None,
+                 dwave_solver: str | None = None, dwave_child=None, dwave_fallback: bool = True,
+                 timeout_s: float = 600.0):
+        if features not in FEATURE_SETS:
+            raise HpoqError(f"qsvr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
+        if scaler not in ("quantile", "minmax"):
+            raise HpoqError(f"qsvr: scaler must be 'quantile' or 'minmax', got {scaler!r}")
+        key = ALIASES.get(str(sampler).lower(), str(sampler).lower())
+        if key not in SAMPLERS:
+            raise HpoqError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if combine not in COMBINE_SCHEMES:
+            raise HpoqError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+        if ensemble_select not in ("best", "combine"):
+            raise HpoqError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
+        for pname, value in (("n_points", n_points), ("chunks", chunks)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
+        if top_k is not None and (int(top_k) != top_k or top_k < 1):
+            raise HpoqError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
+        for pname, value in (("epsilon", epsilon), ("xi", xi), ("lam", lam)):
+            if not (np.isfinite(value) and value >= 0):
+                raise HpoqError(f"qsvr: {pname} must be a finite number >= 0, got {value!r}")
+        if not (np.isfinite(gamma) and gamma > 0):
+            raise HpoqError(f"qsvr: gamma must be > 0, got {gamma!r}")
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise HpoqError(f"qsvr: temperature must be > 0, got {temperature!r}")
+        self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
+        self.seed = int(seed)
+        self.features, self.scaler_name, self.hp_log = features, scaler, bool(hp_log)
+        self.n_points, self.chunks = int(n_points), int(chunks)
+        self.epsilon, self.gamma, self.xi, self.lam = float(epsilon), float(gamma), float(xi), float(lam)
+        self.sampler_name = key
+        self.num_reads = num_reads if num_reads is not None else (1000 if key == "dwave" else SA_NUM_READS)
+        self.num_sweeps = int(num_sweeps)
+        self.top_k = None if top_k is None else int(top_k)
+        self.combine, self.ensemble_select, self.temperature = combine, ensemble_select, float(temperature)
+        self._sampler_options = dict(chain_strength=chain_strength, chain_mult=chain_mult,
+                                     annealing_time=annealing_time, cache_dir=embedding_cache,
+                                     solver=dwave_solver, fallback=dwave_fallback, timeout_s=timeout_s)
+        self._dwave_child = dwave_child
+        self.sampler = None  # built on first fit (the D-Wave path imports dwave.system there)
+        self.members: list[QSVRModel] = []
+        self.member_weights = np.zeros(0)
+        self.used_rows_: np.ndarray | None = None   # training rows the QUBOs saw, chunk by chunk
+        self.chunk_rows_: list[np.ndarray] = []
+        self.encoder: HPEncoder | None = None
+        self.scaler: XYScaler | None = None
+        self.n_epochs: int | None = None
+        self.fit_seconds = 0.0
+        self._fit_info: dict = {}
+
+    # -- sampler ----------------------------------------------------------------------------
+    def _make_sampler(self):
+        if self.sampler_name == "exact":
+            return make_sampler("exact", max_variables=max(20, self.encoding.n_variables(1)))
+        if self.sampler_name == "sa":
+            return make_sampler("sa", num_reads=self.num_reads, num_sweeps=self.num_sweeps)
+        opts = {k: v for k, v in self._sampler_options.items() if v is not None}
+        return make_sampler("dwave", num_reads=self.num_reads, num_sweeps=self.num_sweeps,
+                            child=self._dwave_child, sa_num_reads=SA_NUM_READS, **opts)
+
+    @property
+    def k_solutions(self) -> int:
+        if self.top_k is not None:
+            return self.top_k
+        return max(int(math.floor(0.004 * self.num_reads)), 2)
+
+    # -- one QSVR -----------------------------------------------------------------------------
+    def _solve_chunk(self, Xc: np.ndarray, yc: np.ndarray, chunk: int) -> tuple[list[tuple], dict, np.ndarray]:
+        """Top-k distinct lowest-energy solutions of one chunk's QUBO: [(alpha, alpha_hat, energy)], info."""
+        N = len(yc)
+        V = self.encoding.n_variables(N)
+        kmat = rbf_kernel(Xc, Xc, self.gamma)
+        Q = qubo_matrix(kmat, yc, self.encoding, self.epsilon, self.xi, self.lam)
+        bqm = to_bqm(Q)
+        result = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
+        # identical logical samples merged (num_occurrences summed) after unembedding (5.6)
+        bits, _ = samples_in_label_order(result.sampleset.aggregate(), V)
+        energies = qubo_energies(Q, bits)
+        order = np.argsort(energies, kind="stable")
+        top = order[: self.k_solutions]
+        alpha, alpha_hat = decode(bits[top], N, self.encoding)
+        sols = [(alpha[j], alpha_hat[j], float(energies[top[j]])) for j in range(len(top))]
+        info = dict(result.info)
+        info["energies"] = [s[2] for s in sols]
+        return sols, info, kmat
+
+    def _schemes(self, sols, kmat: np.ndarray, yc: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+        """(beta, bias) for every combination scheme; scheme weights scored in-sample on the chunk (5.7)."""
+        c_eff = self.encoding.c_eff
+        alphas = np.array([s[0] for s in sols])
+        alpha_hats = np.array([s[1] for s in sols])
+        betas = alphas - alpha_hats
+        biases = np.array([textbook_bias(b, kmat, yc, self.epsilon, c_eff) for b in betas])
+        preds = betas @ kmat + biases[:, None]   # kmat symmetric: row j = predictions of solution j
+        res = preds - yc[None, :]
+        mse = (res ** 2).mean(1)
+        lc = np.array([log2cosh_sum(r) for r in res])
+        r2s = np.array([r2(yc, p) for p in preds])
+        out: dict[str, tuple[np.ndarray, float]] = {}
+        for scheme in SEVEN_SCHEMES:
+            w = scheme_weights(scheme, mse, lc, r2s, self.temperature)
+            a, ah = w @ alphas, w @ alpha_hats
+            beta = a - ah
+            out[scheme] = (beta, textbook_bias(beta, kmat, yc, self.epsilon, c_eff))
+        out["mean7"] = (np.mean([out[s][0] for s in SEVEN_SCHEMES], axis=0),
+                        float(np.mean([out[s][1] for s in SEVEN_SCHEMES])))
+        out["lowest"] = (betas[0], float(biases[0]))
+        return out
+
+    # -- Predictor interface ---------------------------------------------------------------
+    def _features(self, configs, prefixes) -> np.ndarray:
+        return build_features(self.features, configs if self.features in USES_HPS else None, prefixes, self.encoder)
+
+    def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "QSVRPredictor":
+        t0 = time.perf_counter()
+        prefixes = np.asarray(prefixes, dtype=float)
+        if prefixes.ndim == 1:
+            prefixes = prefixes[:, None]
+        targets = np.asarray(targets, dtype=float).ravel()
+        if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
+            raise HpoqError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}")
+        if not (np.isfinite(prefixes).all() and np.isfinite(targets).all()):
+            raise HpoqError("qsvr: prefixes and targets must be finite")
+        if configs is not None and len(configs) != len(targets):
+            raise HpoqError(f"qsvr: {len(configs)} configs for {len(targets)} targets")
+        n = len(targets)
+        self.n_epochs = prefixes.shape[1]
+        self.encoder = HPEncoder(log_scale=self.hp_log).fit(configs if self.features in USES_HPS else None)
+        X = self._features(configs, prefixes)
+        self.scaler = XYScaler(self.scaler_name).fit(X, targets)
+        Xs, ys = self.scaler.transform_X(X), self.scaler.transform_y(targets)
+        if self.sampler is None:
+            self.sampler = self._make_sampler()
+
+        # disjoint seeded chunks of N points (5.8); never more than 2*K*N variables per QUBO
+        N = self.n_points
+        perm = derive_rng(self.seed, "qsvr", "chunks").permutation(n)
+        m = max(1, min(self.chunks, n // N))
+        self.chunk_rows_ = [np.sort(perm[c * N:(c + 1) * N]) for c in range(m)]
+        self.used_rows_ = np.concatenate(self.chunk_rows_)
+
+        members, weights, chunk_info = [], [], []
+        for c, rows in enumerate(self.chunk_rows_):
+            Xc, yc = Xs[rows], ys[rows]
+            sols, info, kmat = self._solve_chunk(Xc, yc, c)
+            schemes = self._schemes(sols, kmat, yc)
+            outside = np.setdiff1d(np.arange(n), rows)
+            if m == 1:
+                scheme = self.combine
+                score = float("nan")
+                if len(outside) >= 2:
+                    beta, bias = schemes[scheme]
+                    score = r2(ys[outside], rbf_kernel(Xs[outside], Xc, self.gamma) @ beta + bias)
+                weight = 1.0
+            else:
+                kout = rbf_kernel(Xs[outside], Xc, self.gamma)
+                candidates = SEVEN_SCHEMES if self.ensemble_select == "best" else (self.combine,)
+                scores = {s: r2(ys[outside], kout @ schemes[s][0] + schemes[s][1]) for s in candidates}
+                scheme = max(candidates, key=lambda s: scores[s])  # first of equal scores, table order
+                score = scores[scheme]
+                weight = max(0.0, score) if np.isfinite(score) else 0.0
+            beta, bias = schemes[scheme]
+            members.append(QSVRModel(X=Xc, beta=beta, bias=bias, scheme=scheme))
+            weights.append(weight)
+            info.update(scheme=scheme, heldout_r2=score, n_points=len(rows))
+            chunk_info.append(info)
+        w = np.asarray(weights, dtype=float)
+        self.member_weights = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+        self.members = members
+        self.fit_seconds = time.perf_counter() - t0
+        self._fit_info = {"chunks": chunk_info}
+        return self
+
+    def _member_predictions_scaled(self, configs, prefixes) -> np.ndarray:
+        prefixes = np.asarray(prefixes, dtype=float)
+        if prefixes.ndim == 1:
+            prefixes = prefixes[None, :]
+        if prefixes.ndim != 2 or prefixes.shape[1] != self.n_epochs:
+            raise HpoqError(f"qsvr: prefixes must be [m, {self.n_epochs}] as in fit, got shape {prefixes.shape}")
+        Xs = self.scaler.transform_X(self._features(configs, prefixes))
+        return np.array([mem.predict_scaled(Xs, self.gamma) for mem in self.members])
+
+    def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
+        if not self.members:
+            raise RuntimeError("qsvr: predict called before fit")
+        member_scaled = self._member_predictions_scaled(configs, prefixes)
+        w = self.member_weights
+        mean = self.scaler.inverse_y(w @ member_scaled)
+        spread = None
+        if len(self.members) > 1:
+            member = np.array([self.scaler.inverse_y(p) for p in member_scaled])
+            centre = w @ member
+            spread = np.sqrt(np.maximum(w @ (member - centre[None, :]) ** 2, 0.0))
+        return Prediction(mean=mean, spread=spread, info=self._sampler_facts())
+
+    # -- reporting --------------------------------------------------------------------------
+    def _sampler_facts(self) -> dict:
+        d = dict(self.sampler.describe()) if self.sampler is not None else {"sampler": self.sampler_name}
+        d["requested_sampler"] = self.sampler_name
+        d["chunks"] = len(self.members)
+        d["member_weights"] = [float(x) for x in self.member_weights]
+        d["schemes"] = [m.scheme for m in self.members]
+        cbf = [c["chain_break_fraction"] for c in self._fit_info.get("chunks", []) if "chain_break_fraction" in c]
+        if cbf:
+            d["chain_break_fraction"] = float(np.mean(cbf))
+        return d
+
+    def describe(self) -> dict:
+        d = {"name": self.name, "seed": self.seed, "features": self.features, "scaler": self.scaler_name,
+             "n_points": self.n_points, "chunks_max": self.chunks, "K": self.encoding.K, "B": self.encoding.B,
+             "k0": self.encoding.k0, "C_eff": self.encoding.c_eff, "epsilon": self.epsilon, "gamma": self.gamma,
+             "xi": self.xi, "lam": self.lam, "num_reads": self.num_reads, "num_sweeps": self.num_sweeps,
+             "top_k": self.k_solutions, "combine": self.combine, "ensemble_select": self.ensemble_select,
+             "fit_seconds": self.fit_seconds}
+        d.update(self._sampler_facts())
+        if self._fit_info:
+            d["chunk_info"] = [{k: v for k, v in c.items() if k != "energies"} | {"lowest_energy": c["energies"][0]}
+                               for c in self._fit_info["chunks"]]
+        return d
+
+
+__all__ = ["QSVRPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum", "r2"]

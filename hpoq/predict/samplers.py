@@ -1,0 +1,366 @@
+"""Samplers for the QSVR QUBO: ``sa`` (default; ``neal`` is an alias), ``exact`` and ``dwave``.
+
+method.md 5.5 and platform.md 4:
+
+- ``sa``: ``dwave.samplers.SimulatedAnnealingSampler`` (the class ``neal`` re-exports), seeded,
+  ``num_reads`` and ``num_sweeps`` configurable.
+- ``exact``: ``dimod.ExactSolver``; refuses problems above ``max_variables`` (20) variables.
+- ``dwave``: ``DWaveSampler`` behind a ``FixedEmbeddingComposite`` with a clique embedding of K_V
+  on the solver's working graph, computed once per (solver, V) and cached on disk as JSON
+  {solver, V, graph_hash, embedding}; validated against the current working graph on load.
+  Chain strength 10 x ceil(max |Q|) (``chain_strength="mult"``) or
+  ``uniform_torque_compensation`` (``"utc"``) or a number. If the QPU cannot be used (no token,
+  network error, solver missing, timeout, no embedding) it falls back to ``sa`` with a logged
+  WARNING and records ``fallback_from`` / ``reason`` (or raises HpoqError with ``fallback=False``).
+  Credentials are left to dwave-cloud-client (config file or DWAVE_API_TOKEN); hpoq never reads,
+  logs, prints or writes them.
+
+Every sampler returns the *logical* (unembedded) sampleset plus an info dict.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hpoq.errors import HpoqError
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("sa", "neal", "exact", "dwave")
+ALIASES = {"neal": "sa"}
+
+
+@dataclass
+class SampleResult:
+    """A logical sampleset (variables = QUBO labels) and facts about how it was obtained."""
+
+    sampleset: object
+    info: dict = field(default_factory=dict)
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise HpoqError(f"sampler parameter {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class SASampler:
+    """Simulated annealing (dwave-samplers), seeded per call; single-threaded."""
+
+    name = "sa"
+
+    def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
+        self.num_reads = _check_positive_int("num_reads", num_reads)
+        self.num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        self.beta_range = None if beta_range is None else tuple(float(b) for b in beta_range)
+        from dwave.samplers import SimulatedAnnealingSampler
+
+        self._sampler = SimulatedAnnealingSampler()
+
+    def sample(self, bqm, seed: int) -> SampleResult:
+        t0 = time.perf_counter()
+        kwargs = dict(num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=int(seed) % (2 ** 31))  # dwave-samplers accepts [0, 2**31)
+        if self.beta_range is not None:
+            kwargs["beta_range"] = self.beta_range
+        ss = self._sampler.sample(bqm, **kwargs)
+        return SampleResult(ss, {"sampler": "sa", "num_reads": self.num_reads,
+                                 "num_sweeps": self.num_sweeps, "seconds": time.perf_counter() - t0})
+
+    def describe(self) -> dict:
+        return {"sampler": "sa", "num_reads": self.num_reads, "num_sweeps": self.num_sweeps}
+
+
+class ExactQuboSampler:
+    """Brute force over all 2**V states (dimod.ExactSolver): tiny problems only."""
+
+    name = "exact"
+
+    def __init__(self, max_variables: int = 20):
+        self.max_variables = _check_positive_int("max_variables", max_variables)
+
+    def sample(self, bqm, seed: int = 0) -> SampleResult:
+        import dimod
+
+        if bqm.num_variables > self.max_variables:
+            raise HpoqError(f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
+                            f"{self.max_variables}); use 'sa' or fewer points per QUBO")
+        t0 = time.perf_counter()
+        ss = dimod.ExactSolver().sample(bqm)
+        return SampleResult(ss, {"sampler": "exact", "seconds": time.perf_counter() - t0})
+
+    def describe(self) -> dict:
+        return {"sampler": "exact", "max_variables": self.max_variables}
+
+
+# --------------------------------------------------------------------------------------------
+# D-Wave QPU path
+
+def default_cache_dir() -> Path:
+    """``$HPOQ_CACHE_DIR/embeddings`` or ``~/.cache/hpoq/embeddings``."""
+    base = os.environ.get("HPOQ_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hpoq")
+    return Path(base) / "embeddings"
+
+
+def graph_hash(graph) -> str:
+    """sha256 of the working graph's sorted node and edge lists (qubits going offline change it)."""
+    nodes = sorted(int(n) for n in graph.nodes)
+    edges = sorted((min(int(u), int(v)), max(int(u), int(v))) for u, v in graph.edges)
+    h = hashlib.sha256()
+    h.update(json.dumps(nodes, separators=(",", ":")).encode())
+    h.update(json.dumps(edges, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def clique_embedding_valid(embedding: dict, n_variables: int, graph) -> bool:
+    """Is ``embedding`` a valid minor embedding of K_V (labels 0..V-1) into ``graph``?"""
+    import networkx as nx
+    from dwave.embedding import is_valid_embedding
+
+    if sorted(embedding) != list(range(n_variables)):
+        return False
+    return bool(is_valid_embedding(embedding, nx.complete_graph(n_variables), graph))
+
+
+class EmbeddingCache:
+    """Clique embeddings of K_V per (solver, V) as JSON files, validated on every load (method.md 5.5)."""
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+
+    def path(self, solver: str, n_variables: int) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(solver)) or "solver"
+        return self.directory / f"clique_{safe}_V{int(n_variables)}.json"
+
+    def load(self, solver: str, n_variables: int, graph) -> tuple[dict | None, str]:
+        """(embedding or None, status) where status is 'hit', 'missing', or why the file was rejected."""
+        path = self.path(solver, n_variables)
+        if not path.exists():
+            return None, "missing"
+        try:
+            data = json.loads(path.read_text())
+            if data.get("solver") != solver or int(data.get("V", -1)) != int(n_variables):
+                return None, "stale: solver or size differ"
+            emb = {int(k): [int(q) for q in chain] for k, chain in data["embedding"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return None, f"unreadable ({type(exc).__name__})"
+        # validate even on a matching hash (cheap, ~50 ms at V=120); a changed hash (some qubits
+        # offline) only invalidates the file if the chains no longer fit the graph
+        if clique_embedding_valid(emb, n_variables, graph):
+            return emb, "hit"
+        return None, "invalid on the current working graph"
+
+    def store(self, solver: str, n_variables: int, graph, embedding: dict) -> Path:
+        path = self.path(solver, n_variables)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"solver": solver, "V": int(n_variables), "graph_hash": graph_hash(graph),
+                   "embedding": {str(k): [int(q) for q in embedding[k]] for k in sorted(embedding)}}
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=str(path.parent))
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(payload, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def get(self, solver: str, n_variables: int, graph) -> tuple[dict, str]:
+        """A valid clique embedding: from the cache, else computed with busclique and stored."""
+        emb, status = self.load(solver, n_variables, graph)
+        if emb is not None:
+            return emb, "hit"
+        from minorminer.busclique import find_clique_embedding
+
+        emb = find_clique_embedding(int(n_variables), graph)
+        emb = {int(k): [int(q) for q in chain] for k, chain in emb.items()}
+        if not emb or not clique_embedding_valid(emb, n_variables, graph):
+            raise RuntimeError(f"no clique embedding of {n_variables} variables on solver {solver}")
+        self.store(solver, n_variables, graph, emb)
+        return emb, "computed" if status == "missing" else f"recomputed ({status})"
+
+
+def _solver_name(child) -> str:
+    solver = getattr(child, "solver", None)
+    name = getattr(solver, "name", None)
+    if not name:
+        props = getattr(child, "properties", {}) or {}
+        name = props.get("chip_id") or type(child).__name__
+    return str(name)
+
+
+def _scrub(text: str) -> str:
+    """Remove any configured token from an error message before it reaches a log or a result."""
+    token = os.environ.get("DWAVE_API_TOKEN")
+    if token and len(token) >= 4:
+        text = text.replace(token, "***")
+    # tokens look like 'ABC-0123abcd...'; never let a long hex run through
+    return re.sub(r"\b[A-Za-z]{2,4}-[0-9a-fA-F]{16,}\b", "***", text)
+
+
+class DWaveQuboSampler:
+    """QPU sampling through a FixedEmbeddingComposite with a cached clique embedding.
+
+    ``child``: a structured sampler to use instead of ``DWaveSampler(solver=solver)`` (tests pass
+    ``MockDWaveSampler(topology_type="pegasus", topology_shape=[16], ...)``). ``annealing_time`` in
+    microseconds (None = the solver default, 20 us). ``timeout_s``: seconds to wait for a result.
+    """
+
+    name = "dwave"
+
+    def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
+                 chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
+                 timeout_s: float = 600.0, fallback: bool = True, sa_num_reads: int = 100,
+                 sa_num_sweeps: int = 1000):
+        self.num_reads = _check_positive_int("num_reads", num_reads)
+        if not (chain_strength in ("mult", "utc") or isinstance(chain_strength, (int, float))):
+            raise HpoqError(f"chain_strength must be 'mult', 'utc' or a number, got {chain_strength!r}")
+        self.chain_strength = chain_strength
+        self.chain_mult = float(chain_mult)
+        self.annealing_time = annealing_time
+        self.timeout_s = float(timeout_s)
+        self.fallback = bool(fallback)
+        self.cache = EmbeddingCache(cache_dir)
+        self._sa = SASampler(num_reads=sa_num_reads, num_sweeps=sa_num_sweeps)
+        self._child = child
+        self._solver_spec = solver
+        self._composites: dict[int, object] = {}
+        self.solver_name: str | None = None
+        self.fallback_reason: str | None = None
+        self.embedding_status: dict[int, str] = {}
+        self.chain_break_fractions: list[float] = []
+        self._open()
+
+    # -- setup ----------------------------------------------------------------------------
+    def _open(self) -> None:
+        if self._child is None:
+            try:
+                from dwave.system import DWaveSampler
+
+                kwargs = {} if self._solver_spec is None else {"solver": self._solver_spec}
+                self._child = DWaveSampler(**kwargs)
+            except Exception as exc:  # no token -> ValueError; network, missing solver -> others
+                self._fail(f"cannot open the D-Wave solver: {type(exc).__name__}: {exc}")
+                return
+        self.solver_name = _solver_name(self._child)
+
+    def _fail(self, reason: str) -> None:
+        reason = _scrub(reason)
+        if not self.fallback:
+            raise HpoqError(f"D-Wave sampler unusable ({reason}) and fallback to 'sa' is disabled")
+        if self.fallback_reason is None:
+            log.warning("D-Wave QPU unusable, falling back to simulated annealing ('sa'): %s", reason)
+        self.fallback_reason = reason
+
+    def _composite(self, n_variables: int):
+        comp = self._composites.get(n_variables)
+        if comp is None:
+            from dwave.system import FixedEmbeddingComposite
+
+            graph = self._child.to_networkx_graph()
+            emb, status = self.cache.get(self.solver_name, n_variables, graph)
+            self.embedding_status[n_variables] = status
+            comp = self._composites[n_variables] = FixedEmbeddingComposite(self._child, emb)
+        return comp
+
+    def chain_strength_for(self, bqm):
+        if self.chain_strength == "utc":
+            from dwave.embedding.chain_strength import uniform_torque_compensation
+
+            return uniform_torque_compensation
+        if self.chain_strength == "mult":
+            # 10 x ceil(max |Q_uv|) over all entries, diagonal included (method.md 5.5)
+            lin = np.abs(np.fromiter(bqm.linear.values(), float, bqm.num_variables))
+            quad = np.abs(np.fromiter(bqm.quadratic.values(), float, bqm.num_interactions))
+            qmax = max(lin.max(initial=0.0), quad.max(initial=0.0))
+            return self.chain_mult * math.ceil(qmax)
+        return float(self.chain_strength)
+
+    # -- sampling -------------------------------------------------------------------------
+    def sample(self, bqm, seed: int) -> SampleResult:
+        if self.fallback_reason is None:
+            try:
+                return self._sample_qpu(bqm)
+            except HpoqError:
+                raise
+            except Exception as exc:  # network error, timeout, solver gone, no embedding
+                self._fail(f"{type(exc).__name__}: {exc}")
+        res = self._sa.sample(bqm, seed)
+        res.info.update(fallback_from="dwave", reason=self.fallback_reason)
+        return res
+
+    def _sample_qpu(self, bqm) -> SampleResult:
+        t0 = time.perf_counter()
+        comp = self._composite(bqm.num_variables)
+        cs = self.chain_strength_for(bqm)
+        kwargs = dict(num_reads=self.num_reads, chain_strength=cs, return_embedding=False)
+        if self.annealing_time is not None:
+            kwargs["annealing_time"] = float(self.annealing_time)
+        ss = comp.sample(bqm, **kwargs)
+        deadline = time.monotonic() + self.timeout_s
+        while not ss.done():  # the future-backed sampleset; poll so a hung job cannot block forever
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no QPU result within {self.timeout_s:g} s")
+            time.sleep(0.05)
+        ss.resolve()
+        cbf = float(np.mean(ss.record.chain_break_fraction)) if "chain_break_fraction" in ss.record.dtype.names else float("nan")
+        self.chain_break_fractions.append(cbf)
+        info = {"sampler": "dwave", "solver": self.solver_name, "num_reads": self.num_reads,
+                "chain_strength": cs if isinstance(cs, float) else "uniform_torque_compensation",
+                "chain_break_fraction": cbf, "embedding": self.embedding_status.get(bqm.num_variables),
+                "seconds": time.perf_counter() - t0}
+        timing = ss.info.get("timing") if isinstance(ss.info, dict) else None
+        if timing and "qpu_access_time" in timing:
+            info["qpu_access_time_us"] = float(timing["qpu_access_time"])
+        return SampleResult(ss, info)
+
+    def describe(self) -> dict:
+        d = {"sampler": "sa" if self.fallback_reason else "dwave", "num_reads": self.num_reads,
+             "solver": self.solver_name, "chain_strength": self.chain_strength,
+             "chain_mult": self.chain_mult, "embedding_cache": str(self.cache.directory)}
+        if self.fallback_reason:
+            d.update(fallback_from="dwave", reason=self.fallback_reason)
+        if self.chain_break_fractions:
+            d["chain_break_fraction"] = float(np.nanmean(self.chain_break_fractions))
+        return d
+
+
+def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000,
+                 child=None, **options):
+    """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``.
+
+    ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (method.md 5.5). ``child``
+    injects the structured sampler under the D-Wave composite. Other ``options`` go to the
+    sampler class (see :class:`DWaveQuboSampler`, :class:`SASampler`, :class:`ExactQuboSampler`).
+    """
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key == "sa":
+        allowed = {"beta_range"}
+        _check_options(name, options, allowed)
+        return SASampler(num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps, **options)
+    if key == "exact":
+        _check_options(name, options, {"max_variables"})
+        return ExactQuboSampler(**options)
+    if key == "dwave":
+        allowed = {"solver", "cache_dir", "chain_strength", "chain_mult", "annealing_time", "timeout_s",
+                   "fallback", "sa_num_reads"}
+        _check_options(name, options, allowed)
+        return DWaveQuboSampler(num_reads=1000 if num_reads is None else num_reads, child=child,
+                                sa_num_sweeps=num_sweeps, **options)
+    raise HpoqError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def _check_options(name: str, options: dict, allowed: set) -> None:
+    bad = sorted(set(options) - allowed)
+    if bad:
+        raise HpoqError(f"sampler {name!r} does not take option(s) {', '.join(bad)}")
