@@ -142,7 +142,7 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         if plan.resume is not None and plan.resume.finished:
             print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
             for rank in range(1, size):
-                world.send({"ok": False}, dest=rank, tag=TAG_SETUP)
+                world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
             book = plan.resume.book
             write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
             return 0
@@ -155,7 +155,8 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:
             _error(errors[0])
-            for rank in range(1, size):
+            layout = plan.layout
+            for rank in [layout.leader(g) for g in range(layout.n_groups)] + layout.idle_ranks():
                 world.send({"code": 2}, dest=rank, tag=TAG_STOP)
             return 2
         modes = {r["mode"] for r in ready if r.get("mode")}

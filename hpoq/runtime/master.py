@@ -24,12 +24,14 @@ import time
 from collections import deque
 
 from hpoq.errors import HpoqError
-from hpoq.runtime.book import TrialBook
+from hpoq.runtime.book import DONE as DONE_STATUS, FAILED as FAILED_STATUS, PRUNED, TrialBook
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.resume import minimized, queue_entry
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
+
+_TERMINAL = (DONE_STATUS, PRUNED, FAILED_STATUS)  # trial states whose checkpoint is no longer needed
 
 
 class Master:
@@ -168,6 +170,10 @@ class Master:
         self.best_trial = best_tid
         busy = {u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
         for tid in sorted(self.to_delete):
+            info = self.book.trials.get(tid)
+            if info is None or info.status not in _TERMINAL:
+                self.to_delete.discard(tid)  # paused or promoted again: it still needs its checkpoint
+                continue
             if tid in busy or tid == best_tid:
                 continue
             path = self.checkpoint_dir(tid)
@@ -225,10 +231,25 @@ class Master:
         if self.stopping and not self.inflight:
             state = self.scheduler.state_dict()
             self.record("snapshot", state=state, queue=list(self.queue))
+        elif self.status == "finished":
+            self._final_cleanup()
         return self.status
 
+    def _final_cleanup(self) -> None:
+        """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
+        best = self.scheduler.best()
+        keep = None if not best else self.checkpoint_dir(int(best["trial_id"]))
+        if not os.path.isdir(self.ckpt_root):
+            return
+        for name in sorted(os.listdir(self.ckpt_root)):
+            path = os.path.join(self.ckpt_root, name)
+            if path != keep and name.startswith("trial-") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                self.record("checkpoint_deleted", trial_id=int(name.split("-")[1]), path=path)
+
     def stop_workers(self, code: int = 0) -> None:
-        for rank in range(1, self.comm.Get_size()):
+        """Group leaders (which tell their members) and the idle ranks get the stop message."""
+        for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
             self.comm.send({"code": code}, dest=rank, tag=TAG_STOP)
 
 

@@ -129,7 +129,7 @@ def worker_main(world) -> int:
     try:
         _, setup = _wait_recv(world, 0, (TAG_SETUP,), _Poller(0.01))
         if not setup.get("ok"):
-            return 2  # rank 0 has printed the error
+            return int(setup.get("code", 2))  # rank 0 has printed why
         poll = _Poller(float(setup["poll_interval"]))
         layout = GroupLayout(world.Get_size(), int(setup["ranks_per_trial"]))
         gcomm = split_groups(world, layout)

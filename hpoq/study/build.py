@@ -17,12 +17,13 @@ from hpoq.study.spec import StudySpec
 
 def trainer_metric(spec: StudySpec) -> tuple[str, str]:
     """(metric name, mode) the study's trainer reports, as far as it is known before training."""
-    params = spec.trainer["params"]
-    if spec.trainer["name"] == "table":
-        return str(params.get("metric", "loss")), str(params.get("mode", "min"))
     from hpoq.trainers import trainer_class
+    from hpoq.trainers.table import TableTrainer
 
+    params = spec.trainer["params"]
     cls = trainer_class(spec.trainer["name"])
+    if issubclass(cls, TableTrainer):  # the metric is a constructor parameter (default loss, min)
+        return str(params.get("metric", "loss")), str(params.get("mode", "min"))
     return str(params.get("metric", cls.metric)), str(params.get("mode", cls.mode))
 
 

@@ -187,7 +187,7 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     tr = _mapping(data["trainer"], "trainer", ("name", "params"))
     trainer = {"name": _str(tr.get("name"), "trainer.name"), "params": _params(tr.get("params"), "trainer.params")}
 
-    space = data.get("space", "table" if trainer["name"] == "table" else None)
+    space = data.get("space", "table" if trainer["name"] == "table" else None)  # table trainer: rows by default
     if space is None:
         raise HpoqError("space: required (a mapping of parameters, or 'table' for the table trainer)")
     if isinstance(space, str):
@@ -274,8 +274,10 @@ def check_study(spec: StudySpec) -> None:
         if isinstance(value, str):
             spec.trainer["params"][key] = _resolve(value, base_dir)
     if spec.space == "table":
-        if spec.trainer["name"] != "table":
-            raise HpoqError("space: 'table' needs the table trainer (trainer.name: table)")
+        from hpoq.trainers.table import TableTrainer
+
+        if not issubclass(tcls, TableTrainer):
+            raise HpoqError("space: 'table' needs the table trainer (trainer.name: table) or a subclass of it")
         table_path = spec.trainer["params"].get("table")
         if not isinstance(table_path, str):
             raise HpoqError("trainer.params.table: required (path of the curve table to replay)")

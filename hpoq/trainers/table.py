@@ -45,6 +45,18 @@ class TableTrainer(Trainer):
         self.mode = mode
         self.sleep = float(sleep)
 
+    @staticmethod
+    def _check_checkpoint(path: str, row: int, start_epoch: int) -> str | None:
+        try:
+            with open(path) as fh:
+                ckpt = json.load(fh)
+        except (OSError, ValueError):
+            return f"table trainer: no checkpoint to resume epoch {start_epoch} from in {os.path.dirname(path)}"
+        if ckpt.get("row") != row or ckpt.get("epoch") != start_epoch:
+            return (f"table trainer: checkpoint holds row {ckpt.get('row')} epoch {ckpt.get('epoch')}, "
+                    f"expected row {row} epoch {start_epoch}")
+        return None
+
     @property
     def n_epochs(self) -> int:
         return self.table.n_epochs
@@ -55,21 +67,17 @@ class TableTrainer(Trainer):
             raise TrainerError(f"table trainer: config has no valid '_row' (0..{self.table.n_rows - 1}); use 'space: table'")
         if not 0 <= start_epoch < end_epoch <= self.table.n_epochs:
             raise TrainerError(f"table trainer: epochs {start_epoch}..{end_epoch} outside 0..{self.table.n_epochs}")
-        if comm is not None and comm.Get_size() > 1:
-            # every rank of the group must train the same configuration (checks the group wiring)
-            rows = comm.allgather(row)
-            if len(set(rows)) != 1:
-                raise TrainerError(f"table trainer: ranks of one trial group got different rows {rows}")
         path = os.path.join(checkpoint_dir, CHECKPOINT_FILE)
-        if start_epoch > 0:
-            try:
-                with open(path) as fh:
-                    ckpt = json.load(fh)
-            except (OSError, ValueError):
-                raise TrainerError(f"table trainer: no checkpoint to resume epoch {start_epoch} from in {checkpoint_dir}") from None
-            if ckpt.get("row") != row or ckpt.get("epoch") != start_epoch:
-                raise TrainerError(f"table trainer: checkpoint holds row {ckpt.get('row')} epoch {ckpt.get('epoch')}, "
-                                   f"expected row {row} epoch {start_epoch}")
+        problem = self._check_checkpoint(path, row, start_epoch) if start_epoch > 0 else None
+        if comm is not None and comm.Get_size() > 1:
+            # every rank must train the same configuration (checks the group wiring), and every rank
+            # has read the checkpoint before rank 0 overwrites it; all ranks fail together
+            views = comm.allgather((row, problem))
+            if len({r for r, _ in views}) != 1:
+                raise TrainerError(f"table trainer: ranks of one trial group got different rows {[r for r, _ in views]}")
+            problem = next((p for _, p in views if p), None)
+        if problem:
+            raise TrainerError(problem)
         if self.sleep:
             time.sleep(self.sleep * (end_epoch - start_epoch))
         if comm is None or comm.Get_rank() == 0:
