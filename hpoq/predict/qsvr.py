@@ -53,7 +53,8 @@ def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def log2cosh_sum(residuals: np.ndarray) -> float:
-    """sum log2(cosh(r)) computed stably as logaddexp2(r, -r) - 1 (the original's base-2 log-cosh)."""
+    """The original's base-2 log-cosh, sum log2((2**r + 2**-r) / 2), computed stably as
+    logaddexp2(r, -r) - 1 (method.md 5.7); like log cosh it is ~r^2 near 0 and ~|r| far out."""
     r = np.asarray(residuals, dtype=float)
     return float((np.logaddexp2(r, -r) - 1.0).sum())
 
@@ -161,6 +162,9 @@ class QSVRPredictor(Predictor):
             raise HpoqError(f"qsvr: gamma must be > 0, got {gamma!r}")
         if not (np.isfinite(temperature) and temperature > 0):
             raise HpoqError(f"qsvr: temperature must be > 0, got {temperature!r}")
+        if not (chain_strength in ("mult", "utc") or (isinstance(chain_strength, (int, float))
+                                                     and not isinstance(chain_strength, bool) and chain_strength > 0)):
+            raise HpoqError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
         self.seed = int(seed)
         self.features, self.scaler_name, self.hp_log = features, scaler, bool(hp_log)
@@ -189,7 +193,7 @@ class QSVRPredictor(Predictor):
     # -- sampler ----------------------------------------------------------------------------
     def _make_sampler(self):
         if self.sampler_name == "exact":
-            return make_sampler("exact", max_variables=max(20, self.encoding.n_variables(1)))
+            return make_sampler("exact")
         if self.sampler_name == "sa":
             return make_sampler("sa", num_reads=self.num_reads, num_sweeps=self.num_sweeps)
         opts = {k: v for k, v in self._sampler_options.items() if v is not None}

@@ -85,8 +85,9 @@ class ExactQuboSampler:
 
     name = "exact"
 
-    def __init__(self, max_variables: int = 20):
+    def __init__(self, max_variables: int = 20, keep: int = 1000):
         self.max_variables = _check_positive_int("max_variables", max_variables)
+        self.keep = _check_positive_int("keep", keep)
 
     def sample(self, bqm, seed: int = 0) -> SampleResult:
         import dimod
@@ -95,7 +96,8 @@ class ExactQuboSampler:
             raise HpoqError(f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
                             f"{self.max_variables}); use 'sa' or fewer points per QUBO")
         t0 = time.perf_counter()
-        ss = dimod.ExactSolver().sample(bqm)
+        # every state is distinct; keep the lowest ones (aggregating 2**18 samples costs seconds)
+        ss = dimod.ExactSolver().sample(bqm).truncate(self.keep)
         return SampleResult(ss, {"sampler": "exact", "seconds": time.perf_counter() - t0})
 
     def describe(self) -> dict:
@@ -349,7 +351,7 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
         _check_options(name, options, allowed)
         return SASampler(num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps, **options)
     if key == "exact":
-        _check_options(name, options, {"max_variables"})
+        _check_options(name, options, {"max_variables", "keep"})
         return ExactQuboSampler(**options)
     if key == "dwave":
         allowed = {"solver", "cache_dir", "chain_strength", "chain_mult", "annealing_time", "timeout_s",

@@ -1,0 +1,137 @@
+"""The ``dwave`` sampler path offline: MockDWaveSampler (Pegasus P16), embedding cache, fallback to SA.
+
+No network and no token: the QPU is dwave-system's MockDWaveSampler with a simulated-annealing
+substitute (platform.md 4); a missing token exercises the real ``DWaveSampler()`` ValueError.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from hpoq.errors import HpoqError
+from hpoq.predict.qsvr import QSVRPredictor
+from hpoq.predict.samplers import EmbeddingCache, graph_hash, make_sampler
+
+FAKE_TOKEN = "ABC-0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def mock_qpu():
+    from dwave.samplers import SimulatedAnnealingSampler
+    from dwave.system.testing import MockDWaveSampler
+
+    return MockDWaveSampler(topology_type="pegasus", topology_shape=[16],
+                            substitute_sampler=SimulatedAnnealingSampler(),
+                            substitute_kwargs={"num_sweeps": 100}, parameter_warnings=False)
+
+
+@pytest.fixture()
+def no_token(monkeypatch, tmp_path):
+    """No D-Wave credentials anywhere: empty config file, no token variable, HOME elsewhere."""
+    empty = tmp_path / "dwave.conf"
+    empty.write_text("")
+    monkeypatch.delenv("DWAVE_API_TOKEN", raising=False)
+    monkeypatch.setenv("DWAVE_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def _data(n=40, e=10, seed=0):
+    rng = np.random.default_rng(seed)
+    P = np.cumsum(rng.random((n, e)), axis=1)
+    return P, 1.5 * P[:, -1] + rng.normal(0, 0.1, n)
+
+
+def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
+    P, y = _data()
+    cache_dir = tmp_path / "emb"
+    q = QSVRPredictor(sampler="dwave", dwave_child=mock_qpu, num_reads=10, chunks=1, embedding_cache=str(cache_dir))
+    pred = q.fit(None, P, y).predict(None, P[:5])
+    d = q.describe()
+    assert d["sampler"] == "dwave" and "fallback_from" not in d and d["solver"] == "MockDWaveSampler"
+    chunk = d["chunk_info"][0]
+    assert chunk["embedding"] == "computed" and chunk["sampler"] == "dwave"
+    assert 0.0 <= d["chain_break_fraction"] <= 1.0 and np.isfinite(d["chain_break_fraction"])
+    # chain strength = 10 x ceil(max |Q|) by default (method.md 5.5)
+    assert chunk["chain_strength"] > 0 and chunk["chain_strength"] % 10 == 0
+    assert np.all(np.isfinite(pred.mean)) and pred.info["sampler"] == "dwave"
+
+    # the cache file: JSON {solver, V, graph_hash, embedding}, valid on the mock's working graph
+    files = list(cache_dir.glob("*.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    graph = mock_qpu.to_networkx_graph()
+    assert data["solver"] == "MockDWaveSampler" and data["V"] == 120
+    assert data["graph_hash"] == graph_hash(graph)
+    assert sorted(int(k) for k in data["embedding"]) == list(range(120))
+    assert max(len(c) for c in data["embedding"].values()) <= 12
+
+    # a second predictor reloads and validates it instead of recomputing
+    q2 = QSVRPredictor(sampler="dwave", dwave_child=mock_qpu, num_reads=10, chunks=1, embedding_cache=str(cache_dir),
+                       chain_strength="utc")
+    q2.fit(None, P, y)
+    chunk2 = q2.describe()["chunk_info"][0]
+    assert chunk2["embedding"] == "hit" and chunk2["chain_strength"] == "uniform_torque_compensation"
+
+    # a cached embedding that no longer fits the working graph is rejected and recomputed
+    bad = dict(data)
+    bad["embedding"] = dict(data["embedding"])
+    bad["embedding"]["0"] = [10 ** 7]  # a qubit the graph does not have
+    files[0].write_text(json.dumps(bad))
+    cache = EmbeddingCache(cache_dir)
+    emb, status = cache.load("MockDWaveSampler", 120, graph)
+    assert emb is None and status.startswith("invalid")
+    emb, status = cache.get("MockDWaveSampler", 120, graph)
+    assert status.startswith("recomputed") and emb[0] != [10 ** 7]
+    assert json.loads(files[0].read_text())["embedding"]["0"] == emb[0]
+
+
+def test_missing_token_falls_back_to_sa(no_token, caplog):
+    P, y = _data(seed=1)
+    with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
+        q = QSVRPredictor(sampler="dwave", num_reads=20, num_sweeps=100, chunks=2, seed=4)
+        pred = q.fit(None, P, y).predict(None, P[:5])
+    assert any(r.levelno == logging.WARNING and "falling back" in r.getMessage() for r in caplog.records)
+    d = q.describe()
+    assert d["sampler"] == "sa" and d["requested_sampler"] == "dwave" and d["fallback_from"] == "dwave"
+    assert "token" in d["reason"].lower()
+    assert pred.info["fallback_from"] == "dwave" and pred.info["sampler"] == "sa"
+    assert all(c["sampler"] == "sa" for c in d["chunk_info"])
+    assert np.all(np.isfinite(pred.mean))
+    # the fallback solves the same QUBO: identical to a plain SA run with the fallback's settings
+    sa = QSVRPredictor(sampler="sa", num_reads=100, num_sweeps=100, chunks=2, seed=4).fit(None, P, y)
+    assert np.allclose(sa.predict(None, P[:5]).mean, pred.mean)
+
+
+def test_missing_token_without_fallback_is_a_clear_error(no_token):
+    with pytest.raises(HpoqError, match="fallback"):
+        make_sampler("dwave", fallback=False)
+
+
+class _FailingQPU:
+    """A structured sampler whose service call fails with a message echoing the credentials,
+    as a misbehaving client might; stands in for a network error after the solver was opened."""
+
+    properties = {"chip_id": "Advantage_test"}
+
+    def to_networkx_graph(self):
+        raise ConnectionError(f"HTTP 503 from https://cloud.dwavesys.com/sapi?token={FAKE_TOKEN}")
+
+
+def test_network_error_falls_back_and_never_leaks_token(monkeypatch, caplog, capsys, tmp_path):
+    monkeypatch.setenv("DWAVE_API_TOKEN", FAKE_TOKEN)
+    P, y = _data(seed=2)
+    with caplog.at_level(logging.DEBUG):
+        q = QSVRPredictor(sampler="dwave", dwave_child=_FailingQPU(), num_reads=20, num_sweeps=50, chunks=1,
+                          embedding_cache=str(tmp_path / "emb"))
+        pred = q.fit(None, P, y).predict(None, P[:3])
+    d = q.describe()
+    assert d["fallback_from"] == "dwave" and "ConnectionError" in d["reason"]
+    out = capsys.readouterr()
+    blob = caplog.text + out.out + out.err + json.dumps(d, default=str) + json.dumps(pred.info, default=str)
+    assert "falling back" in caplog.text
+    assert FAKE_TOKEN not in blob and "0123456789abcdef0123" not in blob
+    assert not any(tmp_path.rglob("*.json"))  # nothing written for a solver that never answered
