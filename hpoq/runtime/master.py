@@ -95,7 +95,10 @@ class Master:
                 continue
             if self.scheduler.finished:
                 return
-            unit = self._call("suggest", self.scheduler.suggest)
+            try:
+                unit = self._call("suggest", self.scheduler.suggest)
+            except _SchedulerError as err:
+                raise HpoqError(f"the scheduler cannot continue: {err}") from None
             if unit is None:
                 self.record("idle")
                 return
