@@ -139,15 +139,26 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
     os.replace(tmp, path)
 
 
-def write_stats(path: Path, x_mean: np.ndarray, x_std: np.ndarray) -> None:
-    """Add /stats to a written shard (train-split statistics are known only after all shards)."""
+def read_shard_arrays(path: Path) -> tuple[dict, dict]:
+    """All datasets and attributes of a shard, for rewriting it."""
     import h5py
 
-    with h5py.File(path, "r+") as f:
-        for name, arr in (("stats/x_mean", x_mean), ("stats/x_std", x_std)):
-            if name in f:
-                del f[name]
-            f.create_dataset(name, data=np.asarray(arr, np.float32), track_times=False)
+    arrays, attrs = {}, {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        attrs = {k: f.attrs[k] for k in f.attrs}
+    return arrays, attrs
+
+
+def add_stats(src: Path, dst: Path, x_mean: np.ndarray, x_std: np.ndarray, compression: str = "lzf") -> None:
+    """Rewrite shard ``src`` as ``dst`` with /stats (train statistics are known only after all
+    shards). A fresh single-pass write, not an in-place edit, keeps the bytes reproducible."""
+    arrays, attrs = read_shard_arrays(src)
+    arrays["stats/x_mean"] = np.asarray(x_mean, np.float32)
+    arrays["stats/x_std"] = np.asarray(x_std, np.float32)
+    write_shard(dst, arrays, attrs, compression=compression)
+    if Path(src) != Path(dst):
+        os.remove(src)
 
 
 def shard_attrs(schema: str, x_features: list, class_labels: list, elem_types: list, source: dict, counts: dict) -> dict:

@@ -84,8 +84,9 @@ class DistributedBatchPlan:
         first = self.batches_consumed // A
         for s in range(first, n_steps):
             base = s * W * A + r * A
-            yield [batches[base + a] for a in range(A)]
+            # counted when handed out: the loop checkpoints only between steps, after finishing one
             self.batches_consumed = (s + 1) * A
+            yield [batches[base + a] for a in range(A)]
 
     def state_dict(self) -> dict:
         return {"epoch": int(self.epoch), "batches_consumed": int(self.batches_consumed)}

@@ -50,7 +50,7 @@ def _write_one(args):
         raise HpoqError(f"shard {rel} would hold no events")
     arrays, counts = ev.pack_events(events)
     attrs = ev.shard_attrs(SYNTHETIC_SCHEMA, X_FEATURES, CLASS_LABELS, ELEM_TYPES, source, counts)
-    ev.write_shard(Path(out) / rel, arrays, attrs, compression=compression)
+    ev.write_shard(Path(out) / (rel + ".nostats"), arrays, attrs, compression=compression)
     s, ss, c = type_stats(arrays["elements/X"], len(ELEM_TYPES))
     return dict(path=rel, n_events=counts["n_events"], n_elements=counts["n_elements"], first_event=lo,
                 skipped_empty=(hi - lo) - counts["n_events"]), (s, ss, c)
@@ -103,6 +103,6 @@ def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", sha
     x_mean, x_std = finish_stats(*total)
     for split in splits:
         for entry in splits[split]:
-            ev.write_stats(out / entry["path"], x_mean, x_std)
+            ev.add_stats(out / (entry["path"] + ".nostats"), out / entry["path"], x_mean, x_std, compression=compression)
     return ev.write_manifest(out, splits, schema=SYNTHETIC_SCHEMA, x_features=X_FEATURES, class_labels=CLASS_LABELS,
                              elem_types=ELEM_TYPES, source=source, stats={"x_mean": x_mean, "x_std": x_std})
