@@ -1,0 +1,113 @@
+"""The report as one self-contained HTML page: tables, and the PNG figures embedded as base64."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+
+from hpoq.report.fates import FATE_LABELS, FATES
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:72em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #ddd}
+.note{color:#555;font-size:.9em}.status-running,.status-no{color:#b35806}.status-finished{color:#1a9850}
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value, digits: int = 6) -> str:
+    """Numbers for tables: NaN as an em dash, floats with ``digits`` significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list], left: int = 1) -> str:
+    """An HTML table; the first ``left`` columns are left-aligned (names), the rest numbers."""
+    head = "".join(f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="l">{esc(fmt(c))}</td>' if i < left else f"<td>{esc(fmt(c))}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def image(png: bytes, alt: str, name: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{esc(alt)}" data-file="{esc(name)}" src="data:image/png;base64,{data}">'
+
+
+def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int, brackets: list[dict]) -> str:
+    """The page. ``figures``: file name -> (PNG bytes, alt text); missing figures are explained."""
+    counts = study.fate_counts()
+    best = study.best_trial()
+    used = study.epochs_used
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
+             f"<style>{_STYLE}</style></head><body>",
+             f"<h1>hpoq report: {esc(study.name)}</h1>",
+             f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} "
+             f"from {esc(study.out_dir)} ({study.records} journal records"
+             + (f"; a torn last line of {study.torn_bytes} bytes was ignored" if study.torn_bytes else "") + ").</p>"]
+
+    summary = [["status", f"{study.status}: {study.status_detail}"],
+               ["algorithm", f"{study.algorithm} (R = {fmt(study.R)}, eta = {fmt(study.eta)})"],
+               ["metric", f"{study.metric} ({'lower' if study.mode == 'min' else 'higher'} is better)"],
+               ["trials", len(study.trials)],
+               ["epochs used", f"{used}" + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)"
+                                            if study.budget else "")],
+               ["resumes", study.resumes]]
+    if best is not None:
+        t, v = best
+        summary.append(["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"])
+        summary.append(["best configuration", ", ".join(f"{k}={fmt(c)}" for k, c in t.config.items() if not str(k).startswith("_"))])
+    else:
+        summary.append(["best trial (reached R)", "none yet"])
+    parts.append("<section id='summary'><h2>Summary</h2>" + table(["", ""], summary, left=2) + "</section>")
+
+    fate_rows = [[FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
+                 for f in FATES if counts[f] or f in FATES[:4]]
+    running = sum(1 for t in study.trials.values() if t.in_flight)
+    parts.append("<section id='fates'><h2>Fates</h2>" + table(["fate", "trials", "epochs"], fate_rows)
+                 + f"<p class='note'>From each trial's last decision in the journal; {running} trial(s) have a unit in "
+                 "flight.</p></section>")
+
+    parts.append("<section id='curves'><h2>Learning curves</h2>" + _figure(figures, "curves.png") + "</section>")
+
+    body = "<section id='predictions'><h2>Predicted versus actual</h2>"
+    if n_points:
+        body += _figure(figures, "predictions.png")
+        body += table(["decision point", "predictions", "with actual", "stopped", "MAE", "Pearson r"],
+                      [[f"epoch {r['from_epoch']} -> {r['target_epoch']}", r["predictions"], r["with_actual"], r["stopped"],
+                        r["mae"], r["pearson_r"]] for r in pred_rows])
+        body += (f"<p class='note'>{n_points} predictions; {omitted.get('no_actual', 0)} have no actual value (the trial "
+                 f"was not trained to the target epoch) and are left out of the scatter and of MAE / r"
+                 + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "")
+                 + ".</p>")
+    else:
+        body += f"<p>No decision of this study holds a prediction (algorithm {esc(study.algorithm)}).</p>"
+    parts.append(body + "</section>")
+
+    parts.append("<section id='best-so-far'><h2>Best so far versus epochs</h2>" + _figure(figures, "best_so_far.png")
+                 + "</section>")
+
+    parts.append("<section id='brackets'><h2>Per bracket</h2>" + table(
+        ["bracket", "configs", "epochs", "completed", "pruned by rung", "pruned by prediction", "failed",
+         "running / paused", "best at R"],
+        [[r["bracket"], r["configs"], r["epochs"], r["completed"], r["pruned_rung"], r["pruned_prediction"], r["failed"],
+          r["unfinished"], r["best"]] for r in brackets]) + "</section>")
+
+    parts.append("<section id='files'><h2>Output files</h2>"
+                 + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _figure(figures: dict, name: str) -> str:
+    png, alt = figures[name]
+    return image(png, alt, name)
