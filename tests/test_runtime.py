@@ -201,14 +201,16 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
     assert journal(out) == records
 
 
-def test_sigterm_leaves_a_resumable_directory(tmp_path):
+@pytest.mark.parametrize("sig, target", [("SIGTERM", "master"), ("SIGUSR1", "mpiexec")])
+def test_stop_signal_leaves_a_resumable_directory(tmp_path, sig, target):
+    """SIGTERM to the master; SIGUSR1 (Slurm's pre-timeout signal) to mpiexec, which forwards it to every rank."""
     path = study_file(tmp_path, trainer={"name": "table", "params": {"table": TABLE, "sleep": 0.03}})
     out = tmp_path / "out"
     proc = subprocess.Popen(mpi_cmd(4, "run", path, "--out", str(out)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
     try:
         wait_for(lambda: n_results(out) >= 6, proc)
-        os.kill(journal(out)[0]["pid"], signal.SIGTERM)
+        os.kill(journal(out)[0]["pid"] if target == "master" else proc.pid, getattr(signal, sig))
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -217,7 +219,7 @@ def test_sigterm_leaves_a_resumable_directory(tmp_path):
     assert "run --resume" in err
     records = journal(out)
     assert [r["type"] for r in records[-3:]][1:] == ["snapshot", "end"] and records[-1]["status"] == "interrupted"
-    assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in records)
+    assert any(r["type"] == "stop" and r["signal"] == sig for r in records)
     assert (out / "best.yaml").exists() and (out / "trials.csv").exists()
     units = {r["unit_id"] for r in records if r["type"] == "unit"}
     answered = {r["unit_id"] for r in records if r["type"] in ("result", "failure")}
