@@ -187,6 +187,7 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
             proc.kill()
     assert proc.returncode != 0
     before = journal(out)
+    before_text = (out / "journal.jsonl").read_text()
     assert before[-1]["type"] != "end"
     done_before = result_units(before)
     proc = run_mpi(4, "run", "--resume", str(out))
@@ -195,6 +196,16 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
     resume = next(r for r in records if r["type"] == "resume")
     assert resume["from_snapshot"] is None and resume["replayed"] > 0
     assert result_units(records)[:len(done_before)] == done_before  # nothing finished was lost or redone
+    # a journal that does not replay (here: another seed in its header) is refused, nothing appended
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    lines = before_text.splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["study"]["seed"] += 1
+    (tampered / "journal.jsonl").write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    proc = run_mpi(3, "run", "--resume", str(tampered))
+    assert proc.returncode == 2 and "diverged" in proc.stderr
+    assert (tampered / "journal.jsonl").read_text().count("\n") == len(lines)
     # a second resume of a finished study changes nothing
     proc = run_mpi(3, "run", "--resume", str(out))
     assert proc.returncode == 0 and "already finished" in proc.stderr

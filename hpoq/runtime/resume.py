@@ -18,11 +18,13 @@ their retry.
 """
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 
 from hpoq.errors import HpoqError
 from hpoq.runtime.book import TrialBook
+from hpoq.runtime.journal import dumps
 
 
 @dataclass
@@ -91,6 +93,9 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
                 if unit is None or (unit.trial_id, unit.start_epoch, unit.end_epoch) != key:
                     got = None if unit is None else (unit.trial_id, unit.start_epoch, unit.end_epoch)
                     raise _diverged(line, f"suggest() gave {got}, the journal has {key}")
+                recorded = configs.get(unit.trial_id)
+                if recorded is not None and json.loads(dumps(unit.config)) != recorded:
+                    raise _diverged(line, f"trial {unit.trial_id} got another configuration")
             else:
                 match = next((w for w in waiting if (w["trial_id"], w["start_epoch"], w["end_epoch"]) == key), None)
                 if match is None:
