@@ -262,3 +262,29 @@ def test_bad_study_rank_count_and_existing_journal_exit_2_and_write_nothing(tmp_
     proc = run_mpi(3, "run", good, "--out", str(out))
     assert proc.returncode == 2 and "--resume" in proc.stderr
     assert (out / "journal.jsonl").read_bytes() == before
+
+
+def test_declared_search_space_with_a_plugin_trainer(tmp_path):
+    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+             "layers": {"type": "int", "low": 1, "high": 4},
+             "opt": {"type": "choice", "values": ["adam", "sgd"]},
+             "momentum": {"type": "uniform", "low": 0.5, "high": 0.99, "when": {"opt": "sgd"}}}
+    path = study_file(tmp_path, trainer={"name": "tests.plugins.synthetic:SyntheticTrainer"}, space=space)
+    out = tmp_path / "out"
+    proc = run_mpi(3, "run", path, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    records = check_complete(out, sequential_synthetic_best(path))
+    configs = [r["config"] for r in records if r["type"] == "config"]
+    assert all(("momentum" in c) == (c["opt"] == "sgd") for c in configs)
+    assert records[0]["metric"] == "loss" and records[0]["seeds"]["sampler"] != records[0]["seeds"]["study"]
+
+
+def sequential_synthetic_best(path: str) -> dict:
+    from tests.plugins.synthetic import SyntheticTrainer
+
+    scheduler = build_scheduler(load_study(path))
+    while not scheduler.finished:
+        unit = scheduler.suggest()
+        scheduler.on_result(unit.trial_id, [SyntheticTrainer.value(unit.config, e)
+                                            for e in range(unit.start_epoch + 1, unit.end_epoch + 1)])
+    return scheduler.best()

@@ -71,6 +71,8 @@ def test_defaults_and_paths_relative_to_study_file(tmp_path):
     (base_study(space={"lr": {"type": "loguniform", "low": 0, "high": 1}}), "space.lr.low"),
     (base_study(space={"lr": {"type": "gauss"}}), "space.lr.type"),
     (base_study(space={"x": {"type": "uniform", "low": 0, "high": 1, "when": {"y": 1}}}), "space.x.when.y"),
+    (base_study(space={"a": {"type": "choice", "values": [1, 2], "when": {"b": 1}},
+                       "b": {"type": "choice", "values": [1, 2], "when": {"a": 1}}}), "form a cycle"),
     (base_study(warm_fraction=1.0), "warm_fraction"),
     (base_study(warm_curves="nothere.h5"), "warm_curves.path"),
 ])

@@ -12,8 +12,8 @@ Each entry names one hyperparameter::
 
 ``when`` makes a parameter *conditional*: it is drawn (and present in the configuration) only if
 every named parent parameter is present and equals the given value (or one of a given list of
-values). Parents must be declared before their children in the file; a parent may itself be
-conditional. Sampling is deterministic: draw ``k`` uses ``derive_rng(seed, "space", k)``, so the
+values). A parent may itself be conditional (no cycles); parents are drawn before their
+children whatever the order in the file. Sampling is deterministic: draw ``k`` uses ``derive_rng(seed, "space", k)``, so the
 sampler's state is just the number of draws (the contract of
 :class:`hpoq.schedulers.base.ConfigSampler`), and a resumed study continues the same sequence.
 """
@@ -87,7 +87,30 @@ def _number(value, path: str, integer: bool = False):
     return float(value)
 
 
-def parse_param(name: str, spec, path: str, earlier: dict[str, Param]) -> Param:
+def _parents_first(params: dict[str, Param], path: str) -> list[Param]:
+    """Declaration order, except that a parent comes before the parameters conditional on it."""
+    ordered: list[Param] = []
+    placed: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in placed:
+            return
+        if name in visiting:
+            raise HpoqError(f"{path}.{name}.when: the conditions form a cycle")
+        visiting.add(name)
+        for parent in params[name].when:
+            visit(parent)
+        visiting.discard(name)
+        placed.add(name)
+        ordered.append(params[name])
+
+    for name in params:
+        visit(name)
+    return ordered
+
+
+def parse_param(name: str, spec, path: str, declared) -> Param:
     """Validate one ``space`` entry (``path`` is its key path for error messages)."""
     if not isinstance(spec, dict):
         raise HpoqError(f"{path} must be a mapping with a 'type' ({', '.join(PARAM_TYPES)}), got {spec!r}")
@@ -102,8 +125,8 @@ def parse_param(name: str, spec, path: str, earlier: dict[str, Param]) -> Param:
     if not isinstance(raw_when, dict):
         raise HpoqError(f"{path}.when must be a mapping parent -> value(s), got {raw_when!r}")
     for parent, allowed in raw_when.items():
-        if parent not in earlier:
-            raise HpoqError(f"{path}.when.{parent}: no parameter {parent!r} is declared before {name!r}")
+        if parent not in declared or parent == name:
+            raise HpoqError(f"{path}.when.{parent}: no other parameter {parent!r} is declared in the space")
         allowed = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         if not allowed:
             raise HpoqError(f"{path}.when.{parent}: needs at least one value")
@@ -146,12 +169,11 @@ class SearchSpace:
     def from_spec(cls, spec: dict, seed: int, path: str = "space") -> "SearchSpace":
         if not isinstance(spec, dict):
             raise HpoqError(f"{path} must be a mapping of parameter name -> definition, got {type(spec).__name__}")
-        params: dict[str, Param] = {}
-        for name, entry in spec.items():
+        for name in spec:
             if not isinstance(name, str) or not name or name.startswith("_"):
                 raise HpoqError(f"{path}: parameter names must be non-empty strings not starting with '_', got {name!r}")
-            params[name] = parse_param(name, entry, f"{path}.{name}", params)
-        return cls(list(params.values()), seed)
+        params = {name: parse_param(name, entry, f"{path}.{name}", spec) for name, entry in spec.items()}
+        return cls(_parents_first(params, path), seed)
 
     def sample(self) -> dict:
         rng = derive_rng(self.seed, "space", self.drawn)
