@@ -104,9 +104,10 @@ def test_fates_of_real_scheduler_decisions(algorithm, params):
 
 # ---------------------------------------------------------------- a real MPI study
 def _study_file(tmp: Path) -> Path:
-    doc = {"name": "report-test", "seed": 0, "algorithm": {"name": "swift", "R": R, "eta": ETA, "params": {"d": 3}},
+    # mode "max" on a loss: schedulers see -loss, the report must show +loss everywhere (a sign slip shows)
+    doc = {"name": "report-test", "seed": 3, "algorithm": {"name": "swift", "R": R, "eta": ETA, "params": {"d": 3}},
            "trainer": {"name": "tests.plugins.flaky:FlakyTableTrainer",
-                       "params": {"table": TABLE, "raise_mod": 7, "nan_mod": 11, "sleep": 0.03}},
+                       "params": {"table": TABLE, "mode": "max", "raise_mod": 7, "nan_mod": 11, "sleep": 0.03}},
            "space": "table", "poll_interval": 0.005, "max_retries": 1}
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -189,7 +190,7 @@ def test_report_of_a_finished_study(study, capsys):
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     html = (out / "report.html").read_text()
-    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "files"} <= _html_sections(html)
+    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "trials", "files"} <= _html_sections(html)
     pngs = _embedded_pngs(html)
     assert set(pngs) == {"curves.png", "predictions.png", "best_so_far.png"}
     for name, data in pngs.items():
@@ -214,7 +215,7 @@ def test_report_numbers_match_the_journal(study):
     records = _records(out)
     s = load_study_output(str(out))
     end = records[-1]
-    assert s.status == "finished" and s.epochs_used == end["epochs"]
+    assert s.status == "finished" and s.epochs_used == end["epochs"] and s.mode == "max"
     best_yaml = yaml.safe_load((out / "best.yaml").read_text())
     trial, value = s.best_trial()
     assert (trial.trial_id, value) == (best_yaml["trial_id"], pytest.approx(best_yaml["value"]))
@@ -228,7 +229,7 @@ def test_report_numbers_match_the_journal(study):
     assert [r["bracket"] for r in rows] == ["2", "1", "0", "all"]
     assert sum(r["configs"] for r in rows[:-1]) == rows[-1]["configs"] == len(s.trials)
     assert sum(r["epochs"] for r in rows[:-1]) == end["epochs"]
-    assert min(r["best"] for r in rows[:-1] if math.isfinite(r["best"])) == pytest.approx(value)
+    assert max(r["best"] for r in rows[:-1] if math.isfinite(r["best"])) == pytest.approx(value) == rows[-1]["best"]
 
     points, omitted = extract_predictions(s)
     predicted = [(dec["trial_id"], dec["info"]) for r in records if r["type"] == "decision" for dec in r["decisions"]
@@ -236,15 +237,17 @@ def test_report_numbers_match_the_journal(study):
     assert len(points) == len(predicted) > 0
     curve_len = {t.trial_id: len(t.curve) for t in s.trials.values()}
     assert omitted["no_actual"] == sum(1 for tid, info in predicted if curve_len[tid] < info["key"][0])
-    for p in points:
+    for p, (_, info) in zip(sorted(points, key=lambda p: p.trial_id), sorted(predicted, key=lambda x: x[0])):
+        assert p.predicted == -info["prediction"] and p.threshold == -info["tau"]  # back to the metric's direction
         if math.isfinite(p.actual):
             assert p.actual == s.trials[p.trial_id].curve[p.target_epoch - 1]
+            assert abs(p.predicted - p.actual) < 0.5 * abs(p.actual)
 
     timeline = best_so_far(s)
     assert timeline.epochs[-1] == end["epochs"] and timeline.best_at_R[-1] == pytest.approx(value)
     assert all(np.diff(timeline.epochs) > 0)
     finite = [v for v in timeline.best_at_R if math.isfinite(v)]
-    assert finite == sorted(finite, reverse=True)  # loss: best so far only improves
+    assert finite == sorted(finite)  # mode max: the best so far only grows
 
 
 def test_report_while_the_study_runs(study):

@@ -13,7 +13,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #ddd}
-.note{color:#555;font-size:.9em}.status-running,.status-no{color:#b35806}.status-finished{color:#1a9850}
+.note{color:#555;font-size:.9em}details{margin:.5em 0}
+#trials td:nth-child(7),#trials td:last-child{text-align:left}
 """
 
 
@@ -30,12 +31,38 @@ def fmt(value, digits: int = 6) -> str:
     return str(value)
 
 
-def table(headers: list[str], rows: list[list], left: int = 1) -> str:
+def table(headers: list[str] | None, rows: list[list], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned (names), the rest numbers."""
-    head = "".join(f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
+    head = ""
+    if headers:
+        cells = "".join(f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
+        head = f"<thead><tr>{cells}</tr></thead>"
     body = "".join("<tr>" + "".join(f'<td class="l">{esc(fmt(c))}</td>' if i < left else f"<td>{esc(fmt(c))}</td>"
                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
+
+
+def _config_text(config: dict) -> str:
+    return ", ".join(f"{k}={fmt(v, 4)}" for k, v in config.items() if not str(k).startswith("_"))
+
+
+def _last_decision(trial) -> str:
+    if not trial.decisions:
+        return "in flight" if trial.in_flight else "none yet"
+    last = trial.decisions[-1]
+    return f"{last.get('action')} ({last.get('reason')}) at epoch {last.get('epoch')}"
+
+
+def trials_table(study) -> str:
+    """One row per trial: fate, bracket, epochs, last decision, value at R (or last value), config."""
+    rows = []
+    for t in study.trials.values():
+        at_r = t.value_at(study.R) if study.R else math.nan
+        last = t.curve[-1] if t.curve else math.nan
+        rows.append([t.trial_id, FATE_LABELS[t.fate], "—" if t.bracket is None else t.bracket, len(t.curve),
+                     t.epochs_trained, t.failures, _last_decision(t), at_r, last, _config_text(t.config)])
+    return table(["trial", "fate", "bracket", "curve epochs", "epochs trained", "failures", "last decision",
+                  "value at R", "last value", "configuration"], rows, left=2)
 
 
 def image(png: bytes, alt: str, name: str) -> str:
@@ -65,19 +92,25 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
     if best is not None:
         t, v = best
         summary.append(["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"])
-        summary.append(["best configuration", ", ".join(f"{k}={fmt(c)}" for k, c in t.config.items() if not str(k).startswith("_"))])
+        summary.append(["best configuration", _config_text(t.config)])
     else:
         summary.append(["best trial (reached R)", "none yet"])
-    parts.append("<section id='summary'><h2>Summary</h2>" + table(["", ""], summary, left=2) + "</section>")
+    parts.append("<section id='summary'><h2>Summary</h2>" + table(None, summary, left=2) + "</section>")
 
     fate_rows = [[FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
                  for f in FATES if counts[f] or f in FATES[:4]]
     running = sum(1 for t in study.trials.values() if t.in_flight)
+    note = (f"From each trial's last decision in the journal. Epochs: of finished units (failed units are not "
+            f"counted). {running} trial(s) have a unit in flight.")
+    if counts["unfinished"] and study.status in ("finished", "error"):
+        note += (f" The study ended, so the {counts['unfinished']} trial(s) left running / paused stay as they are "
+                 "(their last decision was continue or pause).")
     parts.append("<section id='fates'><h2>Fates</h2>" + table(["fate", "trials", "epochs"], fate_rows)
-                 + f"<p class='note'>From each trial's last decision in the journal; {running} trial(s) have a unit in "
-                 "flight.</p></section>")
+                 + f"<p class='note'>{esc(note)}</p></section>")
 
-    parts.append("<section id='curves'><h2>Learning curves</h2>" + _figure(figures, "curves.png") + "</section>")
+    parts.append("<section id='curves'><h2>Learning curves</h2>" + _figure(figures, "curves.png")
+                 + f"<p class='note'>{esc(study.metric)} after each epoch, as the trainer reported it; the dotted line "
+                 "marks R. A trial pruned after one epoch is a single dot.</p></section>")
 
     body = "<section id='predictions'><h2>Predicted versus actual</h2>"
     if n_points:
@@ -85,7 +118,8 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
         body += table(["decision point", "predictions", "with actual", "stopped", "MAE", "Pearson r"],
                       [[f"epoch {r['from_epoch']} -> {r['target_epoch']}", r["predictions"], r["with_actual"], r["stopped"],
                         r["mae"], r["pearson_r"]] for r in pred_rows])
-        body += (f"<p class='note'>{n_points} predictions; {omitted.get('no_actual', 0)} have no actual value (the trial "
+        body += (f"<p class='note'>Each prediction a scheduler made at a decision point (epochs seen -&gt; epoch "
+                 f"predicted), compared with the value the trial reached there. {n_points} predictions; {omitted.get('no_actual', 0)} have no actual value (the trial "
                  f"was not trained to the target epoch) and are left out of the scatter and of MAE / r"
                  + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "")
                  + ".</p>")
@@ -94,13 +128,19 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
     parts.append(body + "</section>")
 
     parts.append("<section id='best-so-far'><h2>Best so far versus epochs</h2>" + _figure(figures, "best_so_far.png")
-                 + "</section>")
+                 + "<p class='note'>Epochs summed over all trials in the order results arrived; the solid line is what "
+                 "the study would return if stopped there (best value at R), the dashed line the best value seen at any "
+                 "epoch; the dotted line is plain Hyperband's budget at the same R and eta.</p></section>")
 
     parts.append("<section id='brackets'><h2>Per bracket</h2>" + table(
         ["bracket", "configs", "epochs", "completed", "pruned by rung", "pruned by prediction", "failed",
          "running / paused", "best at R"],
         [[r["bracket"], r["configs"], r["epochs"], r["completed"], r["pruned_rung"], r["pruned_prediction"], r["failed"],
-          r["unfinished"], r["best"]] for r in brackets]) + "</section>")
+          r["unfinished"], r["best"]] for r in brackets])
+                 + "<p class='note'>Hyperband brackets s in the order they run (s = s_max first: most configurations, "
+                 "fewest epochs each); schedulers without brackets give one row.</p></section>")
+    parts.append("<section id='trials'><h2>Trials</h2><details><summary>"
+                 f"{len(study.trials)} trials</summary>" + trials_table(study) + "</details></section>")
 
     parts.append("<section id='files'><h2>Output files</h2>"
                  + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")

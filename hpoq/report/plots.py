@@ -67,13 +67,31 @@ def curves_png(study) -> bytes:
                     label=f"{FATE_LABELS[fate]} ({counts[fate]})" if i == 0 else None)
             if fate == FAILED:
                 ax.plot(x[-1], t.curve[-1], "x", color=color, ms=7)
+    for fate in FATES:  # fates whose trials never finished an epoch still get a legend entry
+        if counts[fate] and not any(t.curve for t in study.trials.values() if t.fate == fate):
+            ax.plot([], [], color=FATE_COLORS[fate], label=f"{FATE_LABELS[fate]} ({counts[fate]}, no epoch finished)")
     if study.R:
         ax.axvline(study.R, color="k", ls=":", lw=0.8)
+    longest = max((len(t.curve) for t in study.trials.values()), default=0)
+    if max(longest, study.R or 0) >= 16:
+        # rungs sit at geometric epochs (1, 3, 9, 27, ...): a log axis gives each its room
+        from matplotlib.ticker import FixedLocator, NullLocator
+
+        ax.set_xscale("log")
+        ticks = sorted({int(d.get("epoch") or 0) for t in study.trials.values() for d in t.decisions} - {0}
+                       | ({study.R} if study.R else set()))
+        if 0 < len(ticks) <= 12:
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([str(x) for x in ticks])
     lim = _robust_ylim([v for t in study.trials.values() for v in t.curve], study.mode)
+    clipped = False
     if lim:
         ax.set_ylim(*lim)
+        clipped = any((v > lim[1]) if study.mode == "min" else (v < lim[0])
+                      for t in study.trials.values() for v in t.curve if math.isfinite(v))
     no_curve = sum(1 for t in study.trials.values() if not t.curve)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch" + ("\n(y axis clipped: the worst 3% of values lie outside)" if clipped else ""))
     ax.set_ylabel(f"{study.metric} ({study.mode})")
     ax.set_title(f"Learning curves by fate: {len(study.trials)} trials"
                  + (f", {no_curve} without a finished epoch" if no_curve else ""))
@@ -148,7 +166,7 @@ def best_so_far_png(timeline, study) -> bytes:
     ax.set_ylabel(f"{study.metric} ({study.mode})")
     used = timeline.epochs[-1] if timeline.epochs else 0
     ax.set_title(f"Best so far: {used} epochs used" + (f" of plain Hyperband's {study.budget}" if study.budget else ""))
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, 1.03 * max(used, study.budget or 0, 1))
     lim = _robust_ylim([v for v in timeline.best_any + timeline.best_at_R], study.mode)
     if lim:
         ax.set_ylim(*lim)
