@@ -43,9 +43,20 @@ class AttentionLayer(nn.Module):
         return x * mask[..., None]
 
 
+def _sq_dist(c):
+    """Pairwise squared distances [G, N, N] of coordinates [G, N, D] via one batched matmul."""
+    sq = c.pow(2).sum(-1)
+    return (sq[:, :, None] + sq[:, None, :] - 2 * torch.bmm(c, c.transpose(1, 2))).clamp_min(0)
+
+
 class _KernelMessages(nn.Module):
-    """Kernel-weighted message passing: exp(-dist_mult d^2) weights, mean + max aggregation, a
-    sigmoid gate against a self term, residual and LayerNorm (GravNet, Qasim et al. 2019)."""
+    """Kernel-weighted message passing: exp(-dist_mult d^2) weights, two aggregates, a sigmoid
+    gate against a self term, residual and LayerNorm (GravNet, Qasim et al. 2019).
+
+    ``nbr_msgs_fn(m)`` returns either ``(w [..., k], neighbour messages [..., k, P])`` (kNN:
+    weighted mean and max) or ``(w [G, S, S], None)`` for dense bins (LSH: weighted mean and the
+    weighted sum / S by batched matmul, as upstream GNN-LSH aggregates; no S x S x P tensor).
+    """
 
     def __init__(self, width: int, propagate_dim: int, activation: str, dropout: float):
         super().__init__()
@@ -58,12 +69,16 @@ class _KernelMessages(nn.Module):
 
     def forward(self, x, mask, nbr_msgs_fn):
         m = self.msg(x)
-        w, nbr = nbr_msgs_fn(m)                     # w [..., k], nbr [..., k, P]
-        valid = w > 0
+        w, nbr = nbr_msgs_fn(m)
         wsum = w.sum(-1, keepdim=True).clamp_min(1e-9)
-        mean = (w[..., None] * nbr).sum(-2) / wsum
-        mx = torch.where(valid[..., None], w[..., None] * nbr, torch.full_like(nbr, -1e9)).amax(-2)
-        mx = torch.where(valid.any(-1, keepdim=True), mx, torch.zeros_like(mx))
+        if nbr is None:
+            agg = torch.bmm(w, m)
+            mean, mx = agg / wsum, agg / w.shape[-1]
+        else:
+            valid = w > 0
+            mean = (w[..., None] * nbr).sum(-2) / wsum
+            mx = torch.where(valid[..., None], w[..., None] * nbr, torch.full_like(nbr, -1e9)).amax(-2)
+            mx = torch.where(valid.any(-1, keepdim=True), mx, torch.zeros_like(mx))
         upd = self.act(self.update(torch.cat([mean, mx, x], -1)))
         g = torch.sigmoid(self.gate(x))
         return self.ln(x + self.drop(g * upd)) * mask[..., None]
@@ -83,7 +98,7 @@ class KNNLayer(nn.Module):
     def forward(self, x, mask):
         B, N, _ = x.shape
         c = self.coords(x)
-        d2 = (c[:, :, None, :] - c[:, None, :, :]).pow(2).sum(-1)
+        d2 = _sq_dist(c)
         d2 = d2.masked_fill(~mask[:, None, :], float("inf"))
         k = min(self.k, N)
         dist, idx = torch.topk(d2, k, dim=-1, largest=False)
@@ -136,11 +151,11 @@ class LSHLayer(nn.Module):
             ms = F.pad(ms, (0, pad), value=False)
         S = self.bin_size
         xb, cb, mb = xs.view(B * nb, S, D), cs.view(B * nb, S, -1), ms.view(B * nb, S)
-        d2 = (cb[:, :, None, :] - cb[:, None, :, :]).pow(2).sum(-1)
+        d2 = _sq_dist(cb)
         w = torch.exp(-self.dist_mult * d2) * mb[:, None, :] * mb[:, :, None]
 
         def nbr_msgs(m):
-            return w, m[:, None, :, :].expand(-1, S, -1, -1)
+            return w, None
 
         for p in self.passes:
             xb = p(xb, mb, nbr_msgs)

@@ -1,0 +1,277 @@
+"""MLPF benchmark: generator speed, HDF5 reads, training throughput (1 and 2 ranks, both backends),
+and "hyperparameters matter" (20 random configurations, epoch-3 vs epoch-10 ranking).
+
+Usage: python benchmarks/mlpf.py [--out benchmarks/results] [--quick] [--sections gen,hdf5,train,dp,hpo]
+
+Targets (issue 5): generator >= 2,000 events/s on one core; random single-event HDF5 read <= 100 us;
+tiny preset, one epoch of 2,000 events on one core <= 10 s; 20 configs: epoch-10 val_loss spread
+>= 10 % of its median and Spearman(epoch-3, epoch-10) >= 0.5. Prints markdown tables (medians of
+repeats) and writes them to OUT/mlpf.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def bench_generator(tmp: Path, quick: bool) -> str:
+    from hpoq.mlpf.generator import generate_event, make_config
+    from hpoq.mlpf.writer import generate_dataset
+
+    n = 500 if quick else 2000
+    rows = []
+    for preset in ("easy", "clic", "dense"):
+        cfg = make_config(preset)
+        rates = []
+        for rep in range(3):
+            t = time.perf_counter()
+            for j in range(n):
+                generate_event(cfg, rep, j)
+            rates.append(n / (time.perf_counter() - t))
+        rows.append((preset, "events only", n, f"{statistics.median(rates):.0f}"))
+    rates = []
+    for rep in range(3):
+        t = time.perf_counter()
+        generate_dataset(tmp / f"gen{rep}", n, seed=rep, shards=2)
+        rates.append(n / (time.perf_counter() - t))
+    rows.append(("clic", "generate-data (events + HDF5 + stats + manifest)", n, f"{statistics.median(rates):.0f}"))
+    return "### Generator (one process, one core)\n\n" + _table(["preset", "what", "events", "events/s (median of 3)"], rows)
+
+
+def bench_hdf5(tmp: Path, quick: bool) -> str:
+    from hpoq.mlpf import events as ev
+    from hpoq.mlpf.writer import generate_dataset
+
+    n = 2000 if quick else 10000
+    rows = []
+    for comp in ("lzf", "none"):
+        d = tmp / f"h5-{comp}"
+        generate_dataset(d, n, seed=1, shards=1, val_fraction=0.01, compression=comp)
+        m = ev.read_manifest(d)
+        path = d / m["splits"]["train"]["shards"][0]["path"]
+        rng = np.random.default_rng(0)
+        for cache, label in ((0, "no chunk cache"), (32 << 20, "32 MB chunk cache")):
+            reader = ev.ShardReader(path, cache_bytes=cache)
+            nev = len(reader)
+            for i in rng.integers(0, nev, 200):
+                reader.event(int(i))  # warm-up
+            idx = rng.integers(0, nev, 2000)
+            t = time.perf_counter()
+            for i in idx:
+                reader.event(int(i))
+            us = (time.perf_counter() - t) / idx.size * 1e6
+            reader.close()
+            rows.append((comp, label, nev, f"{os.path.getsize(path) / 1e6:.1f}", f"{us:.0f}"))
+        t = time.perf_counter()
+        ev.load_split(d, "train")
+        rows.append((comp, "load whole split in memory (incl. sha256)", nev, f"{os.path.getsize(path) / 1e6:.1f}",
+                     f"{(time.perf_counter() - t) * 1e3:.0f} ms total"))
+    return ("### HDF5 random single-event read (X and ytarget of one event, 1024-row chunks)\n\n"
+            + _table(["compression", "mode", "events", "MB", "us per event"], rows))
+
+
+def _train_epoch_rate(data: Path, preset: str, events: int, backend="none", reps=2, conv_type="attention"):
+    from hpoq.mlpf.training import TrainSettings, train_unit
+
+    rates, secs = [], []
+    for rep in range(reps):
+        settings = TrainSettings(data=str(data), preset=preset, R=1, backend=backend, device="cpu", seed=rep,
+                                 max_train_events=events, max_val_events=200, num_threads=1, log_metrics=True)
+        with tempfile.TemporaryDirectory() as ck:
+            train_unit(settings, {"lr": 1e-3, "token_budget": 4096, "conv_type": conv_type}, 0, 1, ck)
+            rec = json.loads(Path(ck, "mlpf-metrics.jsonl").read_text().splitlines()[-1])
+        rates.append(rec["train_events_per_s"])
+        secs.append(rec["seconds"])
+    return statistics.median(rates), statistics.median(secs)
+
+
+def bench_train(data: Path, quick: bool) -> str:
+    rows = []
+    combos = [("tiny", "attention"), ("tiny", "knn"), ("tiny", "lsh"), ("small", "attention")]
+    if not quick:
+        combos.append(("base", "attention"))
+    for preset, conv in combos:
+        events = 2000 if preset != "base" else 500
+        rate, sec = _train_epoch_rate(data, preset, events, conv_type=conv)
+        rows.append((preset, conv, events, f"{sec:.2f}", f"{rate:.0f}"))
+    return ("### Training throughput, one rank, one CPU thread (token budget 4096; epoch time includes validation of 200 events)\n\n"
+            + _table(["preset", "backbone", "train events", "epoch s (median of 2)", "train events/s"], rows))
+
+
+DP_SCRIPT = textwrap.dedent("""
+    import json, sys, tempfile, time
+    import torch
+    torch.set_num_threads(1)
+    from mpi4py import MPI
+    from hpoq.mlpf.training import TrainSettings, train_unit
+    data, backend, preset, events, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    comm = MPI.COMM_WORLD
+    ck = comm.bcast(tempfile.mkdtemp() if comm.Get_rank() == 0 else None, root=0)
+    rates = []
+    for rep in range(2):
+        s = TrainSettings(data=data, preset=preset, R=1, backend=backend, device="cpu", seed=rep,
+                          max_train_events=events, max_val_events=200, num_threads=1)
+        train_unit(s, {"lr": 1e-3, "token_budget": 4096}, 0, 1, ck + f"/{rep}", comm)
+        if comm.Get_rank() == 0:
+            rec = json.loads(open(ck + f"/{rep}/mlpf-metrics.jsonl").read().splitlines()[-1])
+            rates.append(rec["train_events_per_s"])
+    if comm.Get_rank() == 0:
+        json.dump({"rate": sorted(rates)[len(rates) // 2]}, open(out, "w"))
+""")
+
+
+def bench_dp(data: Path, tmp: Path, quick: bool) -> str:
+    from hpoq.mlpf.distributed import horovod_available
+
+    script = tmp / "dp.py"
+    script.write_text(DP_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MPIR_CVAR_ENABLE_HEAVY_YIELD="1",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    rows = []
+    for preset in ("tiny", "small"):
+        single, _ = _train_epoch_rate(data, preset, 2000)
+        rows.append((preset, "none", 1, f"{single:.0f}", "1.00"))
+        for backend in ("torch", "horovod"):
+            if backend == "horovod" and not horovod_available():
+                rows.append((preset, backend, 2, "not installed", ""))
+                continue
+            out = tmp / f"dp-{preset}-{backend}.json"
+            proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
+                                   preset, "2000", str(out)], env=env, capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                rows.append((preset, backend, 2, "failed: " + proc.stderr.strip().splitlines()[-1][:80], ""))
+                continue
+            rate = json.loads(out.read_text())["rate"]
+            rows.append((preset, backend, 2, f"{rate:.0f}", f"{rate / single:.2f}"))
+    return ("### Data-parallel training, 2 ranks x 1 thread on this 2-core machine (global events/s, 2,000 events, one epoch; median of 2)\n\n"
+            + _table(["preset", "backend", "ranks", "train events/s", "speed-up vs 1 rank (same run)"], rows))
+
+
+def _hpo_trial(args):
+    data, config, epochs, seed = args
+    torch.set_num_threads(1)
+    from hpoq.mlpf.training import TrainingFailed, TrainSettings, train_unit
+
+    settings = TrainSettings(data=data, preset="tiny", R=epochs, backend="none", device="cpu", seed=seed, num_threads=1,
+                             log_metrics=False)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as ck:
+        try:
+            curve = train_unit(settings, config, 0, epochs, ck)
+        except TrainingFailed as exc:
+            return config, None, str(exc), time.perf_counter() - t
+    return config, curve, "", time.perf_counter() - t
+
+
+def bench_hpo(data: Path, quick: bool, jobs: int) -> str:
+    from scipy.stats import spearmanr
+
+    from hpoq.mlpf.search_space import SEARCH_SPACE_CPU
+    from hpoq.study.space import SearchSpace
+
+    n_configs, epochs = (6, 4) if quick else (20, 10)
+    space = SearchSpace.from_spec(SEARCH_SPACE_CPU, seed=2024)
+    configs = [space.sample() for _ in range(n_configs)]
+    args = [(str(data), c, epochs, 0) for c in configs]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_hpo_trial, args))
+    else:
+        results = [_hpo_trial(a) for a in args]
+    rows, finals, early = [], [], []
+    e_early = 3 if not quick else 2
+    for i, (cfg, curve, err, sec) in enumerate(results):
+        short = {k: (f"{v:.2g}" if isinstance(v, float) else v) for k, v in cfg.items()
+                 if k in ("conv_type", "num_convs", "lr", "optimizer", "schedule", "token_budget", "width", "num_heads", "k", "bin_size")}
+        if curve is None:
+            rows.append((i, json.dumps(short), "diverged", "", f"{sec:.0f}"))
+            continue
+        finals.append(curve[-1])
+        early.append(curve[e_early - 1])
+        rows.append((i, json.dumps(short), f"{curve[e_early - 1]:.3f}", f"{curve[-1]:.3f}", f"{sec:.0f}"))
+    finals_a = np.asarray(finals)
+    med = float(np.median(finals_a))
+    p10, p90 = np.percentile(finals_a, [10, 90])
+    rho = float(spearmanr(early, finals).statistic) if len(finals) > 2 else float("nan")
+    summary = [
+        ("configs (finished / total)", f"{len(finals)} / {n_configs}", ""),
+        (f"epoch-{epochs} val_loss median", f"{med:.3f}", ""),
+        ("(max - min) / median", f"{(finals_a.max() - finals_a.min()) / med:.2f}", ""),
+        ("(p90 - p10) / median", f"{(p90 - p10) / med:.2f}", ">= 0.10"),
+        ("std / median", f"{finals_a.std() / med:.2f}", ""),
+        (f"Spearman(epoch-{e_early} ranking, epoch-{epochs} ranking)", f"{rho:.2f}", ">= 0.5"),
+    ]
+    return (f"### Hyperparameters matter: {n_configs} random configs of SEARCH_SPACE_CPU (tiny preset base), "
+            f"{epochs} epochs, one core each\n\n" + _table(["#", "config (main keys)", f"val_loss ep {e_early}", f"val_loss ep {epochs}", "s"], rows)
+            + "\n\n" + _table(["statistic", "value", "target"], summary))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--sections", default="gen,hdf5,train,dp,hpo")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the 20-config check (default 1)")
+    ap.add_argument("--hpo-events", type=int, default=600, help="training events for the 20-config check")
+    args = ap.parse_args(argv)
+    from hpoq.mlpf.writer import generate_dataset
+
+    sections = set(args.sections.split(","))
+    out_parts = [f"## MLPF benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                 f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA {'yes' if torch.cuda.is_available() else 'no'})"]
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        if {"train", "dp"} & sections:
+            data = tmp / "train-data"
+            generate_dataset(data, 2250, seed=7, shards=2, val_fraction=0.1, workers=2)
+        if "gen" in sections:
+            out_parts.append(bench_generator(tmp, args.quick))
+            print(out_parts[-1] + "\n", flush=True)
+        if "hdf5" in sections:
+            out_parts.append(bench_hdf5(tmp, args.quick))
+            print(out_parts[-1] + "\n", flush=True)
+        if "train" in sections:
+            out_parts.append(bench_train(data, args.quick))
+            print(out_parts[-1] + "\n", flush=True)
+        if "dp" in sections:
+            out_parts.append(bench_dp(data, tmp, args.quick))
+            print(out_parts[-1] + "\n", flush=True)
+        if "hpo" in sections:
+            hdata = tmp / "hpo-data"
+            n = args.hpo_events
+            generate_dataset(hdata, int(n / 0.8), seed=11, shards=2, val_fraction=0.2, workers=2)
+            out_parts.append(bench_hpo(hdata, args.quick, args.jobs))
+            print(out_parts[-1] + "\n", flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "mlpf.md").write_text("\n\n".join(out_parts) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
