@@ -229,6 +229,8 @@ def test_report_numbers_match_the_journal(study):
     assert [r["bracket"] for r in rows] == ["2", "1", "0", "all"]
     assert sum(r["configs"] for r in rows[:-1]) == rows[-1]["configs"] == len(s.trials)
     assert sum(r["epochs"] for r in rows[:-1]) == end["epochs"]
+    assert sum(r["hyperband_epochs"] for r in rows[:-1]) == rows[-1]["hyperband_epochs"] == records[0]["budget"]
+    assert all(r["epochs"] <= r["hyperband_epochs"] for r in rows)  # swift never trains more than Hyperband
     assert max(r["best"] for r in rows[:-1] if math.isfinite(r["best"])) == pytest.approx(value) == rows[-1]["best"]
 
     points, omitted = extract_predictions(s)

@@ -133,10 +133,10 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
                  "epoch; the dotted line is plain Hyperband's budget at the same R and eta.</p></section>")
 
     parts.append("<section id='brackets'><h2>Per bracket</h2>" + table(
-        ["bracket", "configs", "epochs", "completed", "pruned by rung", "pruned by prediction", "failed",
-         "running / paused", "best at R"],
-        [[r["bracket"], r["configs"], r["epochs"], r["completed"], r["pruned_rung"], r["pruned_prediction"], r["failed"],
-          r["unfinished"], r["best"]] for r in brackets])
+        ["bracket", "configs", "epochs", "plain Hyperband epochs", "completed", "pruned by rung", "pruned by prediction",
+         "failed", "running / paused", "best at R"],
+        [[r["bracket"], r["configs"], r["epochs"], _int(r["hyperband_epochs"]), r["completed"], r["pruned_rung"],
+          r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
                  + "<p class='note'>Hyperband brackets s in the order they run (s = s_max first: most configurations, "
                  "fewest epochs each); schedulers without brackets give one row.</p></section>")
     parts.append("<section id='trials'><h2>Trials</h2><details><summary>"
@@ -146,6 +146,10 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
                  + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _int(value):
+    return int(value) if isinstance(value, float) and math.isfinite(value) else value
 
 
 def _figure(figures: dict, name: str) -> str:
