@@ -19,11 +19,14 @@ class FinalValuePredictor:
 
     ``name``/``params``: a registry predictor (``hpoq.predict.make_predictor``); ``store``: a
     :class:`~hpoq.curves.table.CurveTable` of earlier studies or None; ``min_train``: curves needed
-    before any prediction is made.
+    before any prediction is made; ``max_store``: at most this many store curves (a seeded subset)
+    are used, so that a fit stays well under a second.
     """
 
-    def __init__(self, name: str, params: dict, *, seed: int, R: int, store=None, min_train: int = 8, folds: int = 5):
+    def __init__(self, name: str, params: dict, *, seed: int, R: int, store=None, min_train: int = 8, folds: int = 5,
+                 max_store: int = 200):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
+        self.max_store = int(max_store)
         self.min_train, self.folds = int(min_train), int(folds)
         make_predictor(name, **self.params)  # fail early on an unknown predictor or parameter
         if store is not None:
@@ -40,12 +43,16 @@ class FinalValuePredictor:
         self.study = [(dict(c), list(curve[: self.R])) for c, curve in items]
 
     def _data(self):
-        configs = self.store_configs + [c for c, _ in self.study]
-        curves = self.store_curves
-        if self.study:
-            curves = np.vstack([curves, np.asarray([c for _, c in self.study], dtype=float)])
-        keep = np.isfinite(curves).all(axis=1)
-        return [c for c, k in zip(configs, keep) if k], curves[keep]
+        keep = np.flatnonzero(np.isfinite(self.store_curves).all(axis=1))
+        if keep.size > self.max_store:  # a seeded subset keeps fits well under a second
+            keep = np.sort(derive_rng(self.seed, "final-predictor-store").choice(keep, self.max_store, replace=False))
+        configs = [self.store_configs[i] for i in keep]
+        curves = self.store_curves[keep]
+        study = [(c, curve) for c, curve in self.study if np.isfinite(curve).all()]
+        if study:
+            configs += [c for c, _ in study]
+            curves = np.vstack([curves, np.asarray([curve for _, curve in study], dtype=float)])
+        return configs, curves
 
     def _fit(self, e: int):
         configs, curves = self._data()
@@ -83,4 +90,5 @@ class FinalValuePredictor:
 
     def describe(self) -> dict:
         return {"name": self.name, "params": self.params, "store_curves": int(self.store_curves.shape[0]),
+                "max_store": self.max_store,
                 "study_curves": len(self.study), "min_train": self.min_train, "folds": self.folds, "fits": self.fits}

@@ -100,11 +100,13 @@ def candidate_policies(R: int, eta: int, finalists=(2, 3, 4)) -> list[tuple[int,
 
 
 def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.random.Generator,
-                  samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.8,
-                  confidence: float = 1.0) -> tuple[tuple[int, int], dict]:
-    """The cheapest candidate whose mean returned final value is within ``tolerance`` x the std of
-    Hyperband's over ``samples`` studies replayed on the store (see :func:`study_rows`;
-    duplicates are trained once, as the default scheduler does).
+                  samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.5,
+                  confidence: float = 1.0, min_match: float = 0.9) -> tuple[tuple[int, int], dict]:
+    """The cheapest candidate that matches Hyperband on ``samples`` studies replayed on the store
+    (see :func:`study_rows`; duplicates are trained once, as the default scheduler does): its mean
+    gap to Hyperband's returned final value plus ``confidence`` standard errors is within
+    ``tolerance`` x the std of Hyperband's value, and it returns a configuration at least as good
+    as Hyperband's in at least ``min_match`` of the studies.
 
     Returns ``((grace, finalists), report)``; ``report`` lists every candidate's mean epochs and
     mean gap to Hyperband (in minimised metric units) for the decision log.
@@ -135,7 +137,8 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
         # the mean gap's standard error: a policy must match Hyperband with some confidence
         se = float(np.std(g) / np.sqrt(g.size)) if g.size > 1 else float("inf")
         table.append({"grace": c[0], "finalists": c[1], "epochs": float(np.mean(costs[c])), "gap": gap,
-                      "gap_se": se, "ok": bool(gap + confidence * se <= limit)})
+                      "gap_se": se, "match": float(np.mean(g <= 0)) if g.size else 0.0,
+                      "ok": bool(gap + confidence * se <= limit and (g.size and np.mean(g <= 0) >= min_match))})
     ok = [row for row in table if row["ok"]]
     if ok:
         pick = min(ok, key=lambda row: (row["epochs"], row["finalists"], row["grace"]))
