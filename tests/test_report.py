@@ -190,7 +190,8 @@ def test_report_of_a_finished_study(study, capsys):
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     html = (out / "report.html").read_text()
-    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "trials", "files"} <= _html_sections(html)
+    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "failures", "trials",
+            "files"} <= _html_sections(html)
     pngs = _embedded_pngs(html)
     assert set(pngs) == {"curves.png", "predictions.png", "best_so_far.png"}
     for name, data in pngs.items():
@@ -202,6 +203,9 @@ def test_report_of_a_finished_study(study, capsys):
     expected = _journal_fates(records)
     assert _fate_table(html) == {f: n for f, n in expected.items() if n or f in FATES[:4]}
     assert expected[FAILED] >= 1 and expected[PRUNED_PREDICTION] >= 1 and expected[COMPLETED] >= 1
+    finals = sum(1 for r in records if r["type"] == "failure" and r["final"])
+    assert finals == expected[FAILED]
+    assert re.search(rf'<tr><td class="l">trainer</td><td>{finals}</td><td>{finals}</td></tr>', html)  # retried once each
     # trials.csv, written by the runtime from its own book, says the same
     with open(out / "trials.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

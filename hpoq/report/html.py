@@ -14,7 +14,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #ddd}
 .note{color:#555;font-size:.9em}details{margin:.5em 0}
-#trials td:nth-child(7),#trials td:last-child{text-align:left}
+#trials td:nth-child(7),#trials td:last-child,#failures td:last-child{text-align:left}
 """
 
 
@@ -139,6 +139,7 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
           r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
                  + "<p class='note'>Hyperband brackets s in the order they run (s = s_max first: most configurations, "
                  "fewest epochs each); schedulers without brackets give one row.</p></section>")
+    parts.append(failures_section(study))
     parts.append("<section id='trials'><h2>Trials</h2><details><summary>"
                  f"{len(study.trials)} trials</summary>" + trials_table(study) + "</details></section>")
 
@@ -146,6 +147,23 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
                  + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def failures_section(study, show: int = 10) -> str:
+    """Failed units by kind (retried or final), and the last few reasons."""
+    body = "<section id='failures'><h2>Failures</h2>"
+    if not study.failures:
+        return body + "<p>No unit failed.</p></section>"
+    kinds: dict = {}
+    for f in study.failures:
+        k = kinds.setdefault(str(f.get("kind", "?")), [0, 0])
+        k[1 if f.get("final") else 0] += 1
+    body += table(["kind", "retried", "final (trial failed)"], [[k, v[0], v[1]] for k, v in sorted(kinds.items())])
+    rows = [[f.get("trial_id"), f.get("attempt"), "final" if f.get("final") else "retried", str(f.get("reason", ""))[:200]]
+            for f in study.failures[-show:]]
+    body += (f"<p class='note'>The last {len(rows)} of {len(study.failures)} failures:</p>"
+             + table(["trial", "attempt", "outcome", "reason"], rows, left=1))
+    return body + "</section>"
 
 
 def _int(value):

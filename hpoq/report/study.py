@@ -86,6 +86,7 @@ class StudyOutput:
     torn_bytes: int              # bytes after the last complete record (ignored)
     files: dict                  # file name -> one-line note
     best_file: dict | None = None
+    failures: list = field(default_factory=list)  # failure records (retried ones too), journal order
 
     @property
     def sign(self) -> float:
@@ -219,6 +220,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
 
     trials: dict[int, TrialView] = {}
     results: list = []
+    failures: list = []
     open_units: dict[int, int] = {}
     lost: set[int] = set()
 
@@ -250,6 +252,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
             elif kind == "failure":
                 open_units.pop(int(rec["unit_id"]), None)
                 trial(rec["trial_id"]).failures += 1
+                failures.append(rec)
             elif kind == "decision":
                 for d in rec.get("decisions") or []:
                     trial(d["trial_id"]).decisions.append(d)
@@ -267,6 +270,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
         algorithm=str(algo.get("name") or "?"), R=_int_or_none(algo.get("R")), eta=_int_or_none(algo.get("eta")),
         metric=str(header.get("metric") or "metric"), mode=mode, budget=_int_or_none(header.get("budget")),
         status=status, status_detail=detail, trials=dict(sorted(trials.items())), results=results, end=end,
-        resumes=sum(1 for r in records if r["type"] == "resume"), records=len(records), torn_bytes=torn, files={})
+        resumes=sum(1 for r in records if r["type"] == "resume"), records=len(records), torn_bytes=torn, files={},
+        failures=failures)
     study.files, study.best_file = _read_files(out_dir, study)
     return study
