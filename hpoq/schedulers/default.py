@@ -166,12 +166,19 @@ class DefaultScheduler(ASHA):
             found = self._promotable(k)
             if found is not None:
                 return self._promote(k, found[0], found[1], "rung")
-        if self.running:
-            return None
+        return None
+
+    def _plan_finalists(self) -> None:
+        """When nothing is in flight or runnable: decide the next finalist now (promote it, queued as
+        the next unit, or prune it by its predicted final), so the decisions go out with this result."""
+        if self.running or self.requeue or self.draws < self.n:
+            return
+        if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
+            return
         while len(self.rung_results[-1]) < self.finalists:
             found = self._finalist_candidate()
             if found is None:
-                return None
+                return
             k, tid, value = found
             info = {"rung": k, "rung_epoch": self.rungs[k], "value": value, "finalists": self.finalists,
                     "reached_R": len(self.rung_results[-1])}
@@ -183,8 +190,10 @@ class DefaultScheduler(ASHA):
                     self.stopped.add(tid)
                     self.pending.append(Decision(tid, STOP, self.rungs[k], "predicted", info))
                     continue
-            return self._promote(k, tid, info, "finalist")
-        return None
+            self.promoted[k].add(tid)
+            self.pending.append(Decision(tid, CONTINUE, self.rungs[k], "finalist", info))
+            self.requeue.append((tid, self.rungs[k], self.rungs[k + 1]))
+            return
 
     def _predict_final(self, tid: int, k: int) -> dict | None:
         """Prediction inputs for pruning trial ``tid`` at rung ``k`` (None without a usable predictor)."""
@@ -205,8 +214,12 @@ class DefaultScheduler(ASHA):
                 "prunable": bool(mean - self.margin * error > threshold)}
 
     # ---------------------------------------------------------------- events
-    def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        return super().on_result(trial_id, metrics)
+    def _flush(self, decisions: list[Decision]) -> list[Decision]:
+        # plan finalists after this result; their decisions follow the result's own decisions
+        earlier, self.pending = self.pending, []
+        self._plan_finalists()
+        planned, self.pending = self.pending, earlier
+        return super()._flush(decisions + planned)
 
     @property
     def finished(self) -> bool:
@@ -214,11 +227,8 @@ class DefaultScheduler(ASHA):
             return False
         if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
             return False
+        # _plan_finalists ran after the last result: any finalist still possible is queued by now
         return len(self.rung_results[-1]) >= self.finalists or self._finalist_candidate() is None
-
-    def _flush(self, decisions: list[Decision]) -> list[Decision]:
-        out = super()._flush(decisions)
-        return out
 
     # ---------------------------------------------------------------- state
     def settings(self) -> dict:
