@@ -84,9 +84,11 @@ def plot_traces(table_name, mode, results, table, out_dir: Path):
             for epochs, value in trace:
                 ys[grid >= epochs] = value
             curves.append(ys)
-        mean = np.nanmean(np.vstack(curves), axis=0) if curves else None
-        if mean is not None:
-            ax.plot(grid, mean, label=algorithm, lw=2 if algorithm == "default" else 1)
+        stacked = np.vstack(curves)
+        seen = np.isfinite(stacked).any(axis=0)  # before the first final value nothing is plotted
+        mean = np.full(grid.shape, np.nan)
+        mean[seen] = np.nanmean(stacked[:, seen], axis=0)
+        ax.plot(grid, mean, label=algorithm, lw=2 if algorithm == "default" else 1)
     if hb:
         ax.axvline(np.mean([r["epochs"] for r in hb]), color="grey", ls=":", lw=1)
     ax.set_xlabel("epochs used")
