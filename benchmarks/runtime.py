@@ -124,7 +124,10 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     proc.wait(timeout=120)
     if not (out / "journal.jsonl").exists():  # killed before the study started: start again
         run(n, "run", study, "--out", str(out))
-        return {"at": at, "killed": False, "before": 0, "lost": 0, "kept": True}
+        after = journal(out)
+        return {"at": at, "killed": False, "before": 0, "lost": 0, "kept": True, "units": results(after),
+                "failures": sum(r["type"] == "failure" for r in after), "best": after[-1]["best"]["trial_id"],
+                "epochs": after[-1]["epochs"]}
     before = journal(out)
     done_before = results(before)
     if before[-1]["type"] != "end":
@@ -133,7 +136,8 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     resume = next((r for r in after if r["type"] == "resume"), None)
     final = results(after)
     return {"at": at, "killed": killed and before[-1]["type"] != "end", "before": len(done_before),
-            "lost": len(resume["lost_units"]) if resume else 0,
+            "lost": len(resume["lost_units"]) if resume else 0, "units": final,
+            "failures": sum(r["type"] == "failure" for r in after),
             "kept": final[:len(done_before)] == done_before and len(final) == len(set(final)),
             "best": after[-1]["best"]["trial_id"] if after[-1].get("best") else None,
             "epochs": after[-1]["epochs"]}
@@ -146,12 +150,14 @@ def bench_kill(tmp: Path, kills: int, seed: int, n: int = 4) -> tuple[dict, list
     run(n, "run", study, "--out", str(ref_out))
     wall = time.perf_counter() - t0
     ref = journal(ref_out)[-1]
+    ref_units = sorted(results(journal(ref_out)))
     rng = random.Random(seed)
     rows = []
     for k in range(kills):
-        at = rng.uniform(0.5, max(0.6, wall * 0.9))
+        at = rng.uniform(0.5, max(0.6, wall * 0.95))
         row = _kill_and_resume(study, tmp / f"kill-{k}", n, at)
         row["same_best"] = row.get("best") == ref["best"]["trial_id"]
+        row["same_units"] = sorted(row.pop("units")) == ref_units
         rows.append(row)
     return {"best": ref["best"]["trial_id"], "epochs": ref["epochs"], "wall_s": wall}, rows
 
@@ -210,10 +216,11 @@ def main(argv=None) -> int:
             sec = ["## SIGKILL of the master at a random moment, then `run --resume`", "",
                    f"Swift R=27 eta=3, seed 1, 4 ranks, sleep 4 ms/epoch; uninterrupted: best trial {ref['best']}, "
                    f"{ref['epochs']} epochs, {ref['wall_s']:.1f} s", "",
-                   "| kill | at (s) | killed mid-study | units finished before | units lost (in flight) | finished units kept | same best | epochs |",
-                   "|---|---|---|---|---|---|---|---|"]
-            sec += [f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | {r['same_best']} | {r.get('epochs')} |"
-                    for i, r in enumerate(rows)]
+                   "| kill | at (s) | killed mid-study | units finished before | units lost (in flight) | finished units kept | "
+                   "failed units | same best | same units as uninterrupted | epochs |",
+                   "|---|---|---|---|---|---|---|---|---|---|"]
+            sec += [f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | {r['failures']} | "
+                    f"{r['same_best']} | {r['same_units']} | {r.get('epochs')} |" for i, r in enumerate(rows)]
             sec.append("")
             print("\n".join(sec), flush=True)
             lines += sec

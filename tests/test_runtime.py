@@ -196,6 +196,7 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
     resume = next(r for r in records if r["type"] == "resume")
     assert resume["from_snapshot"] is None and resume["replayed"] > 0
     assert result_units(records)[:len(done_before)] == done_before  # nothing finished was lost or redone
+    assert not [r for r in records if r["type"] == "failure"]  # re-run units found their start checkpoints
     # a journal that does not replay (here: another seed in its header) is refused, nothing appended
     tampered = tmp_path / "tampered"
     tampered.mkdir()

@@ -59,6 +59,8 @@ class Master:
         self.stopping = False
         self.status = "finished"
         self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
+        self._outbox: list = []     # (leader rank, unit) to send once the journal is synced
+        self._drops: list = []      # start-of-unit checkpoint copies to delete once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
     def record(self, rtype: str, **fields) -> dict:
@@ -76,6 +78,10 @@ class Master:
         if tid not in self.trials_seen:
             self.trials_seen.add(tid)
             self.record("config", trial_id=tid, config=entry["config"])
+        if source == "suggest":
+            self._keep_start_checkpoint(tid, int(entry["start_epoch"]))
+        else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
+            self._restore_start_checkpoint(tid, int(entry["start_epoch"]))
         uid = self.book.next_unit_id
         unit = {"unit_id": uid, "trial_id": tid, "config": entry["config"], "start_epoch": int(entry["start_epoch"]),
                 "end_epoch": int(entry["end_epoch"]), "attempt": int(entry.get("attempt", 0)),
@@ -105,8 +111,14 @@ class Master:
             self._send({"trial_id": unit.trial_id, "config": unit.config, "start_epoch": unit.start_epoch,
                         "end_epoch": unit.end_epoch, "attempt": 0}, "suggest")
 
+    def _sync(self) -> None:
+        self.journal.sync()
+        for path in self._drops:
+            shutil.rmtree(path, ignore_errors=True)
+        self._drops.clear()
+
     def _flush_outbox(self) -> None:
-        self.journal.sync()  # the record of every unit is on disk before the unit starts
+        self._sync()  # the record of every unit is on disk before the unit starts
         for dest, unit in self._outbox:
             self.comm.send(unit, dest=dest, tag=TAG_WORK)
         self._outbox.clear()
@@ -131,6 +143,7 @@ class Master:
         if msg.get("ok"):
             self.record("result", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
                         metrics=msg["metrics"], mode=mode, seconds=round(float(msg.get("seconds", 0.0)), 6), group=group)
+            self._drop_start_checkpoint(tid, unit["start_epoch"])
             try:
                 decisions = self._call("on_result", self.scheduler.on_result, tid, minimized(msg["metrics"], mode))
             except _SchedulerError as err:
@@ -150,6 +163,7 @@ class Master:
         if not final:
             self.queue.append(queue_entry(unit, "retry", int(unit["attempt"]) + 1) | {"config": unit["config"]})
             return
+        self._drop_start_checkpoint(tid, unit["start_epoch"])
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, reason)
         except _SchedulerError as err:
@@ -179,11 +193,47 @@ class Master:
                 continue
             if tid in busy or tid == best_tid:
                 continue
-            path = self.checkpoint_dir(tid)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-                self.record("checkpoint_deleted", trial_id=tid, path=path)
+            self._delete_trial_checkpoints(tid)
             self.to_delete.discard(tid)
+
+    # -- checkpoint safety --------------------------------------------------------------------
+    # A unit overwrites its trial's checkpoint at start_epoch with the one at end_epoch. If the
+    # unit must run again (a retry, or re-run after the master crashed after the trainer had
+    # saved but before the result was journaled), it needs the state at start_epoch: the master
+    # keeps it as hard links (no data copied; trainers replace checkpoint files atomically, see
+    # Trainer.train) in trial-NNNNN.at-EEEEE until the unit's result is in the journal.
+    def _start_copy(self, tid: int, start: int) -> str:
+        return f"{self.checkpoint_dir(tid)}.at-{start:05d}"
+
+    def _keep_start_checkpoint(self, tid: int, start: int) -> None:
+        src = self.checkpoint_dir(tid)
+        if start > 0 and os.path.isdir(src):
+            dst = self._start_copy(tid, start)
+            shutil.rmtree(dst, ignore_errors=True)
+            _link_tree(src, dst)
+
+    def _restore_start_checkpoint(self, tid: int, start: int) -> None:
+        src, copy = self.checkpoint_dir(tid), self._start_copy(tid, start)
+        if start > 0 and not os.path.isdir(copy):
+            return  # nothing kept (an older journal, or no checkpoint): let the trainer decide
+        shutil.rmtree(src, ignore_errors=True)
+        if start > 0:
+            _link_tree(copy, src)
+
+    def _drop_start_checkpoint(self, tid: int, start: int) -> None:
+        if start > 0:  # only once the result is on disk (see _flush_outbox): a crash before that re-runs the unit
+            self._drops.append(self._start_copy(tid, start))
+
+    def _delete_trial_checkpoints(self, tid: int) -> None:
+        path = self.checkpoint_dir(tid)
+        if os.path.isdir(self.ckpt_root):
+            prefix = os.path.basename(path) + ".at-"
+            for name in os.listdir(self.ckpt_root):
+                if name.startswith(prefix):
+                    shutil.rmtree(os.path.join(self.ckpt_root, name), ignore_errors=True)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
@@ -191,7 +241,6 @@ class Master:
         from mpi4py import MPI
 
         status = MPI.Status()
-        self._outbox: list = []
         cpu0 = time.process_time()
         try:
             self.dispatch()
@@ -230,7 +279,7 @@ class Master:
                     cpu0 = time.process_time()
         finally:
             self.master_seconds += time.process_time() - cpu0
-            self.journal.sync()
+            self._sync()
         if self.stopping and not self.inflight:
             state = self.scheduler.state_dict()
             self.record("snapshot", state=state, queue=list(self.queue))
@@ -248,7 +297,8 @@ class Master:
             path = os.path.join(self.ckpt_root, name)
             if path != keep and name.startswith("trial-") and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
-                self.record("checkpoint_deleted", trial_id=int(name.split("-")[1]), path=path)
+                if ".at-" not in name:
+                    self.record("checkpoint_deleted", trial_id=int(name[len("trial-"):]), path=path)
 
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
@@ -261,3 +311,14 @@ class _SchedulerError(Exception):
         super().__init__(f"{call}: {type(exc).__name__}: {exc}")
         self.call = call
         self.exc = exc
+
+
+def _link_tree(src: str, dst: str) -> None:
+    """Copy a directory tree as hard links (a plain copy where links are impossible)."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link, symlinks=True)

@@ -33,6 +33,11 @@ class Trainer(ABC):
         direction (see :attr:`mode`). Writes its checkpoint under ``checkpoint_dir`` so that a
         later unit can resume from ``end_epoch``; the same curve must result as training straight
         through.
+
+        Replace checkpoint files atomically (write a temporary file, then ``os.replace``), never
+        rewrite them in place: the MPI runtime keeps the checkpoint a unit starts from as hard
+        links until the unit's result is journaled, and restores it when the unit is retried or
+        re-run after a crash. ``checkpoint_dir`` must be on a filesystem rank 0 can see.
         """
 
     #: "min" or "max": direction of the returned metric

@@ -3,7 +3,7 @@
 It replays a curve table like the ``table`` trainer, except for the rows selected by the modulus
 parameters: rows with ``row % raise_mod == 0`` raise ``RuntimeError``; ``row % nan_mod == 0``
 return NaN for the last epoch; ``row % oom_mod == 0`` raise ``MemoryError``; ``row % flaky_mod
-== 0`` fail their first attempt only (a marker file in the checkpoint directory remembers it),
+== 0`` fail their first attempt only (a marker file next to the checkpoint directory remembers it),
 so the retry succeeds. A modulus of 0 disables that failure.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ class FlakyTableTrainer(TableTrainer):
         if self._hit(row, self.oom_mod):
             raise MemoryError(f"cannot allocate for row {row}")
         if self._hit(row, self.flaky_mod):
-            marker = os.path.join(checkpoint_dir, f"failed-once-{start_epoch}")
+            marker = f"{checkpoint_dir}.failed-once-{start_epoch}"  # outside: the runtime resets the directory for a retry
             if not os.path.exists(marker):
-                os.makedirs(checkpoint_dir, exist_ok=True)
+                os.makedirs(os.path.dirname(marker), exist_ok=True)
                 open(marker, "w").close()
                 raise RuntimeError(f"transient failure on row {row}")
         values = super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
