@@ -1,0 +1,15 @@
+"""The MPI runtime (``hpoq run``): rank 0 is the master, the other ranks form trial groups.
+
+Launch: ``mpiexec -n N python -m mpi4py -m hpoq.main run STUDY.yaml`` (or ``srun python -m
+mpi4py -m hpoq.main run ...``); ``-m mpi4py`` makes an uncaught exception on any rank abort the
+whole job. Modules: :mod:`~hpoq.runtime.launch` (start-up, validation, shut-down),
+:mod:`~hpoq.runtime.master` (dispatch loop, failures, checkpoints), :mod:`~hpoq.runtime.worker`
+(group leaders and members), :mod:`~hpoq.runtime.groups` (rank layout, message tags),
+:mod:`~hpoq.runtime.journal` (the JSON-lines journal and its record types),
+:mod:`~hpoq.runtime.resume` (replay for ``--resume``), :mod:`~hpoq.runtime.book` (trial
+bookkeeping), :mod:`~hpoq.runtime.signals` (SIGTERM/SIGUSR1), :mod:`~hpoq.runtime.progress`,
+:mod:`~hpoq.runtime.outputs` (trials.csv, best.yaml, curves.h5).
+
+Output directory: ``journal.jsonl``, ``curves.h5``, ``trials.csv``, ``best.yaml`` and
+``checkpoints/trial-NNNNN`` (only the best trial's is left when the study finishes).
+"""
