@@ -313,3 +313,38 @@ def test_report_out_folder_must_exist(study, tmp_path, capsys):
     target = tmp_path / "no-such-folder" / "r.html"
     assert main(["report", str(study["out"]), "--out", str(target)]) == 2
     assert "does not exist" in capsys.readouterr().err and not target.parent.exists()
+
+
+def test_predictions_of_the_default_scheduler():
+    """``default`` puts ``predicted_final`` (value at R from ``prefix_epochs``) in its finalist decisions."""
+    from hpoq.curves.table import load_table
+    from hpoq.report.predictions import extract_predictions
+    from hpoq.report.study import StudyOutput, TrialView
+    from hpoq.schedulers import make_scheduler
+    from hpoq.schedulers.sampling import TableRowSampler
+
+    table = load_table(TABLE, "loss", "min")
+    curves = table.minimized()
+    rows = np.arange(table.n_rows)
+    scheduler = make_scheduler("default", R=R, eta=ETA, sampler=TableRowSampler(table, 1, rows=rows[:200]), seed=1,
+                               warm_curves=table.subset(rows[240:]), grace=1, finalists=4)
+    trials: dict = {}
+    while not scheduler.finished:
+        unit = scheduler.suggest()
+        if unit is None:
+            break
+        t = trials.setdefault(unit.trial_id, TrialView(unit.trial_id, dict(unit.config)))
+        values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+        t.curve[unit.start_epoch:] = values
+        for dec in scheduler.on_result(unit.trial_id, values):
+            trials[dec.trial_id].decisions.append(dec.to_dict())
+    study = StudyOutput(out_dir="", header={}, name="default", algorithm="default", R=R, eta=ETA, metric="loss",
+                        mode="min", budget=None, status="finished", status_detail="", trials=trials, results=[],
+                        end=None, resumes=0, records=0, torn_bytes=0, files={})
+    points, omitted = extract_predictions(study)
+    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted_final" in dec["info"]]
+    assert len(points) == len(made) > 0 and omitted == {"no_actual": 0, "no_target": 0}  # finalists reach R
+    for p, (tid, info) in zip(points, made):
+        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, R, info["prefix_epochs"])
+        assert (p.predicted, p.error, p.threshold) == (info["predicted_final"], info["error"], info["threshold"])
+        assert p.actual == trials[tid].curve[R - 1]
