@@ -256,6 +256,10 @@ def test_bad_study_rank_count_and_existing_journal_exit_2_and_write_nothing(tmp_
     missing = study_file(tmp_path, "missing", trainer={"name": "table", "params": {"table": "nowhere.csv.gz"}})
     proc = run_mpi(3, "run", missing, "--out", str(out))
     assert proc.returncode == 2 and "trainer.params.table" in proc.stderr and not out.exists()
+    # without mpiexec (a singleton rank) there is no trial group either
+    proc = subprocess.run([sys.executable, "-m", "hpoq.main", "run", two, "--out", str(out)], capture_output=True,
+                          text=True, env=mpi_env(), cwd=REPO, timeout=60)
+    assert proc.returncode == 2 and "1 MPI rank(s) cannot form one trial group" in proc.stderr and not out.exists()
     # a fresh study into a directory that holds a journal is refused; the journal is untouched
     good = study_file(tmp_path, "good", algorithm={"name": "hyperband", "R": 1, "eta": 3})
     assert run_mpi(3, "run", good, "--out", str(out)).returncode == 0

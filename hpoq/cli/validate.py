@@ -10,11 +10,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ranks", type=int, default=None, metavar="N",
                         help="also check that N MPI ranks can form at least one trial group")
     parser.add_argument("--build", action="store_true",
-                        help="also build the scheduler (loads the table and warm curves; slower)")
+                        help="also build the scheduler and the trainer as the ranks would (loads the table, "
+                             "warm curves and the trainer's data; slower)")
 
 
 def run(args) -> int:
     from hpoq.cli._common import print_json
+    from hpoq.errors import HpoqError
     from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
     from hpoq.study.spec import load_study
 
@@ -24,7 +26,15 @@ def run(args) -> int:
 
         GroupLayout(args.ranks, spec.ranks_per_trial)
     if args.build:
+        from hpoq.trainers import make_trainer
+
         build_scheduler(spec, load_replay_table(spec))
+        try:
+            make_trainer(spec.trainer["name"], spec.trainer["params"])
+        except HpoqError as exc:
+            raise HpoqError(f"trainer: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, reported in one line
+            raise HpoqError(f"trainer {spec.trainer['name']!r} cannot be built: {type(exc).__name__}: {exc}") from None
     elif spec.space == "table":
         load_replay_table(spec)  # table readable, R within its epochs
     metric, mode = trainer_metric(spec)
