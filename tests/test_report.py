@@ -348,3 +348,16 @@ def test_predictions_of_the_default_scheduler():
         assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, R, info["prefix_epochs"])
         assert (p.predicted, p.error, p.threshold) == (info["predicted_final"], info["error"], info["threshold"])
         assert p.actual == trials[tid].curve[R - 1]
+
+
+def test_report_of_a_study_that_just_started(study, tmp_path):
+    """Header, a config and its unit, nothing finished: the report says so instead of failing."""
+    lines = (study["out"] / "journal.jsonl").read_text().splitlines(keepends=True)
+    assert [json.loads(x)["type"] for x in lines[:3]] == ["header", "config", "unit"]
+    (tmp_path / "journal.jsonl").write_text("".join(lines[:3]))
+    report = build_report(str(tmp_path))
+    html = Path(report.html_path).read_text()
+    assert report.n_predictions == 0 and "No decision of this study holds a prediction" in html
+    assert _fate_table(html) == {COMPLETED: 0, PRUNED_RUNG: 0, PRUNED_PREDICTION: 0, FAILED: 0, UNFINISHED: 1}
+    assert "1 trial(s) have a unit in flight" in html and "none yet" in html
+    assert set(_embedded_pngs(html)) == {"curves.png", "best_so_far.png"}
