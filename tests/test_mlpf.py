@@ -14,7 +14,7 @@ import torch
 from hpoq.errors import HpoqError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf.batches import PreparedEvents
-from hpoq.mlpf.generator import generate_event, make_config
+from hpoq.mlpf.generator import generate_event, generate_events, make_config
 from hpoq.mlpf.loss import DEFAULT_WEIGHTS, combine, loss_sums
 from hpoq.mlpf.model import MiniMLPF, model_config
 from hpoq.mlpf.sampler import DistributedBatchPlan
@@ -67,6 +67,10 @@ def test_generator_is_deterministic_per_event():
     assert np.array_equal(a.X, b.X) and np.array_equal(a.ytarget, b.ytarget)
     other = generate_event(cfg, 4, 17)
     assert other.X.shape != a.X.shape or not np.array_equal(other.X, a.X)
+    # vectorised blocks: an event is the same whatever block it is generated in
+    block = generate_events(cfg, 3, range(10, 30))
+    assert np.array_equal(block[7].X, a.X) and np.array_equal(block[7].ycand, a.ycand)
+    assert all(np.array_equal(x.genjets, y.genjets) for x, y in zip(block[5:9], generate_events(cfg, 3, range(15, 19))))
 
 
 def test_shards_are_byte_identical_and_independent_of_workers(tmp_path):
