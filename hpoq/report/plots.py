@@ -91,9 +91,13 @@ def curves_png(study) -> bytes:
         clipped = any((v > lim[1]) if study.mode == "min" else (v < lim[0])
                       for t in study.trials.values() for v in t.curve if math.isfinite(v))
     no_curve = sum(1 for t in study.trials.values() if not t.curve)
+    right = max(longest, study.R or 1)
+    ax.set_xlim(0.9 if ax.get_xscale() == "log" else 0.5, right * (1.1 if ax.get_xscale() == "log" else 1.0) + 0.5)
+    if not longest:
+        ax.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch" + ("\n(y axis clipped: the worst 3% of values lie outside)" if clipped else ""))
     ax.set_ylabel(f"{study.metric} ({study.mode})")
-    ax.set_title(f"Learning curves by fate: {len(study.trials)} trials"
+    ax.set_title(f"Learning curves by fate: {len(study.trials)} trial{'s' if len(study.trials) != 1 else ''}"
                  + (f", {no_curve} without a finished epoch" if no_curve else ""))
     if any(t.curve for t in study.trials.values()):
         ax.legend(loc="best", fontsize=8)
