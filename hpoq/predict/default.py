@@ -55,6 +55,9 @@ def curve_summary(prefixes: np.ndarray, n_points: int = 10) -> np.ndarray:
     return np.hstack(feats)
 
 
+MEMBERS = ("et", "gbr", "svr")
+
+
 class DefaultPredictor(Predictor):
     """ExtraTrees + NuSVR on hyperparameters and robust curve summaries, with a CV-based spread.
 
@@ -67,7 +70,8 @@ class DefaultPredictor(Predictor):
     name = "default"
 
     def __init__(self, seed: int = 0, n_trees: int = 100, min_leaf: int = 2, max_features: float = 0.66,
-                 C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 5, use_hps: bool = True):
+                 C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 5, use_hps: bool = True,
+                 members: str = "et,gbr,svr", weights: str = "stack", y_scale: str = "std", gbr_trees: int = 150, gbr_lr: float = 0.1):
         if int(n_trees) < 1 or int(min_leaf) < 1 or not (0 < float(max_features) <= 1):
             raise HpoqError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
         if float(C) <= 0 or not (0 < float(nu) <= 1):
@@ -77,6 +81,15 @@ class DefaultPredictor(Predictor):
         self.seed, self.n_trees, self.min_leaf = int(seed), int(n_trees), int(min_leaf)
         self.max_features, self.C, self.nu = float(max_features), float(C), float(nu)
         self.n_points, self.cv_folds, self.use_hps = int(n_points), int(cv_folds), bool(use_hps)
+        self.member_names = [m.strip() for m in str(members).split(",") if m.strip()]
+        unknown = sorted(set(self.member_names) - set(MEMBERS))
+        if unknown or not self.member_names:
+            raise HpoqError(f"default: unknown member(s) {', '.join(unknown) or '(none)'}; available: {', '.join(MEMBERS)}")
+        if weights not in ("stack", "mean"):
+            raise HpoqError(f"default: weights must be 'stack' or 'mean', got {weights!r}")
+        if y_scale not in ("std", "iqr"):
+            raise HpoqError(f"default: y_scale must be 'std' or 'iqr', got {y_scale!r}")
+        self.weights_mode, self.y_scale_mode, self.gbr_trees, self.gbr_lr = weights, y_scale, int(gbr_trees), float(gbr_lr)
         self.fit_seconds = 0.0
         self.cv_rmse = None
         self._fitted = False
@@ -88,13 +101,21 @@ class DefaultPredictor(Predictor):
         return np.hstack([hps, curve])
 
     def _members(self, n: int):
-        from sklearn.ensemble import ExtraTreesRegressor
+        from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
         from sklearn.svm import NuSVR
 
         leaf = min(self.min_leaf, max(1, n // 4))
-        return [ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=leaf, max_features=self.max_features,
-                                    random_state=self.seed, n_jobs=1),
-                NuSVR(C=self.C, nu=self.nu, gamma="scale")]
+        out = []
+        for name in self.member_names:
+            if name == "et":
+                out.append(ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=leaf,
+                                               max_features=self.max_features, random_state=self.seed, n_jobs=1))
+            elif name == "gbr":
+                out.append(GradientBoostingRegressor(n_estimators=self.gbr_trees, learning_rate=self.gbr_lr, max_depth=3,
+                                                     subsample=0.8, min_samples_leaf=leaf, random_state=self.seed))
+            else:
+                out.append(NuSVR(C=self.C, nu=self.nu, gamma="scale"))
+        return out
 
     @staticmethod
     def _fit_members(members, X, t):
@@ -103,6 +124,23 @@ class DefaultPredictor(Predictor):
     @staticmethod
     def _predict_members(members, X) -> np.ndarray:
         return np.vstack([m.predict(X) for m in members])  # [members, m]
+
+    def _disagreement(self, preds: np.ndarray) -> np.ndarray:
+        """Weighted variance of the members' predictions per point."""
+        mean = self.w @ preds
+        return self.w @ (preds - mean) ** 2
+
+    @staticmethod
+    def _stack_weights(oof: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Non-negative least squares of the targets on out-of-fold member predictions,
+        shrunk towards equal weights for small n (n / (n + 20) on the NNLS part)."""
+        from scipy.optimize import nnls
+
+        k, n = oof.shape
+        w, _ = nnls(oof.T, t)
+        w = w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+        lam = n / (n + 20.0)
+        return lam * w + (1 - lam) / k
 
     # -- Predictor API -------------------------------------------------------------------------
     def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "DefaultPredictor":
@@ -123,20 +161,26 @@ class DefaultPredictor(Predictor):
         Xs = self.x_scaler.transform(X)
         self.y_center = float(np.median(y))
         q75, q25 = np.percentile(y, [75, 25])
-        scale = float(q75 - q25) or float(np.std(y)) or 1.0
+        scale = float(np.std(y)) if self.y_scale_mode == "std" else float(q75 - q25)
+        scale = scale or float(np.ptp(y)) or 1.0
         self.y_scale = scale
         t = (y - self.y_center) / scale
         n = len(y)
         folds = min(self.cv_folds, n // 2) if self.cv_folds else 0
         self.disagreement_ref = None
+        k = len(self.member_names)
+        self.w = np.full(k, 1.0 / k)
         if folds >= 2:
-            oof = np.zeros((2, n))
+            oof = np.zeros((k, n))
             for tr, te in KFold(folds, shuffle=True, random_state=self.seed).split(Xs):
                 members = self._fit_members(self._members(len(tr)), Xs[tr], t[tr])
                 oof[:, te] = self._predict_members(members, Xs[te])
-            resid = oof.mean(axis=0) - t
+            if self.weights_mode == "stack" and k > 1:
+                self.w = self._stack_weights(oof, t)
+            resid = self.w @ oof - t
             self.cv_rmse = float(np.sqrt(np.mean(resid ** 2)) * scale)
-            self.disagreement_ref = float(np.sqrt(np.mean(np.var(oof, axis=0)))) or None
+            self.cv_member_rmse = (np.sqrt(np.mean((oof - t) ** 2, axis=1)) * scale).tolist()
+            self.disagreement_ref = float(np.sqrt(np.mean(self._disagreement(oof)))) or None
         self.members = self._fit_members(self._members(n), Xs, t)
         self._fitted = True
         self.fit_seconds = time.perf_counter() - t0
@@ -152,8 +196,8 @@ class DefaultPredictor(Predictor):
             raise ValueError(f"default: fitted on prefixes of {self.n_epochs} epochs, got {P.shape[1]}")
         Xs = self.x_scaler.transform(self._features(configs, P))
         preds = self._predict_members(self.members, Xs)
-        mean = preds.mean(axis=0) * self.y_scale + self.y_center
-        disagreement = preds.std(axis=0) * self.y_scale
+        mean = (self.w @ preds) * self.y_scale + self.y_center
+        disagreement = np.sqrt(self._disagreement(preds)) * self.y_scale
         if self.cv_rmse is not None and self.disagreement_ref:
             rel = disagreement / (self.disagreement_ref * self.y_scale)
             spread = self.cv_rmse * np.sqrt(0.5 + 0.5 * rel ** 2)
@@ -161,10 +205,12 @@ class DefaultPredictor(Predictor):
             spread = np.full(len(P), self.cv_rmse)
         else:
             spread = disagreement
-        return Prediction(mean=mean, spread=spread, info={"predictor": self.name, "cv_rmse": self.cv_rmse})
+        return Prediction(mean=mean, spread=spread, info={"predictor": self.name, "cv_rmse": self.cv_rmse,
+                                                          "weights": dict(zip(self.member_names, self.w.round(3).tolist()))})
 
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "n_trees": self.n_trees, "min_leaf": self.min_leaf,
                 "max_features": self.max_features, "C": self.C, "nu": self.nu, "n_points": self.n_points,
                 "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
+                "members": self.member_names, "weights": getattr(self, "w", np.array([])).round(3).tolist(),
                 "fit_seconds": self.fit_seconds}

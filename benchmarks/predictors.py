@@ -1,0 +1,193 @@
+"""Predictor benchmark (issue 2): R², Spearman and fit time per shared table, predictor and known fraction.
+
+Protocol: :func:`hpoq.predict.evaluate.evaluate_predictor` (target = last epoch, prefix =
+ceil(F x epochs), grouped 80/20 splits with random_state = seed, means over seeds; fit seconds
+are the median over seeds of one fit on one core). Predictors are built through the registry,
+so ``qsvr`` rows appear when ``hpoq.predict.qsvr`` exists (the table says so otherwise).
+
+    .venv/bin/python benchmarks/predictors.py [--out DIR] [--quick] [--tables mlpf,cifar10]
+        [--predictors svr,default,qsvr] [--qsvr-tables mlpf] [--seeds 0-4]
+
+Writes ``DIR/predictors.md`` (the table printed to stdout), ``DIR/predictors.json`` and
+``DIR/predicted_vs_actual.png`` (one panel per table at 25% known, seed 0 test rows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hpoq.cli._common import parse_seeds  # noqa: E402
+from hpoq.curves.shared import SHARED_TABLES, load_shared  # noqa: E402
+from hpoq.errors import HpoqError  # noqa: E402
+from hpoq.predict import predictor_class  # noqa: E402
+from hpoq.predict.evaluate import evaluate_predictor  # noqa: E402
+
+FRACTIONS = (0.1, 0.25, 0.5)
+QUICK_TABLES = ("mlpf", "mnist4", "cifar10")
+
+
+def available(name: str) -> str | None:
+    """None if predictor ``name`` can be built, else the reason."""
+    try:
+        predictor_class(name)
+        return None
+    except HpoqError as exc:
+        return str(exc)
+
+
+def run(tables, predictors, fractions, seeds, qsvr_tables, progress=True):
+    rows, predictions, missing = [], {}, {}
+    for p in predictors:
+        reason = available(p)
+        if reason:
+            missing[p] = reason
+    for table_name in tables:
+        table = load_shared(table_name)
+        for p in predictors:
+            if p in missing:
+                continue
+            if p == "qsvr" and table_name not in qsvr_tables:
+                continue
+            for f in fractions:
+                t0 = time.perf_counter()
+                r = evaluate_predictor(table, p, f, seeds, return_predictions=(f == 0.25))
+                fit_med = statistics.median(s["fit_seconds"] for s in r["per_seed"])
+                row = {"table": table_name, "predictor": p, "known": f, "known_epochs": r["known_epochs"],
+                       "epochs": r["epochs"], "n": r["n"], "r2": r["r2"], "r2_min": r["r2_min"], "r2_std": r["r2_std"],
+                       "spearman": r["spearman"], "mae": r["mae"], "fit_seconds_median": fit_med,
+                       "spread_mean": (statistics.mean(s["spread_mean"] for s in r["per_seed"])
+                                       if "spread_mean" in r["per_seed"][0] else None),
+                       "abs_error_mean": statistics.mean(s.get("abs_error_mean", s["mae"]) for s in r["per_seed"])}
+                rows.append(row)
+                if f == 0.25:
+                    predictions[(table_name, p)] = r["predictions"][0]
+                if progress:
+                    print(f"  {table_name:10s} {p:8s} F={f:<4} R2 {r['r2']:.4f} (min {r['r2_min']:.3f}) "
+                          f"rho {r['spearman']:.3f} fit {fit_med:.3f}s [{time.perf_counter() - t0:.0f}s]",
+                          file=sys.stderr, flush=True)
+    return rows, predictions, missing
+
+
+def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -> str:
+    out = [f"Predictor benchmark: mean over seeds {seeds[0]}..{seeds[-1]} of grouped 80/20 splits; "
+           "R2 / Spearman on the 20%; fit = median seconds of one fit (one core).", ""]
+    head = "| table | predictor | " + " | ".join(f"R2 @{f:g} | rho @{f:g} | fit s @{f:g}" for f in fractions) + " |"
+    out += [head, "|" + "---|" * (2 + 3 * len(fractions))]
+    by = {(r["table"], r["predictor"], r["known"]): r for r in rows}
+    for t in tables:
+        for p in predictors:
+            cells = []
+            for f in fractions:
+                r = by.get((t, p, f))
+                if r is None:
+                    note = "missing" if p in missing else ("not run" if p == "qsvr" and t not in qsvr_tables else "-")
+                    cells += [note, "", ""]
+                else:
+                    cells += [f"{r['r2']:.4f}", f"{r['spearman']:.3f}", f"{r['fit_seconds_median']:.3f}"]
+            out.append(f"| {t} | {p} | " + " | ".join(cells) + " |")
+    for p, reason in missing.items():
+        out.append(f"\n`{p}`: not available ({reason}).")
+    out += ["", "Targets (issue 2):", ""]
+    m = by.get(("mlpf", "svr", 0.25))
+    if m:
+        out.append(f"- svr R2 on mlpf @0.25 = {m['r2']:.4f} (target >= 0.88): {'MET' if m['r2'] >= 0.88 else 'MISSED'}")
+    d = by.get(("mlpf", "default", 0.25))
+    if d:
+        out.append(f"- default R2 on mlpf @0.25 = {d['r2']:.4f} (target >= 0.93): {'MET' if d['r2'] >= 0.93 else 'MISSED'}")
+    wins, losses = 0, []
+    for t in tables:
+        for f in fractions:
+            a, b = by.get((t, "default", f)), by.get((t, "svr", f))
+            if a and b:
+                if a["r2"] > b["r2"]:
+                    wins += 1
+                else:
+                    losses.append(f"{t}@{f:g} ({a['r2']:.4f} vs {b['r2']:.4f})")
+    if wins or losses:
+        out.append(f"- default R2 > svr R2 in {wins}/{wins + len(losses)} (table, fraction) cells"
+                   + (f"; not in: {', '.join(losses)}" if losses else ""))
+    q = by.get(("mlpf", "qsvr", 0.25))
+    if q:
+        out.append(f"- qsvr on mlpf @0.25: R2 {q['r2']:.4f}, seed-to-seed std {q['r2_std']:.4f} (target std <= 0.03), "
+                   f"fit {q['fit_seconds_median']:.2f} s (target <= 3 s)")
+    cal = [r for r in rows if r["predictor"] == "default" and r["spread_mean"] is not None]
+    if cal:
+        ratio = statistics.median(r["spread_mean"] / max(r["abs_error_mean"], 1e-12) for r in cal)
+        out.append(f"- default spread calibration: median over cells of mean(spread) / mean(|error|) = {ratio:.2f} "
+                   "(spread is an RMSE-scale margin, so values somewhat above 1 are expected)")
+    return "\n".join(out) + "\n"
+
+
+def plot(predictions, path: Path, tables, predictors) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [t for t in tables if any((t, p) in predictions for p in predictors)]
+    if not shown:
+        return
+    cols = min(4, len(shown))
+    nrows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 4 * nrows), squeeze=False)
+    for ax, t in zip(axes.ravel(), shown):
+        lo, hi = float("inf"), float("-inf")
+        for p, marker in zip(predictors, "o^sD"):
+            pr = predictions.get((t, p))
+            if pr is None:
+                continue
+            ax.scatter(pr["y"], pr["mean"], s=12, alpha=0.6, marker=marker, label=p)
+            lo, hi = min(lo, pr["y"].min(), pr["mean"].min()), max(hi, pr["y"].max(), pr["mean"].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_title(f"{t}, 25% known (seed 0)")
+        ax.set_xlabel("actual (minimised direction)")
+        ax.set_ylabel("predicted")
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="benchmarks/results/predictors", help="output folder")
+    ap.add_argument("--quick", action="store_true", help=f"tables {','.join(QUICK_TABLES)}, seeds 0-1")
+    ap.add_argument("--tables", help="comma-separated shared tables (default: all)")
+    ap.add_argument("--predictors", default="svr,default,qsvr")
+    ap.add_argument("--qsvr-tables", default="mlpf", help="tables on which qsvr runs (it is slow); 'all' for all")
+    ap.add_argument("--seeds", default=None, help="default 0-4 (0-1 with --quick)")
+    ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
+    args = ap.parse_args(argv)
+    tables = args.tables.split(",") if args.tables else (list(QUICK_TABLES) if args.quick else list(SHARED_TABLES))
+    unknown = [t for t in tables if t not in SHARED_TABLES]
+    if unknown:
+        print(f"unknown table(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    predictors = [p for p in args.predictors.split(",") if p]
+    seeds = parse_seeds(args.seeds or ("0-1" if args.quick else "0-4"))
+    fractions = [float(f) for f in args.fractions.split(",")]
+    qsvr_tables = tables if args.qsvr_tables == "all" else args.qsvr_tables.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, predictions, missing = run(tables, predictors, fractions, seeds, qsvr_tables)
+    md = markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds)
+    print(md)
+    (out / "predictors.md").write_text(md)
+    (out / "predictors.json").write_text(json.dumps({"rows": rows, "missing": missing, "seeds": seeds}, indent=1))
+    plot(predictions, out / "predicted_vs_actual.png", tables, predictors)
+    print(f"wrote {out / 'predictors.md'}, {out / 'predictors.json'}, {out / 'predicted_vs_actual.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``default`` predictor: accuracy on MLPF, robustness at n = 15, a meaningful spread."""
+import numpy as np
+import pytest
+from sklearn.metrics import r2_score
+
+from hpoq.curves.shared import load_shared
+from hpoq.errors import HpoqError
+from hpoq.predict import make_predictor
+from hpoq.predict.evaluate import grouped_split
+
+
+@pytest.fixture(scope="module")
+def mlpf(shared_data):
+    return load_shared("mlpf")
+
+
+def _split(table, seed, known=25):
+    train, test = grouped_split(table.configs, seed)
+    V = table.minimized()
+    pick = lambda rows: ([table.configs[i] for i in rows], V[rows, :known], V[rows, -1])
+    return pick(train), pick(test)
+
+
+def test_beats_paper_svr_on_mlpf_split(mlpf):
+    (ctr, ptr, ytr), (cte, pte, yte) = _split(mlpf, seed=1)
+    default = make_predictor("default", seed=0).fit(ctr, ptr, ytr).predict(cte, pte)
+    svr = make_predictor("svr").fit(ctr, ptr, ytr).predict(cte, pte)
+    r2_default, r2_svr = r2_score(yte, default.mean), r2_score(yte, svr.mean)
+    assert r2_default > 0.85 and r2_default > r2_svr
+    # the spread has the scale of the held-out error (schedulers use it as a pruning margin)
+    rmse = float(np.sqrt(np.mean((yte - default.mean) ** 2)))
+    assert default.spread.shape == yte.shape and (default.spread > 0).all()
+    assert 0.33 * rmse < float(np.mean(default.spread)) < 3.0 * rmse
+
+
+def test_small_training_set_and_no_configs(mlpf):
+    (ctr, ptr, ytr), (cte, pte, yte) = _split(mlpf, seed=0, known=12)
+    rows = np.random.default_rng(0).choice(len(ytr), 15, replace=False)
+    p = make_predictor("default", seed=3).fit([ctr[i] for i in rows], ptr[rows], ytr[rows])
+    pred = p.predict(cte, pte)
+    assert np.isfinite(pred.mean).all() and np.isfinite(pred.spread).all()
+    assert r2_score(yte, pred.mean) > 0.3  # 15 curves, 12 of 100 epochs known
+    q = make_predictor("default", seed=3).fit(None, ptr[rows], ytr[rows])
+    assert np.isfinite(q.predict(None, pte).mean).all()
+    with pytest.raises(ValueError):
+        q.predict(None, pte[:, :5])
+
+
+def test_deterministic_per_seed(mlpf):
+    (ctr, ptr, ytr), (cte, pte, _) = _split(mlpf, seed=2)
+    a = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
+    b = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_parameters():
+    with pytest.raises(HpoqError, match="member"):
+        make_predictor("default", members="et,knn")
+    with pytest.raises(HpoqError, match="nu"):
+        make_predictor("default", nu=0.0)
+    with pytest.raises(HpoqError, match=">= 3 prefixes"):
+        make_predictor("default").fit(None, np.ones((2, 3)), np.ones(2))
