@@ -190,7 +190,7 @@ def test_report_of_a_finished_study(study, capsys):
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     html = (out / "report.html").read_text()
-    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "failures", "trials",
+    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "compute", "failures", "trials",
             "files"} <= _html_sections(html)
     pngs = _embedded_pngs(html)
     assert set(pngs) == {"curves.png", "predictions.png", "best_so_far.png"}
@@ -248,6 +248,16 @@ def test_report_numbers_match_the_journal(study):
         if math.isfinite(p.actual):
             assert p.actual == s.trials[p.trial_id].curve[p.target_epoch - 1]
             assert abs(p.predicted - p.actual) < 0.5 * abs(p.actual)
+
+    from hpoq.report.compute import rung_rows
+
+    results = [r for r in records if r["type"] == "result"]
+    compute = rung_rows(s)
+    assert compute[-1]["units"] == len(results) and compute[-1]["epochs"] == end["epochs"]
+    assert compute[-1]["seconds"] == pytest.approx(sum(r["seconds"] for r in results))
+    assert compute[-1]["rank_seconds"] == pytest.approx(compute[-1]["seconds"])  # one rank per trial group
+    assert [int(r["to_epoch"]) for r in compute[:-1]] == sorted({r["end_epoch"] for r in results})
+    assert 0 < s.wall_seconds < 120
 
     timeline = best_so_far(s)
     assert timeline.epochs[-1] == end["epochs"] and timeline.best_at_R[-1] == pytest.approx(value)

@@ -139,6 +139,7 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
           r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
                  + "<p class='note'>Hyperband brackets s in the order they run (s = s_max first: most configurations, "
                  "fewest epochs each); schedulers without brackets give one row.</p></section>")
+    parts.append(compute_section(study))
     parts.append(failures_section(study))
     parts.append("<section id='trials'><h2>Trials</h2><details><summary>"
                  f"{len(study.trials)} trials</summary>" + trials_table(study) + "</details></section>")
@@ -147,6 +148,19 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
                  + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def compute_section(study) -> str:
+    """Epochs and training time per rung (units grouped by the epoch they trained to)."""
+    from hpoq.report.compute import rung_rows
+
+    rows = rung_rows(study)
+    body = "<section id='compute'><h2>Compute per rung</h2>" + table(
+        ["trained to epoch", "units", "epochs", "training s (leader)", "rank-seconds"],
+        [[r["to_epoch"], r["units"], r["epochs"], round(r["seconds"], 3), round(r["rank_seconds"], 3)] for r in rows])
+    return body + (f"<p class='note'>Training seconds as the group leaders measured them; rank-seconds multiply by "
+                   f"the trial group's size (GPU-seconds with one GPU per rank). Wall time of the master: "
+                   f"{study.wall_seconds:.1f} s over {study.resumes + 1} run(s). Failed units are not counted.</p></section>")
 
 
 def failures_section(study, show: int = 10) -> str:

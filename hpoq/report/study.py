@@ -87,6 +87,8 @@ class StudyOutput:
     files: dict                  # file name -> one-line note
     best_file: dict | None = None
     failures: list = field(default_factory=list)  # failure records (retried ones too), journal order
+    costs: list = field(default_factory=list)     # per finished unit: (start_epoch, end_epoch, seconds, ranks)
+    wall_seconds: float = 0.0    # summed over master runs: first to last record of each
 
     @property
     def sign(self) -> float:
@@ -221,6 +223,8 @@ def load_study_output(out_dir: str) -> StudyOutput:
     trials: dict[int, TrialView] = {}
     results: list = []
     failures: list = []
+    costs: list = []
+    unit_ranks: dict[int, int] = {}
     open_units: dict[int, int] = {}
     lost: set[int] = set()
 
@@ -237,6 +241,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
                 trial(rec["trial_id"]).config = dict(rec.get("config") or {})
             elif kind == "unit":
                 open_units[int(rec["unit_id"])] = int(rec["trial_id"])
+                unit_ranks[int(rec["unit_id"])] = len(rec.get("ranks") or [0])
                 trial(rec["trial_id"])
             elif kind == "result":
                 open_units.pop(int(rec["unit_id"]), None)
@@ -249,6 +254,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
                 t.epochs_trained += len(values)
                 t.units += 1
                 results.append((t.trial_id, start, end, values))
+                costs.append((start, end, as_float(rec.get("seconds", 0.0)), unit_ranks.get(int(rec["unit_id"]), 1)))
             elif kind == "failure":
                 open_units.pop(int(rec["unit_id"]), None)
                 trial(rec["trial_id"]).failures += 1
@@ -262,6 +268,9 @@ def load_study_output(out_dir: str) -> StudyOutput:
         raise HpoqError(f"report: journal {path!r} has a record without a valid {exc} field") from None
 
     status, detail, end = _status(records)
+    starts = [i for i, r in enumerate(records) if r["type"] in ("header", "resume")] + [len(records)]
+    wall = sum(max(as_float(records[b - 1].get("t")) - as_float(records[a].get("t")), 0.0)
+               for a, b in zip(starts, starts[1:]))
     for uid, tid in open_units.items():
         if uid not in lost and end is None:
             trials[tid].in_flight = True
@@ -271,6 +280,6 @@ def load_study_output(out_dir: str) -> StudyOutput:
         metric=str(header.get("metric") or "metric"), mode=mode, budget=_int_or_none(header.get("budget")),
         status=status, status_detail=detail, trials=dict(sorted(trials.items())), results=results, end=end,
         resumes=sum(1 for r in records if r["type"] == "resume"), records=len(records), torn_bytes=torn, files={},
-        failures=failures)
+        failures=failures, costs=costs, wall_seconds=wall if math.isfinite(wall) else 0.0)
     study.files, study.best_file = _read_files(out_dir, study)
     return study
