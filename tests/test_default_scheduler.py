@@ -189,3 +189,14 @@ def test_bad_parameters_are_clear_errors():
         DefaultScheduler(R=8, eta=2, sampler=sampler, warm_curves=synthetic(n=20, R=4))
     with pytest.raises(HpoqError, match="no parameter 'speed'"):
         make_scheduler("default", R=8, eta=2, sampler=sampler, seed=0, speed=2)
+
+
+def test_store_curves_that_stop_before_R_are_left_out():
+    table = synthetic(n=200, R=16, seed=12, early=0.01, late=0.02)
+    sampler, warm = table_sampler_for(table, 3, 0.5)
+    warm.curves[::2, 10:] = np.nan  # half the store is from trials stopped at epoch 10 (NaN-padded)
+    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=warm)
+    assert sched.policy_report["store_rows"] == warm.n_rows - len(range(0, warm.n_rows, 2))
+    only_short = warm.subset(list(range(0, warm.n_rows, 2)))
+    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=only_short)
+    assert sched.state_dict()["settings"]["policy_source"].startswith("cold default (store has")

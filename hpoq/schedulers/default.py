@@ -83,6 +83,7 @@ class DefaultScheduler(ASHA):
             if warm_curves.n_epochs < R:
                 raise HpoqError(f"default: the warm curve store has {warm_curves.n_epochs} epochs, fewer than R = {R}")
             store = warm_curves.minimized()[:, :R]
+            store = store[np.isfinite(store).all(axis=1)]  # curves of a running study's store may stop short of R
         n_draws = hyperband_budget(R, eta)[0] if n is None else n
         if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
             raise HpoqError(f"default: n (configurations to sample) must be an integer >= 1, got {n!r}")
@@ -99,7 +100,8 @@ class DefaultScheduler(ASHA):
                 chosen = (chosen[0], finalists)
         else:
             chosen = (grace or COLD_POLICY[0], finalists or COLD_POLICY[1])
-            source = "given" if grace is not None and finalists is not None else "cold default"
+            source = "given" if grace is not None and finalists is not None else (
+                "cold default" if store is None else "cold default (store has fewer than 2 complete curves)")
         super().__init__(R=R, eta=eta, sampler=sampler, seed=seed, n=n_draws, grace=chosen[0])
         self.ignored = []
         self.finalists = chosen[1]
