@@ -61,6 +61,17 @@ def test_generator_invariants(preset):
             assert acc["n_merged"] == 0
 
 
+@pytest.mark.parametrize("preset", ["easy", "clic"])
+def test_baseline_pf_jet_response_is_one_within_ten_percent(preset):
+    from hpoq.mlpf.jets import jet_pt_ratios, response_summary
+
+    events = generate_events(make_config(preset), 0, range(150))
+    cand = response_summary(np.concatenate([jet_pt_ratios(e.ycand, e.genjets) for e in events]))
+    target = response_summary(np.concatenate([jet_pt_ratios(e.ytarget, e.genjets) for e in events]))
+    assert abs(cand["median"] - 1.0) < 0.1 and cand["match_fraction"] > 0.9, cand
+    assert abs(target["median"] - 1.0) < 0.05, target
+
+
 def test_generator_is_deterministic_per_event():
     cfg = make_config("clic")
     a, b = generate_event(cfg, 3, 17), generate_event(cfg, 3, 17)

@@ -235,7 +235,7 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     curve = []
     for epoch in range(start_epoch, end_epoch):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         torch.manual_seed(derive_seed(settings.seed, "mlpf-dropout", cfg_json, epoch, rank))
         model.train()
         train_acc = torch.zeros(3, dtype=torch.float64)   # loss sum over steps, steps, events
@@ -265,14 +265,15 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
         val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad)
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         if rank == 0 and settings.log_metrics:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             with open(ckpt_dir / METRICS_LOG, "a") as fh:
                 fh.write(json.dumps({"epoch": epoch + 1, "val_loss": val_loss,
                                      **{f"val_{k}": float(v) for k, v in val_terms.items() if k != "total"},
                                      "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
-                                     "lr": lr, "seconds": dt, "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
+                                     "lr": lr, "seconds": dt, "cpu_seconds_rank0": cpu,
+                                     "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
         if not math.isfinite(val_loss):
             raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
         curve.append(val_loss)
