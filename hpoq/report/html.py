@@ -6,7 +6,7 @@ import html
 import math
 import time
 
-from hpoq.report.fates import FATE_LABELS, FATES
+from hpoq.report.fates import FATE_LABELS, FATES, UNFINISHED
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:72em;color:#222}
@@ -70,83 +70,93 @@ def image(png: bytes, alt: str, name: str) -> str:
     return f'<img alt="{esc(alt)}" data-file="{esc(name)}" src="data:image/png;base64,{data}">'
 
 
-def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int, brackets: list[dict]) -> str:
-    """The page. ``figures``: file name -> (PNG bytes, alt text); missing figures are explained."""
-    counts = study.fate_counts()
-    best = study.best_trial()
-    used = study.epochs_used
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
-             f"<style>{_STYLE}</style></head><body>",
-             f"<h1>hpoq report: {esc(study.name)}</h1>",
-             f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} "
-             f"from {esc(study.out_dir)} ({study.records} journal records"
-             + (f"; a torn last line of {study.torn_bytes} bytes was ignored" if study.torn_bytes else "") + ").</p>"]
+def section(sid: str, title: str, body: str, note: str = "") -> str:
+    """One report section; ``note`` is plain text (escaped), ``body`` is HTML."""
+    return (f"<section id='{sid}'><h2>{esc(title)}</h2>{body}"
+            + (f"<p class='note'>{esc(note)}</p>" if note else "") + "</section>")
 
-    summary = [["status", f"{study.status}: {study.status_detail}"],
-               ["algorithm", f"{study.algorithm} (R = {fmt(study.R)}, eta = {fmt(study.eta)})"],
-               ["metric", f"{study.metric} ({'lower' if study.mode == 'min' else 'higher'} is better)"],
-               ["trials", len(study.trials)],
-               ["epochs used", f"{used}" + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)"
-                                            if study.budget else "")],
-               ["resumes", study.resumes]]
+
+def summary_section(study) -> str:
+    used, best = study.epochs_used, study.best_trial()
+    rows = [["status", f"{study.status}: {study.status_detail}"],
+            ["algorithm", f"{study.algorithm} (R = {fmt(study.R)}, eta = {fmt(study.eta)})"],
+            ["metric", f"{study.metric} ({'lower' if study.mode == 'min' else 'higher'} is better)"],
+            ["trials", len(study.trials)],
+            ["epochs used", f"{used}" + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)"
+                                         if study.budget else "")],
+            ["resumes", study.resumes]]
     if best is not None:
         t, v = best
-        summary.append(["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"])
-        summary.append(["best configuration", _config_text(t.config)])
+        rows += [["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"], ["best configuration", _config_text(t.config)]]
     else:
-        summary.append(["best trial (reached R)", "none yet"])
-    parts.append("<section id='summary'><h2>Summary</h2>" + table(None, summary, left=2) + "</section>")
+        rows.append(["best trial (reached R)", "none yet"])
+    return section("summary", "Summary", table(None, rows, left=2))
 
-    fate_rows = [[FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
-                 for f in FATES if counts[f] or f in FATES[:4]]
+
+def fates_section(study) -> str:
+    counts = study.fate_counts()
+    rows = [[FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
+            for f in FATES if counts[f] or f in FATES[:4]]
     running = sum(1 for t in study.trials.values() if t.in_flight)
     note = (f"From each trial's last decision in the journal. Epochs: of finished units (failed units are not "
             f"counted). {running} trial(s) have a unit in flight.")
-    if counts["unfinished"] and study.status in ("finished", "error"):
-        note += (f" The study ended, so the {counts['unfinished']} trial(s) left running / paused stay as they are "
+    if counts[UNFINISHED] and study.status in ("finished", "error"):
+        note += (f" The study ended, so the {counts[UNFINISHED]} trial(s) left running / paused stay as they are "
                  "(their last decision was continue or pause).")
-    parts.append("<section id='fates'><h2>Fates</h2>" + table(["fate", "trials", "epochs"], fate_rows)
-                 + f"<p class='note'>{esc(note)}</p></section>")
+    return section("fates", "Fates", table(["fate", "trials", "epochs"], rows), note)
 
-    parts.append("<section id='curves'><h2>Learning curves</h2>" + _figure(figures, "curves.png")
-                 + f"<p class='note'>{esc(study.metric)} after each epoch, as the trainer reported it; the dotted line "
-                 "marks R. A trial pruned after one epoch is a single dot.</p></section>")
 
-    body = "<section id='predictions'><h2>Predicted versus actual</h2>"
-    if n_points:
-        body += _figure(figures, "predictions.png")
-        body += table(["decision point", "predictions", "with actual", "stopped", "MAE", "Pearson r"],
-                      [[f"epoch {r['from_epoch']} -> {r['target_epoch']}", r["predictions"], r["with_actual"], r["stopped"],
-                        r["mae"], r["pearson_r"]] for r in pred_rows])
-        body += (f"<p class='note'>Each prediction a scheduler made at a decision point (epochs seen -&gt; epoch "
-                 f"predicted), compared with the value the trial reached there. {n_points} predictions; {omitted.get('no_actual', 0)} have no actual value (the trial "
-                 f"was not trained to the target epoch) and are left out of the scatter and of MAE / r"
-                 + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "")
-                 + ".</p>")
-    else:
-        body += f"<p>No decision of this study holds a prediction (algorithm {esc(study.algorithm)}).</p>"
-    parts.append(body + "</section>")
+def predictions_section(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int) -> str:
+    if not n_points:
+        return section("predictions", "Predicted versus actual",
+                       f"<p>No decision of this study holds a prediction (algorithm {esc(study.algorithm)}).</p>")
+    body = _figure(figures, "predictions.png") + table(
+        ["decision point", "predictions", "with actual", "stopped", "MAE", "Pearson r"],
+        [[f"epoch {r['from_epoch']} -> {r['target_epoch']}", r["predictions"], r["with_actual"], r["stopped"], r["mae"],
+          r["pearson_r"]] for r in pred_rows])
+    note = (f"Each prediction a scheduler made at a decision point (epochs seen -> epoch predicted), compared with the "
+            f"value the trial reached there. {n_points} predictions; {omitted.get('no_actual', 0)} have no actual value "
+            "(the trial was not trained to the target epoch) and are left out of the scatter and of MAE / r"
+            + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "") + ".")
+    return section("predictions", "Predicted versus actual", body, note)
 
-    parts.append("<section id='best-so-far'><h2>Best so far versus epochs</h2>" + _figure(figures, "best_so_far.png")
-                 + "<p class='note'>Epochs summed over all trials in the order results arrived; the solid line is what "
-                 "the study would return if stopped there (best value at R), the dashed line the best value seen at any "
-                 "epoch; the dotted line is plain Hyperband's budget at the same R and eta.</p></section>")
 
-    parts.append("<section id='brackets'><h2>Per bracket</h2>" + table(
-        ["bracket", "configs", "epochs", "plain Hyperband epochs", "completed", "pruned by rung", "pruned by prediction",
-         "failed", "running / paused", "best at R"],
-        [[r["bracket"], r["configs"], r["epochs"], _int(r["hyperband_epochs"]), r["completed"], r["pruned_rung"],
-          r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
-                 + "<p class='note'>Hyperband brackets s in the order they run (s = s_max first: most configurations, "
-                 "fewest epochs each); schedulers without brackets give one row.</p></section>")
-    parts.append(compute_section(study))
-    parts.append(failures_section(study))
-    parts.append("<section id='trials'><h2>Trials</h2><details><summary>"
-                 f"{len(study.trials)} trials</summary>" + trials_table(study) + "</details></section>")
+def brackets_section(brackets: list[dict]) -> str:
+    body = table(["bracket", "configs", "epochs", "plain Hyperband epochs", "completed", "pruned by rung",
+                  "pruned by prediction", "failed", "running / paused", "best at R"],
+                 [[r["bracket"], r["configs"], r["epochs"], _int(r["hyperband_epochs"]), r["completed"], r["pruned_rung"],
+                   r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
+    return section("brackets", "Per bracket", body,
+                   "Hyperband brackets s in the order they run (s = s_max first: most configurations, fewest epochs "
+                   "each); schedulers without brackets give one row.")
 
-    parts.append("<section id='files'><h2>Output files</h2>"
-                 + table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2) + "</section>")
-    parts.append("</body></html>\n")
+
+def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int, brackets: list[dict]) -> str:
+    """The page. ``figures``: file name -> (PNG bytes, alt text)."""
+    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n<h1>hpoq report: {esc(study.name)}</h1>\n"
+            f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} from "
+            f"{esc(study.out_dir)} ({study.records} journal records"
+            + (f"; a torn last line of {study.torn_bytes} bytes was ignored" if study.torn_bytes else "") + ").</p>")
+    parts = [
+        head,
+        summary_section(study),
+        fates_section(study),
+        section("curves", "Learning curves", _figure(figures, "curves.png"),
+                f"{study.metric} after each epoch, as the trainer reported it; the dotted line marks R. A trial pruned "
+                "after one epoch is a single dot."),
+        predictions_section(study, figures, pred_rows, omitted, n_points),
+        section("best-so-far", "Best so far versus epochs", _figure(figures, "best_so_far.png"),
+                "Epochs summed over all trials in the order results arrived; the solid line is what the study would "
+                "return if stopped there (best value at R), the dashed line the best value seen at any epoch; the "
+                "dotted line is plain Hyperband's budget at the same R and eta."),
+        brackets_section(brackets),
+        compute_section(study),
+        failures_section(study),
+        section("trials", "Trials", f"<details><summary>{len(study.trials)} trials</summary>{trials_table(study)}</details>"),
+        section("files", "Output files", table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2)),
+        "</body></html>\n",
+    ]
     return "\n".join(parts)
 
 
@@ -154,30 +164,29 @@ def compute_section(study) -> str:
     """Epochs and training time per rung (units grouped by the epoch they trained to)."""
     from hpoq.report.compute import rung_rows
 
-    rows = rung_rows(study)
-    body = "<section id='compute'><h2>Compute per rung</h2>" + table(
-        ["trained to epoch", "units", "epochs", "training s (leader)", "rank-seconds"],
-        [[r["to_epoch"], r["units"], r["epochs"], round(r["seconds"], 3), round(r["rank_seconds"], 3)] for r in rows])
-    return body + (f"<p class='note'>Training seconds as the group leaders measured them; rank-seconds multiply by "
-                   f"the trial group's size (GPU-seconds with one GPU per rank). Wall time of the master: "
-                   f"{study.wall_seconds:.1f} s over {study.resumes + 1} run(s). Failed units are not counted.</p></section>")
+    body = table(["trained to epoch", "units", "epochs", "training s (leader)", "rank-seconds"],
+                 [[r["to_epoch"], r["units"], r["epochs"], round(r["seconds"], 3), round(r["rank_seconds"], 3)]
+                  for r in rung_rows(study)])
+    return section("compute", "Compute per rung", body,
+                   "Training seconds as the group leaders measured them; rank-seconds multiply by the trial group's "
+                   f"size (GPU-seconds with one GPU per rank). Wall time of the master: {study.wall_seconds:.1f} s over "
+                   f"{study.resumes + 1} run(s). Failed units are not counted.")
 
 
 def failures_section(study, show: int = 10) -> str:
     """Failed units by kind (retried or final), and the last few reasons."""
-    body = "<section id='failures'><h2>Failures</h2>"
     if not study.failures:
-        return body + "<p>No unit failed.</p></section>"
+        return section("failures", "Failures", "<p>No unit failed.</p>")
     kinds: dict = {}
     for f in study.failures:
         k = kinds.setdefault(str(f.get("kind", "?")), [0, 0])
         k[1 if f.get("final") else 0] += 1
-    body += table(["kind", "retried", "final (trial failed)"], [[k, v[0], v[1]] for k, v in sorted(kinds.items())])
     rows = [[f.get("trial_id"), f.get("attempt"), "final" if f.get("final") else "retried", str(f.get("reason", ""))[:200]]
             for f in study.failures[-show:]]
-    body += (f"<p class='note'>The last {len(rows)} of {len(study.failures)} failures:</p>"
-             + table(["trial", "attempt", "outcome", "reason"], rows, left=1))
-    return body + "</section>"
+    body = (table(["kind", "retried", "final (trial failed)"], [[k, v[0], v[1]] for k, v in sorted(kinds.items())])
+            + f"<p class='note'>The last {len(rows)} of {len(study.failures)} failures:</p>"
+            + table(["trial", "attempt", "outcome", "reason"], rows, left=1))
+    return section("failures", "Failures", body)
 
 
 def _int(value):
