@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -107,7 +106,7 @@ def _study_file(tmp: Path) -> Path:
     # mode "max" on a loss: schedulers see -loss, the report must show +loss everywhere (a sign slip shows)
     doc = {"name": "report-test", "seed": 3, "algorithm": {"name": "swift", "R": R, "eta": ETA, "params": {"d": 3}},
            "trainer": {"name": "tests.plugins.flaky:FlakyTableTrainer",
-                       "params": {"table": TABLE, "mode": "max", "raise_mod": 7, "nan_mod": 11, "sleep": 0.03}},
+                       "params": {"table": TABLE, "mode": "max", "raise_mod": 7, "nan_mod": 11, "sleep": 0.04}},
            "space": "table", "poll_interval": 0.005, "max_retries": 1}
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(doc))

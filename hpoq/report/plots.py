@@ -178,5 +178,3 @@ def best_so_far_png(timeline, study) -> bytes:
     ax.grid(alpha=0.3)
     return _png(fig)
 
-
-__all__ = ["FATE_COLORS", "FATES", "curves_png", "predictions_png", "best_so_far_png"]
