@@ -12,12 +12,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import os
+
     from hpoq.report import build_report
 
     report = build_report(args.outdir, args.out)
     study = report.study
-    counts = study.fate_counts()
-    print(f"report: {report.html_path} ({len(study.trials)} trials, status {study.status}, "
-          f"{study.epochs_used} epochs, {report.n_predictions} predictions; "
-          + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + ")")
+    fates = ", ".join(f"{k} {v}" for k, v in study.fate_counts().items() if v) or "none yet"
+    budget = f" of plain Hyperband's {study.budget}" if study.budget else ""
+    folder = os.path.dirname(report.png_paths[0]) if report.png_paths else "-"
+    print(f"report: {report.html_path} (PNGs in {folder})")
+    print(f"  {len(study.trials)} trial(s), status {study.status}, {study.epochs_used} epochs{budget}, "
+          f"{report.n_predictions} prediction(s); fates: {fates}")
     return 0
