@@ -229,10 +229,13 @@ def test_loss_decreases_and_context_beats_per_element_baseline(data_dir, tmp_pat
 
 
 def test_resume_equals_straight_through(data_dir, tmp_path):
-    settings = TrainSettings(data=str(data_dir), R=3, backend="none", device="cpu", seed=2)
+    settings = TrainSettings(data=str(data_dir), R=3, backend="none", device="cpu", seed=2, secondary_metrics=True)
     config = {"lr": 2e-3, "dropout": 0.1, "optimizer": "lamb", "schedule": "onecycle", "warmup_frac": 0.05,
               "token_budget": 2048}
     straight, s_state = train_unit(settings, config, 0, 3, tmp_path / "s", return_state=True)
+    log = [json.loads(line) for line in (tmp_path / "s" / "mlpf-metrics.jsonl").read_text().splitlines()]
+    assert [r["val_loss"] for r in log] == straight
+    assert all(0.0 < r["jet_response_median"] < 2.5 and 0.0 <= r["jet_match_fraction"] <= 1.0 for r in log)
     first = train_unit(settings, config, 0, 1, tmp_path / "r")
     rest, r_state = train_unit(settings, config, 1, 3, tmp_path / "r", return_state=True)
     assert first + rest == straight

@@ -65,6 +65,8 @@ class EventArrays:
     ycand: np.ndarray      # float32 [N_total, 14]
     offsets: np.ndarray    # int64 [n_events + 1]
     genmet: np.ndarray     # float32 [n_events]
+    jet_offsets: np.ndarray | None = None   # int64 [n_events + 1] into genjets
+    genjets: np.ndarray | None = None       # float32 [M, 4] (pT, eta, phi, E)
 
     @property
     def n_events(self) -> int:
@@ -80,7 +82,18 @@ class EventArrays:
         counts = self.offsets[events + 1] - self.offsets[events]
         rows = _ranges(self.offsets[events], counts)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return EventArrays(self.X[rows], self.ytarget[rows], self.ycand[rows], offsets, self.genmet[events])
+        jet_offsets = genjets = None
+        if self.genjets is not None:
+            jcounts = self.jet_offsets[events + 1] - self.jet_offsets[events]
+            genjets = self.genjets[_ranges(self.jet_offsets[events], jcounts)]
+            jet_offsets = np.concatenate([[0], np.cumsum(jcounts)]).astype(np.int64)
+        return EventArrays(self.X[rows], self.ytarget[rows], self.ycand[rows], offsets, self.genmet[events],
+                           jet_offsets, genjets)
+
+    def event_genjets(self, i: int) -> np.ndarray:
+        if self.genjets is None:
+            return np.zeros((0, 4), np.float32)
+        return self.genjets[self.jet_offsets[i]:self.jet_offsets[i + 1]]
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -284,26 +297,34 @@ def load_split(directory, split: str, *, manifest: dict | None = None, verify_ch
         try:
             with _open_shard(path) as f:
                 offsets = f["events/offsets"][:]
+                jets = (f["events/jet_offsets"][:], f["jets/genjets"][:]) if "jets/genjets" in f else None
                 parts.append((f["elements/X"][:], f["elements/ytarget"][:],
                               f["elements/ycand"][:] if "elements/ycand" in f else None,
-                              offsets, f["events/genmet"][:] if "events/genmet" in f else None))
+                              offsets, f["events/genmet"][:] if "events/genmet" in f else None, jets))
         except (OSError, KeyError) as exc:
             raise HpoqError(f"{path}: cannot read ({exc.__class__.__name__}: {str(exc)[:80]}); file truncated or damaged") from None
         have += offsets.size - 1
     if not parts:
         raise HpoqError(f"{directory}: split {split!r} has no events")
-    Xs, ys, cs, offs, mets = [], [], [], [0], []
-    base = 0
-    for X, y, c, off, met in parts:
+    Xs, ys, cs, offs, mets, joffs, jets = [], [], [], [0], [], [], []
+    base = jbase = 0
+    with_jets = all(p[5] is not None for p in parts)
+    for X, y, c, off, met, jet in parts:
         Xs.append(X)
         ys.append(y)
         cs.append(c if c is not None else np.zeros_like(y))
         offs.append(off[1:] + base)
         mets.append(met if met is not None else np.zeros(off.size - 1, np.float32))
         base += X.shape[0]
+        if with_jets:
+            joffs.append(jet[0][1:] + jbase)
+            jets.append(jet[1])
+            jbase += jet[1].shape[0]
     arrays = EventArrays(np.concatenate(Xs), np.concatenate(ys), np.concatenate(cs),
                          np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in offs[1:]]),
-                         np.concatenate(mets))
+                         np.concatenate(mets),
+                         np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in joffs]) if with_jets else None,
+                         np.concatenate(jets) if with_jets else None)
     if max_events is not None and arrays.n_events > max_events:
         arrays = arrays.subset(np.arange(max_events))
     return arrays

@@ -41,3 +41,40 @@ def response_summary(ratios: np.ndarray) -> dict:
     med = float(np.median(matched))
     q75, q25 = np.percentile(matched, [75, 25])
     return {"median": med, "iqr_over_median": float((q75 - q25) / med), "match_fraction": matched.size / ratios.size}
+
+
+#: fixed histogram binning, so that ranks can all-reduce histograms instead of gathering values
+RATIO_EDGES = np.linspace(0.0, 2.5, 1001)
+MET_EDGES = np.linspace(-100.0, 100.0, 801)
+
+
+def predicted_particles(outputs, X) -> np.ndarray:
+    """Per element (class, charge, pT, eta, sin phi, cos phi, E) from model outputs (numpy [B, N, 7]).
+
+    The class is argmax(pid) where argmax(binary) says "particle", else 0 (mlpf.md 1.3).
+    """
+    import torch
+
+    binary, pid, mom = (o.detach().float() for o in outputs[:3])
+    is_part = binary.argmax(-1) == 1
+    cls = torch.where(is_part, pid.argmax(-1), torch.zeros_like(is_part, dtype=torch.long))
+    pt = torch.exp(mom[..., 0].clamp(-10, 10)) * X[..., 1].abs()
+    e = torch.exp(mom[..., 4].clamp(-10, 10)) * X[..., 5].abs()
+    out = torch.stack([cls.float(), torch.zeros_like(pt), pt, mom[..., 1], mom[..., 2], mom[..., 3], e], -1)
+    return out.cpu().numpy()
+
+
+def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts with under/overflow folded into the first/last bin."""
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+    return np.bincount(idx, minlength=edges.size - 1).astype(np.float64)
+
+
+def histogram_quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> float:
+    """Quantile ``q`` of a histogram (bin centre), NaN if empty."""
+    total = counts.sum()
+    if total <= 0:
+        return float("nan")
+    i = int(np.searchsorted(np.cumsum(counts), q * total))
+    i = min(i, counts.size - 1)
+    return float(0.5 * (edges[i] + edges[i + 1]))

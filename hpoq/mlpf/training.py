@@ -71,6 +71,7 @@ class TrainSettings:
     verify_checksums: bool = True
     store_host: str | None = None    # torch backend: TCPStore host for multi-node groups
     log_metrics: bool = True
+    secondary_metrics: bool = False  # jet response and MET resolution in the metrics log (costs val time)
 
 
 def split_config(config: dict, preset: str) -> tuple[dict, dict]:
@@ -262,7 +263,8 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
             optimizer.zero_grad()
             global_step += 1
             train_acc += torch.tensor([step_loss, 1.0, float(sum(len(e) for e in micro))], dtype=torch.float64)
-        val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad)
+        val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad,
+                             secondary=settings.secondary_metrics)
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -270,7 +272,8 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             with open(ckpt_dir / METRICS_LOG, "a") as fh:
                 fh.write(json.dumps({"epoch": epoch + 1, "val_loss": val_loss,
-                                     **{f"val_{k}": float(v) for k, v in val_terms.items() if k != "total"},
+                                     **{(f"val_{k}" if k in ("binary", "classification", "regression") else k): float(v)
+                                        for k, v in val_terms.items() if k != "total"},
                                      "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
                                      "lr": lr, "seconds": dt, "cpu_seconds_rank0": cpu,
                                      "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
@@ -285,19 +288,50 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
 
 @torch.no_grad()
 def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, autocast=contextlib.nullcontext,
-             pad: int = 1) -> dict:
-    """Fixed-weight (default) loss terms over the whole val split, from all-reduced sums and counts."""
+             pad: int = 1, secondary: bool = False) -> dict:
+    """Fixed-weight (default) loss terms over the whole val split, from all-reduced sums and counts.
+
+    With ``secondary``: jet pT response (median, IQR/median, match fraction) and the MET
+    resolution (IQR of MET_pred - genMET, GeV), from all-reduced fixed-bin histograms. Reported
+    in the metrics log, never optimised (mlpf.md 1.5).
+    """
+    from hpoq.mlpf import jets
+
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
+    n_r, n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
+    hist = np.zeros(n_r + n_m + 2)   # jet ratio histogram, MET residual histogram, (jets, matched jets)
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
         with autocast():
             out = model(b["X"], b["mask"])
         s = loss_sums(out, b, DEFAULT_WEIGHTS.focal_gamma, charge=b["charge"])
         acc += torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
+        if secondary:
+            parts = jets.predicted_particles(out, b["X"])
+            mask = b["mask"].cpu().numpy()
+            for i, ev_i in enumerate(evs):
+                p_i = parts[i][mask[i]]
+                ratios = jets.jet_pt_ratios(p_i, val.arrays.event_genjets(int(ev_i)))
+                hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
+                hist[-2:] += (ratios.size, float((ratios > 0).sum()))
+                sel = p_i[:, 0] > 0
+                phi = np.arctan2(p_i[sel, 4], p_i[sel, 5])
+                met = np.hypot((p_i[sel, 2] * np.cos(phi)).sum(), (p_i[sel, 2] * np.sin(phi)).sum())
+                hist[n_r:n_r + n_m] += jets.histogram(np.array([met - float(val.arrays.genmet[ev_i])]), jets.MET_EDGES)
     acc = backend.allreduce_sum(acc.to(device)).cpu()
     sums = {"binary": acc[0], "focal": acc[1], "regression": acc[2]}
-    return {k: float(v) for k, v in combine(sums, DEFAULT_WEIGHTS, acc[3], acc[4]).items()}
+    result = {k: float(v) for k, v in combine(sums, DEFAULT_WEIGHTS, acc[3], acc[4]).items()}
+    if secondary:
+        hist = backend.allreduce_sum(torch.from_numpy(hist).to(device)).cpu().numpy()
+        rh, mh = hist[:n_r], hist[n_r:n_r + n_m]
+        med = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.5)
+        iqr = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.75) - jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.25)
+        result.update(jet_response_median=med, jet_response_iqr_over_median=iqr / med if med else float("nan"),
+                      jet_match_fraction=float(hist[-1] / max(1.0, hist[-2])),
+                      met_resolution_iqr_gev=jets.histogram_quantile(mh, jets.MET_EDGES, 0.75)
+                      - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25))
+    return result
 
 
 def single_process_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir) -> list[float]:
