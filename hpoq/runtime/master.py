@@ -136,6 +136,9 @@ class Master:
     # -- events -------------------------------------------------------------------------------
     def on_message(self, msg: dict) -> None:
         uid = int(msg["unit_id"])
+        if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
+            log.error("result for unit %d, which is not in flight, ignored", uid)
+            return
         group, unit = self.inflight.pop(uid)
         self.idle.append(group)
         tid = unit["trial_id"]
