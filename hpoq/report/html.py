@@ -85,6 +85,15 @@ def summary_section(study) -> str:
             ["epochs used", f"{used}" + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)"
                                          if study.budget else "")],
             ["resumes", study.resumes]]
+    header, launch = study.header, study.launch
+    groups = launch.get("groups") if isinstance(launch.get("groups"), list) else []
+    if launch.get("world_size"):
+        rows.append(["MPI ranks", f"{launch.get('world_size')} (master + {len(groups)} trial group(s) of "
+                                  f"{', '.join(sorted({str(len(g)) for g in groups if isinstance(g, list)})) or '?'} rank(s))"])
+    if isinstance(header.get("seeds"), dict):
+        rows.append(["seeds", ", ".join(f"{k}={v}" for k, v in header["seeds"].items())])
+    if isinstance(header.get("versions"), dict):
+        rows.append(["versions", ", ".join(f"{k} {v}" for k, v in header["versions"].items())])
     if best is not None:
         t, v = best
         rows += [["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"], ["best configuration", _config_text(t.config)]]

@@ -89,6 +89,7 @@ class StudyOutput:
     failures: list = field(default_factory=list)  # failure records (retried ones too), journal order
     costs: list = field(default_factory=list)     # per finished unit: (start_epoch, end_epoch, seconds, ranks)
     wall_seconds: float = 0.0    # summed over master runs: first to last record of each
+    launch: dict = field(default_factory=dict)    # the latest header or resume record (ranks, groups, pid, host)
 
     @property
     def sign(self) -> float:
@@ -280,6 +281,6 @@ def load_study_output(out_dir: str) -> StudyOutput:
         metric=str(header.get("metric") or "metric"), mode=mode, budget=_int_or_none(header.get("budget")),
         status=status, status_detail=detail, trials=dict(sorted(trials.items())), results=results, end=end,
         resumes=sum(1 for r in records if r["type"] == "resume"), records=len(records), torn_bytes=torn, files={},
-        failures=failures, costs=costs, wall_seconds=wall if math.isfinite(wall) else 0.0)
+        failures=failures, costs=costs, wall_seconds=wall if math.isfinite(wall) else 0.0, launch=records[starts[-2]])
     study.files, study.best_file = _read_files(out_dir, study)
     return study
