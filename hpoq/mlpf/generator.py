@@ -1,9 +1,10 @@
-"""Synthetic CLIC-like particle-flow events (docs/mlpf.md 3), vectorised numpy, one event at a time.
+"""Synthetic CLIC-like particle-flow events (docs/mlpf.md 3), vectorised numpy over blocks of events.
 
-Event ``j`` of seed ``s`` draws from ``numpy.random.default_rng(SeedSequence([s, j]))`` only, so
-the output depends neither on the number of processes nor on shard boundaries. Every detector
-number is a field of :class:`GeneratorConfig`; the presets ``easy``, ``clic`` and ``dense``
-override some of them.
+Event ``j`` of seed ``s`` draws only from ``SeedSequence([s, j])`` (spawned into two streams: the
+generator level, then the detector level), and every later step is element-wise or segmented
+per event, so an event is the same whatever block, shard or process generates it. Every
+detector number is a field of :class:`GeneratorConfig`; the presets ``easy``, ``clic`` and
+``dense`` override some of them.
 
 Structure (mlpf.md 3.1-3.3): e+e- -> 2/4/6 jets (+ an isolated lepton and a neutrino), jet
 fragmentation with pi0 -> gamma gamma, a tracker with efficiency, resolution and fakes, charged
@@ -13,12 +14,14 @@ with splitting, greedy energy-ordered clustering, noise clusters, the upstream t
 
 Units: energies and momenta in GeV, lengths in mm, field in T, time in ns.
 
-Deviations from the text of mlpf.md, chosen for speed (>= 2,000 events/s on one core):
+Deviations from the text of mlpf.md, chosen for speed (>= 2,000 events per CPU-second):
 - clustering: a deposit joins the cluster of the most energetic deposit within its radius
-  (pointer jumping over the energy-sorted ΔR matrix), which equals greedy clustering except
+  (pointer jumping over the energy-sorted Delta R matrix), which equals greedy clustering except
   for rare chains;
 - truth: a particle without a track competes only for its *best* cluster (the one holding its
-  main deposit); if a more energetic particle owns that cluster it is merged into it.
+  main deposit); if a more energetic particle owns that cluster it is merged into it;
+- fake tracks: Poisson(rate x charged particles in the tracker acceptance); cluster hit counts
+  carry Gaussian (not Poisson) noise of width sqrt(mean).
 """
 from __future__ import annotations
 
