@@ -67,11 +67,14 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
         figures["predictions.png"] = (predictions_png(points, omitted, study), "predicted versus actual")
     page = render(study, figures, summarize_points(points), omitted, len(points), bracket_rows(study))
 
-    os.makedirs(stem, exist_ok=True)
     pngs = []
-    for name, (png, _) in figures.items():
-        path = os.path.join(stem, name)
-        _write_atomic(path, png)
-        pngs.append(path)
-    _write_atomic(html_path, page.encode("utf-8"))
+    try:
+        os.makedirs(stem, exist_ok=True)
+        for name, (png, _) in figures.items():
+            path = os.path.join(stem, name)
+            _write_atomic(path, png)
+            pngs.append(path)
+        _write_atomic(html_path, page.encode("utf-8"))
+    except OSError as exc:
+        raise HpoqError(f"report: cannot write {exc.filename or html_path!r}: {exc.strerror or exc}") from None
     return Report(html_path, pngs, study, len(points))
