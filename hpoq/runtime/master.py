@@ -10,8 +10,11 @@ Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3)::
 The scheduler is asked for work only right after an event (start, a result, a final failure),
 never on an idle tick: every call it sees is in the journal, so ``--resume`` can replay them.
 Failures: a unit that fails is retried (``max_retries``, default 1) from the same checkpoint; a
-configuration that fails ``max_retries + 1`` times is reported with ``on_failure``. A scheduler
-call that raises (e.g. a predictor inside it) fails that unit instead of killing the study.
+configuration that fails ``max_retries + 1`` times is reported with ``on_failure``. An exception
+from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
+that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
+QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
+ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
 Checkpoints: ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
 (STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
 """
