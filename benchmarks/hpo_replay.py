@@ -33,6 +33,22 @@ MODES = {"cold": 0.0, "warm": 0.5}
 MAKESPAN_WORKERS = 50
 
 
+class Tee:
+    """Print to the terminal and to ``OUT/hpo_replay.md``."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+
 def minimised(table, value):
     return -value if table.mode == "max" else value
 
@@ -117,6 +133,7 @@ def main(argv=None) -> int:
         algorithms.insert(0, "hyperband")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout = Tee(sys.stdout, open(out_dir / "hpo_replay.md", "w"))
     summary: dict = {"seeds": len(seeds), "tables": {}}
     checks: list[tuple[str, bool, str]] = []
     warm_savings: dict[str, float] = {}
@@ -186,7 +203,8 @@ def main(argv=None) -> int:
 
     # makespan with 50 workers: Hyperband vs default, cold and warm
     if "default" in algorithms:
-        print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (time units; 1 per epoch)\n")
+        print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
+              "seconds per epoch where it has a time column, e.g. lcbench)\n")
         print("| table | mode | hyperband makespan | default makespan | ratio | default utilization |")
         print("|---|---|---|---|---|---|")
         for name in tables:
@@ -223,6 +241,7 @@ def main(argv=None) -> int:
         print(f"| {label} | {'yes' if ok else 'NO'} | {detail} |")
     summary["checks"] = [{"target": label, "met": ok, "measured": detail} for label, ok, detail in checks]
     (out_dir / "hpo_replay.json").write_text(json.dumps(summary, indent=1, default=float))
+    sys.stdout = sys.stdout.streams[0]
     return 0
 
 
