@@ -200,3 +200,29 @@ def test_store_curves_that_stop_before_R_are_left_out():
     only_short = warm.subset(list(range(0, warm.n_rows, 2)))
     sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=only_short)
     assert sched.state_dict()["settings"]["policy_source"].startswith("cold default (store has")
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "default"])
+def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
+    table = synthetic(n=120, R=16, seed=13)
+    sampler, warm = table_sampler_for(table, 4, 0.3)
+    sched = make_scheduler(algorithm, R=16, eta=2, sampler=sampler, seed=4,
+                           **({"warm_curves": warm} if algorithm == "default" else {}))
+    curves = table.minimized()
+    in_flight, failed, decisions = [], set(), []
+    while not sched.finished:
+        while len(in_flight) < 4:  # four workers; trials 3, 10, 17, ... fail in their first unit
+            unit = sched.suggest()
+            if unit is None:
+                break
+            assert unit.trial_id not in failed, "a failed trial was resumed"
+            in_flight.append(unit)
+        assert in_flight, "deadlock"
+        unit = in_flight.pop(0)
+        if unit.trial_id % 7 == 3:
+            failed.add(unit.trial_id)
+            decisions += sched.on_failure(unit.trial_id, "CUDA out of memory")
+        else:
+            decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+    assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
+    assert {d.trial_id for d in decisions if d.action == "failed"} == failed
