@@ -133,3 +133,18 @@ def test_registry_and_bad_parameters(mlpf):
     fitted = QSVRPredictor(**FAST).fit(None, P[:25], y[:25])
     with pytest.raises(HpoqError):
         fitted.predict(None, P[:5, :10])
+
+
+def test_tuned_variant_and_centring(mlpf):
+    from hpoq.predict.qsvr import QSVRTunedPredictor
+
+    P, y = mlpf
+    t = QSVRTunedPredictor(seed=1, **FAST)
+    d = t.describe()
+    assert (d["name"], d["scaler"], d["gamma"], d["features"]) == ("qsvr-tuned", "minmax", 4.0, "stride2")
+    t.fit(None, P[:100], y[:100])
+    assert r2(y[200:], t.predict(None, P[200:]).mean) > 0.7
+    # centring shifts the QUBO targets, not the model's output level: biases absorb the chunk mean
+    c = QSVRPredictor(seed=1, scaler="minmax", gamma=4.0, center=False, **FAST).fit(None, P[:100], y[:100])
+    assert [r.tolist() for r in c.chunk_rows_] == [r.tolist() for r in t.chunk_rows_]
+    assert np.mean([m.bias for m in t.members]) > np.mean([m.bias for m in c.members])
