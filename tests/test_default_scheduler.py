@@ -226,3 +226,12 @@ def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
             decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
     assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
     assert {d.trial_id for d in decisions if d.action == "failed"} == failed
+
+
+def test_a_given_grace_restricts_the_store_search_to_it():
+    table = synthetic(n=200, R=16, seed=14, early=0.01, late=0.02, cross=3.0)
+    sampler, warm = table_sampler_for(table, 2, 0.5)
+    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=2)
+    assert sched.grace == 2 and sched.rungs[0] == 2
+    assert {c["grace"] for c in sched.policy_report["candidates"]} == {2}
+    assert sched.finalists in {c["finalists"] for c in sched.policy_report["candidates"]}
