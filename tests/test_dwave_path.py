@@ -135,3 +135,18 @@ def test_network_error_falls_back_and_never_leaks_token(monkeypatch, caplog, cap
     assert "falling back" in caplog.text
     assert FAKE_TOKEN not in blob and "0123456789abcdef0123" not in blob
     assert not any(tmp_path.rglob("*.json"))  # nothing written for a solver that never answered
+
+
+def test_no_embedding_falls_back_loudly(tmp_path, caplog):
+    """The default mock (Chimera 4x4x4, 128 qubits) cannot hold a 120-clique: SA, not a pruned problem."""
+    from dwave.system.testing import MockDWaveSampler
+
+    P, y = _data(seed=3)
+    with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
+        q = QSVRPredictor(sampler="dwave", dwave_child=MockDWaveSampler(), num_reads=20, num_sweeps=50, chunks=1,
+                          embedding_cache=str(tmp_path / "emb"))
+        q.fit(None, P, y)
+    d = q.describe()
+    assert d["sampler"] == "sa" and d["fallback_from"] == "dwave" and "embedding" in d["reason"]
+    assert "falling back" in caplog.text
+    assert not any(tmp_path.rglob("*.json"))

@@ -154,6 +154,11 @@ class QSVRPredictor(Predictor):
         for pname, value in (("n_points", n_points), ("chunks", chunks)):
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
+        for pname, value in (("num_reads", num_reads), ("num_sweeps", num_sweeps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
+        if not isinstance(center, (bool, np.bool_, int)):
+            raise HpoqError(f"qsvr: center must be true or false, got {center!r}")
         if top_k is not None and (int(top_k) != top_k or top_k < 1):
             raise HpoqError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
         for pname, value in (("epsilon", epsilon), ("xi", xi), ("lam", lam)):
