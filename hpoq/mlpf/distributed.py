@@ -46,7 +46,7 @@ def resolve_backend(name: str, comm) -> str:
     if name not in BACKENDS:
         raise HpoqError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if comm is None or comm.Get_size() == 1:
-        return "none" if name in ("auto", "none") else name
+        return "none"  # one process: nothing to synchronise, whatever backend was asked for
     if name == "auto":
         return "horovod" if horovod_available() else "torch"
     if name == "none":
