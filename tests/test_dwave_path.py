@@ -54,6 +54,7 @@ def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
     assert d["sampler"] == "dwave" and "fallback_from" not in d and d["solver"] == "MockDWaveSampler"
     chunk = d["chunk_info"][0]
     assert chunk["embedding"] == "computed" and chunk["sampler"] == "dwave"
+    assert chunk["energy_mismatch"] < 1e-6  # unembedded energies agree with b^T Q b by label
     assert 0.0 <= d["chain_break_fraction"] <= 1.0 and np.isfinite(d["chain_break_fraction"])
     # chain strength = 10 x ceil(max |Q|) by default (method.md 5.5)
     assert chunk["chain_strength"] > 0 and chunk["chain_strength"] % 10 == 0

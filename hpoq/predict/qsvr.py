@@ -21,6 +21,7 @@ encoding box [0, C_eff] assumes. ``features`` / ``scaler`` select other sets (``
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ COMBINE_SCHEMES = SEVEN_SCHEMES + ("mean7", "lowest")
 SA_NUM_READS = 100
 SA_NUM_SWEEPS = 500
 _TINY = 1e-12
+log = logging.getLogger(__name__)
 
 
 def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -223,7 +225,8 @@ class QSVRPredictor(Predictor):
         bqm = to_bqm(Q)
         result = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
         # identical logical samples merged (num_occurrences summed) after unembedding (5.6)
-        bits, _ = samples_in_label_order(result.sampleset.aggregate(), V)
+        aggregated = result.sampleset.aggregate()
+        bits, _ = samples_in_label_order(aggregated, V)
         energies = qubo_energies(Q, bits)
         order = np.argsort(energies, kind="stable")
         top = order[: self.k_solutions]
@@ -231,6 +234,11 @@ class QSVRPredictor(Predictor):
         sols = [(alpha[j], alpha_hat[j], float(energies[top[j]])) for j in range(len(top))]
         info = dict(result.info)
         info["energies"] = [s[2] for s in sols]
+        # the sampler's energies must agree with b^T Q b: a mismatch means a label mix-up (5.6)
+        mismatch = float(np.max(np.abs(np.asarray(aggregated.record.energy)[top] - energies[top])))
+        info["energy_mismatch"] = mismatch
+        if mismatch > 1e-6 * max(1.0, float(np.abs(energies[top]).max())):
+            log.warning("qsvr: sampler energies differ from the host QUBO energies by %.3g", mismatch)
         return sols, info, kmat
 
     def _schemes(self, sols, kmat: np.ndarray, yc: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
