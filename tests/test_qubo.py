@@ -137,3 +137,23 @@ def test_bias_midpoint_rule_without_free_points():
     # a free point with beta < 0 gives r + eps (the textbook sign, not the original's - eps)
     beta2 = np.array([0.0, 0.0, -0.5])
     assert textbook_bias(beta2, kmat, y, eps, c_eff) == pytest.approx((y[2] + 0.5) + eps)
+
+
+def test_energy_identity_over_random_settings():
+    """b^T Q b == direct energy for random K, B, k0, epsilon, xi, lambda, N (hypothesis)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(K=st.integers(1, 4), N=st.integers(1, 6), B=st.floats(0.1, 3.0), k0=st.floats(-2, 2),
+           eps=st.floats(0, 1), xi=st.floats(0, 10), lam=st.floats(0, 5), seed=st.integers(0, 2 ** 16))
+    def check(K, N, B, k0, eps, xi, lam, seed):
+        enc = Encoding(K=K, B=B, k0=k0)
+        X, y, kmat = _problem(N, seed)
+        Q = qubo_matrix(kmat, y, enc, epsilon=eps, xi=xi, lam=lam)
+        bits = np.random.default_rng(seed).integers(0, 2, size=(64, enc.n_variables(N)), dtype=np.int8)
+        alpha, alpha_hat = decode(bits, N, enc)
+        direct = dual_objective(alpha, alpha_hat, kmat, y, epsilon=eps, xi=xi, lam=lam)
+        assert np.max(np.abs(qubo_energies(Q, bits) - direct)) < 1e-9 * max(1.0, np.abs(direct).max())
+
+    check()
