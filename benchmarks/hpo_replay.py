@@ -88,7 +88,8 @@ def plot_traces(table_name, mode, results, table, out_dir: Path):
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     hb = results.get("hyperband")
-    x_max = max((max((r["epochs"] for r in runs), default=1) for runs in results.values() if runs), default=1)
+    # the interesting range is up to Hyperband's budget (random search runs far beyond it)
+    x_max = 1.2 * np.mean([r["epochs"] for r in hb]) if hb else max(r["epochs"] for runs in results.values() for r in runs)
     grid = np.linspace(0, x_max, 400)
     for algorithm, runs in results.items():
         if not runs:
@@ -101,14 +102,15 @@ def plot_traces(table_name, mode, results, table, out_dir: Path):
                 ys[grid >= epochs] = value
             curves.append(ys)
         stacked = np.vstack(curves)
-        seen = np.isfinite(stacked).any(axis=0)  # before the first final value nothing is plotted
         mean = np.full(grid.shape, np.nan)
-        mean[seen] = np.nanmean(stacked[:, seen], axis=0)
+        seen = np.isfinite(stacked).all(axis=0)  # plotted once every seed has a final value
+        mean[seen] = stacked[:, seen].mean(axis=0)
         ax.plot(grid, mean, label=algorithm, lw=2 if algorithm == "default" else 1)
     if hb:
         ax.axvline(np.mean([r["epochs"] for r in hb]), color="grey", ls=":", lw=1)
     ax.set_xlabel("epochs used")
     ax.set_ylabel(f"best final {table.metric} so far (mean over seeds)")
+    ax.set_xlim(0, x_max)
     ax.set_title(f"{table_name}, {mode}")
     ax.legend(fontsize=8)
     fig.tight_layout()
