@@ -197,6 +197,9 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
     assert resume["from_snapshot"] is None and resume["replayed"] > 0
     assert result_units(records)[:len(done_before)] == done_before  # nothing finished was lost or redone
     assert not [r for r in records if r["type"] == "failure"]  # re-run units found their start checkpoints
+    # the master polls and sleeps: its CPU time is a small share of the time the workers trained
+    resumed = records[next(i for i, r in enumerate(records) if r["type"] == "resume"):]
+    assert records[-1]["master_cpu_s"] < 0.25 * (records[-1]["t"] - resumed[0]["t"])
     # a journal that does not replay (here: another seed in its header) is refused, nothing appended
     tampered = tmp_path / "tampered"
     tampered.mkdir()
