@@ -120,7 +120,10 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
                 pid = None
     killed = proc.poll() is None and pid is not None
     if killed:
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # the study ended a moment ago
+            killed = False
     proc.wait(timeout=120)
     if not (out / "journal.jsonl").exists():  # killed before the study started: start again
         run(n, "run", study, "--out", str(out))
