@@ -223,7 +223,10 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     elif status == "interrupted":
         print(f"hpoq: stopped by {signals.last}; continue with: run --resume {plan.out_dir}", file=sys.stderr, flush=True)
     else:
-        log.info("study %s finished: best %s", spec.name, best_record(best, plan.mode))
+        rec = best_record(best, plan.mode)
+        what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
+        print(f"hpoq: study {spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
+              f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
     return code
 
 
