@@ -151,3 +151,23 @@ def test_no_embedding_falls_back_loudly(tmp_path, caplog):
     assert d["sampler"] == "sa" and d["fallback_from"] == "dwave" and "embedding" in d["reason"]
     assert "falling back" in caplog.text
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_cached_embedding_survives_unrelated_offline_qubits(mock_qpu, tmp_path):
+    """A qubit outside every chain goes offline: the hash changes, the embedding stays valid and is kept."""
+    graph = mock_qpu.to_networkx_graph()
+    cache = EmbeddingCache(tmp_path)
+    emb, status = cache.get("P16", 24, graph)
+    assert status == "computed"
+    used = {q for chain in emb.values() for q in chain}
+    spare = next(q for q in sorted(graph.nodes) if q not in used)
+    smaller = graph.copy()
+    smaller.remove_node(spare)
+    emb2, status2 = cache.get("P16", 24, smaller)
+    assert status2 == "hit" and emb2 == emb
+    assert json.loads(cache.path("P16", 24).read_text())["graph_hash"] == graph_hash(smaller)
+    # a qubit inside a chain goes offline: invalid, recomputed on the smaller graph
+    broken = smaller.copy()
+    broken.remove_node(emb[0][0])
+    emb3, status3 = cache.get("P16", 24, broken)
+    assert status3.startswith("recomputed") and all(q in broken for chain in emb3.values() for q in chain)

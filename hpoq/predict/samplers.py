@@ -158,6 +158,8 @@ class EmbeddingCache:
         # validate even on a matching hash (cheap, ~50 ms at V=120); a changed hash (some qubits
         # offline) only invalidates the file if the chains no longer fit the graph
         if clique_embedding_valid(emb, n_variables, graph):
+            if data.get("graph_hash") != graph_hash(graph):
+                self.store(solver, n_variables, graph, emb)  # still valid: record the current graph
             return emb, "hit"
         return None, "invalid on the current working graph"
 
