@@ -142,8 +142,8 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
         for key in ("schema_version", "schema", "x_features", "y_features", "class_labels", "elem_types",
                     "source", "n_events", "n_elements"):
             f.attrs[key] = attrs[key]
-        for name, arr in arrays.items():
-            arr = np.ascontiguousarray(arr)
+        for name in sorted(arrays):  # a fixed creation order: equal arrays give equal bytes
+            arr = np.ascontiguousarray(arrays[name])
             kwargs = dict(track_times=False)
             if name.startswith("elements/") or name.startswith("jets/"):
                 if arr.shape[0] > 0:
@@ -337,7 +337,7 @@ class ShardReader:
     with a ``rdcc_nbytes`` chunk cache; the offsets are read once.
     """
 
-    def __init__(self, path, cache_bytes: int = 32 << 20):
+    def __init__(self, path, cache_bytes: int = 64 << 20):
         self.path = Path(path)
         self.cache_bytes = int(cache_bytes)
         self._f = None

@@ -41,8 +41,9 @@ def type_stats(X: np.ndarray, n_types: int):
     types = np.clip(X[:, 0].astype(np.int64), 0, n_types - 1)
     s = np.zeros((n_types, X.shape[1]))
     ss = np.zeros_like(s)
-    np.add.at(s, types, Xt)
-    np.add.at(ss, types, Xt ** 2)
+    for t in range(n_types):
+        rows = Xt[types == t]
+        s[t], ss[t] = rows.sum(axis=0), (rows * rows).sum(axis=0)
     return s, ss, np.bincount(types, minlength=n_types).astype(np.float64)
 
 

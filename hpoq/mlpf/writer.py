@@ -22,6 +22,8 @@ from hpoq.mlpf.schema import CLASS_LABELS, ELEM_TYPES, SYNTHETIC_SCHEMA, X_FEATU
 
 #: events generated together (vectorised); the output does not depend on it
 BLOCK = 64
+#: rough in-memory size of one packed clic event (X, ytarget, ycand, ~90 elements x 45 float32)
+EVENT_BYTES = 20_000
 
 
 def shard_name(split: str, k: int, n: int) -> str:
@@ -45,7 +47,8 @@ def _plan(n_events: int, val_fraction: float, shards: int) -> dict:
     return plan
 
 
-def _write_one(args):
+def _make_shard(args):
+    """Generate one shard's events; (manifest entry, stats sums, arrays, attrs)."""
     out, rel, lo, hi, cfg_dict, seed, compression, source = args
     cfg = GeneratorConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg_dict.items()})
     events = []
@@ -56,16 +59,28 @@ def _write_one(args):
         raise HpoqError(f"shard {rel} would hold no events")
     arrays, counts = ev.pack_events(events)
     attrs = ev.shard_attrs(SYNTHETIC_SCHEMA, X_FEATURES, CLASS_LABELS, ELEM_TYPES, source, counts)
-    ev.write_shard(Path(out) / (rel + ".nostats"), arrays, attrs, compression=compression)
-    s, ss, c = type_stats(arrays["elements/X"], len(ELEM_TYPES))
-    return dict(path=rel, n_events=counts["n_events"], n_elements=counts["n_elements"], first_event=lo,
-                skipped_empty=(hi - lo) - counts["n_events"]), (s, ss, c)
+    stats = type_stats(arrays["elements/X"], len(ELEM_TYPES))
+    entry = dict(path=rel, n_events=counts["n_events"], n_elements=counts["n_elements"], first_event=lo,
+                 skipped_empty=(hi - lo) - counts["n_events"])
+    return entry, stats, arrays, attrs
+
+
+def _write_one(args):
+    """Worker-process path: write the shard without stats (added by a rewrite once all are known)."""
+    entry, stats, arrays, attrs = _make_shard(args)
+    ev.write_shard(Path(args[0]) / (entry["path"] + ".nostats"), arrays, attrs, compression=args[6])
+    return entry, stats
 
 
 def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", shards: int = 1,
                      val_fraction: float = 0.2, compression: str = "lzf", workers: int = 1,
-                     overwrite: bool = False, **overrides) -> dict:
-    """Generate and write the dataset; returns the manifest. Validates everything before writing."""
+                     overwrite: bool = False, memory_bytes: int = 1 << 30, **overrides) -> dict:
+    """Generate and write the dataset; returns the manifest. Validates everything before writing.
+
+    With one worker and at most ``memory_bytes`` of events, shards are held in memory and written
+    once; otherwise each is written without stats and rewritten with them at the end. Both paths
+    give the same bytes.
+    """
     out = Path(out)
     if n_events < 2:
         raise HpoqError(f"--events must be at least 2, got {n_events}")
@@ -91,7 +106,16 @@ def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", sha
     source = {"generator": cfg.to_dict(), "seed": int(seed), "n_events_requested": int(n_events)}
     jobs = [(str(out), rel, lo, hi, cfg.to_dict(), int(seed), compression, source)
             for split in plan for rel, lo, hi in plan[split]]
-    if workers > 1 and len(jobs) > 1:
+    in_memory = workers == 1 or len(jobs) == 1
+    if in_memory and n_events * EVENT_BYTES > memory_bytes:
+        in_memory = False
+        workers = 1
+    if in_memory:
+        # one process and the events fit in memory: keep the shards, write each once with its stats
+        made = [_make_shard(j) for j in jobs]
+        results = [(m[0], m[1]) for m in made]
+        held = {m[0]["path"]: (m[2], m[3]) for m in made}
+    elif workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_write_one, jobs))
     else:
@@ -109,6 +133,11 @@ def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", sha
     x_mean, x_std = finish_stats(*total)
     for split in splits:
         for entry in splits[split]:
-            ev.add_stats(out / (entry["path"] + ".nostats"), out / entry["path"], x_mean, x_std, compression=compression)
+            if in_memory:
+                arrays, attrs = held.pop(entry["path"])
+                arrays["stats/x_mean"], arrays["stats/x_std"] = x_mean, x_std
+                ev.write_shard(out / entry["path"], arrays, attrs, compression=compression)
+            else:
+                ev.add_stats(out / (entry["path"] + ".nostats"), out / entry["path"], x_mean, x_std, compression=compression)
     return ev.write_manifest(out, splits, schema=SYNTHETIC_SCHEMA, x_features=X_FEATURES, class_labels=CLASS_LABELS,
                              elem_types=ELEM_TYPES, source=source, stats={"x_mean": x_mean, "x_std": x_std})
