@@ -15,7 +15,7 @@ from hpoq.errors import HpoqError
 from hpoq.runtime.journal import Journal, read_journal
 from hpoq.study.build import build_scheduler
 from hpoq.study.space import SearchSpace
-from hpoq.study.spec import load_study, parse_study
+from hpoq.study.spec import load_study
 from hpoq.trainers import make_trainer, trainer_class
 from hpoq.trainers.base import TrainerError
 

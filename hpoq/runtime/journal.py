@@ -164,9 +164,3 @@ def read_journal(path: str) -> tuple[list[dict], int]:
         raise HpoqError(f"journal {path!r} has no header record")
     return records, offset
 
-
-def decode_float(value) -> float:
-    """Inverse of the NaN/inf string encoding for one number."""
-    if isinstance(value, str):
-        return float(value)
-    return float(value)

@@ -124,9 +124,7 @@ def _error(msg: str) -> None:
 
 
 def master_main(world, study: str | None, out: str | None, resume, progress_enabled: bool | None = None) -> int:
-    from hpoq.runtime.master import Master
     from hpoq.runtime.outputs import write_outputs
-    from hpoq.runtime.progress import Progress
 
     size = world.Get_size()
     signals = StopSignals(role="master").install()
@@ -172,7 +170,7 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
 
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     from hpoq.runtime.master import Master
-    from hpoq.runtime.outputs import write_outputs
+    from hpoq.runtime.outputs import best_record, write_outputs
     from hpoq.runtime.progress import Progress
     from hpoq.schedulers.brackets import hyperband_budget
 
@@ -210,8 +208,6 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
         master.stop_workers(0)
     progress.close(master)
     best = plan.scheduler.best()
-    from hpoq.runtime.outputs import best_record
-
     journal.write("end", status=status, best=best_record(best, plan.mode), epochs=book.epochs_used,
                   units=book.units_done, master_cpu_s=round(master.master_seconds, 6),
                   **({"error": error} if error else {}))
