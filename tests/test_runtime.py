@@ -154,8 +154,8 @@ def test_failing_trainer_plugin(tmp_path):
         permanent = row % 7 == 0 or row % 11 == 0 or row % 13 == 0
         if permanent:  # tried twice, then FAILED, never a third time
             assert [(f["attempt"], f["final"]) for f in fs] == [(0, False), (1, True)], fs
-        else:  # transient: each unit fails once, its retry succeeds
-            assert row % 5 == 0 and all((f["attempt"], f["final"]) == (0, False) for f in fs), fs
+        else:  # transient: the first unit fails once, its retry succeeds
+            assert row % 5 == 0 and [(f["attempt"], f["final"]) for f in fs] == [(0, False)], fs
         kinds.setdefault(fs[-1]["kind"], []).append(fs[-1]["reason"])
     assert {"trainer", "non-finite", "oom"} <= set(kinds), kinds
     assert any("boom on row" in r for r in kinds["trainer"]) and any("transient" in r for r in kinds["trainer"])

@@ -9,8 +9,9 @@ Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3)::
 
 The scheduler is asked for work only right after an event (start, a result, a final failure),
 never on an idle tick: every call it sees is in the journal, so ``--resume`` can replay them.
-Failures: a unit that fails is retried (``max_retries``, default 1) from the same checkpoint; a
-configuration that fails ``max_retries + 1`` times is reported with ``on_failure``. An exception
+Failures: a unit that fails is retried from the same checkpoint while its configuration has failed
+at most ``max_retries`` times (default 1, over all its units); the next failure is final and is
+reported with ``on_failure`` (the trial is FAILED, never retried again). An exception
 from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
@@ -157,7 +158,9 @@ class Master:
                 return
             self._decided(uid, decisions)
         else:
-            final = int(unit["attempt"]) >= self.max_retries
+            # a configuration is retried while its failures (over all its units) stay within max_retries
+            info = self.book.trials.get(tid)
+            final = (info.failures if info is not None else 0) >= self.max_retries
             self._fail(uid, unit, str(msg.get("reason", "unknown failure")), msg.get("kind", "trainer"), final=final)
 
     def _fail(self, uid: int, unit: dict, reason: str, kind: str, final: bool) -> None:

@@ -25,8 +25,9 @@ A study file (every key; ``~`` = null)::
     warm_curves: ~              # curves of an earlier study for the predictor: a curve store
                                 #   (.h5/.hdf5) or a CSV table; a path or {path, metric, mode}
     poll_interval: 0.01         # seconds the master and idle workers sleep between polls (default 0.01)
-    max_retries: 1              # a failed work unit is retried this many times; a configuration
-                                #   that fails max_retries + 1 times is marked FAILED (default 1)
+    max_retries: 1              # a failed work unit is retried (from the same checkpoint) while its
+                                #   configuration has failed at most this many times; the next
+                                #   failure marks the trial FAILED (default 1: fails twice -> FAILED)
 
 Paths *inside* the file (``warm_curves`` and the trainer's path parameters, e.g. the table
 trainer's ``table``) are resolved relative to **the study file's directory**; ``out`` and

@@ -3,7 +3,8 @@
 It replays a curve table like the ``table`` trainer, except for the rows selected by the modulus
 parameters: rows with ``row % raise_mod == 0`` raise ``RuntimeError``; ``row % nan_mod == 0``
 return NaN for the last epoch; ``row % oom_mod == 0`` raise ``MemoryError``; ``row % flaky_mod
-== 0`` fail their first attempt only (a marker file next to the checkpoint directory remembers it),
+== 0`` fail the first attempt of their first unit only (a marker file next to the checkpoint
+directory remembers it),
 so the retry succeeds. A modulus of 0 disables that failure.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FlakyTableTrainer(TableTrainer):
             raise RuntimeError(f"boom on row {row}")
         if self._hit(row, self.oom_mod):
             raise MemoryError(f"cannot allocate for row {row}")
-        if self._hit(row, self.flaky_mod):
+        if self._hit(row, self.flaky_mod) and start_epoch == 0:
             marker = f"{checkpoint_dir}.failed-once-{start_epoch}"  # outside: the runtime resets the directory for a retry
             if not os.path.exists(marker):
                 os.makedirs(os.path.dirname(marker), exist_ok=True)
