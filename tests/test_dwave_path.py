@@ -171,3 +171,26 @@ def test_cached_embedding_survives_unrelated_offline_qubits(mock_qpu, tmp_path):
     broken.remove_node(emb[0][0])
     emb3, status3 = cache.get("P16", 24, broken)
     assert status3.startswith("recomputed") and all(q in broken for chain in emb3.values() for q in chain)
+
+
+def test_qpu_timeout_falls_back(tmp_path, caplog):
+    """A QPU job that never returns (a future that is never resolved) ends in SA after timeout_s."""
+    import concurrent.futures
+
+    import dimod
+    from dwave.system.testing import MockDWaveSampler
+
+    class HungQPU(MockDWaveSampler):
+        def sample(self, bqm, **kwargs):
+            return dimod.SampleSet.from_future(concurrent.futures.Future())
+
+    hung = HungQPU(topology_type="pegasus", topology_shape=[4], parameter_warnings=False)
+    P, y = _data(seed=4)
+    with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
+        q = QSVRPredictor(sampler="dwave", dwave_child=hung, timeout_s=0.3, n_points=4, chunks=2, num_reads=10,
+                          num_sweeps=50, embedding_cache=str(tmp_path))
+        pred = q.fit(None, P, y).predict(None, P[:3])
+    d = q.describe()
+    assert d["sampler"] == "sa" and d["reason"].startswith("TimeoutError")
+    assert all(c["sampler"] == "sa" for c in d["chunk_info"]) and np.all(np.isfinite(pred.mean))
+    assert "falling back" in caplog.text
