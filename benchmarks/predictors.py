@@ -65,6 +65,8 @@ def run(tables, predictors, fractions, seeds, qsvr_tables, progress=True):
                        "spearman": r["spearman"], "mae": r["mae"], "fit_seconds_median": fit_med,
                        "spread_mean": (statistics.mean(s["spread_mean"] for s in r["per_seed"])
                                        if "spread_mean" in r["per_seed"][0] else None),
+                       "spread_error_spearman": (statistics.mean(s["spread_error_spearman"] for s in r["per_seed"])
+                                                 if "spread_error_spearman" in r["per_seed"][0] else None),
                        "abs_error_mean": statistics.mean(s.get("abs_error_mean", s["mae"]) for s in r["per_seed"])}
                 rows.append(row)
                 if f == 0.25:
@@ -121,9 +123,43 @@ def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -
     cal = [r for r in rows if r["predictor"] == "default" and r["spread_mean"] is not None]
     if cal:
         ratio = statistics.median(r["spread_mean"] / max(r["abs_error_mean"], 1e-12) for r in cal)
+        rho = statistics.median(r["spread_error_spearman"] for r in cal)
         out.append(f"- default spread calibration: median over cells of mean(spread) / mean(|error|) = {ratio:.2f} "
-                   "(spread is an RMSE-scale margin, so values somewhat above 1 are expected)")
+                   f"(1.25 for normal errors: spread is a standard deviation); median Spearman(spread, |error|) = {rho:.2f}")
     return "\n".join(out) + "\n"
+
+
+def fit_times(predictors, sizes=(15, 50, 100, 236), repeats=5, known=25) -> tuple[str, list]:
+    """Median wall and CPU seconds of one fit on MLPF prefixes (25 of 100 epochs) vs training size n."""
+    import numpy as np
+
+    from hpoq.predict.evaluate import build_predictor, grouped_split
+
+    table = load_shared("mlpf")
+    V = table.minimized()
+    train, _ = grouped_split(table.configs, 0)
+    rows = []
+    lines = ["| predictor | " + " | ".join(f"n={n} wall s | n={n} CPU s" for n in sizes) + " |",
+             "|" + "---|" * (1 + 2 * len(sizes))]
+    for p in predictors:
+        if available(p):
+            continue
+        cells = []
+        for n in sizes:
+            idx = train[:n]
+            walls, cpus = [], []
+            for r in range(repeats if p != "qsvr" else 2):
+                model = build_predictor(p, r)
+                w0, c0 = time.perf_counter(), time.process_time()
+                model.fit([table.configs[i] for i in idx], V[idx, :known], V[idx, -1])
+                walls.append(time.perf_counter() - w0)
+                cpus.append(time.process_time() - c0)
+            rows.append({"predictor": p, "n": int(n), "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)})
+            cells += [f"{statistics.median(walls):.3f}", f"{statistics.median(cpus):.3f}"]
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    head = (f"Fit time vs training size (MLPF, 25 of 100 epochs known; median of {repeats} fits, "
+            "one core, OMP_NUM_THREADS=1; wall includes contention from other processes):")
+    return head + "\n\n" + "\n".join(lines) + "\n", rows
 
 
 def plot(predictions, path: Path, tables, predictors) -> None:
@@ -181,9 +217,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows, predictions, missing = run(tables, predictors, fractions, seeds, qsvr_tables)
     md = markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds)
+    timing_md, timing_rows = fit_times([p for p in predictors if p != "qsvr"],
+                                       sizes=(15, 50, 100) if args.quick else (15, 50, 100, 236))
+    md += "\n" + timing_md
     print(md)
     (out / "predictors.md").write_text(md)
-    (out / "predictors.json").write_text(json.dumps({"rows": rows, "missing": missing, "seeds": seeds}, indent=1))
+    (out / "predictors.json").write_text(json.dumps({"rows": rows, "fit_times": timing_rows, "missing": missing, "seeds": seeds}, indent=1))
     plot(predictions, out / "predicted_vs_actual.png", tables, predictors)
     print(f"wrote {out / 'predictors.md'}, {out / 'predictors.json'}, {out / 'predicted_vs_actual.png'}", file=sys.stderr)
     return 0

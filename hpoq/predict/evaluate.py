@@ -120,6 +120,7 @@ def evaluate_predictor(table: CurveTable, predictor: str, known: float, seeds=(0
             resid = np.abs(targets[test] - pred.mean)
             s["spread_mean"] = float(np.mean(pred.spread))
             s["abs_error_mean"] = float(np.mean(resid))
+            s["spread_error_spearman"] = score(resid, pred.spread)["spearman"]
         per_seed.append(s)
         if return_predictions:
             preds.append({"seed": int(seed), "test": test, "y": targets[test], "mean": pred.mean,
