@@ -248,6 +248,16 @@ def test_resume_equals_straight_through(data_dir, tmp_path):
         train_unit(TrainSettings(**{**settings.__dict__, "R": 4}), dict(config, lr=1e-3), 3, 4, tmp_path / "o")
 
 
+def test_lazy_shard_reading_trains_identically(data_dir, tmp_path):
+    settings = TrainSettings(data=str(data_dir), R=2, backend="none", device="cpu", seed=4, secondary_metrics=True)
+    config = {"lr": 2e-3, "token_budget": 2048, "conv_type": "knn", "num_convs": 1}
+    in_memory = train_unit(settings, config, 0, 2, tmp_path / "m")
+    lazy = train_unit(TrainSettings(**{**settings.__dict__, "in_memory": False}), config, 0, 2, tmp_path / "l")
+    assert lazy == in_memory
+    logs = [[json.loads(x) for x in (tmp_path / d / "mlpf-metrics.jsonl").read_text().splitlines()] for d in "ml"]
+    assert [r["jet_response_median"] for r in logs[0]] == [r["jet_response_median"] for r in logs[1]]
+
+
 def test_trainer_plugin_errors(data_dir, tmp_path):
     from hpoq.trainers import make_trainer
     from hpoq.trainers.base import TrainerError

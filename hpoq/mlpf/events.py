@@ -342,6 +342,7 @@ class ShardReader:
         self.cache_bytes = int(cache_bytes)
         self._f = None
         self._offsets = None
+        self._jet_offsets = None
 
     def _file(self):
         if self._f is None:
@@ -364,6 +365,23 @@ class ShardReader:
         self._file()
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         return self._X[a:b], self._y[a:b]
+
+    def n_elements(self) -> np.ndarray:
+        self._file()
+        return np.diff(self._offsets)
+
+    def genmet(self) -> np.ndarray:
+        f = self._file()
+        return f["events/genmet"][:] if "events/genmet" in f else np.zeros(len(self), np.float32)
+
+    def genjets(self, i: int) -> np.ndarray:
+        """Gen jets (pT, eta, phi, E) of event ``i`` (empty if the shard has none)."""
+        f = self._file()
+        if "jets/genjets" not in f:
+            return np.zeros((0, 4), np.float32)
+        if self._jet_offsets is None:
+            self._jet_offsets = f["events/jet_offsets"][:]
+        return f["jets/genjets"][int(self._jet_offsets[i]):int(self._jet_offsets[i + 1])]
 
     def close(self) -> None:
         if self._f is not None:

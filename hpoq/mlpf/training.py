@@ -27,7 +27,7 @@ import torch
 
 from hpoq.errors import HpoqError
 from hpoq.mlpf import events as ev
-from hpoq.mlpf.batches import PreparedEvents
+from hpoq.mlpf.batches import LazyEvents, PreparedEvents
 from hpoq.mlpf.distributed import make_backend, pick_device
 from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
 from hpoq.mlpf.model import MiniMLPF, ModelConfig, model_config
@@ -72,6 +72,7 @@ class TrainSettings:
     store_host: str | None = None    # torch backend: TCPStore host for multi-node groups
     log_metrics: bool = True
     secondary_metrics: bool = False  # jet response and MET resolution in the metrics log (costs val time)
+    in_memory: object = "auto"       # auto | true | false: hold splits in memory (auto: up to 1 GB)
 
 
 def split_config(config: dict, preset: str) -> tuple[dict, dict]:
@@ -103,28 +104,40 @@ def split_config(config: dict, preset: str) -> tuple[dict, dict]:
 # ------------------------------------------------------------------ data (cached per process)
 
 _DATA_CACHE: dict = {}
+#: in_memory: auto keeps a split in memory up to this size (X, ytarget, ycand as float32)
+IN_MEMORY_BYTES = 1 << 30
+BYTES_PER_ELEMENT = 4 * (17 + 14 + 14)
 
 
 def load_data(settings: TrainSettings):
     """(manifest, train PreparedEvents, val PreparedEvents, train shard bounds), cached per process."""
-    key = (os.path.abspath(settings.data), settings.max_train_events, settings.max_val_events)
+    key = (os.path.abspath(settings.data), settings.max_train_events, settings.max_val_events, settings.in_memory)
     manifest = ev.read_manifest(settings.data)
     cached = _DATA_CACHE.get(key)
     if cached is not None and cached[0]["content_hash"] == manifest["content_hash"]:
         return cached
     if "val" not in manifest["splits"]:
         raise HpoqError(f"{settings.data}: the dataset has no val split (generate it with --val-fraction > 0)")
-    train = ev.load_split(settings.data, "train", manifest=manifest, verify_checksum=settings.verify_checksums,
-                          max_events=settings.max_train_events)
-    val = ev.load_split(settings.data, "val", manifest=manifest, verify_checksum=settings.verify_checksums,
-                        max_events=settings.max_val_events)
+    if settings.in_memory not in ("auto", True, False):
+        raise HpoqError(f"mlpf: in_memory must be auto, true or false, got {settings.in_memory!r}")
+    splits = {}
+    for split, limit in (("train", settings.max_train_events), ("val", settings.max_val_events)):
+        n_el = manifest["splits"][split]["n_elements"]
+        in_memory = settings.in_memory if settings.in_memory != "auto" else n_el * BYTES_PER_ELEMENT <= IN_MEMORY_BYTES
+        if in_memory:
+            splits[split] = PreparedEvents(ev.load_split(settings.data, split, manifest=manifest,
+                                                         verify_checksum=settings.verify_checksums, max_events=limit))
+        else:
+            splits[split] = LazyEvents(settings.data, split, manifest, max_events=limit,
+                                       verify_checksum=settings.verify_checksums)
+    train, val = splits["train"], splits["val"]
     bounds, start = [], 0
     for entry in manifest["splits"]["train"]["shards"]:
         end = min(start + entry["n_events"], train.n_events)
         if end > start:
             bounds.append((start, end))
         start = end
-    result = (manifest, PreparedEvents(train), PreparedEvents(val), bounds)
+    result = (manifest, train, val, bounds)
     _DATA_CACHE.clear()
     _DATA_CACHE[key] = result
     return result
@@ -312,13 +325,13 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
             mask = b["mask"].cpu().numpy()
             for i, ev_i in enumerate(evs):
                 p_i = parts[i][mask[i]]
-                ratios = jets.jet_pt_ratios(p_i, val.arrays.event_genjets(int(ev_i)))
+                ratios = jets.jet_pt_ratios(p_i, val.event_genjets(int(ev_i)))
                 hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
                 hist[-2:] += (ratios.size, float((ratios > 0).sum()))
                 sel = p_i[:, 0] > 0
                 phi = np.arctan2(p_i[sel, 4], p_i[sel, 5])
                 met = np.hypot((p_i[sel, 2] * np.cos(phi)).sum(), (p_i[sel, 2] * np.sin(phi)).sum())
-                hist[n_r:n_r + n_m] += jets.histogram(np.array([met - float(val.arrays.genmet[ev_i])]), jets.MET_EDGES)
+                hist[n_r:n_r + n_m] += jets.histogram(np.array([met - val.event_genmet(int(ev_i))]), jets.MET_EDGES)
     acc = backend.allreduce_sum(acc.to(device)).cpu()
     sums = {"binary": acc[0], "focal": acc[1], "regression": acc[2]}
     result = {k: float(v) for k, v in combine(sums, DEFAULT_WEIGHTS, acc[3], acc[4]).items()}

@@ -29,11 +29,13 @@ class MLPFTrainer(Trainer):
                  device: str = "auto", precision: str = "auto", micro_batches: int = 1,
                  max_train_events: int | None = None, max_val_events: int | None = None,
                  val_token_budget: int = 8192, num_threads: int | None = 1, verify_checksums: bool = True,
-                 store_host: str | None = None, log_metrics: bool = True, secondary_metrics: bool = False):
+                 store_host: str | None = None, log_metrics: bool = True, secondary_metrics: bool = False,
+                 in_memory="auto"):
         params = dict(data=data, preset=preset, R=R, backend=backend, seed=seed, device=device, precision=precision,
                       micro_batches=micro_batches, max_train_events=max_train_events, max_val_events=max_val_events,
                       val_token_budget=val_token_budget, num_threads=num_threads, verify_checksums=verify_checksums,
-                      store_host=store_host, log_metrics=log_metrics, secondary_metrics=secondary_metrics)
+                      store_host=store_host, log_metrics=log_metrics, secondary_metrics=secondary_metrics,
+                      in_memory=in_memory)
         super().__init__(**params)
         from hpoq.mlpf.distributed import BACKENDS
         from hpoq.mlpf.model import PRESETS
