@@ -24,7 +24,7 @@ and an SVR does not). This predictor
   a normal with that mean absolute error). Below 10 training curves: the out-of-fold RMSE
   modulated by the members' disagreement.
 
-Fit cost: 4 fits of each member (3 CV folds + final); about 0.3-0.6 s of CPU at n = 240 with
+Fit cost: 4 fits of each member (3 CV folds + final) and one error model; about 0.2-0.35 s of CPU at n <= 240 with
 one core; works from n = 3 (CV needs n >= 4, otherwise the spread is the members' disagreement).
 """
 from __future__ import annotations
@@ -88,18 +88,18 @@ class DefaultPredictor(Predictor):
 
     Parameters: ``seed`` (trees and CV folds), ``members`` (comma list of ``et``, ``gbr``,
     ``bsvr``, ``svr``), ``weights`` (``stack`` = NNLS on out-of-fold predictions, ``mean``),
-    ``n_trees`` (ET, 60), ``min_leaf`` (2), ``max_features`` (fraction per split, 0.66),
-    ``gbr_trees`` (100), ``gbr_lr`` (0.15), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
+    ``n_trees`` (ET, 40), ``min_leaf`` (2), ``max_features`` (fraction per split, 0.66),
+    ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
     ``n_points`` (curve shape points, 10), ``cv_folds`` (3; 0 = no CV, the spread is then the
     members' disagreement), ``use_hps`` (True), ``y_scale`` (``std`` | ``iqr``).
     """
 
     name = "default"
 
-    def __init__(self, seed: int = 0, n_trees: int = 60, min_leaf: int = 2, max_features: float = 0.66,
+    def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
                  C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,
                  members: str = "et,gbr,bsvr", weights: str = "stack", y_scale: str = "std",
-                 gbr_trees: int = 100, gbr_lr: float = 0.15):
+                 gbr_trees: int = 60, gbr_lr: float = 0.25):
         if int(n_trees) < 1 or int(min_leaf) < 1 or not (0 < float(max_features) <= 1):
             raise HpoqError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
         if float(C) <= 0 or not (0 < float(nu) <= 1):
