@@ -149,7 +149,8 @@ def test_wrong_feature_count_gives_clear_error(data_dir, tmp_path):
 def test_generate_data_cli_bad_input_exit_2(tmp_path):
     base = [sys.executable, "-m", "hpoq.main", "generate-data", "--out", str(tmp_path / "x")]
     for extra in (["--events", "0", "--seed", "1"], ["--events", "10", "--seed", "1", "--preset", "nope"],
-                  ["--events", "10", "--seed", "1", "--shards", "0"], ["--events", "10", "--seed", "1", "--param", "bogus=3"]):
+                  ["--events", "10", "--seed", "1", "--shards", "0"], ["--events", "10", "--seed", "1", "--param", "bogus=3"],
+                  ["--events", "10", "--seed", "1", "--param", "sqrt_s=abc"], ["--events", "10", "--seed", "-1"]):
         proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("hpoq: error:") and "Traceback" not in proc.stderr

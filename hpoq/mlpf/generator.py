@@ -157,8 +157,28 @@ def make_config(preset: str = "clic", **overrides) -> GeneratorConfig:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise HpoqError(f"generator: unknown parameter(s) {', '.join(unknown)}")
+    defaults = GeneratorConfig()
+    checked = {}
+    for key, value in overrides.items():
+        ref = getattr(defaults, key)
+        try:
+            if isinstance(ref, tuple):
+                if not isinstance(value, (list, tuple)) or len(value) != len(ref) and key not in (
+                        "jet_multiplicities", "jet_probabilities", "species_shares", "charged_hadron_shares"):
+                    raise ValueError
+                value = tuple(type(r)(v) for r, v in zip(list(ref) * len(value), value))
+            elif isinstance(ref, bool) or isinstance(ref, str):
+                if not isinstance(value, type(ref)):
+                    raise ValueError
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError
+            else:
+                value = type(ref)(value)
+        except (TypeError, ValueError):
+            raise HpoqError(f"generator: parameter {key} must be like {ref!r}, got {value!r}") from None
+        checked[key] = value
     values = dict(PRESETS[preset])
-    values.update(overrides)
+    values.update(checked)
     values["preset"] = preset
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
     return GeneratorConfig(**values).validate()

@@ -248,6 +248,7 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
     pad = 8 if device.type == "cuda" else 1
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     curve = []
+    lr = lr_at(global_step, total_steps, float(hp["lr"]), hp["schedule"], float(hp["warmup_frac"]))
     for epoch in range(start_epoch, end_epoch):
         t0, c0 = time.perf_counter(), time.process_time()
         torch.manual_seed(derive_seed(settings.seed, "mlpf-dropout", cfg_json, epoch, rank))
