@@ -52,3 +52,17 @@ def test_svr_without_configs_and_bad_params(mlpf):
         make_predictor("svr", nu=2.0)
     with pytest.raises(HpoqError, match="unknown predictor"):
         make_predictor("nosuch")
+
+
+def test_paper_known_fraction_sweep(mlpf):
+    """method.md 8.2/8.6: 5-fold unshuffled KFold over all 295 rows, baker features, raw HPs,
+    MinMax on all rows, target loss_98: 0.870 / 0.918 / 0.941 / 0.960 / 0.989 within 0.01."""
+    from sklearn.model_selection import KFold, cross_val_score
+
+    y = mlpf.curves[:, 98]
+    ys = MinMaxScaler().fit_transform(y[:, None]).ravel()
+    encoder = HPEncoder(log_scale=False).fit(mlpf.configs)
+    for known, ref in [(10, 0.870), (25, 0.918), (50, 0.941), (75, 0.960), (100, 0.989)]:
+        X = MinMaxScaler().fit_transform(build_features("baker", mlpf.configs, mlpf.curves[:, :known], encoder))
+        r2 = cross_val_score(NuSVR(), X, ys, cv=KFold(5), scoring="r2").mean()
+        assert r2 == pytest.approx(ref, abs=0.01), known
