@@ -13,8 +13,9 @@ What it does (one worker reduces it to synchronous successive halving; more work
    ASHA spend twice as many epochs on the MLPF table), and with W workers no worker waits while
    any work exists.
 3. **Finalists**: when the last unit in flight returns and nothing else is runnable, the best
-   unpromoted trial of the highest rung is promoted, until ``finalists`` trials reached R
-   (insurance against one unlucky ranking). This is the only point where workers may idle.
+   unpromoted trials (highest rung first) are promoted together, one rung, as many as trials are
+   still missing at R, until ``finalists`` trials reached R (insurance against one unlucky
+   ranking). Waiting for that last unit is the only point where workers may idle.
 4. **Warm start** (``warm_curves``, the curve store of earlier studies, method.md 3.7): grace and
    finalists are chosen by :func:`~hpoq.schedulers.store_replay.choose_policy`, which replays
    Hyperband and every candidate policy on bootstrap studies drawn from the store and keeps the
@@ -143,13 +144,16 @@ class DefaultScheduler(ASHA):
                              "rung_size": len(results), "quota": quota}
         return None
 
-    def _finalist_candidate(self):
-        """(rung, trial, value) of the best unpromoted trial of the highest occupied rung below R."""
+    def _finalist_candidates(self):
+        """(rung, trial, value) of unpromoted trials, best first: highest rung below R first, then by
+        (value, trial id) within a rung."""
         for k in range(len(self.rungs) - 2, -1, -1):
             for value, tid in sorted(self.rung_results[k]):
                 if tid not in self.promoted[k] and tid not in self.failed and tid not in self.pruned:
-                    return k, tid, value
-        return None
+                    yield k, tid, value
+
+    def _finalist_candidate(self):
+        return next(self._finalist_candidates(), None)
 
     def _best_final(self) -> float:
         finals = [v for v, t in self.rung_results[-1] if t not in self.failed]
@@ -169,17 +173,17 @@ class DefaultScheduler(ASHA):
         return None
 
     def _plan_finalists(self) -> None:
-        """When nothing is in flight or runnable: decide the next finalist now (promote it, queued as
-        the next unit, or prune it by its predicted final), so the decisions go out with this result."""
+        """When nothing is in flight or runnable: promote the next ``finalists - |rung R|`` candidates
+        at once (queued as the next units, so idle workers take them together), pruning those whose
+        predicted final cannot win; the decisions go out with the result that triggered this."""
         if self.running or self.requeue or self.draws < self.n:
             return
         if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
             return
-        while len(self.rung_results[-1]) < self.finalists:
-            found = self._finalist_candidate()
-            if found is None:
+        need = self.finalists - len(self.rung_results[-1])
+        for k, tid, value in list(self._finalist_candidates()):
+            if need <= 0:
                 return
-            k, tid, value = found
             info = {"rung": k, "rung_epoch": self.rungs[k], "value": value, "finalists": self.finalists,
                     "reached_R": len(self.rung_results[-1])}
             verdict = self._predict_final(tid, k)
@@ -193,7 +197,7 @@ class DefaultScheduler(ASHA):
             self.promoted[k].add(tid)
             self.pending.append(Decision(tid, CONTINUE, self.rungs[k], "finalist", info))
             self.requeue.append((tid, self.rungs[k], self.rungs[k + 1]))
-            return
+            need -= 1
 
     def _predict_final(self, tid: int, k: int) -> dict | None:
         """Prediction inputs for pruning trial ``tid`` at rung ``k`` (None without a usable predictor)."""

@@ -25,9 +25,9 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) 
 
     ``curves``: minimised curves [k, >= R] of the k distinct configurations, in sampling order.
     Rung by rung (``asha_rungs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
-    (ties by sampling order); then, while fewer than ``finalists`` configurations reached R,
-    the best unpromoted configuration of the highest occupied rung below R is promoted, and any
-    rung whose quota grew by that promotes its next best.
+    (ties by sampling order); then, while fewer than ``finalists`` configurations reached R, the
+    best unpromoted configurations (highest rung first) are promoted one rung together, as many as
+    are missing at R, and any rung whose quota grew by that promotes its next best.
     """
     rungs = asha_rungs(R, eta, grace)
     K = len(rungs)
@@ -58,12 +58,13 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) 
 
     quota_pass(0)
     while len(members[-1]) < finalists:
-        k_hi = next((k for k in range(K - 2, -1, -1) if len(promoted[k]) < len(members[k])), None)
-        if k_hi is None:
+        need = finalists - len(members[-1])
+        picks = [(k, t) for k in range(K - 2, -1, -1) for t in ranked(k) if t not in promoted[k]][:need]
+        if not picks:
             break
-        t = next(t for t in ranked(k_hi) if t not in promoted[k_hi])
-        promote(k_hi, t)
-        quota_pass(k_hi + 1)
+        for k, t in picks:
+            promote(k, t)
+        quota_pass(0)
     final = members[-1]
     best = min(final, key=lambda t: (curves[t, R - 1], t))
     return epochs, best
