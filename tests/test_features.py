@@ -68,3 +68,9 @@ def test_scalers_round_trip():
         np.testing.assert_allclose(s.inverse_y(ys), y, rtol=1e-6)
     with pytest.raises(HpoqError):
         XYScaler("robust")
+
+
+def test_encoder_nan_and_bool():
+    enc = HPEncoder().fit([{"a": 1.0, "b": True}, {"a": float("nan"), "b": False}, {"a": 3.0, "b": True}])
+    assert enc.feature_names == ["a", "b=False", "b=True"]  # NaN keeps 'a' numeric; bools are categories
+    np.testing.assert_allclose(enc.transform([{"a": float("nan"), "b": True}]), [[2.0, 0.0, 1.0]])

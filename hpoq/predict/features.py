@@ -61,6 +61,8 @@ class HPEncoder:
                     keys.append(key)
         for key in keys:
             values = [cfg.get(key) for cfg in configs if cfg is not None and cfg.get(key) is not None]
+            # a missing value (None / NaN) does not turn a numeric column into a categorical one
+            values = [v for v in values if not (_is_number(v) and math.isnan(float(v)))]
             if values and all(_is_number(v) and math.isfinite(float(v)) for v in values):
                 arr = np.asarray(values, dtype=float)
                 log = bool(self.log_scale and arr.min() > 0 and arr.max() / arr.min() >= self.log_ratio)
