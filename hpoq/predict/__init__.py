@@ -15,6 +15,7 @@ from hpoq.errors import HpoqError
 PREDICTORS: dict[str, str] = {
     "svr": "hpoq.predict.svr:SVRPredictor",
     "qsvr": "hpoq.predict.qsvr:QSVRPredictor",
+    "qsvr-tuned": "hpoq.predict.qsvr:QSVRTunedPredictor",
     "default": "hpoq.predict.default:DefaultPredictor",
 }
 
