@@ -1,7 +1,8 @@
 """2-rank data-parallel MLPF training with real mpiexec ranks: Horovod and torch.distributed.
 
-Each run must leave identical parameters on both ranks, report the same curve on both ranks, and
-match single-rank training with the same global batch (1 rank x 2 micro-batches per step).
+Each run must leave identical parameters on both ranks, report the same curve on both ranks,
+resume from its checkpoint exactly as training straight through, and match single-rank training
+with the same global batch (1 rank x 2 micro-batches per step).
 """
 from __future__ import annotations
 
@@ -32,12 +33,15 @@ SCRIPT = textwrap.dedent("""
     curve, state = train_unit(settings, config, 0, 1, ckpt, comm, return_state=True)
     curve2, state2 = train_unit(settings, config, 1, 2, ckpt, comm, return_state=True)  # a second unit: re-init works
     flat = torch.cat([v.reshape(-1).double() for k, v in sorted(state2.items())])
+    straight, state_s = train_unit(settings, config, 0, 2, ckpt + "-straight", comm, return_state=True)
+    resume_equal = straight == curve + curve2 and all(torch.equal(state2[k], state_s[k]) for k in state2)
     flats = comm.gather(flat, root=0)
     curves = comm.gather(curve + curve2, root=0)
+    resume_ok = comm.gather(resume_equal, root=0)
     if comm.Get_rank() == 0:
         torch.save({"flat": flats[0]}, out + ".pt")
         json.dump({"max_rank_diff": float((flats[0] - flats[1]).abs().max()), "curves": curves,
-                   "world": comm.Get_size()}, open(out, "w"))
+                   "world": comm.Get_size(), "resume_equals_straight": resume_ok}, open(out, "w"))
 """)
 
 CONFIG = {"lr": 2e-3, "token_budget": 1024, "weight_decay": 0.01}
@@ -86,6 +90,7 @@ def test_two_rank_training_matches_single_rank(backend, mlpf_small_data, referen
     assert result["world"] == 2
     assert result["max_rank_diff"] == 0.0, "ranks diverged: parameters differ"
     assert result["curves"][0] == result["curves"][1], "ranks report different curves"
+    assert result["resume_equals_straight"] == [True, True], "resuming from epoch 1 differs from 0 -> 2 straight"
     ref_curve, ref_flat = reference
     assert len(result["curves"][0]) == 2
     # same global batch -> same training up to float summation order
