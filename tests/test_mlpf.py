@@ -111,6 +111,20 @@ def test_manifest_and_layout(data_dir):
     reader.close()
 
 
+def test_index_shards_rebuilds_the_manifest(data_dir, tmp_path):
+    d = tmp_path / "d"
+    shutil.copytree(data_dir, d)
+    original = ev.read_manifest(d)
+    (d / ev.MANIFEST).unlink()
+    rebuilt = ev.index_shards(d)
+    assert ev.read_manifest(d)["content_hash"] == original["content_hash"]
+    for split in ("train", "val"):
+        assert [s["n_events"] for s in rebuilt["splits"][split]["shards"]] == \
+            [s["n_events"] for s in original["splits"][split]["shards"]]
+    assert np.allclose(rebuilt["stats"]["x_mean"], original["stats"]["x_mean"], rtol=1e-5, atol=1e-6)
+    assert np.allclose(rebuilt["stats"]["x_std"], original["stats"]["x_std"], rtol=1e-5, atol=1e-6)
+
+
 def test_truncated_shard_gives_clear_error(data_dir, tmp_path):
     d = tmp_path / "d"
     shutil.copytree(data_dir, d)

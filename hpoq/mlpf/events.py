@@ -18,7 +18,8 @@ type (0 is reserved for padding, so types start at 1), the remaining columns are
 names go into ``x_features``; ``ytarget``/``ycand`` follow :data:`hpoq.mlpf.schema.Y_FEATURES`
 (class index into ``class_labels``, charge, pT, eta, sin phi, cos phi, E, ...), one row per
 element, all-zero where an element has no particle. A converter writes shards with
-:func:`write_shard` and then :func:`write_manifest`; the trainer reads only this layout.
+:func:`write_shard` (into ``DIR/train/`` and ``DIR/val/``) and then calls :func:`index_shards`,
+which computes the train statistics and writes the manifest; the trainer reads only this layout.
 """
 from __future__ import annotations
 
@@ -387,3 +388,47 @@ class ShardReader:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def index_shards(directory, splits=("train", "val")) -> dict:
+    """Write ``dataset.json`` for shards written by a converter (real CLIC/CMS/Delphes events).
+
+    Scans ``DIR/<split>/*.h5`` in name order, checks that every shard has the same schema,
+    ``x_features`` and element types, computes the per-type feature statistics of the train split
+    (after the fixed transform of :mod:`hpoq.mlpf.features`, which assumes CLIC-like columns for
+    element types 1 and 2) and writes the manifest atomically. Returns the manifest.
+    """
+    import h5py
+
+    from hpoq.mlpf.features import finish_stats, type_stats
+
+    directory = Path(directory)
+    found, meta, total = {}, None, None
+    for split in splits:
+        files = sorted((directory / split).glob("*.h5"))
+        if not files:
+            continue
+        found[split] = []
+        for path in files:
+            with _open_shard(path) as f:
+                for key in ("schema", "x_features", "elem_types", "class_labels", "n_events"):
+                    if key not in f.attrs:
+                        raise HpoqError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
+                this = (str(f.attrs["schema"]), json.loads(f.attrs["x_features"]),
+                        [int(t) for t in f.attrs["elem_types"]], [int(c) for c in f.attrs["class_labels"]])
+                if meta is None:
+                    meta = this
+                elif this != meta:
+                    raise HpoqError(f"{path}: schema, x_features, elem_types or class_labels differ from the other shards")
+                _check_open_shard(f, path, {"x_features": meta[1]})
+                n_ev, n_el = int(f.attrs["n_events"]), int(f["elements/X"].shape[0])
+                if split == "train":
+                    stats = type_stats(f["elements/X"][:], max(meta[2]) + 1)
+                    total = stats if total is None else tuple(a + b for a, b in zip(total, stats))
+                source = json.loads(f.attrs["source"]) if "source" in f.attrs else {}
+            found[split].append({"path": str(path.relative_to(directory)), "n_events": n_ev, "n_elements": n_el})
+    if "train" not in found:
+        raise HpoqError(f"{directory}: no train/*.h5 shards to index")
+    x_mean, x_std = finish_stats(*total)
+    return write_manifest(directory, found, schema=meta[0], x_features=meta[1], class_labels=meta[3],
+                          elem_types=meta[2], source=source, stats={"x_mean": x_mean, "x_std": x_std})
