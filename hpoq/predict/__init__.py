@@ -6,10 +6,10 @@ Heavy dependencies (dimod, dwave) are only imported when their predictor is buil
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from hpoq.errors import HpoqError
+from hpoq.registry import import_class
 
 #: registry name -> "module:Class"
 PREDICTORS: dict[str, str] = {
@@ -29,18 +29,7 @@ def predictor_class(name: str):
     """The class registered under ``name`` (imported on first use)."""
     if name not in PREDICTORS:
         raise HpoqError(f"unknown predictor {name!r}; available: {', '.join(available_predictors())}")
-    module_name, _, class_name = PREDICTORS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise HpoqError(f"predictor {name!r} is registered but its module {module_name} is not installed") from None
-        raise HpoqError(f"predictor {name!r} needs the missing package {exc.name!r}") from None
-    try:
-        return getattr(module, class_name)
-    except AttributeError:
-        raise HpoqError(f"predictor {name!r}: {module_name} has no class {class_name}") from None
-
+    return import_class("predictor", name, PREDICTORS[name])
 
 def make_predictor(name: str, **params):
     """Build predictor ``name`` with keyword ``params`` (e.g. ``seed=0``).

@@ -10,10 +10,10 @@ predictor ignore those three.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from hpoq.errors import HpoqError
+from hpoq.registry import import_class
 
 #: registry name -> "module:Class"
 SCHEDULERS: dict[str, str] = {
@@ -39,18 +39,7 @@ def scheduler_class(name: str):
     """The class registered under ``name`` (imported on first use)."""
     if name not in SCHEDULERS:
         raise HpoqError(f"unknown algorithm {name!r}; available: {', '.join(available_schedulers())}")
-    module_name, _, class_name = SCHEDULERS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise HpoqError(f"algorithm {name!r} is registered but its module {module_name} does not exist yet") from None
-        raise HpoqError(f"algorithm {name!r} needs the missing package {exc.name!r}") from None
-    try:
-        return getattr(module, class_name)
-    except AttributeError:
-        raise HpoqError(f"algorithm {name!r}: {module_name} has no class {class_name}") from None
-
+    return import_class("algorithm", name, SCHEDULERS[name])
 
 def scheduler_parameters(name: str) -> list[str]:
     """The algorithm's own parameter names (those ``--param key=value`` may set)."""

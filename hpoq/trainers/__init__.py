@@ -12,10 +12,10 @@ class must subclass :class:`hpoq.trainers.base.Trainer`.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from hpoq.errors import HpoqError
+from hpoq.registry import import_class
 from hpoq.trainers.base import Trainer, TrainerError
 
 #: registry name -> "module:Class"
@@ -40,18 +40,7 @@ def trainer_class(name: str) -> type[Trainer]:
         target = name
     else:
         raise HpoqError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class")
-    module_name, _, class_name = target.partition(":")
-    if not module_name or not class_name:
-        raise HpoqError(f"trainer {name!r}: expected package.module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise HpoqError(f"trainer {name!r}: module {module_name} cannot be imported (not found)") from None
-        raise HpoqError(f"trainer {name!r} needs the missing package {exc.name!r}") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise HpoqError(f"trainer {name!r}: {module_name} has no class {class_name}")
+    cls = import_class("trainer", name, target)
     if not (inspect.isclass(cls) and issubclass(cls, Trainer)):
         raise HpoqError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
     return cls
