@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from hpoq.atomic import atomic_path
 from hpoq.curves.table import CurveTable
 from hpoq.errors import HpoqError
 
@@ -110,8 +111,7 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
     if not os.path.isdir(directory):
         raise HpoqError(f"curve store: output directory {directory!r} does not exist")
     h5py = _h5py()
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _create_layout(f, table.metric, table.mode, table.hp_names, prov, table.source, table.dropped,
                            n=n, epochs=epochs, with_time=time is not None)
@@ -122,10 +122,6 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
                 f["trial_ids"][...] = np.asarray(["null"] * n, dtype=object)
                 if time is not None:
                     f["time"][...] = time
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _open_existing(path: str, mode: str = "r"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hpoq.atomic import write_atomic
 from hpoq.errors import HpoqError
 
 _METRIC_COL = re.compile(r"^(?P<metric>.+)_(?P<epoch>\d+)$")
@@ -225,11 +226,4 @@ def write_table(path: str, table: CurveTable, time_column: str = "seconds_per_ep
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise HpoqError(f"output directory {directory!r} does not exist")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, data)

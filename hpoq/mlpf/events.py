@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpoq.atomic import atomic_path, write_atomic
 from hpoq.errors import HpoqError
 from hpoq.mlpf.schema import SCHEMA_VERSION, Y_FEATURES
 
@@ -41,12 +42,7 @@ COMPRESSIONS = ("lzf", "gzip", "none")
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True), fsync=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -136,10 +132,9 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
         raise HpoqError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     comp = {} if compression == "none" else (
         {"compression": "lzf", "shuffle": True} if compression == "lzf" else {"compression": "gzip", "compression_opts": 4, "shuffle": True})
-    with h5py.File(tmp, "w", track_order=False) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
         for key in ("schema_version", "schema", "x_features", "y_features", "class_labels", "elem_types",
                     "source", "n_events", "n_elements"):
             f.attrs[key] = attrs[key]
@@ -150,7 +145,6 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
                 if arr.shape[0] > 0:
                     kwargs.update(chunks=(min(CHUNK_ROWS, arr.shape[0]),) + arr.shape[1:], **comp)
             f.create_dataset(name, data=arr, **kwargs)
-    os.replace(tmp, path)
 
 
 def read_shard_arrays(path: Path) -> tuple[dict, dict]:

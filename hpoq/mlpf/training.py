@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpoq.atomic import atomic_path, write_atomic
 from hpoq.errors import HpoqError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf.batches import LazyEvents, PreparedEvents
@@ -146,9 +147,8 @@ def load_data(settings: TrainSettings):
 # ------------------------------------------------------------------ checkpoints
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, epoch: int, meta: dict) -> None:
@@ -165,9 +165,8 @@ def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, e
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
     _atomic_torch_save(state, directory / CHECKPOINT)
-    tmp = directory / (CHECKPOINT_META + ".tmp")
-    tmp.write_text(json.dumps(dict(meta, epoch=int(epoch), global_step=int(global_step)), indent=1, sort_keys=True))
-    os.replace(tmp, directory / CHECKPOINT_META)
+    write_atomic(directory / CHECKPOINT_META,
+                 json.dumps(dict(meta, epoch=int(epoch), global_step=int(global_step)), indent=1, sort_keys=True))
 
 
 def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) -> dict:

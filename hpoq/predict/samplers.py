@@ -25,13 +25,13 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hpoq.atomic import write_atomic
 from hpoq.errors import HpoqError
 
 log = logging.getLogger(__name__)
@@ -168,15 +168,7 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"solver": solver, "V": int(n_variables), "graph_hash": graph_hash(graph),
                    "embedding": {str(k): [int(q) for q in embedding[k]] for k in sorted(embedding)}}
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=str(path.parent))
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(payload, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, json.dumps(payload))
         return path
 
     def get(self, solver: str, n_variables: int, graph) -> tuple[dict, str]:

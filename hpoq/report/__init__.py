@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from hpoq.atomic import write_atomic
 from hpoq.errors import HpoqError
 
 REPORT_FILE = "report.html"
@@ -23,17 +24,6 @@ class Report:
     png_paths: list
     study: object
     n_predictions: int
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def build_report(out_dir: str, html_path: str | None = None) -> Report:
@@ -72,9 +62,9 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
         os.makedirs(stem, exist_ok=True)
         for name, (png, _) in figures.items():
             path = os.path.join(stem, name)
-            _write_atomic(path, png)
+            write_atomic(path, png)
             pngs.append(path)
-        _write_atomic(html_path, page.encode("utf-8"))
+        write_atomic(html_path, page.encode("utf-8"))
     except OSError as exc:
         raise HpoqError(f"report: cannot write {exc.filename or html_path!r}: {exc.strerror or exc}") from None
     return Report(html_path, pngs, study, len(points))

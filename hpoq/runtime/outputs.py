@@ -15,6 +15,7 @@ import csv
 import math
 import os
 
+from hpoq.atomic import atomic_path, write_atomic
 from hpoq.runtime.book import TrialBook
 
 TRIALS_FILE = "trials.csv"
@@ -34,8 +35,7 @@ def write_trials_csv(book: TrialBook, path: str) -> None:
         for k in t.config:
             if k not in hp_names:
                 hp_names.append(k)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["trial_id", "status", "epochs", "last", "best", "units", "failures", "seconds", "reason"] + hp_names)
         for tid in sorted(book.trials):
@@ -43,7 +43,6 @@ def write_trials_csv(book: TrialBook, path: str) -> None:
             last = t.curve[-1] if t.curve else math.nan
             w.writerow([tid, t.status, t.epochs, _fmt(last), _fmt(book.best_value(t)), t.units, t.failures,
                         f"{t.seconds:.3f}", t.reason] + [_fmt(t.config.get(k)) for k in hp_names])
-    os.replace(tmp, path)
 
 
 def best_record(best: dict | None, mode: str) -> dict | None:
@@ -64,10 +63,7 @@ def write_best_yaml(best: dict | None, study: str, metric: str, mode: str, path:
         doc.update(trial_id=None, value=None, epoch=None, config=None)
     else:
         doc.update(rec)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(_plain(doc), fh, sort_keys=False)
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(_plain(doc), sort_keys=False))
 
 
 def _plain(obj):
@@ -84,20 +80,17 @@ def _plain(obj):
 def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, provenance: dict | None = None) -> None:
     from hpoq.curves.store import CurveStore
 
-    tmp = path + ".tmp"
-    if os.path.exists(tmp):
-        os.remove(tmp)
     hp_names: list[str] = []
     for t in book.trials.values():
         for k in t.config:
             if k not in hp_names and not k.startswith("_"):
                 hp_names.append(k)
-    with CurveStore(tmp, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {}) as store:
-        for tid in sorted(book.trials):
-            t = book.trials[tid]
-            if t.curve:
-                store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with CurveStore(tmp, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {}) as store:
+            for tid in sorted(book.trials):
+                t = book.trials[tid]
+                if t.curve:
+                    store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
 
 
 def write_outputs(out_dir: str, book: TrialBook, best: dict | None, study: str, metric: str, mode: str,

@@ -21,6 +21,7 @@ import math
 import os
 import time
 
+from hpoq.atomic import write_atomic
 from hpoq.curves.table import CurveTable, load_table
 from hpoq.errors import HpoqError
 from hpoq.trainers.base import Trainer, TrainerError
@@ -82,8 +83,5 @@ class TableTrainer(Trainer):
             time.sleep(self.sleep * (end_epoch - start_epoch))
         if comm is None or comm.Get_rank() == 0:
             os.makedirs(checkpoint_dir, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump({"row": row, "epoch": end_epoch}, fh)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"row": row, "epoch": end_epoch}))
         return [float(v) for v in self.table.curves[row, start_epoch:end_epoch]]
