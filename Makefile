@@ -32,9 +32,11 @@ run: $(STAMP)
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(PY) benchmarks/predictors.py --out benchmarks/results
+	$(PY) benchmarks/qsvr_quality.py > benchmarks/results/qsvr_quality.md && cat benchmarks/results/qsvr_quality.md
 	$(PY) benchmarks/hpo_replay.py --out benchmarks/results
+	$(PY) benchmarks/swift_reproduction.py --out benchmarks/results
 	$(PY) benchmarks/runtime.py --out benchmarks/results
-	$(PY) benchmarks/mlpf.py --out benchmarks/results
+	$(PY) benchmarks/mlpf.py --jobs 2 --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
