@@ -31,6 +31,7 @@ the predictor settings and all bookkeeping, and a restored scheduler continues i
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -42,6 +43,8 @@ from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.store_replay import candidate_policies, choose_policy
 from hpoq.seeding import derive_rng
+
+log = logging.getLogger(__name__)
 
 #: (grace, finalists) without a warm store (MLPF table, 20 seeds: Hyperband's answer in 19, at 16% of its epochs)
 COLD_POLICY = (1, 2)
@@ -208,7 +211,14 @@ class DefaultScheduler(ASHA):
         prefix = np.asarray(self.curves[tid][:epoch], dtype=float)
         self.final_predictor.add_study_curves(
             [(self.configs[t], c) for t, c in enumerate(self.curves) if len(c) >= self.R and t not in self.failed])
-        out = self.final_predictor.predict(self.configs[tid], prefix)
+        try:
+            out = self.final_predictor.predict(self.configs[tid], prefix)
+        except HpoqError:
+            raise  # a configuration error: the user must see it
+        except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: no pruning
+            log.warning("default: predictor %r failed for trial %d at epoch %d (%s: %s); trial not pruned",
+                        self.final_predictor.name, tid, epoch, type(exc).__name__, exc)
+            return None
         if out is None:
             return None
         mean, error, n_train = out

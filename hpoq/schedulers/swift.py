@@ -21,6 +21,7 @@ D[r] with its curves that reach r (method.md 3.7); the count is recorded in deci
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import deque
 from fractions import Fraction
@@ -32,6 +33,8 @@ from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import PAUSED, STOPPED, Trial
 from hpoq.seeding import derive_seed
+
+log = logging.getLogger(__name__)
 
 #: the paper's in-loop predictor: NuSVR defaults on the raw curve prefix (method.md 4.2, 4.5)
 PAPER_PREDICTOR = "svr"
@@ -229,16 +232,31 @@ class SwiftHyperband(Hyperband):
             self.fits += 1
         return self.M[key]
 
+    def _select_without_predictor(self, parked, tau: float, exc: Exception) -> list[Decision]:
+        """The predictor failed: plain Hyperband for this round (every parked trial goes on to r_i)."""
+        log.warning("swift: predictor %r failed at (r=%d, e=%d): %s: %s; plain Hyperband promotion for this round",
+                    self.predictor_name, self.r_i, self.e, type(exc).__name__, exc)
+        info = {"tau": tau, "predictor": self.predictor_name, "key": [self.r_i, self.e],
+                "error": f"{type(exc).__name__}: {exc}", **self._where()}
+        self.selected = [t.trial_id for t in parked]
+        self.queue = deque((t.trial_id, self.r_i) for t in parked)
+        return [Decision(t.trial_id, CONTINUE, t.epochs, "predictor-failed", info) for t in parked]
+
     def _select(self) -> list[Decision]:
         """Predictor step and selection (method.md 3.4 steps 5-8)."""
         r, e = self.r_i, self.e
-        model = self._predictor_for(r, e)
         full_values = [self.trials[t].value_at(r) for t in self.full]
         full_values = [v for v in full_values if math.isfinite(v)]
         tau = float(np.quantile(full_values, self.q)) if full_values else -math.inf
         parked = [self.trials[t] for t in self.parked]
         X = np.asarray([t.curve[:e] for t in parked], dtype=np.float64)
-        pred = model.predict([t.config for t in parked], X)
+        try:
+            model = self._predictor_for(r, e)
+            pred = model.predict([t.config for t in parked], X)
+        except HpoqError:
+            raise  # a configuration error (e.g. the QPU fallback disabled): the user must see it
+        except Exception as exc:  # noqa: BLE001 - any numerical or sampler failure of the predictor
+            return self._select_without_predictor(parked, tau, exc)
         p = {t.trial_id: float(v) for t, v in zip(parked, np.asarray(pred.mean, dtype=np.float64))}
         S = [t.trial_id for t in parked if p[t.trial_id] < tau]
         fallback = False
