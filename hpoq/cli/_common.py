@@ -5,6 +5,7 @@ import json
 import sys
 
 from hpoq.errors import HpoqError
+from hpoq.jsonable import numpy_default
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -58,17 +59,6 @@ def parse_params(items: list[str] | None) -> dict:
 
 
 def print_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=_json_default)
+    json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=numpy_default)
     sys.stdout.write("\n")
 
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -27,6 +27,7 @@ import numpy as np
 from hpoq.atomic import atomic_path
 from hpoq.curves.table import CurveTable
 from hpoq.errors import HpoqError
+from hpoq.jsonable import numpy_default
 
 FORMAT = "hpoq-curve-store"
 VERSION = 1
@@ -38,21 +39,9 @@ def _h5py():
     return h5py
 
 
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"value of type {type(obj).__name__} cannot be stored as JSON")
-
-
 def _dumps(obj) -> str:
     try:
-        return json.dumps(obj, default=_json_default, sort_keys=False)
+        return json.dumps(obj, default=numpy_default, sort_keys=False)
     except (TypeError, ValueError) as exc:
         raise HpoqError(f"curve store: cannot serialise {obj!r} as JSON ({exc})") from None
 

@@ -52,6 +52,7 @@ import os
 import time
 
 from hpoq.errors import HpoqError
+from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
 FORMAT_VERSION = 1
@@ -60,19 +61,13 @@ RECORD_TYPES = ("header", "resume", "config", "unit", "idle", "result", "failure
 
 
 def _default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    """numpy values as Python values; anything else a decision's info may hold as its repr."""
     if isinstance(obj, (set, tuple)):
         return list(obj)
-    return repr(obj)
+    try:
+        return numpy_default(obj)
+    except TypeError:
+        return repr(obj)
 
 
 def _encode(value):
