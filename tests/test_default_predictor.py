@@ -6,6 +6,7 @@ from sklearn.metrics import r2_score
 from hpoq.curves.shared import load_shared
 from hpoq.errors import HpoqError
 from hpoq.predict import make_predictor
+from hpoq.predict.default import curve_summary, wide_features
 from hpoq.predict.evaluate import grouped_split
 
 
@@ -51,6 +52,27 @@ def test_deterministic_per_seed(mlpf):
     a = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
     b = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
     np.testing.assert_array_equal(a, b)
+
+
+def test_wide_features_keep_the_raw_prefix_and_its_steps():
+    P = np.array([[5.0, 4.0, 9.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    W = wide_features(P, n_points=4)
+    k = curve_summary(P, 4).shape[1]
+    assert W.shape == (2, k + 4 + 3)
+    np.testing.assert_array_equal(W[:, k:k + 4], P)
+    np.testing.assert_array_equal(W[:, k + 4:], [[-1.0, 5.0, -6.0], [0.0, 0.0, 0.0]])  # the spike survives
+
+
+def test_wide_member_is_stacked_and_usable_alone(mlpf):
+    (ctr, ptr, ytr), (cte, pte, yte) = _split(mlpf, seed=0)
+    p = make_predictor("default", seed=0)
+    pred = p.fit(ctr, ptr, ytr).predict(cte, pte)
+    assert set(pred.info["weights"]) == {"et", "etw", "gbr", "bsvr"}
+    assert abs(sum(pred.info["weights"].values()) - 1.0) < 1e-2 and pred.info["weights"]["etw"] > 0
+    alone = make_predictor("default", seed=0, members="etw", cv_folds=0).fit(ctr, ptr, ytr).predict(cte, pte)
+    assert r2_score(yte, alone.mean) > 0.85
+    with pytest.raises(HpoqError, match="wide_trees"):
+        make_predictor("default", wide_trees=0)
 
 
 def test_bad_parameters():

@@ -11,9 +11,12 @@ and an SVR does not). This predictor
   up to ``n_points`` evenly spaced epochs relative to the level (its shape), the minimum so
   far and over the last quarter, and the slope over the last quarter;
 - standardises the target (median / std) on its training set;
-- fits the members named in ``members`` (default ``et,gbr,bsvr``): ``et`` ExtraTrees (seeded,
+- fits the members named in ``members`` (default ``et,etw,gbr,bsvr``): ``et`` ExtraTrees (seeded,
   ``n_trees``, leaves >= 2) and ``gbr`` gradient boosting (``gbr_trees``, depth 3, subsample
-  0.8) on the MinMax-scaled summaries, ``bsvr`` the paper's NuSVR() on ``baker`` features with
+  0.8) on the MinMax-scaled summaries, ``etw`` ExtraTrees (``wide_trees``, half the features per
+  split) on the *wide* features (:func:`wide_features`: the summaries plus the raw prefix and its
+  first differences, which keep the spikes and late rises that precede a blow-up; on MLPF this
+  member has the best inner-CV score at every known fraction), ``bsvr`` the paper's NuSVR() on ``baker`` features with
   its own MinMax X/y, optionally ``svr`` the tuned NuSVR of method.md 4.5 (C = 5.55, nu = 0.903)
   on the summaries;
 - weights them by non-negative least squares on ``cv_folds``-fold out-of-fold predictions
@@ -24,8 +27,13 @@ and an SVR does not). This predictor
   a normal with that mean absolute error). Below 10 training curves: the out-of-fold RMSE
   modulated by the members' disagreement.
 
-Fit cost: 4 fits of each member (3 CV folds + final) and one error model; about 0.2-0.35 s of CPU at n <= 240 with
-one core; works from n = 3 (CV needs n >= 4, otherwise the spread is the members' disagreement).
+Fit cost: 4 fits of each member (3 CV folds + final) and one error model; about 0.35-0.6 s of CPU at n <= 240 with
+one core (``members="et,gbr,bsvr"`` drops the ``etw`` member and a third of that); works from n = 3 (CV needs
+n >= 4, otherwise the spread is the members' disagreement).
+
+Measured (``benchmarks/results/predictors``; MLPF, seeds 0-4 and held-out seeds 5-9): adding ``etw``
+raised R2 in all six (fraction, seed block) cells, by 0.000-0.012; on the MNIST/CIFAR/TaskSet/LCBench
+tables the change is within about +-0.01 either way.
 """
 from __future__ import annotations
 
@@ -64,7 +72,14 @@ def curve_summary(prefixes: np.ndarray, n_points: int = 10) -> np.ndarray:
     return np.hstack(feats)
 
 
-MEMBERS = ("et", "gbr", "svr", "bsvr")
+def wide_features(prefixes: np.ndarray, n_points: int = 10) -> np.ndarray:
+    """The ``etw`` member's curve features: :func:`curve_summary` ⊕ the raw prefix ⊕ its first
+    differences (the ``baker`` curve part without second differences) [n, 2e - 1 + summary]."""
+    P = np.asarray(prefixes, dtype=float)
+    return np.hstack([curve_summary(P, n_points), P, np.diff(P, axis=1)])
+
+
+MEMBERS = ("et", "etw", "gbr", "svr", "bsvr")
 
 
 class _BakerNuSVR:
@@ -87,9 +102,9 @@ class DefaultPredictor(Predictor):
     """Stacked ExtraTrees / gradient boosting / NuSVR ensemble with a CV-based spread.
 
     Parameters: ``seed`` (trees and CV folds), ``members`` (comma list of ``et``, ``gbr``,
-    ``bsvr``, ``svr``), ``weights`` (``stack`` = NNLS on out-of-fold predictions, ``mean``),
+    ``etw``, ``bsvr``, ``svr``), ``weights`` (``stack`` = NNLS on out-of-fold predictions, ``mean``),
     ``n_trees`` (ET, 40), ``min_leaf`` (2), ``max_features`` (fraction per split, 0.66),
-    ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
+    ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``wide_trees`` (``etw``, 40), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
     ``n_points`` (curve shape points, 10), ``cv_folds`` (3; 0 = no CV, the spread is then the
     members' disagreement), ``use_hps`` (True), ``y_scale`` (``std`` | ``iqr``).
     """
@@ -98,12 +113,15 @@ class DefaultPredictor(Predictor):
 
     def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
                  C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,
-                 members: str = "et,gbr,bsvr", weights: str = "stack", y_scale: str = "std",
-                 gbr_trees: int = 60, gbr_lr: float = 0.25):
+                 members: str = "et,etw,gbr,bsvr", weights: str = "stack", y_scale: str = "std",
+                 gbr_trees: int = 60, gbr_lr: float = 0.25, wide_trees: int = 40):
         if int(n_trees) < 1 or int(min_leaf) < 1 or not (0 < float(max_features) <= 1):
             raise HpoqError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
         if float(C) <= 0 or not (0 < float(nu) <= 1):
             raise HpoqError(f"default: C must be > 0 and nu in (0, 1], got C={C}, nu={nu}")
+        if int(wide_trees) < 1:
+            raise HpoqError(f"default: wide_trees must be >= 1, got {wide_trees}")
+        self.wide_trees = int(wide_trees)
         if int(cv_folds) < 0 or int(n_points) < 1:
             raise HpoqError("default: cv_folds >= 0 and n_points >= 1 are required")
         self.seed, self.n_trees, self.min_leaf = int(seed), int(n_trees), int(min_leaf)
@@ -135,6 +153,18 @@ class DefaultPredictor(Predictor):
         hps = self.encoder.transform(configs, len(prefixes)) if self.use_hps else np.zeros((len(prefixes), 0))
         return np.hstack([hps, curve])
 
+    def _wide(self, configs, prefixes: np.ndarray, fit: bool = False) -> np.ndarray | None:
+        """MinMax-scaled HPs ⊕ :func:`wide_features` for the ``etw`` member (None if not a member)."""
+        if "etw" not in self.member_names:
+            return None
+        from sklearn.preprocessing import MinMaxScaler
+
+        hps = self.encoder.transform(configs, len(prefixes)) if self.use_hps else np.zeros((len(prefixes), 0))
+        W = np.hstack([hps, wide_features(prefixes, self.n_points)])
+        if fit:
+            self.wide_scaler = MinMaxScaler().fit(W)
+        return self.wide_scaler.transform(W)
+
     def _members(self, n: int):
         from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
         from sklearn.svm import NuSVR
@@ -145,6 +175,9 @@ class DefaultPredictor(Predictor):
             if name == "et":
                 out.append(ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=leaf,
                                                max_features=self.max_features, random_state=self.seed, n_jobs=1))
+            elif name == "etw":
+                out.append(ExtraTreesRegressor(n_estimators=self.wide_trees, min_samples_leaf=leaf, max_features=0.5,
+                                               random_state=self.seed, n_jobs=1))
             elif name == "gbr":
                 out.append(GradientBoostingRegressor(n_estimators=self.gbr_trees, learning_rate=self.gbr_lr, max_depth=3,
                                                      subsample=0.8, min_samples_leaf=leaf, random_state=self.seed))
@@ -155,7 +188,7 @@ class DefaultPredictor(Predictor):
         return out
 
     def _inputs(self, name: str, X: dict, rows=slice(None)) -> np.ndarray:
-        return (X["baker"] if name == "bsvr" else X["summary"])[rows]
+        return X["baker" if name == "bsvr" else "wide" if name == "etw" else "summary"][rows]
 
     def _fit_members(self, members, X: dict, t, rows=slice(None)):
         return [m.fit(self._inputs(n, X, rows), t) for n, m in zip(self.member_names, members)]
@@ -221,7 +254,8 @@ class DefaultPredictor(Predictor):
         self.encoder = HPEncoder(log_scale=True).fit(configs if self.use_hps else None)
         X = self._features(configs, P)
         self.x_scaler = MinMaxScaler().fit(X)
-        Xs = {"summary": self.x_scaler.transform(X), "baker": self._baker(configs, P)}
+        Xs = {"summary": self.x_scaler.transform(X), "baker": self._baker(configs, P),
+              "wide": self._wide(configs, P, fit=True)}
         self.y_center = float(np.median(y))
         q75, q25 = np.percentile(y, [75, 25])
         scale = float(np.std(y)) if self.y_scale_mode == "std" else float(q75 - q25)
@@ -262,7 +296,8 @@ class DefaultPredictor(Predictor):
         if P.shape[1] != self.n_epochs:
             raise ValueError(f"default: fitted on prefixes of {self.n_epochs} epochs, got {P.shape[1]}")
         Xs = {"summary": self.x_scaler.transform(self._features(configs, P)),
-              "baker": self._baker(configs, P) if "bsvr" in self.member_names else None}
+              "baker": self._baker(configs, P) if "bsvr" in self.member_names else None,
+              "wide": self._wide(configs, P)}
         preds = self._predict_members(self.members, Xs)
         mean = (self.w @ preds) * self.y_scale + self.y_center
         disagreement = np.sqrt(self._disagreement(preds)) * self.y_scale
@@ -284,6 +319,6 @@ class DefaultPredictor(Predictor):
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "n_trees": self.n_trees, "min_leaf": self.min_leaf,
                 "max_features": self.max_features, "C": self.C, "nu": self.nu, "n_points": self.n_points,
-                "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
+                "wide_trees": self.wide_trees, "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
                 "members": self.member_names, "weights": getattr(self, "w", np.array([])).round(3).tolist(),
                 "fit_seconds": self.fit_seconds}
