@@ -71,6 +71,9 @@ def test_wide_member_is_stacked_and_usable_alone(mlpf):
     assert abs(sum(pred.info["weights"].values()) - 1.0) < 1e-2 and pred.info["weights"]["etw"] > 0
     alone = make_predictor("default", seed=0, members="etw", cv_folds=0).fit(ctr, ptr, ytr).predict(cte, pte)
     assert r2_score(yte, alone.mean) > 0.85
+    # a 5-epoch prefix is held whole by the summary: etw is left out, the others are stacked
+    short = make_predictor("default", seed=0).fit(ctr, ptr[:, :5], ytr).predict(cte, pte[:, :5])
+    assert set(short.info["weights"]) == {"et", "gbr", "bsvr"} and np.isfinite(short.mean).all()
     with pytest.raises(HpoqError, match="wide_trees"):
         make_predictor("default", wide_trees=0)
 

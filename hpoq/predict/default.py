@@ -16,7 +16,8 @@ and an SVR does not). This predictor
   0.8) on the MinMax-scaled summaries, ``etw`` ExtraTrees (``wide_trees``, half the features per
   split) on the *wide* features (:func:`wide_features`: the summaries plus the raw prefix and its
   first differences, which keep the spikes and late rises that precede a blow-up; on MLPF this
-  member has the best inner-CV score at every known fraction), ``bsvr`` the paper's NuSVR() on ``baker`` features with
+  member has the best inner-CV score at every known fraction; left out for prefixes shorter than
+  ``wide_min_epochs``, which the summary already holds whole), ``bsvr`` the paper's NuSVR() on ``baker`` features with
   its own MinMax X/y, optionally ``svr`` the tuned NuSVR of method.md 4.5 (C = 5.55, nu = 0.903)
   on the summaries;
 - weights them by non-negative least squares on ``cv_folds``-fold out-of-fold predictions
@@ -32,8 +33,10 @@ one core (``members="et,gbr,bsvr"`` drops the ``etw`` member and a third of that
 n >= 4, otherwise the spread is the members' disagreement).
 
 Measured (``benchmarks/results/predictors``; MLPF, seeds 0-4 and held-out seeds 5-9): adding ``etw``
-raised R2 in all six (fraction, seed block) cells, by 0.000-0.012; on the MNIST/CIFAR/TaskSet/LCBench
-tables the change is within about +-0.01 either way.
+raised R2 in all six (fraction, seed block) cells, by 0.000-0.012; on CIFAR/TaskSet/LCBench the change
+is within +-0.003. ``wide_min_epochs`` = 10 was set after seeing that on the 12-epoch MNIST tables
+(prefixes of 2-6 epochs) ``etw`` only duplicated ``et`` and cost up to 0.015 R2 (seeds 0-9): a rule from
+that observation, not a setting tuned per test fold.
 """
 from __future__ import annotations
 
@@ -104,7 +107,8 @@ class DefaultPredictor(Predictor):
     Parameters: ``seed`` (trees and CV folds), ``members`` (comma list of ``et``, ``gbr``,
     ``etw``, ``bsvr``, ``svr``), ``weights`` (``stack`` = NNLS on out-of-fold predictions, ``mean``),
     ``n_trees`` (ET, 40), ``min_leaf`` (2), ``max_features`` (fraction per split, 0.66),
-    ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``wide_trees`` (``etw``, 40), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
+    ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``wide_trees`` (``etw``, 40), ``wide_min_epochs`` (``etw``
+    is left out for prefixes shorter than this, 10, unless it is the only member), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
     ``n_points`` (curve shape points, 10), ``cv_folds`` (3; 0 = no CV, the spread is then the
     members' disagreement), ``use_hps`` (True), ``y_scale`` (``std`` | ``iqr``).
     """
@@ -114,14 +118,17 @@ class DefaultPredictor(Predictor):
     def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
                  C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,
                  members: str = "et,etw,gbr,bsvr", weights: str = "stack", y_scale: str = "std",
-                 gbr_trees: int = 60, gbr_lr: float = 0.25, wide_trees: int = 40):
+                 gbr_trees: int = 60, gbr_lr: float = 0.25, wide_trees: int = 40, wide_min_epochs: int = 10):
         if int(n_trees) < 1 or int(min_leaf) < 1 or not (0 < float(max_features) <= 1):
             raise HpoqError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
         if float(C) <= 0 or not (0 < float(nu) <= 1):
             raise HpoqError(f"default: C must be > 0 and nu in (0, 1], got C={C}, nu={nu}")
         if int(wide_trees) < 1:
             raise HpoqError(f"default: wide_trees must be >= 1, got {wide_trees}")
-        self.wide_trees = int(wide_trees)
+        if int(wide_min_epochs) < 1:
+            raise HpoqError(f"default: wide_min_epochs must be >= 1, got {wide_min_epochs}")
+        self.wide_trees, self.wide_min_epochs = int(wide_trees), int(wide_min_epochs)
+        self.active: list[str] = []  # the members used by the last fit
         if int(cv_folds) < 0 or int(n_points) < 1:
             raise HpoqError("default: cv_folds >= 0 and n_points >= 1 are required")
         self.seed, self.n_trees, self.min_leaf = int(seed), int(n_trees), int(min_leaf)
@@ -142,7 +149,7 @@ class DefaultPredictor(Predictor):
 
     # -- pieces ------------------------------------------------------------------------------
     def _baker(self, configs, prefixes: np.ndarray) -> np.ndarray | None:
-        if "bsvr" not in self.member_names:
+        if "bsvr" not in self.active:
             return None
         from hpoq.predict.features import baker_features
 
@@ -155,7 +162,7 @@ class DefaultPredictor(Predictor):
 
     def _wide(self, configs, prefixes: np.ndarray, fit: bool = False) -> np.ndarray | None:
         """MinMax-scaled HPs ⊕ :func:`wide_features` for the ``etw`` member (None if not a member)."""
-        if "etw" not in self.member_names:
+        if "etw" not in self.active:
             return None
         from sklearn.preprocessing import MinMaxScaler
 
@@ -171,7 +178,7 @@ class DefaultPredictor(Predictor):
 
         leaf = min(self.min_leaf, max(1, n // 4))
         out = []
-        for name in self.member_names:
+        for name in self.active:
             if name == "et":
                 out.append(ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=leaf,
                                                max_features=self.max_features, random_state=self.seed, n_jobs=1))
@@ -191,10 +198,10 @@ class DefaultPredictor(Predictor):
         return X["baker" if name == "bsvr" else "wide" if name == "etw" else "summary"][rows]
 
     def _fit_members(self, members, X: dict, t, rows=slice(None)):
-        return [m.fit(self._inputs(n, X, rows), t) for n, m in zip(self.member_names, members)]
+        return [m.fit(self._inputs(n, X, rows), t) for n, m in zip(self.active, members)]
 
     def _predict_members(self, members, X: dict, rows=slice(None)) -> np.ndarray:
-        return np.vstack([m.predict(self._inputs(n, X, rows)) for n, m in zip(self.member_names, members)])
+        return np.vstack([m.predict(self._inputs(n, X, rows)) for n, m in zip(self.active, members)])
 
     def _fit_error_model(self, Xsum: np.ndarray, disagreement: np.ndarray, abs_resid: np.ndarray):
         """Heteroscedastic error model: ExtraTrees regressing the out-of-fold |error| on the curve
@@ -251,6 +258,10 @@ class DefaultPredictor(Predictor):
         if not (np.isfinite(P).all() and np.isfinite(y).all()):
             raise HpoqError("default: prefixes and targets must be finite")
         self.n_epochs = P.shape[1]
+        # a prefix shorter than wide_min_epochs is already held whole by the summary (n_points
+        # smoothed epochs), so etw would duplicate et and only add noise to the stacking weights
+        self.active = [m for m in self.member_names
+                       if m != "etw" or self.n_epochs >= self.wide_min_epochs or len(self.member_names) == 1]
         self.encoder = HPEncoder(log_scale=True).fit(configs if self.use_hps else None)
         X = self._features(configs, P)
         self.x_scaler = MinMaxScaler().fit(X)
@@ -267,7 +278,7 @@ class DefaultPredictor(Predictor):
         self.disagreement_ref = None
         self.error_model = None
         self.cv_abs_error = None
-        k = len(self.member_names)
+        k = len(self.active)
         self.w = np.full(k, 1.0 / k)
         if folds >= 2:
             oof = np.zeros((k, n))
@@ -296,7 +307,7 @@ class DefaultPredictor(Predictor):
         if P.shape[1] != self.n_epochs:
             raise ValueError(f"default: fitted on prefixes of {self.n_epochs} epochs, got {P.shape[1]}")
         Xs = {"summary": self.x_scaler.transform(self._features(configs, P)),
-              "baker": self._baker(configs, P) if "bsvr" in self.member_names else None,
+              "baker": self._baker(configs, P) if "bsvr" in self.active else None,
               "wide": self._wide(configs, P)}
         preds = self._predict_members(self.members, Xs)
         mean = (self.w @ preds) * self.y_scale + self.y_center
@@ -314,11 +325,12 @@ class DefaultPredictor(Predictor):
         else:
             spread = disagreement
         return Prediction(mean=mean, spread=spread, info={"predictor": self.name, "cv_rmse": self.cv_rmse,
-                                                          "weights": dict(zip(self.member_names, self.w.round(3).tolist()))})
+                                                          "weights": dict(zip(self.active, self.w.round(3).tolist()))})
 
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "n_trees": self.n_trees, "min_leaf": self.min_leaf,
                 "max_features": self.max_features, "C": self.C, "nu": self.nu, "n_points": self.n_points,
-                "wide_trees": self.wide_trees, "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
-                "members": self.member_names, "weights": getattr(self, "w", np.array([])).round(3).tolist(),
+                "wide_trees": self.wide_trees, "wide_min_epochs": self.wide_min_epochs, "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
+                "members": self.member_names, "active_members": self.active,
+                "weights": getattr(self, "w", np.array([])).round(3).tolist(),
                 "fit_seconds": self.fit_seconds}
