@@ -31,7 +31,7 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	mkdir -p benchmarks/results
-	$(PY) benchmarks/predictors.py --out benchmarks/results
+	$(PY) benchmarks/predictors.py --out benchmarks/results/predictors
 	$(PY) benchmarks/qsvr_quality.py > benchmarks/results/qsvr_quality.md && cat benchmarks/results/qsvr_quality.md
 	$(PY) benchmarks/hpo_replay.py --out benchmarks/results
 	$(PY) benchmarks/swift_reproduction.py --out benchmarks/results
