@@ -96,7 +96,7 @@ def bench_hdf5(tmp: Path, quick: bool) -> str:
         ev.load_split(d, "train")
         rows.append((comp, "load whole split in memory (incl. sha256)", nev, f"{os.path.getsize(path) / 1e6:.1f}",
                      f"{(time.perf_counter() - t) * 1e3:.0f} ms total", ""))
-    return ("### HDF5 random single-event read (X and ytarget of one event, 1024-row chunks; file in the page cache)\n\n"
+    return (f"### HDF5 random single-event read (X and ytarget of one event, {ev.CHUNK_ROWS}-row chunks; file in the page cache)\n\n"
             + _table(["compression", "mode", "events", "MB", "us per event (wall)", "us per event (CPU)"], rows))
 
 
