@@ -157,9 +157,9 @@ def bench_dp(data: Path, tmp: Path, quick: bool) -> str:
 
     script = tmp / "dp.py"
     script.write_text(DP_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MPIR_CVAR_ENABLE_HEAVY_YIELD="1",
-               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path
+
+    env, mpiexec = mpi_child_env(), mpiexec_path()
     rows = []
     for preset in ("tiny", "small"):
         single, _, _ = _train_epoch_rate(data, preset, 2000)

@@ -35,22 +35,11 @@ TABLE = REPO.parent / "shared" / "data" / "mlpf_perfpred" / "mlpf_delphes_traini
 sys.path.insert(0, str(REPO))
 
 
-def env() -> dict:
-    e = dict(os.environ)
-    e["PATH"] = str(Path(sys.executable).parent) + os.pathsep + e.get("PATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    e["MPIR_CVAR_ENABLE_HEAVY_YIELD"] = "1"
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
-def mpiexec() -> str:
-    exe = Path(sys.executable).parent / "mpiexec"
-    return str(exe) if exe.exists() else "mpiexec"
+from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path  # noqa: E402 (after the path insert)
 
 
 def cmd(n: int, *args) -> list[str]:
-    return [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", *args]
+    return [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", *args]
 
 
 def write_study(directory: Path, name: str, algorithm: dict, sleep: float = 0.0, seed: int = 0, **extra) -> str:
@@ -72,7 +61,7 @@ def journal(out: Path) -> list[dict]:
 
 
 def run(n: int, *args, timeout: float = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd(n, *args), capture_output=True, text=True, env=env(), cwd=REPO, timeout=timeout)
+    proc = subprocess.run(cmd(n, *args), capture_output=True, text=True, env=mpi_child_env(), cwd=REPO, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"mpiexec -n {n} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return proc
@@ -108,7 +97,7 @@ def bench_overhead(tmp: Path, ranks: list[int], repeats: int) -> list[dict]:
 # -- 2. SIGKILL + resume ----------------------------------------------------------------------
 def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     proc = subprocess.Popen(cmd(n, "run", study, "--out", str(out)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env(), cwd=REPO)
+                            stderr=subprocess.DEVNULL, env=mpi_child_env(), cwd=REPO)
     pid, t0 = None, None  # the clock starts when the master has written the journal header
     while proc.poll() is None and (t0 is None or time.monotonic() - t0 < at):
         time.sleep(0.005)

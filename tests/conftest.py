@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+
+from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -29,14 +30,8 @@ def mlpf_table() -> Path:
 
 def mpi_env() -> dict:
     """Environment for ``mpiexec`` children: the venv's bin first, one thread, heavy yield."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    env["MPIR_CVAR_ENABLE_HEAVY_YIELD"] = "1"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return mpi_child_env()
 
 
 def mpiexec() -> str:
-    exe = Path(sys.executable).parent / "mpiexec"
-    return str(exe) if exe.exists() else "mpiexec"
+    return mpiexec_path()
