@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="benchmarks/results/predictors", help="output folder")
     ap.add_argument("--quick", action="store_true", help=f"tables {','.join(QUICK_TABLES)}, seeds 0-1")
     ap.add_argument("--tables", help="comma-separated shared tables (default: all)")
-    ap.add_argument("--predictors", default="svr,default,qsvr,qsvr-tuned")
+    ap.add_argument("--predictors", default="svr,default,qsvr,qsvr-paper")
     ap.add_argument("--qsvr-tables", default="mlpf", help="tables on which qsvr runs (it is slow); 'all' for all")
     ap.add_argument("--seeds", default=None, help="default 0-4 (0-1 with --quick)")
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))

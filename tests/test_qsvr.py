@@ -124,7 +124,7 @@ def test_registry_and_bad_parameters(mlpf):
     for bad in (dict(sampler="qpu"), dict(combine="median"), dict(K=0), dict(B=-1.0), dict(n_points=0),
                 dict(gamma=0.0), dict(features="spline"), dict(scaler="robust"), dict(chain_strength="max"),
                 dict(temperature=0.0), dict(top_k=0), dict(num_reads=0), dict(num_sweeps="many"),
-                dict(center="yes")):
+                dict(center="yes"), dict(chunk_select="sorted")):
         with pytest.raises(HpoqError):
             QSVRPredictor(**bad).fit(None, P[:25], y[:25])
     with pytest.raises(HpoqError):
@@ -136,16 +136,43 @@ def test_registry_and_bad_parameters(mlpf):
         fitted.predict(None, P[:5, :10])
 
 
-def test_tuned_variant_and_centring(mlpf):
-    from hpoq.predict.qsvr import QSVRTunedPredictor
+def test_paper_variant_and_centring(mlpf):
+    from hpoq.predict.qsvr import QSVRPaperPredictor
 
     P, y = mlpf
-    t = QSVRTunedPredictor(seed=1, **FAST)
-    d = t.describe()
-    assert (d["name"], d["scaler"], d["gamma"], d["features"]) == ("qsvr-tuned", "minmax", 4.0, "stride2")
-    t.fit(None, P[:100], y[:100])
+    d = make_predictor("qsvr-paper", seed=1, **FAST).describe()
+    assert (d["name"], d["scaler"], d["gamma"], d["center"], d["chunk_select"]) == ("qsvr-paper", "quantile", 0.1, False, "random")
+    d = make_predictor("qsvr", seed=1, **FAST).describe()
+    assert (d["name"], d["scaler"], d["gamma"], d["center"], d["chunk_select"]) == ("qsvr", "minmax", 4.0, True, "stratified")
+    assert type(make_predictor("qsvr-tuned")) is QSVRPredictor  # the old name of qsvr's settings
+    t = QSVRPredictor(seed=1, **FAST).fit(None, P[:100], y[:100])
     assert r2(y[200:], t.predict(None, P[200:]).mean) > 0.7
     # centring shifts the QUBO targets, not the model's output level: biases absorb the chunk mean
-    c = QSVRPredictor(seed=1, scaler="minmax", gamma=4.0, center=False, **FAST).fit(None, P[:100], y[:100])
+    c = QSVRPredictor(seed=1, center=False, **FAST).fit(None, P[:100], y[:100])
     assert [r.tolist() for r in c.chunk_rows_] == [r.tolist() for r in t.chunk_rows_]
     assert np.mean([m.bias for m in t.members]) > np.mean([m.bias for m in c.members])
+    # the paper's random chunks are a seeded permutation, not target strata
+    p = QSVRPaperPredictor(seed=1, **FAST).fit(None, P[:100], y[:100])
+    assert [r.tolist() for r in p.chunk_rows_] != [r.tolist() for r in t.chunk_rows_]
+
+
+def test_stratified_chunks_span_the_target_range(mlpf):
+    P, y = mlpf
+    n = 200
+    order = np.argsort(y[:n], kind="stable")
+    rank = np.empty(n, int)
+    rank[order] = np.arange(n)
+    stratum_of_rank = np.concatenate([np.full(len(s), k) for k, s in enumerate(np.array_split(np.arange(n), 80))])
+    for seed in range(3):
+        q = QSVRPredictor(seed=seed, **FAST).fit(None, P[:n], y[:n])
+        rows = np.concatenate(q.chunk_rows_)
+        assert len(rows) == 80 and len(np.unique(rows)) == 80
+        # one row from each of the 80 equal-count target strata ...
+        assert sorted(stratum_of_rank[rank[rows]]) == list(range(80))
+        # ... dealt round-robin, so each chunk holds one of the lowest 4 and one of the highest 4 strata
+        for chunk in q.chunk_rows_:
+            strata = stratum_of_rank[rank[chunk]]
+            assert strata.min() < 4 and strata.max() >= 76
+    # with fewer rows than chunks x points the chunks fall back to the seeded permutation
+    q = QSVRPredictor(seed=0, **FAST).fit(None, P[:50], y[:50])
+    assert [len(r) for r in q.chunk_rows_] == [20, 20]

@@ -15,7 +15,9 @@ from hpoq.registry import import_class
 PREDICTORS: dict[str, str] = {
     "svr": "hpoq.predict.svr:SVRPredictor",
     "qsvr": "hpoq.predict.qsvr:QSVRPredictor",
-    "qsvr-tuned": "hpoq.predict.qsvr:QSVRTunedPredictor",
+    "qsvr-paper": "hpoq.predict.qsvr:QSVRPaperPredictor",
+    # the name of qsvr's present defaults before they became qsvr's (study files may still use it)
+    "qsvr-tuned": "hpoq.predict.qsvr:QSVRPredictor",
     "default": "hpoq.predict.default:DefaultPredictor",
 }
 

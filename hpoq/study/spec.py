@@ -12,7 +12,7 @@ A study file (every key; ``~`` = null)::
       R: 81                     # maximum epochs per configuration (required)
       eta: 3                    # discard rate, integer >= 2 (default 3)
       params: {}                # the algorithm's own parameters (e.g. known_curve for swift)
-    predictor: ~                # or {name: svr | qsvr | default, params: {...}}; the annealing
+    predictor: ~                # or {name: svr | qsvr | qsvr-paper | default, params: {...}}; the annealing
                                 #   sampler is a predictor parameter, e.g. params: {sampler: sa}
                                 #   (default ~: the algorithm's own default predictor)
     trainer:
