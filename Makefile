@@ -33,6 +33,7 @@ bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(PY) benchmarks/predictors.py --out benchmarks/results/predictors
 	$(PY) benchmarks/qsvr_quality.py > benchmarks/results/qsvr_quality.md && cat benchmarks/results/qsvr_quality.md
+	$(PY) benchmarks/mlpf_error_budget.py > benchmarks/results/mlpf_error_budget.md && cat benchmarks/results/mlpf_error_budget.md
 	$(PY) benchmarks/hpo_replay.py --out benchmarks/results
 	$(PY) benchmarks/swift_reproduction.py --out benchmarks/results
 	$(PY) benchmarks/runtime.py --out benchmarks/results
