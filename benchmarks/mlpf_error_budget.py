@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from hpoq.cli._common import parse_seeds  # noqa: E402
 from hpoq.curves.shared import load_shared  # noqa: E402
-from hpoq.predict.evaluate import evaluate_predictor, hp_groups, known_epochs  # noqa: E402
+from hpoq.predict.evaluate import evaluate_predictor, grouped_split, hp_groups, known_epochs  # noqa: E402
 
 PLATEAU = 525.0  # MLPF's collapse plateau sits at 533-534; runs above 525 have left the healthy range
 PREDICTORS = ("default", "svr")
@@ -63,11 +63,36 @@ def kinds(table, e: int) -> np.ndarray:
     out[(last >= PLATEAU) & (y >= PLATEAU)] = "plateau"
     out[(last >= PLATEAU) & (y < PLATEAU)] = "recovers"
     out[(last < PLATEAU) & (y >= PLATEAU)] = "collapses"
-    rest = out == "other"
-    out[rest & later] = "restarts later"
-    out[(out == "other") & (lr < 2e-5)] = "tiny lr"
-    out[(out == "other") & (lr > 0.01)] = "high lr"
+    for label, rows in (("restarts later", later), ("tiny lr", lr < 2e-5), ("high lr", lr > 0.01)):
+        out[(out == "other") & rows] = label
     return out
+
+
+def row_losses(result: dict) -> dict[int, float]:
+    """Each test row's squared error summed over the seeds, over the seeds' summed total sum of squares
+    (so the values add up to 1 - R2 pooled over the seeds)."""
+    sse: dict[int, float] = {}
+    sst = 0.0
+    for p in result["predictions"]:
+        sst += float(((p["y"] - p["y"].mean()) ** 2).sum())
+        for i, err in zip(p["test"], (p["mean"] - p["y"]) ** 2):
+            sse[int(i)] = sse.get(int(i), 0.0) + float(err)
+    return {i: s / sst for i, s in sse.items()}
+
+
+def twin_groups(table, e: int) -> list[np.ndarray]:
+    """Rows with the same hyperparameters and (within 1.0 per epoch) the same first ``e`` epochs:
+    the same input to any predictor of (hyperparameters, prefix), whose best answer is their mean."""
+    v = table.minimized()
+    groups = hp_groups(table.configs)
+    twins = []
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        for i in rows:
+            mates = rows[np.abs(v[rows, :e] - v[i, :e]).max(axis=1) <= 1.0]
+            if len(mates) > 1 and mates[0] == i:
+                twins.append(mates)
+    return twins
 
 
 def main() -> int:
@@ -77,67 +102,51 @@ def main() -> int:
     seeds = parse_seeds(args.seeds)
     table = load_shared("mlpf")
     v = table.minimized()
+    y = v[:, -1]
 
     print(f"MLPF table ({table.n_rows} rows, {table.n_epochs} epochs), grouped 80/20 splits, seeds {args.seeds}, "
           "target = last epoch\n")
     fractions = (0.25, 0.3, 0.35, 0.4, 0.5)
+    at25 = {}  # the 25% results, with predictions, for the error budget below
     print("| predictor | " + " | ".join(f"R2 @{f:g} ({known_epochs(f, table.n_epochs)} epochs)" for f in fractions) + " |")
     print("|---" * (1 + len(fractions)) + "|")
     for name in PREDICTORS:
-        r2 = [evaluate_predictor(table, name, f, seeds=seeds)["r2"] for f in fractions]
+        r2 = []
+        for f in fractions:
+            res = evaluate_predictor(table, name, f, seeds=seeds, return_predictions=f == 0.25)
+            if f == 0.25:
+                at25[name] = res
+            r2.append(res["r2"])
         print(f"| {name} | " + " | ".join(f"{x:.4f}" for x in r2) + " |")
 
     e = known_epochs(0.25, table.n_epochs)
     kind = kinds(table, e)
     names = sorted(set(kind.tolist()))
-    budget, by_row = {}, {}
-    for name in PREDICTORS:
-        res = evaluate_predictor(table, name, 0.25, seeds=seeds, return_predictions=True)
-        sse = dict.fromkeys(names, 0.0)
-        rows: dict[int, float] = {}
-        sst = 0.0
-        for p in res["predictions"]:
-            sst += float(((p["y"] - p["y"].mean()) ** 2).sum())
-            for i, err in zip(p["test"], (p["mean"] - p["y"]) ** 2):
-                sse[kind[i]] += float(err)
-                rows[int(i)] = rows.get(int(i), 0.0) + float(err)
-        budget[name] = (res["r2"], {k: s / sst for k, s in sse.items()})
-        by_row[name] = {i: s / sst for i, s in rows.items()}
-    counts = {k: int((kind == k).sum()) for k in names}
+    by_row = {name: row_losses(at25[name]) for name in PREDICTORS}
+    by_kind = {name: {k: sum(x for i, x in rows.items() if kind[i] == k) for k in names} for name, rows in by_row.items()}
     print(f"\nLoss of R2 by kind of run at 25% known ({e} epochs); the losses add up to 1 - R2\n")
     print("| kind | rows in table | " + " | ".join(f"{n} R2 loss" for n in PREDICTORS)
           + " | default: its three costliest rows (R2 loss) |")
     print("|---" * (3 + len(PREDICTORS)) + "|")
-    for k in sorted(names, key=lambda k: -budget["default"][1][k]):
+    for k in sorted(names, key=lambda k: -by_kind["default"][k]):
         top = sorted((i for i in by_row["default"] if kind[i] == k), key=lambda i: -by_row["default"][i])[:3]
-        print(f"| {k} | {counts[k]} | " + " | ".join(f"{budget[n][1][k]:.4f}" for n in PREDICTORS) + " | "
+        print(f"| {k} | {int((kind == k).sum())} | " + " | ".join(f"{by_kind[n][k]:.4f}" for n in PREDICTORS) + " | "
               + ", ".join(f"{i} ({by_row['default'][i]:.4f})" for i in top) + " |")
-    print("| total (1 - R2) | " + f"{table.n_rows} | " + " | ".join(f"{1 - budget[n][0]:.4f}" for n in PREDICTORS) + " | |")
+    print(f"| total (1 - R2) | {table.n_rows} | " + " | ".join(f"{1 - at25[n]['r2']:.4f}" for n in PREDICTORS) + " | |")
 
-    # rows with the same hyperparameters and (within 1.0 per epoch) the same prefix are the same
-    # input to any predictor of (hyperparameters, prefix): its best answer is their mean
-    groups = hp_groups(table.configs)
-    twins = []
-    for g in np.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        for i in rows:
-            mates = rows[np.abs(v[rows, :e] - v[i, :e]).max(axis=1) <= 1.0]
-            if len(mates) > 1 and mates[0] == i:
-                twins.append(mates)
+    twins = twin_groups(table, e)
     floor, sst = 0.0, 0.0
-    res = evaluate_predictor(table, "svr", 0.25, seeds=seeds, return_predictions=True)  # only its splits are used
-    for p in res["predictions"]:
-        sst += float(((p["y"] - p["y"].mean()) ** 2).sum())
-        test = set(p["test"].tolist())
-        floor += sum(float(((v[m, -1] - v[m, -1].mean()) ** 2).sum()) for m in twins if m[0] in test)
+    for seed in seeds:
+        test = grouped_split(table.configs, seed)[1]
+        sst += float(((y[test] - y[test].mean()) ** 2).sum())
+        floor += sum(float(((y[m] - y[m].mean()) ** 2).sum()) for m in twins if m[0] in set(test.tolist()))
     print(f"\nRows that are the same input to any predictor (same hyperparameters, first {e} epochs within 1.0) "
           "but end more than 10 apart\n")
     print("| rows | lr | final values |")
     print("|---|---|---|")
     for m in twins:
-        if np.ptp(v[m, -1]) > 10:
-            print(f"| {', '.join(map(str, m))} | {table.configs[m[0]]['lr']:.2e} | "
-                  f"{', '.join(f'{x:.1f}' for x in v[m, -1])} |")
+        if np.ptp(y[m]) > 10:
+            print(f"| {', '.join(map(str, m))} | {table.configs[m[0]]['lr']:.2e} | {', '.join(f'{x:.1f}' for x in y[m])} |")
     print(f"\nFloor on the R2 loss of any predictor of (hyperparameters, {e}-epoch prefix) from these twins alone: "
           f"{floor / sst:.4f} (the ceiling on R2 is at most {1 - floor / sst:.4f}).")
     n_restart = sum(1 for row in v if restart_epochs(row))
