@@ -173,6 +173,8 @@ def test_stratified_chunks_span_the_target_range(mlpf):
         for chunk in q.chunk_rows_:
             strata = stratum_of_rank[rank[chunk]]
             assert strata.min() < 4 and strata.max() >= 76
-    # with fewer rows than chunks x points the chunks fall back to the seeded permutation
+    # 50 rows make two stratified chunks of 20; fewer than 20 rows make one chunk of every row
     q = QSVRPredictor(seed=0, **FAST).fit(None, P[:50], y[:50])
     assert [len(r) for r in q.chunk_rows_] == [20, 20]
+    q = QSVRPredictor(seed=0, **FAST).fit(None, P[:15], y[:15])
+    assert [r.tolist() for r in q.chunk_rows_] == [list(range(15))]

@@ -347,10 +347,10 @@ class QSVRPredictor(Predictor):
         ``stratified``: the rows sorted by target are cut into m*N equal-count strata, one seeded
         random row is drawn per stratum, and stratum j goes to chunk j mod m, so that every chunk
         spans the whole target range (fewer chunks without the rare bad runs, less seed-to-seed
-        variance)."""
+        variance). With fewer than N rows (then m = 1) the one chunk is every row, in permuted order."""
         rng = derive_rng(self.seed, "qsvr", "chunks")
         n = len(ys)
-        if self.chunk_select == "random" or n < m * N:
+        if self.chunk_select == "random" or n < N:  # m <= n // N, so otherwise m * N <= n
             perm = rng.permutation(n)
             return [np.sort(perm[c * N:(c + 1) * N]) for c in range(m)]
         strata = np.array_split(np.argsort(ys, kind="stable"), m * N)
