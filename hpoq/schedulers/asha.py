@@ -23,6 +23,7 @@ from typing import Sequence
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.trials import take_inflight
 
 
 def asha_rungs(R: int, eta: int, grace: int = 1) -> list[int]:
@@ -145,9 +146,7 @@ class ASHA(Scheduler):
         return out
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        if trial_id not in self.running:
-            raise HpoqError(f"asha: result for trial {trial_id}, which has no unit in flight")
-        start, end = self.running.pop(trial_id)
+        start, end = take_inflight(self.running, trial_id, self.name, "result for")
         values = [float(v) for v in metrics]
         if len(values) != end - start:
             raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
@@ -162,9 +161,7 @@ class ASHA(Scheduler):
         return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
-        if trial_id not in self.running:
-            raise HpoqError(f"asha: failure of trial {trial_id}, which has no unit in flight")
-        start, _ = self.running.pop(trial_id)
+        start, _ = take_inflight(self.running, trial_id, self.name, "failure of")
         self.failed.add(trial_id)
         return self._flush([Decision(trial_id, FAILED, start, "failed", {"error": str(reason)})])
 

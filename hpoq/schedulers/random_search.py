@@ -11,7 +11,7 @@ from typing import Sequence
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
-from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics
+from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, take_inflight
 
 
 class RandomSearch(Scheduler):
@@ -41,18 +41,14 @@ class RandomSearch(Scheduler):
         return WorkUnit(trial.trial_id, dict(trial.config), 0, self.R)
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        if trial_id not in self.inflight:
-            raise HpoqError(f"{self.name}: result for trial {trial_id}, which has no unit in flight")
-        self.inflight.discard(trial_id)
+        take_inflight(self.inflight, trial_id, self.name, "result for")
         trial = self.trials[trial_id]
         trial.curve.extend(check_metrics(trial, metrics, self.R))
         trial.status = DONE_
         return [Decision(trial_id, DONE, self.R, "completed", {"value": trial.value_at(self.R)})]
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
-        if trial_id not in self.inflight:
-            raise HpoqError(f"{self.name}: failure of trial {trial_id}, which has no unit in flight")
-        self.inflight.discard(trial_id)
+        take_inflight(self.inflight, trial_id, self.name, "failure of")
         self.trials[trial_id].status = FAILED_
         return [Decision(trial_id, FAILED, 0, "failed", {"error": str(reason)})]
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
-from hpoq.schedulers.trials import DONE_, FAILED_, PAUSED, STOPPED, Trial, best_at, check_metrics, rank_by_value
+from hpoq.schedulers.trials import DONE_, FAILED_, PAUSED, STOPPED, Trial, best_at, check_metrics, rank_by_value, take_inflight
 
 
 def hyperband_full_trainings(R: int, eta: int) -> int:
@@ -54,9 +54,7 @@ class TopK1Epoch(Scheduler):
         return WorkUnit(trial.trial_id, dict(trial.config), trial.epochs, end)
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        if trial_id not in self.inflight:
-            raise HpoqError(f"{self.name}: result for trial {trial_id}, which has no unit in flight")
-        end = self.inflight.pop(trial_id)
+        end = take_inflight(self.inflight, trial_id, self.name, "result for")
         trial = self.trials[trial_id]
         trial.curve.extend(check_metrics(trial, metrics, end))
         if end >= self.R:
@@ -68,9 +66,7 @@ class TopK1Epoch(Scheduler):
         return decisions + self._maybe_select()
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
-        if trial_id not in self.inflight:
-            raise HpoqError(f"{self.name}: failure of trial {trial_id}, which has no unit in flight")
-        del self.inflight[trial_id]
+        take_inflight(self.inflight, trial_id, self.name, "failure of")
         trial = self.trials[trial_id]
         trial.status = FAILED_
         return [Decision(trial_id, FAILED, trial.epochs, "failed", {"error": str(reason)})] + self._maybe_select()

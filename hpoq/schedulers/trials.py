@@ -42,6 +42,17 @@ class Trial:
         return cls(int(d["trial_id"]), dict(d["config"]), [float(v) for v in d["curve"]], d["status"], int(d["bracket"]))
 
 
+def take_inflight(inflight, trial_id: int, who: str, event: str):
+    """Remove ``trial_id``'s unit from ``inflight`` (a dict, whose value is returned, or a set) as
+    its ``event`` ("result for" / "failure of") arrives; HpoqError if it has no unit in flight."""
+    if trial_id not in inflight:
+        raise HpoqError(f"{who}: {event} trial {trial_id}, which has no unit in flight")
+    if isinstance(inflight, set):
+        inflight.remove(trial_id)
+        return None
+    return inflight.pop(trial_id)
+
+
 def check_metrics(trial: Trial, metrics, expected_end: int) -> list[float]:
     """Validate a unit's per-epoch metrics: one finite-or-not float per requested epoch."""
     values = [float(v) for v in metrics]
