@@ -157,7 +157,7 @@ def print_cell(table, name, mode, label, rows, walls, errors, algorithms):
             continue
         r = rows[alg]
         print(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {fmt_value(table, r['quality'], r['std'])} | "
-              f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.3f} | {r['regret_worst']:+.3f} | "
+              f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | {r['regret_worst']:+.4f} | "
               f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | {walls[alg]:.1f} |")
     print()
 

@@ -20,9 +20,11 @@ Pruner settings (Optuna's defaults and documented usage, eta = 2 where the prune
 ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)``, ``MedianPruner()``,
 ``WilcoxonPruner()``, ``PatientPruner(MedianPruner(), patience=1)`` (the documented example).
 
-Usage: ``benchmarks/peers.py [--seeds 0-19,20-59] [--tables mlpf,...] [--out DIR]``: the tables of
-:mod:`benchmarks.hpo_replay` (same columns) with hyperband, default and the five pruners, written
-to ``OUT/peers.md`` and ``OUT/peers.json``. Needs the ``bench`` extra (optuna).
+Usage: ``benchmarks/peers.py [--seeds 0-19,20-59] [--tables mlpf,...] [--out DIR] [--name peers]``: the
+protocol of :mod:`benchmarks.hpo_replay` (same columns, paired with the same Hyperband runs) for the five
+pruners, written to ``OUT/NAME.md`` and ``OUT/NAME.json``; then ``benchmarks/peers.py --combine
+OUT/hpo_replay.json OUT/peers*.json --out OUT/peers.md`` puts our rows and the pruners' in one table per
+(table, mode, seed set) and checks the peer target. Needs the ``bench`` extra (optuna).
 """
 from __future__ import annotations
 
@@ -105,13 +107,67 @@ def optuna_run(table, pruner: str, seed: int, R: int, eta: int = 2, warm_fractio
             "warm_curves": 0 if warm is None else int(warm.n_rows)}
 
 
+def combined_tables(ours: dict, peers: list[dict]) -> tuple[str, list]:
+    """Markdown: per (table, mode, seed set) our rows and the pruners' rows in one table (all paired with the
+    same Hyperband runs), and the peer target: no pruner with fewer epochs at equal-or-better quality than
+    ``default``. ``ours`` / ``peers``: the JSON summaries of hpo_replay.py and of peer runs."""
+    from benchmarks.hpo_replay import TOLERANCE
+
+    lines, checks = [], []
+    head = ("| algorithm | epochs | saving vs HB | best_final mean | equal quality | regret mean | regret worst "
+            "| seeds worse |")
+    for peer in peers:
+        for name, modes in peer["tables"].items():
+            for mode, sets in modes.items():
+                if mode not in ("cold", "warm"):
+                    continue
+                for label, cell in sets.items():
+                    rows = dict(ours.get("tables", {}).get(name, {}).get(mode, {}).get(label, {}).get("rows", {}))
+                    rows.update({a: r for a, r in cell["rows"].items() if a.startswith("optuna-")})
+                    lines += [f"### {name}, {mode}, seeds {label} (equal quality: within {TOLERANCE} x Hyperband's "
+                              "seed std)", "", head, "|---|---|---|---|---|---|---|---|"]
+                    for alg, r in rows.items():
+                        no = f" ({r['no_answer']} no answer)" if r.get("no_answer") else ""
+                        lines.append(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {r['quality']:.4g} (min) | "
+                                     f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | "
+                                     f"{r['regret_worst']:+.4f} | {r['worse']}/{r['seeds']}{no} |")
+                    lines.append("")
+                    d = rows.get("default")
+                    for alg, r in rows.items():
+                        if alg.startswith("optuna-") and d is not None:
+                            beats = r["epochs"] < d["epochs"] and r["quality"] <= d["quality"] + 1e-12
+                            checks.append((f"{name} {mode} seeds {label}: {alg} not fewer epochs at equal-or-better "
+                                           "quality than default", not beats,
+                                           f"{r['epochs']:.0f} vs {d['epochs']:.0f} epochs; quality gap "
+                                           f"{r['quality'] - d['quality']:+.4g} (minimised)"))
+    lines += ["## Peer target", "", "| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {label} | {'yes' if ok else 'NO'} | {detail} |" for label, ok, detail in checks]
+    return "\n".join(lines) + "\n", checks
+
+
 def main(argv=None) -> int:
+    """Run the pruners (with hyperband as the pairing reference) through hpo_replay.py's protocol, or with
+    ``--combine OURS.json PEERS.json... --out FILE.md`` merge our rows and theirs into one table per cell."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--combine"]:
+        import json
+
+        out = Path(args[args.index("--out") + 1])
+        files = [a for a in args[1:args.index("--out")]]
+        ours = json.loads(Path(files[0]).read_text())
+        peers = [json.loads(Path(f).read_text()) for f in files[1:]]
+        text, _ = combined_tables(ours, peers)
+        out.write_text("# Optuna's pruners beside ours, fair protocol (benchmarks/peers.py)\n\n" + __doc__.split("\n\n")[1]
+                       + "\n\n" + text)
+        print(text)
+        return 0
     from benchmarks.hpo_replay import main as replay_main
 
-    args = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("--algorithms") for a in args):
-        args += ["--algorithms", ",".join(["hyperband", "default"] + list(PRUNERS))]
-    return replay_main(args + ["--name", "peers", "--no-makespan"])
+        args += ["--algorithms", ",".join(["hyperband"] + list(PRUNERS))]
+    if not any(a.startswith("--name") for a in args):
+        args += ["--name", "peers"]
+    return replay_main(args + ["--no-makespan"])
 
 
 if __name__ == "__main__":

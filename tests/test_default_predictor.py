@@ -85,3 +85,32 @@ def test_bad_parameters():
         make_predictor("default", nu=0.0)
     with pytest.raises(HpoqError, match=">= 3 prefixes"):
         make_predictor("default").fit(None, np.ones((2, 3)), np.ones(2))
+
+
+def _smooth_table(n=120, epochs=20, known=5):
+    """Curves level + exp(-rate x epoch): the final value is a smooth function of the prefix, which the
+    paper's RBF NuSVR interpolates better than trees do."""
+    rng = np.random.default_rng(0)
+    level, rate = rng.uniform(0.2, 1.0, n), rng.uniform(0.1, 0.6, n)
+    curves = level[:, None] + np.exp(-rate[:, None] * np.arange(1, epochs + 1))
+    configs = [{"lr": float(10 ** v)} for v in rng.uniform(-4, -1, n)]
+    return configs, curves[:, :known], curves[:, -1]
+
+
+def test_svr_guard_weights_the_paper_svr_by_grouped_out_of_fold_error(mlpf):
+    configs, P, y = _smooth_table()
+    tr, te = slice(0, 90), slice(90, 120)
+    blend = make_predictor("default", seed=0).fit(configs[tr], P[tr], y[tr])
+    off = make_predictor("default", seed=0, svr_guard="off").fit(configs[tr], P[tr], y[tr])
+    svr = make_predictor("svr").fit(configs[tr], P[tr], y[tr])
+    a = blend.svr_weight
+    assert off.svr_weight == 0.0 and 0.0 < a <= 1.0  # the out-of-fold error favours svr here
+    # the prediction is exactly (1 - a) x the stacked ensemble + a x the paper's svr
+    np.testing.assert_allclose(blend.predict(configs[te], P[te]).mean,
+                               (1 - a) * off.predict(configs[te], P[te]).mean + a * svr.predict(configs[te], P[te]).mean)
+    assert blend.describe()["svr_weight"] == a and blend.predict(configs[te], P[te]).info["svr_weight"] == a
+    # on MLPF the stacked trees are better out of fold: svr gets the smaller weight
+    (ctr, ptr, ytr), _ = _split(mlpf, seed=1)
+    assert make_predictor("default", seed=0).fit(ctr, ptr, ytr).svr_weight < 0.5
+    with pytest.raises(HpoqError, match="svr_guard"):
+        make_predictor("default", svr_guard="sometimes")
