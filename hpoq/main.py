@@ -10,6 +10,7 @@ uncaught exception on any rank aborts the whole job (see docs/platform.md 2.2).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _closed_pipe()
+    except OSError as exc:
+        if exc.errno not in _PLACE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hpoq: error: cannot write {where}{exc.strerror}", file=sys.stderr)
+        return 2
+
+
+# a place the user gave cannot be written (read-only, immutable, full, not a directory): one line, exit 2
+_PLACE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
 def _closed_pipe() -> int:

@@ -286,11 +286,11 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
     spec, book = plan.spec, master.book
     best = plan.scheduler.best()
     code = 2 if error or master.stop_reason and master.stop_reason.startswith("disk full") else 0
-    abort = master.abort_reason if status != "dead" else "the journal cannot be written"
+    abort = master.hung_ranks_reason()
     if status != "dead":
         extra = {"error": error} if error else {}
         extra.update({"reason": master.stop_reason} if master.stop_reason else {})
-        extra.update({"abort": abort} if abort and (master.inflight or master.hung) else {})
+        extra.update({"abort": abort} if abort else {})
         journal.write("end", status=status, best=best_record(best, plan.mode), epochs=book.epochs_used,
                       units=book.units_done, master_cpu_s=round(master.master_seconds, 6), **extra)
         try:
@@ -302,15 +302,16 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
                 raise
             error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
             code = 2
-    _closing_line(plan, master, status, error, book, best, budget)
-    if abort and (master.inflight or master.hung):
+    _closing_line(plan, master, status, error, book, best, budget, abort)
+    if abort:
         sys.stderr.flush()
         world.Abort(code)  # never returns: hung ranks cannot be stopped otherwise
     master.stop_workers(code)
     return code
 
 
-def _closing_line(plan: Plan, master, status: str, error: str | None, book, best, budget: int) -> None:
+def _closing_line(plan: Plan, master, status: str, error: str | None, book, best, budget: int,
+                  abort: str | None) -> None:
     from hpoq.runtime.outputs import best_record
 
     again = f"continue with: run --resume {plan.out_dir}"
@@ -326,8 +327,8 @@ def _closing_line(plan: Plan, master, status: str, error: str | None, book, best
         what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
         print(f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
               f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
-    if master.abort_reason and (master.inflight or master.hung):
-        print(f"hpoq: aborting the MPI job: {master.abort_reason}", file=sys.stderr, flush=True)
+    if abort:
+        print(f"hpoq: aborting the MPI job: {abort}", file=sys.stderr, flush=True)
 
 
 def run_on_all_ranks(study: str | None, out: str | None, resume, progress: bool | None = None,

@@ -25,9 +25,8 @@ Faults the master outlives:
   attempt (``kind: timeout``). An MPI rank cannot be interrupted, so its group is retired (it
   rejoins if a late result comes) and the unit's retry waits for the next start of the job
   (never on another group while the hung one may still write the trial's checkpoint). When no
-  work is left that this job can do, the master stops with a snapshot and sets
-  :attr:`Master.abort_reason`: the caller journals it and aborts the MPI job, since the hung ranks
-  would never exit.
+  work is left that this job can do, the master stops; :meth:`Master.hung_ranks_reason` tells the
+  caller to journal why and abort the MPI job, since the hung ranks would never exit.
 * **Units lost in a crash** (``lost``, passed in by the resume): a unit in flight when the job
   died (a rank's segfault, OOM kill or ``os._exit``; or the master killed) is journaled as a failed
   attempt (``kind: lost``) and retried *isolated*: alone, with no other unit in flight, so that a
@@ -441,16 +440,22 @@ class Master:
                         "and suggest() gives no work")
 
     def _finish(self) -> None:
-        if self.stopping and not self.inflight:
-            state = self.scheduler.state_dict()
-            self.record("snapshot", state=state, queue=list(self.queue) + list(self.held))
+        # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
+        # units in flight back into its own queue, so a retry waiting here would run twice after a resume.
+        # Otherwise the resume replays the journal, which knows the retries.
+        if self.stopping and not self.inflight and not self.queue and not self.held:
+            self.record("snapshot", state=self.scheduler.state_dict(), queue=[])
         elif self.status == "finished":
             self._final_cleanup()
-        if self.hung and self.abort_reason is None:
-            groups = sorted(self.hung.values())
-            self.abort_reason = (f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
-                                 f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise")
         self._sync()
+
+    def hung_ranks_reason(self) -> str | None:
+        """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""
+        if self.hung:
+            groups = sorted(self.hung.values())
+            return (f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
+                    f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise")
+        return self.abort_reason if self.inflight else None
 
     def _final_cleanup(self) -> None:
         """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
