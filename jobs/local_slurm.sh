@@ -130,7 +130,7 @@ wait_idle() {
   for _ in $(seq 300); do
     state=$(node_state)
     case "$state" in
-      idle|mixed|allocated) return 0 ;;
+      idle|mixed|allocated|completing) return 0 ;;
       down*|drain*) SLURM_CONF=$CONF scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
     esac
     for name in slurmctld slurmd; do
@@ -181,7 +181,7 @@ status() {
   local state
   state=$(node_state)
   say "node $NODE: ${state:-no answer} (config $CONF)"
-  case "$state" in idle|mixed|allocated) return 0 ;; *) return 1 ;; esac
+  case "$state" in idle|mixed|allocated|completing) return 0 ;; *) return 1 ;; esac
 }
 
 case "${1:-}" in

@@ -70,7 +70,7 @@ def slurm_skip_reason() -> str | None:
                               timeout=15)
     except subprocess.TimeoutExpired:
         return f"sinfo does not answer; {start}"
-    states = set(proc.stdout.split())
-    if proc.returncode != 0 or not states & {"idle", "mixed", "allocated"}:
+    usable = {"idle", "mixed", "allocated", "completing"}  # '*' / '~' suffixes: not responding / powered off
+    if proc.returncode != 0 or not {s for s in proc.stdout.split() if s in usable}:
         return f"no usable Slurm node (sinfo: {proc.stdout.strip() or proc.stderr.strip()[:100]}); {start}"
     return None
