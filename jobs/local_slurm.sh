@@ -34,7 +34,12 @@ ETC_CONF=/etc/slurm/slurm.conf
 say() { echo "local_slurm: $*"; }
 die() { echo "local_slurm: error: $*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
-alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+# the daemon `up` started is alive: its pid file, that pid running, and still that program (pids get reused)
+alive() {
+  local pid
+  pid=$(cat "$PIDS/$1.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+}
 
 install_packages() {
   local missing=()
@@ -74,7 +79,7 @@ start_munge() {
 
 write_conf() {
   local host
-  host=$(hostname -s)
+  host=$(uname -n); host=${host%%.*}
   mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
   cat >"$CONF.new" <<EOF
 $MARK; 'bash jobs/local_slurm.sh down' stops it
@@ -106,7 +111,7 @@ ReturnToService=2
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
-NodeName=$NODE NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+NodeName=$NODE NodeHostname=$(uname -n) NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
   mv "$CONF.new" "$CONF"
@@ -154,11 +159,11 @@ up() {
   [ "$(readlink "$ETC_CONF" 2>/dev/null)" = "$CONF" ] || say "clients need: export SLURM_CONF=$CONF"
 }
 
-stop_pid() {  # name
+stop_pid() {  # name: stop the daemon `up` started, only if that pid is still that program
   local name=$1 pid
   [ -f "$PIDS/$name.pid" ] || return 0
   pid=$(cat "$PIDS/$name.pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$name"; then
     kill -TERM "$pid"
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
