@@ -97,8 +97,8 @@ def test_sa_reaches_exact_optimum_on_tiny_problem():
     X, y, kmat = _problem(3, seed=2)
     Q = qubo_matrix(kmat, y, enc)
     bqm = to_bqm(Q)
-    exact = make_sampler("exact").sample(bqm).sampleset
-    sa = make_sampler("sa", num_reads=50, num_sweeps=500).sample(bqm, seed=1).sampleset
+    exact = make_sampler("exact").sample(bqm)
+    sa = make_sampler("sa", num_reads=50, num_sweeps=500).sample(bqm, seed=1)
     assert sa.first.energy == pytest.approx(exact.first.energy, abs=1e-9)
     bits, _ = samples_in_label_order(sa.lowest(), 18)
     assert qubo_energies(Q, bits[:1])[0] == pytest.approx(exact.first.energy, abs=1e-9)

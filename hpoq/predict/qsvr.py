@@ -236,16 +236,16 @@ class QSVRPredictor(Predictor):
         kmat = rbf_kernel(Xc, Xc, self.gamma)
         Q = qubo_matrix(kmat, yc, self.encoding, self.epsilon, self.xi, self.lam)
         bqm = to_bqm(Q)
-        result = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
+        sampleset = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
         # identical logical samples merged (num_occurrences summed) after unembedding (5.6)
-        aggregated = result.sampleset.aggregate()
+        aggregated = sampleset.aggregate()
         bits, _ = samples_in_label_order(aggregated, V)
         energies = qubo_energies(Q, bits)
         order = np.argsort(energies, kind="stable")
         top = order[: self.k_solutions]
         alpha, alpha_hat = decode(bits[top], N, self.encoding)
         sols = [(alpha[j], alpha_hat[j], float(energies[top[j]])) for j in range(len(top))]
-        info = dict(result.info)
+        info = dict(sampleset.info["hpoq"])
         info["energies"] = [s[2] for s in sols]
         # the sampler's energies must agree with b^T Q b: a mismatch means a label mix-up (5.6)
         mismatch = float(np.max(np.abs(np.asarray(aggregated.record.energy)[top] - energies[top])))
