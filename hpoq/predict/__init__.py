@@ -1,4 +1,4 @@
-"""Predictor registry: name -> ``"module:Class"``, imported lazily (method.md 4).
+"""Predictor registry: name -> ``"module:Class"``, imported lazily (docs/predictors.md).
 
 ``make_predictor("svr", seed=0)`` builds a :class:`~hpoq.predict.base.Predictor` from keyword
 parameters; an unknown predictor name or an unknown parameter raises :class:`HpoqError`.
@@ -45,7 +45,8 @@ def make_predictor(name: str, **params):
         allowed = [p for p in sig.parameters if p != "self"]
         unknown = sorted(set(params) - set(allowed))
         if unknown:
-            raise HpoqError(f"predictor {name!r} has no parameter {unknown[0]!r}; parameters: {', '.join(allowed) or 'none'}")
+            raise HpoqError(f"predictor {name!r} has no parameter {unknown[0]!r}; "
+                            f"parameters: {', '.join(allowed) or 'none'}")
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:

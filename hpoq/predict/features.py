@@ -1,4 +1,6 @@
-"""Feature sets and scalers for learning-curve predictors (method.md 4.2 and 4.4).
+"""Feature sets and scalers for learning-curve predictors.
+
+docs/predictors.md#features and docs/predictors.md#targets-and-scaling.
 
 Feature sets, by name (``FEATURE_SETS``), for a prefix ``v_1..v_e`` of each curve:
 
@@ -181,7 +183,7 @@ def n_features(kind: str, n_epochs: int, encoder: HPEncoder | None = None) -> in
 
 
 class XYScaler:
-    """Scale a feature matrix and a target vector with the same method (method.md 4.4).
+    """Scale a feature matrix and a target vector with the same method (docs/predictors.md#targets-and-scaling).
 
     ``method``: ``minmax`` (MinMaxScaler to [0, 1] on X and on y), ``quantile``
     (QuantileTransformer(n_quantiles=min(50, n)), uniform output, on X and on y), ``none``.

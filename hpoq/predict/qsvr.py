@@ -1,15 +1,15 @@
-"""``qsvr``: QUBO-SVR (method.md 5) with top-k combination and the 4 x 20 subset ensemble.
+"""``qsvr``: QUBO-SVR with top-k combination and the 4 x 20 subset ensemble (docs/predictors.md).
 
-One QSVR (method.md 5.1-5.7): the epsilon-SVR dual on N <= 20 scaled points is written as a
-QUBO (:mod:`hpoq.predict.qubo`, V = 2*K*N <= 120 variables), sampled (:mod:`hpoq.predict.samplers`:
-``sa`` default, ``neal`` alias, ``exact``, ``dwave``), the top-k distinct lowest-energy solutions
-(energies recomputed on the host) are decoded by label, each gets its textbook KKT bias, and they
-are combined by one of the schemes of 5.7 (weights on the coefficient vectors, bias recomputed
-from the combined vector): ``norm``, ``softmax``, ``lc-norm``, ``lc-softmax``, ``best``, ``mean``,
+One QSVR (docs/predictors.md#qsvr-dual-and-encoding, docs/predictors.md#qsvr-top-k-and-combination): the
+epsilon-SVR dual on N <= 20 scaled points is written as a QUBO (:mod:`hpoq.predict.qubo`, V = 2*K*N <= 120
+variables), sampled (:mod:`hpoq.predict.samplers`: ``sa`` default, ``neal`` alias, ``exact``, ``dwave``), the
+top-k distinct lowest-energy solutions (energies recomputed on the host) are decoded by label, each gets its
+textbook KKT bias, and they are combined by one of the seven schemes (weights on the coefficient vectors,
+bias recomputed from the combined vector): ``norm``, ``softmax``, ``lc-norm``, ``lc-softmax``, ``best``, ``mean``,
 ``r2-softmax``, ``mean7`` (the mean of those seven; the workflow's output) or ``lowest``.
 
-Subset ensemble (method.md 5.8, the ACAT 2022 stabilisation): m = max(1, min(chunks, n // N))
-disjoint chunks of N training points; each chunk's QSVR is scored on the training points outside
+Subset ensemble (docs/predictors.md#qsvr-subset-ensemble, the ACAT 2022 stabilisation): m = max(1, min(chunks,
+n // N)) disjoint chunks of N training points; each chunk's QSVR is scored on the training points outside
 it; its weight is max(0, best R2 among the seven schemes) and its prediction that scheme's; the
 final prediction is the weighted mean (equal weights if all are 0) and ``spread`` the members'
 weighted standard deviation in target units.
@@ -17,7 +17,7 @@ weighted standard deviation in target units.
 Two registered settings of the same formulation (every QUBO parameter stays configurable):
 
 - ``qsvr`` (:class:`QSVRPredictor`, hpoq's defaults, chosen on benchmarks/qsvr_quality.py):
-  ``stride2`` features with MinMax scaling of X and y (method.md 4.4, in-loop scaling),
+  ``stride2`` features with MinMax scaling of X and y (docs/predictors.md#targets-and-scaling, in-loop scaling),
   RBF ``gamma`` 4 (on [0, 1]-scaled features the paper's 0.1 makes the kernel nearly constant),
   chunk QUBOs fitted to targets minus the chunk mean (``center``), and target-stratified chunks
   (``chunk_select="stratified"``: every chunk spans the target range, which halves the
@@ -44,7 +44,7 @@ from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf
 from hpoq.predict.samplers import ALIASES, SAMPLERS, make_sampler
 from hpoq.seeding import derive_rng, derive_seed
 
-#: the seven combination schemes of method.md 5.7, in the table's order
+#: the seven combination schemes of docs/predictors.md#qsvr-top-k-and-combination, in the table's order
 SEVEN_SCHEMES = ("norm", "softmax", "lc-norm", "lc-softmax", "best", "mean", "r2-softmax")
 COMBINE_SCHEMES = SEVEN_SCHEMES + ("mean7", "lowest")
 #: SA defaults for the 4 x 20 ensemble: one fit within ~3 s on one core (benchmarks/qsvr_quality.py)
@@ -56,20 +56,24 @@ log = logging.getLogger(__name__)
 
 def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     z = np.asarray(scores, dtype=float) / temperature
-    z = z - z.max()  # max-subtracted: no overflow (method.md 5.9, item 15)
+    z = z - z.max()  # max-subtracted: no overflow (docs/predictors.md#bugs-of-the-original-code-not-repeated, item 15)
     e = np.exp(z)
     return e / e.sum()
 
 
 def log2cosh_sum(residuals: np.ndarray) -> float:
     """The original's base-2 log-cosh, sum log2((2**r + 2**-r) / 2), computed stably as
-    logaddexp2(r, -r) - 1 (method.md 5.7); like log cosh it is ~r^2 near 0 and ~|r| far out."""
+    logaddexp2(r, -r) - 1 (docs/predictors.md#qsvr-top-k-and-combination); like log cosh it is ~r^2 near 0
+    and ~|r| far out."""
     r = np.asarray(residuals, dtype=float)
     return float((np.logaddexp2(r, -r) - 1.0).sum())
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination in the standard order r2(true, pred) (method.md 5.9, item 20)."""
+    """Coefficient of determination in the standard order r2(true, pred).
+
+    The study notebooks swapped the arguments (docs/predictors.md#bugs-of-the-original-code-not-repeated).
+    """
     y = np.asarray(y, dtype=float)
     ss_tot = float(((y - y.mean()) ** 2).sum())
     ss_res = float(((y - pred) ** 2).sum())
@@ -78,8 +82,9 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Weights over the k solutions for one of the seven schemes (method.md 5.7, correct definitions)."""
+def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray,
+                   temperature: float = 1.0) -> np.ndarray:
+    """Weights over the k solutions for one of the seven schemes (docs/predictors.md#qsvr-top-k-and-combination)."""
     k = len(mse)
     inv_mse = 1.0 / np.maximum(mse, _TINY)
     inv_lc = 1.0 / np.maximum(lc, _TINY)
@@ -116,7 +121,7 @@ class QSVRModel:
 
 
 class QSVRPredictor(Predictor):
-    """QUBO-SVR predictor (method.md 5) implementing :class:`hpoq.predict.base.Predictor`.
+    """QUBO-SVR predictor (docs/predictors.md#qsvr-dual-and-encoding) implementing :class:`hpoq.predict.base.Predictor`.
 
     Parameters (units: scaled targets in [0, 1], scaled features):
 
@@ -124,9 +129,10 @@ class QSVRPredictor(Predictor):
       (0.02), RBF ``gamma`` (4.0; ``qsvr-paper`` 0.1), equality penalty ``xi`` (0.01), complementarity ``lam`` (0).
     - ``n_points`` N per QUBO (20; V = 2*K*N variables), ``chunks`` of the ensemble (4).
     - ``sampler``: ``sa`` | ``neal`` | ``exact`` | ``dwave``; ``num_reads`` (sa: 100, dwave: 1000),
-      ``num_sweeps`` (sa: 500; 4 x 100 x 500 sweeps keep one ensemble fit near 1 s on one core); ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
+      ``num_sweeps`` (sa: 500; 4 x 100 x 500 sweeps keep one ensemble fit near 1 s on one core);
+      ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
     - ``combine`` (``mean7``; see COMBINE_SCHEMES) for a single QSVR and for every chunk when
-      ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, method.md 5.8)
+      ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, docs/predictors.md#qsvr-subset-ensemble)
       each chunk uses the best of the seven schemes on its held-out points. ``temperature`` of the
       softmax schemes (1).
     - D-Wave: ``chain_strength`` (``mult`` = ``chain_mult`` x ceil(max|Q|), ``utc``, or a number),
@@ -288,7 +294,8 @@ class QSVRPredictor(Predictor):
             prefixes = prefixes[:, None]
         targets = np.asarray(targets, dtype=float).ravel()
         if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
-            raise HpoqError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}")
+            raise HpoqError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], "
+                            f"got {prefixes.shape} and {targets.shape}")
         if not (np.isfinite(prefixes).all() and np.isfinite(targets).all()):
             raise HpoqError("qsvr: prefixes and targets must be finite")
         if configs is not None and len(configs) != len(targets):
@@ -343,7 +350,9 @@ class QSVRPredictor(Predictor):
         return self
 
     def _chunk_rows(self, ys: np.ndarray, m: int, N: int) -> list[np.ndarray]:
-        """m disjoint chunks of N training rows. ``random``: a seeded permutation (method.md 5.8).
+        """m disjoint chunks of N training rows (docs/predictors.md#qsvr-subset-ensemble).
+
+        ``random``: a seeded permutation.
         ``stratified``: the rows sorted by target are cut into m*N equal-count strata, one seeded
         random row is drawn per stratum, and stratum j goes to chunk j mod m, so that every chunk
         spans the whole target range (fewer chunks without the rare bad runs, less seed-to-seed
@@ -406,7 +415,9 @@ class QSVRPredictor(Predictor):
 
 
 class QSVRPaperPredictor(QSVRPredictor):
-    """``qsvr-paper``: the same QSVR with the settings of the QSVR study (method.md 4.4, 5.8, 8.3):
+    """``qsvr-paper``: the same QSVR with the settings of the QSVR study.
+
+    docs/predictors.md#targets-and-scaling, docs/predictors.md#qsvr-subset-ensemble, README.md#benchmarks:
     ``stride2`` features, QuantileTransformer on X and y, gamma 0.1, no centring, chunks from a
     seeded random permutation. Every other default is shared with ``qsvr``."""
 
@@ -418,4 +429,5 @@ class QSVRPaperPredictor(QSVRPredictor):
                          chunk_select=chunk_select, **params)
 
 
-__all__ = ["QSVRPredictor", "QSVRPaperPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum", "r2"]
+__all__ = ["QSVRPredictor", "QSVRPaperPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum",
+           "r2"]

@@ -1,6 +1,6 @@
 """Samplers for the QSVR QUBO: ``sa`` (default; ``neal`` is an alias), ``exact`` and ``dwave``.
 
-method.md 5.5 and platform.md 4:
+docs/predictors.md#samplers:
 
 - ``sa``: ``dwave.samplers.SimulatedAnnealingSampler`` (the class ``neal`` re-exports), seeded,
   ``num_reads`` and ``num_sweeps`` configurable.
@@ -149,7 +149,7 @@ def clique_embedding_valid(embedding: dict, n_variables: int, graph) -> bool:
 
 
 class EmbeddingCache:
-    """Clique embeddings of K_V per (solver, V) as JSON files, validated on every load (method.md 5.5)."""
+    """Clique embeddings of K_V per (solver, V) as JSON files, validated on every load (docs/predictors.md#samplers)."""
 
     def __init__(self, directory: str | os.PathLike | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -280,7 +280,7 @@ class DWaveQuboSampler(dimod.Sampler):
 
             return uniform_torque_compensation
         if self.chain_strength == "mult":
-            # 10 x ceil(max |Q_uv|) over all entries, diagonal included (method.md 5.5)
+            # 10 x ceil(max |Q_uv|) over all entries, diagonal included (docs/predictors.md#samplers)
             lin = np.abs(np.fromiter(bqm.linear.values(), float, bqm.num_variables))
             quad = np.abs(np.fromiter(bqm.quadratic.values(), float, bqm.num_interactions))
             qmax = max(lin.max(initial=0.0), quad.max(initial=0.0))
@@ -392,7 +392,7 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
                  child=None, **options):
     """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``.
 
-    ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (method.md 5.5). ``child``
+    ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (docs/predictors.md#samplers). ``child``
     injects the structured sampler under the D-Wave composite. Other ``options`` go to the
     sampler class (see :class:`DWaveQuboSampler`, :class:`SASampler`, :class:`ExactQuboSampler`).
     """

@@ -1,5 +1,5 @@
 """Generator level: e+e- -> 2/4/6 jets, fragmentation with pi0 -> gamma gamma, an isolated lepton
-with its neutrino, and a soft background (docs/mlpf.md, "Synthetic events").
+with its neutrino, and a soft background (docs/mlpf-data.md#synthetic-events).
 
 Units: GeV, radians. Jets are drawn with cos(theta) uniform in +-``max_abs_cos_theta``, energies
 from a Dirichlet share of ``sqrt_s``; each jet fragments into Poisson(``mult_base + mult_slope
