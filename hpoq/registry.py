@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import importlib
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def import_class(kind: str, name: str, target: str):
     """Import ``target`` (``"package.module:Class"``) registered as ``kind`` ``name``.
 
-    Raises :class:`HpoqError` naming what is missing: the module, a package it needs, or the class.
+    Raises :class:`ConfigError` naming what is missing: the module, a package it needs, or the class.
     """
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
-        raise HpoqError(f"{kind} {name!r}: expected package.module:Class, got {target!r}")
+        raise ConfigError(f"{kind} {name!r}: expected package.module:Class, got {target!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise HpoqError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
-        raise HpoqError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
+            raise ConfigError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
+        raise ConfigError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise HpoqError(f"{kind} {name!r}: {module_name} has no class {class_name}")
+        raise ConfigError(f"{kind} {name!r}: {module_name} has no class {class_name}")
     return cls

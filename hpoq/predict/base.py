@@ -11,6 +11,23 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+from hpoq.errors import InternalError
+
+
+class NotFittedError(SklearnNotFittedError, InternalError):
+    """``predict`` (or a transform) called before ``fit``: a caller's bug, raised by every predictor.
+
+    A subclass of scikit-learn's ``NotFittedError`` (so ``except`` clauses written for scikit-learn
+    estimators catch it) and of :class:`hpoq.errors.InternalError` (a traceback, exit code 1).
+    """
+
+
+def check_fitted(fitted: bool, what: str) -> None:
+    """Raise :class:`NotFittedError` naming ``what`` unless ``fitted``."""
+    if not fitted:
+        raise NotFittedError(f"{what}: predict called before fit")
 
 
 @dataclass

@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import HPEncoder
 
 
@@ -299,8 +299,7 @@ class DefaultPredictor(Predictor):
         return self
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if not self._fitted:
-            raise RuntimeError("default: predict called before fit")
+        check_fitted(self._fitted, "default")
         P = np.asarray(prefixes, dtype=float)
         if P.ndim == 1:
             P = P[None, :]

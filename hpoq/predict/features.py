@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
+from hpoq.predict.base import NotFittedError
 
 
 def _is_number(value) -> bool:
@@ -92,7 +93,7 @@ class HPEncoder:
     def transform(self, configs: Sequence[dict] | None, n: int | None = None) -> np.ndarray:
         """Encode ``configs`` (or ``n`` rows of defaults when ``configs`` is None) as float [n, d]."""
         if not self.fitted:
-            raise RuntimeError("HPEncoder.transform called before fit")
+            raise NotFittedError("HPEncoder.transform called before fit")
         if configs is None:
             if n is None:
                 raise ValueError("HPEncoder.transform needs configs or n")
@@ -165,7 +166,7 @@ def build_features(kind: str, configs: Sequence[dict] | None, prefixes, encoder:
     try:
         builder = FEATURE_SETS[kind]
     except KeyError:
-        raise HpoqError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}") from None
+        raise ConfigError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}") from None
     return builder(configs, prefixes, encoder)
 
 
@@ -179,7 +180,7 @@ def n_features(kind: str, n_epochs: int, encoder: HPEncoder | None = None) -> in
     if kind == "baker":
         hp = encoder.n_features if encoder is not None else 0
         return hp + e + max(e - 1, 0) + max(e - 2, 0)
-    raise HpoqError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}")
+    raise ConfigError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}")
 
 
 class XYScaler:
@@ -192,7 +193,7 @@ class XYScaler:
 
     def __init__(self, method: str = "minmax", n_quantiles: int = 50):
         if method not in SCALERS:
-            raise HpoqError(f"unknown scaler {method!r}; available: {', '.join(SCALERS)}")
+            raise ConfigError(f"unknown scaler {method!r}; available: {', '.join(SCALERS)}")
         self.method = method
         self.n_quantiles = int(n_quantiles)
         self.x_scaler = None

@@ -36,8 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.errors import ConfigError, InternalError
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
 from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
                                samples_in_label_order, textbook_bias, to_bqm)
@@ -104,7 +104,7 @@ def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray
         return np.full(k, 1.0 / k)
     if scheme == "r2-softmax":
         return _softmax(np.where(np.isfinite(r2s), r2s, -1e9), temperature)
-    raise HpoqError(f"unknown combination scheme {scheme!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+    raise ConfigError(f"unknown combination scheme {scheme!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
 
 
 @dataclass
@@ -159,38 +159,38 @@ class QSVRPredictor(Predictor):
                  dwave_solver: str | None = None, dwave_child=None, dwave_fallback: bool = True,
                  timeout_s: float = 600.0, center: bool = True, chunk_select: str = "stratified"):
         if chunk_select not in ("random", "stratified"):
-            raise HpoqError(f"qsvr: chunk_select must be 'random' or 'stratified', got {chunk_select!r}")
+            raise ConfigError(f"qsvr: chunk_select must be 'random' or 'stratified', got {chunk_select!r}")
         if features not in FEATURE_SETS:
-            raise HpoqError(f"qsvr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
+            raise ConfigError(f"qsvr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
         if scaler not in ("quantile", "minmax"):
-            raise HpoqError(f"qsvr: scaler must be 'quantile' or 'minmax', got {scaler!r}")
+            raise ConfigError(f"qsvr: scaler must be 'quantile' or 'minmax', got {scaler!r}")
         key = ALIASES.get(str(sampler).lower(), str(sampler).lower())
         if key not in SAMPLERS:
-            raise HpoqError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+            raise ConfigError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if combine not in COMBINE_SCHEMES:
-            raise HpoqError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+            raise ConfigError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
         if ensemble_select not in ("best", "combine"):
-            raise HpoqError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
+            raise ConfigError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
         for pname, value in (("n_points", n_points), ("chunks", chunks)):
             if isinstance(value, bool) or int(value) != value or value < 1:
-                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
+                raise ConfigError(f"qsvr: {pname} must be a positive integer, got {value!r}")
         for pname, value in (("num_reads", num_reads), ("num_sweeps", num_sweeps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
+                raise ConfigError(f"qsvr: {pname} must be a positive integer, got {value!r}")
         if not isinstance(center, (bool, np.bool_, int)):
-            raise HpoqError(f"qsvr: center must be true or false, got {center!r}")
+            raise ConfigError(f"qsvr: center must be true or false, got {center!r}")
         if top_k is not None and (int(top_k) != top_k or top_k < 1):
-            raise HpoqError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
+            raise ConfigError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
         for pname, value in (("epsilon", epsilon), ("xi", xi), ("lam", lam)):
             if not (np.isfinite(value) and value >= 0):
-                raise HpoqError(f"qsvr: {pname} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"qsvr: {pname} must be a finite number >= 0, got {value!r}")
         if not (np.isfinite(gamma) and gamma > 0):
-            raise HpoqError(f"qsvr: gamma must be > 0, got {gamma!r}")
+            raise ConfigError(f"qsvr: gamma must be > 0, got {gamma!r}")
         if not (np.isfinite(temperature) and temperature > 0):
-            raise HpoqError(f"qsvr: temperature must be > 0, got {temperature!r}")
+            raise ConfigError(f"qsvr: temperature must be > 0, got {temperature!r}")
         if not (chain_strength in ("mult", "utc") or (isinstance(chain_strength, (int, float))
                                                      and not isinstance(chain_strength, bool) and chain_strength > 0)):
-            raise HpoqError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
+            raise ConfigError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
         self.center = bool(center)
         self.chunk_select = chunk_select
@@ -294,12 +294,12 @@ class QSVRPredictor(Predictor):
             prefixes = prefixes[:, None]
         targets = np.asarray(targets, dtype=float).ravel()
         if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
-            raise HpoqError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], "
+            raise ConfigError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], "
                             f"got {prefixes.shape} and {targets.shape}")
         if not (np.isfinite(prefixes).all() and np.isfinite(targets).all()):
-            raise HpoqError("qsvr: prefixes and targets must be finite")
+            raise ConfigError("qsvr: prefixes and targets must be finite")
         if configs is not None and len(configs) != len(targets):
-            raise HpoqError(f"qsvr: {len(configs)} configs for {len(targets)} targets")
+            raise InternalError(f"qsvr: {len(configs)} configs for {len(targets)} targets")
         n = len(targets)
         self.n_epochs = prefixes.shape[1]
         self.encoder = HPEncoder(log_scale=self.hp_log).fit(configs if self.features in USES_HPS else None)
@@ -371,13 +371,12 @@ class QSVRPredictor(Predictor):
         if prefixes.ndim == 1:
             prefixes = prefixes[None, :]
         if prefixes.ndim != 2 or prefixes.shape[1] != self.n_epochs:
-            raise HpoqError(f"qsvr: prefixes must be [m, {self.n_epochs}] as in fit, got shape {prefixes.shape}")
+            raise InternalError(f"qsvr: prefixes must be [m, {self.n_epochs}] as in fit, got shape {prefixes.shape}")
         Xs = self.scaler.transform_X(self._features(configs, prefixes))
         return np.array([mem.predict_scaled(Xs, self.gamma) for mem in self.members])
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if not self.members:
-            raise RuntimeError("qsvr: predict called before fit")
+        check_fitted(bool(self.members), "qsvr")
         member_scaled = self._member_predictions_scaled(configs, prefixes)
         w = self.member_weights
         mean = self.scaler.inverse_y(w @ member_scaled)

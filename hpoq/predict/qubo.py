@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, InternalError
 
 #: tolerance for "free" support vectors (0 < |beta| < C_eff), docs/predictors.md#qsvr-decoding-and-bias
 FREE_TOL = 1e-9
@@ -36,11 +36,11 @@ class Encoding:
 
     def __post_init__(self):
         if int(self.K) != self.K or self.K < 1:
-            raise HpoqError(f"QSVR bits per coefficient K must be a positive integer, got {self.K!r}")
+            raise ConfigError(f"QSVR bits per coefficient K must be a positive integer, got {self.K!r}")
         if not (np.isfinite(self.B) and self.B > 0):
-            raise HpoqError(f"QSVR encoding base B must be a positive number, got {self.B!r}")
+            raise ConfigError(f"QSVR encoding base B must be a positive number, got {self.B!r}")
         if not np.isfinite(self.k0):
-            raise HpoqError(f"QSVR encoding offset k0 must be finite, got {self.k0!r}")
+            raise ConfigError(f"QSVR encoding offset k0 must be finite, got {self.k0!r}")
 
     @property
     def weights(self) -> np.ndarray:
@@ -84,7 +84,7 @@ def qubo_matrix(kmat: np.ndarray, y: np.ndarray, enc: Encoding, epsilon: float =
     y = np.asarray(y, dtype=float).ravel()
     N = y.shape[0]
     if kmat.shape != (N, N):
-        raise HpoqError(f"kernel matrix shape {kmat.shape} does not match {N} targets")
+        raise InternalError(f"kernel matrix shape {kmat.shape} does not match {N} targets")
     point, c, is_alpha = variable_layout(N, enc)
     M = np.outer(c, c) * (0.5 * kmat[np.ix_(point, point)] + float(xi))
     Q = 2.0 * np.triu(M, 1)
@@ -114,7 +114,7 @@ def decode(bits: np.ndarray, n_points: int, enc: Encoding) -> tuple[np.ndarray, 
     K, N = int(enc.K), int(n_points)
     b = np.atleast_2d(np.asarray(bits, dtype=float))
     if b.shape[1] != 2 * K * N:
-        raise HpoqError(f"bit vectors have {b.shape[1]} variables, expected {2 * K * N}")
+        raise InternalError(f"bit vectors have {b.shape[1]} variables, expected {2 * K * N}")
     w = enc.weights
     alpha = b[:, : K * N].reshape(-1, N, K) @ w
     alpha_hat = b[:, K * N:].reshape(-1, N, K) @ w
@@ -130,7 +130,7 @@ def samples_in_label_order(sampleset, n_variables: int) -> tuple[np.ndarray, np.
     variables = sampleset.variables
     missing = [v for v in range(n_variables) if v not in variables]
     if missing:
-        raise HpoqError(f"sampleset lacks {len(missing)} of the {n_variables} QUBO variables (e.g. {missing[0]})")
+        raise InternalError(f"sampleset lacks {len(missing)} of the {n_variables} QUBO variables (e.g. {missing[0]})")
     cols = np.array([variables.index(v) for v in range(n_variables)], dtype=int)
     record = sampleset.record
     return np.asarray(record.sample[:, cols], dtype=np.int8), np.asarray(record.num_occurrences, dtype=int)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, SCALERS, USES_HPS, HPEncoder, XYScaler, build_features
 
 
@@ -75,8 +75,7 @@ class SVRPredictor(Predictor):
         return self
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if self.model is None:
-            raise RuntimeError("svr: predict called before fit")
+        check_fitted(self.model is not None, "svr")
         prefixes = np.asarray(prefixes, dtype=float)
         if prefixes.ndim == 1:
             prefixes = prefixes[None, :]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.trials import take_inflight
@@ -149,7 +149,7 @@ class ASHA(Scheduler):
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
         values = [float(v) for v in metrics]
         if len(values) != end - start:
-            raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+            raise InternalError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         k = self.rungs.index(end)
         value = values[-1] if math.isfinite(values[-1]) else math.inf  # NaN/inf rank last

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, HpoqError, InternalError
 from hpoq.schedulers.asha import ASHA
 from hpoq.schedulers.base import CONTINUE, STOP, Decision, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -213,8 +213,8 @@ class DefaultScheduler(ASHA):
             [(self.configs[t], c) for t, c in enumerate(self.curves) if len(c) >= self.R and t not in self.failed])
         try:
             out = self.final_predictor.predict(self.configs[tid], prefix)
-        except HpoqError:
-            raise  # a configuration error: the user must see it
+        except (ConfigError, InternalError):
+            raise  # a configuration error or a bug: the user must see it, never "not pruned"
         except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: no pruning
             log.warning("default: predictor %r failed for trial %d at epoch %d (%s: %s); trial not pruned",
                         self.final_predictor.name, tid, epoch, type(exc).__name__, exc)

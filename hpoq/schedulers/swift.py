@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, HpoqError, InternalError
 from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import PAUSED, STOPPED, Trial
@@ -224,7 +224,7 @@ class SwiftHyperband(Hyperband):
         size = self.d_size(r)
         if key not in self.M or (self.refit == "on_growth" and size > self.M_size[key]):
             if size < self.d:
-                raise HpoqError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
+                raise InternalError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
             configs, X, y = self._training_set(r, e)
             self.M[key] = build_predictor(self.predictor_name, self.predictor_params,
                                           derive_seed(self.seed, "predictor", r, e)).fit(configs, X, y)
@@ -253,8 +253,8 @@ class SwiftHyperband(Hyperband):
         try:
             model = self._predictor_for(r, e)
             pred = model.predict([t.config for t in parked], X)
-        except HpoqError:
-            raise  # a configuration error (e.g. the QPU fallback disabled): the user must see it
+        except (ConfigError, InternalError):
+            raise  # a configuration error (e.g. the QPU fallback disabled) or a bug: never a numerical fallback
         except Exception as exc:  # noqa: BLE001 - any numerical or sampler failure of the predictor
             return self._select_without_predictor(parked, tau, exc)
         p = {t.trial_id: float(v) for t, v in zip(parked, np.asarray(pred.mean, dtype=np.float64))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf.generator.calorimeter import CalorimeterSettings
 from hpoq.mlpf.generator.clustering import ClusteringSettings
 from hpoq.mlpf.generator.common import settings_of
@@ -31,11 +31,11 @@ class _ConfigMethods:
     def validate(self) -> "GeneratorConfig":
         """This config, after checking the values no single field's type can guarantee."""
         if abs(sum(self.jet_probabilities) - 1.0) > 1e-6 or len(self.jet_probabilities) != len(self.jet_multiplicities):
-            raise HpoqError("generator: jet_probabilities must sum to 1 and match jet_multiplicities")
+            raise ConfigError("generator: jet_probabilities must sum to 1 and match jet_multiplicities")
         if self.sqrt_s <= 0 or self.field_t <= 0 or self.ecal_radius_mm <= 0:
-            raise HpoqError("generator: sqrt_s, field_t and ecal_radius_mm must be positive")
+            raise ConfigError("generator: sqrt_s, field_t and ecal_radius_mm must be positive")
         if any(s < 0 for s in self.species_shares) or sum(self.species_shares) <= 0:
-            raise HpoqError("generator: species_shares must be non-negative with a positive sum")
+            raise ConfigError("generator: species_shares must be non-negative with a positive sum")
         return self
 
     def to_dict(self) -> dict:
@@ -85,11 +85,11 @@ def _checked(key: str, value, ref):
 def make_config(preset: str = "clic", **overrides) -> GeneratorConfig:
     """The config of ``preset`` with ``overrides`` (field name -> value) applied."""
     if preset not in PRESETS:
-        raise HpoqError(f"generator: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"generator: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise HpoqError(f"generator: unknown parameter(s) {', '.join(unknown)}")
+        raise ConfigError(f"generator: unknown parameter(s) {', '.join(unknown)}")
     defaults = GeneratorConfig()
     checked = {}
     for key, value in overrides.items():
@@ -97,7 +97,7 @@ def make_config(preset: str = "clic", **overrides) -> GeneratorConfig:
         try:
             checked[key] = _checked(key, value, ref)
         except (TypeError, ValueError):
-            raise HpoqError(f"generator: parameter {key} must be like {ref!r}, got {value!r}") from None
+            raise ConfigError(f"generator: parameter {key} must be like {ref!r}, got {value!r}") from None
     values = dict(PRESETS[preset])
     values.update(checked)
     values["preset"] = preset
