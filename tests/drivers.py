@@ -53,7 +53,8 @@ def drive(sched: Scheduler, curves: np.ndarray, R: int, *, workers: int = 1, n_u
         if failed:
             decisions = sched.on_failure(unit.trial_id, "injected failure")
         else:
-            decisions = sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+            values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch]
+            decisions = sched.on_result(unit.trial_id, values.tolist())
             reached[unit.trial_id] = unit.end_epoch
         answered += 1
         _check_decisions(sched, unit, failed, decisions)

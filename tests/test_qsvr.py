@@ -135,9 +135,10 @@ def test_paper_variant_and_centring(mlpf):
 
     P, y = mlpf
     d = make_predictor("qsvr-paper", seed=1, **FAST).describe()
-    assert (d["name"], d["scaler"], d["gamma"], d["center"], d["chunk_select"]) == ("qsvr-paper", "quantile", 0.1, False, "random")
+    settings = ("name", "scaler", "gamma", "center", "chunk_select")
+    assert tuple(d[k] for k in settings) == ("qsvr-paper", "quantile", 0.1, False, "random")
     d = make_predictor("qsvr", seed=1, **FAST).describe()
-    assert (d["name"], d["scaler"], d["gamma"], d["center"], d["chunk_select"]) == ("qsvr", "minmax", 4.0, True, "stratified")
+    assert tuple(d[k] for k in settings) == ("qsvr", "minmax", 4.0, True, "stratified")
     assert type(make_predictor("qsvr-tuned")) is QSVRPredictor  # the old name of qsvr's settings
     t = QSVRPredictor(seed=1, **FAST).fit(None, P[:100], y[:100])
     assert r2(y[200:], t.predict(None, P[200:]).mean) > 0.7
