@@ -11,21 +11,30 @@ Predictors (:data:`hpoq.predict.PREDICTORS`): fit returns the predictor, predict
 (and spreads) of the right shape, with and without hyperparameters; the same seed gives the same
 predictions; predicting before fitting raises the one NotFittedError; the predictions rank held-out
 MLPF curves better than chance.
+
+Parameters: every registered scheduler, predictor, sampler and trainer declares a constraint table
+matching its constructor, and a bad value is refused with its key path.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import re
 
 import numpy as np
 import pytest
+import yaml
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from hpoq.curves.shared import load_shared
-from hpoq.errors import InternalError
+from hpoq import registry
+from hpoq.errors import ConfigError, InternalError
 from hpoq.predict import PREDICTORS, make_predictor
 from hpoq.predict.base import NotFittedError, Prediction
+from hpoq.predict.samplers import make_sampler
 from hpoq.schedulers import SCHEDULERS, make_scheduler
 from hpoq.schedulers.sampling import table_sampler_for
+from hpoq.trainers import make_trainer
 from tests.drivers import drive, mlpf_prefixes
 
 R, ETA = 27, 3
@@ -140,3 +149,67 @@ def test_predictor_not_fitted_is_one_error(split, name):
     with pytest.raises(NotFittedError, match="before fit") as caught:
         predictor(name).predict(configs, P)
     assert isinstance(caught.value, SklearnNotFittedError) and isinstance(caught.value, InternalError)
+
+
+# ------------------------------------------------------------------------------- parameters
+
+def _registered(kind: str):
+    from hpoq.predict.samplers import SAMPLER_CLASSES
+    from hpoq.trainers import TRAINERS
+
+    names = {"scheduler": SCHEDULERS, "predictor": PREDICTORS, "sampler": SAMPLER_CLASSES, "trainer": TRAINERS}[kind]
+    return [(kind, name) for name in sorted(names)]
+
+
+@pytest.mark.parametrize("kind,name", [kn for kind in registry.KINDS for kn in _registered(kind)])
+def test_every_registered_class_declares_its_parameters_once(kind, name):
+    """The constraint table names exactly the constructor's parameters (and nothing is left unchecked)."""
+    cls = registry.resolve(kind, name)
+    table = registry.constraints_of(cls)
+    assert table is not None, f"{kind} {name!r} declares no parameter_constraints"
+    params = inspect.signature(cls.__init__).parameters
+    named = sorted(p for p in params if p != "self" and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # passes the rest to its base
+        assert set(named) <= set(table)
+    else:
+        assert sorted(table) == named
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda t: make_scheduler("asha", R=9, eta=3, sampler=None, seed=0, grace=0),
+     "algorithm.params.grace must be an integer in [1, inf), got 0"),
+    (lambda t: make_scheduler("swift", R=9, eta=3, sampler=None, seed=0, refit="sometimes"),
+     "algorithm.params.refit must be one of 'never', 'on_growth', got 'sometimes'"),
+    (lambda t: make_scheduler("random", R=9, eta=3, sampler=None, seed=0, n=True),
+     "algorithm.params.n must be an integer in [1, inf) or null, got True"),
+    (lambda t: make_scheduler("hyperband", R=0, eta=3, sampler=None, seed=0), "algorithm.R must be an integer"),
+    (lambda t: make_scheduler("hyperband", R=9, eta=1, sampler=None, seed=0), "algorithm.eta must be an integer"),
+    (lambda t: make_scheduler("topk-1epoch", R=9, eta=3, sampler=None, seed=0, k=3),
+     "algorithm.params.k: no such parameter"),
+    (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
+    (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
+    (lambda t: make_predictor("default", weights="median"), "predictor.params.weights must be one of"),
+    (lambda t: make_trainer("table", {"table": t, "sleep": -1}), "trainer.params.sleep must be a number in"),
+    (lambda t: make_sampler("sa", num_sweeps=0), "sampler.num_sweeps must be an integer"),
+    (lambda t: make_sampler("dwave", fallback="yes"), "sampler.fallback must be true or false"),
+])
+def test_bad_parameters_name_their_key_path(mlpf_table, build, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(str(mlpf_table))
+
+
+def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(tmp_path, mlpf_table):
+    """asha and hyperband alike (asha used to accept and ignore it); swift and default take it."""
+    from hpoq.study.spec import load_study
+
+    for algorithm, takes_predictor in (("asha", False), ("hyperband", False), ("random", False),
+                                       ("swift", True), ("default", True)):
+        doc = {"algorithm": {"name": algorithm, "R": 9, "eta": 3}, "predictor": {"name": "svr"},
+               "trainer": {"name": "table", "params": {"table": str(mlpf_table)}}, "space": "table"}
+        path = tmp_path / f"{algorithm}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        if takes_predictor:
+            assert load_study(str(path)).predictor["name"] == "svr"
+        else:
+            with pytest.raises(ConfigError, match=f"algorithm '{algorithm}' uses no predictor"):
+                load_study(str(path))

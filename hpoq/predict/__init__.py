@@ -6,10 +6,8 @@ Heavy dependencies (dimod, dwave) are only imported when their predictor is buil
 """
 from __future__ import annotations
 
-import inspect
-
 from hpoq.errors import ConfigError
-from hpoq.registry import import_class
+from hpoq.registry import build, import_class
 
 #: registry name -> "module:Class"
 PREDICTORS: dict[str, str] = {
@@ -33,24 +31,10 @@ def predictor_class(name: str):
         raise ConfigError(f"unknown predictor {name!r}; available: {', '.join(available_predictors())}")
     return import_class("predictor", name, PREDICTORS[name])
 
-def make_predictor(name: str, **params):
-    """Build predictor ``name`` with keyword ``params`` (e.g. ``seed=0``).
+def make_predictor(name: str, *, path: str = "predictor.params", **params):
+    """Build predictor ``name`` with keyword ``params`` (e.g. ``seed=0``), checked against its
+    ``parameter_constraints`` (:func:`hpoq.registry.build`).
 
-    Raises :class:`ConfigError` naming an unknown predictor or an unknown/invalid parameter.
+    Raises :class:`ConfigError` naming an unknown predictor or an unknown/invalid parameter (at ``path``).
     """
-    cls = predictor_class(name)
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-    if not accepts_any:
-        allowed = [p for p in sig.parameters if p != "self"]
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ConfigError(f"predictor {name!r} has no parameter {unknown[0]!r}; "
-                            f"parameters: {', '.join(allowed) or 'none'}")
-    try:
-        return cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"predictor {name!r}: bad parameters ({exc})") from None
-
-
-__all__ = ["PREDICTORS", "available_predictors", "make_predictor", "predictor_class"]
+    return build("predictor", name, params, path=path, what=f"predictor {name!r}")

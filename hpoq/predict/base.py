@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from hpoq.errors import InternalError
+from hpoq.registry import Interval
 
 
 class NotFittedError(SklearnNotFittedError, InternalError):
@@ -45,6 +46,8 @@ class Predictor(ABC):
 
     #: registry name, e.g. "svr", "qsvr", "default"
     name: str = ""
+    #: what every predictor takes (hpoq.registry); subclasses add their own parameters
+    parameter_constraints = {"seed": [Interval(int, 0, None)]}
 
     @abstractmethod
     def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "Predictor":

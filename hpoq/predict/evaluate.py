@@ -17,7 +17,6 @@ Result keys (stable, relied on): ``r2``, ``mae``, ``spearman`` (means over seeds
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -26,6 +25,7 @@ import numpy as np
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
+from hpoq.registry import takes
 
 MIN_ROWS = 10
 
@@ -61,9 +61,7 @@ def build_predictor(name: str, seed: int, params: dict | None = None):
     from hpoq.predict import make_predictor, predictor_class
 
     params = dict(params or {})
-    cls = predictor_class(name)
-    sig = inspect.signature(cls.__init__)
-    if "seed" in sig.parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+    if takes(predictor_class(name), "seed"):
         params.setdefault("seed", int(seed))
     return make_predictor(name, **params)
 

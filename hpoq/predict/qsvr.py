@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Options, Text
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
 from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
@@ -148,6 +149,18 @@ class QSVRPredictor(Predictor):
     """
 
     name = "qsvr"
+    parameter_constraints = {
+        "features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options("quantile", "minmax")], "hp_log": [Boolean()],
+        **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
+        "B": [Interval(float, 0, None, closed="neither")], "k0": [Interval(float)],
+        **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
+        **{k: [Interval(float, 0, None, closed="neither")] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
+        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None], "top_k": [Interval(int, 1, None), None],
+        "combine": [Options(*COMBINE_SCHEMES)], "ensemble_select": [Options("best", "combine")],
+        "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "annealing_time": [Interval(float, 0, None, closed="neither"), None],
+        "embedding_cache": [Text(), None], "dwave_solver": [Text(), None], "dwave_child": [Anything(), None],
+        "dwave_fallback": [Boolean()], "center": [Boolean()], "chunk_select": [Options("random", "stratified")],
+    }
 
     def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "minmax", hp_log: bool = True,
                  n_points: int = 20, chunks: int = 4, K: int = 3, B: float = 0.5, k0: float = 0.005,
@@ -421,6 +434,7 @@ class QSVRPaperPredictor(QSVRPredictor):
     seeded random permutation. Every other default is shared with ``qsvr``."""
 
     name = "qsvr-paper"
+    parameter_constraints = {}  # the same parameters as qsvr (other defaults)
 
     def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "quantile", gamma: float = 0.1,
                  center: bool = False, chunk_select: str = "random", **params):

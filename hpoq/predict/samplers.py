@@ -35,6 +35,7 @@ import numpy as np
 
 from hpoq.atomic import write_atomic
 from hpoq.errors import ConfigError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class SASampler(dimod.Sampler):
     """Simulated annealing (dwave-samplers), seeded per call; single-threaded."""
 
     name = "sa"
+    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "num_sweeps": [Interval(int, 1, None)],
+                             "beta_range": [Anything(), None]}
 
     def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
         self.num_reads = _check_positive_int("num_reads", num_reads)
@@ -93,6 +96,7 @@ class ExactQuboSampler(dimod.Sampler):
     """Brute force over all 2**V states (dimod.ExactSolver): tiny problems only."""
 
     name = "exact"
+    parameter_constraints = {"max_variables": [Interval(int, 1, None)], "keep": [Interval(int, 1, None)]}
 
     def __init__(self, max_variables: int = 20, keep: int = 1000):
         self.max_variables = _check_positive_int("max_variables", max_variables)
@@ -230,6 +234,10 @@ class DWaveQuboSampler(dimod.Sampler):
     """
 
     name = "dwave"
+    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
+                             "solver": [Text(), None], "cache_dir": [Text(), None],
+                             "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "chain_mult": [Interval(float, 0, None, closed="neither")],
+                             "annealing_time": [Interval(float, 0, None, closed="neither"), None], "timeout_s": [Interval(float, 0, None, closed="neither")]}
 
     def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
                  chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
@@ -388,35 +396,43 @@ class FallbackComposite(dimod.ComposedSampler):
         return d
 
 
+#: sampler name -> class (``neal`` is an alias of ``sa``)
+SAMPLER_CLASSES = {"sa": "SASampler", "exact": "ExactQuboSampler", "dwave": "DWaveQuboSampler"}
+
+
+def sampler_class(name: str):
+    """The QUBO sampler class registered as ``name`` (``neal``: ``sa``)."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SAMPLER_CLASSES:
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return globals()[SAMPLER_CLASSES[key]]
+
+
 def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000,
                  child=None, **options):
-    """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``.
+    """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``; parameters are checked
+    against each class's ``parameter_constraints`` (:func:`hpoq.registry.build`).
 
     ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (docs/predictors.md#samplers). ``child``
-    injects the structured sampler under the D-Wave composite. Other ``options`` go to the
-    sampler class (see :class:`DWaveQuboSampler`, :class:`SASampler`, :class:`ExactQuboSampler`).
+    injects the structured sampler under the D-Wave composite. ``dwave`` also takes ``fallback`` (True:
+    wrap it in a :class:`FallbackComposite` over ``sa``) and ``sa_num_reads`` (the fallback's reads).
     """
     key = ALIASES.get(str(name).lower(), str(name).lower())
+    path = f"sampler {name!r}"
     if key == "sa":
-        allowed = {"beta_range"}
-        _check_options(name, options, allowed)
-        return SASampler(num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps, **options)
+        return build("sampler", key, dict(options, num_reads=100 if num_reads is None else num_reads,
+                                          num_sweeps=num_sweeps), path="sampler", what=path)
     if key == "exact":
-        _check_options(name, options, {"max_variables", "keep"})
-        return ExactQuboSampler(**options)
-    if key == "dwave":
-        allowed = {"solver", "cache_dir", "chain_strength", "chain_mult", "annealing_time", "timeout_s",
-                   "fallback", "sa_num_reads"}
-        _check_options(name, options, allowed)
-        fallback = SASampler(num_reads=options.pop("sa_num_reads", 100), num_sweeps=num_sweeps)
-        enabled = bool(options.pop("fallback", True))
-        reads = 1000 if num_reads is None else num_reads
-        return FallbackComposite(lambda: DWaveQuboSampler(num_reads=reads, child=child, **options), fallback,
-                                 primary_name="dwave", enabled=enabled)
-    raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
-def _check_options(name: str, options: dict, allowed: set) -> None:
-    bad = sorted(set(options) - allowed)
-    if bad:
-        raise ConfigError(f"sampler {name!r} does not take option(s) {', '.join(bad)}")
+        return build("sampler", key, options, path="sampler", what=path)
+    if key != "dwave":
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    enabled = options.pop("fallback", True)
+    sa_reads = options.pop("sa_num_reads", 100)
+    check_value("sampler.fallback", enabled, [Boolean()])
+    fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
+                     what=path)
+    params = dict(options, num_reads=1000 if num_reads is None else num_reads)
+    check(sampler_class("dwave"), params, "sampler", path)  # bad settings are the user's error, not a reason to fall back
+    return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
+                                           context={"child": child}),
+                             fallback, primary_name="dwave", enabled=enabled)

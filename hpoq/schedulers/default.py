@@ -37,6 +37,7 @@ import math
 import numpy as np
 
 from hpoq.errors import ConfigError, HpoqError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Text
 from hpoq.schedulers.asha import ASHA
 from hpoq.schedulers.base import CONTINUE, STOP, Decision, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -68,6 +69,11 @@ class DefaultScheduler(ASHA):
     """
 
     name = "default"
+    parameter_constraints = {"grace": [Interval(int, 1, None), None], "finalists": [Interval(int, 1, None), None],
+                             "dedupe": [Boolean()], "policy_samples": [Interval(int, 1, None)],
+                             "policy_tolerance": [Interval(float, 0, None)], "margin": [Interval(float, 0, None)],
+                             "predictor": [Text(), None], "predictor_params": [Mapping(), None],
+                             "warm_curves": [Anything(), None]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, dedupe: bool = True,

@@ -31,6 +31,7 @@ class Hyperband(Scheduler):
     """
 
     name = "hyperband"
+    parameter_constraints = {}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0):
         self.R, self.eta = check_r_eta(R, eta)

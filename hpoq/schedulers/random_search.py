@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hpoq.errors import HpoqError
+from hpoq.registry import Interval
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, take_inflight
@@ -18,6 +19,7 @@ class RandomSearch(Scheduler):
     """Train ``n`` sampled configurations to ``R`` epochs each (``n`` default: Hyperband's count)."""
 
     name = "random"
+    parameter_constraints = {"n": [Interval(int, 1, None), None]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)

@@ -20,7 +20,6 @@ D[r] with its curves that reach r (method.md 3.7); the count is recorded in deci
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections import deque
@@ -29,6 +28,7 @@ from fractions import Fraction
 import numpy as np
 
 from hpoq.errors import ConfigError, HpoqError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
 from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import PAUSED, STOPPED, Trial
@@ -52,8 +52,7 @@ def build_predictor(name: str, params: dict | None, seed: int):
 
     params = dict(params or {})
     if "seed" not in params:
-        sig = inspect.signature(predictor_class(name).__init__)
-        if "seed" in sig.parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        if takes(predictor_class(name), "seed"):
             params["seed"] = int(seed)
     return make_predictor(name, **params)
 
@@ -89,6 +88,11 @@ class SwiftHyperband(Hyperband):
     """
 
     name = "swift"
+    parameter_constraints = {"d": [Interval(int, 2, None)], "k": [Interval(float, 0, 1)],
+                             "known_curve": [Interval(float, 0, 1, closed="right")],
+                             "threshold_quantile": [Interval(float, 0, 1)], "refit": [Options("never", "on_growth")],
+                             "add_phase2": [Boolean()], "predictor": [Text(), None], "predictor_params": [Mapping(), None],
+                             "warm_curves": [Anything(), None]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, d: int = 15, k: float = 0.5,
                  known_curve: float = 0.5, threshold_quantile: float = 0.25, refit: str = "never",
