@@ -40,7 +40,6 @@ trainer's ``table``) are resolved relative to **the study file's directory**; ``
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -266,14 +265,9 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
 
 
 def _check_signature(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    allowed = [p for p in sig.parameters if p != "self" and p not in exclude
-               and sig.parameters[p].kind is not inspect.Parameter.VAR_POSITIONAL]
-    for key in params:
-        if key not in allowed:
-            raise HpoqError(f"{path}.{key}: {what} has no such parameter (parameters: {', '.join(allowed) or 'none'})")
+    from hpoq.registry import check
+
+    check(cls, params, path, what, exclude)
 
 
 def check_study(spec: StudySpec) -> None:
@@ -294,9 +288,10 @@ def check_study(spec: StudySpec) -> None:
         raise HpoqError(f"algorithm.name: {exc}") from None
     _check_signature(sched_cls, spec.algorithm["params"], "algorithm.params", f"algorithm {spec.algorithm['name']!r}",
                      exclude=COMMON_ARGS + PREDICTOR_ARGS)
-    sched_args = inspect.signature(sched_cls.__init__).parameters
     if spec.predictor is not None:
-        if "predictor" not in sched_args:
+        from hpoq.registry import takes
+
+        if not takes(sched_cls, "predictor"):
             raise HpoqError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
         try:
             pred_cls = predictor_class(spec.predictor["name"])
