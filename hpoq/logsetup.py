@@ -68,6 +68,26 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A stderr handler that writes to whatever ``sys.stderr`` is at emit time.
+
+    A handler bound to the stream of its creation breaks once that stream is swapped and closed
+    (an embedding program, a test's capture), and logging's error report then prints the
+    exception being handled, secrets and all.
+    """
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property always follows sys.stderr
+        pass
+
+
 def configure_logging(level: str = "WARNING", all_loggers: bool = False, stream=None) -> logging.Handler:
     """Install hpoq's one stderr handler on the root logger (replacing one installed before).
 
@@ -78,7 +98,7 @@ def configure_logging(level: str = "WARNING", all_loggers: bool = False, stream=
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = _CurrentStderr() if stream is None else logging.StreamHandler(stream)
     setattr(handler, _HANDLER_TAG, True)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactSecrets())
