@@ -180,6 +180,31 @@ def test_two_stop_signals_end_a_job_whose_unit_hangs(tmp_path):
     assert hpoq("status", str(out)).returncode == 3
 
 
+@pytest.mark.mpi
+def test_one_stop_signal_ends_a_job_whose_unit_hangs_once_the_unit_times_out(tmp_path):
+    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=2)
+    above, row = top_value_threshold(study)
+    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(mpi_cmd(3, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    try:
+        wait_for(lambda: journal_has(out, f'"_row":{row}'), proc)
+        (tid,) = bad_trials(out, row)
+        wait_for(lambda: any(r["type"] == "unit" and r["trial_id"] == tid for r in records(out)), proc)
+        os.kill(records(out)[0]["pid"], signal.SIGTERM)
+        proc.wait(timeout=30)  # no second signal, no outside kill: the timeout frees the master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    recs = records(out)
+    kinds = [r["type"] for r in recs]
+    assert "stop" in kinds and recs[-1]["type"] == "end" and recs[-1]["status"] == "interrupted"
+    assert [r["kind"] for r in recs if r["type"] == "failure"] == ["timeout"] and "abort" in recs[-1]
+    assert hpoq("status", str(out)).returncode == 3
+
+
 # -- 2. a rank that dies -----------------------------------------------------------------------------
 @pytest.mark.mpi
 def test_dying_rank_counts_as_failed_attempt_and_the_study_finishes(tmp_path):
