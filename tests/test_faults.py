@@ -283,6 +283,30 @@ def test_resume_refuses_a_replaced_table(tmp_path):
     assert resume["changed_inputs"] and "trainer.params.table" in resume["changed_inputs"][0], allowed.stderr
 
 
+def test_fingerprints_cover_the_dataset_manifest_and_warm_curves(tmp_path):
+    from hpoq.runtime.inputs import changed_inputs, fingerprint, fingerprints
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"content_hash": "abc"}))
+    (data / "shard.h5").write_bytes(b"x" * 10)
+    warm = tmp_path / "warm.csv"
+    warm.write_text("a,loss_1\n1,0.5\n2,0.4\n")
+    study = write_study(tmp_path, trainer="table", warm_curves={"path": str(warm), "metric": "loss"})
+    recorded = fingerprints(load_study(study))
+    assert set(recorded) == {"trainer.params.table", "warm_curves"} and changed_inputs(recorded) == []
+    warm.write_text("a,loss_1\n1,0.5\n2,0.3\n")
+    assert [c.split()[0] for c in changed_inputs(recorded)] == ["warm_curves"]
+    before = {"data": fingerprint(str(data))}
+    assert before["data"]["kind"] == "manifest"
+    (data / "shard.h5").write_bytes(b"y" * 10)  # the manifest stands for the events (its content hash)
+    assert changed_inputs(before) == []
+    (data / "dataset.json").write_text(json.dumps({"content_hash": "def"}))
+    assert changed_inputs(before) and "changed" in changed_inputs(before)[0]
+    shutil.rmtree(data)
+    assert "is gone" in changed_inputs(before)[0]
+
+
 def _other_table() -> bytes:
     """The MLPF table with its rows in reverse order: same columns, other data behind every _row."""
     import gzip
@@ -349,7 +373,17 @@ def test_unwritable_output_places_give_one_line_and_exit_2(tmp_path):
             proc = hpoq(*argv)
             line = one_error_line(proc)
             assert proc.returncode == 2 and what in line and "Read-only file system" in line, (argv, proc.stderr)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro", "s.yaml"]
+    immutable = tmp_path / "immutable"
+    immutable.mkdir()
+    if subprocess.run(["chattr", "+i", str(immutable)], capture_output=True).returncode == 0:
+        try:
+            proc = hpoq("run", study, "--out", str(immutable / "out"))
+            line = one_error_line(proc)
+            assert proc.returncode == 2 and "Operation not permitted" in line and "immutable" in line
+            assert list(immutable.iterdir()) == []
+        finally:
+            subprocess.run(["chattr", "-i", str(immutable)], capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "immutable", "ro", "s.yaml"]
 
 
 @pytest.mark.mpi
