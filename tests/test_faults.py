@@ -133,9 +133,9 @@ def journal_has(out, text: str) -> bool:
 # -- 1. hung units --------------------------------------------------------------------------------
 @pytest.mark.mpi
 def test_hung_unit_times_out_and_its_configuration_fails(tmp_path):
-    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=3)
+    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=2)
     above, row = top_value_threshold(study)
-    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=3)
+    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
     out = tmp_path / "out"
     procs = until_finished(study, out)
     assert hpoq("status", str(out)).returncode == 0, [p.stderr for p in procs]

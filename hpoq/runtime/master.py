@@ -79,6 +79,7 @@ class Master:
         self.hung: dict[int, int] = {}                    # timed-out unit_id -> its (retired) group
         self.held: list[dict] = []                        # retries of timed-out units: for the next job
         self.lost: list[dict] = list(lost or [])          # units lost in a crash, failed at start
+        self.isolated_running = 0                         # isolated units in flight (nothing else runs then)
         self.stop_reason: str | None = None               # why the master stopped without a signal
         self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
         self.trials_seen: set[int] = set(known_trials or ())
@@ -126,12 +127,20 @@ class Master:
                     group=group, ranks=self.layout.ranks(group), attempt=unit["attempt"], source=source,
                     checkpoint_dir=unit["checkpoint_dir"], **({"isolated": True} if unit["isolate"] else {}))
         self.inflight[uid] = (group, unit)
+        self.isolated_running += unit["isolate"]
         self._outbox.append((self.layout.leader(group), unit))
         return True
 
+    def _take(self, uid: int) -> tuple[int, dict]:
+        """Remove a unit from the ones in flight: (its group, its message)."""
+        group, unit = self.inflight.pop(uid)
+        self.started.pop(uid, None)
+        self.isolated_running -= unit["isolate"]
+        return group, unit
+
     def _isolating(self) -> bool:
         """An isolated unit runs, or waits at the head of the queue for the running ones to end."""
-        if any(u.get("isolate") for _, u in self.inflight.values()):
+        if self.isolated_running:
             return True
         return bool(self.queue) and bool(self.queue[0].get("isolate")) and bool(self.inflight)
 
@@ -187,7 +196,7 @@ class Master:
     def _unsend_outbox(self) -> None:
         """Units journaled but not yet sent go back to the queue (the stop's snapshot keeps them)."""
         for _, unit in reversed(self._outbox):
-            group, _ = self.inflight.pop(int(unit["unit_id"]))
+            group, _ = self._take(int(unit["unit_id"]))
             self.idle.appendleft(group)
             entry = queue_entry(unit, "resume") | {"config": unit["config"], "isolate": unit.get("isolate", False)}
             self.queue.appendleft(entry)
@@ -232,8 +241,7 @@ class Master:
         if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
-        group, unit = self.inflight.pop(uid)
-        self.started.pop(uid, None)
+        group, unit = self._take(uid)
         self.idle.append(group)
         tid = unit["trial_id"]
         mode = msg.get("mode") or self.mode
@@ -292,8 +300,7 @@ class Master:
         now = time.monotonic()
         late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in self.inflight]
         for uid in late:
-            group, unit = self.inflight.pop(uid)
-            self.started.pop(uid, None)
+            group, unit = self._take(uid)
             self.hung[uid] = group
             reason = (f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
                       f"{self.layout.ranks(group)} still busy")
@@ -375,6 +382,9 @@ class Master:
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
         """Run until the scheduler finishes, a stop signal, a full disk or no usable group; the end status."""
+        from mpi4py import MPI
+
+        self._probe = (MPI.Status(), MPI.ANY_SOURCE)
         cpu0 = time.process_time()
         try:
             self.fail_lost_units()
@@ -396,11 +406,9 @@ class Master:
 
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
-        from mpi4py import MPI
-
-        status = MPI.Status()
+        status, any_source = self._probe
         handled = False
-        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_RESULT, status=status):
+        while self.comm.Iprobe(source=any_source, tag=TAG_RESULT, status=status):
             self.on_message(self.comm.recv(source=status.Get_source(), tag=TAG_RESULT))
             handled = True
         handled = self.check_timeouts() or handled
