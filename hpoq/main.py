@@ -4,8 +4,8 @@ Each subcommand lives in its own module under :mod:`hpoq.cli` and defines ``COMM
 name), ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. This module only
 parses and dispatches. Heavy imports (torch, dwave, mpi4py) belong inside ``run``.
 
-Under MPI launch it as ``mpiexec -n N python -m mpi4py -m hpoq.main run STUDY.yaml`` so that an
-uncaught exception on any rank aborts the whole job (see docs/platform.md 2.2).
+Under MPI: ``mpiexec -n N python -m hpoq.main run STUDY.yaml`` or ``srun python -m hpoq.main run ...``;
+:mod:`hpoq.runtime.mpi_guard` makes a failure on any rank abort the whole job, as ``-m mpi4py`` does.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import sys
 
 from hpoq import __version__
 from hpoq.errors import HpoqError
+from hpoq.runtime import mpi_guard
 
 
 def _command_modules():
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(getattr(args, "log_level", "WARNING"), getattr(args, "log_level_all", False))
     try:
+        mpi_guard.install(args)  # abort-on-failure and the srun --mpi check, for MPI commands only
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
         return code
