@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from hpoq import __version__
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
@@ -267,19 +267,25 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     master = Master(world, plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
                     poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
                     progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
-    error, status = None, "finished"
+    error, status, bug = None, "finished", None
     try:
         status = master.run()
     except HpoqError as exc:
         status, error = "error", str(exc)
+    except InternalError as exc:  # a bug: journaled as the end of the study, then raised with its traceback
+        status, error, bug = "error", f"{type(exc).__name__}: {exc}", exc
     except JournalDead as exc:
         status, error = "dead", (f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
                                  f"complete record: free space, then run --resume {plan.out_dir}")
     progress.close(master)
-    return _end(world, plan, master, journal, status, error, budget)
+    code = _end(world, plan, master, journal, status, error, budget, quiet=bug is not None)
+    if bug is not None:
+        raise bug
+    return code
 
 
-def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int) -> int:
+def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
+         quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
     from hpoq.runtime.outputs import best_record, write_outputs
 
@@ -302,7 +308,8 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
                 raise
             error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
             code = 2
-    _closing_line(plan, master, status, error, book, best, budget, abort)
+    if not quiet:  # an internal error speaks with its traceback instead
+        _closing_line(plan, master, status, error, book, best, budget, abort)
     if abort:
         sys.stderr.flush()
         world.Abort(code)  # never returns: hung ranks cannot be stopped otherwise

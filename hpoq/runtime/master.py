@@ -43,7 +43,7 @@ import shutil
 import time
 from collections import deque
 
-from hpoq.errors import HpoqError
+from hpoq.errors import DeadlockError, HpoqError, InternalError
 from hpoq.runtime.book import DONE as DONE_STATUS, FAILED as FAILED_STATUS, PRUNED, TrialBook
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
@@ -223,6 +223,9 @@ class Master:
         try:
             return fn(*args)
         except HpoqError:
+            raise
+        except InternalError as exc:  # a bug in the scheduler: journaled, then it ends the study with its traceback
+            self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
             raise
         except Exception as exc:  # noqa: BLE001 -- logged; fatal only when the scheduler cannot go on
             self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
@@ -444,8 +447,8 @@ class Master:
             self.stopping, self.status, self.stop_reason = True, "interrupted", why
             self.record("stop", signal=None, reason=why)
             return True
-        raise HpoqError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
-                        "and suggest() gives no work")
+        raise DeadlockError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
+                            "and suggest() gives no work")
 
     def _finish(self) -> None:
         # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
