@@ -16,7 +16,7 @@ from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_er
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
 ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
-Checkpoints: ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
+Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
 (STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
 
 Faults the master outlives:
@@ -38,21 +38,18 @@ Faults the master outlives:
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections import deque
 
 from hpoq.errors import DeadlockError, HpoqError, InternalError
-from hpoq.runtime.book import DONE as DONE_STATUS, FAILED as FAILED_STATUS, PRUNED, TrialBook
+from hpoq.runtime.book import TrialBook
+from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
 from hpoq.runtime.resume import LOST_REASON, minimized, queue_entry
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
-
-_TERMINAL = (DONE_STATUS, PRUNED, FAILED_STATUS)  # trial states whose checkpoint is no longer needed
 
 
 class Master:
@@ -65,7 +62,7 @@ class Master:
         self.journal = journal
         self.book = book
         self.out_dir = out_dir
-        self.ckpt_root = os.path.join(out_dir, "checkpoints")
+        self.ckpt = Checkpoints(out_dir)
         self.poll = float(poll_interval)
         self.max_retries = int(max_retries)
         self.mode = mode
@@ -83,13 +80,10 @@ class Master:
         self.stop_reason: str | None = None               # why the master stopped without a signal
         self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
         self.trials_seen: set[int] = set(known_trials or ())
-        self.to_delete: set[int] = set()                  # trials whose checkpoint goes when idle
-        self.best_trial: int | None = None
         self.stopping = False
         self.status = "finished"
         self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
         self._outbox: list = []     # (leader rank, unit) to send once the journal is synced
-        self._drops: list = []      # start-of-unit checkpoint copies to delete once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
     def record(self, rtype: str, **fields) -> dict:
@@ -98,7 +92,7 @@ class Master:
         return rec
 
     def checkpoint_dir(self, trial_id: int) -> str:
-        return os.path.join(self.ckpt_root, f"trial-{trial_id:05d}")
+        return self.ckpt.trial_dir(trial_id)
 
     # -- dispatch -------------------------------------------------------------------------------
     def _send(self, entry: dict, source: str) -> bool:
@@ -106,9 +100,9 @@ class Master:
         tid = int(entry["trial_id"])
         try:
             if source == "suggest":
-                self._keep_start_checkpoint(tid, int(entry["start_epoch"]))
+                self.ckpt.keep_start(tid, int(entry["start_epoch"]))
             else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-                self._restore_start_checkpoint(tid, int(entry["start_epoch"]))
+                self.ckpt.restore_start(tid, int(entry["start_epoch"]))
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -171,9 +165,7 @@ class Master:
             self.journal.sync()
         except JournalWriteError as exc:
             self._journal_failed(exc)
-        for path in self._drops:
-            shutil.rmtree(path, ignore_errors=True)
-        self._drops.clear()
+        self.ckpt.flush()
 
     def _journal_failed(self, exc: JournalWriteError) -> None:
         """Free the space reserve and write the batch again, then stop as for SIGTERM; else the journal is dead."""
@@ -255,7 +247,7 @@ class Master:
         if msg.get("ok"):
             self.record("result", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
                         metrics=msg["metrics"], mode=mode, seconds=round(float(msg.get("seconds", 0.0)), 6), group=group)
-            self._drop_start_checkpoint(tid, unit["start_epoch"])
+            self.ckpt.drop_start(tid, unit["start_epoch"])
             try:
                 decisions = self._call("on_result", self.scheduler.on_result, tid, minimized(msg["metrics"], mode))
             except _SchedulerError as err:
@@ -289,7 +281,7 @@ class Master:
             else:
                 self.queue.append(entry)
             return
-        self._drop_start_checkpoint(tid, unit["start_epoch"])
+        self.ckpt.drop_start(tid, unit["start_epoch"])
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, reason)
         except _SchedulerError as err:
@@ -320,66 +312,15 @@ class Master:
         if not decisions:
             return
         self.record("decision", unit_id=uid, decisions=[d.to_dict() for d in decisions])
-        for d in decisions:
-            if d.action in (STOP, FAILED, DONE):
-                self.to_delete.add(int(d.trial_id))
+        self.ckpt.decided(d.trial_id for d in decisions if d.action in (STOP, FAILED, DONE))
         self._collect_checkpoints()
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        best_tid = None if not best else int(best["trial_id"])
-        if best_tid != self.best_trial and self.best_trial is not None:
-            self.to_delete.add(self.best_trial)  # the previous best lost its place
-        self.best_trial = best_tid
         busy = ({u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
                 | {int(e["trial_id"]) for e in self.held})
-        for tid in sorted(self.to_delete):
-            info = self.book.trials.get(tid)
-            if info is None or info.status not in _TERMINAL:
-                self.to_delete.discard(tid)  # paused or promoted again: it still needs its checkpoint
-                continue
-            if tid in busy or tid == best_tid:
-                continue
-            self._delete_trial_checkpoints(tid)
-            self.to_delete.discard(tid)
-
-    # -- checkpoint safety --------------------------------------------------------------------
-    # A unit overwrites its trial's checkpoint at start_epoch with the one at end_epoch. If the
-    # unit must run again (a retry, or re-run after the master crashed after the trainer had
-    # saved but before the result was journaled), it needs the state at start_epoch: the master
-    # keeps it as hard links (no data copied; trainers replace checkpoint files atomically, see
-    # Trainer.train) in trial-NNNNN.at-EEEEE until the unit's result is in the journal.
-    def _start_copy(self, tid: int, start: int) -> str:
-        return f"{self.checkpoint_dir(tid)}.at-{start:05d}"
-
-    def _keep_start_checkpoint(self, tid: int, start: int) -> None:
-        src = self.checkpoint_dir(tid)
-        if start > 0 and os.path.isdir(src):
-            dst = self._start_copy(tid, start)
-            shutil.rmtree(dst, ignore_errors=True)
-            _link_tree(src, dst)
-
-    def _restore_start_checkpoint(self, tid: int, start: int) -> None:
-        src, copy = self.checkpoint_dir(tid), self._start_copy(tid, start)
-        if start > 0 and not os.path.isdir(copy):
-            return  # nothing kept (an older journal, or no checkpoint): let the trainer decide
-        shutil.rmtree(src, ignore_errors=True)
-        if start > 0:
-            _link_tree(copy, src)
-
-    def _drop_start_checkpoint(self, tid: int, start: int) -> None:
-        if start > 0:  # only once the result is on disk (see _flush_outbox): a crash before that re-runs the unit
-            self._drops.append(self._start_copy(tid, start))
-
-    def _delete_trial_checkpoints(self, tid: int) -> None:
-        path = self.checkpoint_dir(tid)
-        if os.path.isdir(self.ckpt_root):
-            prefix = os.path.basename(path) + ".at-"
-            for name in os.listdir(self.ckpt_root):
-                if name.startswith(prefix):
-                    shutil.rmtree(os.path.join(self.ckpt_root, name), ignore_errors=True)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
+        for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     # -- main loop ------------------------------------------------------------------------------
@@ -471,15 +412,8 @@ class Master:
     def _final_cleanup(self) -> None:
         """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
         best = self.scheduler.best()
-        keep = None if not best else self.checkpoint_dir(int(best["trial_id"]))
-        if not os.path.isdir(self.ckpt_root):
-            return
-        for name in sorted(os.listdir(self.ckpt_root)):
-            path = os.path.join(self.ckpt_root, name)
-            if path != keep and name.startswith("trial-") and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-                if ".at-" not in name:
-                    self.record("checkpoint_deleted", trial_id=int(name[len("trial-"):]), path=path)
+        for tid, path in self.ckpt.keep_only(None if not best else int(best["trial_id"])):
+            self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
@@ -496,14 +430,3 @@ class _SchedulerError(Exception):
         super().__init__(f"{call}: {type(exc).__name__}: {exc}")
         self.call = call
         self.exc = exc
-
-
-def _link_tree(src: str, dst: str) -> None:
-    """Copy a directory tree as hard links (a plain copy where links are impossible)."""
-    def link(a, b):
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link, symlinks=True)
