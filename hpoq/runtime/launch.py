@@ -21,7 +21,6 @@ import os
 import platform
 import socket
 import sys
-import time
 from dataclasses import dataclass
 
 from hpoq import __version__
@@ -32,7 +31,9 @@ from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, spl
 from hpoq.runtime.inputs import changed_inputs, fingerprints
 from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
 from hpoq.runtime.resume import Replayed, replay
+from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.signals import StopSignals
+from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
 
@@ -145,16 +146,12 @@ def _versions() -> dict:
     return out
 
 
-def _poll_ready(world, n: int, poll: float) -> list[dict]:
-    from mpi4py import MPI
-
-    status = MPI.Status()
-    got: list[dict] = []
+def _poll_ready(transport, n: int, poll: float) -> list[dict]:
+    """The ready messages of ``n`` worker ranks (their trainers built, or the error)."""
+    backoff, got = Backoff(poll), []
     while len(got) < n:
-        if world.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_READY, status=status):
-            got.append(world.recv(source=status.Get_source(), tag=TAG_READY))
-        else:
-            time.sleep(poll)
+        source, _ = wait_for(lambda: transport.probe(tag=TAG_READY), backoff)
+        got.append(transport.recv(source, TAG_READY))
     return got
 
 
@@ -189,7 +186,7 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
-        ready = _poll_ready(world, size - 1, min(spec.poll_interval, 0.01))
+        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:
             _error(errors[0])
@@ -264,7 +261,7 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
         book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
         book.running.clear()
     progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(world, plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
+    master = Master(MPITransport(world), plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
                     poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
                     progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
     error, status, bug = None, "finished", None
@@ -312,7 +309,7 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
         _closing_line(plan, master, status, error, book, best, budget, abort)
     if abort:
         sys.stderr.flush()
-        world.Abort(code)  # never returns: hung ranks cannot be stopped otherwise
+        master.transport.abort(code)  # never returns: hung ranks cannot be stopped otherwise
     master.stop_workers(code)
     return code
 

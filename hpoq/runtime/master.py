@@ -1,9 +1,10 @@
 """The master rank: owns the scheduler (and its predictor), dispatches work units, journals everything.
 
-Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3)::
+Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3); all messages go through a
+transport (:mod:`hpoq.runtime.transport`), MPI in a job, a fake one in in-process tests::
 
     while the study runs:
-        while Iprobe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
+        while probe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
         hand every free trial group a unit (retries and lost units first, then scheduler.suggest())
         fsync the journal before sending; sleep(poll_interval) if nothing happened
 
@@ -46,6 +47,7 @@ from hpoq.runtime.book import TrialBook
 from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
+from hpoq.runtime.polling import Backoff
 from hpoq.runtime.resume import LOST_REASON, minimized, queue_entry
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
@@ -53,10 +55,10 @@ log = logging.getLogger(__name__)
 
 
 class Master:
-    def __init__(self, comm, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
+    def __init__(self, transport, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
                  poll_interval: float, max_retries: int, mode: str, signals, progress=None, queue=None,
                  known_trials=None, unit_timeout: float | None = None, lost=None):
-        self.comm = comm
+        self.transport = transport   # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
         self.scheduler = scheduler
         self.journal = journal
@@ -64,6 +66,7 @@ class Master:
         self.out_dir = out_dir
         self.ckpt = Checkpoints(out_dir)
         self.poll = float(poll_interval)
+        self.backoff = Backoff(self.poll)   # the master polls at a constant interval
         self.max_retries = int(max_retries)
         self.mode = mode
         self.signals = signals
@@ -207,7 +210,7 @@ class Master:
         self._sync()  # the record of every unit is on disk before the unit starts
         now = time.monotonic()
         for dest, unit in self._outbox:
-            self.comm.send(unit, dest=dest, tag=TAG_WORK)
+            self.transport.send(unit, dest, TAG_WORK)
             self.started[int(unit["unit_id"])] = now
         self._outbox.clear()
 
@@ -326,9 +329,6 @@ class Master:
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
         """Run until the scheduler finishes, a stop signal, a full disk or no usable group; the end status."""
-        from mpi4py import MPI
-
-        self._probe = (MPI.Status(), MPI.ANY_SOURCE)
         cpu0 = time.process_time()
         try:
             self.fail_lost_units()
@@ -340,7 +340,7 @@ class Master:
                     break
                 if step is False:  # nothing happened: sleep instead of spinning
                     self.master_seconds += time.process_time() - cpu0
-                    time.sleep(self.poll)
+                    self.backoff.sleep()
                     cpu0 = time.process_time()
         finally:
             self.master_seconds += time.process_time() - cpu0
@@ -350,10 +350,9 @@ class Master:
 
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
-        status, any_source = self._probe
         handled = False
-        while self.comm.Iprobe(source=any_source, tag=TAG_RESULT, status=status):
-            self.on_message(self.comm.recv(source=status.Get_source(), tag=TAG_RESULT))
+        while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
+            self.on_message(self.transport.recv(hit[0], TAG_RESULT))
             handled = True
         handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:
@@ -418,7 +417,7 @@ class Master:
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
-            self.comm.send({"code": code}, dest=rank, tag=TAG_STOP)
+            self.transport.send({"code": code}, rank, TAG_STOP)
 
 
 class JournalDead(Exception):
