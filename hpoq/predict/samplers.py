@@ -348,12 +348,15 @@ class FallbackComposite(dimod.ComposedSampler):
         self.primary_name = primary_name
         self.enabled = bool(enabled)
         self.fallback_reason: str | None = None
+        reason = None
         try:
             self.primary = open_primary()
         except (ConfigError, InternalError):
             raise
-        except Exception as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- no token, network, solver missing
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:  # outside the except block: a failing log handler cannot print the raw error
+            self._fail(reason)
 
     @property
     def children(self) -> list:
@@ -379,12 +382,14 @@ class FallbackComposite(dimod.ComposedSampler):
     def sample(self, bqm, seed: int = 0, **parameters):
         """Logical sampleset of ``bqm`` from the primary child, or from the fallback once the primary failed."""
         if self.fallback_reason is None:
+            reason = None
             try:
                 return self.primary.sample(bqm, seed=seed)
             except (ConfigError, InternalError):
                 raise
-            except Exception as exc:  # network error, timeout, solver gone, no embedding
-                self._fail(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 -- network error, timeout, solver gone, no embedding
+                reason = f"{type(exc).__name__}: {exc}"
+            self._fail(reason)  # outside the except block: a failing log handler cannot print the raw error
         ss = self.fallback.sample(bqm, seed=seed)
         ss.info["hpoq"].update(fallback_from=self.primary_name, reason=self.fallback_reason)
         return ss
