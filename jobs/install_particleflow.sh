@@ -17,15 +17,10 @@ set -euo pipefail
 
 PY="${1:-python3}"
 PF_VERSION="3.1.0"
-# the model import and upstream's parquet reader; einops and pandas are listed in the issue that
-# asked for this recipe but neither mlpf.model.mlpf nor utils_pf imports them (checked on 3.1.0)
-DEPS=(
-    "pydantic==2.14.4"
-    "comet-ml==3.58.8"
-    "psutil==7.2.2"
-    "awkward==2.14.0"
-    "pyarrow==26.0.1"
-)
+# the pinned packages that the model import and upstream's parquet reader need: setup.cfg's
+# `particleflow` extra (one list for pip and this script). einops and pandas, named in the issue
+# that asked for this recipe, are imported by neither mlpf.model.mlpf nor utils_pf (checked on 3.1.0)
+SETUP_CFG="$(cd "$(dirname "$0")/.." && pwd)/setup.cfg"
 
 if ! command -v "$PY" >/dev/null 2>&1 && [ ! -x "$PY" ]; then
     echo "install_particleflow: python interpreter '$PY' not found" >&2
@@ -47,6 +42,16 @@ trap 'rm -rf "$work"' EXIT
 echo "torch==$TORCH_BEFORE" > "$work/constraints.txt"
 
 "$PY" -m pip install -q --no-deps "particleflow==$PF_VERSION"
+mapfile -t DEPS < <("$PY" -c '
+import configparser, sys
+cfg = configparser.ConfigParser()
+cfg.read(sys.argv[1])
+print("\n".join(line for line in cfg["options.extras_require"]["particleflow"].split("\n") if line.strip()))
+' "$SETUP_CFG")
+if [ "${#DEPS[@]}" -eq 0 ]; then
+    echo "install_particleflow: no 'particleflow' extra in $SETUP_CFG" >&2
+    exit 2
+fi
 "$PY" -m pip install -q -c "$work/constraints.txt" "${DEPS[@]}"
 
 TORCH_AFTER="$("$PY" -c 'import torch; print(torch.__version__)')"
