@@ -28,8 +28,8 @@ SCRIPT = textwrap.dedent("""
     data, backend, ckpt, out = sys.argv[1:5]
     extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     comm = MPI.COMM_WORLD.Dup()
-    settings = TrainSettings(data=data, R=2, backend=backend, seed=3, device="cpu", num_threads=1,
-                             secondary_metrics=True, **extra)
+    settings = TrainSettings(**{**dict(data=data, R=2, backend=backend, seed=3, device="cpu", num_threads=1,
+                                       secondary_metrics=True), **extra})
     config = json.loads(sys.argv[5])
     curve, state = train_unit(settings, config, 0, 1, ckpt, comm, return_state=True)
     curve2, state2 = train_unit(settings, config, 1, 2, ckpt, comm, return_state=True)  # a second unit: re-init works

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.skipif(upstream.unavailable_reason() is not None,
 
 #: upstream's attention MLPF at MiniMLPF tiny's width (2 heads x 16 = 32)
 TINY = {"model.attention.num_heads": 2, "model.attention.head_dim": 16, "model.attention.num_convs": 2}
-LSH = {"conv_type": "gnn_lsh", "model.gnn_lsh.width": 32, "model.gnn_lsh.embedding_dim": 32,
-       "model.gnn_lsh.bin_size": 32, "model.gnn_lsh.distance_dim": 16, "model.gnn_lsh.num_convs": 1,
-       "model.gnn_lsh.ffn_dist_hidden_dim": 32}
+#: a smaller one for the training tests (2 cores, shared)
+SMALL = {"model.attention.num_heads": 2, "model.attention.head_dim": 8, "model.attention.num_convs": 1}
+LSH = {"conv_type": "gnn_lsh", "model.gnn_lsh.width": 16, "model.gnn_lsh.embedding_dim": 16,
+       "model.gnn_lsh.bin_size": 32, "model.gnn_lsh.distance_dim": 8, "model.gnn_lsh.num_convs": 1,
+       "model.gnn_lsh.ffn_dist_hidden_dim": 16}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def data(tmp_path_factory):
     from hpoq.mlpf.writer import generate_dataset
 
     out = tmp_path_factory.mktemp("pf-data")
-    generate_dataset(out, 240, seed=11, preset="clic", shards=2, val_fraction=0.25)
+    generate_dataset(out, 160, seed=11, preset="clic", shards=2, val_fraction=0.25)
     return out
 
 
@@ -124,7 +126,7 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
 
 
 @pytest.mark.parametrize("model_params, config", [
-    (TINY, {"lr": 2e-3, "token_budget": 1024, "optimizer": "lamb", "model.attention.dropout_ff": 0.1,
+    (SMALL, {"lr": 2e-3, "token_budget": 1024, "optimizer": "lamb", "model.attention.dropout_ff": 0.1,
             "model.attention.dropout_conv_id_ff": 0.1}),
     (LSH, {"lr": 2e-3, "token_budget": 1024, "model.gnn_lsh.dropout_ff": 0.1}),
 ], ids=["attention", "gnn_lsh"])
@@ -174,7 +176,7 @@ def test_jet_objective_becomes_the_curve(data, tmp_path):
     from hpoq.trainers import make_trainer
 
     t = make_trainer("mlpf", {"data": str(data), "R": 2, "backend": "none", "model": "particleflow",
-                              "model_params": TINY, "objective": "jet_match_fraction"})
+                              "model_params": SMALL, "objective": "jet_match_fraction"})
     assert (t.metric, t.mode) == ("jet_match_fraction", "max")
     curve = t.train({"lr": 2e-3, "token_budget": 1024}, 0, 2, str(tmp_path / "j"))
     log = [json.loads(line) for line in (tmp_path / "j" / "mlpf-metrics.jsonl").read_text().splitlines()]
@@ -196,13 +198,13 @@ def test_two_ranks_match_single_rank(backend, data, tmp_path):
     from hpoq.mlpf.training import train_unit
 
     config = {"lr": 2e-3, "token_budget": 1024, "weight_decay": 0.01}
-    extra = {"model": "particleflow", "model_params": TINY}
+    extra = {"model": "particleflow", "model_params": SMALL, "secondary_metrics": False}
     result, flat = _run_two_ranks(backend, data, tmp_path, config=config, settings=extra)
     assert result["world"] == 2 and result["max_rank_diff"] == 0.0
     assert result["curves"][0] == result["curves"][1]
     assert result["resume_equals_straight"] == [True, True]
     torch.set_num_threads(1)
-    ref = _settings(data, R=2, seed=3, micro_batches=2)
+    ref = _settings(data, R=2, seed=3, micro_batches=2, model_params=SMALL)
     train_unit(ref, config, 0, 1, tmp_path / "ref")
     _, state = train_unit(ref, config, 1, 2, tmp_path / "ref", return_state=True)
     ref_flat = torch.cat([v.reshape(-1).double() for k, v in sorted(state.items())])
