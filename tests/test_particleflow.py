@@ -209,3 +209,28 @@ def test_two_ranks_match_single_rank(backend, data, tmp_path):
     _, state = train_unit(ref, config, 1, 2, tmp_path / "ref", return_state=True)
     ref_flat = torch.cat([v.reshape(-1).double() for k, v in sorted(state.items())])
     assert torch.allclose(flat, ref_flat, rtol=1e-4, atol=1e-5), float((flat - ref_flat).abs().max())
+
+
+def test_upstream_space_preset_mirrors_upstream_and_validates():
+    from hpoq.mlpf.search_space import SPACE_PRESETS, space_yaml
+    from hpoq.mlpf.training import split_config
+    from hpoq.study.space import SearchSpace
+
+    space = SPACE_PRESETS["upstream"]
+    assert space["lr"]["values"] == [2e-4, 4e-4, 8e-4] and space["optimizer"]["values"] == ["adamw", "lamb"]
+    assert space["model.attention.num_heads"]["values"] == space["model.attention.head_dim"]["values"] == [8, 16, 32]
+    assert space["model.attention.dropout_ff"]["values"] == [0.0, 0.01, 0.1, 0.2]
+    assert len(space["model.attention.activation"]["values"]) == 4
+    sampler = SearchSpace.from_spec(space, seed=0)
+    seen = set()
+    for _ in range(40):
+        config = sampler.sample()
+        model_over, train = split_config(config, "particleflow")
+        cfg = upstream.upstream_config(model_over, input_dim=17, num_classes=6, elem_types=[0, 1, 2])
+        assert cfg.model.attention.num_convs == config["model.attention.num_convs"]
+        assert train["lr"] == config["lr"]
+        seen.add(config["model.attention.num_convs"])
+    assert seen == {1, 2, 3, 4, 5}
+    assert "model.attention.num_convs" in space_yaml("upstream")
+    with pytest.raises(HpoqError, match="unknown MLPF search-space preset"):
+        space_yaml("ray")
