@@ -238,7 +238,8 @@ def bench_particleflow(data: Path, tmp: Path, quick: bool) -> str:
                                   env=env, capture_output=True, text=True, timeout=900)
             dp.append(f"{json.loads(out.read_text())['rate']:.0f}" if proc.returncode == 0
                       else "failed: " + proc.stderr.strip().splitlines()[-1][:60])
-        rows.append((model, conv, f"{_n_params(data, extra, config):,}", f"{sec:.2f}", f"{cpu:.2f}", f"{rate:.0f}", *dp))
+        n_params = _n_params(data, extra, config)
+        rows.append((model, conv, f"{n_params:,}", f"{sec:.2f}", f"{cpu:.2f}", f"{rate:.0f}", *dp))
     return (f"### particleflow (upstream MLPF 3.1.0) vs MiniMLPF at width 32, CPU, 1 thread per rank ({events:,} train "
             "events, token budget 4096; an epoch includes validating 200 events; median of 2)\n\n"
             + _table(["model", "backbone", "parameters", "epoch s wall (1 rank)", "epoch CPU s (1 rank)",

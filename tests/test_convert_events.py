@@ -37,7 +37,8 @@ def _event(rng, n_trk, n_cl, n_y_trk=None, n_y_cl=None, n_jets=2):
     X_cluster[:, 0] = 2
     return {
         "X_track": X_track, "X_cluster": X_cluster,
-        "ytarget_track": y(n_trk if n_y_trk is None else n_y_trk), "ytarget_cluster": y(n_cl if n_y_cl is None else n_y_cl),
+        "ytarget_track": y(n_trk if n_y_trk is None else n_y_trk),
+        "ytarget_cluster": y(n_cl if n_y_cl is None else n_y_cl),
         "X_hit_tracker": rng.normal(size=(3, 12)), "X_hit_calo": rng.normal(size=(2, 12)),
         "ytarget_hit_tracker": y(3), "ytarget_hit_calo": y(2),
         "ycand_track": y(n_trk), "ycand_cluster": y(n_cl),
@@ -106,7 +107,8 @@ def test_cli_writes_shards_equal_to_upstream_arrays(upstream_files, tmp_path):
     info = json.loads(proc.stdout)
     manifest = read_manifest(out)
     assert manifest["schema"] == "clic" and manifest["input_dim"] == 17 and manifest["num_classes"] == 6
-    ref = _upstream_prepared(upstream_files / "clic_ttbar_1.parquet") + _upstream_prepared(upstream_files / "clic_ttbar_2.parquet")
+    names = ("clic_ttbar_1.parquet", "clic_ttbar_2.parquet")
+    ref = [e for name in names for e in _upstream_prepared(upstream_files / name)]
     # per file: the last 20 % of its events are val (file 1: 5 events -> 1, file 2: 9 -> 2)
     train_ref, val_ref = ref[:4] + ref[5:12], [ref[4]] + ref[12:]
     assert info["splits"]["train"]["n_events"] == len(train_ref) and info["splits"]["val"]["n_events"] == len(val_ref)

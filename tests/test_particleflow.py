@@ -49,7 +49,8 @@ def test_install_kept_torch_and_imports_no_tensorflow():
     assert torch.__version__.split("+")[0] == "2.13.0", torch.__version__
     assert md.version("particleflow") == upstream.UPSTREAM_VERSION
     code = "import sys, mlpf.model.mlpf; print(sorted(m for m in ('tensorflow', 'ray', 'jax') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_factory_builds_upstreams_own_network(data):
@@ -103,7 +104,7 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
     from hpoq.trainers import make_trainer
 
     base = {"data": str(data), "R": 2, "backend": "none", "model": "particleflow"}
-    with pytest.raises(HpoqError, match=r"trainer.params.model_params: model.attention.num_heads: Input should be a valid"):
+    with pytest.raises(HpoqError, match=r"model_params: model.attention.num_heads: Input should be a valid"):
         make_trainer("mlpf", dict(base, model_params={"model.attention.num_heads": "many"}))
     with pytest.raises(HpoqError, match="is not conv_type or a model.<key> path"):
         make_trainer("mlpf", dict(base, model_params={"num_heads": 2}))
@@ -135,7 +136,8 @@ def test_resume_equals_straight_through(data, tmp_path, model_params, config):
 
     # gnn_lsh: upstream reshapes each event into bins of bin_size, so batches must be padded to a
     # multiple of it; pad_multiple 3 is combined with bin_size 32 into 96
-    settings = _settings(data, R=2, model_params=model_params, pad_multiple=3 if "conv_type" in model_params else "auto")
+    pad = 3 if "conv_type" in model_params else "auto"
+    settings = _settings(data, R=2, model_params=model_params, pad_multiple=pad)
     straight, s_state = train_unit(settings, config, 0, 2, tmp_path / "s", return_state=True)
     first = train_unit(settings, config, 0, 1, tmp_path / "r")
     rest, r_state = train_unit(settings, config, 1, 2, tmp_path / "r", return_state=True)

@@ -11,9 +11,11 @@ HELP = "convert upstream MLPF CLIC datasets (parquet, or tfds ArrayRecord) to hp
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", nargs="+", help="upstream .parquet files, directories of them, or a tfds dataset directory")
+    parser.add_argument("src", nargs="+",
+                        help="upstream .parquet files, directories of them, or a tfds dataset directory")
     parser.add_argument("--out", required=True, help="output directory (train/ and val/ shards, dataset.json)")
-    parser.add_argument("--format", default="auto", help="auto | parquet | tfds (default auto: tfds where dataset_info.json is)")
+    parser.add_argument("--format", default="auto",
+                        help="auto | parquet | tfds (default auto: tfds where dataset_info.json is)")
     parser.add_argument("--split", default="train", help="tfds input: the split to read (default train)")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="last fraction of each input's events that go to the val split (default 0.1)")

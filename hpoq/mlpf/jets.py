@@ -2,13 +2,14 @@
 Cacciari, Salam, Soyez 2008, JHEP 04, 063) through the scikit-hep ``fastjet`` package (docs/mlpf.md 1.5).
 
 Particles (rows of a ``ytarget``/``ycand``-layout array with class > 0: pT in GeV, eta, sin phi,
-cos phi, E in GeV) are clustered into jets with anti-kt, R = 0.4 (``JET_DEF``), E-scheme. Each gen
+cos phi, E in GeV) are clustered into jets with anti-kt, R = 0.4 (``JET_RADIUS``), E-scheme. Each gen
 jet (pT, eta, phi, E) is matched to the nearest reconstructed jet within Delta R < ``match_dr``
 (one reco jet may serve two gen jets, as in upstream's ``match_jets``). ``match_dr`` is 0.2 where
 upstream's CLIC setting is 0.1 (mlpf/conf.py JET_CONFIG): hpoq's synthetic gen jets are cones
 around the generated axes, and the gen-level particles themselves, re-clustered with anti-kt,
-match 89 % of them at 0.1 against 97 % at 0.2 (150 events, presets easy and clic). The response of a gen jet is reco-jet pT / gen-jet pT, 0 when
-unmatched. Summaries: median, IQR / median (of matched jets) and the fraction of gen jets matched.
+match 89 % of them at 0.1 against 97 % at 0.2 (150 events, presets easy and clic). The response
+of a gen jet is reco-jet pT / gen-jet pT, 0 when unmatched. Summaries: median, IQR / median (of
+matched jets) and the fraction of gen jets matched.
 
 Upstream clusters CLIC events with the e+e- generalised kt (p = -1, angular distance); hpoq's
 synthetic gen jets are cones in (eta, phi) (hpoq.mlpf.generator), so the hadron-collider anti-kt

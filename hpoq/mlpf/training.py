@@ -97,7 +97,8 @@ class TrainSettings:
     in_memory: object = "auto"       # auto | true | false: hold splits in memory (auto: up to 1 GB)
     model: str = "mini"              # mini (MiniMLPF) | particleflow (upstream MLPF, hpoq.mlpf.upstream)
     model_params: dict | None = None  # particleflow: study-wide conv_type / model.<key> values (trials override)
-    input_norm: str = "auto"         # auto (mini: standard, particleflow: none = upstream's raw inputs) | standard | none
+    input_norm: str = "auto"         # auto (mini: standard; particleflow: none, upstream's raw inputs) | standard
+                                     # | none
     pad_multiple: object = "auto"    # events padded to a multiple of this (auto: 8 on CUDA, 1 on CPU; x LSH bin size)
     val_loss: str = "global"         # global (sums / global counts) | batch_mean (upstream: mean of per-batch means)
     objective: str = "val_loss"      # the returned curve: a key of OBJECTIVES
@@ -106,15 +107,18 @@ class TrainSettings:
         for name, allowed in (("model", MODELS), ("val_loss", VAL_LOSS_MODES), ("objective", tuple(OBJECTIVES)),
                               ("input_norm", INPUT_NORMS)):
             if getattr(self, name) not in allowed:
-                raise HpoqError(f"trainer.params.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise HpoqError(f"trainer.params.{name} must be one of {', '.join(allowed)}, "
+                                f"got {getattr(self, name)!r}")
         pm = self.pad_multiple
         if pm != "auto" and (isinstance(pm, bool) or not isinstance(pm, int) or pm < 1):
             raise HpoqError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
         if self.model_params is not None:
             if self.model != "particleflow":
-                raise HpoqError("trainer.params.model_params: only for model particleflow (MiniMLPF keys go in the space)")
+                raise HpoqError("trainer.params.model_params: only for model particleflow "
+                                "(MiniMLPF keys go in the space)")
             if not isinstance(self.model_params, dict):
-                raise HpoqError(f"trainer.params.model_params must be a mapping, got {type(self.model_params).__name__}")
+                raise HpoqError("trainer.params.model_params must be a mapping, "
+                                f"got {type(self.model_params).__name__}")
             bad = [k for k in self.model_params if not (isinstance(k, str) and upstream.is_upstream_key(k))]
             if bad:
                 raise HpoqError(f"trainer.params.model_params: {bad[0]!r} is not conv_type or a model.<key> path")
@@ -410,7 +414,7 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
     """
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
-    per_batch = torch.zeros(5, dtype=torch.float64)   # sums of per-batch total, binary, classification, regression; batches
+    per_batch = torch.zeros(5, dtype=torch.float64)   # sums of per-batch total and terms; number of batches
     hist = _SecondaryHistograms() if secondary else None
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
@@ -420,7 +424,8 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
         sums = torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
         acc += sums
         if val_loss == "batch_mean":
-            terms = combine({"binary": sums[0], "focal": sums[1], "regression": sums[2]}, DEFAULT_WEIGHTS, sums[3], sums[4])
+            terms = combine({"binary": sums[0], "focal": sums[1], "regression": sums[2]}, DEFAULT_WEIGHTS,
+                            sums[3], sums[4])
             per_batch += torch.stack([terms[k].double() for k in ("total", "binary", "classification", "regression")]
                                      + [torch.ones((), dtype=torch.float64)])
         if hist is not None:
@@ -431,7 +436,8 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
     if val_loss == "batch_mean":
         per_batch = backend.allreduce_sum(per_batch.to(device)).cpu()
         n = max(1.0, float(per_batch[4]))
-        result.update({k: float(per_batch[i]) / n for i, k in enumerate(("total", "binary", "classification", "regression"))})
+        keys = ("total", "binary", "classification", "regression")
+        result.update({k: float(per_batch[i]) / n for i, k in enumerate(keys)})
     if hist is not None:
         result.update(hist.summary(backend, device))
     return result
@@ -452,7 +458,8 @@ class _SecondaryHistograms:
         parts = jets.predicted_particles(out, b["X"])
         mask = b["mask"].cpu().numpy()
         events = [parts[i][mask[i]] for i in range(len(evs))]
-        ratios = np.concatenate([np.zeros(0)] + jets.jet_pt_ratios_batch(events, [val.event_genjets(int(e)) for e in evs]))
+        genjets = [val.event_genjets(int(e)) for e in evs]
+        ratios = np.concatenate([np.zeros(0)] + jets.jet_pt_ratios_batch(events, genjets))
         self.hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
         self.hist[-2:] += (ratios.size, float((ratios > 0).sum()))
         for p_i, ev_i in zip(events, evs):

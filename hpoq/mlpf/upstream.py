@@ -83,7 +83,8 @@ def upstream_config(overrides: dict, *, input_dim: int, num_classes: int, elem_t
     values = dict(HPOQ_DEFAULTS, **overrides)
     conv_type = values.pop("conv_type", "attention")
     if conv_type not in CONV_TYPES:
-        raise HpoqError(f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, got {conv_type!r}")
+        raise HpoqError(f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, "
+                        f"got {conv_type!r}")
     model = _nested({k: v for k, v in values.items() if k.startswith("model.")})
     for section in CONV_TYPES:
         model.setdefault(section, {})
