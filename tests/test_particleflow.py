@@ -236,3 +236,15 @@ def test_upstream_space_preset_mirrors_upstream_and_validates():
     assert "model.attention.num_convs" in space_yaml("upstream")
     with pytest.raises(HpoqError, match="unknown MLPF search-space preset"):
         space_yaml("ray")
+
+
+def test_undefined_jet_objective_is_finite_and_worst():
+    from hpoq.mlpf.training import OBJECTIVES, objective_value
+
+    nan_terms = {"total": 3.0, "jet_response_iqr_over_median": float("nan"), "jet_median_deviation": float("nan"),
+                 "jet_match_fraction": 0.0}
+    for objective, (key, mode) in OBJECTIVES.items():
+        value = objective_value(nan_terms, objective)
+        assert np.isfinite(value)
+        if objective != "val_loss":
+            assert value == (0.0 if mode == "max" else max(1.0, value))

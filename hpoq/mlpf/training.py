@@ -480,13 +480,16 @@ class _SecondaryHistograms:
                     - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25))
 
 
+#: the curve value of a jet objective when no gen jet has a matched jet (the metric is undefined):
+#: finite, so the runtime does not fail the trial, and worse than any defined value in practice
+#: (a median response of 0, i.e. |0 - 1| = 1; IQR / median 10)
+UNDEFINED_JET_VALUE = {"jet_iqr_over_median": 10.0, "jet_median_deviation": 1.0, "jet_match_fraction": 0.0}
+
+
 def objective_value(val_terms: dict, objective: str) -> float:
-    """The curve value of one epoch; a NaN jet metric (no matched jet) counts as the worst value."""
-    key, mode = OBJECTIVES[objective]
-    value = float(val_terms[key])
-    if not math.isfinite(value):
-        return math.inf if mode == "min" else 0.0
-    return value
+    """The curve value of one epoch for ``objective`` (see :data:`UNDEFINED_JET_VALUE`)."""
+    value = float(val_terms[OBJECTIVES[objective][0]])
+    return value if math.isfinite(value) else UNDEFINED_JET_VALUE[objective]
 
 
 def single_process_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir) -> list[float]:
