@@ -239,21 +239,21 @@ def summary_checks(label, cells, checks):
                        len(earns) >= 3, f"{len(earns)} cells: {', '.join(earns) or 'none'}"))
 
 
-def makespan_section(tables, seed_sets, all_seeds, summary, checks):
+def makespan_section(tables, seed_sets, all_seeds, summary, checks, algorithms=MAKESPAN_ALGORITHMS):
     print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
           "seconds per epoch where it has a time column, e.g. lcbench); Hyperband's brackets side by side\n")
-    print("| table | mode | seeds | " + " | ".join(MAKESPAN_ALGORITHMS) + " | default / HB | HB utilization |")
-    print("|---|---|---|" + "---|" * len(MAKESPAN_ALGORITHMS) + "---|---|")
+    print("| table | mode | seeds | " + " | ".join(algorithms) + " | default / HB | HB utilization |")
+    print("|---|---|---|" + "---|" * len(algorithms) + "---|---|")
     for name in tables:
         table = load_shared(name)
         for mode, warm_fraction in MODES.items():
             runs = {a: run_variant(table, a, all_seeds, warm_fraction, workers=MAKESPAN_WORKERS)[0]
-                    for a in MAKESPAN_ALGORITHMS}
+                    for a in algorithms}
             for label, seeds in seed_sets:
                 pick = {a: [r for r in rs if r["seed"] in seeds] for a, rs in runs.items() if rs is not None}
                 ms = {a: float(np.mean([r["makespan"] for r in rs])) for a, rs in pick.items()}
                 util = float(np.mean([r["utilization"] for r in pick["hyperband"]]))
-                cols = " | ".join(f"{ms[a]:.1f}" if a in ms else "n/a" for a in MAKESPAN_ALGORITHMS)
+                cols = " | ".join(f"{ms[a]:.1f}" if a in ms else "n/a" for a in algorithms)
                 ratio = ms["default"] / ms["hyperband"] if "default" in ms else float("nan")
                 print(f"| {name} | {mode} | {label} | {cols} | {ratio:.2f} | {util:.2f} |")
                 summary["makespan"].setdefault(name, {}).setdefault(mode, {})[label] = ms
@@ -287,6 +287,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="seeds 0-4, tables mlpf and mnist6, no swift")
     parser.add_argument("--plots", action="store_true", help="PNG plots of best-so-far vs epochs (first seed set)")
     parser.add_argument("--no-makespan", action="store_true", help="skip the 50-worker makespan table")
+    parser.add_argument("--makespan-only", action="store_true",
+                        help="only the 50-worker makespan table, for the --algorithms among " + ",".join(MAKESPAN_ALGORITHMS))
     return parser.parse_args(argv)
 
 
@@ -310,7 +312,7 @@ def main(argv=None) -> int:
     print(f"Equal quality: mean best_final within {TOLERANCE} x Hyperband's seed-to-seed std. Regret: per seed, "
           "best_final minus Hyperband's (bad direction positive), in units of the table's std of final values. "
           "Seeds worse: seeds with a worse best_final than Hyperband's.\n")
-    for name in tables:
+    for name in ([] if args.makespan_only else tables):
         table = load_shared(name)
         unit = table_final_std(table)
         summary["tables"][name] = {"final_std": unit}
@@ -329,9 +331,10 @@ def main(argv=None) -> int:
                                          if not is_peer(a)}, table, out_dir)
     for label, _ in seed_sets:
         summary_checks(label, cells[label], checks)
-    if not args.no_makespan and "default" in algorithms:
-        makespan_section(tables, seed_sets, all_seeds, summary, checks)
-    if "mlpf" in tables and "default" in algorithms and not args.quick:
+    if args.makespan_only or (not args.no_makespan and "default" in algorithms):
+        makespan_section(tables, seed_sets, all_seeds, summary, checks,
+                         [a for a in MAKESPAN_ALGORITHMS if a in algorithms] if args.makespan_only else MAKESPAN_ALGORITHMS)
+    if "mlpf" in tables and "default" in algorithms and not args.quick and not args.makespan_only:
         fit_time_check(checks)
 
     print("## Targets\n")
