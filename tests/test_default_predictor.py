@@ -106,8 +106,8 @@ def test_svr_guard_weights_the_paper_svr_by_grouped_out_of_fold_error(mlpf):
     a = blend.svr_weight
     assert off.svr_weight == 0.0 and 0.0 < a <= 1.0  # the out-of-fold error favours svr here
     # the prediction is exactly (1 - a) x the stacked ensemble + a x the paper's svr
-    np.testing.assert_allclose(blend.predict(configs[te], P[te]).mean,
-                               (1 - a) * off.predict(configs[te], P[te]).mean + a * svr.predict(configs[te], P[te]).mean)
+    mix = (1 - a) * off.predict(configs[te], P[te]).mean + a * svr.predict(configs[te], P[te]).mean
+    np.testing.assert_allclose(blend.predict(configs[te], P[te]).mean, mix)
     assert blend.describe()["svr_weight"] == a and blend.predict(configs[te], P[te]).info["svr_weight"] == a
     # on MLPF the stacked trees are better out of fold: svr gets the smaller weight
     (ctr, ptr, ytr), _ = _split(mlpf, seed=1)

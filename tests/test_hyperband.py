@@ -225,7 +225,10 @@ def test_state_round_trip_with_brackets_side_by_side():
     sched = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
     inflight, done_epochs, decisions = [], 0, []
     # run part of the study, 40 units at a time, until a round was promoted and units of several brackets are in flight
-    while not (any(d.action == CONTINUE for d in decisions) and len({sched.trials[u.trial_id].bracket for u in inflight}) >= 2):
+    def several_brackets_in_flight():
+        return len({sched.trials[u.trial_id].bracket for u in inflight}) >= 2
+
+    while not (any(d.action == CONTINUE for d in decisions) and several_brackets_in_flight()):
         while len(inflight) < workers and (u := sched.suggest()) is not None:
             inflight.append(u)
         u = inflight.pop(0)
@@ -264,7 +267,8 @@ def test_dedupe_skips_repeats_and_keeps_the_draw_count():
     assert len({u.config["x"] for u in units}) == len({u.trial_id for u in units}) == 50
     # bracket s=6 (64 draws) keeps 50 members; the later brackets draw only repeats and are skipped
     r = [0] + [r_i for _, r_i in hyperband_schedule(100, 2)[0].rounds]
-    assert sum(u.epochs for u in units) == sum(n_i * (r[i + 1] - r[i]) for i, n_i in enumerate([50, 25, 12, 6, 3, 1, 1]))
+    survivors = [50, 25, 12, 6, 3, 1, 1]
+    assert sum(u.epochs for u in units) == sum(n_i * (r[i + 1] - r[i]) for i, n_i in enumerate(survivors))
     assert sched.finished and sched.best() is not None
     # the state keeps the keys seen: a restored scheduler skips the same draws
     state = json.loads(json.dumps(sched.state_dict()))

@@ -236,7 +236,8 @@ def test_dedupe_same_seed_skips_the_same_draws_for_every_algorithm(mlpf):
 
 
 def test_cli_dedupe_flag_and_json_shape(capsys):
-    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-1", "--dedupe", "--json")
+    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-1", "--dedupe",
+                             "--json")
     assert code == 0, err
     data = json.loads(out)
     assert data["dedupe"] is True

@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
                         help="set aside a seeded fraction F in [0,1) of the distinct configurations as an earlier study's curve store")
     parser.add_argument("--warm-curves", default=None, metavar="FILE", help="curve store of earlier studies (HDF5 store or CSV table)")
     parser.add_argument("--dedupe", action="store_true",
-                        help="skip a drawn configuration whose hyperparameters repeat an earlier draw (every algorithm alike; "
-                             "the draw still counts); off by default")
+                        help="skip a drawn configuration whose hyperparameters repeat an earlier draw "
+                             "(every algorithm alike; the draw still counts); off by default")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="algorithm parameter (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (runs, summary, table_best)")
     parser.add_argument("--trace", action="store_true", help="include each run's best-so-far trace in the JSON")

@@ -38,8 +38,9 @@ and an SVR does not). This predictor
   modulated by the members' disagreement.
 
 Fit cost: 4 fits of each member (3 CV folds + final), up to 4 of the svr blended in (milliseconds) and one
-error model; about 0.35-0.6 s of CPU at n <= 240 with one core (``members="et,gbr,bsvr"`` drops the ``etw`` member and a third of that); works from n = 3 (CV needs
-n >= 4, otherwise the spread is the members' disagreement).
+error model; about 0.35-0.6 s of CPU at n <= 240 with one core (``members="et,gbr,bsvr"`` drops the ``etw``
+member and a third of that); works from n = 3 (CV needs n >= 4, otherwise the spread is the members'
+disagreement).
 
 Measured (``benchmarks/results/predictors``; MLPF, seeds 0-4 and held-out seeds 5-9): adding ``etw``
 raised R2 in all six (fraction, seed block) cells, by 0.000-0.012; on CIFAR/TaskSet/LCBench the change
