@@ -111,35 +111,38 @@ def combined_tables(ours: dict, peers: list[dict]) -> tuple[str, list]:
     """Markdown: per (table, mode, seed set) our rows and the pruners' rows in one table (all paired with the
     same Hyperband runs), and the peer target: no pruner with fewer epochs at equal-or-better quality than
     ``default``. ``ours`` / ``peers``: the JSON summaries of hpo_replay.py and of peer runs."""
-    from benchmarks.hpo_replay import TOLERANCE
+    from benchmarks.hpo_replay import TOLERANCE, fmt_value
+    from hpoq.curves.shared import load_shared
 
     lines, checks = [], []
-    head = ("| algorithm | epochs | saving vs HB | best_final mean | equal quality | regret mean | regret worst "
+    head = ("| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
             "| seeds worse |")
+    cells: dict = {}   # (table, mode, seed set) -> our rows, then every pruner's
     for peer in peers:
         for name, modes in peer["tables"].items():
             for mode, sets in modes.items():
-                if mode not in ("cold", "warm"):
-                    continue
-                for label, cell in sets.items():
-                    rows = dict(ours.get("tables", {}).get(name, {}).get(mode, {}).get(label, {}).get("rows", {}))
+                for label, cell in (sets.items() if mode in ("cold", "warm") else ()):
+                    rows = cells.setdefault((name, mode, label), dict(
+                        ours.get("tables", {}).get(name, {}).get(mode, {}).get(label, {}).get("rows", {})))
                     rows.update({a: r for a, r in cell["rows"].items() if a.startswith("optuna-")})
-                    lines += [f"### {name}, {mode}, seeds {label} (equal quality: within {TOLERANCE} x Hyperband's "
-                              "seed std)", "", head, "|---|---|---|---|---|---|---|---|"]
-                    for alg, r in rows.items():
-                        no = f" ({r['no_answer']} no answer)" if r.get("no_answer") else ""
-                        lines.append(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {r['quality']:.4g} (min) | "
-                                     f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | "
-                                     f"{r['regret_worst']:+.4f} | {r['worse']}/{r['seeds']}{no} |")
-                    lines.append("")
-                    d = rows.get("default")
-                    for alg, r in rows.items():
-                        if alg.startswith("optuna-") and d is not None:
-                            beats = r["epochs"] < d["epochs"] and r["quality"] <= d["quality"] + 1e-12
-                            checks.append((f"{name} {mode} seeds {label}: {alg} not fewer epochs at equal-or-better "
-                                           "quality than default", not beats,
-                                           f"{r['epochs']:.0f} vs {d['epochs']:.0f} epochs; quality gap "
-                                           f"{r['quality'] - d['quality']:+.4g} (minimised)"))
+    for (name, mode, label), rows in cells.items():
+        table = load_shared(name)
+        lines += [f"### {name}, {mode}, seeds {label} (equal quality: within {TOLERANCE} x Hyperband's seed std)", "",
+                  head, "|---|---|---|---|---|---|---|---|"]
+        for alg, r in rows.items():
+            no = f" ({r['no_answer']} no answer)" if r.get("no_answer") else ""
+            value = fmt_value(table, r["quality"], r["std"])
+            lines.append(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {value} | "
+                         f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | "
+                         f"{r['regret_worst']:+.4f} | {r['worse']}/{r['seeds']}{no} |")
+        lines.append("")
+        d = rows.get("default")
+        for alg, r in rows.items():
+            if alg.startswith("optuna-") and d is not None:
+                beats = r["epochs"] < d["epochs"] and r["quality"] <= d["quality"] + 1e-12
+                checks.append((f"{name} {mode} seeds {label}: {alg} not fewer epochs at equal-or-better quality "
+                               "than default", not beats, f"{r['epochs']:.0f} vs {d['epochs']:.0f} epochs; quality gap "
+                               f"{r['quality'] - d['quality']:+.4g} (minimised)"))
     lines += ["## Peer target", "", "| target | met | measured |", "|---|---|---|"]
     lines += [f"| {label} | {'yes' if ok else 'NO'} | {detail} |" for label, ok, detail in checks]
     return "\n".join(lines) + "\n", checks
