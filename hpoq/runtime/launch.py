@@ -210,7 +210,7 @@ def _stop_all(world, layout: GroupLayout, code: int) -> None:
         world.send({"code": code}, dest=rank, tag=TAG_STOP)
 
 
-def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
+def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
     """Create (lock, reserve, header) or reopen (resume record) the journal; OSError -> HpoqError."""
     spec, path = plan.spec, _journal_path(plan.out_dir)
     try:
@@ -238,20 +238,31 @@ def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
 
 
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
-    from hpoq.runtime.master import JournalDead, Master
-    from hpoq.runtime.progress import Progress
-    from hpoq.schedulers.brackets import hyperband_budget
-
-    spec = plan.spec
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": world.Get_size(),
-            "groups": plan.layout.groups()}
-    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    transport = MPITransport(world)
     try:
-        journal = _open_journal(world, plan, info, budget)
+        master, journal, budget = start_master(transport, plan, signals, progress_enabled)
     except HpoqError as exc:
         _error(str(exc))
         _stop_all(world, plan.layout, 2)
         return 2
+    return run_master(plan, master, journal, budget)
+
+
+def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=None):
+    """Open the journal (header or resume record) and build the :class:`Master`: (master, journal, budget).
+
+    Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises HpoqError when the
+    directory cannot be written or is locked by another master.
+    """
+    from hpoq.runtime.master import Master
+    from hpoq.runtime.progress import Progress
+    from hpoq.schedulers.brackets import hyperband_budget
+
+    spec = plan.spec
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": transport.size,
+            "groups": plan.layout.groups()}
+    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    journal = _open_journal(plan, info, budget)
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
@@ -261,9 +272,16 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
         book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
         book.running.clear()
     progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(MPITransport(world), plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
+    master = Master(transport, plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
                     poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
                     progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
+    return master, journal, budget
+
+
+def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
+    """Run the master to its end, then the end record, outputs and closing line; the exit code."""
+    from hpoq.runtime.master import JournalDead
+
     error, status, bug = None, "finished", None
     try:
         status = master.run()
@@ -274,14 +292,15 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     except JournalDead as exc:
         status, error = "dead", (f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
                                  f"complete record: free space, then run --resume {plan.out_dir}")
-    progress.close(master)
-    code = _end(world, plan, master, journal, status, error, budget, quiet=bug is not None)
+    if master.progress is not None:
+        master.progress.close(master)
+    code = _end(plan, master, journal, status, error, budget, quiet=bug is not None)
     if bug is not None:
         raise bug
     return code
 
 
-def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
+def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
          quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
     from hpoq.runtime.outputs import best_record, write_outputs
