@@ -18,6 +18,7 @@ from conftest import MLPF_TABLE
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK
 from hpoq.runtime.journal import read_journal
 from hpoq.runtime.launch import prepare, run_master, start_master
+from hpoq.runtime.protocol import Dispatch
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.worker import run_unit
 from hpoq.schedulers.brackets import hyperband_budget
@@ -65,9 +66,8 @@ class FakeRanks:
             raise JobDied(f"unit {obj['unit_id']} killed its rank")
         if self.hang(obj):
             return  # the rank never answers
-        result = run_unit(self.trainer, obj, None)
-        result["metric"], result["mode"] = self.trainer.metric, self.trainer.mode
-        self.inbox.append((dest, TAG_RESULT, result))
+        outcome = run_unit(self.trainer, Dispatch.from_message(obj), None)
+        self.inbox.append((dest, TAG_RESULT, outcome.to_message()))
 
     def abort(self, code):
         self.aborted = code

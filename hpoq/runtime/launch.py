@@ -228,7 +228,7 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
             journal.make_reserve()
             r = plan.resume
             journal.write("resume", replayed=r.replayed, from_snapshot=r.from_snapshot, lost_units=r.lost_units,
-                          counted_lost=[int(u["unit_id"]) for u in r.lost_counted], queue=len(r.queue),
+                          counted_lost=[u.unit_id for u in r.lost_counted], queue=len(r.queue),
                           **({"changed_inputs": list(plan.changed)} if plan.changed else {}), **info)
         journal.sync()
     except OSError as exc:

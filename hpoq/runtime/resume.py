@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from hpoq.errors import HpoqError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
+from hpoq.runtime.protocol import Dispatch
 
 LOST_REASON = "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
 
@@ -41,9 +42,9 @@ LOST_REASON = "lost: the job ended while this unit ran (a rank died: crash, OOM 
 @dataclass
 class Replayed:
     book: TrialBook
-    queue: list = field(default_factory=list)     # units to run before asking the scheduler (lost, then retries)
+    queue: list[Dispatch] = field(default_factory=list)  # to run before asking the scheduler (lost, then retries)
     lost_units: list = field(default_factory=list)
-    lost_counted: list = field(default_factory=list)  # unit records (with config) to journal as failed attempts
+    lost_counted: list[Dispatch] = field(default_factory=list)  # lost in a crash: to journal as failed attempts
     from_snapshot: int | None = None               # line number (1-based) of the snapshot used
     replayed: int = 0                               # scheduler calls replayed
     finished: bool = False                          # the journal ends with a "finished" end record
@@ -53,12 +54,6 @@ def minimized(metrics, mode: str) -> list[float]:
     """Metrics as the scheduler sees them: lower is better (method.md 1)."""
     values = [float(v) for v in metrics]
     return [-v for v in values] if mode == "max" else values
-
-
-def queue_entry(unit: dict, source: str, attempt: int | None = None) -> dict:
-    return {"trial_id": int(unit["trial_id"]), "config": unit.get("config"), "start_epoch": int(unit["start_epoch"]),
-            "end_epoch": int(unit["end_epoch"]), "attempt": int(unit.get("attempt", 0) if attempt is None else attempt),
-            "source": source}
 
 
 def _diverged(line: int, what: str) -> HpoqError:
@@ -72,14 +67,9 @@ def _same_actions(decisions, recorded: list) -> bool:
     return got == want
 
 
-def _requeue(pending: dict, configs: dict, keep: set) -> list[dict]:
-    """Queue entries (source ``resume``) of the units in ``pending`` not in ``keep``; those are removed."""
-    lost = []
-    for uid in [u for u in pending if u not in keep]:
-        entry = queue_entry(pending.pop(uid), "resume")
-        entry["config"] = configs.get(entry["trial_id"])
-        lost.append(entry)
-    return lost
+def _requeue(pending: dict[int, Dispatch], keep: set) -> list[Dispatch]:
+    """The units in ``pending`` not in ``keep``, queued again (source ``resume``); they leave ``pending``."""
+    return [pending.pop(uid).again("resume") for uid in [u for u in pending if u not in keep]]
 
 
 def _last_master_ended(records: list[dict]) -> bool:
@@ -114,10 +104,10 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             scheduler.load_state_dict(records[snap]["state"])
         except Exception as exc:  # noqa: BLE001 -- any failure to restore is a resume error
             raise HpoqError(f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})") from None
-        waiting.extend(records[snap].get("queue", []))
+        waiting.extend(Dispatch.from_entry(e) for e in records[snap].get("queue", []))
         start = snap + 1
         out.from_snapshot = snap + 1
-    pending: dict[int, dict] = {}
+    pending: dict[int, Dispatch] = {}
     last_decisions = None
     for i in range(start, len(records)):
         rec, line = records[i], i + 1
@@ -134,11 +124,11 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
                 if recorded is not None and json.loads(dumps(unit.config)) != recorded:
                     raise _diverged(line, f"trial {unit.trial_id} got another configuration")
             else:
-                match = next((w for w in waiting if (w["trial_id"], w["start_epoch"], w["end_epoch"]) == key), None)
+                match = next((w for w in waiting if w.key == key), None)
                 if match is None:
                     raise _diverged(line, f"re-dispatched unit {key} was not waiting")
                 waiting.remove(match)
-            pending[int(rec["unit_id"])] = rec
+            pending[int(rec["unit_id"])] = Dispatch.from_record(rec, configs.get(int(rec["trial_id"])))
         elif kind == "idle":
             unit = scheduler.suggest()
             out.replayed += 1
@@ -156,24 +146,23 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             if rec.get("final"):
                 out.replayed += 1
                 last_decisions = scheduler.on_failure(int(rec["trial_id"]), str(rec.get("reason", "")))
-            elif unit is not None:
-                entry = queue_entry(unit, "retry", int(unit.get("attempt", 0)) + 1)
-                entry["config"] = configs.get(entry["trial_id"])
+            elif unit is not None:  # queued as the live master queued it (Master._fail)
+                retry = unit.again("retry", unit.attempt + 1, isolate=rec.get("kind") == "lost")
                 if rec.get("kind") in ("lost", "disk-full"):
-                    waiting.appendleft(entry | ({"isolate": True} if rec.get("kind") == "lost" else {}))
+                    waiting.appendleft(retry)
                 else:
-                    waiting.append(entry)
+                    waiting.append(retry)
         elif kind == "decision":
             if not _same_actions(last_decisions, rec.get("decisions", [])):
                 raise _diverged(line, "different decisions")
             last_decisions = None
         elif kind == "resume":  # units it counted as failed stay pending: their failure records follow
-            waiting = deque(_requeue(pending, configs, set(rec.get("counted_lost") or ())) + list(waiting))
+            waiting = deque(_requeue(pending, set(rec.get("counted_lost") or ())) + list(waiting))
     out.lost_units = sorted(pending)
     if _last_master_ended(records):
-        lost = _requeue(pending, configs, set())
+        lost = _requeue(pending, set())
     else:
-        out.lost_counted = [dict(pending[uid], config=configs.get(int(pending[uid]["trial_id"]))) for uid in sorted(pending)]
+        out.lost_counted = [pending[uid] for uid in sorted(pending)]
         lost = []
     out.queue = lost + list(waiting)
     out.finished = records[-1]["type"] == "end" and records[-1].get("status") == "finished"

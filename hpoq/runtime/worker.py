@@ -20,6 +20,7 @@ from hpoq.runtime.groups import (GTAG_DONE, GTAG_STOP, GTAG_WORK, TAG_READY, TAG
                                  TAG_WORK, GroupLayout, split_groups)
 from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
+from hpoq.runtime.protocol import Dispatch, Outcome
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 
@@ -35,36 +36,36 @@ def _is_oom(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def run_unit(trainer, unit: dict, comm) -> dict:
-    """Train one unit on this rank; the outcome as a message dict (never raises for trainer errors)."""
-    start, end = int(unit["start_epoch"]), int(unit["end_epoch"])
+def run_unit(trainer, unit: Dispatch, comm) -> Outcome:
+    """Train one unit on this rank; its outcome (never raises for trainer errors)."""
+    start, end = unit.start_epoch, unit.end_epoch
+    out = Outcome(unit.unit_id, metric=getattr(trainer, "metric", "metric"), mode=getattr(trainer, "mode", "min"))
     t0 = time.perf_counter()
-    out = {"unit_id": unit["unit_id"], "ok": False, "metrics": None, "reason": "", "kind": "trainer"}
     try:
-        metrics = trainer.train(dict(unit["config"]), start, end, unit["checkpoint_dir"], comm)
+        metrics = trainer.train(dict(unit.config), start, end, unit.checkpoint_dir, comm)
     except Exception as exc:  # noqa: BLE001 -- any trainer exception fails the unit, not the study
+        out.seconds = time.perf_counter() - t0
         if _is_oom(exc):
-            out.update(reason=f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), kind="oom")
+            out.reason, out.kind = f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), "oom"
         elif is_disk_full(exc):  # not the configuration's fault: the master stops the study instead
-            out.update(reason=f"{type(exc).__name__}: {exc}", kind="disk-full")
+            out.reason, out.kind = f"{type(exc).__name__}: {exc}", "disk-full"
         else:
-            out.update(reason=f"{type(exc).__name__}: {exc}")
-        out["seconds"] = time.perf_counter() - t0
+            out.reason = f"{type(exc).__name__}: {exc}"
         return out
-    out["seconds"] = time.perf_counter() - t0
+    out.seconds = time.perf_counter() - t0
     try:
         values = [float(v) for v in metrics]
     except (TypeError, ValueError):
-        out.update(reason=f"trainer returned {type(metrics).__name__}, not a list of numbers")
+        out.reason = f"trainer returned {type(metrics).__name__}, not a list of numbers"
         return out
     if len(values) != end - start:
-        out.update(reason=f"trainer returned {len(values)} values for epochs {start + 1}..{end} ({end - start} expected)")
+        out.reason = f"trainer returned {len(values)} values for epochs {start + 1}..{end} ({end - start} expected)"
         return out
     for i, v in enumerate(values):
         if not math.isfinite(v):
-            out.update(reason=f"non-finite metric {v} at epoch {start + 1 + i}", kind="non-finite", metrics=values)
+            out.reason, out.kind, out.metrics = f"non-finite metric {v} at epoch {start + 1 + i}", "non-finite", values
             return out
-    out.update(ok=True, metrics=values)
+    out.ok, out.metrics = True, values
     return out
 
 
@@ -89,14 +90,13 @@ def leader_loop(world, group, trainer, backoff: Backoff) -> int:
             return int((msg or {}).get("code", 0))
         for m in range(1, members):
             group.send(msg, m, GTAG_WORK)
-        result = run_unit(trainer, msg, group.comm)
+        outcome = run_unit(trainer, Dispatch.from_message(msg), group.comm)
         member_backoff = Backoff(FAST_POLL_S)
         for m in range(1, members):
             _, part = _wait_recv(group, m, (GTAG_DONE,), member_backoff)
-            if result["ok"] and not part["ok"]:
-                result.update(ok=False, reason=f"rank {m} of the group: {part['reason']}", kind=part["kind"])
-        result["metric"], result["mode"] = getattr(trainer, "metric", "metric"), getattr(trainer, "mode", "min")
-        world.send(result, 0, TAG_RESULT)
+            if outcome.ok and not part["ok"]:
+                outcome.ok, outcome.reason, outcome.kind = False, f"rank {m} of the group: {part['reason']}", part["kind"]
+        world.send(outcome.to_message(), 0, TAG_RESULT)
         backoff.busy()
 
 
@@ -106,8 +106,8 @@ def member_loop(group, trainer, backoff: Backoff) -> int:
         tag, msg = _wait_recv(group, 0, (GTAG_WORK, GTAG_STOP), backoff)
         if tag == GTAG_STOP:
             return 0
-        part = run_unit(trainer, msg, group.comm)
-        group.send({"ok": part["ok"], "reason": part["reason"], "kind": part["kind"]}, 0, GTAG_DONE)
+        part = run_unit(trainer, Dispatch.from_message(msg), group.comm)
+        group.send({"ok": part.ok, "reason": part.reason, "kind": part.kind}, 0, GTAG_DONE)
         backoff.busy()
 
 
