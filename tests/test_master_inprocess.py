@@ -159,7 +159,8 @@ def test_resume_after_the_job_died_counts_lost_units_once(tmp_path, die_after):
     assert code is None
     before = records(out)
     assert before[-1]["type"] != "end"
-    lost = {r["unit_id"] for r in before if r["type"] == "unit"} - {r["unit_id"] for r in before if r["type"] == "result"}
+    sent = {r["unit_id"] for r in before if r["type"] == "unit"}
+    lost = sent - {r["unit_id"] for r in before if r["type"] == "result"}
     code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)), resume=True)
     assert code == 0
     recs = records(out)

@@ -23,7 +23,8 @@ def run(args) -> int:
         study = load_study_output(args.out_dir)
     except HpoqError as exc:  # the loader is the report's; the user ran 'status'
         message = str(exc)
-        raise HpoqError("status: " + (message[len("report: "):] if message.startswith("report: ") else message)) from None
+        message = message[len("report: "):] if message.startswith("report: ") else message
+        raise HpoqError(f"status: {message}") from None
     fates = {fate: n for fate, n in study.fate_counts().items() if n}
     epochs = study.epochs_used
     best = (study.end or {}).get("best") or study.best_file

@@ -161,7 +161,8 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             if not row:
                 continue
             if len(row) != len(header):
-                raise HpoqError(f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} (truncated file?)")
+                raise HpoqError(f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} "
+                                "(truncated file?)")
             try:
                 values = [float(row[i]) for i in order]
                 t = float(row[time_idx]) if time_idx is not None else 1.0

@@ -347,8 +347,10 @@ def _closing_line(plan: Plan, master, status: str, error: str | None, book, best
         print(f"hpoq: stopped by {why}; {again}", file=sys.stderr, flush=True)
     else:
         rec = best_record(best, plan.mode)
-        what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
-        print(f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
+        what = ("no trial reached R" if rec is None
+                else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})")
+        print(f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs "
+              f"(plain Hyperband: {budget}); "
               f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
     if abort:
         print(f"hpoq: aborting the MPI job: {abort}", file=sys.stderr, flush=True)

@@ -16,9 +16,11 @@ reported with ``on_failure`` (the trial is FAILED, never retried again). An exce
 from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
-ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
-Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
-(STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
+ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2; an
+:class:`~hpoq.errors.InternalError` (a bug) is journaled the same way and then raised with its traceback.
+Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted
+when the trial is pruned (STOP), failed, or done (DONE) unless it is the best trial so far; paused
+trials keep theirs.
 
 Faults the master outlives:
 
@@ -373,7 +375,7 @@ class Master:
         return None if handled else False
 
     def _nothing_to_run(self) -> bool:
-        """Nothing in flight and no unit to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
+        """Nothing in flight, nothing to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
         if self.hung or self.held:
             why = (f"{len(self.hung)} trial group(s) hold a timed-out unit"
                    + (f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""))

@@ -36,7 +36,8 @@ from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
 from hpoq.runtime.protocol import Dispatch
 
-LOST_REASON = "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
+LOST_REASON = ("lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; "
+               "or the master was killed)")
 
 
 @dataclass
@@ -138,7 +139,8 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             pending.pop(int(rec["unit_id"]), None)
             out.replayed += 1
             try:
-                last_decisions = scheduler.on_result(int(rec["trial_id"]), minimized(rec["metrics"], rec.get("mode", mode)))
+                last_decisions = scheduler.on_result(int(rec["trial_id"]),
+                                                     minimized(rec["metrics"], rec.get("mode", mode)))
             except Exception:  # noqa: BLE001 -- the live run failed the unit; the failure record follows
                 last_decisions = None
         elif kind == "failure":

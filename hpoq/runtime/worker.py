@@ -95,7 +95,8 @@ def leader_loop(world, group, trainer, backoff: Backoff) -> int:
         for m in range(1, members):
             _, part = _wait_recv(group, m, (GTAG_DONE,), member_backoff)
             if outcome.ok and not part["ok"]:
-                outcome.ok, outcome.reason, outcome.kind = False, f"rank {m} of the group: {part['reason']}", part["kind"]
+                outcome.ok, outcome.kind = False, part["kind"]
+                outcome.reason = f"rank {m} of the group: {part['reason']}"
         world.send(outcome.to_message(), 0, TAG_RESULT)
         backoff.busy()
 
