@@ -38,6 +38,8 @@ import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Boolean, Interval, Options, Text
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
 from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
@@ -152,12 +154,13 @@ class QSVRPredictor(Predictor):
     parameter_constraints = {
         "features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options("quantile", "minmax")], "hp_log": [Boolean()],
         **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
-        "B": [Interval(float, 0, None, closed="neither")], "k0": [Interval(float)],
+        "B": [_POSITIVE], "k0": [Interval(float)],
         **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
-        **{k: [Interval(float, 0, None, closed="neither")] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
-        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None], "top_k": [Interval(int, 1, None), None],
+        **{k: [_POSITIVE] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
+        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None],
+        "top_k": [Interval(int, 1, None), None],
         "combine": [Options(*COMBINE_SCHEMES)], "ensemble_select": [Options("best", "combine")],
-        "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "annealing_time": [Interval(float, 0, None, closed="neither"), None],
+        "chain_strength": [Options("mult", "utc"), _POSITIVE], "annealing_time": [_POSITIVE, None],
         "embedding_cache": [Text(), None], "dwave_solver": [Text(), None], "dwave_child": [Anything(), None],
         "dwave_fallback": [Boolean()], "center": [Boolean()], "chunk_select": [Options("random", "stratified")],
     }
@@ -181,7 +184,8 @@ class QSVRPredictor(Predictor):
         if key not in SAMPLERS:
             raise ConfigError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if combine not in COMBINE_SCHEMES:
-            raise ConfigError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+            raise ConfigError(f"qsvr: unknown combination scheme {combine!r}; "
+                              f"choose one of {', '.join(COMBINE_SCHEMES)}")
         if ensemble_select not in ("best", "combine"):
             raise ConfigError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
         for pname, value in (("n_points", n_points), ("chunks", chunks)):
@@ -203,7 +207,8 @@ class QSVRPredictor(Predictor):
             raise ConfigError(f"qsvr: temperature must be > 0, got {temperature!r}")
         if not (chain_strength in ("mult", "utc") or (isinstance(chain_strength, (int, float))
                                                      and not isinstance(chain_strength, bool) and chain_strength > 0)):
-            raise ConfigError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
+            raise ConfigError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, "
+                              f"got {chain_strength!r}")
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
         self.center = bool(center)
         self.chunk_select = chunk_select

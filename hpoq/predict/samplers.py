@@ -40,6 +40,7 @@ from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, che
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("sa", "neal", "exact", "dwave")
+_POSITIVE = Interval(float, 0, None, closed="neither")
 ALIASES = {"neal": "sa"}
 
 
@@ -239,8 +240,8 @@ class DWaveQuboSampler(dimod.Sampler):
     title = "D-Wave QPU"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
                              "solver": [Text(), None], "cache_dir": [Text(), None],
-                             "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "chain_mult": [Interval(float, 0, None, closed="neither")],
-                             "annealing_time": [Interval(float, 0, None, closed="neither"), None], "timeout_s": [Interval(float, 0, None, closed="neither")]}
+                             "chain_strength": [Options("mult", "utc"), _POSITIVE], "chain_mult": [_POSITIVE],
+                             "annealing_time": [_POSITIVE, None], "timeout_s": [_POSITIVE]}
 
     def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
                  chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
@@ -442,7 +443,8 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
     fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
                      what=path)
     params = dict(options, num_reads=1000 if num_reads is None else num_reads)
-    check(sampler_class("dwave"), params, "sampler", path)  # bad settings are the user's error, not a reason to fall back
+    # bad settings are the user's error, never a reason to fall back
+    check(sampler_class("dwave"), params, "sampler", path)
     return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
                                            context={"child": child}),
                              fallback, primary_name="dwave", enabled=enabled)

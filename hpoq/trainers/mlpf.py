@@ -24,7 +24,8 @@ class MLPFTrainer(Trainer):
     parameter_constraints = {
         "data": [Text()], "preset": [Text()], "R": [Interval(int, 1, None)],
         "backend": [Options("auto", "horovod", "torch", "none")], "seed": [Interval(int, 0, None)],
-        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")], "micro_batches": [Interval(int, 1, None)],
+        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")],
+        "micro_batches": [Interval(int, 1, None)],
         "max_train_events": [Interval(int, 1, None), None], "max_val_events": [Interval(int, 1, None), None],
         "val_token_budget": [Interval(int, 1, None)], "num_threads": [Interval(int, 1, None), None],
         "verify_checksums": [Boolean()], "store_host": [Text(), None], "log_metrics": [Boolean()],
