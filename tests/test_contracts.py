@@ -214,3 +214,15 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
         else:
             with pytest.raises(ConfigError, match=f"algorithm '{algorithm}' uses no predictor"):
                 load_study(str(path))
+
+
+def test_mlpf_trainer_tables_list_what_training_accepts():
+    """The trainer's table repeats hpoq.mlpf.training's option lists literally (so that naming the trainer
+    does not import torch): they must not drift apart."""
+    from hpoq.mlpf import training
+    from hpoq.trainers.mlpf import MLPFTrainer
+
+    table = MLPFTrainer.parameter_constraints
+    for key, allowed in (("model", training.MODELS), ("val_loss", training.VAL_LOSS_MODES),
+                         ("objective", tuple(training.OBJECTIVES)), ("input_norm", training.INPUT_NORMS)):
+        assert set(table[key][0].values) == set(allowed), key
