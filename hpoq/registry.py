@@ -97,6 +97,8 @@ class Options:
         return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
 
     def __str__(self) -> str:
+        if len(self.values) == 2:
+            return f"{self.values[0]!r} or {self.values[1]!r}"
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
@@ -206,6 +208,16 @@ def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
             check_value(f"{path}.{key}", value, table[key])
 
 
+def validate(cls, arguments: dict, path: str) -> None:
+    """Check a constructor's ``arguments`` (``locals()`` on entry) against ``cls``'s table, so that a
+    class built directly, not through :func:`build`, is held to the same constraints; errors name
+    ``path.key``."""
+    table = constraints_of(cls) or {}
+    for key, value in arguments.items():
+        if key in table:
+            check_value(f"{path}.{key}", value, table[key])
+
+
 def resolve(kind: str, name: str):
     """The class registered as ``kind`` ``name`` (``kind`` one of :data:`KINDS`)."""
     if kind not in KINDS:
@@ -241,4 +253,4 @@ def build(kind: str, name: str, params: dict | None = None, *, path: str | None 
 
 
 __all__ = ["Anything", "Boolean", "Interval", "KINDS", "Mapping", "Options", "Text", "build", "check", "check_value",
-           "constraints_of", "import_class", "parameter_names", "resolve", "takes"]
+           "constraints_of", "import_class", "parameter_names", "resolve", "takes", "validate"]

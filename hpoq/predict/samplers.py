@@ -35,11 +35,12 @@ import numpy as np
 
 from hpoq.atomic import write_atomic
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value, validate
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("sa", "neal", "exact", "dwave")
+_POSITIVE = Interval(float, 0, None, closed="neither")
 ALIASES = {"neal": "sa"}
 
 
@@ -49,22 +50,17 @@ def _with_facts(sampleset, facts: dict):
     return sampleset
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"sampler parameter {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class SASampler(dimod.Sampler):
     """Simulated annealing (dwave-samplers), seeded per call; single-threaded."""
 
     name = "sa"
+    title = "simulated annealing"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "num_sweeps": [Interval(int, 1, None)],
                              "beta_range": [Anything(), None]}
 
     def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        self.num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        validate(type(self), {"num_reads": num_reads, "num_sweeps": num_sweeps}, "sampler")
+        self.num_reads, self.num_sweeps = int(num_reads), int(num_sweeps)
         self.beta_range = None if beta_range is None else tuple(float(b) for b in beta_range)
         from dwave.samplers import SimulatedAnnealingSampler
 
@@ -96,11 +92,12 @@ class ExactQuboSampler(dimod.Sampler):
     """Brute force over all 2**V states (dimod.ExactSolver): tiny problems only."""
 
     name = "exact"
+    title = "exact enumeration"
     parameter_constraints = {"max_variables": [Interval(int, 1, None)], "keep": [Interval(int, 1, None)]}
 
     def __init__(self, max_variables: int = 20, keep: int = 1000):
-        self.max_variables = _check_positive_int("max_variables", max_variables)
-        self.keep = _check_positive_int("keep", keep)
+        validate(type(self), {"max_variables": max_variables, "keep": keep}, "sampler")
+        self.max_variables, self.keep = int(max_variables), int(keep)
 
     @property
     def parameters(self) -> dict:
@@ -234,17 +231,17 @@ class DWaveQuboSampler(dimod.Sampler):
     """
 
     name = "dwave"
+    title = "D-Wave QPU"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
                              "solver": [Text(), None], "cache_dir": [Text(), None],
-                             "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "chain_mult": [Interval(float, 0, None, closed="neither")],
-                             "annealing_time": [Interval(float, 0, None, closed="neither"), None], "timeout_s": [Interval(float, 0, None, closed="neither")]}
+                             "chain_strength": [Options("mult", "utc"), _POSITIVE], "chain_mult": [_POSITIVE],
+                             "annealing_time": [_POSITIVE, None], "timeout_s": [_POSITIVE]}
 
     def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
                  chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
                  timeout_s: float = 600.0):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        if not (chain_strength in ("mult", "utc") or isinstance(chain_strength, (int, float))):
-            raise ConfigError(f"chain_strength must be 'mult', 'utc' or a number, got {chain_strength!r}")
+        validate(type(self), {k: v for k, v in locals().items() if k not in ("self", "child")}, "sampler")
+        self.num_reads = int(num_reads)
         self.chain_strength = chain_strength
         self.chain_mult = float(chain_mult)
         self.annealing_time = annealing_time
@@ -342,18 +339,22 @@ class FallbackComposite(dimod.ComposedSampler):
     :class:`ConfigError` instead.
     """
 
-    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", enabled: bool = True):
+    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", primary_title: str = "D-Wave QPU",
+                 enabled: bool = True):
         self.primary = None
         self.fallback = fallback
-        self.primary_name = primary_name
+        self.primary_name, self.primary_title = primary_name, primary_title
         self.enabled = bool(enabled)
         self.fallback_reason: str | None = None
+        reason = None
         try:
             self.primary = open_primary()
         except (ConfigError, InternalError):
             raise
-        except Exception as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- no token, network, solver missing
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:  # outside the except block: a failing log handler cannot print the raw error
+            self._fail(reason)
 
     @property
     def children(self) -> list:
@@ -373,18 +374,21 @@ class FallbackComposite(dimod.ComposedSampler):
             raise ConfigError(f"{self.primary_name} sampler unusable ({reason}) and fallback to "
                               f"{self.fallback.name!r} is disabled")
         if self.fallback_reason is None:
-            log.warning("%s unusable, falling back to %r: %s", self.primary_name, self.fallback.name, reason)
+            log.warning("%s unusable, falling back to %s (%r): %s", self.primary_title, self.fallback.title,
+                        self.fallback.name, reason)
         self.fallback_reason = reason
 
     def sample(self, bqm, seed: int = 0, **parameters):
         """Logical sampleset of ``bqm`` from the primary child, or from the fallback once the primary failed."""
         if self.fallback_reason is None:
+            reason = None
             try:
                 return self.primary.sample(bqm, seed=seed)
             except (ConfigError, InternalError):
                 raise
-            except Exception as exc:  # network error, timeout, solver gone, no embedding
-                self._fail(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 -- network error, timeout, solver gone, no embedding
+                reason = f"{type(exc).__name__}: {exc}"
+            self._fail(reason)  # outside the except block: a failing log handler cannot print the raw error
         ss = self.fallback.sample(bqm, seed=seed)
         ss.info["hpoq"].update(fallback_from=self.primary_name, reason=self.fallback_reason)
         return ss
@@ -432,7 +436,8 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
     fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
                      what=path)
     params = dict(options, num_reads=1000 if num_reads is None else num_reads)
-    check(sampler_class("dwave"), params, "sampler", path)  # bad settings are the user's error, not a reason to fall back
+    # bad settings are the user's error, never a reason to fall back
+    check(sampler_class("dwave"), params, "sampler", path)
     return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
                                            context={"child": child}),
                              fallback, primary_name="dwave", enabled=enabled)
