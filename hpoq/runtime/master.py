@@ -349,7 +349,8 @@ class Master:
         while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
             self.on_message(self.transport.recv(hit[0], TAG_RESULT))
             handled = True
-        handled = self.check_timeouts() or handled
+        if self.unit_timeout is not None:
+            handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:
             self.stopping, self.status = True, "interrupted"
             self.record("stop", signal=self.signals.last)
