@@ -128,7 +128,7 @@ start_daemon() {  # name, command...
   echo $! >"$PIDS/$name.pid"
 }
 
-node_state() { SLURM_CONF=$CONF sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n 1; }
+node_state() { { SLURM_CONF=$CONF sinfo -h -n "$NODE" -o %T 2>/dev/null || true; } | head -n 1; }
 
 wait_idle() {
   local state=""

@@ -74,10 +74,12 @@ def study_file(tmp_path, name: str, trainer: dict | None = None, **over) -> str:
     return str(path)
 
 
-def env_with(*paths) -> dict:
+def env_with(*paths, report: bool = True) -> dict:
     env = slurm_env()
+    env["HPOQ_REPORT"] = "1" if report else "0"  # the job script's HTML report: checked once, skipped elsewhere
     env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), env.get("PYTHONPATH", "")])
     env["HPOQ_VENV"] = str(Path(sys.executable).parent.parent)
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung rank's stack lands in the job log (wait_job sends SIGABRT)
     return env
 
 
@@ -144,6 +146,8 @@ def wait_job(job: str, env: dict, states: set, timeout: float, log=None) -> dict
         if info["JobState"] in states:
             return info
         time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=ABRT", job], env=env, timeout=30)  # faulthandler: every rank's stack
+    time.sleep(3)
     subprocess.run(["scancel", job], env=env, timeout=30)
     text = Path(log).read_text() if log and Path(log).exists() else ""
     raise AssertionError(f"job {job} still {info['JobState']} after {timeout} s\n{text}")
@@ -173,7 +177,7 @@ class TimeLimitJob:
         self.reference = study_file(tmp, "reference")  # the same study on the plain table trainer: same units
         self.out = tmp / "out"
         self.log = tmp / "job.out"
-        self.env = env_with(tmp)
+        self.env = env_with(tmp, report=False)
         self.args = ["-p", "cpu", "-n", "3", "-o", str(self.log), SCRIPT, self.study, str(self.out)]
         self.submitted = time.monotonic()
         self.job = sbatch(["--time=1", "--signal=B:USR1@0", *self.args], self.env)
@@ -282,7 +286,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_pa
     trainer = {"name": "table", "params": {"table": TABLE, "sleep": 0.1}}
     path = study_file(tmp_path, "preempt", trainer)
     out, log = tmp_path / "out", tmp_path / "job.out"
-    env = env_with()
+    env = env_with(report=False)
     job = sbatch(["-p", "cpu", "-n", "3", "--time=10", "-o", str(log), SCRIPT, path, str(out)], env)
     wait_for(lambda: n_results(out) >= 6, "6 finished units before the signal")
     done_before = set(result_units(journal(out)))
