@@ -7,6 +7,8 @@ usually follows within milliseconds.
 
 A unit fails (and the study goes on) when the trainer raises -- any exception, ``MemoryError``
 and torch's out-of-memory errors included -- or returns a wrong number of values or a NaN/inf.
+An ``OSError`` of a full disk or quota (``ENOSPC``, ``EDQUOT``) is reported as ``kind: disk-full``:
+the master stops the study then, without counting it against the trial.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 
 from hpoq.runtime.groups import (GTAG_DONE, GTAG_STOP, GTAG_WORK, TAG_READY, TAG_RESULT, TAG_SETUP, TAG_STOP,
                                  TAG_WORK, GroupLayout, split_groups)
+from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ def run_unit(trainer, unit: dict, comm) -> dict:
     except Exception as exc:  # noqa: BLE001 -- any trainer exception fails the unit, not the study
         if _is_oom(exc):
             out.update(reason=f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), kind="oom")
+        elif is_disk_full(exc):  # not the configuration's fault: the master stops the study instead
+            out.update(reason=f"{type(exc).__name__}: {exc}", kind="disk-full")
         else:
             out.update(reason=f"{type(exc).__name__}: {exc}")
         out["seconds"] = time.perf_counter() - t0
