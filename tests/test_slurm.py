@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -258,10 +259,10 @@ def test_an_uncaught_exception_on_one_rank_ends_the_srun_job(tmp_path):
     t0 = time.monotonic()
     proc = subprocess.run(["srun", "-n", "3", sys.executable, "-m", "hpoq.main", "run",
                            study_file(tmp_path, "s", trainer), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env_with(tmp_path), cwd=REPO, timeout=60)
+                          capture_output=True, text=True, env=env_with(tmp_path), cwd=REPO, timeout=240)
     assert proc.returncode != 0
     assert "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
-    assert time.monotonic() - t0 < 40
+    assert time.monotonic() - t0 < 200  # about 4 s; without the abort the master waits forever
 
 
 @slurm
@@ -271,7 +272,7 @@ def test_sbatch_of_the_generic_script_on_a_cpu_partition(tmp_path):
     out, log = tmp_path / "out", tmp_path / "job.out"
     env = env_with()
     job = sbatch(["-p", "cpu", "-n", "3", "--time=10", "-o", str(log), SCRIPT, path, str(out)], env)
-    info = wait_job(job, env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 120, log)
+    info = wait_job(job, env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, log)
     assert info["JobState"] == "COMPLETED", log.read_text()
     assert info["Partition"] == "cpu" and info["NumTasks"] == "3"
     records = check_same_as_uninterrupted(out, path)
@@ -283,20 +284,21 @@ def test_sbatch_of_the_generic_script_on_a_cpu_partition(tmp_path):
 @needs_slurm
 def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_path):
     """USR1 to the batch shell mid-study: running units finish, snapshot, requeue + StartTime=now, resume."""
-    trainer = {"name": "table", "params": {"table": TABLE, "sleep": 0.1}}
+    trainer = {"name": "table", "params": {"table": TABLE, "sleep": 0.2}}  # about 7 s: USR1 lands mid-study
     path = study_file(tmp_path, "preempt", trainer)
     out, log = tmp_path / "out", tmp_path / "job.out"
     env = env_with(report=False)
     job = sbatch(["-p", "cpu", "-n", "3", "--time=10", "-o", str(log), SCRIPT, path, str(out)], env)
-    wait_for(lambda: n_results(out) >= 6, "6 finished units before the signal")
+    wait_for(lambda: n_results(out) >= 6, "6 finished units before the signal", timeout=240)
     done_before = set(result_units(journal(out)))
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True, env=env, timeout=30)
-    t_signal = time.monotonic()
-    info = wait_job(job, env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 120, log)
-    # requeued once and started again at once, not after Slurm's ~2 min BeginTime hold
+    info = wait_job(job, env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, log)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", log.read_text()
-    assert time.monotonic() - t_signal < 60
     records = check_same_as_uninterrupted(out, path)
+    # started again at once, not after Slurm's hold of cred_expire + 1 = 121 s (the helper job's StartTime=now)
+    first_end = next(r for r in records if r["type"] == "end")["t"]
+    restarted = datetime.strptime(info["StartTime"], "%Y-%m-%dT%H:%M:%S").timestamp()
+    assert restarted - first_end < 100, (info["StartTime"], first_end)
     stop = next(i for i, r in enumerate(records) if r["type"] == "stop")
     assert records[stop]["signal"] == "SIGUSR1"
     first_run = records[:stop]
@@ -314,6 +316,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_pa
 
 @slurm
 @needs_slurm
+@pytest.mark.timeout(600)
 def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit_job):
     job = timelimit_job
     info = wait_job(job.job, job.env, {"TIMEOUT", "COMPLETED", "FAILED", "CANCELLED"}, 200, job.log)
@@ -326,7 +329,7 @@ def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit
     assert "requeueing" not in job.log.read_text()  # TERM stops without a requeue: resubmitting is the user's call
     job.flag.unlink()  # the second submission trains at table speed
     second = sbatch(["--time=10", *job.args], job.env)
-    info = wait_job(second, job.env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 120, job.log)
+    info = wait_job(second, job.env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, job.log)
     assert info["JobState"] == "COMPLETED", job.log.read_text()
     records = check_same_as_uninterrupted(job.out, job.reference)
     assert result_units(records)[:len(done_before)] == done_before  # nothing finished before the limit redone
