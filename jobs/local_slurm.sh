@@ -48,7 +48,8 @@ install_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
-    die "missing ${missing[*]}; install them with: sudo apt-get install -y $PACKAGES (Debian/Ubuntu; 'slurm' and 'munge' elsewhere)"
+    die "missing ${missing[*]}; install them with: sudo apt-get install -y $PACKAGES" \
+        "(Debian/Ubuntu; the 'slurm' and 'munge' packages elsewhere)"
   fi
   say "installing $PACKAGES with apt-get (about 15 s)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >"$DIR/apt.log" 2>&1 || {

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import mpi_env, mpiexec, slurm_env, slurm_skip_reason
+
 from hpoq.runtime.mpi_guard import launch_mismatch
 from hpoq.schedulers.brackets import hyperband_budget
 from hpoq.study.build import build_scheduler, load_replay_table
@@ -127,14 +127,15 @@ def check_same_as_uninterrupted(out, path: str) -> list[dict]:
 
 
 def sbatch(args: list[str], env: dict) -> str:
-    proc = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=30)
+    proc = subprocess.run(["sbatch", "--parsable", *args], check=False, capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=30)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
 
 
 def job_info(job: str, env: dict) -> dict:
-    proc = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, env=env, timeout=30)
+    proc = subprocess.run(["scontrol", "-o", "show", "job", job], check=False, capture_output=True, text=True,
+                          env=env, timeout=30)
     assert proc.returncode == 0, proc.stderr
     return dict(kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv)
 
@@ -147,9 +148,10 @@ def wait_job(job: str, env: dict, states: set, timeout: float, log=None) -> dict
         if info["JobState"] in states:
             return info
         time.sleep(0.5)
-    subprocess.run(["scancel", "--signal=ABRT", job], env=env, timeout=30)  # faulthandler: every rank's stack
+    # faulthandler (PYTHONFAULTHANDLER=1) writes every hung rank's stack into the job log on SIGABRT
+    subprocess.run(["scancel", "--signal=ABRT", job], check=False, env=env, timeout=30)
     time.sleep(3)
-    subprocess.run(["scancel", job], env=env, timeout=30)
+    subprocess.run(["scancel", job], check=False, env=env, timeout=30)
     text = Path(log).read_text() if log and Path(log).exists() else ""
     raise AssertionError(f"job {job} still {info['JobState']} after {timeout} s\n{text}")
 
@@ -188,7 +190,7 @@ class TimeLimitJob:
 def timelimit_job(tmp_path_factory):
     job = TimeLimitJob(tmp_path_factory.mktemp("timelimit"))
     yield job
-    subprocess.run(["scancel", job.job], env=job.env, timeout=30)
+    subprocess.run(["scancel", job.job], check=False, env=job.env, timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -225,11 +227,12 @@ def test_srun_gives_the_same_best_as_mpiexec(tmp_path):
     env = env_with()
     study = "examples/mlpf-table.yaml"
     via_srun = subprocess.run(["srun", "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out",
-                               str(tmp_path / "srun")], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+                               str(tmp_path / "srun")], check=False, capture_output=True, text=True, env=env, cwd=REPO,
+                              timeout=120)
     assert via_srun.returncode == 0, via_srun.stderr
     via_mpiexec = subprocess.run([mpiexec(), "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out",
-                                  str(tmp_path / "mpiexec")], capture_output=True, text=True, env=mpi_env(),
-                                 cwd=REPO, timeout=120)
+                                  str(tmp_path / "mpiexec")], check=False, capture_output=True, text=True,
+                                 env=mpi_env(), cwd=REPO, timeout=120)
     assert via_mpiexec.returncode == 0, via_mpiexec.stderr
     header = journal(tmp_path / "srun")[0]
     assert header["world_size"] == 4 and len(header["groups"]) == 3  # one world, not 4 worlds of 1
@@ -243,7 +246,7 @@ def test_srun_with_the_wrong_mpi_type_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["srun", "-n", "4", "--mpi=none", sys.executable, "-m", "hpoq.main", "run",
                            study_file(tmp_path, "s"), "--out", str(out)],
-                          capture_output=True, text=True, env=env_with(), cwd=REPO, timeout=120)
+                          check=False, capture_output=True, text=True, env=env_with(), cwd=REPO, timeout=120)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("hpoq: error:")]
     assert len(errors) == 1 and "4 tasks" in errors[0] and "--mpi=pmi2" in errors[0], proc.stderr
@@ -259,7 +262,7 @@ def test_an_uncaught_exception_on_one_rank_ends_the_srun_job(tmp_path):
     t0 = time.monotonic()
     proc = subprocess.run(["srun", "-n", "3", sys.executable, "-m", "hpoq.main", "run",
                            study_file(tmp_path, "s", trainer), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env_with(tmp_path), cwd=REPO, timeout=240)
+                          check=False, capture_output=True, text=True, env=env_with(tmp_path), cwd=REPO, timeout=240)
     assert proc.returncode != 0
     assert "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
     assert time.monotonic() - t0 < 200  # about 4 s; without the abort the master waits forever
