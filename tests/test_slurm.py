@@ -219,6 +219,30 @@ def test_launch_mismatch_names_the_cause_and_stays_quiet_on_good_launches():
     assert "not one of them" in launch_mismatch(1, {"SLURM_NTASKS": "5", "SLURM_JOB_ID": "7"})
 
 
+@pytest.mark.mpi
+def test_without_slurm_mpiexec_ranks_abort_and_a_fake_srun_none_launch_is_refused(tmp_path):
+    """The guard where no Slurm runs: mpiexec without -m mpi4py aborts on an escaping exception, and two processes
+    with the environment `srun -n 2 --mpi=none` gives its tasks (each a singleton MPI world) are refused."""
+    (tmp_path / "escaping_plugin.py").write_text(ESCAPING_PLUGIN)
+    trainer = {"name": "escaping_plugin:EscapingTrainer", "params": {"table": TABLE, "sleep": 0.01}}
+    env = env_with(tmp_path)
+    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "hpoq.main", "run",
+                           study_file(tmp_path, "s", trainer), "--out", str(tmp_path / "out")],
+                          check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
+    assert proc.returncode != 0 and "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
+    tasks = []
+    for rank in range(2):
+        task_env = {**mpi_env(), "SLURM_JOB_ID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                    "SLURM_NTASKS": "2", "SLURM_PROCID": str(rank)}
+        tasks.append(subprocess.Popen([sys.executable, "-m", "hpoq.main", "run", study_file(tmp_path, "t"), "--out",
+                                       str(tmp_path / "none")], stderr=subprocess.PIPE, text=True, env=task_env,
+                                      cwd=REPO))
+    errs = [t.communicate(timeout=120)[1] for t in tasks]
+    assert [t.returncode for t in tasks] == [2, 2]
+    assert errs[0].count("hpoq: error:") == 1 and "2 tasks" in errs[0] and errs[1] == "", errs
+    assert not (tmp_path / "none").exists()
+
+
 # -- Slurm ------------------------------------------------------------------------------------------------------
 @slurm
 @needs_slurm
