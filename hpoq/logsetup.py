@@ -68,22 +68,45 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (never to a stream closed since)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property always follows sys.stderr
+        pass
+
+
+class HpoqBelowWarning(logging.Filter):
+    """Passes records of the ``hpoq`` logger tree at any level, other libraries' only from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name == "hpoq" or record.name.startswith("hpoq.")
+
+
 def configure_logging(level: str = "WARNING", all_loggers: bool = False, stream=None) -> logging.Handler:
     """Install hpoq's one stderr handler on the root logger (replacing one installed before).
 
-    ``level`` is applied to the ``hpoq`` logger; the root logger (every other library) stays at
-    WARNING unless ``all_loggers``. Returns the handler.
+    The root logger gets ``level``; the handler passes other libraries' records below WARNING only
+    with ``all_loggers`` (the loggers' own levels are left alone, so in-process callers and tests
+    keep theirs). Every record is redacted. Returns the handler.
     """
     numeric = getattr(logging, str(level).upper(), logging.WARNING)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     setattr(handler, _HANDLER_TAG, True)
     handler.setFormatter(logging.Formatter(FORMAT))
+    if not all_loggers:
+        handler.addFilter(HpoqBelowWarning())
     handler.addFilter(RedactSecrets())
     root.addHandler(handler)
-    root.setLevel(numeric if all_loggers else max(numeric, logging.WARNING))
-    logging.getLogger("hpoq").setLevel(numeric)
-    logging.captureWarnings(True)
+    root.setLevel(numeric)
     return handler

@@ -97,6 +97,8 @@ class Options:
         return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
 
     def __str__(self) -> str:
+        if len(self.values) == 2:
+            return f"{self.values[0]!r} or {self.values[1]!r}"
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 

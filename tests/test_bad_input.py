@@ -43,7 +43,7 @@ STUDY_CASES = [
     ("text-timeout", study_text(unit_timeout="ten"), "unit_timeout must be a finite number"),
     ("missing-table", study_text(trainer={"name": "table", "params": {"table": "nope.csv"}}), "does not exist"),
     ("bad-mode", study_text(trainer={"name": "table", "params": {"table": TABLE, "mode": "up"}}),
-     "trainer.params.mode must be 'min' or 'max'"),
+     "trainer.params.mode must be one of 'min', 'max'"),
     ("unknown-algorithm", study_text(algorithm={"name": "nope", "R": 9}), "algorithm.name"),
     ("R-missing", study_text(algorithm={"name": "hyperband"}), "algorithm.R: required"),
     ("zero-retries-negative", study_text(max_retries=-1), "max_retries must be >= 0"),
@@ -211,7 +211,7 @@ def test_signal_to_an_offline_command_ends_it_without_a_traceback(sig, code, err
     proc = subprocess.Popen([sys.executable, "-m", "hpoq.main", "simulate", "--table", "mlpf", "--algorithm",
                              "hyperband", "--R", "27", "--eta", "3", "--seeds", "0-999", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
-    time.sleep(3.0)  # well inside the replay of a thousand seeds
+    time.sleep(2.5)  # well inside the replay of a thousand seeds
     proc.send_signal(sig)
     out, got = proc.communicate(timeout=60)
     got = "\n".join(ln for ln in got.splitlines() if "rows dropped" not in ln) + ("\n" if err else "")

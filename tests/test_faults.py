@@ -133,9 +133,9 @@ def journal_has(out, text: str) -> bool:
 # -- 1. hung units --------------------------------------------------------------------------------
 @pytest.mark.mpi
 def test_hung_unit_times_out_and_its_configuration_fails(tmp_path):
-    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=3)
+    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=2)
     above, row = top_value_threshold(study)
-    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=3)
+    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
     out = tmp_path / "out"
     procs = until_finished(study, out)
     assert hpoq("status", str(out)).returncode == 0, [p.stderr for p in procs]
@@ -177,6 +177,31 @@ def test_two_stop_signals_end_a_job_whose_unit_hangs(tmp_path):
             proc.kill()
     end = records(out)[-1]
     assert end["type"] == "end" and end["status"] == "interrupted" and "second stop signal" in end["abort"]
+    assert hpoq("status", str(out)).returncode == 3
+
+
+@pytest.mark.mpi
+def test_one_stop_signal_ends_a_job_whose_unit_hangs_once_the_unit_times_out(tmp_path):
+    study = write_study(tmp_path, trainer_params={"fault": "hang"}, unit_timeout=2)
+    above, row = top_value_threshold(study)
+    study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(mpi_cmd(3, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    try:
+        wait_for(lambda: journal_has(out, f'"_row":{row}'), proc)
+        (tid,) = bad_trials(out, row)
+        wait_for(lambda: any(r["type"] == "unit" and r["trial_id"] == tid for r in records(out)), proc)
+        os.kill(records(out)[0]["pid"], signal.SIGTERM)
+        proc.wait(timeout=30)  # no second signal, no outside kill: the timeout frees the master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    recs = records(out)
+    kinds = [r["type"] for r in recs]
+    assert "stop" in kinds and recs[-1]["type"] == "end" and recs[-1]["status"] == "interrupted"
+    assert [r["kind"] for r in recs if r["type"] == "failure"] == ["timeout"] and "abort" in recs[-1]
     assert hpoq("status", str(out)).returncode == 3
 
 
@@ -258,6 +283,30 @@ def test_resume_refuses_a_replaced_table(tmp_path):
     assert resume["changed_inputs"] and "trainer.params.table" in resume["changed_inputs"][0], allowed.stderr
 
 
+def test_fingerprints_cover_the_dataset_manifest_and_warm_curves(tmp_path):
+    from hpoq.runtime.inputs import changed_inputs, fingerprint, fingerprints
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"content_hash": "abc"}))
+    (data / "shard.h5").write_bytes(b"x" * 10)
+    warm = tmp_path / "warm.csv"
+    warm.write_text("a,loss_1\n1,0.5\n2,0.4\n")
+    study = write_study(tmp_path, trainer="table", warm_curves={"path": str(warm), "metric": "loss"})
+    recorded = fingerprints(load_study(study))
+    assert set(recorded) == {"trainer.params.table", "warm_curves"} and changed_inputs(recorded) == []
+    warm.write_text("a,loss_1\n1,0.5\n2,0.3\n")
+    assert [c.split()[0] for c in changed_inputs(recorded)] == ["warm_curves"]
+    before = {"data": fingerprint(str(data))}
+    assert before["data"]["kind"] == "manifest"
+    (data / "shard.h5").write_bytes(b"y" * 10)  # the manifest stands for the events (its content hash)
+    assert changed_inputs(before) == []
+    (data / "dataset.json").write_text(json.dumps({"content_hash": "def"}))
+    assert changed_inputs(before) and "changed" in changed_inputs(before)[0]
+    shutil.rmtree(data)
+    assert "is gone" in changed_inputs(before)[0]
+
+
 def _other_table() -> bytes:
     """The MLPF table with its rows in reverse order: same columns, other data behind every _row."""
     import gzip
@@ -280,7 +329,7 @@ def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
                 "--predictor", "qsvr", "--param", "sampler=dwave", "--seeds", "0", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "dwave.cloud" not in proc.stderr and "urllib3" not in proc.stderr  # other libraries stay at WARNING
-    assert "falling back to simulated annealing" in proc.stderr
+    assert "falling back to " in proc.stderr and "D-Wave solver" in proc.stderr
     assert "SECRET" not in proc.stderr + proc.stdout and "0123456789abcdef" not in proc.stderr
 
 
@@ -324,7 +373,17 @@ def test_unwritable_output_places_give_one_line_and_exit_2(tmp_path):
             proc = hpoq(*argv)
             line = one_error_line(proc)
             assert proc.returncode == 2 and what in line and "Read-only file system" in line, (argv, proc.stderr)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro", "s.yaml"]
+    immutable = tmp_path / "immutable"
+    immutable.mkdir()
+    if subprocess.run(["chattr", "+i", str(immutable)], capture_output=True).returncode == 0:
+        try:
+            proc = hpoq("run", study, "--out", str(immutable / "out"))
+            line = one_error_line(proc)
+            assert proc.returncode == 2 and "Operation not permitted" in line and "immutable" in line
+            assert list(immutable.iterdir()) == []
+        finally:
+            subprocess.run(["chattr", "-i", str(immutable)], capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "immutable", "ro", "s.yaml"]
 
 
 @pytest.mark.mpi

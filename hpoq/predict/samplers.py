@@ -59,6 +59,7 @@ class SASampler(dimod.Sampler):
     """Simulated annealing (dwave-samplers), seeded per call; single-threaded."""
 
     name = "sa"
+    title = "simulated annealing"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "num_sweeps": [Interval(int, 1, None)],
                              "beta_range": [Anything(), None]}
 
@@ -96,6 +97,7 @@ class ExactQuboSampler(dimod.Sampler):
     """Brute force over all 2**V states (dimod.ExactSolver): tiny problems only."""
 
     name = "exact"
+    title = "exact enumeration"
     parameter_constraints = {"max_variables": [Interval(int, 1, None)], "keep": [Interval(int, 1, None)]}
 
     def __init__(self, max_variables: int = 20, keep: int = 1000):
@@ -234,6 +236,7 @@ class DWaveQuboSampler(dimod.Sampler):
     """
 
     name = "dwave"
+    title = "D-Wave QPU"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
                              "solver": [Text(), None], "cache_dir": [Text(), None],
                              "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "chain_mult": [Interval(float, 0, None, closed="neither")],
@@ -342,18 +345,22 @@ class FallbackComposite(dimod.ComposedSampler):
     :class:`ConfigError` instead.
     """
 
-    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", enabled: bool = True):
+    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", primary_title: str = "D-Wave QPU",
+                 enabled: bool = True):
         self.primary = None
         self.fallback = fallback
-        self.primary_name = primary_name
+        self.primary_name, self.primary_title = primary_name, primary_title
         self.enabled = bool(enabled)
         self.fallback_reason: str | None = None
+        reason = None
         try:
             self.primary = open_primary()
         except (ConfigError, InternalError):
             raise
-        except Exception as exc:
-            self._fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- no token, network, solver missing
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:  # outside the except block: a failing log handler cannot print the raw error
+            self._fail(reason)
 
     @property
     def children(self) -> list:
@@ -373,18 +380,21 @@ class FallbackComposite(dimod.ComposedSampler):
             raise ConfigError(f"{self.primary_name} sampler unusable ({reason}) and fallback to "
                               f"{self.fallback.name!r} is disabled")
         if self.fallback_reason is None:
-            log.warning("%s unusable, falling back to %r: %s", self.primary_name, self.fallback.name, reason)
+            log.warning("%s unusable, falling back to %s (%r): %s", self.primary_title, self.fallback.title,
+                        self.fallback.name, reason)
         self.fallback_reason = reason
 
     def sample(self, bqm, seed: int = 0, **parameters):
         """Logical sampleset of ``bqm`` from the primary child, or from the fallback once the primary failed."""
         if self.fallback_reason is None:
+            reason = None
             try:
                 return self.primary.sample(bqm, seed=seed)
             except (ConfigError, InternalError):
                 raise
-            except Exception as exc:  # network error, timeout, solver gone, no embedding
-                self._fail(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 -- network error, timeout, solver gone, no embedding
+                reason = f"{type(exc).__name__}: {exc}"
+            self._fail(reason)  # outside the except block: a failing log handler cannot print the raw error
         ss = self.fallback.sample(bqm, seed=seed)
         ss.info["hpoq"].update(fallback_from=self.primary_name, reason=self.fallback_reason)
         return ss

@@ -21,18 +21,19 @@ import os
 import platform
 import socket
 import sys
-import time
 from dataclasses import dataclass
 
 from hpoq import __version__
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
 from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
 from hpoq.runtime.resume import Replayed, replay
+from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.signals import StopSignals
+from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
 
@@ -145,16 +146,12 @@ def _versions() -> dict:
     return out
 
 
-def _poll_ready(world, n: int, poll: float) -> list[dict]:
-    from mpi4py import MPI
-
-    status = MPI.Status()
-    got: list[dict] = []
+def _poll_ready(transport, n: int, poll: float) -> list[dict]:
+    """The ready messages of ``n`` worker ranks (their trainers built, or the error)."""
+    backoff, got = Backoff(poll), []
     while len(got) < n:
-        if world.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_READY, status=status):
-            got.append(world.recv(source=status.Get_source(), tag=TAG_READY))
-        else:
-            time.sleep(poll)
+        source, _ = wait_for(lambda: transport.probe(tag=TAG_READY), backoff)
+        got.append(transport.recv(source, TAG_READY))
     return got
 
 
@@ -189,7 +186,7 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
-        ready = _poll_ready(world, size - 1, min(spec.poll_interval, 0.01))
+        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:
             _error(errors[0])
@@ -264,22 +261,28 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
         book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
         book.running.clear()
     progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(world, plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
+    master = Master(MPITransport(world), plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
                     poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
                     progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
-    error, status = None, "finished"
+    error, status, bug = None, "finished", None
     try:
         status = master.run()
     except HpoqError as exc:
         status, error = "error", str(exc)
+    except InternalError as exc:  # a bug: journaled as the end of the study, then raised with its traceback
+        status, error, bug = "error", f"{type(exc).__name__}: {exc}", exc
     except JournalDead as exc:
         status, error = "dead", (f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
                                  f"complete record: free space, then run --resume {plan.out_dir}")
     progress.close(master)
-    return _end(world, plan, master, journal, status, error, budget)
+    code = _end(world, plan, master, journal, status, error, budget, quiet=bug is not None)
+    if bug is not None:
+        raise bug
+    return code
 
 
-def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int) -> int:
+def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
+         quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
     from hpoq.runtime.outputs import best_record, write_outputs
 
@@ -302,10 +305,11 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
                 raise
             error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
             code = 2
-    _closing_line(plan, master, status, error, book, best, budget, abort)
+    if not quiet:  # an internal error speaks with its traceback instead
+        _closing_line(plan, master, status, error, book, best, budget, abort)
     if abort:
         sys.stderr.flush()
-        world.Abort(code)  # never returns: hung ranks cannot be stopped otherwise
+        master.transport.abort(code)  # never returns: hung ranks cannot be stopped otherwise
     master.stop_workers(code)
     return code
 

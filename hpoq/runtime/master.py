@@ -1,9 +1,10 @@
 """The master rank: owns the scheduler (and its predictor), dispatches work units, journals everything.
 
-Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3)::
+Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3); all messages go through a
+transport (:mod:`hpoq.runtime.transport`), MPI in a job, a fake one in in-process tests::
 
     while the study runs:
-        while Iprobe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
+        while probe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
         hand every free trial group a unit (retries and lost units first, then scheduler.suggest())
         fsync the journal before sending; sleep(poll_interval) if nothing happened
 
@@ -16,7 +17,7 @@ from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_er
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
 ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
-Checkpoints: ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
+Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
 (STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
 
 Faults the master outlives:
@@ -38,35 +39,34 @@ Faults the master outlives:
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections import deque
 
-from hpoq.errors import HpoqError
-from hpoq.runtime.book import DONE as DONE_STATUS, FAILED as FAILED_STATUS, PRUNED, TrialBook
+from hpoq.errors import DeadlockError, HpoqError, InternalError
+from hpoq.runtime.book import TrialBook
+from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
+from hpoq.runtime.polling import Backoff
 from hpoq.runtime.resume import LOST_REASON, minimized, queue_entry
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = (DONE_STATUS, PRUNED, FAILED_STATUS)  # trial states whose checkpoint is no longer needed
-
 
 class Master:
-    def __init__(self, comm, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
+    def __init__(self, transport, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
                  poll_interval: float, max_retries: int, mode: str, signals, progress=None, queue=None,
                  known_trials=None, unit_timeout: float | None = None, lost=None):
-        self.comm = comm
+        self.transport = transport   # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
         self.scheduler = scheduler
         self.journal = journal
         self.book = book
         self.out_dir = out_dir
-        self.ckpt_root = os.path.join(out_dir, "checkpoints")
+        self.ckpt = Checkpoints(out_dir)
         self.poll = float(poll_interval)
+        self.backoff = Backoff(self.poll)   # the master polls at a constant interval
         self.max_retries = int(max_retries)
         self.mode = mode
         self.signals = signals
@@ -79,16 +79,14 @@ class Master:
         self.hung: dict[int, int] = {}                    # timed-out unit_id -> its (retired) group
         self.held: list[dict] = []                        # retries of timed-out units: for the next job
         self.lost: list[dict] = list(lost or [])          # units lost in a crash, failed at start
+        self.isolated_running = 0                         # isolated units in flight (nothing else runs then)
         self.stop_reason: str | None = None               # why the master stopped without a signal
         self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
         self.trials_seen: set[int] = set(known_trials or ())
-        self.to_delete: set[int] = set()                  # trials whose checkpoint goes when idle
-        self.best_trial: int | None = None
         self.stopping = False
         self.status = "finished"
         self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
         self._outbox: list = []     # (leader rank, unit) to send once the journal is synced
-        self._drops: list = []      # start-of-unit checkpoint copies to delete once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
     def record(self, rtype: str, **fields) -> dict:
@@ -97,7 +95,7 @@ class Master:
         return rec
 
     def checkpoint_dir(self, trial_id: int) -> str:
-        return os.path.join(self.ckpt_root, f"trial-{trial_id:05d}")
+        return self.ckpt.trial_dir(trial_id)
 
     # -- dispatch -------------------------------------------------------------------------------
     def _send(self, entry: dict, source: str) -> bool:
@@ -105,9 +103,9 @@ class Master:
         tid = int(entry["trial_id"])
         try:
             if source == "suggest":
-                self._keep_start_checkpoint(tid, int(entry["start_epoch"]))
+                self.ckpt.keep_start(tid, int(entry["start_epoch"]))
             else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-                self._restore_start_checkpoint(tid, int(entry["start_epoch"]))
+                self.ckpt.restore_start(tid, int(entry["start_epoch"]))
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -126,12 +124,20 @@ class Master:
                     group=group, ranks=self.layout.ranks(group), attempt=unit["attempt"], source=source,
                     checkpoint_dir=unit["checkpoint_dir"], **({"isolated": True} if unit["isolate"] else {}))
         self.inflight[uid] = (group, unit)
+        self.isolated_running += unit["isolate"]
         self._outbox.append((self.layout.leader(group), unit))
         return True
 
+    def _take(self, uid: int) -> tuple[int, dict]:
+        """Remove a unit from the ones in flight: (its group, its message)."""
+        group, unit = self.inflight.pop(uid)
+        self.started.pop(uid, None)
+        self.isolated_running -= unit["isolate"]
+        return group, unit
+
     def _isolating(self) -> bool:
         """An isolated unit runs, or waits at the head of the queue for the running ones to end."""
-        if any(u.get("isolate") for _, u in self.inflight.values()):
+        if self.isolated_running:
             return True
         return bool(self.queue) and bool(self.queue[0].get("isolate")) and bool(self.inflight)
 
@@ -162,9 +168,7 @@ class Master:
             self.journal.sync()
         except JournalWriteError as exc:
             self._journal_failed(exc)
-        for path in self._drops:
-            shutil.rmtree(path, ignore_errors=True)
-        self._drops.clear()
+        self.ckpt.flush()
 
     def _journal_failed(self, exc: JournalWriteError) -> None:
         """Free the space reserve and write the batch again, then stop as for SIGTERM; else the journal is dead."""
@@ -187,7 +191,7 @@ class Master:
     def _unsend_outbox(self) -> None:
         """Units journaled but not yet sent go back to the queue (the stop's snapshot keeps them)."""
         for _, unit in reversed(self._outbox):
-            group, _ = self.inflight.pop(int(unit["unit_id"]))
+            group, _ = self._take(int(unit["unit_id"]))
             self.idle.appendleft(group)
             entry = queue_entry(unit, "resume") | {"config": unit["config"], "isolate": unit.get("isolate", False)}
             self.queue.appendleft(entry)
@@ -206,7 +210,7 @@ class Master:
         self._sync()  # the record of every unit is on disk before the unit starts
         now = time.monotonic()
         for dest, unit in self._outbox:
-            self.comm.send(unit, dest=dest, tag=TAG_WORK)
+            self.transport.send(unit, dest, TAG_WORK)
             self.started[int(unit["unit_id"])] = now
         self._outbox.clear()
 
@@ -214,6 +218,9 @@ class Master:
         try:
             return fn(*args)
         except HpoqError:
+            raise
+        except InternalError as exc:  # a bug in the scheduler: journaled, then it ends the study with its traceback
+            self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
             raise
         except Exception as exc:  # noqa: BLE001 -- logged; fatal only when the scheduler cannot go on
             self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
@@ -232,8 +239,7 @@ class Master:
         if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
-        group, unit = self.inflight.pop(uid)
-        self.started.pop(uid, None)
+        group, unit = self._take(uid)
         self.idle.append(group)
         tid = unit["trial_id"]
         mode = msg.get("mode") or self.mode
@@ -244,7 +250,7 @@ class Master:
         if msg.get("ok"):
             self.record("result", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
                         metrics=msg["metrics"], mode=mode, seconds=round(float(msg.get("seconds", 0.0)), 6), group=group)
-            self._drop_start_checkpoint(tid, unit["start_epoch"])
+            self.ckpt.drop_start(tid, unit["start_epoch"])
             try:
                 decisions = self._call("on_result", self.scheduler.on_result, tid, minimized(msg["metrics"], mode))
             except _SchedulerError as err:
@@ -278,7 +284,7 @@ class Master:
             else:
                 self.queue.append(entry)
             return
-        self._drop_start_checkpoint(tid, unit["start_epoch"])
+        self.ckpt.drop_start(tid, unit["start_epoch"])
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, reason)
         except _SchedulerError as err:
@@ -292,8 +298,7 @@ class Master:
         now = time.monotonic()
         late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in self.inflight]
         for uid in late:
-            group, unit = self.inflight.pop(uid)
-            self.started.pop(uid, None)
+            group, unit = self._take(uid)
             self.hung[uid] = group
             reason = (f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
                       f"{self.layout.ranks(group)} still busy")
@@ -310,66 +315,15 @@ class Master:
         if not decisions:
             return
         self.record("decision", unit_id=uid, decisions=[d.to_dict() for d in decisions])
-        for d in decisions:
-            if d.action in (STOP, FAILED, DONE):
-                self.to_delete.add(int(d.trial_id))
+        self.ckpt.decided(d.trial_id for d in decisions if d.action in (STOP, FAILED, DONE))
         self._collect_checkpoints()
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        best_tid = None if not best else int(best["trial_id"])
-        if best_tid != self.best_trial and self.best_trial is not None:
-            self.to_delete.add(self.best_trial)  # the previous best lost its place
-        self.best_trial = best_tid
         busy = ({u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
                 | {int(e["trial_id"]) for e in self.held})
-        for tid in sorted(self.to_delete):
-            info = self.book.trials.get(tid)
-            if info is None or info.status not in _TERMINAL:
-                self.to_delete.discard(tid)  # paused or promoted again: it still needs its checkpoint
-                continue
-            if tid in busy or tid == best_tid:
-                continue
-            self._delete_trial_checkpoints(tid)
-            self.to_delete.discard(tid)
-
-    # -- checkpoint safety --------------------------------------------------------------------
-    # A unit overwrites its trial's checkpoint at start_epoch with the one at end_epoch. If the
-    # unit must run again (a retry, or re-run after the master crashed after the trainer had
-    # saved but before the result was journaled), it needs the state at start_epoch: the master
-    # keeps it as hard links (no data copied; trainers replace checkpoint files atomically, see
-    # Trainer.train) in trial-NNNNN.at-EEEEE until the unit's result is in the journal.
-    def _start_copy(self, tid: int, start: int) -> str:
-        return f"{self.checkpoint_dir(tid)}.at-{start:05d}"
-
-    def _keep_start_checkpoint(self, tid: int, start: int) -> None:
-        src = self.checkpoint_dir(tid)
-        if start > 0 and os.path.isdir(src):
-            dst = self._start_copy(tid, start)
-            shutil.rmtree(dst, ignore_errors=True)
-            _link_tree(src, dst)
-
-    def _restore_start_checkpoint(self, tid: int, start: int) -> None:
-        src, copy = self.checkpoint_dir(tid), self._start_copy(tid, start)
-        if start > 0 and not os.path.isdir(copy):
-            return  # nothing kept (an older journal, or no checkpoint): let the trainer decide
-        shutil.rmtree(src, ignore_errors=True)
-        if start > 0:
-            _link_tree(copy, src)
-
-    def _drop_start_checkpoint(self, tid: int, start: int) -> None:
-        if start > 0:  # only once the result is on disk (see _flush_outbox): a crash before that re-runs the unit
-            self._drops.append(self._start_copy(tid, start))
-
-    def _delete_trial_checkpoints(self, tid: int) -> None:
-        path = self.checkpoint_dir(tid)
-        if os.path.isdir(self.ckpt_root):
-            prefix = os.path.basename(path) + ".at-"
-            for name in os.listdir(self.ckpt_root):
-                if name.startswith(prefix):
-                    shutil.rmtree(os.path.join(self.ckpt_root, name), ignore_errors=True)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
+        for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     # -- main loop ------------------------------------------------------------------------------
@@ -386,7 +340,7 @@ class Master:
                     break
                 if step is False:  # nothing happened: sleep instead of spinning
                     self.master_seconds += time.process_time() - cpu0
-                    time.sleep(self.poll)
+                    self.backoff.sleep()
                     cpu0 = time.process_time()
         finally:
             self.master_seconds += time.process_time() - cpu0
@@ -396,12 +350,9 @@ class Master:
 
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
-        from mpi4py import MPI
-
-        status = MPI.Status()
         handled = False
-        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_RESULT, status=status):
-            self.on_message(self.comm.recv(source=status.Get_source(), tag=TAG_RESULT))
+        while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
+            self.on_message(self.transport.recv(hit[0], TAG_RESULT))
             handled = True
         handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:
@@ -436,8 +387,8 @@ class Master:
             self.stopping, self.status, self.stop_reason = True, "interrupted", why
             self.record("stop", signal=None, reason=why)
             return True
-        raise HpoqError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
-                        "and suggest() gives no work")
+        raise DeadlockError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
+                            "and suggest() gives no work")
 
     def _finish(self) -> None:
         # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
@@ -460,20 +411,13 @@ class Master:
     def _final_cleanup(self) -> None:
         """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
         best = self.scheduler.best()
-        keep = None if not best else self.checkpoint_dir(int(best["trial_id"]))
-        if not os.path.isdir(self.ckpt_root):
-            return
-        for name in sorted(os.listdir(self.ckpt_root)):
-            path = os.path.join(self.ckpt_root, name)
-            if path != keep and name.startswith("trial-") and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-                if ".at-" not in name:
-                    self.record("checkpoint_deleted", trial_id=int(name[len("trial-"):]), path=path)
+        for tid, path in self.ckpt.keep_only(None if not best else int(best["trial_id"])):
+            self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
-            self.comm.send({"code": code}, dest=rank, tag=TAG_STOP)
+            self.transport.send({"code": code}, rank, TAG_STOP)
 
 
 class JournalDead(Exception):
@@ -485,14 +429,3 @@ class _SchedulerError(Exception):
         super().__init__(f"{call}: {type(exc).__name__}: {exc}")
         self.call = call
         self.exc = exc
-
-
-def _link_tree(src: str, dst: str) -> None:
-    """Copy a directory tree as hard links (a plain copy where links are impossible)."""
-    def link(a, b):
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link, symlinks=True)

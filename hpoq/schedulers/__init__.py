@@ -10,7 +10,7 @@ predictor ignore those three.
 """
 from __future__ import annotations
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, HpoqError
 from hpoq.registry import build, import_class, parameter_names
 
 #: registry name -> "module:Class"
@@ -55,7 +55,7 @@ def make_scheduler(name: str, *, R: int, eta: int, sampler, seed: int, predictor
     from hpoq.schedulers.sampling import dedupes
 
     if dedupes(sampler) and not getattr(scheduler_class(name), "supports_dedupe", False):
-        raise HpoqError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
+        raise ConfigError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
     context = {"R": R, "eta": eta, "sampler": sampler, "seed": seed}
     context.update({k: v for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
                                       ("warm_curves", warm_curves)) if v is not None})

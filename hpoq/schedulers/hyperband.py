@@ -68,10 +68,10 @@ class Hyperband(Scheduler):
     """
 
     name = "hyperband"
+    parameter_constraints = {}
     supports_dedupe = True
     #: open the next bracket while earlier ones still run (False: one bracket at a time)
     concurrent_brackets = True
-    parameter_constraints = {}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0):
         self.R, self.eta = check_r_eta(R, eta)

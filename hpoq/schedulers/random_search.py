@@ -20,8 +20,8 @@ class RandomSearch(Scheduler):
     """Train ``n`` sampled configurations to ``R`` epochs each (``n`` default: Hyperband's count)."""
 
     name = "random"
-    supports_dedupe = True
     parameter_constraints = {"n": [Interval(int, 1, None), None]}
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)

@@ -88,13 +88,13 @@ class SwiftHyperband(Hyperband):
     """
 
     name = "swift"
-    #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
-    concurrent_brackets = False
     parameter_constraints = {"d": [Interval(int, 2, None)], "k": [Interval(float, 0, 1)],
                              "known_curve": [Interval(float, 0, 1, closed="right")],
                              "threshold_quantile": [Interval(float, 0, 1)], "refit": [Options("never", "on_growth")],
                              "add_phase2": [Boolean()], "predictor": [Text(), None], "predictor_params": [Mapping(), None],
                              "warm_curves": [Anything(), None]}
+    #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
+    concurrent_brackets = False
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, d: int = 15, k: float = 0.5,
                  known_curve: float = 0.5, threshold_quantile: float = 0.25, refit: str = "never",

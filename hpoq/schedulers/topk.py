@@ -28,8 +28,8 @@ class TopK1Epoch(Scheduler):
     """All ``n`` configurations for 1 epoch, then the best ``K`` to ``R`` epochs."""
 
     name = "topk-1epoch"
-    supports_dedupe = True
     parameter_constraints = {"n": [Interval(int, 1, None), None], "K": [Interval(int, 1, None), None]}
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, K: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)

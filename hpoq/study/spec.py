@@ -309,9 +309,6 @@ def check_study(spec: StudySpec) -> None:
         value = spec.trainer["params"].get(key)
         if isinstance(value, str):
             spec.trainer["params"][key] = _resolve(value, base_dir)
-    mode = spec.trainer["params"].get("mode")
-    if mode is not None and mode not in ("min", "max"):
-        raise HpoqError(f"trainer.params.mode must be 'min' or 'max', got {mode!r}")
     if spec.space == "table":
         from hpoq.trainers.table import TableTrainer
 
