@@ -109,6 +109,10 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 ReturnToService=2
+# job ids must not repeat across restarts (slurmctld -c starts from FirstJobId): MPICH names its shared-memory
+# segment after the PMI job id (mpich_shm_<hash of "JOB.STEP">), and a segment left in /dev/shm by an aborted
+# step of an earlier incarnation with the same id makes MPI_Init of the new step hang
+FirstJobId=$(( ($(date +%s) % 600000) * 100 + 1 ))
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
