@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
+from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.trials import take_inflight
@@ -43,14 +44,14 @@ class ASHA(Scheduler):
     ``sampler`` (a :class:`~hpoq.schedulers.base.ConfigSampler`), ``seed`` (unused by the
     rule itself, recorded), ``n`` (configurations to sample; default Hyperband's count at the
     same R and eta, e.g. 163 for R = 100, eta = 2), ``grace`` (epochs of the first rung, default 1).
-    ``predictor``, ``predictor_params`` and ``warm_curves`` are accepted for a uniform
-    constructor and ignored (ASHA compares observed rung values only); ``state_dict`` says so.
+    ASHA compares observed rung values only: it takes no predictor and no warm curves (a study
+    file's ``predictor:`` section is refused for it, as for ``hyperband``).
     """
 
     name = "asha"
+    parameter_constraints = {"n": [Interval(int, 1, None), None], "grace": [Interval(int, 1, None)]}
 
-    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1,
-                 predictor=None, predictor_params=None, warm_curves=None):
+    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1):
         self.R, self.eta = check_r_eta(R, eta)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= self.R:
             raise HpoqError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
@@ -63,8 +64,7 @@ class ASHA(Scheduler):
         self.n = n
         self.grace = grace
         self.rungs = asha_rungs(self.R, self.eta, grace)
-        self.ignored = sorted(k for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
-                                             ("warm_curves", warm_curves)) if v is not None)
+        self.ignored: list[str] = []  # kept in the state for journals written when asha ignored a predictor
         self.configs: list[dict] = []          # trial id -> config
         self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
         self.rung_results: list[list[tuple[float, int]]] = [[] for _ in self.rungs]  # (value, trial id)
@@ -149,7 +149,7 @@ class ASHA(Scheduler):
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
         values = [float(v) for v in metrics]
         if len(values) != end - start:
-            raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+            raise InternalError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         k = self.rungs.index(end)
         value = values[-1] if math.isfinite(values[-1]) else math.inf  # NaN/inf rank last

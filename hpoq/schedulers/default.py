@@ -36,7 +36,8 @@ import math
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, HpoqError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Text
 from hpoq.schedulers.asha import ASHA
 from hpoq.schedulers.base import CONTINUE, STOP, Decision, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -68,6 +69,11 @@ class DefaultScheduler(ASHA):
     """
 
     name = "default"
+    parameter_constraints = {"grace": [Interval(int, 1, None), None], "finalists": [Interval(int, 1, None), None],
+                             "dedupe": [Boolean()], "policy_samples": [Interval(int, 1, None)],
+                             "policy_tolerance": [Interval(float, 0, None)], "margin": [Interval(float, 0, None)],
+                             "predictor": [Text(), None], "predictor_params": [Mapping(), None],
+                             "warm_curves": [Anything(), None]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, dedupe: bool = True,
@@ -213,8 +219,8 @@ class DefaultScheduler(ASHA):
             [(self.configs[t], c) for t, c in enumerate(self.curves) if len(c) >= self.R and t not in self.failed])
         try:
             out = self.final_predictor.predict(self.configs[tid], prefix)
-        except HpoqError:
-            raise  # a configuration error: the user must see it
+        except (ConfigError, InternalError):
+            raise  # a configuration error or a bug: the user must see it, never "not pruned"
         except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: no pruning
             log.warning("default: predictor %r failed for trial %d at epoch %d (%s: %s); trial not pruned",
                         self.final_predictor.name, tid, epoch, type(exc).__name__, exc)

@@ -22,11 +22,21 @@ The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_D
 from __future__ import annotations
 
 from hpoq.errors import HpoqError
+from hpoq.registry import Boolean, Interval, Options, Text
 from hpoq.trainers.base import Trainer, TrainerError
 
 
 class MLPFTrainer(Trainer):
     name = "mlpf"
+    parameter_constraints = {
+        "data": [Text()], "preset": [Text()], "R": [Interval(int, 1, None)],
+        "backend": [Options("auto", "horovod", "torch", "none")], "seed": [Interval(int, 0, None)],
+        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")], "micro_batches": [Interval(int, 1, None)],
+        "max_train_events": [Interval(int, 1, None), None], "max_val_events": [Interval(int, 1, None), None],
+        "val_token_budget": [Interval(int, 1, None)], "num_threads": [Interval(int, 1, None), None],
+        "verify_checksums": [Boolean()], "store_host": [Text(), None], "log_metrics": [Boolean()],
+        "secondary_metrics": [Boolean()], "in_memory": [Options("auto"), Boolean()],
+    }
     metric = "val_loss"
     mode = "min"
     #: parameters holding paths, resolved against the study file's directory
