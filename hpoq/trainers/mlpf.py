@@ -22,7 +22,7 @@ The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_D
 from __future__ import annotations
 
 from hpoq.errors import HpoqError
-from hpoq.registry import Boolean, Interval, Options, Text
+from hpoq.registry import Boolean, Interval, Mapping, Options, Text
 from hpoq.trainers.base import Trainer, TrainerError
 
 
@@ -36,6 +36,11 @@ class MLPFTrainer(Trainer):
         "val_token_budget": [Interval(int, 1, None)], "num_threads": [Interval(int, 1, None), None],
         "verify_checksums": [Boolean()], "store_host": [Text(), None], "log_metrics": [Boolean()],
         "secondary_metrics": [Boolean()], "in_memory": [Options("auto"), Boolean()],
+        "model": [Options("mini", "particleflow")], "model_params": [Mapping(), None],
+        "input_norm": [Options("auto", "standard", "none")], "pad_multiple": [Options("auto"), Interval(int, 1, None)],
+        "val_loss": [Options("global", "batch_mean")],
+        # the keys of hpoq.mlpf.training.OBJECTIVES (not imported here: it imports torch)
+        "objective": [Options("val_loss", "jet_iqr_over_median", "jet_median_deviation", "jet_match_fraction")],
     }
     metric = "val_loss"
     mode = "min"
