@@ -208,6 +208,16 @@ def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
             check_value(f"{path}.{key}", value, table[key])
 
 
+def validate(cls, arguments: dict, path: str) -> None:
+    """Check a constructor's ``arguments`` (``locals()`` on entry) against ``cls``'s table, so that a
+    class built directly, not through :func:`build`, is held to the same constraints; errors name
+    ``path.key``."""
+    table = constraints_of(cls) or {}
+    for key, value in arguments.items():
+        if key in table:
+            check_value(f"{path}.{key}", value, table[key])
+
+
 def resolve(kind: str, name: str):
     """The class registered as ``kind`` ``name`` (``kind`` one of :data:`KINDS`)."""
     if kind not in KINDS:
@@ -243,4 +253,4 @@ def build(kind: str, name: str, params: dict | None = None, *, path: str | None 
 
 
 __all__ = ["Anything", "Boolean", "Interval", "KINDS", "Mapping", "Options", "Text", "build", "check", "check_value",
-           "constraints_of", "import_class", "parameter_names", "resolve", "takes"]
+           "constraints_of", "import_class", "parameter_names", "resolve", "takes", "validate"]

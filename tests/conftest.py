@@ -66,7 +66,7 @@ def slurm_skip_reason() -> str | None:
     if not (shutil.which("sinfo") and shutil.which("sbatch") and shutil.which("srun")):
         return f"no Slurm client commands (sinfo, sbatch, srun); {start}"
     try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=slurm_env(),
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True, env=slurm_env(),
                               timeout=15)
     except subprocess.TimeoutExpired:
         return f"sinfo does not answer; {start}"

@@ -43,7 +43,7 @@ STUDY_CASES = [
     ("text-timeout", study_text(unit_timeout="ten"), "unit_timeout must be a finite number"),
     ("missing-table", study_text(trainer={"name": "table", "params": {"table": "nope.csv"}}), "does not exist"),
     ("bad-mode", study_text(trainer={"name": "table", "params": {"table": TABLE, "mode": "up"}}),
-     "trainer.params.mode must be one of 'min', 'max'"),
+     "trainer.params.mode must be 'min' or 'max'"),
     ("unknown-algorithm", study_text(algorithm={"name": "nope", "R": 9}), "algorithm.name"),
     ("R-missing", study_text(algorithm={"name": "hyperband"}), "algorithm.R: required"),
     ("zero-retries-negative", study_text(max_retries=-1), "max_retries must be >= 0"),

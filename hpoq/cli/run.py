@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 COMMAND = "run"
-HELP = "run a study file under MPI: mpiexec -n N python -m mpi4py -m hpoq.main run STUDY.yaml"
+HELP = "run a study file under MPI: mpiexec -n N python -m hpoq.main run STUDY.yaml (or srun ...)"
 
 
 def add_arguments(parser) -> None:

@@ -37,7 +37,9 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Options, Text
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, validate
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
 from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
@@ -152,12 +154,13 @@ class QSVRPredictor(Predictor):
     parameter_constraints = {
         "features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options("quantile", "minmax")], "hp_log": [Boolean()],
         **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
-        "B": [Interval(float, 0, None, closed="neither")], "k0": [Interval(float)],
+        "B": [_POSITIVE], "k0": [Interval(float)],
         **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
-        **{k: [Interval(float, 0, None, closed="neither")] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
-        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None], "top_k": [Interval(int, 1, None), None],
+        **{k: [_POSITIVE] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
+        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None],
+        "top_k": [Interval(int, 1, None), None],
         "combine": [Options(*COMBINE_SCHEMES)], "ensemble_select": [Options("best", "combine")],
-        "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "annealing_time": [Interval(float, 0, None, closed="neither"), None],
+        "chain_strength": [Options("mult", "utc"), _POSITIVE], "annealing_time": [_POSITIVE, None],
         "embedding_cache": [Text(), None], "dwave_solver": [Text(), None], "dwave_child": [Anything(), None],
         "dwave_fallback": [Boolean()], "center": [Boolean()], "chunk_select": [Options("random", "stratified")],
     }
@@ -171,39 +174,8 @@ class QSVRPredictor(Predictor):
                  annealing_time: float | None = None, embedding_cache: str | None = None,
                  dwave_solver: str | None = None, dwave_child=None, dwave_fallback: bool = True,
                  timeout_s: float = 600.0, center: bool = True, chunk_select: str = "stratified"):
-        if chunk_select not in ("random", "stratified"):
-            raise ConfigError(f"qsvr: chunk_select must be 'random' or 'stratified', got {chunk_select!r}")
-        if features not in FEATURE_SETS:
-            raise ConfigError(f"qsvr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
-        if scaler not in ("quantile", "minmax"):
-            raise ConfigError(f"qsvr: scaler must be 'quantile' or 'minmax', got {scaler!r}")
-        key = ALIASES.get(str(sampler).lower(), str(sampler).lower())
-        if key not in SAMPLERS:
-            raise ConfigError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if combine not in COMBINE_SCHEMES:
-            raise ConfigError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
-        if ensemble_select not in ("best", "combine"):
-            raise ConfigError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
-        for pname, value in (("n_points", n_points), ("chunks", chunks)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"qsvr: {pname} must be a positive integer, got {value!r}")
-        for pname, value in (("num_reads", num_reads), ("num_sweeps", num_sweeps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-                raise ConfigError(f"qsvr: {pname} must be a positive integer, got {value!r}")
-        if not isinstance(center, (bool, np.bool_, int)):
-            raise ConfigError(f"qsvr: center must be true or false, got {center!r}")
-        if top_k is not None and (int(top_k) != top_k or top_k < 1):
-            raise ConfigError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
-        for pname, value in (("epsilon", epsilon), ("xi", xi), ("lam", lam)):
-            if not (np.isfinite(value) and value >= 0):
-                raise ConfigError(f"qsvr: {pname} must be a finite number >= 0, got {value!r}")
-        if not (np.isfinite(gamma) and gamma > 0):
-            raise ConfigError(f"qsvr: gamma must be > 0, got {gamma!r}")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ConfigError(f"qsvr: temperature must be > 0, got {temperature!r}")
-        if not (chain_strength in ("mult", "utc") or (isinstance(chain_strength, (int, float))
-                                                     and not isinstance(chain_strength, bool) and chain_strength > 0)):
-            raise ConfigError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
+        validate(type(self), {k: v for k, v in locals().items() if k != "self"}, self.name)
+        key = ALIASES.get(sampler, sampler)
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
         self.center = bool(center)
         self.chunk_select = chunk_select

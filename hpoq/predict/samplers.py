@@ -35,11 +35,12 @@ import numpy as np
 
 from hpoq.atomic import write_atomic
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value, validate
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("sa", "neal", "exact", "dwave")
+_POSITIVE = Interval(float, 0, None, closed="neither")
 ALIASES = {"neal": "sa"}
 
 
@@ -47,12 +48,6 @@ def _with_facts(sampleset, facts: dict):
     """``sampleset`` with hpoq's facts about how it was obtained in ``sampleset.info["hpoq"]``."""
     sampleset.info["hpoq"] = facts
     return sampleset
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"sampler parameter {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class SASampler(dimod.Sampler):
@@ -64,8 +59,8 @@ class SASampler(dimod.Sampler):
                              "beta_range": [Anything(), None]}
 
     def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        self.num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        validate(type(self), {"num_reads": num_reads, "num_sweeps": num_sweeps}, "sampler")
+        self.num_reads, self.num_sweeps = int(num_reads), int(num_sweeps)
         self.beta_range = None if beta_range is None else tuple(float(b) for b in beta_range)
         from dwave.samplers import SimulatedAnnealingSampler
 
@@ -101,8 +96,8 @@ class ExactQuboSampler(dimod.Sampler):
     parameter_constraints = {"max_variables": [Interval(int, 1, None)], "keep": [Interval(int, 1, None)]}
 
     def __init__(self, max_variables: int = 20, keep: int = 1000):
-        self.max_variables = _check_positive_int("max_variables", max_variables)
-        self.keep = _check_positive_int("keep", keep)
+        validate(type(self), {"max_variables": max_variables, "keep": keep}, "sampler")
+        self.max_variables, self.keep = int(max_variables), int(keep)
 
     @property
     def parameters(self) -> dict:
@@ -239,15 +234,14 @@ class DWaveQuboSampler(dimod.Sampler):
     title = "D-Wave QPU"
     parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
                              "solver": [Text(), None], "cache_dir": [Text(), None],
-                             "chain_strength": [Options("mult", "utc"), Interval(float, 0, None, closed="neither")], "chain_mult": [Interval(float, 0, None, closed="neither")],
-                             "annealing_time": [Interval(float, 0, None, closed="neither"), None], "timeout_s": [Interval(float, 0, None, closed="neither")]}
+                             "chain_strength": [Options("mult", "utc"), _POSITIVE], "chain_mult": [_POSITIVE],
+                             "annealing_time": [_POSITIVE, None], "timeout_s": [_POSITIVE]}
 
     def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
                  chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
                  timeout_s: float = 600.0):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        if not (chain_strength in ("mult", "utc") or isinstance(chain_strength, (int, float))):
-            raise ConfigError(f"chain_strength must be 'mult', 'utc' or a number, got {chain_strength!r}")
+        validate(type(self), {k: v for k, v in locals().items() if k not in ("self", "child")}, "sampler")
+        self.num_reads = int(num_reads)
         self.chain_strength = chain_strength
         self.chain_mult = float(chain_mult)
         self.annealing_time = annealing_time
@@ -442,7 +436,8 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
     fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
                      what=path)
     params = dict(options, num_reads=1000 if num_reads is None else num_reads)
-    check(sampler_class("dwave"), params, "sampler", path)  # bad settings are the user's error, not a reason to fall back
+    # bad settings are the user's error, never a reason to fall back
+    check(sampler_class("dwave"), params, "sampler", path)
     return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
                                            context={"child": child}),
                              fallback, primary_name="dwave", enabled=enabled)

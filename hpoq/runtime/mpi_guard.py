@@ -59,9 +59,9 @@ def launch_mismatch(world_size: int, env=None) -> str | None:
         return (f"the Slurm job has {tasks} tasks ({name}) but this process is not one of them: start hpoq with "
                 f"srun inside the job script (srun python -m hpoq.main run ...)")
     return (f"{how} started {tasks} tasks ({name}={tasks}) but MPI sees a world of 1 rank in each, so every task "
-            f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this MPI library. Use srun --mpi=pmi2 "
-            f"with the PyPI mpich wheel (or MpiDefault=pmi2 / SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site "
-            f"MPI and mpi4py built against it")
+            f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this "
+            f"MPI library. Use srun --mpi=pmi2 with the PyPI mpich wheel (or MpiDefault=pmi2 / "
+            f"SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site MPI and mpi4py built against it")
 
 
 def _is_task_zero(env=None) -> bool:
@@ -84,7 +84,7 @@ def _abort_on_failure(run):
         except HpoqError:
             _abort_status(2)  # main() prints it and returns 2, the CLI's bad-input status
             raise
-        except BaseException as exc:  # noqa: BLE001 -- exactly what python -m mpi4py does
+        except BaseException as exc:
             _abort_status(exc if isinstance(exc, (SystemExit, KeyboardInterrupt)) else 1)
             raise
         if code:

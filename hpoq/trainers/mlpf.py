@@ -31,15 +31,16 @@ class MLPFTrainer(Trainer):
     parameter_constraints = {
         "data": [Text()], "preset": [Text()], "R": [Interval(int, 1, None)],
         "backend": [Options("auto", "horovod", "torch", "none")], "seed": [Interval(int, 0, None)],
-        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")], "micro_batches": [Interval(int, 1, None)],
+        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")],
+        "micro_batches": [Interval(int, 1, None)],
         "max_train_events": [Interval(int, 1, None), None], "max_val_events": [Interval(int, 1, None), None],
         "val_token_budget": [Interval(int, 1, None)], "num_threads": [Interval(int, 1, None), None],
         "verify_checksums": [Boolean()], "store_host": [Text(), None], "log_metrics": [Boolean()],
         "secondary_metrics": [Boolean()], "in_memory": [Options("auto"), Boolean()],
+        # literal lists (not hpoq.mlpf.training's tuples): naming the trainer must not import torch
         "model": [Options("mini", "particleflow")], "model_params": [Mapping(), None],
         "input_norm": [Options("auto", "standard", "none")], "pad_multiple": [Options("auto"), Interval(int, 1, None)],
         "val_loss": [Options("global", "batch_mean")],
-        # the keys of hpoq.mlpf.training.OBJECTIVES (not imported here: it imports torch)
         "objective": [Options("val_loss", "jet_iqr_over_median", "jet_median_deviation", "jet_match_fraction")],
     }
     metric = "val_loss"
