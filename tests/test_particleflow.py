@@ -112,6 +112,10 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
         make_trainer("mlpf", dict(base, model="mini", model_params=TINY))
     with pytest.raises(HpoqError, match="trainer.params.objective must be one of"):
         make_trainer("mlpf", dict(base, objective="accuracy"))
+    from hpoq.mlpf.training import OBJECTIVES
+    from hpoq.trainers.mlpf import MLPFTrainer
+
+    assert MLPFTrainer.parameter_constraints["objective"][0].values == tuple(OBJECTIVES)
     t = make_trainer("mlpf", dict(base, model_params=TINY))
     with pytest.raises(HpoqError, match=r"mlpf: model.attention.activation: Input should be 'elu', 'relu'"):
         t.train({"model.attention.activation": "tanh"}, 0, 1, str(tmp_path / "a"))
