@@ -209,9 +209,9 @@ def test_run_without_a_journal_to_resume(tmp_path):
 @pytest.mark.parametrize("sig, code, err", [(signal.SIGINT, 130, "hpoq: interrupted\n"), (signal.SIGTERM, -15, "")])
 def test_signal_to_an_offline_command_ends_it_without_a_traceback(sig, code, err):
     proc = subprocess.Popen([sys.executable, "-m", "hpoq.main", "simulate", "--table", "mlpf", "--algorithm",
-                             "hyperband", "--R", "27", "--eta", "3", "--seeds", "0-999", "--json"],
+                             "hyperband", "--R", "27", "--eta", "3", "--seeds", "0-99999", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
-    time.sleep(2.5)  # well inside the replay of a thousand seeds
+    time.sleep(2.5)  # well inside the replay of 100,000 seeds
     proc.send_signal(sig)
     out, got = proc.communicate(timeout=60)
     got = "\n".join(ln for ln in got.splitlines() if "rows dropped" not in ln) + ("\n" if err else "")
