@@ -6,6 +6,7 @@ at once by the real :func:`~hpoq.runtime.worker.run_unit` with a real trainer, a
 waits for the master's next probe -- or never comes (a hung rank), or the "job" dies before it is
 delivered (a crash). The same studies also run under ``mpiexec`` in test_runtime.py and test_faults.py.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import MLPF_TABLE
+
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK
 from hpoq.runtime.journal import read_journal
 from hpoq.runtime.launch import prepare, run_master, start_master
@@ -40,7 +41,7 @@ class FakeRanks:
     def __init__(self, size: int, trainer, hang=lambda unit: False, die_after: int | None = None):
         self.size, self.rank = size, 0
         self.trainer, self.hang, self.die_after = trainer, hang, die_after
-        self.inbox: deque = deque()       # (source, tag, payload) waiting for the master
+        self.inbox: deque = deque()  # (source, tag, payload) waiting for the master
         self.sent_units, self.stopped, self.aborted = 0, set(), None
 
     def probe(self, source=None, tag=None):
@@ -74,9 +75,14 @@ class FakeRanks:
 
 
 def write_study(tmp_path, trainer=None, **over) -> str:
-    doc = {"name": "s", "seed": 4, "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
-           "trainer": trainer or {"name": "table", "params": {"table": TABLE}}, "space": "table",
-           "poll_interval": 0.001}
+    doc = {
+        "name": "s",
+        "seed": 4,
+        "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
+        "trainer": trainer or {"name": "table", "params": {"table": TABLE}},
+        "space": "table",
+        "poll_interval": 0.001,
+    }
     doc.update(over)
     path = Path(tmp_path) / "s.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -90,7 +96,7 @@ def sequential_best(path: str) -> dict:
     curves = table.minimized()
     while not scheduler.finished:
         unit = scheduler.suggest()
-        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist())
     return scheduler.best()
 
 
@@ -133,8 +139,10 @@ def test_master_runs_a_whole_study(tmp_path):
 
 
 def test_failed_units_are_retried_then_failed(tmp_path):
-    trainer = {"name": "tests.plugins.flaky:FlakyTableTrainer", "params": {"table": TABLE, "raise_mod": 7,
-                                                                          "flaky_mod": 5}}
+    trainer = {
+        "name": "tests.plugins.flaky:FlakyTableTrainer",
+        "params": {"table": TABLE, "raise_mod": 7, "flaky_mod": 5},
+    }
     study, out = write_study(tmp_path, trainer=trainer, seed=0), tmp_path / "out"
     code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)))
     assert code == 0
@@ -170,9 +178,9 @@ def test_resume_after_the_job_died_counts_lost_units_once(tmp_path, die_after):
     assert {r["unit_id"] for r in failures} == lost and all(r["kind"] == "lost" and not r["final"] for r in failures)
     assert recs[-1]["status"] == "finished" and recs[-1]["best"]["trial_id"] == sequential_best(study)["trial_id"]
     units = results(recs)
-    assert units[:len(results(before))] == results(before) and len(units) == len(set(units))
+    assert units[: len(results(before))] == results(before) and len(units) == len(set(units))
     # the re-runs went out one at a time: no other unit was sent while an isolated one ran
-    order = [r for r in recs[len(before):] if r["type"] in ("unit", "result")]
+    order = [r for r in recs[len(before) :] if r["type"] in ("unit", "result")]
     isolated = [r["unit_id"] for r in order if r["type"] == "unit" and r.get("isolated")]
     assert len(isolated) == len(lost)
     for uid in isolated:

@@ -56,6 +56,7 @@ Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds)
              (why the MPI job is aborted next: ranks still run timed-out units, or a second stop
              signal left units running).
 """
+
 from __future__ import annotations
 
 import errno
@@ -69,8 +70,21 @@ from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
 FORMAT_VERSION = 1
-RECORD_TYPES = ("header", "resume", "config", "unit", "idle", "result", "failure", "decision",
-                "scheduler_error", "checkpoint_deleted", "stop", "snapshot", "end")
+RECORD_TYPES = (
+    "header",
+    "resume",
+    "config",
+    "unit",
+    "idle",
+    "result",
+    "failure",
+    "decision",
+    "scheduler_error",
+    "checkpoint_deleted",
+    "stop",
+    "snapshot",
+    "end",
+)
 
 
 def _default(obj):
@@ -100,7 +114,7 @@ def dumps(record: dict) -> str:
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_FILE = ".hpoq.reserve"
-RESERVE_BYTES = 1 << 20   # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
+RESERVE_BYTES = 1 << 20  # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -123,7 +137,7 @@ class Journal:
     def __init__(self, path: str, fd: int, size: int):
         self.path = path
         self._fd = fd
-        self._size = size            # bytes of complete, synced records
+        self._size = size  # bytes of complete, synced records
         self._pending: list[bytes] = []
         self.records = 0
         self.reserve_path = os.path.join(os.path.dirname(os.path.abspath(path)), RESERVE_FILE)
@@ -177,7 +191,7 @@ class Journal:
             os.lseek(self._fd, self._size, os.SEEK_SET)
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             os.fsync(self._fd)
         except OSError as exc:
             try:
@@ -233,4 +247,3 @@ def read_journal(path: str) -> tuple[list[dict], int]:
     if not records or records[0].get("type") != "header":
         raise HpoqError(f"journal {path!r} has no header record")
     return records, offset
-

@@ -25,6 +25,7 @@ previous master ended:
   record, listing them in ``counted_lost``) and is retried isolated, so a unit that kills its
   rank every time ends FAILED after ``max_retries`` + 1 starts instead of looping forever.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
 from hpoq.runtime.protocol import Dispatch
 
-LOST_REASON = ("lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; "
-               "or the master was killed)")
+LOST_REASON = (
+    "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
+)
 
 
 @dataclass
@@ -46,9 +48,9 @@ class Replayed:
     queue: list[Dispatch] = field(default_factory=list)  # to run before asking the scheduler (lost, then retries)
     lost_units: list = field(default_factory=list)
     lost_counted: list[Dispatch] = field(default_factory=list)  # lost in a crash: to journal as failed attempts
-    from_snapshot: int | None = None               # line number (1-based) of the snapshot used
-    replayed: int = 0                               # scheduler calls replayed
-    finished: bool = False                          # the journal ends with a "finished" end record
+    from_snapshot: int | None = None  # line number (1-based) of the snapshot used
+    replayed: int = 0  # scheduler calls replayed
+    finished: bool = False  # the journal ends with a "finished" end record
 
 
 def minimized(metrics, mode: str) -> list[float]:
@@ -58,8 +60,10 @@ def minimized(metrics, mode: str) -> list[float]:
 
 
 def _diverged(line: int, what: str) -> HpoqError:
-    return HpoqError(f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
-                     "repeat its earlier decisions (is its predictor deterministic for this seed?)")
+    return HpoqError(
+        f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
+        "repeat its earlier decisions (is its predictor deterministic for this seed?)"
+    )
 
 
 def _same_actions(decisions, recorded: list) -> bool:
@@ -139,8 +143,9 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             pending.pop(int(rec["unit_id"]), None)
             out.replayed += 1
             try:
-                last_decisions = scheduler.on_result(int(rec["trial_id"]),
-                                                     minimized(rec["metrics"], rec.get("mode", mode)))
+                last_decisions = scheduler.on_result(
+                    int(rec["trial_id"]), minimized(rec["metrics"], rec.get("mode", mode))
+                )
             except Exception:  # noqa: BLE001 -- the live run failed the unit; the failure record follows
                 last_decisions = None
         elif kind == "failure":

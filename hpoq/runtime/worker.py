@@ -10,14 +10,25 @@ and torch's out-of-memory errors included -- or returns a wrong number of values
 An ``OSError`` of a full disk or quota (``ENOSPC``, ``EDQUOT``) is reported as ``kind: disk-full``:
 the master stops the study then, without counting it against the trial.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
 
-from hpoq.runtime.groups import (GTAG_DONE, GTAG_STOP, GTAG_WORK, TAG_READY, TAG_RESULT, TAG_SETUP, TAG_STOP,
-                                 TAG_WORK, GroupLayout, split_groups)
+from hpoq.runtime.groups import (
+    GTAG_DONE,
+    GTAG_STOP,
+    GTAG_WORK,
+    TAG_READY,
+    TAG_RESULT,
+    TAG_SETUP,
+    TAG_STOP,
+    TAG_WORK,
+    GroupLayout,
+    split_groups,
+)
 from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
 from hpoq.runtime.protocol import Dispatch, Outcome
@@ -26,7 +37,7 @@ from hpoq.runtime.transport import MPITransport
 
 log = logging.getLogger(__name__)
 
-FAST_WINDOW_S = 0.05     # how long to poll fast after a result, seconds
+FAST_WINDOW_S = 0.05  # how long to poll fast after a result, seconds
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -131,8 +142,10 @@ def worker_main(world) -> int:
                 trainer = make_trainer(setup["trainer"]["name"], setup["trainer"]["params"])
                 ready.update(metric=getattr(trainer, "metric", ""), mode=getattr(trainer, "mode", "min"))
             except Exception as exc:  # noqa: BLE001 -- reported to the master, which stops the study cleanly
-                ready = {"ok": False, "error": f"rank {world.rank}: cannot build trainer "
-                                              f"{setup['trainer']['name']!r}: {exc}"}
+                ready = {
+                    "ok": False,
+                    "error": f"rank {world.rank}: cannot build trainer {setup['trainer']['name']!r}: {exc}",
+                }
         world.send(ready, 0, TAG_READY)
         if gcomm is None:  # the master, or a rank left over by the group split: wait for the end
             _, msg = _wait_recv(world, 0, (TAG_STOP,), Backoff(max(poll.interval, 0.1)))
