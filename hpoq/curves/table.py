@@ -1,7 +1,7 @@
 """Curve tables: one row per trained configuration, hyperparameter columns and ``<metric>_<epoch>``.
 
 A table is CSV or CSV.gz. Metric columns ``<metric>_<k>`` must be consecutive in ``k`` (the
-first may be 0 or 1); ``curves[:, j]`` is the value after epoch ``j + 1`` (method.md 1).
+first may be 0 or 1); ``curves[:, j]`` is the value after epoch ``j + 1`` (docs/algorithms.md#conventions).
 Every other column is a hyperparameter (numeric, or a categorical string), except an optional
 per-row time column (seconds per epoch) and columns of other metrics, which are ignored.
 """
@@ -56,7 +56,7 @@ class CurveTable:
         return int(self.curves.shape[1])
 
     def minimized(self) -> np.ndarray:
-        """Curves with lower = better (accuracy-type metrics negated, method.md 1)."""
+        """Curves with lower = better (accuracy-type metrics negated, docs/algorithms.md#conventions)."""
         return -self.curves if self.mode == "max" else self.curves
 
     def subset(self, rows) -> "CurveTable":

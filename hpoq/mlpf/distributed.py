@@ -1,4 +1,5 @@
-"""Data-parallel backends for one trial group (docs/platform.md 3): ``none``, ``torch``, ``horovod``.
+"""Data-parallel backends for one trial group (docs/runtime.md#data-parallelism-inside-a-trial): ``none``,
+``torch``, ``horovod``.
 
 All three offer the same small interface to the training loop:
 

@@ -1,4 +1,4 @@
-"""MLPF events in HDF5 shards with a ``dataset.json`` manifest (docs/mlpf.md 4).
+"""MLPF events in HDF5 shards with a ``dataset.json`` manifest (docs/mlpf-data.md#hdf5-layout).
 
 Layout of one shard (one writer per file; ``train/shard-00003-of-00016.h5``)::
 

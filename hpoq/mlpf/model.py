@@ -1,4 +1,5 @@
-"""MiniMLPF: a small, faithful MLPF in PyTorch (docs/mlpf.md 1.3 and 2).
+"""MiniMLPF: a small, faithful MLPF in PyTorch (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric,
+docs/mlpf-data.md#model-and-training).
 
 Input ``X`` float32 [B, N, F] (raw features, column 0 = element type, 0 = padding); output the
 upstream tuple ``(binary [B,N,2], pid [B,N,C], momentum [B,N,5], pu [B,N,2])`` plus ``charge
@@ -22,7 +23,7 @@ from hpoq.mlpf.features import column_plan_tensors, transform_torch
 
 @dataclass
 class ModelConfig:
-    """Architecture hyperparameters (mlpf.md 2 and the search space of 6)."""
+    """Architecture hyperparameters (docs/mlpf-data.md#model-and-training and the search space of 6)."""
 
     input_dim: int = 17
     n_types: int = 3  # element types including padding (max type + 1)

@@ -1,7 +1,7 @@
 """Optimisers (AdamW, LAMB) and learning-rate schedules on the global step and fixed horizon.
 
 Every schedule is a function of (global step, total steps = R * steps per epoch), never of the
-work unit's end epoch (mlpf.md 2, "Training loop"), so training 0 -> r and then r -> R equals
+work unit's end epoch (docs/mlpf-data.md#model-and-training, "Training loop"), so training 0 -> r and then r -> R equals
 training 0 -> R.
 """
 
