@@ -27,7 +27,7 @@ from typing import Callable
 
 from hpoq.curves import convert
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def shared_data_dir() -> Path:
@@ -136,9 +136,9 @@ def load_shared(name: str, **options) -> CurveTable:
     try:
         spec = SHARED_TABLES[name]
     except KeyError:
-        raise HpoqError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
+        raise ConfigError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
     if not spec.path.exists():
-        raise HpoqError(f"shared table {name!r}: file {spec.path} is missing")
+        raise ConfigError(f"shared table {name!r}: file {spec.path} is missing")
     table = spec.loader(spec, **options)
     table.provenance.setdefault("shared_table", name)
     return table
