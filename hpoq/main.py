@@ -7,6 +7,7 @@ parses and dispatches. Heavy imports (torch, dwave, mpi4py) belong inside ``run`
 Under MPI: ``mpiexec -n N python -m hpoq.main run STUDY.yaml`` or ``srun python -m hpoq.main run ...``;
 :mod:`hpoq.runtime.mpi_guard` makes a failure on any rank abort the whole job, as ``-m mpi4py`` does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import pkgutil
 import sys
 
 from hpoq import __version__
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.runtime import mpi_guard
 
 
@@ -39,11 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hpoq {__version__}")
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="level of hpoq's own loggers (default WARNING); other libraries stay at WARNING",
     )
     parser.add_argument(
-        "--log-level-all", action="store_true",
+        "--log-level-all",
+        action="store_true",
         help="apply --log-level to every library's loggers too (token-like values are masked either way)",
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
         return code
-    except HpoqError as exc:
+    except ConfigError as exc:
         print(f"hpoq: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

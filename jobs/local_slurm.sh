@@ -48,7 +48,8 @@ install_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! is_root || ! command -v apt-get >/dev/null 2>&1; then
-    die "missing ${missing[*]}; install them with: sudo apt-get install -y $PACKAGES (Debian/Ubuntu; 'slurm' and 'munge' elsewhere)"
+    die "missing ${missing[*]}; install them with: sudo apt-get install -y $PACKAGES" \
+        "(Debian/Ubuntu; the 'slurm' and 'munge' packages elsewhere)"
   fi
   say "installing $PACKAGES with apt-get (about 15 s)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >"$DIR/apt.log" 2>&1 || {
@@ -108,6 +109,10 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 ReturnToService=2
+# job ids must not repeat across restarts (slurmctld -c starts from FirstJobId): MPICH names its shared-memory
+# segment after the PMI job id (mpich_shm_<hash of "JOB.STEP">), and a segment left in /dev/shm by an aborted
+# step of an earlier incarnation with the same id makes MPI_Init of the new step hang
+FirstJobId=$(( ($(date +%s) % 600000) * 100 + 1 ))
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
@@ -128,7 +133,7 @@ start_daemon() {  # name, command...
   echo $! >"$PIDS/$name.pid"
 }
 
-node_state() { SLURM_CONF=$CONF sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n 1; }
+node_state() { { SLURM_CONF=$CONF sinfo -h -n "$NODE" -o %T 2>/dev/null || true; } | head -n 1; }
 
 wait_idle() {
   local state=""

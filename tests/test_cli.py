@@ -1,11 +1,13 @@
 """The CLI frame: subcommand discovery, one-line errors with exit code 2."""
+
 import subprocess
 import sys
 
-from hpoq.cli._common import parse_seeds
-from hpoq.errors import HpoqError
-from hpoq.main import main
 import pytest
+
+from hpoq.cli._common import parse_seeds
+from hpoq.errors import ConfigError
+from hpoq.main import main
 
 
 def test_unknown_subcommand_exits_2(capsys):
@@ -18,9 +20,9 @@ def test_parse_seeds():
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("3") == [3]
     assert parse_seeds("0,2,5") == [0, 2, 5]
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         parse_seeds("4-0")
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         parse_seeds("a")
 
 

@@ -188,7 +188,8 @@ def test_every_registered_class_declares_its_parameters_once(kind, name):
      "algorithm.params.k: no such parameter"),
     (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
     (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
-    (lambda t: make_predictor("default", weights="median"), "predictor.params.weights must be 'stack' or 'mean', got 'median'"),
+    (lambda t: make_predictor("default", weights="median"),
+     "predictor.params.weights must be 'stack' or 'mean', got 'median'"),
     (lambda t: make_trainer("table", {"table": t, "sleep": -1}), "trainer.params.sleep must be a number in"),
     (lambda t: make_sampler("sa", num_sweeps=0), "sampler.num_sweeps must be an integer"),
     (lambda t: make_sampler("dwave", fallback="yes"), "sampler.fallback must be true or false"),
@@ -213,3 +214,15 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
         else:
             with pytest.raises(ConfigError, match=f"algorithm '{algorithm}' uses no predictor"):
                 load_study(str(path))
+
+
+def test_mlpf_trainer_tables_list_what_training_accepts():
+    """The trainer's table repeats hpoq.mlpf.training's option lists literally (so that naming the trainer
+    does not import torch): they must not drift apart."""
+    from hpoq.mlpf import training
+    from hpoq.trainers.mlpf import MLPFTrainer
+
+    table = MLPFTrainer.parameter_constraints
+    for key, allowed in (("model", training.MODELS), ("val_loss", training.VAL_LOSS_MODES),
+                         ("objective", tuple(training.OBJECTIVES)), ("input_norm", training.INPUT_NORMS)):
+        assert set(table[key][0].values) == set(allowed), key

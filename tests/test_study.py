@@ -1,4 +1,5 @@
 """Study files, search spaces, the trainer registry, the table trainer and the journal (no MPI)."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.runtime.journal import Journal, read_journal
 from hpoq.study.build import build_scheduler
 from hpoq.study.space import SearchSpace
@@ -24,8 +25,13 @@ TABLE = str(REPO.parent / "shared" / "data" / "mlpf_perfpred" / "mlpf_delphes_tr
 
 
 def base_study(**over) -> dict:
-    doc = {"name": "t", "seed": 0, "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
-           "trainer": {"name": "table", "params": {"table": TABLE}}, "space": "table"}
+    doc = {
+        "name": "t",
+        "seed": 0,
+        "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
+        "trainer": {"name": "table", "params": {"table": TABLE}},
+        "space": "table",
+    }
     doc.update(over)
     return doc
 
@@ -50,34 +56,50 @@ def test_defaults_and_paths_relative_to_study_file(tmp_path):
     assert (spec.ranks_per_trial, spec.max_retries, spec.poll_interval, spec.algorithm["eta"]) == (1, 1, 0.01, 3)
 
 
-@pytest.mark.parametrize("doc, needle", [
-    (base_study(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 0.5}}), "algorithm.params.knwon_curve"),
-    (base_study(algorithm={"name": "hyperband", "R": 9, "etaa": 3}), "algorithm.etaa"),
-    (base_study(algorithm={"name": "hyperband", "R": "nine"}), "algorithm.R"),
-    (base_study(algorithm={"name": "nosuch", "R": 9}), "algorithm.name"),
-    (base_study(seed=-1), "seed"),
-    (base_study(ranks_per_trial=0), "ranks_per_trial"),
-    (base_study(ranks_per_trial=1.5), "ranks_per_trial"),
-    (base_study(poll_interval=0), "poll_interval"),
-    (base_study(max_retries="x"), "max_retries"),
-    (base_study(bogus=1), "bogus"),
-    (base_study(trainer={"name": "table", "params": {"table": TABLE, "sleeep": 1}}), "trainer.params.sleeep"),
-    (base_study(trainer={"name": "table", "params": {"table": "missing.csv"}}), "trainer.params.table"),
-    (base_study(trainer={"name": "nosuch"}), "trainer.name"),
-    (base_study(trainer={"name": "nosuch.module:Thing"}), "trainer.name"),
-    (base_study(predictor={"name": "svr", "params": {"sampler": "sa"}}), "predictor"),
-    (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "svr", "params": {"no_such": 1}}), "predictor.params.no_such"),
-    (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "nope"}), "predictor.name"),
-    (base_study(space={"lr": {"type": "loguniform", "low": 0, "high": 1}}), "space.lr.low"),
-    (base_study(space={"lr": {"type": "gauss"}}), "space.lr.type"),
-    (base_study(space={"x": {"type": "uniform", "low": 0, "high": 1, "when": {"y": 1}}}), "space.x.when.y"),
-    (base_study(space={"a": {"type": "choice", "values": [1, 2], "when": {"b": 1}},
-                       "b": {"type": "choice", "values": [1, 2], "when": {"a": 1}}}), "form a cycle"),
-    (base_study(warm_fraction=1.0), "warm_fraction"),
-    (base_study(warm_curves="nothere.h5"), "warm_curves.path"),
-])
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        (
+            base_study(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 0.5}}),
+            "algorithm.params.knwon_curve",
+        ),
+        (base_study(algorithm={"name": "hyperband", "R": 9, "etaa": 3}), "algorithm.etaa"),
+        (base_study(algorithm={"name": "hyperband", "R": "nine"}), "algorithm.R"),
+        (base_study(algorithm={"name": "nosuch", "R": 9}), "algorithm.name"),
+        (base_study(seed=-1), "seed"),
+        (base_study(ranks_per_trial=0), "ranks_per_trial"),
+        (base_study(ranks_per_trial=1.5), "ranks_per_trial"),
+        (base_study(poll_interval=0), "poll_interval"),
+        (base_study(max_retries="x"), "max_retries"),
+        (base_study(bogus=1), "bogus"),
+        (base_study(trainer={"name": "table", "params": {"table": TABLE, "sleeep": 1}}), "trainer.params.sleeep"),
+        (base_study(trainer={"name": "table", "params": {"table": "missing.csv"}}), "trainer.params.table"),
+        (base_study(trainer={"name": "nosuch"}), "trainer.name"),
+        (base_study(trainer={"name": "nosuch.module:Thing"}), "trainer.name"),
+        (base_study(predictor={"name": "svr", "params": {"sampler": "sa"}}), "predictor"),
+        (
+            base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "svr", "params": {"no_such": 1}}),
+            "predictor.params.no_such",
+        ),
+        (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "nope"}), "predictor.name"),
+        (base_study(space={"lr": {"type": "loguniform", "low": 0, "high": 1}}), "space.lr.low"),
+        (base_study(space={"lr": {"type": "gauss"}}), "space.lr.type"),
+        (base_study(space={"x": {"type": "uniform", "low": 0, "high": 1, "when": {"y": 1}}}), "space.x.when.y"),
+        (
+            base_study(
+                space={
+                    "a": {"type": "choice", "values": [1, 2], "when": {"b": 1}},
+                    "b": {"type": "choice", "values": [1, 2], "when": {"a": 1}},
+                }
+            ),
+            "form a cycle",
+        ),
+        (base_study(warm_fraction=1.0), "warm_fraction"),
+        (base_study(warm_curves="nothere.h5"), "warm_curves.path"),
+    ],
+)
 def test_bad_study_names_the_key(tmp_path, doc, needle):
-    with pytest.raises(HpoqError) as err:
+    with pytest.raises(ConfigError) as err:
         load_study(write_study(tmp_path, doc))
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
@@ -86,15 +108,15 @@ def test_bad_study_names_the_key(tmp_path, doc, needle):
 def test_bad_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithm: {name: hyperband\n  R: [\n")
-    with pytest.raises(HpoqError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_study(str(bad))
-    with pytest.raises(HpoqError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_study(str(tmp_path / "none.yaml"))
 
 
 def test_R_beyond_table_epochs(tmp_path):
     spec = load_study(write_study(tmp_path, base_study(algorithm={"name": "hyperband", "R": 101})))
-    with pytest.raises(HpoqError, match="exceeds the 100 epochs"):
+    with pytest.raises(ConfigError, match="exceeds the 100 epochs"):
         build_scheduler(spec)
 
 
@@ -127,8 +149,10 @@ def test_search_space_types_conditions_and_determinism():
 
 
 def test_declared_space_builds_a_scheduler(tmp_path):
-    doc = base_study(trainer={"name": "tests.plugins.flaky:FlakyTableTrainer", "params": {"table": TABLE}},
-                     space={"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}})
+    doc = base_study(
+        trainer={"name": "tests.plugins.flaky:FlakyTableTrainer", "params": {"table": TABLE}},
+        space={"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
+    )
     spec = load_study(write_study(tmp_path, doc))
     unit = build_scheduler(spec).suggest()
     assert unit.start_epoch == 0 and set(unit.config) == {"lr"}
@@ -137,11 +161,11 @@ def test_declared_space_builds_a_scheduler(tmp_path):
 def test_trainer_registry_and_plugin_path():
     assert trainer_class("table").__name__ == "TableTrainer"
     assert trainer_class("tests.plugins.flaky:FlakyTableTrainer").name == "flaky-table"
-    with pytest.raises(HpoqError, match="not a subclass"):
-        trainer_class("hpoq.errors:HpoqError")
-    with pytest.raises(HpoqError, match="no class"):
+    with pytest.raises(ConfigError, match="not a subclass"):
+        trainer_class("hpoq.errors:ConfigError")
+    with pytest.raises(ConfigError, match="no class"):
         trainer_class("hpoq.errors:Nothing")
-    with pytest.raises(HpoqError, match="no such parameter"):
+    with pytest.raises(ConfigError, match="no such parameter"):
         make_trainer("table", {"table": TABLE, "speed": 2})
 
 
@@ -177,14 +201,15 @@ def test_journal_tolerates_a_torn_last_line_and_cuts_it(tmp_path):
     lines = open(path).read().splitlines()
     lines.insert(1, "garbage")
     open(path, "w").write("\n".join(lines) + "\n")
-    with pytest.raises(HpoqError, match="line 2"):
+    with pytest.raises(ConfigError, match="line 2"):
         read_journal(path)
 
 
 def run_cli(*args, cwd=REPO):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
 
 
 def test_validate_cli(tmp_path):

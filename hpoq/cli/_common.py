@@ -1,10 +1,11 @@
 """Argument helpers shared by the subcommands."""
+
 from __future__ import annotations
 
 import json
 import sys
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
 
 
@@ -23,24 +24,25 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise HpoqError(f"--seeds: cannot parse {text!r}; use a range like 0-4 or a list like 0,2,5") from None
+        raise ConfigError(f"--seeds: cannot parse {text!r}; use a range like 0-4 or a list like 0,2,5") from None
     if any(s < 0 for s in seeds):
-        raise HpoqError(f"--seeds: seeds must be non-negative, got {text!r}")
+        raise ConfigError(f"--seeds: seeds must be non-negative, got {text!r}")
     return seeds
 
 
-def parse_fraction(text: str, name: str, *, low_open: bool = True, high_open: bool = True,
-                   low: float = 0.0, high: float = 1.0) -> float:
+def parse_fraction(
+    text: str, name: str, *, low_open: bool = True, high_open: bool = True, low: float = 0.0, high: float = 1.0
+) -> float:
     """Parse a float that must lie in the interval (low, high) (ends open or closed as given)."""
     try:
         value = float(text)
     except ValueError:
-        raise HpoqError(f"{name}: {text!r} is not a number") from None
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
     lo_ok = value > low if low_open else value >= low
     hi_ok = value < high if high_open else value <= high
     if not (lo_ok and hi_ok):
         lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        raise HpoqError(f"{name} must lie in {lb}{low:g}, {high:g}{hb}, got {value:g}")
+        raise ConfigError(f"{name} must lie in {lb}{low:g}, {high:g}{hb}, got {value:g}")
     return value
 
 
@@ -49,7 +51,7 @@ def parse_params(items: list[str] | None) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise HpoqError(f"--param {item!r}: expected key=value")
+            raise ConfigError(f"--param {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
             out[key.strip()] = json.loads(raw)
@@ -61,4 +63,3 @@ def parse_params(items: list[str] | None) -> dict:
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=numpy_default)
     sys.stdout.write("\n")
-

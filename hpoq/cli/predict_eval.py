@@ -3,6 +3,7 @@
 Prints one JSON object with ``--json`` (keys r2, mae, spearman, r2_min, n, epochs, known_epochs,
 fit_seconds, ...; the format is relied on), else a short summary line.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,15 @@ HELP = "evaluate a performance predictor on a curve table (grouped 80/20 splits 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--table", required=True,
-                        help="curve table (.csv/.csv.gz), HDF5 curve store (.h5), or a shared table name (mlpf, lcbench, ...)")
+    parser.add_argument(
+        "--table",
+        required=True,
+        help="curve table (.csv/.csv.gz), HDF5 curve store (.h5), or a shared table name (mlpf, lcbench, ...)",
+    )
     parser.add_argument("--metric", help="metric columns <metric>_<epoch> (required for CSV tables)")
-    parser.add_argument("--mode", choices=["min", "max"], help="direction of the metric (default min; shared tables know theirs)")
+    parser.add_argument(
+        "--mode", choices=["min", "max"], help="direction of the metric (default min; shared tables know theirs)"
+    )
     parser.add_argument("--known", required=True, help="known fraction F of the curve, in (0, 1)")
     parser.add_argument("--predictor", default="default", help="predictor name (default: default)")
     parser.add_argument("--seeds", default="0-4", help="split seeds, e.g. 0-4 or 0,3 (default 0-4)")
@@ -26,24 +32,24 @@ def add_arguments(parser) -> None:
 
 
 def load_any_table(src: str, metric: str | None, mode: str | None, time_column: str | None = None):
-    """A CSV table, an HDF5 store or a shared table name -> CurveTable (HpoqError on bad input)."""
+    """A CSV table, an HDF5 store or a shared table name -> CurveTable (ConfigError on bad input)."""
     from hpoq.curves.shared import SHARED_TABLES, load_shared
     from hpoq.curves.table import load_table
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
 
     if not os.path.exists(src) and src in SHARED_TABLES:
         table = load_shared(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"shared table {src!r} has metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"shared table {src!r} has metric {table.metric!r}, not {metric!r}")
         if mode is not None and mode != table.mode:
-            raise HpoqError(f"shared table {src!r} has mode {table.mode!r}, not {mode!r}")
+            raise ConfigError(f"shared table {src!r} has mode {table.mode!r}, not {mode!r}")
         return table
     if src.endswith((".h5", ".hdf5")):
         from hpoq.curves.store import read_store
 
         table = read_store(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
         if table.lengths is not None and (table.lengths < table.n_epochs).any():
             full = table.lengths >= table.n_epochs
             dropped = int((~full).sum())
@@ -52,8 +58,8 @@ def load_any_table(src: str, metric: str | None, mode: str | None, time_column: 
         return table
     if metric is None:
         if not os.path.exists(src):
-            raise HpoqError(f"curve table {src!r} does not exist")
-        raise HpoqError("--metric is required for a CSV curve table")
+            raise ConfigError(f"curve table {src!r} does not exist")
+        raise ConfigError("--metric is required for a CSV curve table")
     return load_table(src, metric, mode or "min", time_column=time_column)
 
 
@@ -72,7 +78,10 @@ def run(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(f"{args.predictor} on {args.table} ({table.metric}, {result['known_epochs']}/{result['epochs']} epochs known, "
-              f"n={result['n']}): R2 {result['r2']:.4f} (min {result['r2_min']:.4f}), MAE {result['mae']:.4g}, "
-              f"Spearman {result['spearman']:.4f}, fit {result['fit_seconds']:.3f} s")
+        print(
+            f"{args.predictor} on {args.table} ({table.metric}, "
+            f"{result['known_epochs']}/{result['epochs']} epochs known, "
+            f"n={result['n']}): R2 {result['r2']:.4f} (min {result['r2_min']:.4f}), MAE {result['mae']:.4g}, "
+            f"Spearman {result['spearman']:.4f}, fit {result['fit_seconds']:.3f} s"
+        )
     return 0

@@ -18,18 +18,18 @@ HDF5 form. ``python -m hpoq.main convert SRC --out OUT.csv.gz`` wraps :func:`con
   for ranking a run above 2.0 is simply bad. The number of clipped cells is recorded in
   ``provenance``.
 """
+
 from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import os
 
 import numpy as np
 
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 LCBENCH_HPS = ["batch_size", "learning_rate", "momentum", "weight_decay", "num_layers", "max_units", "max_dropout"]
 CIFAR_HPS = ["momentum", "lr", "batch_size", "num_filters", "num_layers"]
@@ -39,7 +39,7 @@ TASKSET_CLIP = 2.0
 
 def _exists(path: str) -> None:
     if not os.path.exists(path):
-        raise HpoqError(f"source {path!r} does not exist")
+        raise ConfigError(f"source {path!r} does not exist")
 
 
 def _num(text: str):
@@ -65,20 +65,28 @@ def cifar_json_to_table(path: str, metric: str = "acc") -> CurveTable:
         with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:
             data = json.load(fh)
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HpoqError(f"source {path!r} is not a readable (gzip) JSON table ({exc})") from None
+        raise ConfigError(f"source {path!r} is not a readable (gzip) JSON table ({exc})") from None
     if not isinstance(data, dict) or any(k not in data for k in CIFAR_HPS):
-        raise HpoqError(f"source {path!r} is not the CIFAR-10 curve table (columns {', '.join(CIFAR_HPS)} expected)")
+        raise ConfigError(f"source {path!r} is not the CIFAR-10 curve table (columns {', '.join(CIFAR_HPS)} expected)")
     epoch_cols = sorted((int(k) for k in data if k.isdigit()))
     if not epoch_cols or epoch_cols != list(range(epoch_cols[0], epoch_cols[0] + len(epoch_cols))):
-        raise HpoqError(f"source {path!r} has no consecutive epoch columns '0', '1', ...")
+        raise ConfigError(f"source {path!r} has no consecutive epoch columns '0', '1', ...")
     rows = sorted(data[str(epoch_cols[0])], key=int)
     configs = [{hp: data[hp][r] for hp in CIFAR_HPS} for r in rows]
-    curves = np.array([[data[str(e)][r] if data[str(e)][r] is not None else np.nan for e in epoch_cols]
-                       for r in rows], dtype=float)
+    curves = np.array(
+        [[data[str(e)][r] if data[str(e)][r] is not None else np.nan for e in epoch_cols] for r in rows], dtype=float
+    )
     configs, curves, _, dropped = _drop_nonfinite(configs, curves)
-    return CurveTable(hp_names=list(CIFAR_HPS), configs=configs, curves=curves, metric=metric, mode="max",
-                      source=os.path.abspath(path), dropped=dropped,
-                      provenance={"first_epoch": epoch_cols[0], "converter": "cifar_json", "dropped_columns": ["index"]})
+    return CurveTable(
+        hp_names=list(CIFAR_HPS),
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode="max",
+        source=os.path.abspath(path),
+        dropped=dropped,
+        provenance={"first_epoch": epoch_cols[0], "converter": "cifar_json", "dropped_columns": ["index"]},
+    )
 
 
 def _read_csv_gz(path: str) -> tuple[list[str], list[list[str]]]:
@@ -87,9 +95,9 @@ def _read_csv_gz(path: str) -> tuple[list[str], list[list[str]]]:
         with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:
             rows = list(csv.reader(fh))
     except (OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:
-        raise HpoqError(f"{path!r} is not a readable CSV ({exc})") from None
+        raise ConfigError(f"{path!r} is not a readable CSV ({exc})") from None
     if not rows:
-        raise HpoqError(f"{path!r} is empty")
+        raise ConfigError(f"{path!r} is empty")
     return rows[0], rows[1:]
 
 
@@ -98,50 +106,64 @@ def _load_npz(path: str):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise HpoqError(f"source {path!r} is not a readable npz file ({exc})") from None
+        raise ConfigError(f"source {path!r} is not a readable npz file ({exc})") from None
 
 
-def lcbench_npz_to_table(npz_path: str, configs_path: str | None = None,
-                         metric: str = "val_balanced_accuracy", mode: str | None = None) -> CurveTable:
+def lcbench_npz_to_table(
+    npz_path: str, configs_path: str | None = None, metric: str = "val_balanced_accuracy", mode: str | None = None
+) -> CurveTable:
     """LCBench curves of one dataset: epochs 1..50 of ``metric``, hyperparameters from ``configs.csv.gz``."""
     z = _load_npz(npz_path)
     if metric not in z.files:
         keys = ", ".join(k for k in z.files if k not in ("trial", "epoch"))
-        raise HpoqError(f"source {npz_path!r} has no metric {metric!r} (available: {keys})")
+        raise ConfigError(f"source {npz_path!r} has no metric {metric!r} (available: {keys})")
     values = np.asarray(z[metric], dtype=float)
     if values.ndim != 2 or values.shape[1] < 51:
-        raise HpoqError(f"source {npz_path!r}: {metric!r} must be [trials, >= 51 epochs], got {values.shape}")
+        raise ConfigError(f"source {npz_path!r}: {metric!r} must be [trials, >= 51 epochs], got {values.shape}")
     curves = values[:, 1:51]
     time = None
     if "time" in z.files:
         t = np.asarray(z["time"], dtype=float)
         time = (t[:, 50] - t[:, 0]) / 50.0
-    trials = np.asarray(z["trial"]).reshape(len(curves), -1)[:, 0].astype(int) if "trial" in z.files else np.arange(len(curves))
+    trials = (
+        np.asarray(z["trial"]).reshape(len(curves), -1)[:, 0].astype(int)
+        if "trial" in z.files
+        else np.arange(len(curves))
+    )
     configs_path = configs_path or os.path.join(os.path.dirname(npz_path), "configs.csv.gz")
     header, rows = _read_csv_gz(configs_path)
     missing = [h for h in LCBENCH_HPS + ["trial"] if h not in header]
     if missing:
-        raise HpoqError(f"{configs_path!r} lacks column(s) {', '.join(missing)}")
+        raise ConfigError(f"{configs_path!r} lacks column(s) {', '.join(missing)}")
     by_trial = {int(r[header.index("trial")]): r for r in rows}
     try:
         configs = [{hp: _num(by_trial[int(t)][header.index(hp)]) for hp in LCBENCH_HPS} for t in trials]
     except KeyError as exc:
-        raise HpoqError(f"{configs_path!r} has no config for trial {exc.args[0]}") from None
+        raise ConfigError(f"{configs_path!r} has no config for trial {exc.args[0]}") from None
     if mode is None:
         mode = "min" if ("loss" in metric or "cross_entropy" in metric) else "max"
     configs, curves, time, dropped = _drop_nonfinite(configs, curves, time)
-    return CurveTable(hp_names=list(LCBENCH_HPS), configs=configs, curves=curves, metric=metric, mode=mode,
-                      time=time, source=os.path.abspath(npz_path), dropped=dropped,
-                      provenance={"first_epoch": 1, "converter": "lcbench_npz", "time": "seconds per epoch"})
+    return CurveTable(
+        hp_names=list(LCBENCH_HPS),
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        time=time,
+        source=os.path.abspath(npz_path),
+        dropped=dropped,
+        provenance={"first_epoch": 1, "converter": "lcbench_npz", "time": "seconds per epoch"},
+    )
 
 
-def taskset_npz_to_table(path: str, metric: str = "valid_loss", task: str | None = TASKSET_DEFAULT_TASK,
-                         clip: float | None = TASKSET_CLIP) -> CurveTable:
+def taskset_npz_to_table(
+    path: str, metric: str = "valid_loss", task: str | None = TASKSET_DEFAULT_TASK, clip: float | None = TASKSET_CLIP
+) -> CurveTable:
     """TaskSet RNN curves (51 points). ``task``: a task name, its index, or ``"all"`` / None to pool the 12 tasks."""
     z = _load_npz(path)
     for key in ("task_names", "task_idx", "hp_names", "hp", metric):
         if key not in z.files:
-            raise HpoqError(f"source {path!r} is not the TaskSet npz (no key {key!r})")
+            raise ConfigError(f"source {path!r} is not the TaskSet npz (no key {key!r})")
     names = [str(n) for n in z["task_names"]]
     task_idx = np.asarray(z["task_idx"], dtype=int)
     if task in (None, "all"):
@@ -150,7 +172,7 @@ def taskset_npz_to_table(path: str, metric: str = "valid_loss", task: str | None
         if str(task).isdigit() and int(task) < len(names):
             task = names[int(task)]
         if task not in names:
-            raise HpoqError(f"unknown TaskSet task {task!r}; tasks: all, {', '.join(names)}")
+            raise ConfigError(f"unknown TaskSet task {task!r}; tasks: all, {', '.join(names)}")
         rows = np.flatnonzero(task_idx == names.index(task))
     hp_names = [str(n) for n in z["hp_names"]]
     hp = np.asarray(z["hp"], dtype=float)[rows]
@@ -165,14 +187,27 @@ def taskset_npz_to_table(path: str, metric: str = "valid_loss", task: str | None
         clipped = int((curves > clip).sum())
         curves = np.minimum(curves, clip)
     mode = "max" if "acc" in metric else "min"
-    return CurveTable(hp_names=hp_names, configs=configs, curves=curves, metric=metric, mode=mode,
-                      source=os.path.abspath(path), dropped=dropped,
-                      provenance={"first_epoch": 1, "converter": "taskset_npz", "task": task or "all",
-                                  "clip": clip, "clipped_cells": clipped})
+    return CurveTable(
+        hp_names=hp_names,
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        source=os.path.abspath(path),
+        dropped=dropped,
+        provenance={
+            "first_epoch": 1,
+            "converter": "taskset_npz",
+            "task": task or "all",
+            "clip": clip,
+            "clipped_cells": clipped,
+        },
+    )
 
 
-def convert_source(src: str, metric: str | None = None, mode: str | None = None, task: str | None = None,
-                   configs: str | None = None) -> CurveTable:
+def convert_source(
+    src: str, metric: str | None = None, mode: str | None = None, task: str | None = None, configs: str | None = None
+) -> CurveTable:
     """Load any supported source as a curve table: CSV/CSV.gz (``metric`` required), the CIFAR
     JSON, an LCBench npz or the TaskSet npz (recognised by name and content)."""
     _exists(src)
@@ -189,12 +224,20 @@ def convert_source(src: str, metric: str | None = None, mode: str | None = None,
 
         table = read_store(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
         return table
     if metric is None:
-        raise HpoqError(f"--metric is required for the CSV table {src!r}")
+        raise ConfigError(f"--metric is required for the CSV table {src!r}")
     return load_table(src, metric, mode or "min")
 
 
-__all__ = ["cifar_json_to_table", "lcbench_npz_to_table", "taskset_npz_to_table", "convert_source",
-           "TASKSET_DEFAULT_TASK", "TASKSET_CLIP", "LCBENCH_HPS", "CIFAR_HPS"]
+__all__ = [
+    "cifar_json_to_table",
+    "lcbench_npz_to_table",
+    "taskset_npz_to_table",
+    "convert_source",
+    "TASKSET_DEFAULT_TASK",
+    "TASKSET_CLIP",
+    "LCBENCH_HPS",
+    "CIFAR_HPS",
+]

@@ -11,12 +11,13 @@ needed). The data folder is ``$HPOQ_SHARED_DATA`` if set, else ``<repo>/../share
 | lcbench | blood-transfusion-service-center_curves.npz | val_balanced_accuracy | max | 50 |
 | taskset | taskset_rnn_text_classification.npz, task GRU128 | valid_loss | min | 51 |
 
-MLPF: the single outlier (final loss 597.3 > 590) is dropped as in method.md 6 (295 rows);
+MLPF: the single outlier (final loss 597.3 > 590) is dropped as in docs/predictors.md#learning-curve-data (295 rows);
 ``load_shared("mlpf", drop_outliers=False)`` keeps all 296.
 TaskSet: one task (``FixedTextRNNClassification_imdb_patch32_GRU128_bs128``, 999 finite
 curves) by default; ``load_shared("taskset", task="all")`` pools the 12 tasks with ``task`` as
 a categorical hyperparameter. See :mod:`hpoq.curves.convert` for clipping of diverged values.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ from typing import Callable
 
 from hpoq.curves import convert
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def shared_data_dir() -> Path:
@@ -55,7 +56,8 @@ def _csv(spec: "SharedTable", **kw) -> CurveTable:
 
 
 def _mlpf(spec: "SharedTable", drop_outliers: bool = True, **kw) -> CurveTable:
-    """MLPF; by default without the single outlier row (final loss 597.3 > 590, method.md 6)."""
+    """MLPF; by default without the single outlier row (final loss 597.3 > 590,
+    docs/predictors.md#learning-curve-data)."""
     table = load_table(str(spec.path), spec.metric, spec.mode)
     if not drop_outliers:
         return table
@@ -77,24 +79,56 @@ def _lcbench(spec: "SharedTable", **kw) -> CurveTable:
     return convert.lcbench_npz_to_table(str(spec.path), None, spec.metric, spec.mode)
 
 
-def _taskset(spec: "SharedTable", task: str | None = convert.TASKSET_DEFAULT_TASK,
-             clip: float | None = convert.TASKSET_CLIP, **kw) -> CurveTable:
+def _taskset(
+    spec: "SharedTable",
+    task: str | None = convert.TASKSET_DEFAULT_TASK,
+    clip: float | None = convert.TASKSET_CLIP,
+    **kw,
+) -> CurveTable:
     return convert.taskset_npz_to_table(str(spec.path), spec.metric, task, clip)
 
 
 _MP = "mlpf_perfpred/"
-SHARED_TABLES: dict[str, SharedTable] = {t.name: t for t in [
-    SharedTable("mlpf", _MP + "mlpf_delphes_trainings_processed.csv.gz", "loss", "min", 100, _mlpf,
-                "MLPF GNN on Delphes, 295 rows (the 597.3 outlier dropped), 183 distinct configs, 7 HPs"),
-    SharedTable("mnist6", _MP + "mnist_cnn_6hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 6 HPs"),
-    SharedTable("mnist4", _MP + "mnist_cnn_4hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 4 HPs"),
-    SharedTable("mnist4rs42", _MP + "mnist_cnn_4hp_rs42.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 500 rows, 4 HPs"),
-    SharedTable("cifar10", _MP + "cifar10_cnn_curves.json.gz", "acc", "max", 200, _cifar, "CIFAR-10 CNN, 167 rows, 5 HPs"),
-    SharedTable("lcbench", "lcbench_lite/blood-transfusion-service-center_curves.npz", "val_balanced_accuracy",
-                "max", 50, _lcbench, "LCBench blood-transfusion, 2000 MLP configs, 7 HPs, seconds/epoch"),
-    SharedTable("taskset", "taskset_dyhpo/taskset_rnn_text_classification.npz", "valid_loss", "min", 51, _taskset,
-                "TaskSet IMDB GRU128 task, 1000 Adam configs, 8 HPs, diverged runs dropped, clipped at 2.0"),
-]}
+SHARED_TABLES: dict[str, SharedTable] = {
+    t.name: t
+    for t in [
+        SharedTable(
+            "mlpf",
+            _MP + "mlpf_delphes_trainings_processed.csv.gz",
+            "loss",
+            "min",
+            100,
+            _mlpf,
+            "MLPF GNN on Delphes, 295 rows (the 597.3 outlier dropped), 183 distinct configs, 7 HPs",
+        ),
+        SharedTable("mnist6", _MP + "mnist_cnn_6hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 6 HPs"),
+        SharedTable("mnist4", _MP + "mnist_cnn_4hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 4 HPs"),
+        SharedTable(
+            "mnist4rs42", _MP + "mnist_cnn_4hp_rs42.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 500 rows, 4 HPs"
+        ),
+        SharedTable(
+            "cifar10", _MP + "cifar10_cnn_curves.json.gz", "acc", "max", 200, _cifar, "CIFAR-10 CNN, 167 rows, 5 HPs"
+        ),
+        SharedTable(
+            "lcbench",
+            "lcbench_lite/blood-transfusion-service-center_curves.npz",
+            "val_balanced_accuracy",
+            "max",
+            50,
+            _lcbench,
+            "LCBench blood-transfusion, 2000 MLP configs, 7 HPs, seconds/epoch",
+        ),
+        SharedTable(
+            "taskset",
+            "taskset_dyhpo/taskset_rnn_text_classification.npz",
+            "valid_loss",
+            "min",
+            51,
+            _taskset,
+            "TaskSet IMDB GRU128 task, 1000 Adam configs, 8 HPs, diverged runs dropped, clipped at 2.0",
+        ),
+    ]
+}
 
 
 def load_shared(name: str, **options) -> CurveTable:
@@ -102,9 +136,9 @@ def load_shared(name: str, **options) -> CurveTable:
     try:
         spec = SHARED_TABLES[name]
     except KeyError:
-        raise HpoqError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
+        raise ConfigError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
     if not spec.path.exists():
-        raise HpoqError(f"shared table {name!r}: file {spec.path} is missing")
+        raise ConfigError(f"shared table {name!r}: file {spec.path} is missing")
     table = spec.loader(spec, **options)
     table.provenance.setdefault("shared_table", name)
     return table

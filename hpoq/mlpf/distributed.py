@@ -1,4 +1,5 @@
-"""Data-parallel backends for one trial group (docs/platform.md 3): ``none``, ``torch``, ``horovod``.
+"""Data-parallel backends for one trial group (docs/runtime.md#data-parallelism-inside-a-trial): ``none``,
+``torch``, ``horovod``.
 
 All three offer the same small interface to the training loop:
 
@@ -20,6 +21,7 @@ the group leader creates a ``TCPStore`` on a free port and broadcasts (host, por
 nccl on GPU. ``horovod``: ``hvd.init(comm=group)``, ``DistributedOptimizer(op=Sum)``,
 ``broadcast_parameters``, ``hvd.shutdown()`` at the end of every unit so idle ranks do not spin.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -28,7 +30,7 @@ import socket
 
 import torch
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 BACKENDS = ("auto", "horovod", "torch", "none")
 
@@ -44,23 +46,23 @@ def horovod_available() -> bool:
 def resolve_backend(name: str, comm) -> str:
     """The concrete backend for ``name`` (auto = horovod when importable, else torch; size 1 = none)."""
     if name not in BACKENDS:
-        raise HpoqError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if comm is None or comm.Get_size() == 1:
         return "none"  # one process: nothing to synchronise, whatever backend was asked for
     if name == "auto":
         return "horovod" if horovod_available() else "torch"
     if name == "none":
-        raise HpoqError("backend 'none' cannot train on a trial group of more than one rank")
+        raise ConfigError("backend 'none' cannot train on a trial group of more than one rank")
     return name
 
 
 def pick_device(preference: str, comm) -> torch.device:
     """cpu, or cuda:<local rank mod #GPUs> when CUDA is present and ``preference`` is auto/cuda."""
     if preference not in ("auto", "cpu", "cuda"):
-        raise HpoqError(f"device must be auto, cpu or cuda, got {preference!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda, got {preference!r}")
     if preference == "cpu" or not torch.cuda.is_available():
         if preference == "cuda":
-            raise HpoqError("device 'cuda' requested but CUDA is not available")
+            raise ConfigError("device 'cuda' requested but CUDA is not available")
         return torch.device("cpu")
     local_rank = 0
     if comm is not None:
@@ -75,8 +77,9 @@ def pick_device(preference: str, comm) -> torch.device:
 class NoBackend:
     name = "none"
 
-    def __init__(self, comm=None, device=torch.device("cpu")):
-        self.comm, self.device, self.rank, self.size = comm, device, 0, 1
+    def __init__(self, comm=None, device=None):
+        self.comm, self.rank, self.size = comm, 0, 1
+        self.device = torch.device("cpu") if device is None else device
 
     def wrap(self, model, optimizer, micro_batches: int = 1):
         return optimizer
@@ -121,8 +124,14 @@ class TorchBackend(NoBackend):
         host = None
         store = None
         if self.rank == 0:
-            store = dist.TCPStore("0.0.0.0", 0, self.size, is_master=True, wait_for_workers=False,
-                                  timeout=datetime.timedelta(seconds=timeout_s))
+            store = dist.TCPStore(
+                "0.0.0.0",
+                0,
+                self.size,
+                is_master=True,
+                wait_for_workers=False,
+                timeout=datetime.timedelta(seconds=timeout_s),
+            )
             host = store_host or socket.gethostname()
             info = (host, store.port)
         else:
@@ -136,8 +145,9 @@ class TorchBackend(NoBackend):
             store = dist.TCPStore(host, port, self.size, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
         self._store = store
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            backend, store=store, rank=self.rank, world_size=self.size, timeout=datetime.timedelta(seconds=timeout_s)
+        )
         self.dist = dist
 
     def broadcast(self, model, optimizer) -> None:
@@ -162,7 +172,7 @@ class TorchBackend(NoBackend):
         i = 0
         for p in params:
             n = p.numel()
-            p.grad.copy_(flat[i:i + n].view_as(p.grad))
+            p.grad.copy_(flat[i : i + n].view_as(p.grad))
             i += n
 
     def barrier(self) -> None:
@@ -183,8 +193,10 @@ class HorovodBackend(NoBackend):
         try:
             import horovod.torch as hvd
         except ImportError:
-            raise HpoqError("backend 'horovod' requested but horovod.torch is not importable; "
-                            "run 'bash jobs/install_horovod.sh .venv/bin/python' or use backend: torch") from None
+            raise ConfigError(
+                "backend 'horovod' requested but horovod.torch is not importable; "
+                "run 'bash jobs/install_horovod.sh .venv/bin/python' or use backend: torch"
+            ) from None
         super().__init__(comm, device)
         os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
         hvd.init(comm=comm)
@@ -198,8 +210,9 @@ class HorovodBackend(NoBackend):
 
     def wrap(self, model, optimizer, micro_batches: int = 1):
         hvd = self.hvd
-        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(), op=hvd.Sum,
-                                        backward_passes_per_step=micro_batches)
+        return hvd.DistributedOptimizer(
+            optimizer, named_parameters=model.named_parameters(), op=hvd.Sum, backward_passes_per_step=micro_batches
+        )
 
     def allreduce_sum(self, tensor):
         return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=None)

@@ -1,4 +1,5 @@
-"""The upstream MLPF loss (docs/mlpf.md 1.4) as sums and counts, so that data-parallel ranks can
+"""The upstream MLPF loss (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric) as sums and counts, so that
+data-parallel ranks can
 normalise by global counts (all-reduced) and the fixed-weight ``val_loss`` of 1.5 is exact.
 
 Per batch: binary = sum of is-particle cross-entropy over valid elements; focal = sum of the focal
@@ -7,6 +8,7 @@ upstream does: this makes the class weight depend on occupancy, kept for fidelit
 sum over true particles of w . (pred - target)^2 with w = (1, .01, .01, .01, 1) and the pT and E
 terms multiplied by sqrt(target pT / GeV), divided later by the number of true particles.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +56,13 @@ def loss_sums(outputs, batch, gamma: float, charge=None):
     sqrt_pt = batch["pt_true"].clamp_min(0).sqrt()
     sq = torch.cat([sq[..., :1] * sqrt_pt[..., None], sq[..., 1:4], sq[..., 4:] * sqrt_pt[..., None]], -1)
     reg_sum = (sq.sum(-1) * is_part).sum()
-    out = {"binary": binary_sum, "focal": focal_sum, "regression": reg_sum,
-           "n_valid": valid.sum().double(), "n_particles": part.sum().double()}
+    out = {
+        "binary": binary_sum,
+        "focal": focal_sum,
+        "regression": reg_sum,
+        "n_valid": valid.sum().double(),
+        "n_particles": part.sum().double(),
+    }
     if len(outputs) > 4 and charge is not None:
         q = (charge.reshape(-1).clamp(-1, 1) + 1).long()
         ce_q = F.cross_entropy(outputs[4].reshape(-1, 3).float(), q, reduction="none")

@@ -25,12 +25,13 @@ applied to columns 6 and up only: upstream's regression heads take columns 0-5 (
 sin phi, cos phi, E) raw as reference values, the other columns reach the network only through
 its input embedding.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 UPSTREAM_VERSION = "3.1.0"
 CONV_TYPES = ("attention", "gnn_lsh")
@@ -62,12 +63,12 @@ def _nested(flat: dict) -> dict:
     for key, value in flat.items():
         parts = key.split(".")[1:]
         if not parts or not all(parts):
-            raise HpoqError(f"mlpf: {key!r} is not a model key path (write model.<key> or model.<section>.<key>)")
+            raise ConfigError(f"mlpf: {key!r} is not a model key path (write model.<key> or model.<section>.<key>)")
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise HpoqError(f"mlpf: {key!r} sets a key below {part!r}, which is a value, not a section")
+                raise ConfigError(f"mlpf: {key!r} sets a key below {part!r}, which is a value, not a section")
         node[parts[-1]] = value
     return out
 
@@ -76,34 +77,49 @@ def upstream_config(overrides: dict, *, input_dim: int, num_classes: int, elem_t
     """Upstream's validated ``MLPFConfig`` from ``conv_type`` and ``model.<key>`` overrides."""
     reason = unavailable_reason()
     if reason:
-        raise HpoqError(f"mlpf: model particleflow: {reason}")
+        raise ConfigError(f"mlpf: model particleflow: {reason}")
     import pydantic
     from mlpf.conf import MLPFConfig
 
     values = dict(HPOQ_DEFAULTS, **overrides)
     conv_type = values.pop("conv_type", "attention")
     if conv_type not in CONV_TYPES:
-        raise HpoqError(f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, "
-                        f"got {conv_type!r}")
+        raise ConfigError(
+            f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, got {conv_type!r}"
+        )
     model = _nested({k: v for k, v in values.items() if k.startswith("model.")})
     for section in CONV_TYPES:
         model.setdefault(section, {})
     model["type"] = conv_type
-    raw = {"dataset": "clic", "data_dir": "", "conv_type": conv_type, "model": model, "input_dim": int(input_dim),
-           "num_classes": int(num_classes), "elemtypes_nonzero": [int(t) for t in elem_types if int(t) != 0]}
+    raw = {
+        "dataset": "clic",
+        "data_dir": "",
+        "conv_type": conv_type,
+        "model": model,
+        "input_dim": int(input_dim),
+        "num_classes": int(num_classes),
+        "elemtypes_nonzero": [int(t) for t in elem_types if int(t) != 0],
+    }
     try:
         return MLPFConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        raise HpoqError(f"mlpf: {path}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and not
-                                                          isinstance(err["input"], dict) else "")) from None
+        raise ConfigError(
+            f"mlpf: {path}: {err['msg']}"
+            + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else "")
+        ) from None
 
 
 def config_record(cfg) -> dict:
     """The JSON-able architecture part of an upstream config (for checkpoint metadata)."""
-    return {"conv_type": cfg.conv_type.value, "model": cfg.model.model_dump(mode="json"),
-            "input_dim": cfg.input_dim, "num_classes": cfg.num_classes, "elemtypes_nonzero": cfg.elemtypes_nonzero}
+    return {
+        "conv_type": cfg.conv_type.value,
+        "model": cfg.model.model_dump(mode="json"),
+        "input_dim": cfg.input_dim,
+        "num_classes": cfg.num_classes,
+        "elemtypes_nonzero": cfg.elemtypes_nonzero,
+    }
 
 
 def bin_size(cfg) -> int:
@@ -121,7 +137,7 @@ class UpstreamMLPF(nn.Module):
         from hpoq.mlpf.features import column_plan_tensors
 
         if input_norm not in ("none", "standard"):
-            raise HpoqError(f"mlpf: input_norm must be none or standard, got {input_norm!r}")
+            raise ConfigError(f"mlpf: input_norm must be none or standard, got {input_norm!r}")
         self.input_norm = input_norm
         self.net = MLPF(cfg)
         n_types, n_feat = max(cfg.elemtypes_nonzero) + 1, cfg.input_dim

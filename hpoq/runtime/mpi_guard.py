@@ -20,13 +20,14 @@ Measured with Debian's slurm-wlm 22.05: the mpich wheel works under ``srun --mpi
 ``MpiDefault=pmi2`` / ``SLURM_MPI_TYPE=pmi2``); a site MPI with mpi4py built against it under
 ``srun --mpi=pmix``.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import sys
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 MPI_COMMANDS = frozenset({"run"})  # the subcommands that start MPI; the others never import mpi4py
 
@@ -56,12 +57,16 @@ def launch_mismatch(world_size: int, env=None) -> str | None:
     mpi_type = env.get("SLURM_MPI_TYPE", "")
     how = f"srun --mpi={mpi_type}" if in_slurm and mpi_type else ("srun" if in_slurm else "the launcher")
     if name == "SLURM_NTASKS" and "SLURM_STEP_ID" not in env:
-        return (f"the Slurm job has {tasks} tasks ({name}) but this process is not one of them: start hpoq with "
-                f"srun inside the job script (srun python -m hpoq.main run ...)")
-    return (f"{how} started {tasks} tasks ({name}={tasks}) but MPI sees a world of 1 rank in each, so every task "
-            f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this MPI library. Use srun --mpi=pmi2 "
-            f"with the PyPI mpich wheel (or MpiDefault=pmi2 / SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site "
-            f"MPI and mpi4py built against it")
+        return (
+            f"the Slurm job has {tasks} tasks ({name}) but this process is not one of them: start hpoq with "
+            f"srun inside the job script (srun python -m hpoq.main run ...)"
+        )
+    return (
+        f"{how} started {tasks} tasks ({name}={tasks}) but MPI sees a world of 1 rank in each, so every task "
+        f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this "
+        f"MPI library. Use srun --mpi=pmi2 with the PyPI mpich wheel (or MpiDefault=pmi2 / "
+        f"SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site MPI and mpi4py built against it"
+    )
 
 
 def _is_task_zero(env=None) -> bool:
@@ -77,14 +82,15 @@ def _abort_status(code) -> None:
 
 def _abort_on_failure(run):
     """``run(args)`` that, on a multi-rank world, turns any failure into ``MPI.COMM_WORLD.Abort`` at exit."""
+
     @functools.wraps(run)
     def guarded(args):
         try:
             code = run(args)
-        except HpoqError:
+        except ConfigError:
             _abort_status(2)  # main() prints it and returns 2, the CLI's bad-input status
             raise
-        except BaseException as exc:  # noqa: BLE001 -- exactly what python -m mpi4py does
+        except BaseException as exc:
             _abort_status(exc if isinstance(exc, (SystemExit, KeyboardInterrupt)) else 1)
             raise
         if code:
@@ -98,7 +104,7 @@ def install(args) -> None:
     """Check the MPI launch of ``args.command`` and, on a multi-rank world, make failures abort the job.
 
     Called by ``hpoq.main`` right after argument parsing. Commands that do not use MPI are left alone
-    (mpi4py is not even imported). Raises HpoqError on task 0 of a mismatched launch; the other tasks
+    (mpi4py is not even imported). Raises ConfigError on task 0 of a mismatched launch; the other tasks
     exit 2 silently, so the user reads the reason once.
     """
     if getattr(args, "command", None) not in MPI_COMMANDS or not hasattr(args, "_run"):
@@ -109,7 +115,7 @@ def install(args) -> None:
     problem = launch_mismatch(size)
     if problem:
         if _is_task_zero():
-            raise HpoqError(problem)
+            raise ConfigError(problem)
         sys.exit(2)
     if size > 1:
         args._run = _abort_on_failure(args._run)

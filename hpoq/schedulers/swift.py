@@ -91,7 +91,8 @@ class SwiftHyperband(Hyperband):
     parameter_constraints = {"d": [Interval(int, 2, None)], "k": [Interval(float, 0, 1)],
                              "known_curve": [Interval(float, 0, 1, closed="right")],
                              "threshold_quantile": [Interval(float, 0, 1)], "refit": [Options("never", "on_growth")],
-                             "add_phase2": [Boolean()], "predictor": [Text(), None], "predictor_params": [Mapping(), None],
+                             "add_phase2": [Boolean()], "predictor": [Text(), None],
+                             "predictor_params": [Mapping(), None],
                              "warm_curves": [Anything(), None]}
     #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
     concurrent_brackets = False

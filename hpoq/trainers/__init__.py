@@ -10,9 +10,10 @@ Built in:
 A user plugin is named by its import path, e.g. ``trainer: {name: "mypkg.train:MyTrainer"}``; the
 class must subclass :class:`hpoq.trainers.base.Trainer`.
 """
+
 from __future__ import annotations
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import build, check, import_class, parameter_names
 from hpoq.trainers.base import Trainer, TrainerError
 
@@ -31,16 +32,18 @@ def available_trainers() -> list[str]:
 def trainer_class(name: str) -> type[Trainer]:
     """The class registered under ``name``, or imported from ``package.module:Class``."""
     if not isinstance(name, str) or not name:
-        raise HpoqError(f"trainer name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"trainer name must be a non-empty string, got {name!r}")
     if name in TRAINERS:
         target = TRAINERS[name]
     elif ":" in name:
         target = name
     else:
-        raise HpoqError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class")
+        raise ConfigError(
+            f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class"
+        )
     cls = import_class("trainer", name, target)
     if not (isinstance(cls, type) and issubclass(cls, Trainer)):
-        raise HpoqError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
+        raise ConfigError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
     return cls
 
 
@@ -59,5 +62,13 @@ def make_trainer(name: str, params: dict | None = None) -> Trainer:
     return build("trainer", name, params, path="trainer.params", what=f"trainer {name!r}")
 
 
-__all__ = ["TRAINERS", "Trainer", "TrainerError", "available_trainers", "check_trainer_params", "make_trainer",
-           "trainer_class", "trainer_parameters"]
+__all__ = [
+    "TRAINERS",
+    "Trainer",
+    "TrainerError",
+    "available_trainers",
+    "check_trainer_params",
+    "make_trainer",
+    "trainer_class",
+    "trainer_parameters",
+]
