@@ -17,23 +17,16 @@ does, so that the answer is always a fully trained configuration.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.rungs import Rungs, rung_epochs
 from hpoq.schedulers.trials import take_inflight
 
-
-def asha_rungs(R: int, eta: int, grace: int = 1) -> list[int]:
-    """Rung epochs ``grace * eta**k`` below ``R``, then ``R`` itself (epochs, increasing)."""
-    rungs, r = [], grace
-    while r < R:
-        rungs.append(r)
-        r *= eta
-    rungs.append(R)
-    return rungs
+#: the rung epochs (kept under this name for the modules that import it from here)
+asha_rungs = rung_epochs
 
 
 class ASHA(Scheduler):
@@ -62,13 +55,12 @@ class ASHA(Scheduler):
         self.seed = int(seed)
         self.n = n
         self.grace = grace
-        self.rungs = asha_rungs(self.R, self.eta, grace)
+        self.ladder = Rungs(self.R, self.eta, grace)
+        self.rungs = self.ladder.epochs
         self.ignored = sorted(k for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
                                              ("warm_curves", warm_curves)) if v is not None)
         self.configs: list[dict] = []          # trial id -> config
         self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
-        self.rung_results: list[list[tuple[float, int]]] = [[] for _ in self.rungs]  # (value, trial id)
-        self.promoted: list[set[int]] = [set() for _ in self.rungs]
         self.running: dict[int, tuple[int, int]] = {}  # trial id -> (start, end) of its unit in flight
         self.failed: set[int] = set()
         self.stopped: set[int] = set()
@@ -79,27 +71,23 @@ class ASHA(Scheduler):
     # ---------------------------------------------------------------- rule
     def _promotable(self, k: int) -> tuple[int, dict] | None:
         """The best not-yet-promoted trial of rung ``k`` inside its top floor(|rung|/eta), if any."""
-        results = self.rung_results[k]
-        quota = len(results) // self.eta
-        if quota == 0:
-            return None
-        ranked = sorted(results)
-        for rank, (value, tid) in enumerate(ranked[:quota]):
-            if tid not in self.promoted[k] and tid not in self.failed:
+        quota = self.ladder.quota(k)
+        for rank, (value, tid) in enumerate(self.ladder.ranked(k)[:quota]):
+            if tid not in self.ladder.promoted[k] and tid not in self.failed:
                 return tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value, "rank": rank,
-                             "rung_size": len(results), "quota": quota}
+                             "rung_size": len(self.ladder.results[k]), "quota": quota}
         return None
 
     def _best_of_highest_rung(self) -> tuple[int, int] | None:
         """(rung, trial) of the best unpromoted trial in the highest occupied rung below R."""
         for k in range(len(self.rungs) - 2, -1, -1):
-            ranked = [(v, t) for v, t in sorted(self.rung_results[k]) if t not in self.promoted[k] and t not in self.failed]
+            ranked = self.ladder.unpromoted(k, self.failed)
             if ranked:
                 return k, ranked[0][1]
         return None
 
     def _reached_R(self) -> bool:
-        return bool(self.rung_results[-1])
+        return self.ladder.reached_top()
 
     def _unit(self, tid: int, start: int, end: int) -> WorkUnit:
         self.running[tid] = (start, end)
@@ -107,7 +95,7 @@ class ASHA(Scheduler):
         return WorkUnit(trial_id=tid, config=dict(self.configs[tid]), start_epoch=start, end_epoch=end)
 
     def _promote(self, k: int, tid: int, info: dict, reason: str) -> WorkUnit:
-        self.promoted[k].add(tid)
+        self.ladder.promote(k, tid)
         self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
         return self._unit(tid, self.rungs[k], self.rungs[k + 1])
 
@@ -129,9 +117,9 @@ class ASHA(Scheduler):
             found = self._best_of_highest_rung()
             if found is not None:
                 k, tid = found
-                value = min(v for v, t in self.rung_results[k] if t == tid)
+                value = min(v for v, t in self.ladder.results[k] if t == tid)
                 return self._promote(k, tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value,
-                                              "rung_size": len(self.rung_results[k])}, "finish")
+                                              "rung_size": len(self.ladder.results[k])}, "finish")
         return None
 
     def _flush(self, decisions: list[Decision]) -> list[Decision]:
@@ -139,7 +127,7 @@ class ASHA(Scheduler):
         if self.finished:
             paused = [t for t, curve in enumerate(self.curves)
                       if curve and len(curve) < self.R and t not in self.failed and t not in self.stopped
-                      and t not in self.promoted[self.rungs.index(len(curve))]]
+                      and t not in self.ladder.promoted[self.ladder.index(len(curve))]]
             for tid in paused:
                 self.stopped.add(tid)
                 out.append(Decision(tid, STOP, len(self.curves[tid]), "rung", {"final_rung_epoch": len(self.curves[tid])}))
@@ -151,11 +139,7 @@ class ASHA(Scheduler):
         if len(values) != end - start:
             raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
-        k = self.rungs.index(end)
-        value = values[-1] if math.isfinite(values[-1]) else math.inf  # NaN/inf rank last
-        self.rung_results[k].append((value, trial_id))
-        rank = sorted(self.rung_results[k]).index((value, trial_id))
-        info = {"rung": k, "rung_epoch": end, "value": value, "rank": rank, "rung_size": len(self.rung_results[k])}
+        info = self.ladder.record(self.ladder.index(end), trial_id, values[-1])  # NaN/inf rank last
         if end == self.R:
             return self._flush([Decision(trial_id, DONE, end, "completed", info)])
         return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
@@ -175,7 +159,7 @@ class ASHA(Scheduler):
 
     def best(self) -> dict | None:
         for k in range(len(self.rungs) - 1, -1, -1):
-            ranked = sorted((v, t) for v, t in self.rung_results[k] if t not in self.failed)
+            ranked = self.ladder.ranked(k, self.failed)
             if ranked:
                 value, tid = ranked[0]
                 return {"trial_id": tid, "config": dict(self.configs[tid]), "value": value, "epoch": self.rungs[k]}
@@ -192,8 +176,8 @@ class ASHA(Scheduler):
                          "rungs": list(self.rungs), "ignored": list(self.ignored)},
             "configs": [dict(c) for c in self.configs],
             "curves": [list(c) for c in self.curves],
-            "rung_results": [[[v, t] for v, t in res] for res in self.rung_results],
-            "promoted": [sorted(p) for p in self.promoted],
+            "rung_results": self.ladder.state_dict()["results"],
+            "promoted": self.ladder.state_dict()["promoted"],
             "failed": sorted(self.failed),
             "stopped": sorted(self.stopped),
             # units in flight are lost at a snapshot and suggested again, in this order
@@ -210,8 +194,8 @@ class ASHA(Scheduler):
                             f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, grace={self.grace}")
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
-        self.rung_results = [[(float(v), int(t)) for v, t in res] for res in state["rung_results"]]
-        self.promoted = [set(int(t) for t in p) for p in state["promoted"]]
+        self.ladder.load_state_dict({"epochs": settings["rungs"], "results": state["rung_results"],
+                                     "promoted": state["promoted"]})
         self.failed = set(int(t) for t in state["failed"])
         self.stopped = set(int(t) for t in state["stopped"])
         self.requeue = [(int(t), int(s), int(e)) for t, s, e in state["requeue"]]

@@ -23,7 +23,7 @@ from hpoq.schedulers.brackets import hyperband_schedule
 def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) -> tuple[int, int]:
     """(epochs, index of the returned row) of the default scheduler's rule with one worker.
 
-    ``curves``: minimised curves [k, >= R] of the k distinct configurations, in sampling order.
+    ``curves``: minimised curves [k, >= R] of the k configurations drawn, in sampling order.
     Rung by rung (``asha_rungs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
     (ties by sampling order); then, while fewer than ``finalists`` configurations reached R, the
     best unpromoted configurations (highest rung first) are promoted one rung together, as many as
@@ -104,7 +104,7 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
                   samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.5,
                   confidence: float = 1.0, min_match: float = 0.9) -> tuple[tuple[int, int], dict]:
     """The cheapest candidate that matches Hyperband on ``samples`` studies replayed on the store
-    (see :func:`study_rows`; duplicates are trained once, as the default scheduler does): its mean
+    (see :func:`study_rows`; every draw is trained, repeats included): its mean
     gap to Hyperband's returned final value plus ``confidence`` standard errors is within
     ``tolerance`` x the std of Hyperband's value, and it returns a configuration at least as good
     as Hyperband's in at least ``min_match`` of the studies.
@@ -120,8 +120,7 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
     for _ in range(samples):
         rows = study_rows(n_store, n, pool_fraction, rng)
         hb_values.append(curves[rows[hyperband_replay(curves[rows], R, eta)], R - 1])
-        distinct = rows[np.sort(np.unique(rows, return_index=True)[1])]
-        sub = curves[distinct]
+        sub = curves[rows]  # every draw is trained, repeats included (dedupe off, as in the benchmarks)
         for c in candidates:
             epochs, idx = sh_replay(sub, R, eta, c[0], c[1])
             gaps[c].append(sub[idx, R - 1] - hb_values[-1])
