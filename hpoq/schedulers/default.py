@@ -23,7 +23,7 @@ inside a budget that never exceeds Hyperband's.
    Hyperband uses for the same n and R (:func:`hyperband_cap`). Policies are chosen among those
    whose plan costs less: with a warm store (``warm_curves``) by
    :func:`~hpoq.schedulers.store_replay.choose_policy`; cold, the largest grace whose plan costs
-   at most ``cold_share`` of Hyperband's epochs (the first rung is where ranking is least sure).
+   at most ``share`` of Hyperband's epochs (the first rung is where ranking is least sure).
 
 Every decision carries the inputs it used (observed rank, forecast, sigma, target epoch, training
 size, model key); ``state_dict`` records all bookkeeping and a restored scheduler continues
@@ -85,7 +85,7 @@ class DefaultScheduler(Scheduler):
     Parameters: ``R`` (max epochs), ``eta`` (>= 2), ``sampler``, ``seed``, ``n`` (configurations to
     draw; default Hyperband's count), ``grace`` / ``finalists`` (None = chosen from the warm store,
     or the cold rule), ``probes`` (configurations trained to R first), ``confidence`` (sigmas of
-    optimism when pruning by forecast), ``cold_share`` (share of Hyperband's epochs a cold plan
+    optimism when pruning by forecast), ``share`` (share of Hyperband's epochs a cold plan
     may cost), ``policy_samples`` / ``policy_tolerance`` (store replay, see ``choose_policy``),
     ``min_train`` (curves before a forecast model is fitted), ``predictor`` / ``predictor_params``
     (any registered predictor; ``"none"`` ranks by observed values only), ``warm_curves``.
@@ -95,7 +95,7 @@ class DefaultScheduler(Scheduler):
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, probes: int = 0,
-                 confidence: float = 1.0, cold_share: float = 0.6, policy_samples: int = 120,
+                 confidence: float = 1.0, share: float = 0.6, policy_samples: int = 120,
                  policy_tolerance: float = 0.1, min_train: int = 12, predictor: str | None = None,
                  predictor_params: dict | None = None, warm_curves=None):
         self.R, self.eta = check_r_eta(R, eta)
@@ -111,14 +111,18 @@ class DefaultScheduler(Scheduler):
             raise HpoqError(f"default: grace must not exceed R={self.R}, got {grace}")
         if probes > self.n:
             raise HpoqError(f"default: probes ({probes}) must not exceed n ({self.n})")
-        if not float(confidence) >= 0 or not float(policy_tolerance) >= 0 or not 0 < float(cold_share) <= 1:
-            raise HpoqError("default: confidence and policy_tolerance must be >= 0, cold_share in (0, 1]")
+        if not float(confidence) >= 0 or not float(policy_tolerance) >= 0 or not 0 < float(share) <= 1:
+            raise HpoqError("default: confidence and policy_tolerance must be >= 0, share in (0, 1]")
         self.sampler, self.seed, self.probes = sampler, int(seed), int(probes)
-        self.confidence, self.cold_share = float(confidence), float(cold_share)
+        self.confidence, self.share = float(confidence), float(share)
         self.policy_samples, self.policy_tolerance = policy_samples, float(policy_tolerance)
         self.cap = hyperband_cap(self.n, self.R, self.eta)
-        store = _store_curves(warm_curves, self.R)
-        chosen, self.policy_source, self.policy_report = self._choose_policy(store, grace, finalists)
+        name = DEFAULT_PREDICTOR if predictor is None else predictor
+        self.forecaster = None
+        if name != "none":
+            self.forecaster = FinalValuePredictor(name, dict(predictor_params or {}), seed=self.seed, R=self.R,
+                                                  store=warm_curves, min_train=min_train)
+        chosen, self.policy_source, self.policy_report = self._choose_policy(warm_curves, grace, finalists)
         self.grace, self.finalists = chosen
         first = self.probes * self.R + (self.n - self.probes) * self.grace
         if first > self.cap:
@@ -126,11 +130,6 @@ class DefaultScheduler(Scheduler):
                             f"cost {first} epochs, more than Hyperband's {self.cap} for the same n and R")
         self.ladder = Rungs(self.R, self.eta, self.grace)
         self.rungs = self.ladder.epochs
-        name = DEFAULT_PREDICTOR if predictor is None else predictor
-        self.forecaster = None
-        if name != "none":
-            self.forecaster = FinalValuePredictor(name, dict(predictor_params or {}), seed=self.seed, R=self.R,
-                                                  store=warm_curves, min_train=min_train)
         self.min_train = min_train
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
@@ -145,24 +144,40 @@ class DefaultScheduler(Scheduler):
         self._cache: dict = {}                # (rung, rung size, model key) -> survivors; pure function of state
 
     # ---------------------------------------------------------------- policy
-    def _choose_policy(self, store, grace, finalists):
-        """((grace, finalists), source, report): store-tuned among plans cheaper than Hyperband, or cold."""
+    def _choose_policy(self, warm_curves, grace, finalists):
+        """((grace, finalists), source, report): store-tuned among plans cheaper than Hyperband, or cold.
+
+        With a forecaster, the store replay ranks the candidates' rungs by out-of-fold forecasts on
+        the forecaster's store rows (what the rungs will rank by); without, by the observed values."""
+        store, scores = _store_curves(warm_curves, self.R), None
+        if store is not None and self.forecaster is not None:
+            scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
+            if scores is not None:
+                store = self.forecaster.store_curves
         if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
             graces = [grace] if grace is not None else rung_epochs(self.R, self.eta)[:-1] or [self.R]
             counts = [finalists] if finalists is not None else [2, 3, 4]
+            limit = self.share * self.cap
             candidates = [(g, m) for g in graces for m in counts
-                          if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= self.cap]
+                          if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= limit]
             if candidates:
                 chosen, report = choose_policy(store, self.n, self.R, self.eta, derive_rng(self.seed, "policy"),
                                                samples=self.policy_samples, tolerance=self.policy_tolerance,
-                                               candidates=candidates)
-                report["cap"] = self.cap
-                return chosen, "store", report
-        m = finalists or COLD_FINALISTS
-        g = grace or cold_grace(self.n, self.R, self.eta, m, self.probes, self.cold_share * self.cap)
+                                               candidates=candidates, scores=scores)
+                report.update(cap=self.cap, share=self.share, ranked_by="observed" if scores is None else "forecast")
+                if any(row["ok"] for row in report["candidates"]):
+                    return chosen, "store", report
+                # nothing within the share matches Hyperband on the store: the cold rule's plan, store noted
+                g, m = self._cold_policy(grace, finalists)
+                return (g, m), "cold rule (no store candidate matched)", report
+        g, m = self._cold_policy(grace, finalists)
         source = "given" if grace is not None and finalists is not None else "cold rule"
-        return (g, m), source, {"cap": self.cap, "cold_share": self.cold_share,
+        return (g, m), source, {"cap": self.cap, "share": self.share,
                                 "plan": plan_cost(self.n, self.R, self.eta, g, m, self.probes)}
+
+    def _cold_policy(self, grace, finalists) -> tuple[int, int]:
+        m = finalists or COLD_FINALISTS
+        return grace or cold_grace(self.n, self.R, self.eta, m, self.probes, self.share * self.cap), m
 
     # ---------------------------------------------------------------- units
     def _affordable(self, epochs: int) -> bool:
@@ -269,7 +284,8 @@ class DefaultScheduler(Scheduler):
             info = dict(base, **meta, value=self.curves[t][self.rungs[k] - 1], rank=observed_rank[t],
                         predicted=float(mean[i]), sigma=float(sigma[i]), pred_rank=pred_rank,
                         threshold=threshold, confidence=z)
-            if mean[i] - z * sigma[i] > threshold:
+            if meta["target_epoch"] == self.R and mean[i] - z * sigma[i] > threshold:
+                # pruned only by a forecast of the final value itself, never of an intermediate epoch
                 self.hopeless.setdefault(t, info)
             elif pred_rank < quota:
                 out.append((t, "rung" if observed_rank[t] < quota else "predicted", info))
@@ -364,7 +380,7 @@ class DefaultScheduler(Scheduler):
     def settings(self) -> dict:
         return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "finalists": self.finalists,
                 "probes": self.probes, "rungs": list(self.rungs), "seed": self.seed, "cap": self.cap,
-                "confidence": self.confidence, "cold_share": self.cold_share, "min_train": self.min_train,
+                "confidence": self.confidence, "share": self.share, "min_train": self.min_train,
                 "policy_source": self.policy_source, "policy_samples": self.policy_samples,
                 "policy_tolerance": self.policy_tolerance,
                 "predictor": None if self.forecaster is None else self.forecaster.describe()}

@@ -38,19 +38,31 @@ def grid_size(count: int, min_train: int, growth: float) -> int:
         size, j = max(nxt, size + 1), j + 1
 
 
-def stack_with_last(oof: np.ndarray, last: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares weights ``(c, a, b)`` of ``y ~ c + a * oof + b * last`` and the RMSE of that fit.
+def stack_with_last(oof: np.ndarray, last: np.ndarray, y: np.ndarray, top: float = 0.25) -> tuple[np.ndarray, float]:
+    """Weights ``(c, a, b)`` of the forecast ``c + a * prediction + b * last`` and its RMSE on ``y``.
 
     ``oof``: the predictor's out-of-fold predictions; ``last``: the value observed at the prefix's
-    last epoch, the quantity successive halving ranks by. The forecast leans on the predictor only
-    as far as its out-of-fold predictions add to the observed value (stacking, Wolpert 1992), so a
-    predictor weaker than the observed value cannot rank worse than it."""
-    A = np.column_stack([np.ones_like(y), oof, last])
-    ok = np.isfinite(A).all(axis=1) & np.isfinite(y)
+    last epoch, the quantity successive halving ranks by. Two least-squares fits are compared,
+    ``y ~ c + a * oof + b * last`` (stacking, Wolpert 1992) and ``y ~ c + b * last``; the stacked one
+    is kept only where the ``top`` fraction it ranks best has a lower mean ``y`` than the fraction
+    the observed value ranks best: the predictor is used where it selects better, not merely where
+    it fits outliers (collapsed runs) better, and never ranks worse than the observed value."""
+    ok = np.isfinite(oof) & np.isfinite(last) & np.isfinite(y)
     if ok.sum() < 4:
-        return np.array([0.0, 1.0, 0.0]), float(np.sqrt(np.mean((oof[ok] - y[ok]) ** 2))) if ok.any() else math.inf
-    coef = np.linalg.lstsq(A[ok], y[ok], rcond=None)[0]
-    return coef, float(np.sqrt(np.mean((A[ok] @ coef - y[ok]) ** 2)))
+        return np.array([0.0, 0.0, 1.0]), math.inf
+    oof, last, y = oof[ok], last[ok], y[ok]
+    ones = np.ones_like(y)
+    stacked = np.column_stack([ones, oof, last])
+    coef_s = np.linalg.lstsq(stacked, y, rcond=None)[0]
+    coef_l = np.linalg.lstsq(np.column_stack([ones, last]), y, rcond=None)[0]
+    coef_l = np.array([coef_l[0], 0.0, coef_l[1]])
+    k = max(2, int(round(top * y.size)))
+
+    def top_mean(coef):
+        return float(np.mean(y[np.argsort(stacked @ coef, kind="stable")[:k]]))
+
+    coef = coef_s if top_mean(coef_s) < top_mean(coef_l) else coef_l
+    return coef, float(np.sqrt(np.mean((stacked @ coef - y) ** 2)))
 
 
 class FinalValuePredictor:
@@ -135,6 +147,30 @@ class FinalValuePredictor:
         spread = np.zeros_like(mean) if pred.spread is None else np.asarray(pred.spread, dtype=float).ravel()
         sigma = np.maximum(cv_error, np.where(np.isfinite(spread), spread, math.inf))
         return mean, sigma
+
+    def store_scores(self, epochs) -> np.ndarray | None:
+        """The store's curves [rows, R] with the value at each of ``epochs`` (< R) replaced by the
+        out-of-fold forecast of the final value from that prefix (``folds`` folds over the store):
+        what the rung decisions would rank by, for replaying policies on the store. None when the
+        store has fewer than ``min_train`` curves."""
+        n = self.store_size
+        if n < max(self.min_train, self.folds):
+            return None
+        scores = self.store_curves.copy()
+        y = self.store_curves[:, self.R - 1]
+        for e in sorted(set(int(e) for e in epochs if e < self.R)):
+            X = self.store_curves[:, :e]
+            folds = derive_rng(self.seed, "store-scores", e).permutation(n) % self.folds
+            oof = np.empty(n)
+            for f in range(self.folds):
+                train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+                model = make_predictor(self.name, **self.params).fit([self.store_configs[i] for i in train],
+                                                                     X[train], y[train])
+                oof[test] = np.asarray(model.predict([self.store_configs[i] for i in test], X[test]).mean)
+            self.fits += self.folds
+            coef, _ = stack_with_last(oof, X[:, -1], y)
+            scores[:, e - 1] = coef[0] + coef[1] * oof + coef[2] * X[:, -1]
+        return scores
 
     def describe(self) -> dict:
         return {"name": self.name, "params": self.params, "store_curves": self.store_size, "max_store": self.max_store,
