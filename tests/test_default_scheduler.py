@@ -130,17 +130,23 @@ def test_warm_store_chooses_the_grace_and_is_recorded():
     picks = {}
     for label, table in (("early", early), ("late", late)):
         sampler, warm = table_sampler_for(table, 1, 0.5)
-        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm)
+        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, predictor="none",
+                               share=1.0)
         state = sched.state_dict()
-        assert state["settings"]["policy_source"] == "store"
         report = state["policy_report"]
-        assert report["store_rows"] == warm.n_rows and report["candidates"]
-        chosen = [c for c in report["candidates"] if (c["grace"], c["finalists"]) == (sched.grace, sched.finalists)]
-        # the cheapest candidate that matches Hyperband on the store; where no plan within Hyperband's budget
-        # matches it, the closest one
-        assert chosen and (chosen[0]["ok"] or not any(c["ok"] for c in report["candidates"]))
+        assert report["store_rows"] == warm.n_rows and report["candidates"] and report["ranked_by"] == "observed"
+        if any(c["ok"] for c in report["candidates"]):  # the cheapest candidate that matches Hyperband on the store
+            assert state["settings"]["policy_source"] == "store"
+            chosen = [c for c in report["candidates"] if (c["grace"], c["finalists"]) == (sched.grace, sched.finalists)]
+            assert chosen and chosen[0]["ok"]
+            assert chosen[0]["epochs"] == min(c["epochs"] for c in report["candidates"] if c["ok"])
+        else:  # none within the share of Hyperband's budget matches it: the cold rule
+            assert state["settings"]["policy_source"] == "cold rule (no store candidate matched)"
         picks[label] = sched.grace
-        assert state["settings"]["predictor"]["store_curves"] == warm.n_rows
+        # with a forecaster the store replay ranks by out-of-fold forecasts: here they see through the crossing
+        forecast = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, share=1.0)
+        assert forecast.policy_report["ranked_by"] == "forecast" and forecast.grace <= sched.grace
+        assert forecast.state_dict()["settings"]["predictor"]["store_curves"] == min(warm.n_rows, 200)
     assert picks["early"] == 1
     assert picks["late"] > picks["early"]
     cold = make_scheduler("default", R=16, eta=2, sampler=TableRowSampler(early, 1), seed=1)

@@ -157,7 +157,7 @@ class DefaultScheduler(Scheduler):
         if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
             graces = [grace] if grace is not None else rung_epochs(self.R, self.eta)[:-1] or [self.R]
             counts = [finalists] if finalists is not None else [2, 3, 4]
-            limit = self.share * self.cap
+            limit = self.cap if grace is not None else self.share * self.cap  # a given grace: only the hard cap
             candidates = [(g, m) for g in graces for m in counts
                           if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= limit]
             if candidates:
@@ -393,8 +393,8 @@ class DefaultScheduler(Scheduler):
             "rung_results": ladder["results"], "promoted": ladder["promoted"],
             "failed": sorted(self.failed), "stopped": sorted(self.stopped),
             "hopeless": {str(t): info for t, info in self.hopeless.items()},
-            # units in flight are lost at a snapshot and suggested again (already charged), in this order
-            "requeue": [list(u) for u in self.requeue] + [[t, s, e] for t, (s, e) in self.running.items()],
+            # units in flight are lost at a snapshot and suggested again (already charged), before the queued ones
+            "requeue": [[t, s, e] for t, (s, e) in self.running.items()] + [list(u) for u in self.requeue],
             "pending": [d.to_dict() for d in self.pending], "units": self.units, "spent": self.spent,
             "sampler": self.sampler.state_dict(),
         }
