@@ -1,16 +1,32 @@
-"""Replay benchmark of the search algorithms on every shared curve table, cold and warm (issue 3).
+"""Replay benchmark under the fair protocol (issue 10): every algorithm on every shared table, cold and warm.
 
-For each table (R = its number of epochs, eta = 2) and each mode — cold (no curve store) and warm
-(``--warm-fraction 0.5``: half of the table's distinct configurations form the store of an
-"earlier study") — every algorithm runs on the same seeds through the simulator's Python API
-(:func:`hpoq.simulate.simulate_run`, the JSON semantics of ``hpoq simulate``), one worker.
-Printed per row: epochs (mean), saving vs Hyperband, best_final mean +- std (table direction),
-equal quality (mean within 0.25 x std of Hyperband's best_final, worse only in the bad direction),
-how often the returned configuration has Hyperband's hyperparameters, wall seconds. Then: makespan
-at 50 simulated workers (Hyperband vs default), whether ``default`` is dominated by ``asha`` or
-``hyperband``, and a check of each target. PNG plots of best-so-far versus epochs go to ``--out``.
+Protocol. For each table (R = its number of epochs, eta = 2) and each mode, cold (no curve store)
+and warm (``--warm-fraction 0.5``: half of the table's distinct configurations form the store of
+an "earlier study"), every algorithm runs on the same seeds through
+:func:`hpoq.simulate.simulate_run` (the semantics of ``hpoq simulate --json``), one worker, dedupe
+off for all. Seed s gives every algorithm, the Optuna pruners included, the same draws.
+Seed sets are reported separately: by default 0-19 (development: constants are tuned on these
+only) and 20-59 (reported).
 
-Usage: ``benchmarks/hpo_replay.py [--out DIR] [--seeds N] [--tables a,b] [--quick]``.
+Columns (per table, mode and seed set), all paired by seed against ``hyperband``:
+
+- epochs (mean) and the saving against Hyperband's;
+- best_final mean ± std over the seeds (table direction);
+- equal quality: mean best_final within 0.25 x Hyperband's seed-to-seed std (worse only in the bad
+  direction), the definition of issue 3;
+- regret of seed s: (best_final_s - Hyperband's best_final_s) in the bad direction, divided by the
+  table's std of final values (all rows, epoch R); mean and worst over the seeds;
+- seeds worse: seeds whose best_final is worse than Hyperband's for that seed ("no answer": every trial
+  was pruned and nothing reached R; such a seed counts with the table's worst final value).
+
+Algorithms: ``hyperband`` (brackets side by side), ``asha``, ``swift``, ``default``,
+``default-nopred`` (``default`` with ``--predictor none``: the ablation), and with
+``--algorithms`` also ``topk-1epoch``, ``random`` and the Optuna pruners of
+:mod:`benchmarks.peers` (``optuna-hyperband``, ...). Then the makespan at 50 simulated workers,
+and a check of each target of issue 10.
+
+Usage: ``benchmarks/hpo_replay.py [--out DIR] [--seeds 0-19,20-59] [--tables a,b] [--algorithms a,b]
+[--quick] [--plots]``.
 """
 from __future__ import annotations
 
@@ -24,17 +40,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hpoq.cli._common import parse_seeds  # noqa: E402
 from hpoq.curves.shared import SHARED_TABLES, load_shared  # noqa: E402
-from hpoq.schedulers.default import config_key  # noqa: E402
+from hpoq.schedulers import scheduler_parameters  # noqa: E402
 from hpoq.simulate import simulate_run  # noqa: E402
 
-ALGORITHMS = ["hyperband", "swift", "asha", "topk-1epoch", "random", "default"]
+#: column name -> (algorithm, predictor) run through simulate_run
+VARIANTS = {
+    "hyperband": ("hyperband", None),
+    "asha": ("asha", None),
+    "swift": ("swift", None),
+    "default": ("default", None),
+    "default-nopred": ("default", "none"),
+    "topk-1epoch": ("topk-1epoch", None),
+    "random": ("random", None),
+}
+ALGORITHMS = ["hyperband", "asha", "swift", "default", "default-nopred"]
 MODES = {"cold": 0.0, "warm": 0.5}
+SEED_SETS = "0-19,20-59"
 MAKESPAN_WORKERS = 50
+MAKESPAN_ALGORITHMS = ["hyperband", "asha", "default", "default-nopred"]
+TOLERANCE = 0.25   # equal quality: mean within TOLERANCE x Hyperband's seed-to-seed std
 
 
 class Tee:
-    """Print to the terminal and to ``OUT/hpo_replay.md``."""
+    """Print to the terminal and to ``OUT/NAME.md``."""
 
     def __init__(self, *streams):
         self.streams = streams
@@ -53,31 +83,83 @@ def minimised(table, value):
     return -value if table.mode == "max" else value
 
 
-def run_rows(table, algorithm, seeds, warm_fraction, workers=1):
-    """simulate_run over ``seeds``; returns (runs, wall seconds) or (None, error text)."""
+def is_peer(name: str) -> bool:
+    return name.startswith("optuna-")
+
+
+def variant_params(algorithm: str) -> dict:
+    """Dedupe off for all: an algorithm that still has its own ``dedupe`` parameter gets it off."""
+    return {"dedupe": False} if "dedupe" in scheduler_parameters(algorithm) else {}
+
+
+def run_variant(table, name: str, seeds, warm_fraction: float, workers: int = 1):
+    """Run entries of column ``name`` over ``seeds``; returns (runs, wall seconds) or (None, error text)."""
+    R = table.n_epochs
     t0 = time.perf_counter()
-    runs = []
     try:
-        for seed in seeds:
-            runs.append(simulate_run(table, algorithm, seed, table.n_epochs, 2, workers=workers, warm_fraction=warm_fraction))
+        if is_peer(name):
+            from benchmarks.peers import optuna_run
+
+            runs = [optuna_run(table, name, seed, R, 2, warm_fraction) for seed in seeds]
+        else:
+            algorithm, predictor = VARIANTS[name]
+            runs = [simulate_run(table, algorithm, seed, R, 2, workers=workers, predictor=predictor,
+                                 params=variant_params(algorithm), warm_fraction=warm_fraction)
+                    for seed in seeds]
     except Exception as exc:  # a missing or failing algorithm is reported in its row, not fatal
         return None, f"{type(exc).__name__}: {exc}"
     return runs, time.perf_counter() - t0
 
 
-def quality(table, runs):
-    values = np.array([minimised(table, r["best_final"]) for r in runs], dtype=float)
-    return float(values.mean()), float(values.std())
+def table_final_std(table) -> float:
+    """Std of the final values (epoch R, all rows with a finite one): the unit of regret."""
+    col = table.minimized()[:, table.n_epochs - 1]
+    return float(np.std(col[np.isfinite(col)]))
 
 
-def same_config_count(table, runs, ref_runs):
-    return sum(config_key(table.configs[r["best_row"]]) == config_key(table.configs[h["best_row"]])
-               for r, h in zip(runs, ref_runs))
+def answer_values(table, runs) -> np.ndarray:
+    """Minimised best_final per run; a run that returned no configuration (every trial pruned) counts
+    as the table's worst final value."""
+    col = table.minimized()[:, table.n_epochs - 1]
+    worst = float(np.max(col[np.isfinite(col)]))
+    return np.array([worst if r["best_final"] is None else minimised(table, r["best_final"]) for r in runs], dtype=float)
+
+
+def fair_row(table, runs, hb_runs, unit: float) -> dict:
+    """Paired statistics of ``runs`` against Hyperband's runs of the same seeds."""
+    assert [r["seed"] for r in runs] == [h["seed"] for h in hb_runs]
+    values, hb = answer_values(table, runs), answer_values(table, hb_runs)
+    epochs = float(np.mean([r["epochs"] for r in runs]))
+    hb_epochs = float(np.mean([h["epochs"] for h in hb_runs]))
+    regret = (values - hb) / unit
+    return {"epochs": epochs, "saving": 1.0 - epochs / hb_epochs, "quality": float(values.mean()),
+            "std": float(values.std()), "equal": bool(values.mean() <= hb.mean() + TOLERANCE * hb.std() + 1e-12),
+            "gap": float(values.mean() - hb.mean()), "tolerance": float(TOLERANCE * hb.std()),
+            "regret_mean": float(regret.mean()), "regret_worst": float(regret.max()),
+            "worse": int(np.sum(values > hb + 1e-12)), "seeds": len(runs),
+            "no_answer": sum(1 for r in runs if r["best_final"] is None),
+            "epochs_max_ratio": float(max(r["epochs"] / h["epochs"] for r, h in zip(runs, hb_runs)))}
 
 
 def fmt_value(table, mean_min, std):
     mean = minimised(table, mean_min)
     return f"{mean:.4f} ± {std:.4f}" if abs(mean) < 100 else f"{mean:.3f} ± {std:.3f}"
+
+
+def print_cell(table, name, mode, label, rows, walls, errors, algorithms):
+    print(f"### {name} ({table.n_rows} rows, R = {table.n_epochs}, {table.metric} {table.mode}), {mode}, seeds {label}\n")
+    print("| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
+          "| seeds worse | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for alg in algorithms:
+        if alg in errors:
+            print(f"| {alg} | n/a | | | | | | | ({errors[alg][:80]}) |")
+            continue
+        r = rows[alg]
+        print(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {fmt_value(table, r['quality'], r['std'])} | "
+              f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.3f} | {r['regret_worst']:+.3f} | "
+              f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | {walls[alg]:.1f} |")
+    print()
 
 
 def plot_traces(table_name, mode, results, table, out_dir: Path):
@@ -88,17 +170,15 @@ def plot_traces(table_name, mode, results, table, out_dir: Path):
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     hb = results.get("hyperband")
-    # the interesting range is up to Hyperband's budget (random search runs far beyond it)
-    x_max = 1.2 * np.mean([r["epochs"] for r in hb]) if hb else max(r["epochs"] for runs in results.values() for r in runs)
+    x_max = 1.2 * np.mean([r["epochs"] for r in hb])
     grid = np.linspace(0, x_max, 400)
     for algorithm, runs in results.items():
-        if not runs:
+        if not runs or not all("trace" in r for r in runs):
             continue
         curves = []
         for r in runs:
-            trace = r.get("trace") or []
             ys = np.full(grid.shape, np.nan)
-            for epochs, value in trace:
+            for epochs, value in r["trace"]:
                 ys[grid >= epochs] = value
             curves.append(ys)
         stacked = np.vstack(curves)
@@ -106,135 +186,153 @@ def plot_traces(table_name, mode, results, table, out_dir: Path):
         seen = np.isfinite(stacked).all(axis=0)  # plotted once every seed has a final value
         mean[seen] = stacked[:, seen].mean(axis=0)
         ax.plot(grid, mean, label=algorithm, lw=2 if algorithm == "default" else 1)
-    if hb:
-        ax.axvline(np.mean([r["epochs"] for r in hb]), color="grey", ls=":", lw=1)
+    ax.axvline(np.mean([r["epochs"] for r in hb]), color="grey", ls=":", lw=1)
     ax.set_xlabel("epochs used")
     ax.set_ylabel(f"best final {table.metric} so far (mean over seeds)")
     ax.set_xlim(0, x_max)
     ax.set_title(f"{table_name}, {mode}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out_dir / f"hpo_replay_{table_name}_{mode}.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(out_dir / f"hpo_replay_{table_name}_{mode}.png", dpi=110)
     plt.close(fig)
-    return path
+
+
+def run_cell(table, warm_fraction, algorithms, seeds):
+    """{algorithm: runs over all seeds}, walls, errors for one (table, mode)."""
+    results, walls, errors = {}, {}, {}
+    for alg in algorithms:
+        runs, wall = run_variant(table, alg, seeds, warm_fraction)
+        if runs is None:
+            errors[alg] = wall
+        else:
+            results[alg], walls[alg] = runs, wall
+    return results, walls, errors
+
+
+def cell_checks(name, mode, label, rows, checks):
+    """Targets of issue 10 about one (table, mode, seed set)."""
+    d = rows.get("default")
+    if d is not None:
+        checks.append((f"{name} {mode} seeds {label}: default equal quality", d["equal"],
+                       f"gap {d['gap']:+.4g} (tol {d['tolerance']:.3g}), regret mean {d['regret_mean']:+.3f}"))
+        checks.append((f"{name} {mode} seeds {label}: default epochs never above Hyperband's", d["epochs_max_ratio"] <= 1.0,
+                       f"worst seed {d['epochs_max_ratio']:.2f}x"))
+    for peer, p in rows.items():
+        if is_peer(peer) and d is not None:
+            beats = p["epochs"] < d["epochs"] and p["quality"] <= d["quality"] + 1e-12
+            checks.append((f"{name} {mode} seeds {label}: {peer} not fewer epochs at equal-or-better quality than default",
+                           not beats, f"{p['epochs']:.0f} vs {d['epochs']:.0f} epochs; gap {p['quality'] - d['quality']:+.4g}"))
+
+
+def summary_checks(label, cells, checks):
+    """Targets over all cells of one seed set: mean savings, the predictor's worth."""
+    for mode, target in (("cold", 0.35), ("warm", 0.50)):
+        savings = [rows["default"]["saving"] for (name, m), rows in cells.items() if m == mode and "default" in rows]
+        if savings:
+            avg = float(np.mean(savings))
+            checks.append((f"seeds {label}: mean saving {mode} >= {100 * target:.0f}%", avg >= target,
+                           f"{100 * avg:.1f}% over {len(savings)} tables"))
+    earns = [f"{name} {mode}" for (name, mode), rows in cells.items() if "default" in rows and "default-nopred" in rows
+             and (not rows["default-nopred"]["equal"] or rows["default-nopred"]["epochs"] >= 1.15 * rows["default"]["epochs"])]
+    if any("default-nopred" in rows for rows in cells.values()):
+        checks.append((f"seeds {label}: --predictor none loses equal quality or spends >= 15% more in >= 3 cells",
+                       len(earns) >= 3, f"{len(earns)} cells: {', '.join(earns) or 'none'}"))
+
+
+def makespan_section(tables, seed_sets, all_seeds, summary, checks):
+    print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
+          "seconds per epoch where it has a time column, e.g. lcbench); Hyperband's brackets side by side\n")
+    print("| table | mode | seeds | " + " | ".join(MAKESPAN_ALGORITHMS) + " | default / HB | HB utilization |")
+    print("|---|---|---|" + "---|" * len(MAKESPAN_ALGORITHMS) + "---|---|")
+    for name in tables:
+        table = load_shared(name)
+        for mode, warm_fraction in MODES.items():
+            runs = {a: run_variant(table, a, all_seeds, warm_fraction, workers=MAKESPAN_WORKERS)[0]
+                    for a in MAKESPAN_ALGORITHMS}
+            for label, seeds in seed_sets:
+                pick = {a: [r for r in rs if r["seed"] in seeds] for a, rs in runs.items() if rs is not None}
+                ms = {a: float(np.mean([r["makespan"] for r in rs])) for a, rs in pick.items()}
+                util = float(np.mean([r["utilization"] for r in pick["hyperband"]]))
+                cols = " | ".join(f"{ms[a]:.1f}" if a in ms else "n/a" for a in MAKESPAN_ALGORITHMS)
+                ratio = ms["default"] / ms["hyperband"] if "default" in ms else float("nan")
+                print(f"| {name} | {mode} | {label} | {cols} | {ratio:.2f} | {util:.2f} |")
+                summary["makespan"].setdefault(name, {}).setdefault(mode, {})[label] = ms
+                if name == "mlpf":
+                    checks.append((f"mlpf {mode} seeds {label}: Hyperband makespan < 200 at {MAKESPAN_WORKERS} workers",
+                                   ms["hyperband"] < 200, f"{ms['hyperband']:.1f}"))
+                if "default" in ms:
+                    checks.append((f"{name} {mode} seeds {label}: default makespan <= Hyperband's at {MAKESPAN_WORKERS} "
+                                   "workers", ms["default"] <= ms["hyperband"], f"{ms['default']:.1f} vs {ms['hyperband']:.1f}"))
+    print()
+
+
+def fit_time_check(checks):
+    mlpf = load_shared("mlpf")
+    t0 = time.process_time()
+    for seed in range(20):
+        simulate_run(mlpf, "default", seed, mlpf.n_epochs, 2, params=variant_params("default"), warm_fraction=0.5)
+    cpu = time.process_time() - t0
+    checks.append(("20 seeds of default on MLPF (warm) in < 60 s of one core", cpu < 60, f"{cpu:.1f} s CPU"))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the markdown, JSON and PNG plots")
+    parser.add_argument("--name", default="hpo_replay", help="output file stem (default hpo_replay)")
+    parser.add_argument("--seeds", default=SEED_SETS, help="comma-separated seed sets, each reported on its own, "
+                        "e.g. 0-19,20-59 (default) or 0-4")
+    parser.add_argument("--tables", default=",".join(SHARED_TABLES), help="comma-separated shared table names")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
+                        help=f"comma-separated columns: {', '.join(VARIANTS)} and optuna-* pruners")
+    parser.add_argument("--quick", action="store_true", help="seeds 0-4, tables mlpf and mnist6, no swift")
+    parser.add_argument("--plots", action="store_true", help="PNG plots of best-so-far vs epochs (first seed set)")
+    parser.add_argument("--no-makespan", action="store_true", help="skip the 50-worker makespan table")
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results", help="folder for PNG plots and the JSON summary")
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
-    parser.add_argument("--tables", default=",".join(SHARED_TABLES), help="comma-separated shared table names")
-    parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated algorithms")
-    parser.add_argument("--quick", action="store_true", help="5 seeds, tables mlpf and mnist6, no swift, no plots")
-    args = parser.parse_args(argv)
-    seeds = list(range(5 if args.quick else args.seeds))
+    args = parse_args(argv)
+    seed_sets = [(part, parse_seeds(part)) for part in ("0-4" if args.quick else args.seeds).split(",") if part]
+    all_seeds = sorted({s for _, seeds in seed_sets for s in seeds})
     tables = ["mlpf", "mnist6"] if args.quick else [t for t in args.tables.split(",") if t]
     algorithms = [a for a in args.algorithms.split(",") if a and not (args.quick and a == "swift")]
     if "hyperband" not in algorithms:
         algorithms.insert(0, "hyperband")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sys.stdout = Tee(sys.stdout, open(out_dir / "hpo_replay.md", "w"))
-    summary: dict = {"seeds": len(seeds), "tables": {}}
+    sys.stdout = Tee(sys.stdout, open(out_dir / f"{args.name}.md", "w"))
+    summary: dict = {"seed_sets": dict(seed_sets), "tables": {}, "makespan": {}}
     checks: list[tuple[str, bool, str]] = []
-    warm_savings: dict[str, float] = {}
+    cells: dict = {label: {} for label, _ in seed_sets}
 
-    print(f"# Replay benchmark: {len(seeds)} seeds, eta = 2, R = the table's epochs, 1 worker unless stated\n")
+    print(f"# Replay benchmark, fair protocol: seeds {', '.join(label for label, _ in seed_sets)} reported separately; "
+          "eta = 2, R = the table's epochs, dedupe off, 1 worker unless stated\n")
+    print(f"Equal quality: mean best_final within {TOLERANCE} x Hyperband's seed-to-seed std. Regret: per seed, "
+          "best_final minus Hyperband's (bad direction positive), in units of the table's std of final values. "
+          "Seeds worse: seeds with a worse best_final than Hyperband's.\n")
     for name in tables:
         table = load_shared(name)
-        R = table.n_epochs
-        summary["tables"][name] = {}
+        unit = table_final_std(table)
+        summary["tables"][name] = {"final_std": unit}
         for mode, warm_fraction in MODES.items():
-            results, walls, errors = {}, {}, {}
-            for algorithm in algorithms:
-                runs, wall = run_rows(table, algorithm, seeds, warm_fraction)
-                if runs is None:
-                    errors[algorithm] = wall
-                    results[algorithm] = None
-                else:
-                    results[algorithm], walls[algorithm] = runs, wall
-            hb = results["hyperband"]
-            hb_epochs = np.mean([r["epochs"] for r in hb])
-            hb_mean, hb_std = quality(table, hb)
-            tol = 0.25 * hb_std
-            print(f"## {name} ({table.n_rows} rows, R = {R}, {table.metric} {table.mode}), {mode}"
-                  f"{' (warm fraction 0.5)' if warm_fraction else ''}\n")
-            print("| algorithm | epochs (mean) | saving vs HB | best_final mean ± std | equal quality | same config as HB | wall s |")
-            print("|---|---|---|---|---|---|---|")
-            rows = {}
-            for algorithm in algorithms:
-                runs = results[algorithm]
-                if runs is None:
-                    print(f"| {algorithm} | n/a | | | | | ({errors[algorithm][:80]}) |")
-                    continue
-                epochs = float(np.mean([r["epochs"] for r in runs]))
-                q_mean, q_std = quality(table, runs)
-                equal = q_mean <= hb_mean + tol + 1e-12
-                same = same_config_count(table, runs, hb)
-                rows[algorithm] = {"epochs": epochs, "saving": 1 - epochs / hb_epochs, "quality": q_mean, "std": q_std,
-                                   "equal": bool(equal), "same": same, "wall": walls[algorithm]}
-                print(f"| {algorithm} | {epochs:.0f} | {100 * (1 - epochs / hb_epochs):.1f}% | {fmt_value(table, q_mean, q_std)} | "
-                      f"{'yes' if equal else 'no'} | {same}/{len(seeds)} | {walls[algorithm]:.1f} |")
-            print()
-            if "default" in rows:
-                d = rows["default"]
-                for other in ("asha", "hyperband"):
-                    if other in rows:
-                        o = rows[other]
-                        dominated = o["epochs"] < d["epochs"] and o["quality"] <= d["quality"] + tol + 1e-12
-                        checks.append((f"{name} {mode}: default not dominated by {other}", not dominated,
-                                       f"{other} {o['epochs']:.0f} epochs vs default {d['epochs']:.0f}; quality gap "
-                                       f"{o['quality'] - d['quality']:+.4g} (tol {tol:.3g})"))
-                if mode == "warm":
-                    checks.append((f"{name} warm: default equal quality", d["equal"],
-                                   f"gap {d['quality'] - hb_mean:+.4g} (tol {tol:.3g})"))
-                    if name == "mlpf":
-                        checks.append(("mlpf warm: >= 30% fewer epochs than HB", d["saving"] >= 0.30, f"{100 * d['saving']:.1f}%"))
-                        checks.append(("mlpf warm: HB's configuration in >= 18 seeds" if len(seeds) == 20 else
-                                       f"mlpf warm: HB's configuration in >= 90% of {len(seeds)} seeds",
-                                       d["same"] >= 0.9 * len(seeds), f"{d['same']}/{len(seeds)}"))
-                    else:
-                        warm_savings[name] = d["saving"]
-                elif name == "mlpf":
-                    checks.append(("mlpf cold: >= 15% fewer epochs than HB at equal quality",
-                                   d["saving"] >= 0.15 and d["equal"], f"{100 * d['saving']:.1f}%, equal={d['equal']}"))
-            summary["tables"][name][mode] = {"hyperband_std": hb_std, "rows": rows, "errors": errors}
-            if not args.quick:
-                plot_traces(name, mode, {a: r for a, r in results.items() if r}, table, out_dir)
-
-    # makespan with 50 workers: Hyperband vs default, cold and warm
-    if "default" in algorithms:
-        print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
-              "seconds per epoch where it has a time column, e.g. lcbench)\n")
-        print("| table | mode | hyperband makespan | default makespan | ratio | default utilization |")
-        print("|---|---|---|---|---|---|")
-        for name in tables:
-            table = load_shared(name)
-            for mode, warm_fraction in MODES.items():
-                hb, _ = run_rows(table, "hyperband", seeds, warm_fraction, workers=MAKESPAN_WORKERS)
-                de, _ = run_rows(table, "default", seeds, warm_fraction, workers=MAKESPAN_WORKERS)
-                if hb is None or de is None:
-                    continue
-                hm, dm = np.mean([r["makespan"] for r in hb]), np.mean([r["makespan"] for r in de])
-                util = np.mean([r["utilization"] for r in de])
-                print(f"| {name} | {mode} | {hm:.1f} | {dm:.1f} | {dm / hm:.2f} | {util:.2f} |")
-                checks.append((f"{name} {mode}: default makespan < hyperband at {MAKESPAN_WORKERS} workers", dm < hm,
-                               f"{dm:.1f} vs {hm:.1f}"))
-                summary["tables"][name].setdefault(mode, {})["makespan50"] = {"hyperband": hm, "default": dm}
-        print()
-
-    if warm_savings:
-        avg = float(np.mean(list(warm_savings.values())))
-        checks.append(("other tables warm: >= 25% fewer epochs on average", avg >= 0.25,
-                       f"{100 * avg:.1f}% over {', '.join(warm_savings)}"))
-    if "mlpf" in tables and "default" in algorithms:
-        mlpf = load_shared("mlpf")
-        t0 = time.process_time()
-        for seed in range(20):
-            simulate_run(mlpf, "default", seed, mlpf.n_epochs, 2, warm_fraction=0.5)
-        cpu = time.process_time() - t0
-        checks.append(("20 seeds of default on MLPF (warm) in < 60 s of one core", cpu < 60, f"{cpu:.1f} s CPU"))
+            results, walls, errors = run_cell(table, warm_fraction, algorithms, all_seeds)
+            for label, seeds in seed_sets:
+                pick = {a: [r for r in rs if r["seed"] in seeds] for a, rs in results.items()}
+                rows = {a: fair_row(table, rs, pick["hyperband"], unit) for a, rs in pick.items()}
+                print_cell(table, name, mode, label, rows, walls, errors, algorithms)
+                cells[label][(name, mode)] = rows
+                cell_checks(name, mode, label, rows, checks)
+                summary["tables"][name].setdefault(mode, {})[label] = {"rows": rows, "errors": errors}
+            if args.plots:
+                first = seed_sets[0][1]
+                plot_traces(name, mode, {a: [r for r in rs if r["seed"] in first] for a, rs in results.items()
+                                         if not is_peer(a)}, table, out_dir)
+    for label, _ in seed_sets:
+        summary_checks(label, cells[label], checks)
+    if not args.no_makespan and "default" in algorithms:
+        makespan_section(tables, seed_sets, all_seeds, summary, checks)
+    if "mlpf" in tables and "default" in algorithms and not args.quick:
+        fit_time_check(checks)
 
     print("## Targets\n")
     print("| target | met | measured |")
@@ -242,7 +340,7 @@ def main(argv=None) -> int:
     for label, ok, detail in checks:
         print(f"| {label} | {'yes' if ok else 'NO'} | {detail} |")
     summary["checks"] = [{"target": label, "met": ok, "measured": detail} for label, ok, detail in checks]
-    (out_dir / "hpo_replay.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out_dir / f"{args.name}.json").write_text(json.dumps(summary, indent=1, default=float))
     sys.stdout = sys.stdout.streams[0]
     return 0
 

@@ -1,6 +1,7 @@
 """Exact Hyperband schedules and budgets (method.md 2), and its invariants under hypothesis."""
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
 
@@ -12,6 +13,8 @@ from hpoq.errors import HpoqError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import CONTINUE, DONE, PAUSE, STOP
 from hpoq.schedulers.brackets import hyperband_budget, hyperband_schedule, s_max_of
+from hpoq.schedulers.hyperband import Hyperband
+from hpoq.schedulers.sampling import DedupeSampler
 
 
 class CountingSampler:
@@ -142,15 +145,19 @@ def test_hyperband_invariants(R, eta, workers):
 def test_promotion_keeps_best_by_value_at_r_i_and_barrier():
     sched = make_scheduler("hyperband", R=100, eta=2, sampler=CountingSampler(), seed=0)
     first_round = [sched.suggest() for _ in range(64)]
-    assert sched.suggest() is None  # bracket s=6 round 0 has 64 units
-    values = {}
+    assert {(u.start_epoch, u.end_epoch) for u in first_round} == {(0, 2)}  # bracket s=6 round 0: 64 units
+    values, others = {}, []
     for k, u in enumerate(first_round):
         curve = synthetic_curve(u.config["x"], 2)
         values[u.trial_id] = curve[1]
         decisions = sched.on_result(u.trial_id, curve.tolist())
         if k < 63:
             assert [d.action for d in decisions] == [PAUSE]
-            assert sched.suggest() is None, "barrier: nothing runnable until the round ends"
+            other = sched.suggest()  # a free worker takes a unit of the next bracket (s=5: 38 units to epoch 3)
+            assert other is not None and other.trial_id >= 64, "barrier: bracket s=6 waits for its round to end"
+            others.append(other)
+    assert [u.trial_id for u in others] == list(range(64, 64 + 38)) + list(range(102, 102 + 25))
+    assert {(u.start_epoch, u.end_epoch) for u in others[:38]} == {(0, 3)}
     promoted = {d.trial_id for d in decisions if d.action == CONTINUE}
     stopped = {d.trial_id for d in decisions if d.action == STOP}
     expected = set(sorted(values, key=lambda t: (values[t], t))[:32])
@@ -158,6 +165,121 @@ def test_promotion_keeps_best_by_value_at_r_i_and_barrier():
     nxt = sched.suggest()
     assert nxt.trial_id in expected and (nxt.start_epoch, nxt.end_epoch) == (2, 3)  # resume: 1 more epoch
     assert all("cutoff" in d.info and "value" in d.info for d in decisions if d.action in (CONTINUE, STOP))
+
+
+class Sequential(Hyperband):
+    """Hyperband with its brackets one after the other (the schedule before brackets ran side by side)."""
+
+    concurrent_brackets = False
+
+
+def drive_checked(sched, R, workers, curve_of=synthetic_curve):
+    """``drive`` that also checks, whenever a free worker gets nothing, that no bracket has runnable work."""
+    units, decisions, inflight, busy = [], [], [], 0
+    while True:
+        while len(inflight) < workers:
+            u = sched.suggest()
+            if u is None:
+                if sched.concurrent_brackets:
+                    assert not any(run.queue for run in sched.runs) and sched.opened == len(sched.brackets)
+                break
+            inflight.append(u)
+            units.append(u)
+        busy = max(busy, len(inflight))
+        if not inflight:
+            assert sched.finished
+            return units, decisions, busy
+        u = inflight.pop(0)
+        decisions.extend(sched.on_result(u.trial_id, curve_of(u.config["x"], R)[u.start_epoch:u.end_epoch].tolist()))
+
+
+@settings(max_examples=25, deadline=None)
+@given(R=st.integers(1, 120), eta=st.integers(2, 4), workers=st.integers(2, 60))
+def test_no_worker_idles_while_a_bracket_has_work(R, eta, workers):
+    side = make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
+    units, decisions, busy = drive_checked(side, R, workers)
+    assert sum(u.epochs for u in units) == hyperband_budget(R, eta)[1]
+    seq = Sequential(R=R, eta=eta, sampler=CountingSampler(), seed=0)
+    seq_units, seq_decisions, seq_busy = drive_checked(seq, R, workers)
+    # the same decisions about the same trials (each bracket's barrier is its own), only the order differs
+    key = lambda d: (d.trial_id, d.epoch, d.action)  # noqa: E731
+    assert sorted(map(key, decisions)) == sorted(map(key, seq_decisions))
+    assert side.best() == seq.best()
+    assert busy >= min(seq_busy, workers)
+
+
+@pytest.mark.parametrize("R,eta", [(100, 2), (27, 3), (12, 2)])
+def test_one_worker_runs_the_brackets_in_sequence(R, eta):
+    side, _, _ = drive_checked(make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0), R, 1)
+    seq, _, _ = drive_checked(Sequential(R=R, eta=eta, sampler=CountingSampler(), seed=0), R, 1)
+    assert side == seq
+    assert (len({u.trial_id for u in side}), sum(u.epochs for u in side)) == hyperband_budget(R, eta)
+
+
+def test_state_round_trip_with_brackets_side_by_side():
+    """Snapshot with units of several brackets in flight; the restored scheduler re-runs the lost units
+    and ends with the same decisions and answer as an uninterrupted run."""
+    R, workers = 100, 40
+    whole, whole_decisions, _ = drive_checked(make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(),
+                                                             seed=0), R, workers)
+    sched = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
+    inflight, done_epochs, decisions = [], 0, []
+    # run part of the study, 40 units at a time, until a round was promoted and units of several brackets are in flight
+    while not (any(d.action == CONTINUE for d in decisions) and len({sched.trials[u.trial_id].bracket for u in inflight}) >= 2):
+        while len(inflight) < workers and (u := sched.suggest()) is not None:
+            inflight.append(u)
+        u = inflight.pop(0)
+        decisions += sched.on_result(u.trial_id, synthetic_curve(u.config["x"], R)[u.start_epoch:u.end_epoch].tolist())
+        done_epochs += u.epochs
+    state = json.loads(json.dumps(sched.state_dict()))
+    restored = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
+    restored.load_state_dict(state)
+    lost = sorted((u.trial_id, u.start_epoch, u.end_epoch) for u in inflight)
+    rest, rest_decisions, _ = drive_checked(restored, R, workers)
+    assert set(lost) <= {(u.trial_id, u.start_epoch, u.end_epoch) for u in rest}  # lost work is re-run
+    assert done_epochs + sum(u.epochs for u in rest) == hyperband_budget(R, 2)[1]
+    key = lambda d: (d.trial_id, d.epoch, d.action)  # noqa: E731
+    assert sorted(map(key, decisions + rest_decisions)) == sorted(map(key, whole_decisions))
+    assert restored.best()["value"] == min(synthetic_curve(u.config["x"], R)[R - 1] for u in whole if u.end_epoch == R)
+
+
+class RepeatingSampler(CountingSampler):
+    """Configurations {"x": i % period}: every period-th draw repeats an earlier configuration."""
+
+    def __init__(self, period):
+        super().__init__()
+        self.period = period
+
+    def sample(self):
+        return {"x": super().sample()["x"] % self.period}
+
+
+def test_dedupe_skips_repeats_and_keeps_the_draw_count():
+    plain = make_scheduler("hyperband", R=100, eta=2, sampler=RepeatingSampler(50), seed=0)
+    units, _, _ = drive_checked(plain, 100, 1)
+    assert (plain.sampler.drawn, len({u.trial_id for u in units})) == (163, 163)  # repeats trained again
+    sched = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(RepeatingSampler(50)), seed=0)
+    units, decisions, _ = drive_checked(sched, 100, 8)
+    assert sched.sampler.drawn == 163 and sched.sampler.skipped == 163 - 50
+    assert len({u.config["x"] for u in units}) == len({u.trial_id for u in units}) == 50
+    # bracket s=6 (64 draws) keeps 50 members; the later brackets draw only repeats and are skipped
+    r = [0] + [r_i for _, r_i in hyperband_schedule(100, 2)[0].rounds]
+    assert sum(u.epochs for u in units) == sum(n_i * (r[i + 1] - r[i]) for i, n_i in enumerate([50, 25, 12, 6, 3, 1, 1]))
+    assert sched.finished and sched.best() is not None
+    # the state keeps the keys seen: a restored scheduler skips the same draws
+    state = json.loads(json.dumps(sched.state_dict()))
+    again = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(RepeatingSampler(50)), seed=0)
+    again.load_state_dict(state)
+    assert again.sampler.skipped == 113 and again.sampler.draw() is None
+
+
+def test_dedupe_refused_by_a_scheduler_that_cannot_skip():
+    from hpoq.schedulers import SCHEDULERS, scheduler_class
+
+    refusing = [name for name in SCHEDULERS if not scheduler_class(name).supports_dedupe]
+    for name in refusing:
+        with pytest.raises(HpoqError, match="does not support dedupe"):
+            make_scheduler(name, R=9, eta=3, sampler=DedupeSampler(CountingSampler()), seed=0)
 
 
 def test_failed_trial_is_never_promoted():

@@ -216,3 +216,52 @@ def test_cli_warm_curves_from_hdf5_store(capsys, tmp_path):
     assert data["runs"][0]["epochs"] < cold["epochs"]
     code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--warm-curves", str(tmp_path / "no.h5"))
     assert code == 2 and out == ""
+
+
+def test_dedupe_same_seed_skips_the_same_draws_for_every_algorithm(mlpf):
+    """With --dedupe every algorithm skips the repeated configurations of the same draws: MLPF has 183
+    distinct configurations in 295 rows, so 163 draws repeat some; without it they are trained again."""
+    plain = simulate_run(mlpf, "hyperband", 3, 100, 2)
+    assert (plain["configs"], plain["duplicates"], plain["epochs"]) == (163, 0, 3213)
+    first_trained = {}
+    for algo in ("hyperband", "random", "topk-1epoch", "swift"):
+        res = simulate_run(mlpf, algo, 3, 100, 2, dedupe=True, keep_events=True)
+        assert res["configs"] == 163 and res["duplicates"] > 0
+        starts = sorted({e[1] for e in res["events"] if e[0] == "unit" and e[2] == 0})
+        assert len(starts) == 163 - res["duplicates"]
+        first_trained[algo] = res["duplicates"]
+    assert len(set(first_trained.values())) == 1
+    res = simulate_run(mlpf, "hyperband", 3, 100, 2, dedupe=True)
+    assert res["epochs"] < 3213
+
+
+def test_cli_dedupe_flag_and_json_shape(capsys):
+    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-1", "--dedupe", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["dedupe"] is True
+    for run in data["runs"]:
+        assert set(run) >= {"seed", "epochs", "configs", "best_final", "makespan", "duplicates"}
+        assert run["configs"] == 163 and 0 < run["duplicates"] < 163 and run["epochs"] < 3213
+
+
+def test_study_key_dedupe(tmp_path):
+    from hpoq.schedulers.sampling import DedupeSampler
+    from hpoq.study.build import build_scheduler
+    from hpoq.study.spec import parse_study
+
+    study = {"name": "d", "algorithm": {"name": "hyperband", "R": 100, "eta": 2},
+             "trainer": {"name": "table", "params": {"table": "mlpf"}}, "space": "table"}
+    spec = parse_study(dict(study, dedupe=True), source=str(tmp_path / "d.yaml"))
+    assert spec.dedupe is True
+    sched = build_scheduler(spec, table=load_shared_mlpf())
+    assert isinstance(sched.sampler, DedupeSampler)
+    assert parse_study(study, source=str(tmp_path / "d.yaml")).dedupe is False
+    with pytest.raises(HpoqError, match="dedupe must be true or false"):
+        parse_study(dict(study, dedupe="yes"), source=str(tmp_path / "d.yaml"))
+
+
+def load_shared_mlpf():
+    from hpoq.curves.shared import load_shared
+
+    return load_shared("mlpf")

@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warm-fraction", default="0", metavar="F",
                         help="set aside a seeded fraction F in [0,1) of the distinct configurations as an earlier study's curve store")
     parser.add_argument("--warm-curves", default=None, metavar="FILE", help="curve store of earlier studies (HDF5 store or CSV table)")
+    parser.add_argument("--dedupe", action="store_true",
+                        help="skip a drawn configuration whose hyperparameters repeat an earlier draw (every algorithm alike; "
+                             "the draw still counts); off by default")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="algorithm parameter (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (runs, summary, table_best)")
     parser.add_argument("--trace", action="store_true", help="include each run's best-so-far trace in the JSON")
@@ -89,7 +92,7 @@ def run(args) -> int:
     scheduler_parameters(args.algorithm)
     runs = [simulate_run(table, args.algorithm, seed, R, eta, workers=args.workers, predictor=args.predictor,
                          predictor_params=predictor_params or None, params=params, warm_fraction=warm_fraction,
-                         warm_curves=warm_curves)
+                         warm_curves=warm_curves, dedupe=args.dedupe)
             for seed in seeds]
     if not args.trace:
         for r in runs:
@@ -97,7 +100,7 @@ def run(args) -> int:
     out = {
         "algorithm": args.algorithm, "table": table.source or args.table, "metric": table.metric, "mode": table.mode,
         "R": R, "eta": eta, "workers": args.workers, "predictor": args.predictor, "params": params,
-        "warm_fraction": warm_fraction, "warm_curves": args.warm_curves,
+        "warm_fraction": warm_fraction, "warm_curves": args.warm_curves, "dedupe": bool(args.dedupe),
         "runs": runs, "summary": summarize(runs), "table_best": table_best(table, R)["value"],
     }
     if args.json:

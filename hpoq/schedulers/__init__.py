@@ -66,6 +66,10 @@ def make_scheduler(name: str, *, R: int, eta: int, sampler, seed: int, predictor
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise HpoqError(f"algorithm {name!r} has no parameter {unknown[0]!r}; parameters: {', '.join(allowed) or 'none'}")
+    from hpoq.schedulers.sampling import dedupes
+
+    if dedupes(sampler) and not getattr(cls, "supports_dedupe", False):
+        raise HpoqError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
     kwargs = dict(params, R=R, eta=eta, sampler=sampler, seed=int(seed))
     for key, value in (("predictor", predictor), ("predictor_params", predictor_params), ("warm_curves", warm_curves)):
         if key in sig.parameters or accepts_any:

@@ -125,6 +125,9 @@ class Scheduler(ABC):
 
     #: registry name used in study files and ``--algorithm``
     name: str = ""
+    #: draws through :func:`hpoq.schedulers.sampling.draw_config`, so a deduplicating sampler's
+    #: skipped repeats count as draws (``--dedupe`` is refused for schedulers that do not)
+    supports_dedupe: bool = False
 
     @abstractmethod
     def suggest(self) -> WorkUnit | None:

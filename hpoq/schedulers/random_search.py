@@ -11,6 +11,7 @@ from typing import Sequence
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.sampling import draw_config, skipped_draws
 from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, take_inflight
 
 
@@ -18,6 +19,7 @@ class RandomSearch(Scheduler):
     """Train ``n`` sampled configurations to ``R`` epochs each (``n`` default: Hyperband's count)."""
 
     name = "random"
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)
@@ -32,13 +34,22 @@ class RandomSearch(Scheduler):
     def suggest(self) -> WorkUnit | None:
         if self.requeue:
             trial = self.trials[self.requeue.pop(0)]
-        elif len(self.trials) < self.n:
-            trial = Trial(len(self.trials), self.sampler.sample())
-            self.trials[trial.trial_id] = trial
         else:
-            return None
+            trial = self._draw()
+            if trial is None:
+                return None
         self.inflight.add(trial.trial_id)
         return WorkUnit(trial.trial_id, dict(trial.config), 0, self.R)
+
+    def _draw(self) -> Trial | None:
+        """A new trial from the next draw; repeats skipped by a deduplicating sampler count as draws."""
+        while len(self.trials) + skipped_draws(self.sampler) < self.n:
+            config = draw_config(self.sampler)
+            if config is not None:
+                trial = Trial(len(self.trials), config)
+                self.trials[trial.trial_id] = trial
+                return trial
+        return None
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         take_inflight(self.inflight, trial_id, self.name, "result for")
@@ -54,7 +65,7 @@ class RandomSearch(Scheduler):
 
     @property
     def finished(self) -> bool:
-        return len(self.trials) >= self.n and not self.inflight and not self.requeue
+        return len(self.trials) + skipped_draws(self.sampler) >= self.n and not self.inflight and not self.requeue
 
     def best(self) -> dict | None:
         return best_at(self.trials.values(), self.R)

@@ -1,8 +1,15 @@
-"""Configuration samplers for table replay: rows of a curve table, uniformly without replacement.
+"""Configuration samplers for table replay (rows of a curve table, uniformly without replacement)
+and the one dedupe mechanism every algorithm shares.
 
 The replay simulator (:mod:`hpoq.simulate`) and the MPI runtime's table-replay studies build
 their sampler with :func:`table_sampler_for`, so that a study under ``mpiexec`` with one trial
 group draws exactly the configurations ``simulate --workers 1`` draws for the same seed.
+
+Dedupe (``simulate --dedupe``, study key ``dedupe:``, off by default): :class:`DedupeSampler`
+wraps any sampler and schedulers draw through :func:`draw_config`, which returns None for a draw
+whose hyperparameters repeat an earlier draw of the study. The draw still counts (a bracket of n
+draws keeps fewer members; ``n`` draws of asha/default/random include the skipped ones), so with
+the same seed every algorithm sees the same draws and skips the same ones.
 """
 from __future__ import annotations
 
@@ -11,6 +18,11 @@ import numpy as np
 from hpoq.curves.table import CurveTable
 from hpoq.errors import HpoqError
 from hpoq.seeding import derive_rng, derive_seed
+
+
+def config_key(config: dict) -> str:
+    """Identity of a configuration: its hyperparameters, without bookkeeping keys (``_row``)."""
+    return repr(sorted((k, repr(v)) for k, v in config.items() if not str(k).startswith("_")))
 
 
 class TableRowSampler:
@@ -60,6 +72,70 @@ class TableRowSampler:
         self.drawn = int(state["drawn"])
 
 
+class DedupeSampler:
+    """Wrap a :class:`~hpoq.schedulers.base.ConfigSampler` so that repeated configurations are skipped.
+
+    :meth:`draw` returns the next configuration, or None when its :func:`config_key` was drawn
+    before in this study (counted in :attr:`skipped`). :meth:`sample` is the inner sampler's draw
+    (no skipping), for callers that must have a configuration. The state holds the inner
+    sampler's state, the keys seen and the skip count, so a restored scheduler skips the same draws.
+    """
+
+    dedupe = True
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.keys: set[str] = set()
+        self.skipped = 0
+
+    @property
+    def drawn(self) -> int:
+        """Draws from the inner sampler, skipped ones included."""
+        return int(getattr(self.inner, "drawn", 0))
+
+    def sample(self) -> dict:
+        config = self.inner.sample()
+        self.keys.add(config_key(config))
+        return config
+
+    def draw(self) -> dict | None:
+        config = self.inner.sample()
+        key = config_key(config)
+        if key in self.keys:
+            self.skipped += 1
+            return None
+        self.keys.add(key)
+        return config
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "keys": sorted(self.keys), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "inner" not in state:
+            raise HpoqError("dedupe: the saved sampler state was made without dedupe")
+        self.inner.load_state_dict(state["inner"])
+        self.keys = set(state["keys"])
+        self.skipped = int(state["skipped"])
+
+
+def draw_config(sampler) -> dict | None:
+    """One draw of a study: the configuration, or None when ``sampler`` dedupes (a
+    :class:`DedupeSampler`) and this draw repeats an earlier configuration. Every scheduler draws
+    through this, so dedupe applies to every algorithm alike; the caller counts the draw either way."""
+    draw = getattr(sampler, "draw", None)
+    return sampler.sample() if draw is None else draw()
+
+
+def skipped_draws(sampler) -> int:
+    """Draws ``sampler`` skipped as repeats so far (0 without dedupe)."""
+    return int(getattr(sampler, "skipped", 0))
+
+
+def dedupes(sampler) -> bool:
+    """True when ``sampler`` skips repeated configurations."""
+    return bool(getattr(sampler, "dedupe", False))
+
+
 def distinct_config_groups(table: CurveTable) -> list[list[int]]:
     """Rows grouped by identical hyperparameters, groups in order of first appearance."""
     groups: dict[tuple, list[int]] = {}
@@ -90,15 +166,17 @@ def split_warm_rows(table: CurveTable, seed: int, warm_fraction: float) -> tuple
     return np.asarray(rest, dtype=int), np.asarray(warm, dtype=int)
 
 
-def table_sampler_for(table: CurveTable, seed: int, warm_fraction: float = 0.0):
+def table_sampler_for(table: CurveTable, seed: int, warm_fraction: float = 0.0, dedupe: bool = False):
     """(sampler, warm_table or None) for a table-replay run with master ``seed``.
 
-    The sampler is ``TableRowSampler(table, derive_seed(seed, "rows"), sample_rows)``; with
-    ``warm_fraction > 0`` the set-aside rows form ``warm_table`` (the curve store of an
-    "earlier study", passed to the scheduler as ``warm_curves``).
+    The sampler is ``TableRowSampler(table, derive_seed(seed, "rows"), sample_rows)`` (wrapped in
+    :class:`DedupeSampler` with ``dedupe``); with ``warm_fraction > 0`` the set-aside rows form
+    ``warm_table`` (the curve store of an "earlier study", passed to the scheduler as ``warm_curves``).
     """
     rows, warm_rows = split_warm_rows(table, seed, warm_fraction)
     sampler = TableRowSampler(table, derive_seed(seed, "rows"), rows)
+    if dedupe:
+        sampler = DedupeSampler(sampler)
     warm_table = table.subset(warm_rows) if warm_rows.size else None
     if warm_table is not None:
         warm_table.provenance = dict(warm_table.provenance, warm_fraction=warm_fraction, warm_seed=int(seed))

@@ -89,6 +89,8 @@ class SwiftHyperband(Hyperband):
     """
 
     name = "swift"
+    #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
+    concurrent_brackets = False
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, d: int = 15, k: float = 0.5,
                  known_curve: float = 0.5, threshold_quantile: float = 0.25, refit: str = "never",

@@ -14,6 +14,7 @@ from typing import Sequence
 from hpoq.errors import HpoqError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
+from hpoq.schedulers.sampling import draw_config, skipped_draws
 from hpoq.schedulers.trials import DONE_, FAILED_, PAUSED, STOPPED, Trial, best_at, check_metrics, rank_by_value, take_inflight
 
 
@@ -26,6 +27,7 @@ class TopK1Epoch(Scheduler):
     """All ``n`` configurations for 1 epoch, then the best ``K`` to ``R`` epochs."""
 
     name = "topk-1epoch"
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, K: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)
@@ -41,9 +43,8 @@ class TopK1Epoch(Scheduler):
         self.phase = 1
 
     def suggest(self) -> WorkUnit | None:
-        if self.phase == 1 and len(self.trials) < self.n and not self.queue:
-            trial = Trial(len(self.trials), self.sampler.sample())
-            self.trials[trial.trial_id] = trial
+        trial = self._draw() if self.phase == 1 and not self.queue else None
+        if trial is not None:
             end = 1
         elif self.queue:
             tid, end = self.queue.pop(0)
@@ -52,6 +53,19 @@ class TopK1Epoch(Scheduler):
             return None
         self.inflight[trial.trial_id] = end
         return WorkUnit(trial.trial_id, dict(trial.config), trial.epochs, end)
+
+    def _draws(self) -> int:
+        """Draws so far: trials plus repeats skipped by a deduplicating sampler."""
+        return len(self.trials) + skipped_draws(self.sampler)
+
+    def _draw(self) -> Trial | None:
+        while self._draws() < self.n:
+            config = draw_config(self.sampler)
+            if config is not None:
+                trial = Trial(len(self.trials), config)
+                self.trials[trial.trial_id] = trial
+                return trial
+        return None
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         end = take_inflight(self.inflight, trial_id, self.name, "result for")
@@ -72,7 +86,7 @@ class TopK1Epoch(Scheduler):
         return [Decision(trial_id, FAILED, trial.epochs, "failed", {"error": str(reason)})] + self._maybe_select()
 
     def _maybe_select(self) -> list[Decision]:
-        if self.phase != 1 or len(self.trials) < self.n or self.inflight or self.queue:
+        if self.phase != 1 or self._draws() < self.n or self.inflight or self.queue:
             return []
         self.phase = 2
         ranked = rank_by_value(self.trials.values(), 1)

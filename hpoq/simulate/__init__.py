@@ -14,7 +14,7 @@ from hpoq.curves.table import CurveTable
 from hpoq.errors import HpoqError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.brackets import check_r_eta
-from hpoq.schedulers.sampling import table_sampler_for
+from hpoq.schedulers.sampling import skipped_draws, table_sampler_for
 from hpoq.simulate.replay import ReplayBackend, ReplayResult, SchedulerDeadlock, own_direction, pruned_count
 
 
@@ -37,10 +37,11 @@ def check_table_for(table: CurveTable, R: int) -> None:
 def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int, workers: int = 1,
                  predictor: str | None = None, predictor_params: dict | None = None, params: dict | None = None,
                  warm_fraction: float = 0.0, warm_curves: CurveTable | None = None,
-                 keep_events: bool = False) -> dict:
+                 keep_events: bool = False, dedupe: bool = False) -> dict:
     """One replay run; returns the run entry of ``simulate --json``.
 
-    Keys: ``seed``, ``epochs`` (requested, method.md 1), ``configs`` (sampled), ``best_final``
+    Keys: ``seed``, ``epochs`` (requested, method.md 1), ``configs`` (draws, skipped repeats included),
+    ``duplicates`` (draws skipped as repeats, only with ``dedupe``), ``best_final``
     (value at epoch R of the returned configuration, in the table's own direction), ``best_row``,
     ``makespan`` (simulated time units), ``utilization`` (busy / (workers * makespan)),
     ``pruned`` (trials stopped before R), ``warm_curves`` (rows in the warm store) and ``trace`` ([epochs used, best final so far] pairs; plus
@@ -48,7 +49,7 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
     """
     R, eta = check_r_eta(R, eta)
     check_table_for(table, R)
-    sampler, warm_table = table_sampler_for(table, seed, warm_fraction)
+    sampler, warm_table = table_sampler_for(table, seed, warm_fraction, dedupe=dedupe)
     warm = merge_warm(warm_table, warm_curves)
     # a warm store with shorter (or partial) curves still feeds the predictors of the early rungs
     scheduler = make_scheduler(algorithm, R=R, eta=eta, sampler=sampler, seed=seed, predictor=predictor,
@@ -60,6 +61,7 @@ def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int,
         "seed": int(seed),
         "epochs": int(result.epochs),
         "configs": int(getattr(sampler, "drawn", 0)),
+        "duplicates": skipped_draws(sampler),
         "best_final": None if best_row is None else float(table.curves[best_row, R - 1]),
         "best_row": best_row,
         "makespan": float(result.makespan),
@@ -84,7 +86,7 @@ def table_best(table: CurveTable, R: int) -> dict:
 def summarize(runs: list[dict]) -> dict:
     """Means over the seeds (and standard deviations of epochs and best_final)."""
     out: dict = {"seeds": len(runs)}
-    for key in ("epochs", "configs", "best_final", "makespan", "utilization", "pruned"):
+    for key in ("epochs", "configs", "duplicates", "best_final", "makespan", "utilization", "pruned"):
         values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = float(np.mean(values)) if values else None
     for key in ("epochs", "best_final"):

@@ -61,10 +61,13 @@ def build_sampler(spec: StudySpec, table=None):
     if spec.space == "table":
         from hpoq.schedulers.sampling import table_sampler_for
 
-        return table_sampler_for(table if table is not None else load_replay_table(spec), spec.seed, spec.warm_fraction)
+        return table_sampler_for(table if table is not None else load_replay_table(spec), spec.seed, spec.warm_fraction,
+                                 dedupe=spec.dedupe)
+    from hpoq.schedulers.sampling import DedupeSampler
     from hpoq.study.space import SearchSpace
 
-    return SearchSpace.from_spec(spec.space, derive_seed(spec.seed, "space")), None
+    space = SearchSpace.from_spec(spec.space, derive_seed(spec.seed, "space"))
+    return (DedupeSampler(space) if spec.dedupe else space), None
 
 
 def build_scheduler(spec: StudySpec, table=None):

@@ -22,6 +22,8 @@ A study file (every key; ``~`` = null)::
                                 #   mapping of parameters (see hpoq.study.space)
     warm_fraction: 0.0          # space: table only: share of the table's distinct configurations
                                 #   set aside as warm curves for the predictor, in [0, 1) (default 0)
+    dedupe: false               # skip a drawn configuration that repeats an earlier draw's hyperparameters
+                                #   (every algorithm alike; the draw still counts) (default false)
     warm_curves: ~              # curves of an earlier study for the predictor: a curve store
                                 #   (.h5/.hdf5) or a CSV table; a path or {path, metric, mode}
     poll_interval: 0.01         # seconds the master and idle workers sleep between polls (default 0.01)
@@ -44,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from hpoq.errors import HpoqError
 
 TOP_KEYS = ("name", "seed", "out", "ranks_per_trial", "algorithm", "predictor", "trainer", "space",
-            "warm_fraction", "warm_curves", "poll_interval", "max_retries")
+            "warm_fraction", "warm_curves", "poll_interval", "max_retries", "dedupe")
 DEFAULT_ETA = 3
 DEFAULT_POLL_INTERVAL = 0.01
 DEFAULT_MAX_RETRIES = 1
@@ -66,6 +68,7 @@ class StudySpec:
     warm_curves: dict | None = None                 # {path, metric, mode} or None
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
+    dedupe: bool = False
     source: str = ""                                # the study file (absolute path)
 
     def to_dict(self) -> dict:
@@ -219,9 +222,12 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     if not 0.0 < poll <= 10.0:
         raise HpoqError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
     retries = _int(data.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries", low=0)
+    dedupe = data.get("dedupe", False)
+    if not isinstance(dedupe, bool):
+        raise HpoqError(f"dedupe must be true or false, got {_kind(dedupe)}")
     return StudySpec(name=name, seed=seed, out=out_dir, ranks_per_trial=rpt, algorithm=algorithm,
                      predictor=predictor, trainer=trainer, space=space, warm_fraction=warm_fraction,
-                     warm_curves=warm_curves, poll_interval=poll, max_retries=retries,
+                     warm_curves=warm_curves, poll_interval=poll, max_retries=retries, dedupe=dedupe,
                      source=os.path.abspath(source) if source else "")
 
 
