@@ -23,6 +23,7 @@ from hpoq.errors import HpoqError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.rungs import Rungs, rung_epochs
+from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.trials import take_inflight
 
 #: the rung epochs (kept under this name for the modules that import it from here)
@@ -41,6 +42,7 @@ class ASHA(Scheduler):
     """
 
     name = "asha"
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1,
                  predictor=None, predictor_params=None, warm_curves=None):
@@ -60,6 +62,7 @@ class ASHA(Scheduler):
         self.ignored = sorted(k for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
                                              ("warm_curves", warm_curves)) if v is not None)
         self.configs: list[dict] = []          # trial id -> config
+        self.draws = 0                         # draws from the sampler (repeats skipped by dedupe included)
         self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
         self.running: dict[int, tuple[int, int]] = {}  # trial id -> (start, end) of its unit in flight
         self.failed: set[int] = set()
@@ -107,11 +110,14 @@ class ASHA(Scheduler):
             found = self._promotable(k)
             if found is not None:
                 return self._promote(k, found[0], found[1], "rung")
-        if len(self.configs) < self.n:
-            tid = len(self.configs)
-            self.configs.append(self.sampler.sample())
+        while self.draws < self.n:
+            config = draw_config(self.sampler)
+            self.draws += 1
+            if config is None:  # a repeat, skipped by the study's dedupe option: the draw counts
+                continue
+            self.configs.append(config)
             self.curves.append([])
-            return self._unit(tid, 0, self.rungs[0])
+            return self._unit(len(self.configs) - 1, 0, self.rungs[0])
         if not self.running and not self._reached_R():
             # tiny n: nothing reached R; train the best of the highest rung on so that one does
             found = self._best_of_highest_rung()
@@ -151,7 +157,7 @@ class ASHA(Scheduler):
 
     @property
     def finished(self) -> bool:
-        if self.requeue or self.running or len(self.configs) < self.n:
+        if self.requeue or self.running or self.draws < self.n:
             return False
         if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
             return False
@@ -184,6 +190,7 @@ class ASHA(Scheduler):
             "requeue": [list(u) for u in self.requeue] + [[t, s, e] for t, (s, e) in self.running.items()],
             "pending": [d.to_dict() for d in self.pending],
             "units": self.units,
+            "draws": self.draws,
             "sampler": self.sampler.state_dict(),
         }
 
@@ -202,4 +209,5 @@ class ASHA(Scheduler):
         self.pending = [Decision(**d) for d in state["pending"]]
         self.running = {}
         self.units = int(state["units"])
+        self.draws = int(state.get("draws", len(self.configs)))
         self.sampler.load_state_dict(state["sampler"])

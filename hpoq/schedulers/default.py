@@ -42,6 +42,7 @@ from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, 
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.rungs import Rungs, rung_epochs, sh_plan_epochs
+from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.store_replay import choose_policy
 from hpoq.schedulers.trials import take_inflight
 from hpoq.seeding import derive_rng
@@ -51,11 +52,6 @@ log = logging.getLogger(__name__)
 COLD_FINALISTS = 2
 #: the predictor ``default`` uses unless told otherwise (fast enough to fit at every rung)
 DEFAULT_PREDICTOR = "svr"
-
-
-def config_key(config: dict) -> str:
-    """Identity of a configuration: its hyperparameters, without bookkeeping keys (``_row``)."""
-    return repr(sorted((k, repr(v)) for k, v in config.items() if not str(k).startswith("_")))
 
 
 def hyperband_cap(n: int, R: int, eta: int) -> int:
@@ -92,6 +88,7 @@ class DefaultScheduler(Scheduler):
     """
 
     name = "default"
+    supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, probes: int = 0,
@@ -133,6 +130,7 @@ class DefaultScheduler(Scheduler):
         self.min_train = min_train
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
+        self.draws = 0                        # draws from the sampler, repeats skipped by a dedupe sampler included
         self.running: dict[int, tuple[int, int]] = {}
         self.failed: set[int] = set()
         self.stopped: set[int] = set()
@@ -191,14 +189,18 @@ class DefaultScheduler(Scheduler):
         return WorkUnit(trial_id=tid, config=dict(self.configs[tid]), start_epoch=start, end_epoch=end)
 
     def _draw(self) -> WorkUnit | None:
-        if len(self.configs) >= self.n:
-            return None
-        end = self.R if len(self.configs) < self.probes else self.rungs[0]
-        if not self._affordable(end):
-            return None
-        self.configs.append(self.sampler.sample())
-        self.curves.append([])
-        return self._unit(len(self.configs) - 1, 0, end)
+        while self.draws < self.n:
+            end = self.R if len(self.configs) < self.probes else self.rungs[0]
+            if not self._affordable(end):
+                return None
+            config = draw_config(self.sampler)
+            self.draws += 1
+            if config is None:  # a repeat, skipped by the study's dedupe option: the draw counts, costs nothing
+                continue
+            self.configs.append(config)
+            self.curves.append([])
+            return self._unit(len(self.configs) - 1, 0, end)
+        return None
 
     def _promote(self, k: int, tid: int, reason: str, info: dict) -> WorkUnit:
         self.ladder.promote(k, tid)
@@ -293,7 +295,7 @@ class DefaultScheduler(Scheduler):
 
     # ---------------------------------------------------------------- finalists
     def _idle(self) -> bool:
-        return not self.running and not self.requeue and len(self.configs) >= self.n and not any(
+        return not self.running and not self.requeue and self.draws >= self.n and not any(
             tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
             for k in range(self.ladder.top) for tid, _, _ in self._survivors(k))
 
@@ -396,6 +398,7 @@ class DefaultScheduler(Scheduler):
             # units in flight are lost at a snapshot and suggested again (already charged), before the queued ones
             "requeue": [[t, s, e] for t, (s, e) in self.running.items()] + [list(u) for u in self.requeue],
             "pending": [d.to_dict() for d in self.pending], "units": self.units, "spent": self.spent,
+            "draws": self.draws,
             "sampler": self.sampler.state_dict(),
         }
 
@@ -416,7 +419,7 @@ class DefaultScheduler(Scheduler):
         self.requeue = [(int(t), int(a), int(b)) for t, a, b in state["requeue"]]
         self.pending = [Decision(**d) for d in state["pending"]]
         self.running, self._cache = {}, {}
-        self.units, self.spent = int(state["units"]), int(state["spent"])
+        self.units, self.spent, self.draws = int(state["units"]), int(state["spent"]), int(state["draws"])
         self.sampler.load_state_dict(state["sampler"])
 
 
