@@ -53,3 +53,20 @@ def predictor_decisions(study) -> tuple[list[list], list[list]]:
     kind_rows = [[k, kinds[k], len(trials[k])] for k in KINDS]
     model_rows = [[m, c] for m, c in sorted(models.items())]
     return kind_rows, model_rows
+
+
+def summary_lines(out_dir: str) -> list[str]:
+    """Plain-text lines for a terminal: epochs against Hyperband's for the same n and R, and the
+    predictor's decisions (``jobs/run_default.sh`` prints them after ``make run``)."""
+    from hpoq.report.study import load_study_output
+
+    study = load_study_output(out_dir)
+    used = study.epochs_used
+    lines = [f"epochs: {used}" + (f" of Hyperband's {study.budget} for the same configurations and R "
+                                  f"({100.0 * (1 - used / study.budget):.1f}% saved)" if study.budget else "")]
+    if study.algorithm == "default":
+        kinds, models = predictor_decisions(study)
+        lines.append("predictor decisions: " + "; ".join(f"{k}: {n} ({t} trials)" for k, n, t in kinds))
+        if models:
+            lines.append("forecast models used: " + ", ".join(f"{m} x{c}" for m, c in models))
+    return lines
