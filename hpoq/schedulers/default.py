@@ -219,6 +219,10 @@ class DefaultScheduler(Scheduler):
             for tid, reason, info in self._survivors(k):
                 if tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k)):
                     return self._promote(k, tid, reason, info)
+        self._plan_finalists()  # a worker is free and the ladder may have settled since the last result
+        if self.requeue:
+            tid, start, end = self.requeue.pop(0)
+            return self._unit(tid, start, end, charge=False)
         return None
 
     # ---------------------------------------------------------------- forecasts
@@ -306,11 +310,19 @@ class DefaultScheduler(Scheduler):
                 if len(self.curves[tid]) == self.rungs[k]:
                     yield k, tid, value
 
+    def _settled(self) -> bool:
+        """No rung below R can receive another result: every draw made, nothing queued, no unit in flight
+        except towards R, nothing promotable. (With W workers the finalists start here, beside the
+        trials heading to R, instead of after them; one worker reaches this state at the same points.)"""
+        return not self.requeue and self.draws >= self.n and all(e == self.R for _, e in self.running.values()) \
+            and not any(tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
+                        for k in range(self.ladder.top) for tid, _, _ in self._survivors(k))
+
     def _plan_finalists(self) -> None:
-        """When idle: queue the next ``finalists - |rung R|`` candidates one rung on (charged now)."""
-        if not self._idle():
+        """When settled: queue the next ``finalists - |at or heading to R|`` candidates one rung on (charged now)."""
+        if not self._settled():
             return
-        need = self.finalists - len(self.ladder.results[-1])
+        need = self.finalists - len(self.ladder.results[-1]) - len(self.running)
         for k, tid, value in list(self._finalist_candidates()):
             if need <= 0:
                 return
