@@ -300,3 +300,27 @@ def test_a_given_grace_restricts_the_store_search_to_it():
     assert sched.grace == 2 and sched.rungs[0] == 2
     assert {c["grace"] for c in sched.policy_report["candidates"]} == {2}
     assert sched.finalists in {c["finalists"] for c in sched.policy_report["candidates"]}
+
+
+def test_background_fits_change_no_decision():
+    """The MPI master fits forecast models on a thread (attach_fit_executor); a model is used only
+    ``fit_lag`` results after its data is complete, in the simulator too, so decisions are identical."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = synthetic(n=200, R=16, seed=15, late=2.0, cross=2.0)
+    runs = []
+    for background in (False, True):
+        sampler, warm = table_sampler_for(table, 3, 0.5)
+        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=warm, fit_lag=3)
+        pool = ThreadPoolExecutor(max_workers=1) if background else None
+        if pool:
+            sched.attach_fit_executor(pool)
+        result = ReplayBackend(table, sched, R=16, workers=5, keep_events=True).run()
+        if pool:
+            pool.shutdown()
+        runs.append((result.events, sched))
+    assert runs[0][0] == runs[1][0]
+    assert runs[1][1].forecaster.fits == runs[0][1].forecaster.fits > 0
+    assert runs[1][1].forecaster.background_fits > 0 == runs[0][1].forecaster.background_fits
+    assert json.dumps(runs[0][1].state_dict(), sort_keys=True) == json.dumps(runs[1][1].state_dict(), sort_keys=True)
+    assert not runs[1][1].forecaster.futures or all(f.done() for f in runs[1][1].forecaster.futures.values())

@@ -83,7 +83,9 @@ class DefaultScheduler(Scheduler):
     or the cold rule), ``probes`` (configurations trained to R first), ``confidence`` (sigmas of
     optimism when pruning by forecast), ``share`` (share of Hyperband's epochs a cold plan
     may cost), ``policy_samples`` / ``policy_tolerance`` (store replay, see ``choose_policy``),
-    ``min_train`` (curves before a forecast model is fitted), ``predictor`` / ``predictor_params``
+    ``min_train`` (curves before a forecast model is fitted), ``fit_lag`` (results that pass between
+    a model's data being complete and its use: the runtime fits it in the background meanwhile),
+    ``predictor`` / ``predictor_params``
     (any registered predictor; ``"none"`` ranks by observed values only), ``warm_curves``.
     """
 
@@ -93,7 +95,7 @@ class DefaultScheduler(Scheduler):
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, probes: int = 0,
                  confidence: float = 1.0, share: float = 0.6, policy_samples: int = 120,
-                 policy_tolerance: float = 0.1, min_train: int = 12, predictor: str | None = None,
+                 policy_tolerance: float = 0.1, min_train: int = 12, fit_lag: int = 4, predictor: str | None = None,
                  predictor_params: dict | None = None, warm_curves=None):
         self.R, self.eta = check_r_eta(R, eta)
         self.n = hyperband_budget(self.R, self.eta)[0] if n is None else n
@@ -104,6 +106,7 @@ class DefaultScheduler(Scheduler):
         _check_int("probes", probes, 0)
         _check_int("policy_samples", policy_samples, 1)
         _check_int("min_train", min_train, 3)
+        _check_int("fit_lag", fit_lag, 0)
         if grace is not None and grace > self.R:
             raise HpoqError(f"default: grace must not exceed R={self.R}, got {grace}")
         if probes > self.n:
@@ -127,10 +130,12 @@ class DefaultScheduler(Scheduler):
                             f"cost {first} epochs, more than Hyperband's {self.cap} for the same n and R")
         self.ladder = Rungs(self.R, self.eta, self.grace)
         self.rungs = self.ladder.epochs
-        self.min_train = min_train
+        self.min_train, self.fit_lag = min_train, fit_lag
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
         self.draws = 0                        # draws from the sampler, repeats skipped by a dedupe sampler included
+        self.result_order: list[tuple[int, int]] = []  # (rung, trial) of every result, in arrival order
+        self._arrived: list[list[tuple[int, int]]] = [[] for _ in self.rungs]  # per rung: (trial, result index)
         self.running: dict[int, tuple[int, int]] = {}
         self.failed: set[int] = set()
         self.stopped: set[int] = set()
@@ -226,26 +231,50 @@ class DefaultScheduler(Scheduler):
         return None
 
     # ---------------------------------------------------------------- forecasts
-    def _arrivals(self, T: int) -> list[int]:
-        """Study trials whose curve reached epoch ``T``, in arrival order (probes first)."""
-        top = [t for _, t in self.ladder.results[-1] if t < self.probes and t not in self.failed]
-        if T == self.R:
-            return [t for _, t in self.ladder.results[-1] if t not in self.failed]
-        return top + [t for _, t in self.ladder.results[self.ladder.index(T)] if t not in self.failed and t >= self.probes]
+    def _arrivals(self, T: int) -> list[tuple[int, int]]:
+        """(trial, result index) of the study trials whose curve reached epoch ``T``, in arrival order
+        (a probe reaches every epoch when it reaches R)."""
+        return [(t, pos) for t, pos in self._arrived[self.ladder.index(T)] if t not in self.failed]
 
-    def _target(self, k: int) -> tuple[int, int] | None:
-        """(target epoch, training size) of the forecasts at rung ``k``, or None."""
+    def _index_result(self, k: int, trial_id: int, pos: int) -> None:
+        """Add result ``pos`` (rung ``k``) to the per-rung arrival lists (a probe arrives at every rung)."""
+        for j in (range(len(self.rungs)) if k == self.ladder.top and trial_id < self.probes else (k,)):
+            self._arrived[j].append((trial_id, pos))
+
+    def _target(self, k: int, lag: int | None = None) -> tuple[int, int] | None:
+        """(target epoch, training size) of the forecasts at rung ``k``, or None. A study curve counts
+        once ``lag`` (default ``fit_lag``) more results were recorded after it arrived: a model is
+        used only that long after its data is complete, which leaves the runtime that time to fit it
+        in the background, and keeps every decision a pure function of the recorded results."""
         if self.forecaster is None:
             return None
-        arrivals = {T: self._arrivals(T) for T in self.rungs[k + 1:]}
-        return self.forecaster.target(self.rungs[k], self.rungs[k + 1:], arrivals)
+        usable = len(self.result_order) - (self.fit_lag if lag is None else lag)
+        counts = {T: sum(1 for _, pos in self._arrivals(T) if pos < usable) for T in self.rungs[k + 1:]}
+        return self.forecaster.target(self.rungs[k], self.rungs[k + 1:], counts)
+
+    def _prefetch(self) -> None:
+        """Start background fits of the models the rungs will use once ``fit_lag`` results passed."""
+        if self.forecaster is None or self.forecaster.executor is None:
+            return
+        for k in range(self.ladder.top):
+            if self.ladder.results[k]:
+                target = self._target(k, lag=0)
+                if target is not None:
+                    study = [(self.configs[t], self.curves[t]) for t, _ in self._arrivals(target[0])]
+                    self.forecaster.prefetch(self.rungs[k], target[0], target[1], study)
+
+    def attach_fit_executor(self, executor) -> None:
+        """Fit forecast models on ``executor`` (e.g. a one-thread pool of the MPI master) as soon as
+        their data is complete, so that a fit never holds up dispatch; decisions do not change."""
+        if self.forecaster is not None:
+            self.forecaster.executor = executor
 
     def _rung_forecast(self, k: int, tids: list[int], T: int, N: int):
         """(means, sigmas, meta) forecasting the value at ``T`` of the trials ``tids`` of rung ``k``, or None."""
         if not tids:
             return None
         e = self.rungs[k]
-        study = [(self.configs[t], self.curves[t]) for t in self._arrivals(T)]
+        study = [(self.configs[t], self.curves[t]) for t, _ in self._arrivals(T)]
         try:
             mean, sigma = self.forecaster.forecast(e, T, N, study, [self.configs[t] for t in tids],
                                                    [self.curves[t][:e] for t in tids])
@@ -338,6 +367,7 @@ class DefaultScheduler(Scheduler):
 
     # ---------------------------------------------------------------- events
     def _flush(self, decisions: list[Decision]) -> list[Decision]:
+        self._prefetch()
         earlier, self.pending = self.pending, []
         self._plan_finalists()
         out = earlier + decisions + self.pending
@@ -359,7 +389,10 @@ class DefaultScheduler(Scheduler):
         if len(values) != end - start:
             raise HpoqError(f"default: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
-        info = self.ladder.record(self.ladder.index(end), trial_id, values[-1])
+        k = self.ladder.index(end)
+        info = self.ladder.record(k, trial_id, values[-1])
+        self.result_order.append((k, trial_id))
+        self._index_result(k, trial_id, len(self.result_order) - 1)
         if end == self.R:
             return self._flush([Decision(trial_id, DONE, end, "completed", info)])
         return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
@@ -395,6 +428,7 @@ class DefaultScheduler(Scheduler):
         return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "finalists": self.finalists,
                 "probes": self.probes, "rungs": list(self.rungs), "seed": self.seed, "cap": self.cap,
                 "confidence": self.confidence, "share": self.share, "min_train": self.min_train,
+                "fit_lag": self.fit_lag,
                 "policy_source": self.policy_source, "policy_samples": self.policy_samples,
                 "policy_tolerance": self.policy_tolerance,
                 "predictor": None if self.forecaster is None else self.forecaster.describe()}
@@ -410,7 +444,7 @@ class DefaultScheduler(Scheduler):
             # units in flight are lost at a snapshot and suggested again (already charged), before the queued ones
             "requeue": [[t, s, e] for t, (s, e) in self.running.items()] + [list(u) for u in self.requeue],
             "pending": [d.to_dict() for d in self.pending], "units": self.units, "spent": self.spent,
-            "draws": self.draws,
+            "draws": self.draws, "result_order": [list(x) for x in self.result_order],
             "sampler": self.sampler.state_dict(),
         }
 
@@ -432,6 +466,10 @@ class DefaultScheduler(Scheduler):
         self.pending = [Decision(**d) for d in state["pending"]]
         self.running, self._cache = {}, {}
         self.units, self.spent, self.draws = int(state["units"]), int(state["spent"]), int(state["draws"])
+        self.result_order = [(int(k), int(t)) for k, t in state["result_order"]]
+        self._arrived = [[] for _ in self.rungs]
+        for pos, (k, t) in enumerate(self.result_order):
+            self._index_result(k, t, pos)
         self.sampler.load_state_dict(state["sampler"])
 
 

@@ -89,19 +89,22 @@ class FinalValuePredictor:
         self.store_configs, self.store_curves = configs, curves
         self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
         self.fits = 0
+        self.executor = None    # a concurrent.futures executor for background fits (the MPI master sets one)
+        self.futures: dict = {}  # (e, T, N) -> Future of a background fit
+        self.background_fits = 0  # models taken from a background fit (not in describe(): timing-free state)
 
     @property
     def store_size(self) -> int:
         return len(self.store_configs)
 
-    def target(self, e: int, horizons, arrivals) -> tuple[int, int] | None:
+    def target(self, e: int, horizons, counts) -> tuple[int, int] | None:
         """(T, N): the target epoch and training-set size for prefixes of ``e`` epochs, or None.
 
-        ``horizons``: candidate target epochs above ``e``, the last one R; ``arrivals[T]``: study
-        trials that reached ``T``, in arrival order."""
+        ``horizons``: candidate target epochs above ``e``, the last one R; ``counts[T]``: study
+        trials that reached ``T`` (and may be used: see ``fit_lag`` in ``default``)."""
         for T in sorted((h for h in horizons if h > e), reverse=True):
             extra = self.store_size if T == self.R else 0
-            N = grid_size(extra + len(arrivals.get(T, ())), self.min_train, self.growth)
+            N = grid_size(extra + counts.get(T, 0), self.min_train, self.growth)
             if N:
                 return T, N
         return None
@@ -119,21 +122,37 @@ class FinalValuePredictor:
             y.append(float(curve[T - 1]))
         return configs, np.asarray(X, dtype=float), np.asarray(y, dtype=float)
 
+    def _compute(self, e: int, T: int, N: int, configs, X, y):
+        """(model, stacking weights, cv error, fits): a pure function of its arguments, safe in a thread."""
+        folds = derive_rng(self.seed, "final-predictor-folds", e, T, N).permutation(N) % min(self.folds, N)
+        oof = np.empty(N)
+        for f in range(min(self.folds, N)):
+            train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            model = make_predictor(self.name, **self.params).fit([configs[i] for i in train], X[train], y[train])
+            oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
+        coef, cv_error = stack_with_last(oof, X[:, -1], y)
+        model = make_predictor(self.name, **self.params).fit(configs, X, y)
+        return model, coef, cv_error, 1 + min(self.folds, N)
+
     def _fit(self, e: int, T: int, N: int, study):
         key = (e, T, N)
         if key not in self.models:
-            configs, X, y = self._training_set(e, T, N, study)
-            folds = derive_rng(self.seed, "final-predictor-folds", e, T, N).permutation(N) % min(self.folds, N)
-            oof = np.empty(N)
-            for f in range(min(self.folds, N)):
-                train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-                model = make_predictor(self.name, **self.params).fit([configs[i] for i in train], X[train], y[train])
-                oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
-            coef, cv_error = stack_with_last(oof, X[:, -1], y)
-            model = make_predictor(self.name, **self.params).fit(configs, X, y)
-            self.fits += 1 + min(self.folds, N)
-            self.models[key] = (model, coef, cv_error)
+            future = self.futures.pop(key, None)
+            self.background_fits += future is not None
+            # fitted in the background since its data arrived (prefetch), else here; the same model either way
+            entry = future.result() if future is not None else self._compute(e, T, N, *self._training_set(e, T, N, study))
+            self.fits += entry[3]  # counted when used, so the count does not depend on background timing
+            self.models[key] = entry[:3]
         return self.models[key]
+
+    def prefetch(self, e: int, T: int, N: int, study) -> bool:
+        """Start fitting model ``(e, T, N)`` on :attr:`executor` (the runtime's fit thread) if it is
+        neither fitted nor under way; the training set is copied now. True when a fit was started."""
+        key = (e, T, N)
+        if self.executor is None or key in self.models or key in self.futures:
+            return False
+        self.futures[key] = self.executor.submit(self._compute, e, T, N, *self._training_set(e, T, N, study))
+        return True
 
     def forecast(self, e: int, T: int, N: int, study, configs, prefixes) -> tuple[np.ndarray, np.ndarray]:
         """(means [m], uncertainties [m]) of the value at ``T`` for ``m`` prefixes of ``e`` epochs.
