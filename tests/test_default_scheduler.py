@@ -324,3 +324,13 @@ def test_background_fits_change_no_decision():
     assert runs[1][1].forecaster.background_fits > 0 == runs[0][1].forecaster.background_fits
     assert json.dumps(runs[0][1].state_dict(), sort_keys=True) == json.dumps(runs[1][1].state_dict(), sort_keys=True)
     assert not runs[1][1].forecaster.futures or all(f.done() for f in runs[1][1].forecaster.futures.values())
+
+
+@pytest.mark.parametrize("algorithm", ["default", "asha"])
+def test_the_shared_dedupe_option_skips_the_same_draws_as_hyperband(algorithm):
+    table = synthetic(n=15, R=8, seed=16)  # Hyperband draws 22 configurations at R = 8: some repeat
+    hb = simulate_run(table, "hyperband", 4, 8, 2, dedupe=True)
+    run = simulate_run(table, algorithm, 4, 8, 2, dedupe=True, keep_events=True, predictor="none")
+    assert run["configs"] == hb["configs"] == hyperband_budget(8, 2)[0]
+    assert run["duplicates"] == hb["duplicates"] > 0
+    assert len({e[1] for e in run["events"] if e[0] == "unit" and e[2] == 0}) == run["configs"] - run["duplicates"]

@@ -162,7 +162,13 @@ class DefaultScheduler(Scheduler):
         the forecaster's store rows (what the rungs will rank by); without, by the observed values."""
         store, scores = _store_curves(warm_curves, self.R), None
         if store is not None and self.forecaster is not None:
-            scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
+            try:
+                scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
+            except HpoqError:
+                raise  # a configuration error: the user must see it
+            except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
+                log.warning("default: predictor %r failed on the store (%s: %s); the policy replay ranks by observed "
+                            "values", self.forecaster.name, type(exc).__name__, exc)
             if scores is not None:
                 store = self.forecaster.store_curves
         if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
@@ -289,7 +295,8 @@ class DefaultScheduler(Scheduler):
         except HpoqError:
             raise  # a configuration error: the user must see it
         except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
-            log.warning("default: predictor %r failed at rung %d (%s: %s); ranking by observed values",
+            log.warning("default: predictor %r failed at rung %d (%s: %s); ranking by observed values, trial not "
+                        "pruned by forecast",
                         self.forecaster.name, k, type(exc).__name__, exc)
             return None
         meta = {"target_epoch": T, "n_train": N, "model": f"{self.forecaster.name}:{e}->{T}@{N}"}
