@@ -8,7 +8,7 @@ export MPIR_CVAR_ENABLE_HEAVY_YIELD ?= 1
 # the venv's bin/ first, so mpiexec is the one of the mpich wheel that mpi4py was built for
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install horovod test run bench clean
+.PHONY: install horovod particleflow test run bench clean
 
 install: $(STAMP)
 
@@ -23,7 +23,11 @@ $(STAMP): setup.cfg pyproject.toml
 horovod: $(STAMP)
 	@$(PY) -c "import horovod.torch" 2>/dev/null || bash jobs/install_horovod.sh $(PY) || echo "hpoq: Horovod build failed; Horovod tests will be skipped"
 
-test: $(STAMP) horovod
+# upstream MLPF for `model: particleflow` (--no-deps recipe; never replaces torch); tests skip without it
+particleflow: $(STAMP)
+	@$(PY) -c "import mlpf.model.mlpf, mlpf.heptfds.edm4hep_utils.utils_pf" 2>/dev/null || bash jobs/install_particleflow.sh $(PY) || echo "hpoq: particleflow install failed; particleflow tests will be skipped"
+
+test: $(STAMP) horovod particleflow
 	$(PY) -m pytest -q -ra tests
 
 run: $(STAMP)

@@ -1,7 +1,10 @@
 """MLPF benchmark: generator speed, HDF5 reads, training throughput (1 and 2 ranks, both backends),
 and "hyperparameters matter" (20 random configurations, epoch-3 vs epoch-10 ranking).
 
-Usage: python benchmarks/mlpf.py [--out benchmarks/results] [--quick] [--sections gen,hdf5,train,dp,hpo]
+Usage: python benchmarks/mlpf.py [--out benchmarks/results] [--quick] [--sections gen,hdf5,train,dp,hpo,pf]
+
+Section ``pf`` (issue 14): upstream's MLPF (``model: particleflow``) beside MiniMLPF at the same
+width (parameters, epoch time, events/s at 1 and 2 ranks); written to OUT/mlpf_particleflow.md.
 
 Targets (issue 5): generator >= 2,000 events/s on one core; random single-event HDF5 read <= 100 us;
 tiny preset, one epoch of 2,000 events on one core <= 10 s; 20 configs: epoch-10 val_loss spread
@@ -23,6 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# this script is benchmarks/mlpf.py: drop its folder from the path, or it would shadow upstream's
+# top-level package `mlpf` (PyPI particleflow) that section pf imports
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
@@ -100,15 +106,20 @@ def bench_hdf5(tmp: Path, quick: bool) -> str:
             + _table(["compression", "mode", "events", "MB", "us per event (wall)", "us per event (CPU)"], rows))
 
 
-def _train_epoch_rate(data: Path, preset: str, events: int, backend="none", reps=2, conv_type="attention"):
+def _train_epoch_rate(data: Path, preset: str, events: int, backend="none", reps=2, conv_type="attention",
+                      extra=None, config=None):
+    """Median (train events/s, epoch s wall, epoch CPU s) of one-epoch runs; ``extra``: more
+    TrainSettings fields, ``config``: the trial config (default: lr 1e-3, budget 4096, conv_type)."""
     from hpoq.mlpf.training import TrainSettings, train_unit
 
     rates, secs, cpus = [], [], []
+    config = {"lr": 1e-3, "token_budget": 4096, "conv_type": conv_type} if config is None else config
     for rep in range(reps):
         settings = TrainSettings(data=str(data), preset=preset, R=1, backend=backend, device="cpu", seed=rep,
-                                 max_train_events=events, max_val_events=200, num_threads=1, log_metrics=True)
+                                 max_train_events=events, max_val_events=200, num_threads=1, log_metrics=True,
+                                 **(extra or {}))
         with tempfile.TemporaryDirectory() as ck:
-            train_unit(settings, {"lr": 1e-3, "token_budget": 4096, "conv_type": conv_type}, 0, 1, ck)
+            train_unit(settings, config, 0, 1, ck)
             rec = json.loads(Path(ck, "mlpf-metrics.jsonl").read_text().splitlines()[-1])
         rates.append(rec["train_events_per_s"])
         secs.append(rec["seconds"])
@@ -137,13 +148,15 @@ DP_SCRIPT = textwrap.dedent("""
     from mpi4py import MPI
     from hpoq.mlpf.training import TrainSettings, train_unit
     data, backend, preset, events, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    config = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {"lr": 1e-3, "token_budget": 4096}
     comm = MPI.COMM_WORLD
     ck = comm.bcast(tempfile.mkdtemp() if comm.Get_rank() == 0 else None, root=0)
     rates = []
     for rep in range(2):
         s = TrainSettings(data=data, preset=preset, R=1, backend=backend, device="cpu", seed=rep,
-                          max_train_events=events, max_val_events=200, num_threads=1)
-        train_unit(s, {"lr": 1e-3, "token_budget": 4096}, 0, 1, ck + f"/{rep}", comm)
+                          max_train_events=events, max_val_events=200, num_threads=1, **extra)
+        train_unit(s, config, 0, 1, ck + f"/{rep}", comm)
         if comm.Get_rank() == 0:
             rec = json.loads(open(ck + f"/{rep}/mlpf-metrics.jsonl").read().splitlines()[-1])
             rates.append(rec["train_events_per_s"])
@@ -178,6 +191,63 @@ def bench_dp(data: Path, tmp: Path, quick: bool) -> str:
             rows.append((preset, backend, 2, f"{rate:.0f}", f"{rate / single:.2f}"))
     return ("### Data-parallel training, 2 ranks x 1 thread on this 2-core machine (global events/s, 2,000 events, one epoch; median of 2)\n\n"
             + _table(["preset", "backend", "ranks", "train events/s", "speed-up vs 1 rank (same run)"], rows))
+
+
+#: (model, backbone, TrainSettings extras, trial config): MiniMLPF tiny and upstream's MLPF at the same
+#: width 32 (attention: 2 heads x 16, 2 layers; LSH: width = embedding 32, 2 layers, bins of 64)
+PF_ROWS = [
+    ("MiniMLPF tiny", "attention", {}, {"conv_type": "attention"}),
+    ("particleflow", "attention", {"model": "particleflow", "model_params": {
+        "model.attention.num_heads": 2, "model.attention.head_dim": 16, "model.attention.num_convs": 2}}, {}),
+    ("MiniMLPF tiny", "lsh", {}, {"conv_type": "lsh"}),
+    ("particleflow", "gnn_lsh", {"model": "particleflow", "model_params": {
+        "conv_type": "gnn_lsh", "model.gnn_lsh.width": 32, "model.gnn_lsh.embedding_dim": 32,
+        "model.gnn_lsh.num_convs": 2, "model.gnn_lsh.bin_size": 64}}, {}),
+]
+
+
+def _n_params(data: Path, extra: dict, config: dict) -> int:
+    from hpoq.mlpf.events import read_manifest
+    from hpoq.mlpf.training import MODEL_FACTORIES, TrainSettings, split_config
+
+    settings = TrainSettings(data=str(data), **extra)
+    model_over, _ = split_config(config, settings.model)
+    model = MODEL_FACTORIES[settings.model](settings, model_over, read_manifest(data)).build()
+    return sum(p.numel() for p in model.parameters())
+
+
+def bench_particleflow(data: Path, tmp: Path, quick: bool) -> str:
+    """Upstream's MLPF beside MiniMLPF at the same width: parameters, epoch time, events/s at 1 and 2 ranks."""
+    from hpoq.mlpf.distributed import horovod_available
+    from hpoq.mlpf.upstream import unavailable_reason
+    from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path
+
+    if unavailable_reason():
+        return f"### particleflow vs MiniMLPF\n\nnot run: {unavailable_reason()}"
+    script = tmp / "dp.py"
+    script.write_text(DP_SCRIPT)
+    env, mpiexec = mpi_child_env(), mpiexec_path()
+    events = 500 if quick else 2000
+    backends = ["torch"] + (["horovod"] if horovod_available() else [])
+    rows = []
+    for model, conv, extra, cfg in PF_ROWS:
+        config = {"lr": 1e-3, "token_budget": 4096, **cfg}
+        rate, sec, cpu = _train_epoch_rate(data, "tiny", events, extra=extra, config=config)
+        dp = []
+        for backend in backends:
+            out = tmp / f"pf-{model}-{conv}-{backend}.json".replace(" ", "_")
+            proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
+                                   "tiny", str(events), str(out), json.dumps(extra), json.dumps(config)],
+                                  env=env, capture_output=True, text=True, timeout=900)
+            dp.append(f"{json.loads(out.read_text())['rate']:.0f}" if proc.returncode == 0
+                      else "failed: " + proc.stderr.strip().splitlines()[-1][:60])
+        n_params = _n_params(data, extra, config)
+        rows.append((model, conv, f"{n_params:,}", f"{sec:.2f}", f"{cpu:.2f}", f"{rate:.0f}", *dp))
+    return (f"### particleflow (upstream MLPF 3.1.0) vs MiniMLPF at width 32, CPU, 1 thread per rank ({events:,} train "
+            "events, token budget 4096; an epoch includes validating 200 events; median of 2)\n\n"
+            + _table(["model", "backbone", "parameters", "epoch s wall (1 rank)", "epoch CPU s (1 rank)",
+                      "train events/s, 1 rank"] + [f"train events/s, 2 ranks ({b})" for b in backends], rows)
+            + "\n\nGPU rows (bf16 autocast on CUDA): not measured, no GPU was lent to this session.")
 
 
 def _hpo_trial(args):
@@ -243,7 +313,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    ap.add_argument("--sections", default="gen,hdf5,train,dp,hpo")
+    ap.add_argument("--sections", default="gen,hdf5,train,dp,hpo,pf")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the 20-config check (default 1)")
     ap.add_argument("--hpo-events", type=int, default=600, help="training events for the 20-config check")
     args = ap.parse_args(argv)
@@ -254,7 +324,7 @@ def main(argv=None) -> int:
                  f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA {'yes' if torch.cuda.is_available() else 'no'})"]
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
-        if {"train", "dp"} & sections:
+        if {"train", "dp", "pf"} & sections:
             data = tmp / "train-data"
             generate_dataset(data, 2250, seed=7, shards=2, val_fraction=0.1, workers=2)
         if "gen" in sections:
@@ -269,14 +339,20 @@ def main(argv=None) -> int:
         if "dp" in sections:
             out_parts.append(bench_dp(data, tmp, args.quick))
             print(out_parts[-1] + "\n", flush=True)
+        if "pf" in sections:
+            pf = bench_particleflow(data, tmp, args.quick)
+            print(pf + "\n", flush=True)
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "mlpf_particleflow.md").write_text(f"{out_parts[0]}\n\n{pf}\n")
         if "hpo" in sections:
             hdata = tmp / "hpo-data"
             n = args.hpo_events
             generate_dataset(hdata, int(n / 0.8), seed=11, shards=2, val_fraction=0.2, workers=2)
             out_parts.append(bench_hpo(hdata, args.quick, args.jobs))
             print(out_parts[-1] + "\n", flush=True)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "mlpf.md").write_text("\n\n".join(out_parts) + "\n")
+    if len(out_parts) > 1:  # section pf alone leaves mlpf.md as it is
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "mlpf.md").write_text("\n\n".join(out_parts) + "\n")
     return 0
 
 

@@ -118,7 +118,8 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
         run(n, "run", study, "--out", str(out))
         after = journal(out)
         return {"at": at, "killed": False, "before": 0, "lost": 0, "kept": True, "units": results(after),
-                "failures": sum(r["type"] == "failure" for r in after), "best": after[-1]["best"]["trial_id"],
+                "failures": sum(r["type"] == "failure" for r in after), "lost_attempts": 0, "failed_trials": 0,
+                "best": after[-1]["best"]["trial_id"],
                 "epochs": after[-1]["epochs"]}
     before = journal(out)
     done_before = results(before)
@@ -129,7 +130,9 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     final = results(after)
     return {"at": at, "killed": killed and before[-1]["type"] != "end", "before": len(done_before),
             "lost": len(resume["lost_units"]) if resume else 0, "units": final,
-            "failures": sum(r["type"] == "failure" for r in after),
+            "failures": sum(r["type"] == "failure" and r.get("kind") != "lost" for r in after),
+            "lost_attempts": sum(r["type"] == "failure" and r.get("kind") == "lost" for r in after),
+            "failed_trials": sum(r["type"] == "failure" and bool(r.get("final")) for r in after),
             "kept": final[:len(done_before)] == done_before and len(final) == len(set(final)),
             "best": after[-1]["best"]["trial_id"] if after[-1].get("best") else None,
             "epochs": after[-1]["epochs"]}
@@ -213,9 +216,11 @@ def main(argv=None) -> int:
                    f"{ref['epochs']} epochs, {ref['wall_s']:.1f} s from journal header to end record; the kill time "
                    "is uniform over that span, counted from the header of the killed run", "",
                    "| kill | at (s) | killed mid-study | units finished before | units lost (in flight) | finished units kept | "
-                   "failed units | same best | same units as uninterrupted | epochs |",
-                   "|---|---|---|---|---|---|---|---|---|---|"]
-            sec += [f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | {r['failures']} | "
+                   "lost units counted as failed attempts | other failed units | trials FAILED | same best | "
+                   "same units as uninterrupted | epochs |",
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            sec += [f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | "
+                    f"{r['lost_attempts']} | {r['failures']} | {r['failed_trials']} | "
                     f"{r['same_best']} | {r['same_units']} | {r.get('epochs')} |" for i, r in enumerate(rows)]
             sec += ["", f"Longest pause between two journal records of the uninterrupted run: {ref['gap_s']:.2f} s, after "
                     f"{ref['gap_after']} results (one scheduler call on the master, e.g. a predictor fit); kills at a "

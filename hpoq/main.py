@@ -4,19 +4,21 @@ Each subcommand lives in its own module under :mod:`hpoq.cli` and defines ``COMM
 name), ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. This module only
 parses and dispatches. Heavy imports (torch, dwave, mpi4py) belong inside ``run``.
 
-Under MPI launch it as ``mpiexec -n N python -m mpi4py -m hpoq.main run STUDY.yaml`` so that an
-uncaught exception on any rank aborts the whole job (see docs/platform.md 2.2).
+Under MPI: ``mpiexec -n N python -m hpoq.main run STUDY.yaml`` or ``srun python -m hpoq.main run ...``;
+:mod:`hpoq.runtime.mpi_guard` makes a failure on any rank abort the whole job, as ``-m mpi4py`` does.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
-import logging
+import os
 import pkgutil
 import sys
 
 from hpoq import __version__
 from hpoq.errors import HpoqError
+from hpoq.runtime import mpi_guard
 
 
 def _command_modules():
@@ -38,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpoq {__version__}")
     parser.add_argument(
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging level (default WARNING)",
+        help="level of hpoq's own loggers (default WARNING); other libraries stay at WARNING",
+    )
+    parser.add_argument(
+        "--log-level-all", action="store_true",
+        help="apply --log-level to every library's loggers too (token-like values are masked either way)",
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for module in _command_modules():
@@ -51,17 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = getattr(args, "log_level", "WARNING")
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hpoq.logsetup import configure_logging
+
+    configure_logging(getattr(args, "log_level", "WARNING"), getattr(args, "log_level_all", False))
     try:
-        return int(args._run(args) or 0)
+        mpi_guard.install(args)  # abort-on-failure and the srun --mpi check, for MPI commands only
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+        return code
     except HpoqError as exc:
         print(f"hpoq: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hpoq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+    except OSError as exc:
+        if exc.errno not in _PLACE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hpoq: error: cannot write {where}{exc.strerror}", file=sys.stderr)
+        return 2
+
+
+# a place the user gave cannot be written (read-only, immutable, full, not a directory): one line, exit 2
+_PLACE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``hpoq status DIR | head -1``): exit quietly, as SIGPIPE would (141)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit; let that go nowhere
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 def console_main() -> None:

@@ -1,30 +1,256 @@
-"""Name -> class registries: the lazy import shared by predictors, schedulers and trainers.
+"""Name -> class registries and the one parameter layer of schedulers, predictors, samplers and trainers.
 
 Registries map a name used in study files and on the command line to ``"package.module:Class"``;
 the module is imported on first use, so naming one algorithm never imports torch or dwave.
+
+Every registered class declares its parameters once, as a class attribute in the style of
+scikit-learn's ``_parameter_constraints``::
+
+    parameter_constraints = {
+        "grace": [Interval(int, 1, None)],
+        "refit": [Options("never", "on_growth")],
+        "top_k": [Interval(int, 1, None), None],    # None: null is allowed
+    }
+
+Tables are merged along the class hierarchy (a subclass adds or overrides entries; a subclass
+with its own ``__init__`` declares a table, if only ``{}``, to say the merged one is complete).
+:func:`build` checks a parameter dict against the table -- unknown keys and bad values raise a
+:class:`~hpoq.errors.ConfigError` naming the key path (``algorithm.params.grace``) -- and then
+constructs the class. A plugin class without a table is checked against its constructor's
+signature instead; this module is the only one that inspects signatures.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
+import numbers
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
+
+#: kind -> "module:function" resolving a registered name to its class (imported lazily: no cycles)
+KINDS = {
+    "scheduler": "hpoq.schedulers:scheduler_class",
+    "predictor": "hpoq.predict:predictor_class",
+    "sampler": "hpoq.predict.samplers:sampler_class",
+    "trainer": "hpoq.trainers:trainer_class",
+}
 
 
 def import_class(kind: str, name: str, target: str):
     """Import ``target`` (``"package.module:Class"``) registered as ``kind`` ``name``.
 
-    Raises :class:`HpoqError` naming what is missing: the module, a package it needs, or the class.
+    Raises :class:`ConfigError` naming what is missing: the module, a package it needs, or the class.
     """
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
-        raise HpoqError(f"{kind} {name!r}: expected package.module:Class, got {target!r}")
+        raise ConfigError(f"{kind} {name!r}: expected package.module:Class, got {target!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise HpoqError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
-        raise HpoqError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
+            raise ConfigError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
+        raise ConfigError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise HpoqError(f"{kind} {name!r}: {module_name} has no class {class_name}")
+        raise ConfigError(f"{kind} {name!r}: {module_name} has no class {class_name}")
     return cls
+
+
+# ------------------------------------------------------------------------------------ constraints
+
+class Interval:
+    """A number of ``kind`` (``int``: an integer, ``float``: any finite real) between ``low`` and ``high``
+    (None: unbounded); ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``. Booleans are
+    never numbers here."""
+
+    def __init__(self, kind: type, low=None, high=None, closed: str = "both"):
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.kind is int else numbers.Real):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.low is None or value > self.low or (value == self.low and self.closed in ("both", "left"))
+        high_ok = self.high is None or value < self.high or (value == self.high and self.closed in ("both", "right"))
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is None and self.high is None:
+            return what
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{what} in {left}{low}, {high}{right}"
+
+
+class Options:
+    """One of the given values (compared with ==, booleans never equal to numbers)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def accepts(self, value) -> bool:
+        return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in self.values)
+
+    def __str__(self) -> str:
+        if len(self.values) == 2:
+            return f"{self.values[0]!r} or {self.values[1]!r}"
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+class Boolean:
+    """true or false."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, bool)
+
+    def __str__(self) -> str:
+        return "true or false"
+
+
+class Text:
+    """A non-empty string."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and bool(value)
+
+    def __str__(self) -> str:
+        return "a non-empty string"
+
+
+class Mapping:
+    """A mapping (a dict in the study file)."""
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, dict)
+
+    def __str__(self) -> str:
+        return "a mapping"
+
+
+class Anything:
+    """Any value (objects handed over by code, such as a sampler or a curve table)."""
+
+    def accepts(self, value) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return "anything"
+
+
+def _accepts(constraint, value) -> bool:
+    return value is None if constraint is None else constraint.accepts(value)
+
+
+def check_value(path: str, value, constraints: list) -> None:
+    """Raise a ConfigError naming ``path`` unless ``value`` satisfies one of ``constraints``."""
+    if not any(_accepts(c, value) for c in constraints):
+        described = " or ".join("null" if c is None else str(c) for c in constraints)
+        raise ConfigError(f"{path} must be {described}, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------ tables
+
+def constraints_of(cls) -> dict | None:
+    """The merged ``parameter_constraints`` of ``cls`` and its bases, or None if the class whose
+    ``__init__`` builds ``cls`` (or a subclass of it) declares no table -- a plugin that only inherits
+    its base's table may take other parameters, so its signature is used instead."""
+    mro = cls.__mro__
+    init_owner = next(i for i, c in enumerate(mro) if "__init__" in vars(c))
+    if not any("parameter_constraints" in vars(c) for c in mro[:init_owner + 1]):
+        return None
+    tables = [vars(c)["parameter_constraints"] for c in reversed(mro) if "parameter_constraints" in vars(c)]
+    merged: dict = {}
+    for table in tables:
+        merged.update(table)
+    return merged
+
+
+def _signature_names(cls) -> list[str] | None:
+    """Constructor parameter names of a class without a table; None when it takes ``**kwargs``."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
+def parameter_names(cls) -> list[str] | None:
+    """Every parameter ``cls`` takes (its table's keys, else its signature's); None: it takes any."""
+    table = constraints_of(cls)
+    return list(table) if table is not None else _signature_names(cls)
+
+
+def takes(cls, key: str) -> bool:
+    """Does ``cls`` take parameter ``key``?"""
+    names = parameter_names(cls)
+    return names is None or key in names
+
+
+def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
+    """Check ``params`` (study-file values) against ``cls``'s table; errors name ``path.key``.
+
+    ``exclude``: keys the caller supplies itself (they are not the user's to set under ``path``).
+    """
+    names = parameter_names(cls)
+    if names is None:
+        return
+    allowed = [n for n in names if n not in exclude]
+    table = constraints_of(cls) or {}
+    for key, value in params.items():
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}: no such parameter ({what} has no parameter {key!r}; "
+                              f"parameters: {', '.join(allowed) or 'none'})")
+        if key in table:
+            check_value(f"{path}.{key}", value, table[key])
+
+
+def validate(cls, arguments: dict, path: str) -> None:
+    """Check a constructor's ``arguments`` (``locals()`` on entry) against ``cls``'s table, so that a
+    class built directly, not through :func:`build`, is held to the same constraints; errors name
+    ``path.key``."""
+    table = constraints_of(cls) or {}
+    for key, value in arguments.items():
+        if key in table:
+            check_value(f"{path}.{key}", value, table[key])
+
+
+def resolve(kind: str, name: str):
+    """The class registered as ``kind`` ``name`` (``kind`` one of :data:`KINDS`)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown registry kind {kind!r}")
+    module_name, _, function = KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), function)(name)
+
+
+def build(kind: str, name: str, params: dict | None = None, *, path: str | None = None,
+          context: dict | None = None, what: str | None = None):
+    """Construct the ``kind`` registered as ``name`` from user ``params`` after checking them.
+
+    ``path`` is where ``params`` sit in the study file (default ``<kind>.params``); ``context`` holds
+    arguments the caller supplies (R, eta, seed, a sampler object, ...): those the class takes are
+    checked against the same table, named one level up (``algorithm.R``), and passed on; the others
+    are dropped. A constructor's own ValueError / TypeError becomes a ConfigError naming ``what``.
+    """
+    params = dict(params or {})
+    path = path or f"{kind}.params"
+    what = what or f"{kind} {name!r}"
+    cls = resolve(kind, name)
+    context = {k: v for k, v in (context or {}).items() if takes(cls, k)}
+    check(cls, params, path, what, exclude=tuple(context))
+    table = constraints_of(cls) or {}
+    parent = path.rpartition(".")[0] or path
+    for key, value in context.items():
+        if key in table:
+            check_value(f"{parent}.{key}", value, table[key])
+    try:
+        return cls(**params, **context)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: bad parameters ({exc})") from None
+
+
+__all__ = ["Anything", "Boolean", "Interval", "KINDS", "Mapping", "Options", "Text", "build", "check", "check_value",
+           "constraints_of", "import_class", "parameter_names", "resolve", "takes", "validate"]

@@ -1,6 +1,7 @@
 """Shared test fixtures: paths to ../shared/data and the environment for spawned MPI ranks."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -35,3 +36,41 @@ def mpi_env() -> dict:
 
 def mpiexec() -> str:
     return mpiexec_path()
+
+
+# -- Slurm (tests/test_slurm.py) --------------------------------------------------------------------------------
+def _local_slurm_conf() -> str | None:
+    """The slurm.conf written by jobs/local_slurm.sh, when clients would not find it by themselves."""
+    if os.environ.get("SLURM_CONF") or os.path.exists("/etc/slurm/slurm.conf"):
+        return None
+    conf = Path(os.environ.get("HPOQ_SLURM_DIR", "/tmp/hpoq-slurm")) / "slurm.conf"
+    return str(conf) if conf.exists() else None
+
+
+def slurm_env() -> dict:
+    """Environment for Slurm clients and the jobs they submit (sbatch/srun export it to the tasks)."""
+    env = mpi_child_env()
+    conf = _local_slurm_conf()
+    if conf:
+        env["SLURM_CONF"] = conf
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def slurm_skip_reason() -> str | None:
+    """None when a Slurm answers with a usable node, else why the Slurm tests skip (they fail on CI instead)."""
+    import shutil
+    import subprocess
+
+    start = "start one with: bash jobs/local_slurm.sh up (root; installs Debian's slurm-wlm and munge)"
+    if not (shutil.which("sinfo") and shutil.which("sbatch") and shutil.which("srun")):
+        return f"no Slurm client commands (sinfo, sbatch, srun); {start}"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True, env=slurm_env(),
+                              timeout=15)
+    except subprocess.TimeoutExpired:
+        return f"sinfo does not answer; {start}"
+    usable = {"idle", "mixed", "allocated", "completing"}  # '*' / '~' suffixes: not responding / powered off
+    if proc.returncode != 0 or not {s for s in proc.stdout.split() if s in usable}:
+        return f"no usable Slurm node (sinfo: {proc.stdout.strip() or proc.stderr.strip()[:100]}); {start}"
+    return None

@@ -194,3 +194,34 @@ def test_qpu_timeout_falls_back(tmp_path, caplog):
     assert d["sampler"] == "sa" and d["reason"].startswith("TimeoutError")
     assert all(c["sampler"] == "sa" for c in d["chunk_info"]) and np.all(np.isfinite(pred.mean))
     assert "falling back" in caplog.text
+
+
+def test_fallback_is_a_composite_that_switches_for_good(mock_qpu, tmp_path, caplog):
+    """make_sampler('dwave') is a dimod composite over the QPU sampler and SA; a QPU that fails on its
+    second call sends that call and every later one to SA, with one WARNING."""
+    import dimod
+
+    from hpoq.predict.samplers import DWaveQuboSampler, FallbackComposite, SASampler
+
+    comp = make_sampler("dwave", child=mock_qpu, num_reads=10, num_sweeps=50, cache_dir=str(tmp_path))
+    assert isinstance(comp, FallbackComposite) and isinstance(comp, dimod.ComposedSampler)
+    assert isinstance(comp.child, DWaveQuboSampler) and isinstance(comp.children[1], SASampler)
+    bqm = dimod.BinaryQuadraticModel({0: -1.0, 1: 0.5, 2: -0.2}, {(0, 1): 2.0, (1, 2): -1.0}, 0.0, "BINARY")
+    first = comp.sample(bqm, seed=1)
+    assert first.info["hpoq"]["sampler"] == "dwave" and first.first.energy == pytest.approx(-1.2)
+    calls = []
+
+    def broken(bqm, seed=0, **kw):
+        calls.append(1)
+        raise ConnectionError("solver went away")
+
+    comp.primary.sample = broken
+    with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
+        second, third = comp.sample(bqm, seed=2), comp.sample(bqm, seed=3)
+    assert len(calls) == 1  # never asked again
+    for ss in (second, third):
+        assert ss.info["hpoq"]["sampler"] == "sa" and ss.info["hpoq"]["fallback_from"] == "dwave"
+        assert ss.first.energy == pytest.approx(-1.2)
+    assert sum("falling back" in r.getMessage() for r in caplog.records) == 1
+    assert comp.describe()["reason"] == "ConnectionError: solver went away"
+    assert comp.properties["fallback_reason"] == "ConnectionError: solver went away"

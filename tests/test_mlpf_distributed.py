@@ -26,9 +26,10 @@ SCRIPT = textwrap.dedent("""
     from hpoq.mlpf.training import TrainSettings, train_unit
 
     data, backend, ckpt, out = sys.argv[1:5]
+    extra = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     comm = MPI.COMM_WORLD.Dup()
-    settings = TrainSettings(data=data, R=2, backend=backend, seed=3, device="cpu", num_threads=1,
-                             secondary_metrics=True)
+    settings = TrainSettings(**{**dict(data=data, R=2, backend=backend, seed=3, device="cpu", num_threads=1,
+                                       secondary_metrics=True), **extra})
     config = json.loads(sys.argv[5])
     curve, state = train_unit(settings, config, 0, 1, ckpt, comm, return_state=True)
     curve2, state2 = train_unit(settings, config, 1, 2, ckpt, comm, return_state=True)  # a second unit: re-init works
@@ -71,12 +72,13 @@ def reference(mlpf_small_data, tmp_path_factory):
     return _single_rank_reference(mlpf_small_data, tmp_path_factory.mktemp("ref"))
 
 
-def _run_two_ranks(backend, data, tmp_path):
+def _run_two_ranks(backend, data, tmp_path, config=CONFIG, settings=None):
+    """Run SCRIPT on 2 ranks; ``settings``: extra TrainSettings fields (e.g. the model)."""
     script = tmp_path / "dp.py"
     script.write_text(SCRIPT)
     out = tmp_path / "result.json"
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
-           str(tmp_path / "ckpt"), str(out), json.dumps(CONFIG)]
+           str(tmp_path / "ckpt"), str(out), json.dumps(config), json.dumps(settings or {})]
     proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return json.loads(out.read_text()), torch.load(str(out) + ".pt")["flat"]

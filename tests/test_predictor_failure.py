@@ -43,3 +43,20 @@ def test_default_does_not_prune_when_its_predictor_fails(mlpf, failing_predictor
     assert not any(d["reason"] == "predicted" for d in failing["decisions"])
     assert failing["epochs"] == plain["epochs"] and failing["best_row"] == plain["best_row"]
     assert any("trial not pruned" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("algorithm,params", [("swift", {"params": {"d": 2}}),
+                                              ("default", {"warm_fraction": 0.5})])
+def test_a_predictor_bug_is_not_a_numerical_failure(mlpf, monkeypatch, algorithm, params):
+    """An InternalError (a broken contract) ends the run with its traceback, where a numerical failure of
+    the same predictor (the tests above) only disables prediction; a ConfigError does the same."""
+    from hpoq.errors import ConfigError, InternalError
+
+    monkeypatch.setitem(PREDICTORS, "buggy", "tests.plugins.failing_predictor:BuggyPredictor")
+    with pytest.raises(InternalError, match="prefixes and targets disagree"):
+        simulate_run(mlpf, algorithm, seed=3, R=27, eta=3, predictor="buggy", **params)
+    with pytest.raises(InternalError):
+        try:
+            raise InternalError("x")
+        except ConfigError:  # the two kinds never catch each other
+            pytest.fail("an InternalError was caught as a ConfigError")

@@ -37,6 +37,9 @@ def run(args) -> int:
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise HpoqError(f"--out {out!r}: directory {out_dir!r} does not exist")
+    from hpoq.writable import check_writable_dir
+
+    check_writable_dir(out_dir, "--out")
     if not os.path.exists(args.src) and args.src in SHARED_TABLES:
         options = {"task": args.task} if args.task is not None and args.src == "taskset" else {}
         table = load_shared(args.src, **options)

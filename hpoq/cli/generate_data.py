@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from hpoq.cli._common import parse_params, print_json
     from hpoq.mlpf.writer import generate_dataset
+    from hpoq.writable import check_writable_dir
+
+    check_writable_dir(args.out, "--out")
 
     manifest = generate_dataset(args.out, args.events, args.seed, preset=args.preset, shards=args.shards,
                                 val_fraction=args.val_fraction, compression=args.compression, workers=args.workers,

@@ -16,9 +16,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hpoq.cli._common import print_json
+    from hpoq.errors import HpoqError
     from hpoq.report.study import load_study_output
 
-    study = load_study_output(args.out_dir)
+    try:
+        study = load_study_output(args.out_dir)
+    except HpoqError as exc:  # the loader is the report's; the user ran 'status'
+        message = str(exc)
+        raise HpoqError("status: " + (message[len("report: "):] if message.startswith("report: ") else message)) from None
     fates = {fate: n for fate, n in study.fate_counts().items() if n}
     epochs = study.epochs_used
     best = (study.end or {}).get("best") or study.best_file

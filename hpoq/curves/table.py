@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import math
 import os
 import re
@@ -19,6 +20,8 @@ import numpy as np
 
 from hpoq.atomic import write_atomic
 from hpoq.errors import HpoqError
+
+log = logging.getLogger(__name__)
 
 _METRIC_COL = re.compile(r"^(?P<metric>.+)_(?P<epoch>\d+)$")
 
@@ -121,7 +124,7 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
     non-consecutive epochs, a bad ``mode`` or a table with no usable rows.
     """
     if mode not in ("min", "max"):
-        raise HpoqError(f"--mode must be 'min' or 'max', got {mode!r}")
+        raise HpoqError(f"curve table {path!r}: mode must be 'min' or 'max', got {mode!r}")
     reader = csv.reader(_open_text(path))
     try:
         header = next(reader)
@@ -177,6 +180,9 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
         raise HpoqError(f"curve table {path!r} is not valid CSV ({exc})") from None
     if not rows:
         raise HpoqError(f"curve table {path!r} has no rows with finite {metric!r} values")
+    if dropped:
+        log.warning("curve table %s: %d of %d rows dropped (NaN/inf or non-numeric %s values, or a non-finite "
+                    "hyperparameter)", path, dropped, dropped + len(rows), metric)
     return CurveTable(
         hp_names=[header[i] for i in hp_idx],
         configs=configs,

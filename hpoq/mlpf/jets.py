@@ -1,35 +1,99 @@
-"""Jet pT response without fastjet (docs/mlpf.md 1.5, secondary metrics).
+"""Jet metrics with FastJet (Cacciari, Salam, Soyez 2012, "FastJet user manual", EPJC 72, 1896; anti-kt:
+Cacciari, Salam, Soyez 2008, JHEP 04, 063) through the scikit-hep ``fastjet`` package (docs/mlpf.md 1.5).
 
-Particles (rows of a ``ytarget``/``ycand``-layout array with class > 0) are assigned to the nearest
-gen-jet axis within Delta R < ``radius``; the response of a jet is |sum of the assigned particles'
-pT vectors| / gen-jet pT. Summaries: median, IQR / median and the fraction of gen jets that
-received any particle.
+Particles (rows of a ``ytarget``/``ycand``-layout array with class > 0: pT in GeV, eta, sin phi,
+cos phi, E in GeV) are clustered into jets with anti-kt, R = 0.4 (``JET_RADIUS``), E-scheme. Each gen
+jet (pT, eta, phi, E) is matched to the nearest reconstructed jet within Delta R < ``match_dr``
+(one reco jet may serve two gen jets, as in upstream's ``match_jets``). ``match_dr`` is 0.2 where
+upstream's CLIC setting is 0.1 (mlpf/conf.py JET_CONFIG): hpoq's synthetic gen jets are cones
+around the generated axes, and the gen-level particles themselves, re-clustered with anti-kt,
+match 89 % of them at 0.1 against 97 % at 0.2 (150 events, presets easy and clic). The response
+of a gen jet is reco-jet pT / gen-jet pT, 0 when unmatched. Summaries: median, IQR / median (of
+matched jets) and the fraction of gen jets matched.
+
+Upstream clusters CLIC events with the e+e- generalised kt (p = -1, angular distance); hpoq's
+synthetic gen jets are cones in (eta, phi) (hpoq.mlpf.generator), so the hadron-collider anti-kt
+with the same R is the default here; ``algorithm="ee_genkt"`` selects upstream's definition.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hpoq.mlpf.schema import Y_CLS, Y_COS, Y_ETA, Y_PT, Y_SIN
+from hpoq.mlpf.schema import Y_CLS, Y_COS, Y_E, Y_ETA, Y_PT, Y_SIN
+
+JET_RADIUS = 0.4
+MATCH_DR = 0.2
+ALGORITHMS = ("antikt", "ee_genkt")
 
 
-def jet_pt_ratios(particles: np.ndarray, genjets: np.ndarray, radius: float = 0.4) -> np.ndarray:
-    """Reconstructed / gen pT per gen jet of one event (0 for a jet that got no particle)."""
-    if genjets.shape[0] == 0:
-        return np.zeros(0)
+def _jet_definition(algorithm: str, radius: float):
+    import fastjet
+
+    if algorithm == "antikt":
+        return fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    if algorithm == "ee_genkt":
+        return fastjet.JetDefinition(fastjet.ee_genkt_algorithm, radius, -1.0)
+    raise ValueError(f"unknown jet algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+
+
+def particle_p4(particles: np.ndarray) -> np.ndarray:
+    """(px, py, pz, E) [n, 4] of the rows with class > 0 (float64)."""
     sel = particles[:, Y_CLS] > 0
     pt, eta = particles[sel, Y_PT].astype(float), particles[sel, Y_ETA].astype(float)
-    phi = np.arctan2(particles[sel, Y_SIN], particles[sel, Y_COS])
-    n_jets = genjets.shape[0]
-    if pt.size == 0:
-        return np.zeros(n_jets)
-    dphi = np.abs(phi[:, None] - genjets[None, :, 2])
-    dphi = np.minimum(dphi, 2 * np.pi - dphi)
-    d2 = (eta[:, None] - genjets[None, :, 1]) ** 2 + dphi ** 2
-    nearest = d2.argmin(axis=1)
-    inside = d2[np.arange(nearest.size), nearest] < radius ** 2
-    px = np.bincount(nearest[inside], pt[inside] * np.cos(phi[inside]), n_jets)
-    py = np.bincount(nearest[inside], pt[inside] * np.sin(phi[inside]), n_jets)
-    return np.hypot(px, py) / np.maximum(genjets[:, 0], 1e-9)
+    phi = np.arctan2(particles[sel, Y_SIN].astype(float), particles[sel, Y_COS].astype(float))
+    return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), particles[sel, Y_E].astype(float)], -1)
+
+
+def cluster_jets(events: list, radius: float = JET_RADIUS, algorithm: str = "antikt", min_pt: float = 0.0) -> list:
+    """Per event, the jets (pT, eta, phi, E) [m, 4] of its particles, by pT descending.
+
+    ``events``: per event a particle array (``ytarget`` layout). One FastJet call for all events.
+    """
+    import awkward as ak
+    import fastjet
+
+    p4 = [particle_p4(np.asarray(p)) for p in events]
+    if not p4:
+        return []
+    counts = np.array([len(x) for x in p4])
+    flat = np.concatenate(p4) if counts.sum() else np.zeros((0, 4))
+    records = ak.unflatten(ak.zip({k: flat[:, i] for i, k in enumerate(("px", "py", "pz", "E"))}), counts)
+    jets = fastjet.ClusterSequence(records, _jet_definition(algorithm, radius)).inclusive_jets(min_pt=min_pt)
+    out = []
+    for ev in ak.to_list(jets):
+        px = np.array([j["px"] for j in ev], float)
+        py = np.array([j["py"] for j in ev], float)
+        pz = np.array([j["pz"] for j in ev], float)
+        e = np.array([j["E"] for j in ev], float)
+        pt = np.hypot(px, py)
+        eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
+        arr = np.stack([pt, eta, np.arctan2(py, px), e], -1).reshape(-1, 4)
+        out.append(arr[np.argsort(-arr[:, 0], kind="stable")])
+    return out
+
+
+def match_response(jets: np.ndarray, genjets: np.ndarray, match_dr: float = MATCH_DR) -> np.ndarray:
+    """Reco / gen pT per gen jet: the nearest reco jet within ``match_dr`` (0 when none)."""
+    genjets = np.asarray(genjets, float).reshape(-1, 4)
+    if genjets.shape[0] == 0 or len(jets) == 0:
+        return np.zeros(genjets.shape[0])
+    dphi = np.angle(np.exp(1j * (genjets[:, None, 2] - jets[None, :, 2])))
+    dr = np.hypot(genjets[:, None, 1] - jets[None, :, 1], dphi)
+    nearest = dr.argmin(axis=1)
+    ok = dr[np.arange(nearest.size), nearest] < match_dr
+    return np.where(ok, jets[nearest, 0] / np.maximum(genjets[:, 0], 1e-9), 0.0)
+
+
+def jet_pt_ratios_batch(events: list, genjets: list, radius: float = JET_RADIUS, match_dr: float = MATCH_DR,
+                        algorithm: str = "antikt") -> list:
+    """:func:`jet_pt_ratios` for many events with one clustering call."""
+    return [match_response(j, g, match_dr) for j, g in zip(cluster_jets(events, radius, algorithm), genjets)]
+
+
+def jet_pt_ratios(particles: np.ndarray, genjets: np.ndarray, radius: float = JET_RADIUS,
+                  match_dr: float = MATCH_DR, algorithm: str = "antikt") -> np.ndarray:
+    """Reconstructed / gen pT per gen jet of one event (0 for a gen jet without a matched jet)."""
+    return jet_pt_ratios_batch([particles], [genjets], radius, match_dr, algorithm)[0]
 
 
 def response_summary(ratios: np.ndarray) -> dict:

@@ -12,6 +12,14 @@ explicit: ``num_heads``/``head_dim`` exist only when ``conv_type`` is ``attentio
 10 epochs fit in minutes on two CPU cores (benchmarks/mlpf.py, CI-sized studies).
 The loss-weight parameters (``focal_gamma``, ``binary_weight``) are optional: ``val_loss`` always
 uses the default weights, so trials stay comparable (mlpf.md 1.5).
+
+``SEARCH_SPACE_UPSTREAM`` (preset ``upstream``) is particleflow's own Ray Tune space
+(mlpf/raytune/search_space.py of particleflow 3.1.0) in upstream's own key names, for the trainer's
+``model: particleflow``: optimizer adamw / lamb, lr 2e-4 / 4e-4 / 8e-4, attention with 1-5 layers,
+8 / 16 / 32 heads of dimension 8 / 16 / 32, feed-forward dropout 0 / 0.01 / 0.1 / 0.2 and the
+activations elu / relu / relu6 / leakyrelu. Upstream draws every value with ``tune.choice``
+(uniform over the listed values); ``num_convs`` is an ``int`` in [1, 5] here, the same
+distribution. ``SPACE_PRESETS`` names all spaces; ``space_yaml("upstream")`` prints one.
 """
 from __future__ import annotations
 
@@ -61,8 +69,29 @@ SEARCH_SPACE_CPU: dict = {
 }
 
 
-def space_yaml(space: dict | None = None) -> str:
-    """The space as a YAML fragment for a study file's ``space:`` section."""
+SEARCH_SPACE_UPSTREAM: dict = {
+    "optimizer": {"type": "choice", "values": ["adamw", "lamb"]},
+    "lr": {"type": "choice", "values": [2.0e-4, 4.0e-4, 8.0e-4]},
+    "conv_type": {"type": "choice", "values": ["attention"]},
+    "model.attention.num_convs": {"type": "int", "low": 1, "high": 5},
+    "model.attention.num_heads": {"type": "choice", "values": [8, 16, 32]},
+    "model.attention.head_dim": {"type": "choice", "values": [8, 16, 32]},
+    "model.attention.dropout_ff": {"type": "choice", "values": [0.0, 0.01, 0.1, 0.2]},
+    "model.attention.activation": {"type": "choice", "values": ["elu", "relu", "relu6", "leakyrelu"]},
+}
+
+#: preset name -> space (``recommended`` and ``cpu`` for MiniMLPF, ``upstream`` for model: particleflow)
+SPACE_PRESETS: dict = {"recommended": SEARCH_SPACE, "cpu": SEARCH_SPACE_CPU, "upstream": SEARCH_SPACE_UPSTREAM}
+
+
+def space_yaml(space: dict | str | None = None) -> str:
+    """The space (a mapping or a preset name) as a YAML fragment for a study file's ``space:`` section."""
     import yaml
 
+    from hpoq.errors import HpoqError
+
+    if isinstance(space, str):
+        if space not in SPACE_PRESETS:
+            raise HpoqError(f"unknown MLPF search-space preset {space!r}; choose one of {', '.join(SPACE_PRESETS)}")
+        space = SPACE_PRESETS[space]
     return yaml.safe_dump(space or SEARCH_SPACE, sort_keys=False, default_flow_style=None)

@@ -8,13 +8,23 @@ Exactness rules that make resume equal to training straight through:
 - the dropout RNG is re-seeded at every epoch from (seed, config, epoch, rank) and its state is
   saved too; model, optimizer (incl. moments), global step and epoch are in the checkpoint.
 
-Metric: ``val_loss``, the mlpf.md 1.4 total with the *default* weights over the whole val split,
-from all-reduced sums and counts (never means of per-rank means).
+Models (``TrainSettings.model``, built through :data:`MODEL_FACTORIES`): ``mini`` (MiniMLPF,
+hpoq.mlpf.model) and ``particleflow`` (upstream's MLPF, hpoq.mlpf.upstream). Both return the same
+output tuple, so the loss, loop, checkpoints and backends are shared.
+
+Metric: ``val_loss``, the mlpf.md 1.4 total with the *default* weights over the whole val split.
+``val_loss: global`` (default): from all-reduced sums and counts over the split (never means of
+per-rank means), so it does not depend on how the split is batched or over how many ranks.
+``val_loss: batch_mean``: upstream MLPF's convention (mlpf/model/training.py ``eval_epoch``): each
+val batch's loss normalised by its own counts, then the mean over all batches of all ranks; it
+weights small batches as much as large ones and changes with ``val_token_budget`` and the number
+of ranks. ``objective`` may instead select a jet metric (:data:`OBJECTIVES`) as the curve.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 import json
 import math
 import os
@@ -34,6 +44,7 @@ from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
 from hpoq.mlpf.model import MiniMLPF, ModelConfig, model_config
 from hpoq.mlpf.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
 from hpoq.mlpf.sampler import DistributedBatchPlan, validation_batches
+from hpoq.mlpf import upstream
 from hpoq.seeding import derive_seed
 
 CHECKPOINT = "mlpf-state.pt"
@@ -47,6 +58,16 @@ TRAIN_DEFAULTS = {
 }
 #: architecture keys a trial config may set (ModelConfig fields the data does not fix)
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("input_dim", "n_types", "num_classes"))
+MODELS = ("mini", "particleflow")
+VAL_LOSS_MODES = ("global", "batch_mean")
+#: curve a work unit returns -> (key in the evaluation result, direction); jet metrics: hpoq.mlpf.jets
+OBJECTIVES = {
+    "val_loss": ("total", "min"),
+    "jet_iqr_over_median": ("jet_response_iqr_over_median", "min"),   # jet pT resolution
+    "jet_median_deviation": ("jet_median_deviation", "min"),          # |median jet response - 1|
+    "jet_match_fraction": ("jet_match_fraction", "max"),              # gen jets with a matched jet
+}
+INPUT_NORMS = ("auto", "standard", "none")
 
 
 class TrainingFailed(Exception):
@@ -74,21 +95,56 @@ class TrainSettings:
     log_metrics: bool = True
     secondary_metrics: bool = False  # jet response and MET resolution in the metrics log (costs val time)
     in_memory: object = "auto"       # auto | true | false: hold splits in memory (auto: up to 1 GB)
+    model: str = "mini"              # mini (MiniMLPF) | particleflow (upstream MLPF, hpoq.mlpf.upstream)
+    model_params: dict | None = None  # particleflow: study-wide conv_type / model.<key> values (trials override)
+    input_norm: str = "auto"         # auto (mini: standard; particleflow: none, upstream's raw inputs) | standard
+                                     # | none
+    pad_multiple: object = "auto"    # events padded to a multiple of this (auto: 8 on CUDA, 1 on CPU; x LSH bin size)
+    val_loss: str = "global"         # global (sums / global counts) | batch_mean (upstream: mean of per-batch means)
+    objective: str = "val_loss"      # the returned curve: a key of OBJECTIVES
+
+    def validate(self) -> "TrainSettings":
+        for name, allowed in (("model", MODELS), ("val_loss", VAL_LOSS_MODES), ("objective", tuple(OBJECTIVES)),
+                              ("input_norm", INPUT_NORMS)):
+            if getattr(self, name) not in allowed:
+                raise HpoqError(f"trainer.params.{name} must be one of {', '.join(allowed)}, "
+                                f"got {getattr(self, name)!r}")
+        pm = self.pad_multiple
+        if pm != "auto" and (isinstance(pm, bool) or not isinstance(pm, int) or pm < 1):
+            raise HpoqError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
+        if self.model_params is not None:
+            if self.model != "particleflow":
+                raise HpoqError("trainer.params.model_params: only for model particleflow "
+                                "(MiniMLPF keys go in the space)")
+            if not isinstance(self.model_params, dict):
+                raise HpoqError("trainer.params.model_params must be a mapping, "
+                                f"got {type(self.model_params).__name__}")
+            bad = [k for k in self.model_params if not (isinstance(k, str) and upstream.is_upstream_key(k))]
+            if bad:
+                raise HpoqError(f"trainer.params.model_params: {bad[0]!r} is not conv_type or a model.<key> path")
+        return self
 
 
-def split_config(config: dict, preset: str) -> tuple[dict, dict]:
-    """(model overrides, training hyperparameters) of a trial config; unknown keys are an error."""
+def split_config(config: dict, model_kind: str = "mini") -> tuple[dict, dict]:
+    """(model overrides, training hyperparameters) of a trial config; unknown keys are an error.
+
+    ``mini``: model keys are :data:`MODEL_KEYS`; ``particleflow``: upstream's ``conv_type`` and
+    ``model.<key>`` paths (validated later against upstream's config class).
+    """
     model, train = {}, dict(TRAIN_DEFAULTS)
     for key, value in config.items():
         if key in TRAIN_DEFAULTS:
             train[key] = value
-        elif key in MODEL_KEYS:
+        elif model_kind == "particleflow" and upstream.is_upstream_key(key):
+            model[key] = value
+        elif model_kind == "mini" and key in MODEL_KEYS:
             if key in ("task_queries", "charge_head") and isinstance(value, str):
                 value = value.lower() in ("on", "true", "yes", "1")
             model[key] = value
         else:
-            raise HpoqError(f"mlpf: unknown hyperparameter {key!r} (training: {', '.join(TRAIN_DEFAULTS)}; "
-                            f"model: {', '.join(MODEL_KEYS)})")
+            keys = "conv_type, model.<key>" if model_kind == "particleflow" else ", ".join(MODEL_KEYS)
+            raise HpoqError(f"mlpf: unknown hyperparameter {key!r} for model {model_kind} (training: "
+                            f"{', '.join(TRAIN_DEFAULTS)}; model: {keys})")
     if train["optimizer"] not in OPTIMIZERS:
         raise HpoqError(f"mlpf: optimizer must be one of {', '.join(OPTIMIZERS)}, got {train['optimizer']!r}")
     if train["schedule"] not in SCHEDULES:
@@ -183,6 +239,50 @@ def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) ->
     return torch.load(path, map_location=device, weights_only=True)
 
 
+# ------------------------------------------------------------------ the model factory seam
+
+@dataclass
+class ModelSpec:
+    """A validated architecture: ``record`` (JSON, checkpoint metadata), ``pad_multiple`` the model
+    needs (LSH bin size, else 1) and ``build()`` -> the nn.Module (call after seeding)."""
+
+    record: dict
+    pad_multiple: int
+    build: Callable
+
+
+def _mini_spec(settings: TrainSettings, model_over: dict, manifest: dict) -> ModelSpec:
+    if settings.input_norm != "auto":
+        model_over = {"input_norm": settings.input_norm, **model_over}
+    mcfg = model_config(settings.preset, **model_over, input_dim=int(manifest["input_dim"]),
+                        n_types=int(max(manifest["elem_types"])) + 1, num_classes=int(manifest["num_classes"]))
+    stats = manifest["stats"]
+    return ModelSpec(dataclasses.asdict(mcfg), 1,
+                     lambda: MiniMLPF(mcfg, np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])))
+
+
+def _particleflow_spec(settings: TrainSettings, model_over: dict, manifest: dict) -> ModelSpec:
+    values = {**(settings.model_params or {}), **model_over}
+    cfg = upstream.upstream_config(values, input_dim=int(manifest["input_dim"]),
+                                   num_classes=int(manifest["num_classes"]), elem_types=manifest["elem_types"])
+    norm = "none" if settings.input_norm == "auto" else settings.input_norm
+    stats = manifest["stats"]
+    record = dict(upstream.config_record(cfg), input_norm=norm, upstream_version=upstream.UPSTREAM_VERSION)
+    return ModelSpec(record, upstream.bin_size(cfg),
+                     lambda: upstream.UpstreamMLPF(cfg, norm, stats["x_mean"], stats["x_std"]))
+
+
+#: model name -> f(settings, model overrides of the trial config, manifest) -> ModelSpec
+MODEL_FACTORIES: dict[str, Callable[..., ModelSpec]] = {"mini": _mini_spec, "particleflow": _particleflow_spec}
+
+
+def pad_multiple(settings: TrainSettings, spec: ModelSpec, device) -> int:
+    """Batches are padded to this many elements: the setting (auto: 8 on CUDA, 1 on CPU), made a
+    multiple of the model's own need (upstream's LSH reshapes events into bins of ``bin_size``)."""
+    base = (8 if device.type == "cuda" else 1) if settings.pad_multiple == "auto" else int(settings.pad_multiple)
+    return math.lcm(base, spec.pad_multiple)
+
+
 # ------------------------------------------------------------------ the unit
 
 def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir,
@@ -197,12 +297,12 @@ def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoc
         raise HpoqError(f"mlpf: end_epoch {end_epoch} exceeds the horizon R = {settings.R} (set trainer param R)")
     if settings.micro_batches < 1:
         raise HpoqError(f"mlpf: micro_batches must be >= 1, got {settings.micro_batches}")
-    model_over, hp = split_config(dict(config), settings.preset)
+    settings.validate()
+    model_over, hp = split_config(dict(config), settings.model)
     if settings.num_threads:
         torch.set_num_threads(int(settings.num_threads))
     manifest, train, val, bounds = load_data(settings)
-    mcfg = model_config(settings.preset, **model_over, input_dim=int(manifest["input_dim"]),
-                        n_types=int(max(manifest["elem_types"])) + 1, num_classes=int(manifest["num_classes"]))
+    spec = MODEL_FACTORIES[settings.model](settings, model_over, manifest)
     device = pick_device(settings.device, comm)
     use_bf16 = device.type == "cuda" and settings.precision in ("auto", "bf16")
     if settings.precision == "bf16" and device.type != "cuda":
@@ -210,18 +310,18 @@ def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoc
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
     try:
-        curve, model = _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
+        curve, model = _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
                             Path(checkpoint_dir), backend, device, use_bf16)
         return (curve, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if return_state else curve
     finally:
         backend.close()
 
 
-def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch, ckpt_dir, backend,
+def _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch, ckpt_dir, backend,
          device, use_bf16) -> list[float]:
     rank, world = backend.rank, backend.size
     torch.manual_seed(derive_seed(settings.seed, "mlpf-init", cfg_json))
-    model = MiniMLPF(mcfg, np.asarray(manifest["stats"]["x_mean"]), np.asarray(manifest["stats"]["x_std"])).to(device)
+    model = spec.build().to(device)
     optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp["lr"], hp["weight_decay"])
     plan = DistributedBatchPlan(train.n_elements, bounds, hp["token_budget"], derive_seed(settings.seed, "mlpf-sampler"),
                                 world_size=world, rank=rank, micro_batches=settings.micro_batches)
@@ -231,9 +331,10 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
                         f"x {settings.micro_batches} micro-batches for {train.n_events} training events")
     total_steps = settings.R * steps_per_epoch
     weights = LossWeights(binary=float(hp["binary_weight"]), focal_gamma=float(hp["focal_gamma"]))
-    meta = {"config": json.loads(cfg_json), "model": dataclasses.asdict(mcfg), "R": settings.R,
+    meta = {"config": json.loads(cfg_json), "model": spec.record, "R": settings.R,
             "data_hash": manifest["content_hash"], "world_size": world, "micro_batches": settings.micro_batches,
-            "backend": backend.name, "preset": settings.preset}
+            "backend": backend.name, "preset": settings.preset, "model_kind": settings.model,
+            "val_loss_mode": settings.val_loss, "objective": settings.objective}
     optimizer = backend.wrap(model, optimizer, settings.micro_batches)
     global_step = 0
     if start_epoch > 0:
@@ -244,7 +345,8 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
         plan.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng_cpu"].cpu())
     backend.broadcast(model, optimizer)
-    pad = 8 if device.type == "cuda" else 1
+    pad = pad_multiple(settings, spec, device)
+    secondary = settings.secondary_metrics or settings.objective != "val_loss"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     curve = []
     lr = lr_at(global_step, total_steps, float(hp["lr"]), hp["schedule"], float(hp["warmup_frac"]))
@@ -277,7 +379,7 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
             global_step += 1
             train_acc += torch.tensor([step_loss, 1.0, float(sum(len(e) for e in micro))], dtype=torch.float64)
         val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad,
-                             secondary=settings.secondary_metrics)
+                             secondary=secondary, val_loss=settings.val_loss)
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -292,7 +394,7 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
                                      "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
         if not math.isfinite(val_loss):
             raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
-        curve.append(val_loss)
+        curve.append(objective_value(val_terms, settings.objective))
     if rank == 0:
         save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta)
     backend.barrier()  # nobody starts the next unit before the checkpoint is on disk
@@ -301,50 +403,93 @@ def _run(settings, hp, mcfg, cfg_json, manifest, train, val, bounds, start_epoch
 
 @torch.no_grad()
 def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, autocast=contextlib.nullcontext,
-             pad: int = 1, secondary: bool = False) -> dict:
-    """Fixed-weight (default) loss terms over the whole val split, from all-reduced sums and counts.
+             pad: int = 1, secondary: bool = False, val_loss: str = "global") -> dict:
+    """Fixed-weight (default) loss terms over the whole val split.
 
-    With ``secondary``: jet pT response (median, IQR/median, match fraction) and the MET
-    resolution (IQR of MET_pred - genMET, GeV), from all-reduced fixed-bin histograms. Reported
-    in the metrics log, never optimised (mlpf.md 1.5).
+    ``val_loss`` ``global``: from all-reduced sums and counts; ``batch_mean``: each batch's terms
+    normalised by its own counts, averaged over all batches of all ranks (upstream's convention).
+    With ``secondary``: jet pT response (median, IQR/median, |median - 1|, match fraction; FastJet
+    anti-kt, hpoq.mlpf.jets) and the MET resolution (IQR of MET_pred - genMET, GeV), from
+    all-reduced fixed-bin histograms, so every rank gets the same numbers.
     """
-    from hpoq.mlpf import jets
-
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
-    n_r, n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
-    hist = np.zeros(n_r + n_m + 2)   # jet ratio histogram, MET residual histogram, (jets, matched jets)
+    per_batch = torch.zeros(5, dtype=torch.float64)   # sums of per-batch total and terms; number of batches
+    hist = _SecondaryHistograms() if secondary else None
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
         with autocast():
             out = model(b["X"], b["mask"])
         s = loss_sums(out, b, DEFAULT_WEIGHTS.focal_gamma, charge=b["charge"])
-        acc += torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
-        if secondary:
-            parts = jets.predicted_particles(out, b["X"])
-            mask = b["mask"].cpu().numpy()
-            for i, ev_i in enumerate(evs):
-                p_i = parts[i][mask[i]]
-                ratios = jets.jet_pt_ratios(p_i, val.event_genjets(int(ev_i)))
-                hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
-                hist[-2:] += (ratios.size, float((ratios > 0).sum()))
-                sel = p_i[:, 0] > 0
-                phi = np.arctan2(p_i[sel, 4], p_i[sel, 5])
-                met = np.hypot((p_i[sel, 2] * np.cos(phi)).sum(), (p_i[sel, 2] * np.sin(phi)).sum())
-                hist[n_r:n_r + n_m] += jets.histogram(np.array([met - val.event_genmet(int(ev_i))]), jets.MET_EDGES)
+        sums = torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
+        acc += sums
+        if val_loss == "batch_mean":
+            terms = combine({"binary": sums[0], "focal": sums[1], "regression": sums[2]}, DEFAULT_WEIGHTS,
+                            sums[3], sums[4])
+            per_batch += torch.stack([terms[k].double() for k in ("total", "binary", "classification", "regression")]
+                                     + [torch.ones((), dtype=torch.float64)])
+        if hist is not None:
+            hist.add(out, b, evs, val)
     acc = backend.allreduce_sum(acc.to(device)).cpu()
     sums = {"binary": acc[0], "focal": acc[1], "regression": acc[2]}
     result = {k: float(v) for k, v in combine(sums, DEFAULT_WEIGHTS, acc[3], acc[4]).items()}
-    if secondary:
-        hist = backend.allreduce_sum(torch.from_numpy(hist).to(device)).cpu().numpy()
+    if val_loss == "batch_mean":
+        per_batch = backend.allreduce_sum(per_batch.to(device)).cpu()
+        n = max(1.0, float(per_batch[4]))
+        keys = ("total", "binary", "classification", "regression")
+        result.update({k: float(per_batch[i]) / n for i, k in enumerate(keys)})
+    if hist is not None:
+        result.update(hist.summary(backend, device))
+    return result
+
+
+class _SecondaryHistograms:
+    """Fixed-bin histograms of jet responses and MET residuals, all-reduced at the end."""
+
+    def __init__(self):
+        from hpoq.mlpf import jets
+
+        self.jets = jets
+        self.n_r, self.n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
+        self.hist = np.zeros(self.n_r + self.n_m + 2)   # ratio histogram, MET histogram, (gen jets, matched)
+
+    def add(self, out, b, evs, val) -> None:
+        jets, n_r, n_m = self.jets, self.n_r, self.n_m
+        parts = jets.predicted_particles(out, b["X"])
+        mask = b["mask"].cpu().numpy()
+        events = [parts[i][mask[i]] for i in range(len(evs))]
+        genjets = [val.event_genjets(int(e)) for e in evs]
+        ratios = np.concatenate([np.zeros(0)] + jets.jet_pt_ratios_batch(events, genjets))
+        self.hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
+        self.hist[-2:] += (ratios.size, float((ratios > 0).sum()))
+        for p_i, ev_i in zip(events, evs):
+            sel = p_i[:, 0] > 0
+            phi = np.arctan2(p_i[sel, 4], p_i[sel, 5])
+            met = np.hypot((p_i[sel, 2] * np.cos(phi)).sum(), (p_i[sel, 2] * np.sin(phi)).sum())
+            self.hist[n_r:n_r + n_m] += jets.histogram(np.array([met - val.event_genmet(int(ev_i))]), jets.MET_EDGES)
+
+    def summary(self, backend, device) -> dict:
+        jets, n_r, n_m = self.jets, self.n_r, self.n_m
+        hist = backend.allreduce_sum(torch.from_numpy(self.hist).to(device)).cpu().numpy()
         rh, mh = hist[:n_r], hist[n_r:n_r + n_m]
         med = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.5)
         iqr = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.75) - jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.25)
-        result.update(jet_response_median=med, jet_response_iqr_over_median=iqr / med if med else float("nan"),
-                      jet_match_fraction=float(hist[-1] / max(1.0, hist[-2])),
-                      met_resolution_iqr_gev=jets.histogram_quantile(mh, jets.MET_EDGES, 0.75)
-                      - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25))
-    return result
+        return dict(jet_response_median=med, jet_response_iqr_over_median=iqr / med if med else float("nan"),
+                    jet_median_deviation=abs(med - 1.0), jet_match_fraction=float(hist[-1] / max(1.0, hist[-2])),
+                    met_resolution_iqr_gev=jets.histogram_quantile(mh, jets.MET_EDGES, 0.75)
+                    - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25))
+
+
+#: the curve value of a jet objective when no gen jet has a matched jet (the metric is undefined):
+#: finite, so the runtime does not fail the trial, and worse than any defined value in practice
+#: (a median response of 0, i.e. |0 - 1| = 1; IQR / median 10)
+UNDEFINED_JET_VALUE = {"jet_iqr_over_median": 10.0, "jet_median_deviation": 1.0, "jet_match_fraction": 0.0}
+
+
+def objective_value(val_terms: dict, objective: str) -> float:
+    """The curve value of one epoch for ``objective`` (see :data:`UNDEFINED_JET_VALUE`)."""
+    value = float(val_terms[OBJECTIVES[objective][0]])
+    return value if math.isfinite(value) else UNDEFINED_JET_VALUE[objective]
 
 
 def single_process_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir) -> list[float]:

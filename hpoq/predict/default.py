@@ -47,7 +47,8 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.registry import Boolean, Interval, Options, Text
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import HPEncoder
 
 
@@ -114,6 +115,13 @@ class DefaultPredictor(Predictor):
     """
 
     name = "default"
+    parameter_constraints = {**{k: [Interval(int, 1, None)] for k in ("n_trees", "min_leaf", "n_points", "gbr_trees",
+                                                                      "wide_trees", "wide_min_epochs")},
+                             "max_features": [Interval(float, 0, 1, closed="right")],
+                             "C": [Interval(float, 0, None, closed="neither")],
+                             "nu": [Interval(float, 0, 1, closed="right")], "cv_folds": [Interval(int, 0, None)],
+                             "use_hps": [Boolean()], "members": [Text()], "weights": [Options("stack", "mean")],
+                             "y_scale": [Options("std", "iqr")], "gbr_lr": [Interval(float, 0, None, closed="neither")]}
 
     def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
                  C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,
@@ -299,8 +307,7 @@ class DefaultPredictor(Predictor):
         return self
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if not self._fitted:
-            raise RuntimeError("default: predict called before fit")
+        check_fitted(self._fitted, "default")
         P = np.asarray(prefixes, dtype=float)
         if P.ndim == 1:
             P = P[None, :]

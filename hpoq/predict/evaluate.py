@@ -17,7 +17,6 @@ Result keys (stable, relied on): ``r2``, ``mae``, ``spearman`` (means over seeds
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -25,7 +24,8 @@ import time
 import numpy as np
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
+from hpoq.registry import takes
 
 MIN_ROWS = 10
 
@@ -61,9 +61,7 @@ def build_predictor(name: str, seed: int, params: dict | None = None):
     from hpoq.predict import make_predictor, predictor_class
 
     params = dict(params or {})
-    cls = predictor_class(name)
-    sig = inspect.signature(cls.__init__)
-    if "seed" in sig.parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+    if takes(predictor_class(name), "seed"):
         params.setdefault("seed", int(seed))
     return make_predictor(name, **params)
 
@@ -82,30 +80,30 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 def evaluate_predictor(table: CurveTable, predictor: str, known: float, seeds=(0, 1, 2, 3, 4),
                        params: dict | None = None, target_epoch: int | None = None,
                        return_predictions: bool = False) -> dict:
-    """Run the protocol above; raises :class:`HpoqError` for bad inputs (checked before any fit)."""
+    """Run the protocol above; raises :class:`ConfigError` for bad inputs (checked before any fit)."""
     from hpoq.predict import predictor_class
 
-    predictor_class(predictor)  # unknown name -> HpoqError before any work
+    predictor_class(predictor)  # unknown name -> ConfigError before any work
     if not (0.0 < float(known) < 1.0):
-        raise HpoqError(f"--known must lie in (0, 1), got {known:g}")
+        raise ConfigError(f"--known must lie in (0, 1), got {known:g}")
     seeds = list(seeds)
     if not seeds:
-        raise HpoqError("no seeds given")
+        raise ConfigError("no seeds given")
     epochs = table.n_epochs
     target_epoch = epochs if target_epoch is None else int(target_epoch)
     if not (1 <= target_epoch <= epochs):
-        raise HpoqError(f"target epoch {target_epoch} outside 1..{epochs}")
+        raise ConfigError(f"target epoch {target_epoch} outside 1..{epochs}")
     e = known_epochs(known, target_epoch)
     if e >= target_epoch:
-        raise HpoqError(f"known fraction {known:g} of {target_epoch} epochs leaves nothing to predict")
+        raise ConfigError(f"known fraction {known:g} of {target_epoch} epochs leaves nothing to predict")
     groups = hp_groups(table.configs)
     n_groups = len(set(groups.tolist()))
     if table.n_rows < MIN_ROWS or n_groups < 5:
-        raise HpoqError(f"too few rows to evaluate: {table.n_rows} rows in {n_groups} distinct configurations "
+        raise ConfigError(f"too few rows to evaluate: {table.n_rows} rows in {n_groups} distinct configurations "
                         f"(need >= {MIN_ROWS} rows and >= 5 configurations)")
     values = table.minimized()
     prefixes, targets = values[:, :e], values[:, target_epoch - 1]
-    build_predictor(predictor, seeds[0], params)  # bad parameters -> HpoqError before any fit
+    build_predictor(predictor, seeds[0], params)  # bad parameters -> ConfigError before any fit
     per_seed, preds = [], []
     for seed in seeds:
         train, test = grouped_split(table.configs, seed)

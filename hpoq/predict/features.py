@@ -1,4 +1,6 @@
-"""Feature sets and scalers for learning-curve predictors (method.md 4.2 and 4.4).
+"""Feature sets and scalers for learning-curve predictors.
+
+docs/predictors.md#features and docs/predictors.md#targets-and-scaling.
 
 Feature sets, by name (``FEATURE_SETS``), for a prefix ``v_1..v_e`` of each curve:
 
@@ -21,7 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
+from hpoq.predict.base import NotFittedError
 
 
 def _is_number(value) -> bool:
@@ -90,7 +93,7 @@ class HPEncoder:
     def transform(self, configs: Sequence[dict] | None, n: int | None = None) -> np.ndarray:
         """Encode ``configs`` (or ``n`` rows of defaults when ``configs`` is None) as float [n, d]."""
         if not self.fitted:
-            raise RuntimeError("HPEncoder.transform called before fit")
+            raise NotFittedError("HPEncoder.transform called before fit")
         if configs is None:
             if n is None:
                 raise ValueError("HPEncoder.transform needs configs or n")
@@ -163,7 +166,7 @@ def build_features(kind: str, configs: Sequence[dict] | None, prefixes, encoder:
     try:
         builder = FEATURE_SETS[kind]
     except KeyError:
-        raise HpoqError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}") from None
+        raise ConfigError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}") from None
     return builder(configs, prefixes, encoder)
 
 
@@ -177,11 +180,11 @@ def n_features(kind: str, n_epochs: int, encoder: HPEncoder | None = None) -> in
     if kind == "baker":
         hp = encoder.n_features if encoder is not None else 0
         return hp + e + max(e - 1, 0) + max(e - 2, 0)
-    raise HpoqError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}")
+    raise ConfigError(f"unknown feature set {kind!r}; available: {', '.join(sorted(FEATURE_SETS))}")
 
 
 class XYScaler:
-    """Scale a feature matrix and a target vector with the same method (method.md 4.4).
+    """Scale a feature matrix and a target vector with the same method (docs/predictors.md#targets-and-scaling).
 
     ``method``: ``minmax`` (MinMaxScaler to [0, 1] on X and on y), ``quantile``
     (QuantileTransformer(n_quantiles=min(50, n)), uniform output, on X and on y), ``none``.
@@ -190,7 +193,7 @@ class XYScaler:
 
     def __init__(self, method: str = "minmax", n_quantiles: int = 50):
         if method not in SCALERS:
-            raise HpoqError(f"unknown scaler {method!r}; available: {', '.join(SCALERS)}")
+            raise ConfigError(f"unknown scaler {method!r}; available: {', '.join(SCALERS)}")
         self.method = method
         self.n_quantiles = int(n_quantiles)
         self.x_scaler = None

@@ -1,15 +1,15 @@
-"""``qsvr``: QUBO-SVR (method.md 5) with top-k combination and the 4 x 20 subset ensemble.
+"""``qsvr``: QUBO-SVR with top-k combination and the 4 x 20 subset ensemble (docs/predictors.md).
 
-One QSVR (method.md 5.1-5.7): the epsilon-SVR dual on N <= 20 scaled points is written as a
-QUBO (:mod:`hpoq.predict.qubo`, V = 2*K*N <= 120 variables), sampled (:mod:`hpoq.predict.samplers`:
-``sa`` default, ``neal`` alias, ``exact``, ``dwave``), the top-k distinct lowest-energy solutions
-(energies recomputed on the host) are decoded by label, each gets its textbook KKT bias, and they
-are combined by one of the schemes of 5.7 (weights on the coefficient vectors, bias recomputed
-from the combined vector): ``norm``, ``softmax``, ``lc-norm``, ``lc-softmax``, ``best``, ``mean``,
+One QSVR (docs/predictors.md#qsvr-dual-and-encoding, docs/predictors.md#qsvr-top-k-and-combination): the
+epsilon-SVR dual on N <= 20 scaled points is written as a QUBO (:mod:`hpoq.predict.qubo`, V = 2*K*N <= 120
+variables), sampled (:mod:`hpoq.predict.samplers`: ``sa`` default, ``neal`` alias, ``exact``, ``dwave``), the
+top-k distinct lowest-energy solutions (energies recomputed on the host) are decoded by label, each gets its
+textbook KKT bias, and they are combined by one of the seven schemes (weights on the coefficient vectors,
+bias recomputed from the combined vector): ``norm``, ``softmax``, ``lc-norm``, ``lc-softmax``, ``best``, ``mean``,
 ``r2-softmax``, ``mean7`` (the mean of those seven; the workflow's output) or ``lowest``.
 
-Subset ensemble (method.md 5.8, the ACAT 2022 stabilisation): m = max(1, min(chunks, n // N))
-disjoint chunks of N training points; each chunk's QSVR is scored on the training points outside
+Subset ensemble (docs/predictors.md#qsvr-subset-ensemble, the ACAT 2022 stabilisation): m = max(1, min(chunks,
+n // N)) disjoint chunks of N training points; each chunk's QSVR is scored on the training points outside
 it; its weight is max(0, best R2 among the seven schemes) and its prediction that scheme's; the
 final prediction is the weighted mean (equal weights if all are 0) and ``spread`` the members'
 weighted standard deviation in target units.
@@ -17,7 +17,7 @@ weighted standard deviation in target units.
 Two registered settings of the same formulation (every QUBO parameter stays configurable):
 
 - ``qsvr`` (:class:`QSVRPredictor`, hpoq's defaults, chosen on benchmarks/qsvr_quality.py):
-  ``stride2`` features with MinMax scaling of X and y (method.md 4.4, in-loop scaling),
+  ``stride2`` features with MinMax scaling of X and y (docs/predictors.md#targets-and-scaling, in-loop scaling),
   RBF ``gamma`` 4 (on [0, 1]-scaled features the paper's 0.1 makes the kernel nearly constant),
   chunk QUBOs fitted to targets minus the chunk mean (``center``), and target-stratified chunks
   (``chunk_select="stratified"``: every chunk spans the target range, which halves the
@@ -36,15 +36,18 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.errors import ConfigError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, validate
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
 from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
                                samples_in_label_order, textbook_bias, to_bqm)
 from hpoq.predict.samplers import ALIASES, SAMPLERS, make_sampler
 from hpoq.seeding import derive_rng, derive_seed
 
-#: the seven combination schemes of method.md 5.7, in the table's order
+#: the seven combination schemes of docs/predictors.md#qsvr-top-k-and-combination, in the table's order
 SEVEN_SCHEMES = ("norm", "softmax", "lc-norm", "lc-softmax", "best", "mean", "r2-softmax")
 COMBINE_SCHEMES = SEVEN_SCHEMES + ("mean7", "lowest")
 #: SA defaults for the 4 x 20 ensemble: one fit within ~3 s on one core (benchmarks/qsvr_quality.py)
@@ -56,20 +59,24 @@ log = logging.getLogger(__name__)
 
 def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     z = np.asarray(scores, dtype=float) / temperature
-    z = z - z.max()  # max-subtracted: no overflow (method.md 5.9, item 15)
+    z = z - z.max()  # max-subtracted: no overflow (docs/predictors.md#bugs-of-the-original-code-not-repeated, item 15)
     e = np.exp(z)
     return e / e.sum()
 
 
 def log2cosh_sum(residuals: np.ndarray) -> float:
     """The original's base-2 log-cosh, sum log2((2**r + 2**-r) / 2), computed stably as
-    logaddexp2(r, -r) - 1 (method.md 5.7); like log cosh it is ~r^2 near 0 and ~|r| far out."""
+    logaddexp2(r, -r) - 1 (docs/predictors.md#qsvr-top-k-and-combination); like log cosh it is ~r^2 near 0
+    and ~|r| far out."""
     r = np.asarray(residuals, dtype=float)
     return float((np.logaddexp2(r, -r) - 1.0).sum())
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination in the standard order r2(true, pred) (method.md 5.9, item 20)."""
+    """Coefficient of determination in the standard order r2(true, pred).
+
+    The study notebooks swapped the arguments (docs/predictors.md#bugs-of-the-original-code-not-repeated).
+    """
     y = np.asarray(y, dtype=float)
     ss_tot = float(((y - y.mean()) ** 2).sum())
     ss_res = float(((y - pred) ** 2).sum())
@@ -78,8 +85,9 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Weights over the k solutions for one of the seven schemes (method.md 5.7, correct definitions)."""
+def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray,
+                   temperature: float = 1.0) -> np.ndarray:
+    """Weights over the k solutions for one of the seven schemes (docs/predictors.md#qsvr-top-k-and-combination)."""
     k = len(mse)
     inv_mse = 1.0 / np.maximum(mse, _TINY)
     inv_lc = 1.0 / np.maximum(lc, _TINY)
@@ -99,7 +107,7 @@ def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray
         return np.full(k, 1.0 / k)
     if scheme == "r2-softmax":
         return _softmax(np.where(np.isfinite(r2s), r2s, -1e9), temperature)
-    raise HpoqError(f"unknown combination scheme {scheme!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
+    raise ConfigError(f"unknown combination scheme {scheme!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
 
 
 @dataclass
@@ -116,7 +124,7 @@ class QSVRModel:
 
 
 class QSVRPredictor(Predictor):
-    """QUBO-SVR predictor (method.md 5) implementing :class:`hpoq.predict.base.Predictor`.
+    """QUBO-SVR predictor (docs/predictors.md#qsvr-dual-and-encoding) implementing :class:`hpoq.predict.base.Predictor`.
 
     Parameters (units: scaled targets in [0, 1], scaled features):
 
@@ -124,9 +132,10 @@ class QSVRPredictor(Predictor):
       (0.02), RBF ``gamma`` (4.0; ``qsvr-paper`` 0.1), equality penalty ``xi`` (0.01), complementarity ``lam`` (0).
     - ``n_points`` N per QUBO (20; V = 2*K*N variables), ``chunks`` of the ensemble (4).
     - ``sampler``: ``sa`` | ``neal`` | ``exact`` | ``dwave``; ``num_reads`` (sa: 100, dwave: 1000),
-      ``num_sweeps`` (sa: 500; 4 x 100 x 500 sweeps keep one ensemble fit near 1 s on one core); ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
+      ``num_sweeps`` (sa: 500; 4 x 100 x 500 sweeps keep one ensemble fit near 1 s on one core);
+      ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
     - ``combine`` (``mean7``; see COMBINE_SCHEMES) for a single QSVR and for every chunk when
-      ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, method.md 5.8)
+      ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, docs/predictors.md#qsvr-subset-ensemble)
       each chunk uses the best of the seven schemes on its held-out points. ``temperature`` of the
       softmax schemes (1).
     - D-Wave: ``chain_strength`` (``mult`` = ``chain_mult`` x ceil(max|Q|), ``utc``, or a number),
@@ -142,6 +151,19 @@ class QSVRPredictor(Predictor):
     """
 
     name = "qsvr"
+    parameter_constraints = {
+        "features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options("quantile", "minmax")], "hp_log": [Boolean()],
+        **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
+        "B": [_POSITIVE], "k0": [Interval(float)],
+        **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
+        **{k: [_POSITIVE] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
+        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None],
+        "top_k": [Interval(int, 1, None), None],
+        "combine": [Options(*COMBINE_SCHEMES)], "ensemble_select": [Options("best", "combine")],
+        "chain_strength": [Options("mult", "utc"), _POSITIVE], "annealing_time": [_POSITIVE, None],
+        "embedding_cache": [Text(), None], "dwave_solver": [Text(), None], "dwave_child": [Anything(), None],
+        "dwave_fallback": [Boolean()], "center": [Boolean()], "chunk_select": [Options("random", "stratified")],
+    }
 
     def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "minmax", hp_log: bool = True,
                  n_points: int = 20, chunks: int = 4, K: int = 3, B: float = 0.5, k0: float = 0.005,
@@ -152,39 +174,8 @@ class QSVRPredictor(Predictor):
                  annealing_time: float | None = None, embedding_cache: str | None = None,
                  dwave_solver: str | None = None, dwave_child=None, dwave_fallback: bool = True,
                  timeout_s: float = 600.0, center: bool = True, chunk_select: str = "stratified"):
-        if chunk_select not in ("random", "stratified"):
-            raise HpoqError(f"qsvr: chunk_select must be 'random' or 'stratified', got {chunk_select!r}")
-        if features not in FEATURE_SETS:
-            raise HpoqError(f"qsvr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
-        if scaler not in ("quantile", "minmax"):
-            raise HpoqError(f"qsvr: scaler must be 'quantile' or 'minmax', got {scaler!r}")
-        key = ALIASES.get(str(sampler).lower(), str(sampler).lower())
-        if key not in SAMPLERS:
-            raise HpoqError(f"qsvr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if combine not in COMBINE_SCHEMES:
-            raise HpoqError(f"qsvr: unknown combination scheme {combine!r}; choose one of {', '.join(COMBINE_SCHEMES)}")
-        if ensemble_select not in ("best", "combine"):
-            raise HpoqError(f"qsvr: ensemble_select must be 'best' or 'combine', got {ensemble_select!r}")
-        for pname, value in (("n_points", n_points), ("chunks", chunks)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
-        for pname, value in (("num_reads", num_reads), ("num_sweeps", num_sweeps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-                raise HpoqError(f"qsvr: {pname} must be a positive integer, got {value!r}")
-        if not isinstance(center, (bool, np.bool_, int)):
-            raise HpoqError(f"qsvr: center must be true or false, got {center!r}")
-        if top_k is not None and (int(top_k) != top_k or top_k < 1):
-            raise HpoqError(f"qsvr: top_k must be a positive integer or None, got {top_k!r}")
-        for pname, value in (("epsilon", epsilon), ("xi", xi), ("lam", lam)):
-            if not (np.isfinite(value) and value >= 0):
-                raise HpoqError(f"qsvr: {pname} must be a finite number >= 0, got {value!r}")
-        if not (np.isfinite(gamma) and gamma > 0):
-            raise HpoqError(f"qsvr: gamma must be > 0, got {gamma!r}")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise HpoqError(f"qsvr: temperature must be > 0, got {temperature!r}")
-        if not (chain_strength in ("mult", "utc") or (isinstance(chain_strength, (int, float))
-                                                     and not isinstance(chain_strength, bool) and chain_strength > 0)):
-            raise HpoqError(f"qsvr: chain_strength must be 'mult', 'utc' or a positive number, got {chain_strength!r}")
+        validate(type(self), {k: v for k, v in locals().items() if k != "self"}, self.name)
+        key = ALIASES.get(sampler, sampler)
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
         self.center = bool(center)
         self.chunk_select = chunk_select
@@ -236,16 +227,16 @@ class QSVRPredictor(Predictor):
         kmat = rbf_kernel(Xc, Xc, self.gamma)
         Q = qubo_matrix(kmat, yc, self.encoding, self.epsilon, self.xi, self.lam)
         bqm = to_bqm(Q)
-        result = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
+        sampleset = self.sampler.sample(bqm, seed=derive_seed(self.seed, "qsvr", "sample", chunk))
         # identical logical samples merged (num_occurrences summed) after unembedding (5.6)
-        aggregated = result.sampleset.aggregate()
+        aggregated = sampleset.aggregate()
         bits, _ = samples_in_label_order(aggregated, V)
         energies = qubo_energies(Q, bits)
         order = np.argsort(energies, kind="stable")
         top = order[: self.k_solutions]
         alpha, alpha_hat = decode(bits[top], N, self.encoding)
         sols = [(alpha[j], alpha_hat[j], float(energies[top[j]])) for j in range(len(top))]
-        info = dict(result.info)
+        info = dict(sampleset.info["hpoq"])
         info["energies"] = [s[2] for s in sols]
         # the sampler's energies must agree with b^T Q b: a mismatch means a label mix-up (5.6)
         mismatch = float(np.max(np.abs(np.asarray(aggregated.record.energy)[top] - energies[top])))
@@ -288,11 +279,12 @@ class QSVRPredictor(Predictor):
             prefixes = prefixes[:, None]
         targets = np.asarray(targets, dtype=float).ravel()
         if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
-            raise HpoqError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}")
+            raise ConfigError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], "
+                            f"got {prefixes.shape} and {targets.shape}")
         if not (np.isfinite(prefixes).all() and np.isfinite(targets).all()):
-            raise HpoqError("qsvr: prefixes and targets must be finite")
+            raise ConfigError("qsvr: prefixes and targets must be finite")
         if configs is not None and len(configs) != len(targets):
-            raise HpoqError(f"qsvr: {len(configs)} configs for {len(targets)} targets")
+            raise InternalError(f"qsvr: {len(configs)} configs for {len(targets)} targets")
         n = len(targets)
         self.n_epochs = prefixes.shape[1]
         self.encoder = HPEncoder(log_scale=self.hp_log).fit(configs if self.features in USES_HPS else None)
@@ -343,7 +335,9 @@ class QSVRPredictor(Predictor):
         return self
 
     def _chunk_rows(self, ys: np.ndarray, m: int, N: int) -> list[np.ndarray]:
-        """m disjoint chunks of N training rows. ``random``: a seeded permutation (method.md 5.8).
+        """m disjoint chunks of N training rows (docs/predictors.md#qsvr-subset-ensemble).
+
+        ``random``: a seeded permutation.
         ``stratified``: the rows sorted by target are cut into m*N equal-count strata, one seeded
         random row is drawn per stratum, and stratum j goes to chunk j mod m, so that every chunk
         spans the whole target range (fewer chunks without the rare bad runs, less seed-to-seed
@@ -362,13 +356,12 @@ class QSVRPredictor(Predictor):
         if prefixes.ndim == 1:
             prefixes = prefixes[None, :]
         if prefixes.ndim != 2 or prefixes.shape[1] != self.n_epochs:
-            raise HpoqError(f"qsvr: prefixes must be [m, {self.n_epochs}] as in fit, got shape {prefixes.shape}")
+            raise InternalError(f"qsvr: prefixes must be [m, {self.n_epochs}] as in fit, got shape {prefixes.shape}")
         Xs = self.scaler.transform_X(self._features(configs, prefixes))
         return np.array([mem.predict_scaled(Xs, self.gamma) for mem in self.members])
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if not self.members:
-            raise RuntimeError("qsvr: predict called before fit")
+        check_fitted(bool(self.members), "qsvr")
         member_scaled = self._member_predictions_scaled(configs, prefixes)
         w = self.member_weights
         mean = self.scaler.inverse_y(w @ member_scaled)
@@ -406,11 +399,14 @@ class QSVRPredictor(Predictor):
 
 
 class QSVRPaperPredictor(QSVRPredictor):
-    """``qsvr-paper``: the same QSVR with the settings of the QSVR study (method.md 4.4, 5.8, 8.3):
+    """``qsvr-paper``: the same QSVR with the settings of the QSVR study.
+
+    docs/predictors.md#targets-and-scaling, docs/predictors.md#qsvr-subset-ensemble, README.md#benchmarks:
     ``stride2`` features, QuantileTransformer on X and y, gamma 0.1, no centring, chunks from a
     seeded random permutation. Every other default is shared with ``qsvr``."""
 
     name = "qsvr-paper"
+    parameter_constraints = {}  # the same parameters as qsvr (other defaults)
 
     def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "quantile", gamma: float = 0.1,
                  center: bool = False, chunk_select: str = "random", **params):
@@ -418,4 +414,5 @@ class QSVRPaperPredictor(QSVRPredictor):
                          chunk_select=chunk_select, **params)
 
 
-__all__ = ["QSVRPredictor", "QSVRPaperPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum", "r2"]
+__all__ = ["QSVRPredictor", "QSVRPaperPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum",
+           "r2"]

@@ -1,11 +1,11 @@
 """QUBO formulation of epsilon-SVR (QSVR) as a dimod BQM, decoding and the textbook bias.
 
-Method: method.md section 5 (after Pasetto et al. 2022 and Willsch et al. 2020). Each dual
+Method: docs/predictors.md#qsvr-dual-and-encoding (after Pasetto et al. 2022 and Willsch et al. 2020). Each dual
 coefficient alpha_n, alpha_hat_n of the epsilon-SVR dual is encoded in K bits with weights
 w_i = B**(i - k0); the equality constraint sum(beta) = 0 becomes the penalty xi * (sum beta)^2.
 
-Variable order (fixed; caches and tests depend on it, method.md 5.1): the alpha bits of point n
-are labels ``K*n + i``, the alpha_hat bits are ``K*(N + n) + i``, i = 0..K-1, so V = 2*K*N.
+Variable order (fixed; caches and tests depend on it, docs/predictors.md#qsvr-dual-and-encoding): the alpha
+bits of point n are labels ``K*n + i``, the alpha_hat bits are ``K*(N + n) + i``, i = 0..K-1, so V = 2*K*N.
 
 Units: the QUBO works on scaled targets (order 1, typically in [0, 1]); ``epsilon`` is in
 those units, ``gamma`` in 1/(feature unit)^2. Energies are dimensionless.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, InternalError
 
-#: tolerance for "free" support vectors (0 < |beta| < C_eff), method.md 5.4
+#: tolerance for "free" support vectors (0 < |beta| < C_eff), docs/predictors.md#qsvr-decoding-and-bias
 FREE_TOL = 1e-9
 
 
@@ -26,7 +26,7 @@ FREE_TOL = 1e-9
 class Encoding:
     """Bit encoding of one dual coefficient: K bits with weights B**(i - k0), i = 0..K-1.
 
-    Defaults (method.md 5.1): K = 3, B = 0.5, k0 = 0.005, so w ~ (1.00347, 0.50174, 0.25087)
+    Defaults (docs/predictors.md#qsvr-dual-and-encoding): K = 3, B = 0.5, k0 = 0.005, so w ~ (1.00347, 0.50174, 0.25087)
     and the implicit box is [0, C_eff] with C_eff = sum(w) ~ 1.75608.
     """
 
@@ -36,11 +36,11 @@ class Encoding:
 
     def __post_init__(self):
         if int(self.K) != self.K or self.K < 1:
-            raise HpoqError(f"QSVR bits per coefficient K must be a positive integer, got {self.K!r}")
+            raise ConfigError(f"QSVR bits per coefficient K must be a positive integer, got {self.K!r}")
         if not (np.isfinite(self.B) and self.B > 0):
-            raise HpoqError(f"QSVR encoding base B must be a positive number, got {self.B!r}")
+            raise ConfigError(f"QSVR encoding base B must be a positive number, got {self.B!r}")
         if not np.isfinite(self.k0):
-            raise HpoqError(f"QSVR encoding offset k0 must be finite, got {self.k0!r}")
+            raise ConfigError(f"QSVR encoding offset k0 must be finite, got {self.k0!r}")
 
     @property
     def weights(self) -> np.ndarray:
@@ -75,7 +75,7 @@ def variable_layout(n_points: int, enc: Encoding) -> tuple[np.ndarray, np.ndarra
 
 def qubo_matrix(kmat: np.ndarray, y: np.ndarray, enc: Encoding, epsilon: float = 0.02,
                 xi: float = 0.01, lam: float = 0.0) -> np.ndarray:
-    """Upper-triangular Q [V, V] with E(b) = b^T Q b (method.md 5.3).
+    """Upper-triangular Q [V, V] with E(b) = b^T Q b (docs/predictors.md#qsvr-energy-and-q).
 
     E = 1/2 sum beta_n beta_m k_nm + eps sum(alpha + alpha_hat) - sum y_n beta_n + xi (sum beta)^2
         + lam sum alpha_n alpha_hat_n.
@@ -84,7 +84,7 @@ def qubo_matrix(kmat: np.ndarray, y: np.ndarray, enc: Encoding, epsilon: float =
     y = np.asarray(y, dtype=float).ravel()
     N = y.shape[0]
     if kmat.shape != (N, N):
-        raise HpoqError(f"kernel matrix shape {kmat.shape} does not match {N} targets")
+        raise InternalError(f"kernel matrix shape {kmat.shape} does not match {N} targets")
     point, c, is_alpha = variable_layout(N, enc)
     M = np.outer(c, c) * (0.5 * kmat[np.ix_(point, point)] + float(xi))
     Q = 2.0 * np.triu(M, 1)
@@ -104,17 +104,17 @@ def to_bqm(Q: np.ndarray):
 
 
 def qubo_energies(Q: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """b^T Q b for each row of ``bits`` [s, V] (recomputed on the host, method.md 5.6)."""
+    """b^T Q b for each row of ``bits`` [s, V] (on the host, docs/predictors.md#qsvr-top-k-and-combination)."""
     b = np.atleast_2d(np.asarray(bits, dtype=float))
     return np.einsum("sv,vw,sw->s", b, Q, b)
 
 
 def decode(bits: np.ndarray, n_points: int, enc: Encoding) -> tuple[np.ndarray, np.ndarray]:
-    """alpha, alpha_hat [s, N] from bits [s, V] given in label order 0..V-1 (method.md 5.4)."""
+    """alpha, alpha_hat [s, N] from bits [s, V] in label order 0..V-1 (docs/predictors.md#qsvr-decoding-and-bias)."""
     K, N = int(enc.K), int(n_points)
     b = np.atleast_2d(np.asarray(bits, dtype=float))
     if b.shape[1] != 2 * K * N:
-        raise HpoqError(f"bit vectors have {b.shape[1]} variables, expected {2 * K * N}")
+        raise InternalError(f"bit vectors have {b.shape[1]} variables, expected {2 * K * N}")
     w = enc.weights
     alpha = b[:, : K * N].reshape(-1, N, K) @ w
     alpha_hat = b[:, K * N:].reshape(-1, N, K) @ w
@@ -124,12 +124,13 @@ def decode(bits: np.ndarray, n_points: int, enc: Encoding) -> tuple[np.ndarray, 
 def samples_in_label_order(sampleset, n_variables: int) -> tuple[np.ndarray, np.ndarray]:
     """(bits [s, V] ordered by variable label 0..V-1, num_occurrences [s]) of a logical sampleset.
 
-    Columns are looked up by label, never by position in the record (method.md 5.9, item 18).
+    Columns are looked up by label, never by position in the record
+    (docs/predictors.md#bugs-of-the-original-code-not-repeated).
     """
     variables = sampleset.variables
     missing = [v for v in range(n_variables) if v not in variables]
     if missing:
-        raise HpoqError(f"sampleset lacks {len(missing)} of the {n_variables} QUBO variables (e.g. {missing[0]})")
+        raise InternalError(f"sampleset lacks {len(missing)} of the {n_variables} QUBO variables (e.g. {missing[0]})")
     cols = np.array([variables.index(v) for v in range(n_variables)], dtype=int)
     record = sampleset.record
     return np.asarray(record.sample[:, cols], dtype=np.int8), np.asarray(record.num_occurrences, dtype=int)
@@ -137,7 +138,10 @@ def samples_in_label_order(sampleset, n_variables: int) -> tuple[np.ndarray, np.
 
 def dual_objective(alpha: np.ndarray, alpha_hat: np.ndarray, kmat: np.ndarray, y: np.ndarray,
                    epsilon: float = 0.02, xi: float = 0.01, lam: float = 0.0) -> np.ndarray:
-    """The energy of method.md 5.2 computed directly from decoded coefficients [s, N] (reference for tests)."""
+    """The energy of docs/predictors.md#qsvr-energy-and-q computed directly from decoded coefficients [s, N].
+
+    The reference for tests of the assembled Q.
+    """
     alpha = np.atleast_2d(alpha)
     alpha_hat = np.atleast_2d(alpha_hat)
     beta = alpha - alpha_hat
@@ -147,7 +151,9 @@ def dual_objective(alpha: np.ndarray, alpha_hat: np.ndarray, kmat: np.ndarray, y
 
 
 def textbook_bias(beta: np.ndarray, kmat: np.ndarray, y: np.ndarray, epsilon: float, c_eff: float) -> float:
-    """Bias b of f(x) = sum beta_n k(x, x_n) + b by the KKT rule with the real box C_eff (method.md 5.4).
+    """Bias b of f(x) = sum beta_n k(x, x_n) + b by the KKT rule with the real box C_eff.
+
+    docs/predictors.md#qsvr-decoding-and-bias.
 
     Free points (0 < |beta_n| < C_eff) give r_n - eps (beta > 0) or r_n + eps (beta < 0), r = y - K beta;
     b is their mean. Without free points, b = (max L + min U) / 2 as LIBSVM does.

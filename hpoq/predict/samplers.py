@@ -1,6 +1,6 @@
 """Samplers for the QSVR QUBO: ``sa`` (default; ``neal`` is an alias), ``exact`` and ``dwave``.
 
-method.md 5.5 and platform.md 4:
+docs/predictors.md#samplers:
 
 - ``sa``: ``dwave.samplers.SimulatedAnnealingSampler`` (the class ``neal`` re-exports), seeded,
   ``num_reads`` and ``num_sweeps`` configurable.
@@ -9,13 +9,15 @@ method.md 5.5 and platform.md 4:
   on the solver's working graph, computed once per (solver, V) and cached on disk as JSON
   {solver, V, graph_hash, embedding}; validated against the current working graph on load.
   Chain strength 10 x ceil(max |Q|) (``chain_strength="mult"``) or
-  ``uniform_torque_compensation`` (``"utc"``) or a number. If the QPU cannot be used (no token,
-  network error, solver missing, timeout, no embedding) it falls back to ``sa`` with a logged
-  WARNING and records ``fallback_from`` / ``reason`` (or raises HpoqError with ``fallback=False``).
+  ``uniform_torque_compensation`` (``"utc"``) or a number. ``make_sampler("dwave")`` wraps it in a
+  :class:`FallbackComposite`: if the QPU cannot be used (no token, network error, solver missing,
+  timeout, no embedding) sampling continues with ``sa`` after a logged WARNING, recording
+  ``fallback_from`` / ``reason`` (or a ConfigError with ``fallback=False``).
   Credentials are left to dwave-cloud-client (config file or DWAVE_API_TOKEN); hpoq never reads,
   logs, prints or writes them.
 
-Every sampler returns the *logical* (unembedded) sampleset plus an info dict.
+Every sampler is a ``dimod.Sampler`` whose ``sample(bqm, seed=...)`` returns the *logical* (unembedded)
+sampleset, with hpoq's facts about the call in ``sampleset.info["hpoq"]``.
 """
 from __future__ import annotations
 
@@ -26,79 +28,93 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import dimod
 import numpy as np
 
 from hpoq.atomic import write_atomic
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, build, check, check_value, validate
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("sa", "neal", "exact", "dwave")
+_POSITIVE = Interval(float, 0, None, closed="neither")
 ALIASES = {"neal": "sa"}
 
 
-@dataclass
-class SampleResult:
-    """A logical sampleset (variables = QUBO labels) and facts about how it was obtained."""
-
-    sampleset: object
-    info: dict = field(default_factory=dict)
+def _with_facts(sampleset, facts: dict):
+    """``sampleset`` with hpoq's facts about how it was obtained in ``sampleset.info["hpoq"]``."""
+    sampleset.info["hpoq"] = facts
+    return sampleset
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise HpoqError(f"sampler parameter {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class SASampler:
+class SASampler(dimod.Sampler):
     """Simulated annealing (dwave-samplers), seeded per call; single-threaded."""
 
     name = "sa"
+    title = "simulated annealing"
+    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "num_sweeps": [Interval(int, 1, None)],
+                             "beta_range": [Anything(), None]}
 
     def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        self.num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        validate(type(self), {"num_reads": num_reads, "num_sweeps": num_sweeps}, "sampler")
+        self.num_reads, self.num_sweeps = int(num_reads), int(num_sweeps)
         self.beta_range = None if beta_range is None else tuple(float(b) for b in beta_range)
         from dwave.samplers import SimulatedAnnealingSampler
 
         self._sampler = SimulatedAnnealingSampler()
 
-    def sample(self, bqm, seed: int) -> SampleResult:
+    @property
+    def parameters(self) -> dict:
+        return {"seed": []}
+
+    @property
+    def properties(self) -> dict:
+        return self.describe()
+
+    def sample(self, bqm, seed: int = 0, **parameters):
         t0 = time.perf_counter()
-        kwargs = dict(num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=int(seed) % (2 ** 31))  # dwave-samplers accepts [0, 2**31)
+        # dwave-samplers accepts seeds in [0, 2**31)
+        kwargs = dict(num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=int(seed) % (2 ** 31))
         if self.beta_range is not None:
             kwargs["beta_range"] = self.beta_range
         ss = self._sampler.sample(bqm, **kwargs)
-        return SampleResult(ss, {"sampler": "sa", "num_reads": self.num_reads,
-                                 "num_sweeps": self.num_sweeps, "seconds": time.perf_counter() - t0})
+        return _with_facts(ss, {"sampler": "sa", "num_reads": self.num_reads, "num_sweeps": self.num_sweeps,
+                                "seconds": time.perf_counter() - t0})
 
     def describe(self) -> dict:
         return {"sampler": "sa", "num_reads": self.num_reads, "num_sweeps": self.num_sweeps}
 
 
-class ExactQuboSampler:
+class ExactQuboSampler(dimod.Sampler):
     """Brute force over all 2**V states (dimod.ExactSolver): tiny problems only."""
 
     name = "exact"
+    title = "exact enumeration"
+    parameter_constraints = {"max_variables": [Interval(int, 1, None)], "keep": [Interval(int, 1, None)]}
 
     def __init__(self, max_variables: int = 20, keep: int = 1000):
-        self.max_variables = _check_positive_int("max_variables", max_variables)
-        self.keep = _check_positive_int("keep", keep)
+        validate(type(self), {"max_variables": max_variables, "keep": keep}, "sampler")
+        self.max_variables, self.keep = int(max_variables), int(keep)
 
-    def sample(self, bqm, seed: int = 0) -> SampleResult:
-        import dimod
+    @property
+    def parameters(self) -> dict:
+        return {"seed": []}
 
+    @property
+    def properties(self) -> dict:
+        return self.describe()
+
+    def sample(self, bqm, seed: int = 0, **parameters):
         if bqm.num_variables > self.max_variables:
-            raise HpoqError(f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
-                            f"{self.max_variables}); use 'sa' or fewer points per QUBO")
+            raise ConfigError(f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
+                              f"{self.max_variables}); use 'sa' or fewer points per QUBO")
         t0 = time.perf_counter()
         # every state is distinct; keep the lowest ones (aggregating 2**18 samples costs seconds)
         ss = dimod.ExactSolver().sample(bqm).truncate(self.keep)
-        return SampleResult(ss, {"sampler": "exact", "seconds": time.perf_counter() - t0})
+        return _with_facts(ss, {"sampler": "exact", "seconds": time.perf_counter() - t0})
 
     def describe(self) -> dict:
         return {"sampler": "exact", "max_variables": self.max_variables}
@@ -134,7 +150,7 @@ def clique_embedding_valid(embedding: dict, n_variables: int, graph) -> bool:
 
 
 class EmbeddingCache:
-    """Clique embeddings of K_V per (solver, V) as JSON files, validated on every load (method.md 5.5)."""
+    """Clique embeddings of K_V per (solver, V) as JSON files, validated on every load (docs/predictors.md#samplers)."""
 
     def __init__(self, directory: str | os.PathLike | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -204,59 +220,53 @@ def _scrub(text: str) -> str:
     return re.sub(r"\b[A-Za-z]{2,4}-[0-9a-fA-F]{16,}\b", "***", text)
 
 
-class DWaveQuboSampler:
+class DWaveQuboSampler(dimod.Sampler):
     """QPU sampling through a FixedEmbeddingComposite with a cached clique embedding.
 
     ``child``: a structured sampler to use instead of ``DWaveSampler(solver=solver)`` (tests pass
     ``MockDWaveSampler(topology_type="pegasus", topology_shape=[16], ...)``). ``annealing_time`` in
     microseconds (None = the solver default, 20 us). ``timeout_s``: seconds to wait for a result.
+    Any failure (no token, network, no embedding, timeout) raises; :class:`FallbackComposite`
+    decides what happens next.
     """
 
     name = "dwave"
+    title = "D-Wave QPU"
+    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
+                             "solver": [Text(), None], "cache_dir": [Text(), None],
+                             "chain_strength": [Options("mult", "utc"), _POSITIVE], "chain_mult": [_POSITIVE],
+                             "annealing_time": [_POSITIVE, None], "timeout_s": [_POSITIVE]}
 
     def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
                  chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
-                 timeout_s: float = 600.0, fallback: bool = True, sa_num_reads: int = 100,
-                 sa_num_sweeps: int = 1000):
-        self.num_reads = _check_positive_int("num_reads", num_reads)
-        if not (chain_strength in ("mult", "utc") or isinstance(chain_strength, (int, float))):
-            raise HpoqError(f"chain_strength must be 'mult', 'utc' or a number, got {chain_strength!r}")
+                 timeout_s: float = 600.0):
+        validate(type(self), {k: v for k, v in locals().items() if k not in ("self", "child")}, "sampler")
+        self.num_reads = int(num_reads)
         self.chain_strength = chain_strength
         self.chain_mult = float(chain_mult)
         self.annealing_time = annealing_time
         self.timeout_s = float(timeout_s)
-        self.fallback = bool(fallback)
         self.cache = EmbeddingCache(cache_dir)
-        self._sa = SASampler(num_reads=sa_num_reads, num_sweeps=sa_num_sweeps)
-        self._child = child
-        self._solver_spec = solver
         self._composites: dict[int, object] = {}
-        self.solver_name: str | None = None
-        self.fallback_reason: str | None = None
         self.embedding_status: dict[int, str] = {}
         self.chain_break_fractions: list[float] = []
-        self._open()
+        if child is None:
+            from dwave.system import DWaveSampler
 
-    # -- setup ----------------------------------------------------------------------------
-    def _open(self) -> None:
-        if self._child is None:
             try:
-                from dwave.system import DWaveSampler
-
-                kwargs = {} if self._solver_spec is None else {"solver": self._solver_spec}
-                self._child = DWaveSampler(**kwargs)
+                child = DWaveSampler(**({} if solver is None else {"solver": solver}))
             except Exception as exc:  # no token -> ValueError; network, missing solver -> others
-                self._fail(f"cannot open the D-Wave solver: {type(exc).__name__}: {exc}")
-                return
-        self.solver_name = _solver_name(self._child)
+                raise RuntimeError(f"cannot open the D-Wave solver: {type(exc).__name__}: {exc}") from exc
+        self._child = child
+        self.solver_name = _solver_name(child)
 
-    def _fail(self, reason: str) -> None:
-        reason = _scrub(reason)
-        if not self.fallback:
-            raise HpoqError(f"D-Wave sampler unusable ({reason}) and fallback to 'sa' is disabled")
-        if self.fallback_reason is None:
-            log.warning("D-Wave QPU unusable, falling back to simulated annealing ('sa'): %s", reason)
-        self.fallback_reason = reason
+    @property
+    def parameters(self) -> dict:
+        return {"seed": []}
+
+    @property
+    def properties(self) -> dict:
+        return {"solver": self.solver_name, "num_reads": self.num_reads}
 
     def _composite(self, n_variables: int):
         comp = self._composites.get(n_variables)
@@ -275,27 +285,15 @@ class DWaveQuboSampler:
 
             return uniform_torque_compensation
         if self.chain_strength == "mult":
-            # 10 x ceil(max |Q_uv|) over all entries, diagonal included (method.md 5.5)
+            # 10 x ceil(max |Q_uv|) over all entries, diagonal included (docs/predictors.md#samplers)
             lin = np.abs(np.fromiter(bqm.linear.values(), float, bqm.num_variables))
             quad = np.abs(np.fromiter(bqm.quadratic.values(), float, bqm.num_interactions))
             qmax = max(lin.max(initial=0.0), quad.max(initial=0.0))
             return self.chain_mult * math.ceil(qmax)
         return float(self.chain_strength)
 
-    # -- sampling -------------------------------------------------------------------------
-    def sample(self, bqm, seed: int) -> SampleResult:
-        if self.fallback_reason is None:
-            try:
-                return self._sample_qpu(bqm)
-            except HpoqError:
-                raise
-            except Exception as exc:  # network error, timeout, solver gone, no embedding
-                self._fail(f"{type(exc).__name__}: {exc}")
-        res = self._sa.sample(bqm, seed)
-        res.info.update(fallback_from="dwave", reason=self.fallback_reason)
-        return res
-
-    def _sample_qpu(self, bqm) -> SampleResult:
+    def sample(self, bqm, seed: int = 0, **parameters):
+        """Logical sampleset of ``bqm`` from the QPU; ``seed`` is accepted for the common interface and unused."""
         t0 = time.perf_counter()
         comp = self._composite(bqm.num_variables)
         cs = self.chain_strength_for(bqm)
@@ -309,7 +307,8 @@ class DWaveQuboSampler:
                 raise TimeoutError(f"no QPU result within {self.timeout_s:g} s")
             time.sleep(0.05)
         ss.resolve()
-        cbf = float(np.mean(ss.record.chain_break_fraction)) if "chain_break_fraction" in ss.record.dtype.names else float("nan")
+        names = ss.record.dtype.names
+        cbf = float(np.mean(ss.record.chain_break_fraction)) if "chain_break_fraction" in names else float("nan")
         self.chain_break_fractions.append(cbf)
         info = {"sampler": "dwave", "solver": self.solver_name, "num_reads": self.num_reads,
                 "chain_strength": cs if isinstance(cs, float) else "uniform_torque_compensation",
@@ -318,45 +317,127 @@ class DWaveQuboSampler:
         timing = ss.info.get("timing") if isinstance(ss.info, dict) else None
         if timing and "qpu_access_time" in timing:
             info["qpu_access_time_us"] = float(timing["qpu_access_time"])
-        return SampleResult(ss, info)
+        return _with_facts(ss, info)
 
     def describe(self) -> dict:
-        d = {"sampler": "sa" if self.fallback_reason else "dwave", "num_reads": self.num_reads,
-             "solver": self.solver_name, "chain_strength": self.chain_strength,
-             "chain_mult": self.chain_mult, "embedding_cache": str(self.cache.directory)}
-        if self.fallback_reason:
-            d.update(fallback_from="dwave", reason=self.fallback_reason)
+        d = {"sampler": "dwave", "num_reads": self.num_reads, "solver": self.solver_name,
+             "chain_strength": self.chain_strength, "chain_mult": self.chain_mult,
+             "embedding_cache": str(self.cache.directory)}
         if self.chain_break_fractions:
             d["chain_break_fraction"] = float(np.nanmean(self.chain_break_fractions))
         return d
 
 
+class FallbackComposite(dimod.ComposedSampler):
+    """Samples with its primary child until that fails once, then with the fallback child for good.
+
+    The dwave-system composite pattern (a sampler wrapping child samplers) applied to availability:
+    ``open_primary`` builds the primary (e.g. a :class:`DWaveQuboSampler`); if building or sampling
+    raises anything but a :class:`ConfigError` / :class:`InternalError`, the reason (credentials
+    scrubbed) is logged once as a WARNING and recorded as ``fallback_from`` / ``reason`` in every
+    later sampleset's facts and in :meth:`describe`. With ``enabled=False`` the failure is a
+    :class:`ConfigError` instead.
+    """
+
+    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", primary_title: str = "D-Wave QPU",
+                 enabled: bool = True):
+        self.primary = None
+        self.fallback = fallback
+        self.primary_name, self.primary_title = primary_name, primary_title
+        self.enabled = bool(enabled)
+        self.fallback_reason: str | None = None
+        reason = None
+        try:
+            self.primary = open_primary()
+        except (ConfigError, InternalError):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- no token, network, solver missing
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:  # outside the except block: a failing log handler cannot print the raw error
+            self._fail(reason)
+
+    @property
+    def children(self) -> list:
+        return [c for c in (self.primary, self.fallback) if c is not None]
+
+    @property
+    def parameters(self) -> dict:
+        return {"seed": []}
+
+    @property
+    def properties(self) -> dict:
+        return {"primary": self.primary_name, "fallback": self.fallback.name, "fallback_reason": self.fallback_reason}
+
+    def _fail(self, reason: str) -> None:
+        reason = _scrub(reason)
+        if not self.enabled:
+            raise ConfigError(f"{self.primary_name} sampler unusable ({reason}) and fallback to "
+                              f"{self.fallback.name!r} is disabled")
+        if self.fallback_reason is None:
+            log.warning("%s unusable, falling back to %s (%r): %s", self.primary_title, self.fallback.title,
+                        self.fallback.name, reason)
+        self.fallback_reason = reason
+
+    def sample(self, bqm, seed: int = 0, **parameters):
+        """Logical sampleset of ``bqm`` from the primary child, or from the fallback once the primary failed."""
+        if self.fallback_reason is None:
+            reason = None
+            try:
+                return self.primary.sample(bqm, seed=seed)
+            except (ConfigError, InternalError):
+                raise
+            except Exception as exc:  # noqa: BLE001 -- network error, timeout, solver gone, no embedding
+                reason = f"{type(exc).__name__}: {exc}"
+            self._fail(reason)  # outside the except block: a failing log handler cannot print the raw error
+        ss = self.fallback.sample(bqm, seed=seed)
+        ss.info["hpoq"].update(fallback_from=self.primary_name, reason=self.fallback_reason)
+        return ss
+
+    def describe(self) -> dict:
+        d = self.primary.describe() if self.primary is not None else {"sampler": self.primary_name}
+        if self.fallback_reason:
+            d.update(self.fallback.describe(), fallback_from=self.primary_name, reason=self.fallback_reason)
+        return d
+
+
+#: sampler name -> class (``neal`` is an alias of ``sa``)
+SAMPLER_CLASSES = {"sa": "SASampler", "exact": "ExactQuboSampler", "dwave": "DWaveQuboSampler"}
+
+
+def sampler_class(name: str):
+    """The QUBO sampler class registered as ``name`` (``neal``: ``sa``)."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SAMPLER_CLASSES:
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return globals()[SAMPLER_CLASSES[key]]
+
+
 def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000,
                  child=None, **options):
-    """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``.
+    """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``; parameters are checked
+    against each class's ``parameter_constraints`` (:func:`hpoq.registry.build`).
 
-    ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (method.md 5.5). ``child``
-    injects the structured sampler under the D-Wave composite. Other ``options`` go to the
-    sampler class (see :class:`DWaveQuboSampler`, :class:`SASampler`, :class:`ExactQuboSampler`).
+    ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (docs/predictors.md#samplers). ``child``
+    injects the structured sampler under the D-Wave composite. ``dwave`` also takes ``fallback`` (True:
+    wrap it in a :class:`FallbackComposite` over ``sa``) and ``sa_num_reads`` (the fallback's reads).
     """
     key = ALIASES.get(str(name).lower(), str(name).lower())
+    path = f"sampler {name!r}"
     if key == "sa":
-        allowed = {"beta_range"}
-        _check_options(name, options, allowed)
-        return SASampler(num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps, **options)
+        return build("sampler", key, dict(options, num_reads=100 if num_reads is None else num_reads,
+                                          num_sweeps=num_sweeps), path="sampler", what=path)
     if key == "exact":
-        _check_options(name, options, {"max_variables", "keep"})
-        return ExactQuboSampler(**options)
-    if key == "dwave":
-        allowed = {"solver", "cache_dir", "chain_strength", "chain_mult", "annealing_time", "timeout_s",
-                   "fallback", "sa_num_reads"}
-        _check_options(name, options, allowed)
-        return DWaveQuboSampler(num_reads=1000 if num_reads is None else num_reads, child=child,
-                                sa_num_sweeps=num_sweeps, **options)
-    raise HpoqError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
-def _check_options(name: str, options: dict, allowed: set) -> None:
-    bad = sorted(set(options) - allowed)
-    if bad:
-        raise HpoqError(f"sampler {name!r} does not take option(s) {', '.join(bad)}")
+        return build("sampler", key, options, path="sampler", what=path)
+    if key != "dwave":
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    enabled = options.pop("fallback", True)
+    sa_reads = options.pop("sa_num_reads", 100)
+    check_value("sampler.fallback", enabled, [Boolean()])
+    fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
+                     what=path)
+    params = dict(options, num_reads=1000 if num_reads is None else num_reads)
+    # bad settings are the user's error, never a reason to fall back
+    check(sampler_class("dwave"), params, "sampler", path)
+    return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
+                                           context={"child": child}),
+                             fallback, primary_name="dwave", enabled=enabled)

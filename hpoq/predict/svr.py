@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import HpoqError
-from hpoq.predict.base import Prediction, Predictor
+from hpoq.registry import Boolean, Interval, Options
+from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, SCALERS, USES_HPS, HPEncoder, XYScaler, build_features
 
 
@@ -29,6 +30,11 @@ class SVRPredictor(Predictor):
     """
 
     name = "svr"
+    parameter_constraints = {"features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options(*SCALERS)],
+                             "kind": [Options("nu", "epsilon")], "C": [Interval(float, 0, None, closed="neither")],
+                             "nu": [Interval(float, 0, 1, closed="right")], "epsilon": [Interval(float, 0, None)],
+                             "gamma": [Options("scale", "auto"), Interval(float, 0, None, closed="neither")],
+                             "hp_log": [Boolean()]}
 
     def __init__(self, features: str = "baker", scaler: str = "minmax", kind: str = "nu", C: float = 1.0,
                  nu: float = 0.5, epsilon: float = 0.1, gamma="scale", hp_log: bool = False, seed: int = 0):
@@ -75,8 +81,7 @@ class SVRPredictor(Predictor):
         return self
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
-        if self.model is None:
-            raise RuntimeError("svr: predict called before fit")
+        check_fitted(self.model is not None, "svr")
         prefixes = np.asarray(prefixes, dtype=float)
         if prefixes.ndim == 1:
             prefixes = prefixes[None, :]

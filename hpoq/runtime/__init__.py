@@ -1,7 +1,7 @@
 """The MPI runtime (``hpoq run``): rank 0 is the master, the other ranks form trial groups.
 
-Launch: ``mpiexec -n N python -m mpi4py -m hpoq.main run STUDY.yaml`` (or ``srun python -m
-mpi4py -m hpoq.main run ...``); ``-m mpi4py`` makes an uncaught exception on any rank abort the
+Launch: ``mpiexec -n N python -m hpoq.main run STUDY.yaml`` (or ``srun python -m hpoq.main run
+...``); :mod:`~hpoq.runtime.mpi_guard` (like ``-m mpi4py``) makes an uncaught exception on any rank abort the
 whole job. Modules: :mod:`~hpoq.runtime.launch` (start-up, validation, shut-down),
 :mod:`~hpoq.runtime.master` (dispatch loop, failures, checkpoints), :mod:`~hpoq.runtime.worker`
 (group leaders and members), :mod:`~hpoq.runtime.groups` (rank layout, message tags),

@@ -70,7 +70,7 @@ class TrialBook:
             self.units_failed += 1
             t = self.trials.get(int(rec["trial_id"]))
             if t is not None:
-                t.failures += 1
+                t.failures += 1 if rec.get("counted", True) else 0   # a full disk is not the trial's fault
                 t.reason = str(rec.get("reason", ""))
                 if rec.get("final"):
                     t.status = FAILED

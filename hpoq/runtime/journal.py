@@ -46,6 +46,7 @@ Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds)
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -85,48 +86,110 @@ def dumps(record: dict) -> str:
     return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
 
 
-class Journal:
-    """Append-only writer (rank 0 only). :meth:`write` buffers, :meth:`sync` flushes + fsyncs."""
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+RESERVE_FILE = ".hpoq.reserve"
+RESERVE_BYTES = 1 << 20   # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
 
-    def __init__(self, path: str, fh):
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+class JournalWriteError(OSError):
+    """A batch of records could not be written; the file was cut back to the last complete batch."""
+
+
+class Journal:
+    """Append-only writer (rank 0 only). :meth:`write` buffers, :meth:`sync` appends the batch + fsyncs.
+
+    A batch that cannot be written (full disk, quota, I/O error) is cut off again with
+    ``ftruncate`` (which needs no space), so the file always ends with a complete record;
+    :class:`JournalWriteError` then tells the master, which may free the space reserve
+    (:meth:`release_reserve`) and try once more.
+    """
+
+    def __init__(self, path: str, fd: int, size: int):
         self.path = path
-        self._fh = fh
-        self._dirty = False
+        self._fd = fd
+        self._size = size            # bytes of complete, synced records
+        self._pending: list[bytes] = []
         self.records = 0
+        self.reserve_path = os.path.join(os.path.dirname(os.path.abspath(path)), RESERVE_FILE)
 
     @classmethod
     def create(cls, path: str) -> "Journal":
         if os.path.exists(path):
             raise HpoqError(f"journal {path!r} already exists")
-        fh = open(path, "x", encoding="utf-8")
-        return cls(path, fh)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        return cls(path, fd, 0)
 
     @classmethod
     def open_append(cls, path: str, valid_bytes: int) -> "Journal":
         """Open for appending after cutting a torn tail (everything past ``valid_bytes``)."""
-        fh = open(path, "r+", encoding="utf-8")
-        fh.truncate(valid_bytes)
-        fh.seek(valid_bytes)
-        return cls(path, fh)
+        fd = os.open(path, os.O_WRONLY)
+        os.ftruncate(fd, valid_bytes)
+        return cls(path, fd, valid_bytes)
+
+    def make_reserve(self, nbytes: int = RESERVE_BYTES) -> None:
+        """Allocate the space reserve next to the journal (raises OSError when even that does not fit)."""
+        fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        finally:
+            os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Delete the space reserve; True if there was one."""
+        try:
+            os.unlink(self.reserve_path)
+            return True
+        except FileNotFoundError:
+            return False
 
     def write(self, rtype: str, **fields) -> dict:
         record = {"type": rtype, "t": round(time.time(), 6), **fields}
-        self._fh.write(dumps(record) + "\n")
-        self._dirty = True
+        self._pending.append((dumps(record) + "\n").encode("utf-8"))
         self.records += 1
         return record
 
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
     def sync(self) -> None:
-        if self._dirty:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._dirty = False
+        """Append the pending records and fsync; on failure cut the file back and raise JournalWriteError."""
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        try:
+            os.lseek(self._fd, self._size, os.SEEK_SET)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise JournalWriteError(exc.errno, f"cannot append to the journal {self.path!r}: {exc.strerror}") from exc
+        self._size += len(data)
+        self._pending.clear()
+
+    def drop_pending(self) -> int:
+        """Forget records that could not be written (the journal stays as it was); how many."""
+        n = len(self._pending)
+        self._pending.clear()
+        return n
 
     def close(self) -> None:
-        if self._fh is not None:
-            self.sync()
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = None
+                self.release_reserve()
 
 
 def read_journal(path: str) -> tuple[list[dict], int]:

@@ -1,28 +1,39 @@
 """Start-up and shut-down of a study on every rank (``hpoq run``).
 
 Rank 0 validates everything first -- the study file, its data, the rank count, the output
-directory, and (on resume) the journal replay -- and writes nothing until every worker rank has
-built its trainer. Any problem: rank 0 prints ``hpoq: error: ...``, every rank exits with code 2,
-and nothing is written. Under ``python -m mpi4py`` a rank exiting with code 2 aborts the job
-with code 2, so rank 0 prints its message *before* it tells the workers.
+directory (writable; on resume: locked, inputs unchanged, journal replayable) -- and writes
+nothing until every worker rank has built its trainer. Any problem: rank 0 prints ``hpoq: error:
+...``, every rank exits with code 2, and nothing is written. Under ``python -m mpi4py`` a rank
+exiting with code 2 aborts the job with code 2, so rank 0 prints its message *before* it tells the
+workers.
+
+The master holds an exclusive lock on the output directory for its whole life
+(:mod:`hpoq.runtime.dirlock`). When ranks are left running a unit that timed out, or a second stop
+signal left units running, the master writes its ``end`` record (with ``abort``: why) and the
+output files and then calls ``MPI_Abort`` with its exit code: the hung ranks would never exit,
+and ``mpiexec`` would wait for them forever.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
 import socket
 import sys
-import time
 from dataclasses import dataclass
 
 from hpoq import __version__
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
 from hpoq.runtime.book import TrialBook
+from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
-from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, read_journal
+from hpoq.runtime.inputs import changed_inputs, fingerprints
+from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
 from hpoq.runtime.resume import Replayed, replay
+from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.signals import StopSignals
+from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
 
@@ -40,36 +51,63 @@ class Plan:
     resume: Replayed | None = None
     journal_bytes: int = 0
     records: int = 0
+    lock: DirLock | None = None
+    changed: tuple = ()          # inputs that changed since the start (resume with --allow-changed-inputs)
 
 
 def _journal_path(out_dir: str) -> str:
     return os.path.join(out_dir, JOURNAL_FILE)
 
 
-def prepare(study: str | None, out: str | None, resume, world_size: int) -> Plan:
-    """Everything rank 0 checks before any rank starts work (raises HpoqError; writes nothing)."""
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
-    from hpoq.study.spec import check_study, load_study
+def _resume_dir(study: str | None, out: str | None, resume) -> str:
+    if isinstance(resume, str):
+        if study:
+            raise HpoqError(f"run: give a study file or --resume {resume}, not both (a resume takes the study from "
+                            f"the journal in {resume!r}; 'run {study} --resume' resumes the study's own directory)")
+        return resume
+    if out:
+        return out
+    if study:
+        from hpoq.study.spec import load_study
 
+        return load_study(study, check=False).out
+    raise HpoqError("--resume needs the output directory: run --resume OUTDIR")
+
+
+def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
+    """Lock the directory, read its journal and check its inputs: (spec, records, valid bytes, lock, changed)."""
+    from hpoq.study.spec import check_study
+
+    out_dir = _resume_dir(study, out, resume)
+    path = _journal_path(out_dir)
+    if not os.path.isfile(path):
+        raise HpoqError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
+    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
+    records, valid = read_journal(path)
+    try:
+        spec = StudySpec.from_dict(records[0]["study"])
+    except (KeyError, TypeError) as exc:
+        raise HpoqError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
+    spec.out = out_dir
+    check_study(spec)
+    changed = changed_inputs(records[0].get("inputs"))
+    if changed and not allow_changed:
+        raise HpoqError(f"--resume: input {changed[0]} since the study started"
+                        + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+                        + "; restore it, or pass --allow-changed-inputs to continue on the new data")
+    return spec, records, valid, lock, tuple(changed)
+
+
+def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
+    """Everything rank 0 checks before any rank starts work (raises HpoqError; writes nothing but the lock)."""
+    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.spec import load_study
+    from hpoq.writable import check_writable_dir
+
+    lock, changed = None, ()
     if resume:
-        if isinstance(resume, str):
-            out_dir = resume
-        elif out:
-            out_dir = out
-        elif study:
-            out_dir = load_study(study, check=False).out
-        else:
-            raise HpoqError("--resume needs the output directory: run --resume OUTDIR")
-        path = _journal_path(out_dir)
-        if not os.path.isfile(path):
-            raise HpoqError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
-        records, valid = read_journal(path)
-        try:
-            spec = StudySpec.from_dict(records[0]["study"])
-        except (KeyError, TypeError) as exc:
-            raise HpoqError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
-        spec.out = out_dir
-        check_study(spec)
+        spec, records, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
+        out_dir = spec.out
     else:
         if not study:
             raise HpoqError("run: give a study file (run STUDY.yaml) or --resume OUTDIR")
@@ -80,10 +118,12 @@ def prepare(study: str | None, out: str | None, resume, world_size: int) -> Plan
                             f"continue it with 'run --resume {out_dir}' or choose another --out")
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise HpoqError(f"output directory {out_dir!r} exists and is not a directory")
+        check_writable_dir(out_dir, "output directory")
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     metric, mode = trainer_metric(spec)
     scheduler = build_scheduler(spec, load_replay_table(spec))
-    plan = Plan(spec=spec, out_dir=out_dir, layout=layout, scheduler=scheduler, metric=metric, mode=mode)
+    plan = Plan(spec=spec, out_dir=out_dir, layout=layout, scheduler=scheduler, metric=metric, mode=mode, lock=lock,
+                changed=changed)
     if resume:
         plan.resume = replay(records, scheduler, mode)
         plan.journal_bytes = valid
@@ -106,16 +146,12 @@ def _versions() -> dict:
     return out
 
 
-def _poll_ready(world, n: int, poll: float) -> list[dict]:
-    from mpi4py import MPI
-
-    status = MPI.Status()
-    got: list[dict] = []
+def _poll_ready(transport, n: int, poll: float) -> list[dict]:
+    """The ready messages of ``n`` worker ranks (their trainers built, or the error)."""
+    backoff, got = Backoff(poll), []
     while len(got) < n:
-        if world.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_READY, status=status):
-            got.append(world.recv(source=status.Get_source(), tag=TAG_READY))
-        else:
-            time.sleep(poll)
+        source, _ = wait_for(lambda: transport.probe(tag=TAG_READY), backoff)
+        got.append(transport.recv(source, TAG_READY))
     return got
 
 
@@ -123,14 +159,15 @@ def _error(msg: str) -> None:
     print(f"hpoq: error: {msg}", file=sys.stderr, flush=True)
 
 
-def master_main(world, study: str | None, out: str | None, resume, progress_enabled: bool | None = None) -> int:
+def master_main(world, study: str | None, out: str | None, resume, progress_enabled: bool | None = None,
+                allow_changed_inputs: bool = False) -> int:
     from hpoq.runtime.outputs import write_outputs
 
     size = world.Get_size()
     signals = StopSignals(role="master").install()
     try:
         try:
-            plan = prepare(study, out, resume, size)
+            plan = prepare(study, out, resume, size, allow_changed_inputs)
         except HpoqError as exc:
             _error(str(exc))
             for rank in range(1, size):
@@ -149,7 +186,7 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
-        ready = _poll_ready(world, size - 1, min(spec.poll_interval, 0.01))
+        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:
             _error(errors[0])
@@ -168,65 +205,138 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
         signals.restore()
 
 
+def _stop_all(world, layout: GroupLayout, code: int) -> None:
+    for rank in [layout.leader(g) for g in range(layout.n_groups)] + layout.idle_ranks():
+        world.send({"code": code}, dest=rank, tag=TAG_STOP)
+
+
+def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
+    """Create (lock, reserve, header) or reopen (resume record) the journal; OSError -> HpoqError."""
+    spec, path = plan.spec, _journal_path(plan.out_dir)
+    try:
+        if plan.resume is None:
+            os.makedirs(plan.out_dir, exist_ok=True)
+            plan.lock = DirLock.acquire(plan.out_dir)
+            journal = Journal.create(path)
+            journal.make_reserve()
+            seeds = {"study": spec.seed, "sampler": derive_seed(spec.seed, "rows") if spec.space == "table"
+                     else derive_seed(spec.seed, "space"), "scheduler": spec.seed}
+            journal.write("header", version=FORMAT_VERSION, study=spec.to_dict(), seeds=seeds, versions=_versions(),
+                          metric=plan.metric, mode=plan.mode, budget=budget, inputs=fingerprints(spec), **info)
+        else:
+            journal = Journal.open_append(path, plan.journal_bytes)
+            journal.make_reserve()
+            r = plan.resume
+            journal.write("resume", replayed=r.replayed, from_snapshot=r.from_snapshot, lost_units=r.lost_units,
+                          counted_lost=[int(u["unit_id"]) for u in r.lost_counted], queue=len(r.queue),
+                          **({"changed_inputs": list(plan.changed)} if plan.changed else {}), **info)
+        journal.sync()
+    except OSError as exc:
+        where = exc.filename or plan.out_dir
+        raise HpoqError(f"cannot write the study in {plan.out_dir!r}: {where}: {exc.strerror}") from None
+    return journal
+
+
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
-    from hpoq.runtime.master import Master
-    from hpoq.runtime.outputs import best_record, write_outputs
+    from hpoq.runtime.master import JournalDead, Master
     from hpoq.runtime.progress import Progress
     from hpoq.schedulers.brackets import hyperband_budget
 
     spec = plan.spec
-    os.makedirs(plan.out_dir, exist_ok=True)
-    path = _journal_path(plan.out_dir)
-    groups = plan.layout.groups()
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": world.Get_size(), "groups": groups}
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": world.Get_size(),
+            "groups": plan.layout.groups()}
     budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    try:
+        journal = _open_journal(world, plan, info, budget)
+    except HpoqError as exc:
+        _error(str(exc))
+        _stop_all(world, plan.layout, 2)
+        return 2
+    if plan.changed:
+        log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        journal = Journal.create(path)
-        seeds = {"study": spec.seed, "sampler": derive_seed(spec.seed, "rows") if spec.space == "table"
-                 else derive_seed(spec.seed, "space"), "scheduler": spec.seed}
-        journal.write("header", version=FORMAT_VERSION, study=spec.to_dict(), seeds=seeds, versions=_versions(),
-                      metric=plan.metric, mode=plan.mode, budget=budget, **info)
-        book, queue, known = TrialBook(plan.mode), [], ()
+        book, queue, known, lost = TrialBook(plan.mode), [], (), []
     else:
-        journal = Journal.open_append(path, plan.journal_bytes)
         r = plan.resume
-        journal.write("resume", replayed=r.replayed, from_snapshot=r.from_snapshot, lost_units=r.lost_units,
-                      queue=len(r.queue), **info)
-        book, queue, known = r.book, r.queue, set(r.book.trials)
+        book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
         book.running.clear()
-    journal.sync()
     progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(world, plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
+    master = Master(MPITransport(world), plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
                     poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
-                    progress=progress, queue=queue, known_trials=known)
-    code, error = 0, None
+                    progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
+    error, status, bug = None, "finished", None
     try:
         status = master.run()
     except HpoqError as exc:
-        status, error, code = "error", str(exc), 2
-    finally:
-        master.stop_workers(0)
+        status, error = "error", str(exc)
+    except InternalError as exc:  # a bug: journaled as the end of the study, then raised with its traceback
+        status, error, bug = "error", f"{type(exc).__name__}: {exc}", exc
+    except JournalDead as exc:
+        status, error = "dead", (f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
+                                 f"complete record: free space, then run --resume {plan.out_dir}")
     progress.close(master)
-    best = plan.scheduler.best()
-    journal.write("end", status=status, best=best_record(best, plan.mode), epochs=book.epochs_used,
-                  units=book.units_done, master_cpu_s=round(master.master_seconds, 6),
-                  **({"error": error} if error else {}))
-    journal.close()
-    write_outputs(plan.out_dir, book, best, spec.name, plan.metric, plan.mode,
-                  provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]})
-    if error:
-        _error(error)
-    elif status == "interrupted":
-        print(f"hpoq: stopped by {signals.last}; continue with: run --resume {plan.out_dir}", file=sys.stderr, flush=True)
-    else:
-        rec = best_record(best, plan.mode)
-        what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
-        print(f"hpoq: study {spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
-              f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
+    code = _end(world, plan, master, journal, status, error, budget, quiet=bug is not None)
+    if bug is not None:
+        raise bug
     return code
 
 
-def run_on_all_ranks(study: str | None, out: str | None, resume, progress: bool | None = None) -> int:
+def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
+         quiet: bool = False) -> int:
+    """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
+    from hpoq.runtime.outputs import best_record, write_outputs
+
+    spec, book = plan.spec, master.book
+    best = plan.scheduler.best()
+    code = 2 if error or master.stop_reason and master.stop_reason.startswith("disk full") else 0
+    abort = master.hung_ranks_reason()
+    if status != "dead":
+        extra = {"error": error} if error else {}
+        extra.update({"reason": master.stop_reason} if master.stop_reason else {})
+        extra.update({"abort": abort} if abort else {})
+        journal.write("end", status=status, best=best_record(best, plan.mode), epochs=book.epochs_used,
+                      units=book.units_done, master_cpu_s=round(master.master_seconds, 6), **extra)
+        try:
+            journal.close()
+            write_outputs(plan.out_dir, book, best, spec.name, plan.metric, plan.mode,
+                          provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]})
+        except OSError as exc:
+            if not is_disk_full(exc) and exc.errno != errno.EROFS:
+                raise
+            error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
+            code = 2
+    if not quiet:  # an internal error speaks with its traceback instead
+        _closing_line(plan, master, status, error, book, best, budget, abort)
+    if abort:
+        sys.stderr.flush()
+        master.transport.abort(code)  # never returns: hung ranks cannot be stopped otherwise
+    master.stop_workers(code)
+    return code
+
+
+def _closing_line(plan: Plan, master, status: str, error: str | None, book, best, budget: int,
+                  abort: str | None) -> None:
+    from hpoq.runtime.outputs import best_record
+
+    again = f"continue with: run --resume {plan.out_dir}"
+    if error:
+        _error(error)
+    elif master.stop_reason and master.stop_reason.startswith("disk full"):
+        _error(f"{master.stop_reason}: stopped as for SIGTERM; free space, then {again}")
+    elif status == "interrupted":
+        why = master.signals.last if master.signals.requested else master.stop_reason
+        print(f"hpoq: stopped by {why}; {again}", file=sys.stderr, flush=True)
+    else:
+        rec = best_record(best, plan.mode)
+        what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
+        print(f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
+              f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
+    if abort:
+        print(f"hpoq: aborting the MPI job: {abort}", file=sys.stderr, flush=True)
+
+
+def run_on_all_ranks(study: str | None, out: str | None, resume, progress: bool | None = None,
+                     allow_changed_inputs: bool = False) -> int:
     """Entry point of ``hpoq run`` on every rank (rank 0 master, the others workers)."""
     from mpi4py import MPI
 
@@ -234,5 +344,5 @@ def run_on_all_ranks(study: str | None, out: str | None, resume, progress: bool 
 
     world = MPI.COMM_WORLD
     if world.Get_rank() == 0:
-        return master_main(world, study, out, resume, progress)
+        return master_main(world, study, out, resume, progress, allow_changed_inputs)
     return worker_main(world)

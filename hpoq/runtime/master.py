@@ -1,9 +1,10 @@
 """The master rank: owns the scheduler (and its predictor), dispatches work units, journals everything.
 
-Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3)::
+Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3); all messages go through a
+transport (:mod:`hpoq.runtime.transport`), MPI in a job, a fake one in in-process tests::
 
     while the study runs:
-        while Iprobe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
+        while probe(any leader):   receive a result -> journal -> scheduler.on_result -> decisions
         hand every free trial group a unit (retries and lost units first, then scheduler.suggest())
         fsync the journal before sending; sleep(poll_interval) if nothing happened
 
@@ -16,33 +17,48 @@ from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_er
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
 ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
-Checkpoints: ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
+Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
 (STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
+
+Faults the master outlives:
+
+* **Timeouts** (``unit_timeout``): a unit without a result after that many seconds is a failed
+  attempt (``kind: timeout``). An MPI rank cannot be interrupted, so its group is retired (it
+  rejoins if a late result comes) and the unit's retry waits for the next start of the job
+  (never on another group while the hung one may still write the trial's checkpoint). When no
+  work is left that this job can do, the master stops; :meth:`Master.hung_ranks_reason` tells the
+  caller to journal why and abort the MPI job, since the hung ranks would never exit.
+* **Units lost in a crash** (``lost``, passed in by the resume): a unit in flight when the job
+  died (a rank's segfault, OOM kill or ``os._exit``; or the master killed) is journaled as a failed
+  attempt (``kind: lost``) and retried *isolated*: alone, with no other unit in flight, so that a
+  unit which kills its rank takes no other trial's attempt with it the next time.
+* **A full disk**: the journal frees its space reserve, the master stops as for SIGTERM (a
+  trainer's ``ENOSPC`` is not counted against its trial); if even that cannot be written the
+  journal is left at its last complete record and :class:`JournalDead` ends the run.
 """
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections import deque
 
-from hpoq.errors import HpoqError
-from hpoq.runtime.book import DONE as DONE_STATUS, FAILED as FAILED_STATUS, PRUNED, TrialBook
+from hpoq.errors import DeadlockError, HpoqError, InternalError
+from hpoq.runtime.book import TrialBook
+from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
-from hpoq.runtime.resume import minimized, queue_entry
+from hpoq.runtime.journal import JournalWriteError, is_disk_full
+from hpoq.runtime.polling import Backoff
+from hpoq.runtime.resume import LOST_REASON, minimized, queue_entry
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = (DONE_STATUS, PRUNED, FAILED_STATUS)  # trial states whose checkpoint is no longer needed
-
 
 class Master:
-    def __init__(self, comm, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
+    def __init__(self, transport, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
                  poll_interval: float, max_retries: int, mode: str, signals, progress=None, queue=None,
-                 known_trials=None):
-        self.comm = comm
+                 known_trials=None, unit_timeout: float | None = None, lost=None):
+        self.transport = transport   # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
         self.scheduler = scheduler
         # predict helper's hook: a scheduler that fits models (default) fits them on this thread, never in the loop
@@ -52,8 +68,9 @@ class Master:
         self.journal = journal
         self.book = book
         self.out_dir = out_dir
-        self.ckpt_root = os.path.join(out_dir, "checkpoints")
+        self.ckpt = Checkpoints(out_dir)
         self.poll = float(poll_interval)
+        self.backoff = Backoff(self.poll)   # the master polls at a constant interval
         self.max_retries = int(max_retries)
         self.mode = mode
         self.signals = signals
@@ -61,14 +78,19 @@ class Master:
         self.queue: deque = deque(queue or [])      # retries and lost units, run before suggest()
         self.idle: deque = deque(range(layout.n_groups))
         self.inflight: dict[int, tuple[int, dict]] = {}   # unit_id -> (group, unit message)
+        self.started: dict[int, float] = {}               # unit_id -> monotonic time it was sent
+        self.unit_timeout = None if unit_timeout is None else float(unit_timeout)
+        self.hung: dict[int, int] = {}                    # timed-out unit_id -> its (retired) group
+        self.held: list[dict] = []                        # retries of timed-out units: for the next job
+        self.lost: list[dict] = list(lost or [])          # units lost in a crash, failed at start
+        self.isolated_running = 0                         # isolated units in flight (nothing else runs then)
+        self.stop_reason: str | None = None               # why the master stopped without a signal
+        self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
         self.trials_seen: set[int] = set(known_trials or ())
-        self.to_delete: set[int] = set()                  # trials whose checkpoint goes when idle
-        self.best_trial: int | None = None
         self.stopping = False
         self.status = "finished"
         self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
         self._outbox: list = []     # (leader rank, unit) to send once the journal is synced
-        self._drops: list = []      # start-of-unit checkpoint copies to delete once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
     def record(self, rtype: str, **fields) -> dict:
@@ -77,35 +99,61 @@ class Master:
         return rec
 
     def checkpoint_dir(self, trial_id: int) -> str:
-        return os.path.join(self.ckpt_root, f"trial-{trial_id:05d}")
+        return self.ckpt.trial_dir(trial_id)
 
     # -- dispatch -------------------------------------------------------------------------------
-    def _send(self, entry: dict, source: str) -> None:
-        group = self.idle.popleft()
+    def _send(self, entry: dict, source: str) -> bool:
+        """Journal and queue one unit for a free group; False (entry put back, stop) when the disk is full."""
         tid = int(entry["trial_id"])
+        try:
+            if source == "suggest":
+                self.ckpt.keep_start(tid, int(entry["start_epoch"]))
+            else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
+                self.ckpt.restore_start(tid, int(entry["start_epoch"]))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.queue.appendleft(entry | {"source": source if source != "suggest" else "resume"})
+            self.disk_full(f"copying the start checkpoint of trial {tid}: {exc.strerror}")
+            return False
+        group = self.idle.popleft()
         if tid not in self.trials_seen:
             self.trials_seen.add(tid)
             self.record("config", trial_id=tid, config=entry["config"])
-        if source == "suggest":
-            self._keep_start_checkpoint(tid, int(entry["start_epoch"]))
-        else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-            self._restore_start_checkpoint(tid, int(entry["start_epoch"]))
         uid = self.book.next_unit_id
         unit = {"unit_id": uid, "trial_id": tid, "config": entry["config"], "start_epoch": int(entry["start_epoch"]),
                 "end_epoch": int(entry["end_epoch"]), "attempt": int(entry.get("attempt", 0)),
-                "checkpoint_dir": self.checkpoint_dir(tid)}
+                "checkpoint_dir": self.checkpoint_dir(tid), "isolate": bool(entry.get("isolate"))}
         self.record("unit", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
                     group=group, ranks=self.layout.ranks(group), attempt=unit["attempt"], source=source,
-                    checkpoint_dir=unit["checkpoint_dir"])
+                    checkpoint_dir=unit["checkpoint_dir"], **({"isolated": True} if unit["isolate"] else {}))
         self.inflight[uid] = (group, unit)
+        self.isolated_running += unit["isolate"]
         self._outbox.append((self.layout.leader(group), unit))
+        return True
+
+    def _take(self, uid: int) -> tuple[int, dict]:
+        """Remove a unit from the ones in flight: (its group, its message)."""
+        group, unit = self.inflight.pop(uid)
+        self.started.pop(uid, None)
+        self.isolated_running -= unit["isolate"]
+        return group, unit
+
+    def _isolating(self) -> bool:
+        """An isolated unit runs, or waits at the head of the queue for the running ones to end."""
+        if self.isolated_running:
+            return True
+        return bool(self.queue) and bool(self.queue[0].get("isolate")) and bool(self.inflight)
 
     def dispatch(self) -> None:
         """Give every free group a unit; call suggest() only while it yields units."""
         while self.idle and not self.stopping:
+            if self._isolating():
+                return
             if self.queue:
                 entry = self.queue.popleft()
-                self._send(entry, entry.get("source", "retry"))
+                if not self._send(entry, entry.get("source", "retry")):
+                    return
                 continue
             if self.scheduler.finished:
                 return
@@ -120,21 +168,63 @@ class Master:
                         "end_epoch": unit.end_epoch, "attempt": 0}, "suggest")
 
     def _sync(self) -> None:
-        self.journal.sync()
-        for path in self._drops:
-            shutil.rmtree(path, ignore_errors=True)
-        self._drops.clear()
+        try:
+            self.journal.sync()
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+        self.ckpt.flush()
+
+    def _journal_failed(self, exc: JournalWriteError) -> None:
+        """Free the space reserve and write the batch again, then stop as for SIGTERM; else the journal is dead."""
+        if not self.journal.release_reserve():
+            self.journal.drop_pending()
+            raise JournalDead(str(exc)) from exc
+        try:
+            self.journal.sync()
+        except JournalWriteError as again:
+            self.journal.drop_pending()
+            raise JournalDead(str(again)) from again
+        self._unsend_outbox()
+        self.disk_full(exc.strerror or str(exc))
+        try:
+            self.journal.sync()  # the stop record, in the reserve's space
+        except JournalWriteError as again:
+            self.journal.drop_pending()
+            raise JournalDead(str(again)) from again
+
+    def _unsend_outbox(self) -> None:
+        """Units journaled but not yet sent go back to the queue (the stop's snapshot keeps them)."""
+        for _, unit in reversed(self._outbox):
+            group, _ = self._take(int(unit["unit_id"]))
+            self.idle.appendleft(group)
+            entry = queue_entry(unit, "resume") | {"config": unit["config"], "isolate": unit.get("isolate", False)}
+            self.queue.appendleft(entry)
+        self._outbox.clear()
+
+    def disk_full(self, what: str) -> None:
+        """Stop handing out work, as SIGTERM does; the directory stays resumable once space is freed."""
+        if self.stop_reason is None:
+            self.stop_reason = f"disk full ({what})"
+            log.error("the disk of %s is full (%s): stopping after the running work units", self.out_dir, what)
+            if not self.stopping:
+                self.stopping, self.status = True, "interrupted"
+                self.record("stop", signal=None, reason=self.stop_reason)
 
     def _flush_outbox(self) -> None:
         self._sync()  # the record of every unit is on disk before the unit starts
+        now = time.monotonic()
         for dest, unit in self._outbox:
-            self.comm.send(unit, dest=dest, tag=TAG_WORK)
+            self.transport.send(unit, dest, TAG_WORK)
+            self.started[int(unit["unit_id"])] = now
         self._outbox.clear()
 
     def _call(self, name: str, fn, *args):
         try:
             return fn(*args)
         except HpoqError:
+            raise
+        except InternalError as exc:  # a bug in the scheduler: journaled, then it ends the study with its traceback
+            self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
             raise
         except Exception as exc:  # noqa: BLE001 -- logged; fatal only when the scheduler cannot go on
             self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
@@ -144,17 +234,27 @@ class Master:
     # -- events -------------------------------------------------------------------------------
     def on_message(self, msg: dict) -> None:
         uid = int(msg["unit_id"])
+        if uid in self.hung:  # a timed-out unit ended after all: its group can work again, its outcome is void
+            group = self.hung.pop(uid)
+            self.idle.append(group)
+            log.warning("unit %d ended %s after its timeout; outcome ignored, group %d works again", uid,
+                        "ok" if msg.get("ok") else "with a failure", group)
+            return
         if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
-        group, unit = self.inflight.pop(uid)
+        group, unit = self._take(uid)
         self.idle.append(group)
         tid = unit["trial_id"]
         mode = msg.get("mode") or self.mode
+        if msg.get("kind") == "disk-full":
+            self._fail(uid, unit, str(msg.get("reason", "disk full")), "disk-full", final=False, counted=False)
+            self.disk_full(f"trial {tid}'s trainer: {msg.get('reason', '')}")
+            return
         if msg.get("ok"):
             self.record("result", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
                         metrics=msg["metrics"], mode=mode, seconds=round(float(msg.get("seconds", 0.0)), 6), group=group)
-            self._drop_start_checkpoint(tid, unit["start_epoch"])
+            self.ckpt.drop_start(tid, unit["start_epoch"])
             try:
                 decisions = self._call("on_result", self.scheduler.on_result, tid, minimized(msg["metrics"], mode))
             except _SchedulerError as err:
@@ -163,160 +263,169 @@ class Master:
             self._decided(uid, decisions)
         else:
             # a configuration is retried while its failures (over all its units) stay within max_retries
-            info = self.book.trials.get(tid)
-            final = (info.failures if info is not None else 0) >= self.max_retries
-            self._fail(uid, unit, str(msg.get("reason", "unknown failure")), msg.get("kind", "trainer"), final=final)
+            self._fail(uid, unit, str(msg.get("reason", "unknown failure")), msg.get("kind", "trainer"),
+                       final=self._final(tid))
 
-    def _fail(self, uid: int, unit: dict, reason: str, kind: str, final: bool) -> None:
+    def _final(self, tid: int) -> bool:
+        """A configuration is retried while its counted failures (over all its units) stay within max_retries."""
+        info = self.book.trials.get(tid)
+        return (info.failures if info is not None else 0) >= self.max_retries
+
+    def _fail(self, uid: int, unit: dict, reason: str, kind: str, final: bool, counted: bool = True) -> None:
         tid = unit["trial_id"]
         self.record("failure", unit_id=uid, trial_id=tid, reason=reason, attempt=int(unit["attempt"]), final=final,
-                    kind=kind)
+                    kind=kind, **({} if counted else {"counted": False}))
         log.warning("trial %d epochs %d..%d failed (attempt %d%s): %s", tid, unit["start_epoch"] + 1, unit["end_epoch"],
                     unit["attempt"] + 1, "" if final else ", will retry", reason)
         if not final:
-            self.queue.append(queue_entry(unit, "retry", int(unit["attempt"]) + 1) | {"config": unit["config"]})
+            entry = queue_entry(unit, "retry", int(unit["attempt"]) + 1) | {"config": unit["config"]}
+            if kind == "timeout":
+                self.held.append(entry)         # the hung rank may still write this trial's checkpoint
+            elif kind == "disk-full":
+                self.queue.appendleft(entry)
+            elif kind == "lost":
+                self.queue.appendleft(entry | {"isolate": True})  # before anything else, alone
+            else:
+                self.queue.append(entry)
             return
-        self._drop_start_checkpoint(tid, unit["start_epoch"])
+        self.ckpt.drop_start(tid, unit["start_epoch"])
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, reason)
         except _SchedulerError as err:
             raise HpoqError(f"the scheduler cannot continue: on_failure raised {err}") from None
         self._decided(uid, decisions)
 
+    def check_timeouts(self) -> bool:
+        """Fail every unit running longer than ``unit_timeout``; True if one did."""
+        if self.unit_timeout is None:
+            return False
+        now = time.monotonic()
+        late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in self.inflight]
+        for uid in late:
+            group, unit = self._take(uid)
+            self.hung[uid] = group
+            reason = (f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
+                      f"{self.layout.ranks(group)} still busy")
+            self._fail(uid, unit, reason, "timeout", final=self._final(int(unit["trial_id"])))
+        return bool(late)
+
+    def fail_lost_units(self) -> None:
+        """Units in flight when the previous job died count as failed attempts (journaled before any dispatch)."""
+        lost, self.lost = self.lost, []
+        for unit in reversed(lost):  # each retry goes to the head of the queue: this keeps their order
+            self._fail(int(unit["unit_id"]), unit, LOST_REASON, "lost", final=self._final(int(unit["trial_id"])))
+
     def _decided(self, uid: int, decisions) -> None:
         if not decisions:
             return
         self.record("decision", unit_id=uid, decisions=[d.to_dict() for d in decisions])
-        for d in decisions:
-            if d.action in (STOP, FAILED, DONE):
-                self.to_delete.add(int(d.trial_id))
+        self.ckpt.decided(d.trial_id for d in decisions if d.action in (STOP, FAILED, DONE))
         self._collect_checkpoints()
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        best_tid = None if not best else int(best["trial_id"])
-        if best_tid != self.best_trial and self.best_trial is not None:
-            self.to_delete.add(self.best_trial)  # the previous best lost its place
-        self.best_trial = best_tid
-        busy = {u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
-        for tid in sorted(self.to_delete):
-            info = self.book.trials.get(tid)
-            if info is None or info.status not in _TERMINAL:
-                self.to_delete.discard(tid)  # paused or promoted again: it still needs its checkpoint
-                continue
-            if tid in busy or tid == best_tid:
-                continue
-            self._delete_trial_checkpoints(tid)
-            self.to_delete.discard(tid)
-
-    # -- checkpoint safety --------------------------------------------------------------------
-    # A unit overwrites its trial's checkpoint at start_epoch with the one at end_epoch. If the
-    # unit must run again (a retry, or re-run after the master crashed after the trainer had
-    # saved but before the result was journaled), it needs the state at start_epoch: the master
-    # keeps it as hard links (no data copied; trainers replace checkpoint files atomically, see
-    # Trainer.train) in trial-NNNNN.at-EEEEE until the unit's result is in the journal.
-    def _start_copy(self, tid: int, start: int) -> str:
-        return f"{self.checkpoint_dir(tid)}.at-{start:05d}"
-
-    def _keep_start_checkpoint(self, tid: int, start: int) -> None:
-        src = self.checkpoint_dir(tid)
-        if start > 0 and os.path.isdir(src):
-            dst = self._start_copy(tid, start)
-            shutil.rmtree(dst, ignore_errors=True)
-            _link_tree(src, dst)
-
-    def _restore_start_checkpoint(self, tid: int, start: int) -> None:
-        src, copy = self.checkpoint_dir(tid), self._start_copy(tid, start)
-        if start > 0 and not os.path.isdir(copy):
-            return  # nothing kept (an older journal, or no checkpoint): let the trainer decide
-        shutil.rmtree(src, ignore_errors=True)
-        if start > 0:
-            _link_tree(copy, src)
-
-    def _drop_start_checkpoint(self, tid: int, start: int) -> None:
-        if start > 0:  # only once the result is on disk (see _flush_outbox): a crash before that re-runs the unit
-            self._drops.append(self._start_copy(tid, start))
-
-    def _delete_trial_checkpoints(self, tid: int) -> None:
-        path = self.checkpoint_dir(tid)
-        if os.path.isdir(self.ckpt_root):
-            prefix = os.path.basename(path) + ".at-"
-            for name in os.listdir(self.ckpt_root):
-                if name.startswith(prefix):
-                    shutil.rmtree(os.path.join(self.ckpt_root, name), ignore_errors=True)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        busy = ({u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
+                | {int(e["trial_id"]) for e in self.held})
+        status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
+        for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
-        """Run until the scheduler finishes or a stop signal; returns the end status."""
-        from mpi4py import MPI
-
-        status = MPI.Status()
+        """Run until the scheduler finishes, a stop signal, a full disk or no usable group; the end status."""
         cpu0 = time.process_time()
         try:
+            self.fail_lost_units()
             self.dispatch()
             self._flush_outbox()
             while True:
-                handled = False
-                while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_RESULT, status=status):
-                    msg = self.comm.recv(source=status.Get_source(), tag=TAG_RESULT)
-                    self.on_message(msg)
-                    handled = True
-                if self.signals.requested and not self.stopping:
-                    self.stopping = True
-                    self.status = "interrupted"
-                    self.record("stop", signal=self.signals.last)
-                if self.signals.count >= 2 and self.inflight:
-                    log.warning("second stop signal: not waiting for %d running unit(s)", len(self.inflight))
+                step = self._step()
+                if step:
                     break
-                if handled:
-                    self.dispatch()
-                self._flush_outbox()
-                if self.progress is not None:
-                    self.progress.update(self)
-                if not self.inflight:
-                    if self.stopping or (self.scheduler.finished and not self.queue):
-                        break
-                    if not handled:
-                        self.dispatch()
-                        if not self._outbox:
-                            raise HpoqError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
-                                            "and suggest() gives no work")
-                        self._flush_outbox()
-                        continue
-                if not handled:
+                if step is False:  # nothing happened: sleep instead of spinning
                     self.master_seconds += time.process_time() - cpu0
-                    time.sleep(self.poll)
+                    self.backoff.sleep()
                     cpu0 = time.process_time()
         finally:
             self.master_seconds += time.process_time() - cpu0
             self._sync()
-        if self.stopping and not self.inflight:
-            state = self.scheduler.state_dict()
-            self.record("snapshot", state=state, queue=list(self.queue))
+        self._finish()
+        return self.status
+
+    def _step(self) -> bool | None:
+        """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
+        handled = False
+        while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
+            self.on_message(self.transport.recv(hit[0], TAG_RESULT))
+            handled = True
+        handled = self.check_timeouts() or handled
+        if self.signals.requested and not self.stopping:
+            self.stopping, self.status = True, "interrupted"
+            self.record("stop", signal=self.signals.last)
+        if self.signals.count >= 2 and self.inflight:
+            log.warning("second stop signal: not waiting for %d running unit(s)", len(self.inflight))
+            self.abort_reason = (f"a second stop signal ({self.signals.last}) while {len(self.inflight)} unit(s) ran; "
+                                 "they run again on resume")
+            return True
+        if handled:
+            self.dispatch()
+        self._flush_outbox()
+        if self.progress is not None:
+            self.progress.update(self)
+        if not self.inflight:
+            if self.stopping or (self.scheduler.finished and not self.queue and not self.held):
+                return True
+            if not handled:
+                self.dispatch()
+                if not self._outbox:
+                    return self._nothing_to_run()
+                self._flush_outbox()
+                return None
+        return None if handled else False
+
+    def _nothing_to_run(self) -> bool:
+        """Nothing in flight and no unit to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
+        if self.hung or self.held:
+            why = (f"{len(self.hung)} trial group(s) hold a timed-out unit"
+                   + (f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""))
+            self.stopping, self.status, self.stop_reason = True, "interrupted", why
+            self.record("stop", signal=None, reason=why)
+            return True
+        raise DeadlockError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
+                            "and suggest() gives no work")
+
+    def _finish(self) -> None:
+        # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
+        # units in flight back into its own queue, so a retry waiting here would run twice after a resume.
+        # Otherwise the resume replays the journal, which knows the retries.
+        if self.stopping and not self.inflight and not self.queue and not self.held:
+            self.record("snapshot", state=self.scheduler.state_dict(), queue=[])
         elif self.status == "finished":
             self._final_cleanup()
-        return self.status
+        self._sync()
+
+    def hung_ranks_reason(self) -> str | None:
+        """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""
+        if self.hung:
+            groups = sorted(self.hung.values())
+            return (f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
+                    f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise")
+        return self.abort_reason if self.inflight else None
 
     def _final_cleanup(self) -> None:
         """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
         best = self.scheduler.best()
-        keep = None if not best else self.checkpoint_dir(int(best["trial_id"]))
-        if not os.path.isdir(self.ckpt_root):
-            return
-        for name in sorted(os.listdir(self.ckpt_root)):
-            path = os.path.join(self.ckpt_root, name)
-            if path != keep and name.startswith("trial-") and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-                if ".at-" not in name:
-                    self.record("checkpoint_deleted", trial_id=int(name[len("trial-"):]), path=path)
+        for tid, path in self.ckpt.keep_only(None if not best else int(best["trial_id"])):
+            self.record("checkpoint_deleted", trial_id=tid, path=path)
 
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
-            self.comm.send({"code": code}, dest=rank, tag=TAG_STOP)
+            self.transport.send({"code": code}, rank, TAG_STOP)
+
+
+class JournalDead(Exception):
+    """The journal cannot be written even after freeing the space reserve; nothing more is recorded."""
 
 
 class _SchedulerError(Exception):
@@ -324,14 +433,3 @@ class _SchedulerError(Exception):
         super().__init__(f"{call}: {type(exc).__name__}: {exc}")
         self.call = call
         self.exc = exc
-
-
-def _link_tree(src: str, dst: str) -> None:
-    """Copy a directory tree as hard links (a plain copy where links are impossible)."""
-    def link(a, b):
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link, symlinks=True)

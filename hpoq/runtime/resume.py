@@ -14,7 +14,16 @@ before it.
 
 Work lost is at most the units in flight when the master died: they are dispatched again
 (``source: resume``) before the scheduler is asked for new work, as are failed units waiting for
-their retry.
+their retry. Whether a lost unit counts against its trial's ``max_retries`` depends on how the
+previous master ended:
+
+* with an ``end`` record (a second stop signal, or an abort because of hung ranks): the master
+  knew why the units stopped, so they simply run again;
+* without one (the job died: a rank's segfault, OOM kill or ``os._exit`` takes the whole MPI job
+  down, the master with it): each lost unit is a failed attempt (:attr:`Replayed.lost_counted`;
+  the new master journals ``failure`` records of ``kind: lost`` right after its ``resume``
+  record, listing them in ``counted_lost``) and is retried isolated, so a unit that kills its
+  rank every time ends FAILED after ``max_retries`` + 1 starts instead of looping forever.
 """
 from __future__ import annotations
 
@@ -26,12 +35,15 @@ from hpoq.errors import HpoqError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
 
+LOST_REASON = "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
+
 
 @dataclass
 class Replayed:
     book: TrialBook
     queue: list = field(default_factory=list)     # units to run before asking the scheduler (lost, then retries)
     lost_units: list = field(default_factory=list)
+    lost_counted: list = field(default_factory=list)  # unit records (with config) to journal as failed attempts
     from_snapshot: int | None = None               # line number (1-based) of the snapshot used
     replayed: int = 0                               # scheduler calls replayed
     finished: bool = False                          # the journal ends with a "finished" end record
@@ -58,6 +70,31 @@ def _same_actions(decisions, recorded: list) -> bool:
     got = [(int(d.trial_id), d.action) for d in decisions or []]
     want = [(int(d["trial_id"]), d["action"]) for d in recorded]
     return got == want
+
+
+def _requeue(pending: dict, configs: dict, keep: set) -> list[dict]:
+    """Queue entries (source ``resume``) of the units in ``pending`` not in ``keep``; those are removed."""
+    lost = []
+    for uid in [u for u in pending if u not in keep]:
+        entry = queue_entry(pending.pop(uid), "resume")
+        entry["config"] = configs.get(entry["trial_id"])
+        lost.append(entry)
+    return lost
+
+
+def _last_master_ended(records: list[dict]) -> bool:
+    """Did the last master (after the last header/resume record) end knowingly?
+
+    True with its ``end`` record, or with a ``stop`` record of a signal: a job stopped from outside
+    (Slurm's SIGTERM, then SIGKILL after its grace time) loses its running units through no fault
+    of theirs, and must not turn preemptions into failed trials.
+    """
+    for rec in reversed(records):
+        if rec["type"] == "end" or (rec["type"] == "stop" and rec.get("signal")):
+            return True
+        if rec["type"] in ("header", "resume"):
+            return False
+    return False
 
 
 def replay(records: list[dict], scheduler, mode: str) -> Replayed:
@@ -122,21 +159,22 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             elif unit is not None:
                 entry = queue_entry(unit, "retry", int(unit.get("attempt", 0)) + 1)
                 entry["config"] = configs.get(entry["trial_id"])
-                waiting.append(entry)
+                if rec.get("kind") in ("lost", "disk-full"):
+                    waiting.appendleft(entry | ({"isolate": True} if rec.get("kind") == "lost" else {}))
+                else:
+                    waiting.append(entry)
         elif kind == "decision":
             if not _same_actions(last_decisions, rec.get("decisions", [])):
                 raise _diverged(line, "different decisions")
             last_decisions = None
-        elif kind == "resume":
-            lost = [queue_entry(u, "resume") for u in pending.values()]
-            for entry in lost:
-                entry["config"] = configs.get(entry["trial_id"])
-            waiting = deque(lost + list(waiting))
-            pending.clear()
-    lost = [queue_entry(u, "resume") for u in pending.values()]
-    for entry in lost:
-        entry["config"] = configs.get(entry["trial_id"])
+        elif kind == "resume":  # units it counted as failed stay pending: their failure records follow
+            waiting = deque(_requeue(pending, configs, set(rec.get("counted_lost") or ())) + list(waiting))
     out.lost_units = sorted(pending)
+    if _last_master_ended(records):
+        lost = _requeue(pending, configs, set())
+    else:
+        out.lost_counted = [dict(pending[uid], config=configs.get(int(pending[uid]["trial_id"]))) for uid in sorted(pending)]
+        lost = []
     out.queue = lost + list(waiting)
     out.finished = records[-1]["type"] == "end" and records[-1].get("status") == "finished"
     return out

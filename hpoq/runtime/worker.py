@@ -1,12 +1,14 @@
 """Worker ranks: group leaders take work units from the master; members follow their leader.
 
-Every rank polls (``Iprobe`` + ``sleep``) instead of blocking in ``recv``: a blocked MPICH rank
-spins at 100% of a core, which on shared cores steals CPU from training (docs/platform.md 2.3).
-Right after sending a result a leader polls faster for a short while, because the next unit
-usually follows within milliseconds.
+Every rank polls (probe + sleep, :mod:`hpoq.runtime.polling`) instead of blocking in ``recv``: a
+blocked MPICH rank spins at 100% of a core, which on shared cores steals CPU from training
+(docs/platform.md 2.3). Right after sending a result a leader polls faster for a short while,
+because the next unit usually follows within milliseconds.
 
 A unit fails (and the study goes on) when the trainer raises -- any exception, ``MemoryError``
 and torch's out-of-memory errors included -- or returns a wrong number of values or a NaN/inf.
+An ``OSError`` of a full disk or quota (``ENOSPC``, ``EDQUOT``) is reported as ``kind: disk-full``:
+the master stops the study then, without counting it against the trial.
 """
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ import time
 
 from hpoq.runtime.groups import (GTAG_DONE, GTAG_STOP, GTAG_WORK, TAG_READY, TAG_RESULT, TAG_SETUP, TAG_STOP,
                                  TAG_WORK, GroupLayout, split_groups)
+from hpoq.runtime.journal import is_disk_full
+from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
 from hpoq.runtime.signals import StopSignals
+from hpoq.runtime.transport import MPITransport
 
 log = logging.getLogger(__name__)
 
-FAST_POLL_S = 0.0005     # sleep between polls right after a result
-FAST_WINDOW_S = 0.05     # how long to poll fast
+FAST_WINDOW_S = 0.05     # how long to poll fast after a result, seconds
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -41,6 +45,8 @@ def run_unit(trainer, unit: dict, comm) -> dict:
     except Exception as exc:  # noqa: BLE001 -- any trainer exception fails the unit, not the study
         if _is_oom(exc):
             out.update(reason=f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), kind="oom")
+        elif is_disk_full(exc):  # not the configuration's fault: the master stops the study instead
+            out.update(reason=f"{type(exc).__name__}: {exc}", kind="disk-full")
         else:
             out.update(reason=f"{type(exc).__name__}: {exc}")
         out["seconds"] = time.perf_counter() - t0
@@ -62,63 +68,47 @@ def run_unit(trainer, unit: dict, comm) -> dict:
     return out
 
 
-class _Poller:
-    def __init__(self, poll: float):
-        self.poll = poll
-        self.fast_until = 0.0
-
-    def fast(self) -> None:
-        self.fast_until = time.monotonic() + FAST_WINDOW_S
-
-    def sleep(self) -> None:
-        time.sleep(FAST_POLL_S if time.monotonic() < self.fast_until else self.poll)
-
-
-def _wait_recv(comm, source: int, tags, poll: _Poller):
+def _wait_recv(transport, source: int, tags, backoff: Backoff):
     """Poll until a message with one of ``tags`` arrives from ``source``; (tag, payload)."""
-    from mpi4py import MPI
-
-    status = MPI.Status()
     while True:
-        if comm.Iprobe(source=source, tag=MPI.ANY_TAG, status=status):
-            tag = status.Get_tag()
-            payload = comm.recv(source=source, tag=tag)
-            if tag in tags:
-                return tag, payload
-            log.warning("rank %d: unexpected message tag %d from %d ignored", comm.Get_rank(), tag, source)
-            continue
-        poll.sleep()
+        _, tag = wait_for(lambda: transport.probe(source=source), backoff)
+        payload = transport.recv(source, tag)
+        if tag in tags:
+            return tag, payload
+        log.warning("rank %d: unexpected message tag %d from %d ignored", transport.rank, tag, source)
 
 
-def leader_loop(world, gcomm, trainer, poll: _Poller) -> int:
-    members = gcomm.Get_size()
+def leader_loop(world, group, trainer, backoff: Backoff) -> int:
+    """A group leader: take units from the master, hand them to the members, report the outcome."""
+    members = group.size
     while True:
-        tag, msg = _wait_recv(world, 0, (TAG_WORK, TAG_STOP), poll)
+        tag, msg = _wait_recv(world, 0, (TAG_WORK, TAG_STOP), backoff)
         if tag == TAG_STOP:
             for m in range(1, members):
-                gcomm.send(None, dest=m, tag=GTAG_STOP)
+                group.send(None, m, GTAG_STOP)
             return int((msg or {}).get("code", 0))
         for m in range(1, members):
-            gcomm.send(msg, dest=m, tag=GTAG_WORK)
-        result = run_unit(trainer, msg, gcomm)
-        member_poll = _Poller(FAST_POLL_S)
+            group.send(msg, m, GTAG_WORK)
+        result = run_unit(trainer, msg, group.comm)
+        member_backoff = Backoff(FAST_POLL_S)
         for m in range(1, members):
-            _, part = _wait_recv(gcomm, m, (GTAG_DONE,), member_poll)
+            _, part = _wait_recv(group, m, (GTAG_DONE,), member_backoff)
             if result["ok"] and not part["ok"]:
                 result.update(ok=False, reason=f"rank {m} of the group: {part['reason']}", kind=part["kind"])
         result["metric"], result["mode"] = getattr(trainer, "metric", "metric"), getattr(trainer, "mode", "min")
-        world.send(result, dest=0, tag=TAG_RESULT)
-        poll.fast()
+        world.send(result, 0, TAG_RESULT)
+        backoff.busy()
 
 
-def member_loop(gcomm, trainer, poll: _Poller) -> int:
+def member_loop(group, trainer, backoff: Backoff) -> int:
+    """A group member: run the leader's units on its share of the group."""
     while True:
-        tag, msg = _wait_recv(gcomm, 0, (GTAG_WORK, GTAG_STOP), poll)
+        tag, msg = _wait_recv(group, 0, (GTAG_WORK, GTAG_STOP), backoff)
         if tag == GTAG_STOP:
             return 0
-        part = run_unit(trainer, msg, gcomm)
-        gcomm.send({"ok": part["ok"], "reason": part["reason"], "kind": part["kind"]}, dest=0, tag=GTAG_DONE)
-        poll.fast()
+        part = run_unit(trainer, msg, group.comm)
+        group.send({"ok": part["ok"], "reason": part["reason"], "kind": part["kind"]}, 0, GTAG_DONE)
+        backoff.busy()
 
 
 def worker_main(world) -> int:
@@ -126,27 +116,29 @@ def worker_main(world) -> int:
     from hpoq.trainers import make_trainer
 
     signals = StopSignals(role="worker").install()  # the master decides; a signal must not kill a worker
+    world_comm, world = world, MPITransport(world)
     try:
-        _, setup = _wait_recv(world, 0, (TAG_SETUP,), _Poller(0.01))
+        _, setup = _wait_recv(world, 0, (TAG_SETUP,), Backoff(0.01))
         if not setup.get("ok"):
             return int(setup.get("code", 2))  # rank 0 has printed why
-        poll = _Poller(float(setup["poll_interval"]))
-        layout = GroupLayout(world.Get_size(), int(setup["ranks_per_trial"]))
-        gcomm = split_groups(world, layout)
+        poll = Backoff(float(setup["poll_interval"]), FAST_POLL_S, FAST_WINDOW_S)
+        layout = GroupLayout(world.size, int(setup["ranks_per_trial"]))
+        gcomm = split_groups(world_comm, layout)
         trainer, ready = None, {"ok": True}
         if gcomm is not None:
             try:
                 trainer = make_trainer(setup["trainer"]["name"], setup["trainer"]["params"])
                 ready.update(metric=getattr(trainer, "metric", ""), mode=getattr(trainer, "mode", "min"))
             except Exception as exc:  # noqa: BLE001 -- reported to the master, which stops the study cleanly
-                ready = {"ok": False, "error": f"rank {world.Get_rank()}: cannot build trainer "
+                ready = {"ok": False, "error": f"rank {world.rank}: cannot build trainer "
                                               f"{setup['trainer']['name']!r}: {exc}"}
-        world.send(ready, dest=0, tag=TAG_READY)
+        world.send(ready, 0, TAG_READY)
         if gcomm is None:  # the master, or a rank left over by the group split: wait for the end
-            _, msg = _wait_recv(world, 0, (TAG_STOP,), _Poller(max(poll.poll, 0.1)))
+            _, msg = _wait_recv(world, 0, (TAG_STOP,), Backoff(max(poll.interval, 0.1)))
             return int((msg or {}).get("code", 0))
-        if gcomm.Get_rank() == 0:
-            return leader_loop(world, gcomm, trainer, poll)
-        return member_loop(gcomm, trainer, poll)
+        group = MPITransport(gcomm)
+        if group.rank == 0:
+            return leader_loop(world, group, trainer, poll)
+        return member_loop(group, trainer, poll)
     finally:
         signals.restore()

@@ -10,10 +10,8 @@ predictor ignore those three.
 """
 from __future__ import annotations
 
-import inspect
-
-from hpoq.errors import HpoqError
-from hpoq.registry import import_class
+from hpoq.errors import ConfigError, HpoqError
+from hpoq.registry import build, import_class, parameter_names
 
 #: registry name -> "module:Class"
 SCHEDULERS: dict[str, str] = {
@@ -43,42 +41,25 @@ def scheduler_class(name: str):
 
 def scheduler_parameters(name: str) -> list[str]:
     """The algorithm's own parameter names (those ``--param key=value`` may set)."""
-    sig = inspect.signature(scheduler_class(name).__init__)
-    return [p for p in sig.parameters if p not in ("self",) + COMMON_ARGS + PREDICTOR_ARGS
-            and sig.parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    return [p for p in parameter_names(scheduler_class(name)) or [] if p not in COMMON_ARGS + PREDICTOR_ARGS]
 
 
 def make_scheduler(name: str, *, R: int, eta: int, sampler, seed: int, predictor: str | None = None,
                    predictor_params: dict | None = None, warm_curves=None, **params):
-    """Build algorithm ``name``.
+    """Build algorithm ``name``, its ``params`` checked against its ``parameter_constraints``.
 
-    Raises :class:`HpoqError` for an unknown algorithm or parameter, R < 1 or eta < 2.
-    ``predictor``/``predictor_params``/``warm_curves`` go to schedulers that accept them.
+    Raises :class:`ConfigError` for an unknown algorithm or parameter (named ``algorithm.params.KEY``),
+    R < 1 or eta < 2 (``algorithm.R``, ``algorithm.eta``). ``predictor``/``predictor_params``/
+    ``warm_curves`` go to schedulers that take them.
     """
-    from hpoq.schedulers.brackets import check_r_eta
-
-    R, eta = check_r_eta(R, eta)
-    cls = scheduler_class(name)
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-    if not accepts_any:
-        allowed = scheduler_parameters(name)
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise HpoqError(f"algorithm {name!r} has no parameter {unknown[0]!r}; parameters: {', '.join(allowed) or 'none'}")
     from hpoq.schedulers.sampling import dedupes
 
-    if dedupes(sampler) and not getattr(cls, "supports_dedupe", False):
-        raise HpoqError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
-    kwargs = dict(params, R=R, eta=eta, sampler=sampler, seed=int(seed))
-    for key, value in (("predictor", predictor), ("predictor_params", predictor_params), ("warm_curves", warm_curves)):
-        if key in sig.parameters or accepts_any:
-            if value is not None:
-                kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise HpoqError(f"algorithm {name!r}: bad parameters ({exc})") from None
+    if dedupes(sampler) and not getattr(scheduler_class(name), "supports_dedupe", False):
+        raise ConfigError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
+    context = {"R": R, "eta": eta, "sampler": sampler, "seed": seed}
+    context.update({k: v for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
+                                      ("warm_curves", warm_curves)) if v is not None})
+    return build("scheduler", name, params, path="algorithm.params", context=context, what=f"algorithm {name!r}")
 
 
 __all__ = ["SCHEDULERS", "available_schedulers", "make_scheduler", "scheduler_class", "scheduler_parameters"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
+from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.rungs import Rungs, rung_epochs
@@ -37,15 +38,15 @@ class ASHA(Scheduler):
     ``sampler`` (a :class:`~hpoq.schedulers.base.ConfigSampler`), ``seed`` (unused by the
     rule itself, recorded), ``n`` (configurations to sample; default Hyperband's count at the
     same R and eta, e.g. 163 for R = 100, eta = 2), ``grace`` (epochs of the first rung, default 1).
-    ``predictor``, ``predictor_params`` and ``warm_curves`` are accepted for a uniform
-    constructor and ignored (ASHA compares observed rung values only); ``state_dict`` says so.
+    ASHA compares observed rung values only: it takes no predictor and no warm curves (a study
+    file's ``predictor:`` section is refused for it, as for ``hyperband``).
     """
 
     name = "asha"
     supports_dedupe = True
+    parameter_constraints = {"n": [Interval(int, 1, None), None], "grace": [Interval(int, 1, None)]}
 
-    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1,
-                 predictor=None, predictor_params=None, warm_curves=None):
+    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1):
         self.R, self.eta = check_r_eta(R, eta)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= self.R:
             raise HpoqError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
@@ -59,8 +60,7 @@ class ASHA(Scheduler):
         self.grace = grace
         self.ladder = Rungs(self.R, self.eta, grace)
         self.rungs = self.ladder.epochs
-        self.ignored = sorted(k for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
-                                             ("warm_curves", warm_curves)) if v is not None)
+        self.ignored: list[str] = []  # kept in the state for journals written when asha ignored a predictor
         self.configs: list[dict] = []          # trial id -> config
         self.draws = 0                         # draws from the sampler (repeats skipped by dedupe included)
         self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
@@ -143,7 +143,7 @@ class ASHA(Scheduler):
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
         values = [float(v) for v in metrics]
         if len(values) != end - start:
-            raise HpoqError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+            raise InternalError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         info = self.ladder.record(self.ladder.index(end), trial_id, values[-1])  # NaN/inf rank last
         if end == self.R:

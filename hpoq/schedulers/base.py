@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Protocol, Sequence
 
+from hpoq.registry import Anything, Interval
+
 
 class ConfigSampler(Protocol):
     """Where new configurations come from (a search space, or the rows of a curve table).
@@ -125,6 +127,9 @@ class Scheduler(ABC):
 
     #: registry name used in study files and ``--algorithm``
     name: str = ""
+    #: what every scheduler takes (hpoq.registry); subclasses add their own parameters
+    parameter_constraints = {"R": [Interval(int, 1, None)], "eta": [Interval(int, 2, None)], "sampler": [Anything()],
+                             "seed": [Interval(int, 0, None)]}
     #: draws through :func:`hpoq.schedulers.sampling.draw_config`, so a deduplicating sampler's
     #: skipped repeats count as draws (``--dedupe`` is refused for schedulers that do not)
     supports_dedupe: bool = False

@@ -44,7 +44,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import HpoqError, InternalError
+from hpoq.registry import Anything, Interval, Mapping, Text
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.final_predictor import FinalValuePredictor
@@ -98,6 +99,13 @@ class DefaultScheduler(Scheduler):
 
     name = "default"
     supports_dedupe = True
+    parameter_constraints = {"n": [Interval(int, 1, None), None], "grace": [Interval(int, 1, None), None],
+                             "finalists": [Interval(int, 1, None), None], "probes": [Interval(int, 0, None)],
+                             "confidence": [Interval(float, 0, None)], "share": [Interval(float, 0, 1)],
+                             "warm_share": [Interval(float, 0, 1)], "policy_samples": [Interval(int, 1, None)],
+                             "policy_tolerance": [Interval(float, 0, None)], "min_train": [Interval(int, 3, None)],
+                             "fit_lag": [Interval(int, 0, None)], "predictor": [Text(), None],
+                             "predictor_params": [Mapping(), None], "warm_curves": [Anything(), None]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
                  grace: int | None = None, finalists: int | None = None, probes: int = 0,
@@ -164,8 +172,8 @@ class DefaultScheduler(Scheduler):
         if store is not None and self.forecaster is not None:
             try:
                 scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
-            except HpoqError:
-                raise  # a configuration error: the user must see it
+            except (HpoqError, InternalError):
+                raise  # a configuration error or a bug: the user must see it
             except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
                 log.warning("default: predictor %r failed on the store (%s: %s); the policy replay ranks by observed "
                             "values", self.forecaster.name, type(exc).__name__, exc)
@@ -292,8 +300,8 @@ class DefaultScheduler(Scheduler):
         try:
             mean, sigma = self.forecaster.forecast(e, T, N, study, [self.configs[t] for t in tids],
                                                    [self.curves[t][:e] for t in tids])
-        except HpoqError:
-            raise  # a configuration error: the user must see it
+        except (HpoqError, InternalError):
+            raise  # a configuration error or a bug: the user must see it
         except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
             log.warning("default: predictor %r failed at rung %d (%s: %s); ranking by observed values, trial not "
                         "pruned by forecast",
@@ -402,7 +410,7 @@ class DefaultScheduler(Scheduler):
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
         values = [float(v) for v in metrics]
         if len(values) != end - start:
-            raise HpoqError(f"default: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+            raise InternalError(f"default: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         k = self.ladder.index(end)
         info = self.ladder.record(k, trial_id, values[-1])

@@ -68,6 +68,7 @@ class Hyperband(Scheduler):
     """
 
     name = "hyperband"
+    parameter_constraints = {}
     supports_dedupe = True
     #: open the next bracket while earlier ones still run (False: one bracket at a time)
     concurrent_brackets = True

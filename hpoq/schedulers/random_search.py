@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hpoq.errors import HpoqError
+from hpoq.registry import Interval
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.sampling import draw_config, skipped_draws
@@ -19,6 +20,7 @@ class RandomSearch(Scheduler):
     """Train ``n`` sampled configurations to ``R`` epochs each (``n`` default: Hyperband's count)."""
 
     name = "random"
+    parameter_constraints = {"n": [Interval(int, 1, None), None]}
     supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):

@@ -20,7 +20,6 @@ D[r] with its curves that reach r (method.md 3.7); the count is recorded in deci
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections import deque
@@ -28,7 +27,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError, HpoqError, InternalError
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
 from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import PAUSED, STOPPED, Trial
@@ -52,8 +52,7 @@ def build_predictor(name: str, params: dict | None, seed: int):
 
     params = dict(params or {})
     if "seed" not in params:
-        sig = inspect.signature(predictor_class(name).__init__)
-        if "seed" in sig.parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        if takes(predictor_class(name), "seed"):
             params["seed"] = int(seed)
     return make_predictor(name, **params)
 
@@ -89,6 +88,12 @@ class SwiftHyperband(Hyperband):
     """
 
     name = "swift"
+    parameter_constraints = {"d": [Interval(int, 2, None)], "k": [Interval(float, 0, 1)],
+                             "known_curve": [Interval(float, 0, 1, closed="right")],
+                             "threshold_quantile": [Interval(float, 0, 1)], "refit": [Options("never", "on_growth")],
+                             "add_phase2": [Boolean()], "predictor": [Text(), None],
+                             "predictor_params": [Mapping(), None],
+                             "warm_curves": [Anything(), None]}
     #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
     concurrent_brackets = False
 
@@ -226,7 +231,7 @@ class SwiftHyperband(Hyperband):
         size = self.d_size(r)
         if key not in self.M or (self.refit == "on_growth" and size > self.M_size[key]):
             if size < self.d:
-                raise HpoqError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
+                raise InternalError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
             configs, X, y = self._training_set(r, e)
             self.M[key] = build_predictor(self.predictor_name, self.predictor_params,
                                           derive_seed(self.seed, "predictor", r, e)).fit(configs, X, y)
@@ -255,8 +260,8 @@ class SwiftHyperband(Hyperband):
         try:
             model = self._predictor_for(r, e)
             pred = model.predict([t.config for t in parked], X)
-        except HpoqError:
-            raise  # a configuration error (e.g. the QPU fallback disabled): the user must see it
+        except (ConfigError, InternalError):
+            raise  # a configuration error (e.g. the QPU fallback disabled) or a bug: never a numerical fallback
         except Exception as exc:  # noqa: BLE001 - any numerical or sampler failure of the predictor
             return self._select_without_predictor(parked, tau, exc)
         p = {t.trial_id: float(v) for t, v in zip(parked, np.asarray(pred.mean, dtype=np.float64))}

@@ -12,6 +12,7 @@ import math
 from typing import Sequence
 
 from hpoq.errors import HpoqError
+from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
 from hpoq.schedulers.sampling import draw_config, skipped_draws
@@ -27,6 +28,7 @@ class TopK1Epoch(Scheduler):
     """All ``n`` configurations for 1 epoch, then the best ``K`` to ``R`` epochs."""
 
     name = "topk-1epoch"
+    parameter_constraints = {"n": [Interval(int, 1, None), None], "K": [Interval(int, 1, None), None]}
     supports_dedupe = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, K: int | None = None):

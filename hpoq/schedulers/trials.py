@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hpoq.errors import HpoqError
+from hpoq.errors import InternalError
 from hpoq.schedulers.base import Status
 
 # the scheduler-side names of the shared statuses (hpoq.schedulers.base.Status)
@@ -47,9 +47,9 @@ class Trial:
 
 def take_inflight(inflight, trial_id: int, who: str, event: str):
     """Remove ``trial_id``'s unit from ``inflight`` (a dict, whose value is returned, or a set) as
-    its ``event`` ("result for" / "failure of") arrives; HpoqError if it has no unit in flight."""
+    its ``event`` ("result for" / "failure of") arrives; InternalError (a backend bug) if it has no unit in flight."""
     if trial_id not in inflight:
-        raise HpoqError(f"{who}: {event} trial {trial_id}, which has no unit in flight")
+        raise InternalError(f"{who}: {event} trial {trial_id}, which has no unit in flight")
     if isinstance(inflight, set):
         inflight.remove(trial_id)
         return None
@@ -60,7 +60,7 @@ def check_metrics(trial: Trial, metrics, expected_end: int) -> list[float]:
     """Validate a unit's per-epoch metrics: one finite-or-not float per requested epoch."""
     values = [float(v) for v in metrics]
     if trial.epochs + len(values) != expected_end:
-        raise HpoqError(
+        raise InternalError(
             f"trial {trial.trial_id}: got {len(values)} epoch metrics, expected {expected_end - trial.epochs} "
             f"(epochs {trial.epochs + 1}..{expected_end})")
     return values

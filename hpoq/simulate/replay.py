@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import DeadlockError, HpoqError
 from hpoq.schedulers.base import DONE, STOP, Decision, Scheduler
 
 
-class SchedulerDeadlock(RuntimeError):
-    """The scheduler returned no work while nothing was in flight and it was not finished."""
+#: the old name of :class:`hpoq.errors.DeadlockError`, shared with the MPI master
+SchedulerDeadlock = DeadlockError
 
 
 @dataclass

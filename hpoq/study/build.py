@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
 
@@ -36,7 +36,7 @@ def load_replay_table(spec: StudySpec):
     metric, mode = trainer_metric(spec)
     table = load_table(spec.trainer["params"]["table"], metric, mode)
     if spec.algorithm["R"] > table.n_epochs:
-        raise HpoqError(f"algorithm.R ({spec.algorithm['R']}) exceeds the {table.n_epochs} epochs of the table "
+        raise ConfigError(f"algorithm.R ({spec.algorithm['R']}) exceeds the {table.n_epochs} epochs of the table "
                         f"{os.path.basename(table.source)!r}")
     return table
 
@@ -71,14 +71,14 @@ def build_sampler(spec: StudySpec, table=None):
 
 
 def build_scheduler(spec: StudySpec, table=None):
-    """The study's scheduler, freshly built from its seed (raises HpoqError for bad settings)."""
+    """The study's scheduler, freshly built from its seed (raises ConfigError for bad settings)."""
     from hpoq.schedulers import make_scheduler
 
     sampler, warm = build_sampler(spec, table)
     extra = load_warm_curves(spec)
     if extra is not None:
         if warm is not None:
-            raise HpoqError("warm_curves and warm_fraction cannot be combined; choose one source of warm curves")
+            raise ConfigError("warm_curves and warm_fraction cannot be combined; choose one source of warm curves")
         warm = extra
     pred = spec.predictor or {}
     alg = spec.algorithm
@@ -86,5 +86,5 @@ def build_scheduler(spec: StudySpec, table=None):
         return make_scheduler(alg["name"], R=alg["R"], eta=alg["eta"], sampler=sampler, seed=spec.seed,
                               predictor=pred.get("name"), predictor_params=pred.get("params") if pred else None,
                               warm_curves=warm, **alg["params"])
-    except HpoqError as exc:
-        raise HpoqError(f"algorithm: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"algorithm: {exc}") from None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.seeding import derive_rng
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "choice")
@@ -77,13 +77,13 @@ class Param:
 
 def _number(value, path: str, integer: bool = False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise HpoqError(f"{path} must be {'an integer' if integer else 'a number'}, got {value!r}")
+        raise ConfigError(f"{path} must be {'an integer' if integer else 'a number'}, got {value!r}")
     if integer:
         if isinstance(value, float) and not value.is_integer():
-            raise HpoqError(f"{path} must be an integer, got {value!r}")
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
         return int(value)
     if not math.isfinite(float(value)):
-        raise HpoqError(f"{path} must be finite, got {value!r}")
+        raise ConfigError(f"{path} must be finite, got {value!r}")
     return float(value)
 
 
@@ -97,7 +97,7 @@ def _parents_first(params: dict[str, Param], path: str) -> list[Param]:
         if name in placed:
             return
         if name in visiting:
-            raise HpoqError(f"{path}.{name}.when: the conditions form a cycle")
+            raise ConfigError(f"{path}.{name}.when: the conditions form a cycle")
         visiting.add(name)
         for parent in params[name].when:
             visit(parent)
@@ -113,45 +113,46 @@ def _parents_first(params: dict[str, Param], path: str) -> list[Param]:
 def parse_param(name: str, spec, path: str, declared) -> Param:
     """Validate one ``space`` entry (``path`` is its key path for error messages)."""
     if not isinstance(spec, dict):
-        raise HpoqError(f"{path} must be a mapping with a 'type' ({', '.join(PARAM_TYPES)}), got {spec!r}")
+        raise ConfigError(f"{path} must be a mapping with a 'type' ({', '.join(PARAM_TYPES)}), got {spec!r}")
     kind = spec.get("type")
     if kind not in PARAM_TYPES:
-        raise HpoqError(f"{path}.type must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
+        raise ConfigError(f"{path}.type must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
     unknown = sorted(set(spec) - _KEYS[kind])
     if unknown:
-        raise HpoqError(f"{path}.{unknown[0]}: unknown key for a {kind} parameter (allowed: {', '.join(sorted(_KEYS[kind]))})")
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key for a {kind} parameter "
+                          f"(allowed: {', '.join(sorted(_KEYS[kind]))})")
     when = {}
     raw_when = spec.get("when") or {}
     if not isinstance(raw_when, dict):
-        raise HpoqError(f"{path}.when must be a mapping parent -> value(s), got {raw_when!r}")
+        raise ConfigError(f"{path}.when must be a mapping parent -> value(s), got {raw_when!r}")
     for parent, allowed in raw_when.items():
         if parent not in declared or parent == name:
-            raise HpoqError(f"{path}.when.{parent}: no other parameter {parent!r} is declared in the space")
+            raise ConfigError(f"{path}.when.{parent}: no other parameter {parent!r} is declared in the space")
         allowed = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         if not allowed:
-            raise HpoqError(f"{path}.when.{parent}: needs at least one value")
+            raise ConfigError(f"{path}.when.{parent}: needs at least one value")
         when[str(parent)] = allowed
     if kind == "choice":
         values = spec.get("values")
         if not isinstance(values, list) or not values:
-            raise HpoqError(f"{path}.values must be a non-empty list, got {values!r}")
+            raise ConfigError(f"{path}.values must be a non-empty list, got {values!r}")
         for i, v in enumerate(values):
             if not isinstance(v, (str, int, float, bool)) and v is not None:
-                raise HpoqError(f"{path}.values[{i}] must be a string, number, boolean or null, got {v!r}")
+                raise ConfigError(f"{path}.values[{i}] must be a string, number, boolean or null, got {v!r}")
         return Param(name=name, kind=kind, values=tuple(values), when=when)
     for key in ("low", "high"):
         if key not in spec:
-            raise HpoqError(f"{path}.{key} is required for a {kind} parameter")
+            raise ConfigError(f"{path}.{key} is required for a {kind} parameter")
     integer = kind == "int"
     low = _number(spec["low"], f"{path}.low", integer)
     high = _number(spec["high"], f"{path}.high", integer)
     if high < low or (high == low and not integer):
-        raise HpoqError(f"{path}: high ({high}) must be greater than low ({low})")
+        raise ConfigError(f"{path}: high ({high}) must be greater than low ({low})")
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        raise HpoqError(f"{path}.log must be true or false, got {log!r}")
+        raise ConfigError(f"{path}.log must be true or false, got {log!r}")
     if (kind == "loguniform" or log) and low <= 0:
-        raise HpoqError(f"{path}.low must be > 0 on a log scale, got {low}")
+        raise ConfigError(f"{path}.low must be > 0 on a log scale, got {low}")
     return Param(name=name, kind=kind, low=low, high=high, log=log or kind == "loguniform", when=when)
 
 
@@ -160,7 +161,7 @@ class SearchSpace:
 
     def __init__(self, params: list[Param], seed: int):
         if not params:
-            raise HpoqError("space: declare at least one parameter")
+            raise ConfigError("space: declare at least one parameter")
         self.params = list(params)
         self.seed = int(seed)
         self.drawn = 0
@@ -168,10 +169,11 @@ class SearchSpace:
     @classmethod
     def from_spec(cls, spec: dict, seed: int, path: str = "space") -> "SearchSpace":
         if not isinstance(spec, dict):
-            raise HpoqError(f"{path} must be a mapping of parameter name -> definition, got {type(spec).__name__}")
+            raise ConfigError(f"{path} must be a mapping of parameter name -> definition, got {type(spec).__name__}")
         for name in spec:
             if not isinstance(name, str) or not name or name.startswith("_"):
-                raise HpoqError(f"{path}: parameter names must be non-empty strings not starting with '_', got {name!r}")
+                raise ConfigError(f"{path}: parameter names must be non-empty strings not starting with '_', "
+                                  f"got {name!r}")
         params = {name: parse_param(name, entry, f"{path}.{name}", spec) for name, entry in spec.items()}
         return cls(_parents_first(params, path), seed)
 

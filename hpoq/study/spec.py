@@ -30,6 +30,8 @@ A study file (every key; ``~`` = null)::
     max_retries: 1              # a failed work unit is retried (from the same checkpoint) while its
                                 #   configuration has failed at most this many times; the next
                                 #   failure marks the trial FAILED (default 1: fails twice -> FAILED)
+    unit_timeout: ~             # seconds a work unit may run before it counts as a failed attempt
+                                #   ("timeout"); ~ = no limit (default). See README "Failures".
 
 Paths *inside* the file (``warm_curves`` and the trainer's path parameters, e.g. the table
 trainer's ``table``) are resolved relative to **the study file's directory**; ``out`` and
@@ -38,7 +40,6 @@ trainer's ``table``) are resolved relative to **the study file's directory**; ``
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from hpoq.errors import HpoqError
 
 TOP_KEYS = ("name", "seed", "out", "ranks_per_trial", "algorithm", "predictor", "trainer", "space",
-            "warm_fraction", "warm_curves", "poll_interval", "max_retries", "dedupe")
+            "warm_fraction", "warm_curves", "poll_interval", "max_retries", "dedupe", "unit_timeout")
 DEFAULT_ETA = 3
 DEFAULT_POLL_INTERVAL = 0.01
 DEFAULT_MAX_RETRIES = 1
@@ -69,6 +70,7 @@ class StudySpec:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     dedupe: bool = False
+    unit_timeout: float | None = None               # seconds per work unit, None = no limit
     source: str = ""                                # the study file (absolute path)
 
     def to_dict(self) -> dict:
@@ -76,7 +78,7 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudySpec":
-        return cls(**d)
+        return cls(**d)  # journals written before a key existed get its default
 
 
 # -- small type checkers (each names the key path) ------------------------------------------
@@ -137,15 +139,40 @@ def _resolve(path: str, base_dir: str) -> str:
 
 
 # -- loading --------------------------------------------------------------------------------
+class DuplicateKeyError(Exception):
+    def __init__(self, key, line: int):
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line = key, line
+
+
+def _unique_key_loader():
+    """A SafeLoader whose mappings refuse a key given twice (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_yaml(path: str) -> dict:
-    """Parse a study file; a missing file or YAML syntax error is an HpoqError."""
+    """Parse a study file; a missing file, a YAML syntax error or a duplicate key is an HpoqError."""
     import yaml
 
     if not os.path.isfile(path):
         raise HpoqError(f"study file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise HpoqError(f"study file {path!r}: key {exc.key!r} is given twice (line {exc.line})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -225,21 +252,22 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     dedupe = data.get("dedupe", False)
     if not isinstance(dedupe, bool):
         raise HpoqError(f"dedupe must be true or false, got {_kind(dedupe)}")
+    timeout = None
+    if data.get("unit_timeout") is not None:
+        timeout = _float(data["unit_timeout"], "unit_timeout")
+        if timeout <= 0:
+            raise HpoqError(f"unit_timeout must be a positive number of seconds or null, got {timeout:g}")
     return StudySpec(name=name, seed=seed, out=out_dir, ranks_per_trial=rpt, algorithm=algorithm,
                      predictor=predictor, trainer=trainer, space=space, warm_fraction=warm_fraction,
                      warm_curves=warm_curves, poll_interval=poll, max_retries=retries, dedupe=dedupe,
+                     unit_timeout=timeout,
                      source=os.path.abspath(source) if source else "")
 
 
 def _check_signature(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    allowed = [p for p in sig.parameters if p != "self" and p not in exclude
-               and sig.parameters[p].kind is not inspect.Parameter.VAR_POSITIONAL]
-    for key in params:
-        if key not in allowed:
-            raise HpoqError(f"{path}.{key}: {what} has no such parameter (parameters: {', '.join(allowed) or 'none'})")
+    from hpoq.registry import check
+
+    check(cls, params, path, what, exclude)
 
 
 def check_study(spec: StudySpec) -> None:
@@ -260,9 +288,10 @@ def check_study(spec: StudySpec) -> None:
         raise HpoqError(f"algorithm.name: {exc}") from None
     _check_signature(sched_cls, spec.algorithm["params"], "algorithm.params", f"algorithm {spec.algorithm['name']!r}",
                      exclude=COMMON_ARGS + PREDICTOR_ARGS)
-    sched_args = inspect.signature(sched_cls.__init__).parameters
     if spec.predictor is not None:
-        if "predictor" not in sched_args:
+        from hpoq.registry import takes
+
+        if not takes(sched_cls, "predictor"):
             raise HpoqError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
         try:
             pred_cls = predictor_class(spec.predictor["name"])

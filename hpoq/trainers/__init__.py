@@ -12,10 +12,8 @@ class must subclass :class:`hpoq.trainers.base.Trainer`.
 """
 from __future__ import annotations
 
-import inspect
-
 from hpoq.errors import HpoqError
-from hpoq.registry import import_class
+from hpoq.registry import build, check, import_class, parameter_names
 from hpoq.trainers.base import Trainer, TrainerError
 
 #: registry name -> "module:Class"
@@ -41,39 +39,24 @@ def trainer_class(name: str) -> type[Trainer]:
     else:
         raise HpoqError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class")
     cls = import_class("trainer", name, target)
-    if not (inspect.isclass(cls) and issubclass(cls, Trainer)):
+    if not (isinstance(cls, type) and issubclass(cls, Trainer)):
         raise HpoqError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
     return cls
 
 
 def trainer_parameters(name: str) -> list[str] | None:
-    """Parameter names the trainer's constructor accepts, or None when it takes ``**params``."""
-    cls = trainer_class(name)
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return [p for p in sig.parameters if p != "self"]
+    """Parameter names the trainer takes, or None when it takes ``**params``."""
+    return parameter_names(trainer_class(name))
 
 
 def check_trainer_params(name: str, params: dict, path: str = "trainer.params") -> None:
-    """Raise HpoqError naming ``path.key`` for a parameter the trainer does not take."""
-    allowed = trainer_parameters(name)
-    if allowed is None:
-        return
-    for key in params:
-        if key not in allowed:
-            raise HpoqError(f"{path}.{key}: trainer {name!r} has no such parameter (parameters: {', '.join(allowed) or 'none'})")
+    """Raise ConfigError naming ``path.key`` for a parameter the trainer does not take or a bad value."""
+    check(trainer_class(name), params, path, f"trainer {name!r}")
 
 
 def make_trainer(name: str, params: dict | None = None) -> Trainer:
-    """Build trainer ``name`` from its ``params`` (the study file's ``trainer.params``)."""
-    params = dict(params or {})
-    check_trainer_params(name, params)
-    cls = trainer_class(name)
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise HpoqError(f"trainer {name!r}: bad parameters ({exc})") from None
+    """Build trainer ``name`` from its ``params`` (the study file's ``trainer.params``), checked first."""
+    return build("trainer", name, params, path="trainer.params", what=f"trainer {name!r}")
 
 
 __all__ = ["TRAINERS", "Trainer", "TrainerError", "available_trainers", "check_trainer_params", "make_trainer",

@@ -24,6 +24,7 @@ import time
 from hpoq.atomic import write_atomic
 from hpoq.curves.table import CurveTable, load_table
 from hpoq.errors import HpoqError
+from hpoq.registry import Interval, Options, Text
 from hpoq.trainers.base import Trainer, TrainerError
 
 CHECKPOINT_FILE = "table-checkpoint.json"
@@ -33,6 +34,8 @@ class TableTrainer(Trainer):
     """Replays ``table`` row ``config["_row"]`` for epochs ``start_epoch + 1 .. end_epoch``."""
 
     name = "table"
+    parameter_constraints = {"table": [Text()], "metric": [Text()], "mode": [Options("min", "max")],
+                             "sleep": [Interval(float, 0, None)]}
     path_params = ("table",)
 
     def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0):

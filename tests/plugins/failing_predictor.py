@@ -13,3 +13,14 @@ class FailingPredictor(Predictor):
 
     def predict(self, configs, prefixes):  # pragma: no cover - never fitted
         raise RuntimeError("not fitted")
+
+
+class BuggyPredictor(FailingPredictor):
+    """A predictor that breaks an internal contract (a bug, not a numerical failure)."""
+
+    name = "buggy"
+
+    def fit(self, configs, prefixes, targets):
+        from hpoq.errors import InternalError
+
+        raise InternalError("buggy: prefixes and targets disagree")
