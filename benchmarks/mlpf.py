@@ -11,6 +11,7 @@ tiny preset, one epoch of 2,000 events on one core <= 10 s; 20 configs: epoch-10
 >= 10 % of its median and Spearman(epoch-3, epoch-10) >= 0.5. Prints markdown tables (medians of
 repeats) and writes them to OUT/mlpf.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,17 +61,27 @@ def bench_generator(tmp: Path, quick: bool) -> str:
                 generate_events(cfg, rep, range(b, min(b + 64, n)))
             rates.append(n / (time.perf_counter() - t))
             cpu_rates.append(n / (time.process_time() - c))
-        rows.append((preset, "events only", n, f"{statistics.median(rates):.0f}", f"{statistics.median(cpu_rates):.0f}"))
+        rows.append(
+            (preset, "events only", n, f"{statistics.median(rates):.0f}", f"{statistics.median(cpu_rates):.0f}")
+        )
     rates, cpu_rates = [], []
     for rep in range(3):
         t, c = time.perf_counter(), time.process_time()
         generate_dataset(tmp / f"gen{rep}", n, seed=rep, shards=2)
         rates.append(n / (time.perf_counter() - t))
         cpu_rates.append(n / (time.process_time() - c))
-    rows.append(("clic", "generate-data (events + HDF5 + stats + manifest)", n, f"{statistics.median(rates):.0f}",
-                 f"{statistics.median(cpu_rates):.0f}"))
-    return ("### Generator (one process, one thread; blocks of 64 events)\n\n"
-            + _table(["preset", "what", "events", "events/s wall (median of 3)", "events/s per CPU-second (median of 3)"], rows))
+    rows.append(
+        (
+            "clic",
+            "generate-data (events + HDF5 + stats + manifest)",
+            n,
+            f"{statistics.median(rates):.0f}",
+            f"{statistics.median(cpu_rates):.0f}",
+        )
+    )
+    return "### Generator (one process, one thread; blocks of 64 events)\n\n" + _table(
+        ["preset", "what", "events", "events/s wall (median of 3)", "events/s per CPU-second (median of 3)"], rows
+    )
 
 
 def bench_hdf5(tmp: Path, quick: bool) -> str:
@@ -100,14 +111,26 @@ def bench_hdf5(tmp: Path, quick: bool) -> str:
             rows.append((comp, label, nev, f"{os.path.getsize(path) / 1e6:.1f}", f"{us:.0f}", f"{us_cpu:.0f}"))
         t = time.perf_counter()
         ev.load_split(d, "train")
-        rows.append((comp, "load whole split in memory (incl. sha256)", nev, f"{os.path.getsize(path) / 1e6:.1f}",
-                     f"{(time.perf_counter() - t) * 1e3:.0f} ms total", ""))
-    return (f"### HDF5 random single-event read (X and ytarget of one event, {ev.CHUNK_ROWS}-row chunks; file in the page cache)\n\n"
-            + _table(["compression", "mode", "events", "MB", "us per event (wall)", "us per event (CPU)"], rows))
+        rows.append(
+            (
+                comp,
+                "load whole split in memory (incl. sha256)",
+                nev,
+                f"{os.path.getsize(path) / 1e6:.1f}",
+                f"{(time.perf_counter() - t) * 1e3:.0f} ms total",
+                "",
+            )
+        )
+    return (
+        f"### HDF5 random single-event read (X and ytarget of one event, {ev.CHUNK_ROWS}-row chunks; file in "
+        f"the page cache)\n\n"
+        + _table(["compression", "mode", "events", "MB", "us per event (wall)", "us per event (CPU)"], rows)
+    )
 
 
-def _train_epoch_rate(data: Path, preset: str, events: int, backend="none", reps=2, conv_type="attention",
-                      extra=None, config=None):
+def _train_epoch_rate(
+    data: Path, preset: str, events: int, backend="none", reps=2, conv_type="attention", extra=None, config=None
+):
     """Median (train events/s, epoch s wall, epoch CPU s) of one-epoch runs; ``extra``: more
     TrainSettings fields, ``config``: the trial config (default: lr 1e-3, budget 4096, conv_type)."""
     from hpoq.mlpf.training import TrainSettings, train_unit
@@ -115,9 +138,19 @@ def _train_epoch_rate(data: Path, preset: str, events: int, backend="none", reps
     rates, secs, cpus = [], [], []
     config = {"lr": 1e-3, "token_budget": 4096, "conv_type": conv_type} if config is None else config
     for rep in range(reps):
-        settings = TrainSettings(data=str(data), preset=preset, R=1, backend=backend, device="cpu", seed=rep,
-                                 max_train_events=events, max_val_events=200, num_threads=1, log_metrics=True,
-                                 **(extra or {}))
+        settings = TrainSettings(
+            data=str(data),
+            preset=preset,
+            R=1,
+            backend=backend,
+            device="cpu",
+            seed=rep,
+            max_train_events=events,
+            max_val_events=200,
+            num_threads=1,
+            log_metrics=True,
+            **(extra or {}),
+        )
         with tempfile.TemporaryDirectory() as ck:
             train_unit(settings, config, 0, 1, ck)
             rec = json.loads(Path(ck, "mlpf-metrics.jsonl").read_text().splitlines()[-1])
@@ -136,9 +169,22 @@ def bench_train(data: Path, quick: bool) -> str:
         events = 2000 if preset != "base" else 500
         rate, sec, cpu = _train_epoch_rate(data, preset, events, conv_type=conv)
         rows.append((preset, conv, events, f"{sec:.2f}", f"{cpu:.2f}", f"{rate:.0f}", f"{events / cpu:.0f}"))
-    return ("### Training throughput, one rank, one CPU thread (token budget 4096; an epoch includes validating 200 events)\n\n"
-            + _table(["preset", "backbone", "train events", "epoch s wall", "epoch CPU s", "train events/s wall",
-                      "train events per CPU-s"], rows))
+    return (
+        "### Training throughput, one rank, one CPU thread (token budget 4096; an epoch includes validating 200 "
+        "events)\n\n"
+        + _table(
+            [
+                "preset",
+                "backbone",
+                "train events",
+                "epoch s wall",
+                "epoch CPU s",
+                "train events/s wall",
+                "train events per CPU-s",
+            ],
+            rows,
+        )
+    )
 
 
 DP_SCRIPT = textwrap.dedent("""
@@ -182,27 +228,71 @@ def bench_dp(data: Path, tmp: Path, quick: bool) -> str:
                 rows.append((preset, backend, 2, "not installed", ""))
                 continue
             out = tmp / f"dp-{preset}-{backend}.json"
-            proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
-                                   preset, "2000", str(out)], env=env, capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(
+                [
+                    mpiexec,
+                    "-n",
+                    "2",
+                    sys.executable,
+                    "-m",
+                    "mpi4py",
+                    str(script),
+                    str(data),
+                    backend,
+                    preset,
+                    "2000",
+                    str(out),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             if proc.returncode != 0:
                 rows.append((preset, backend, 2, "failed: " + proc.stderr.strip().splitlines()[-1][:80], ""))
                 continue
             rate = json.loads(out.read_text())["rate"]
             rows.append((preset, backend, 2, f"{rate:.0f}", f"{rate / single:.2f}"))
-    return ("### Data-parallel training, 2 ranks x 1 thread on this 2-core machine (global events/s, 2,000 events, one epoch; median of 2)\n\n"
-            + _table(["preset", "backend", "ranks", "train events/s", "speed-up vs 1 rank (same run)"], rows))
+    return (
+        "### Data-parallel training, 2 ranks x 1 thread on this 2-core machine (global events/s, 2,000 events, "
+        "one epoch; median of 2)\n\n"
+        + _table(["preset", "backend", "ranks", "train events/s", "speed-up vs 1 rank (same run)"], rows)
+    )
 
 
 #: (model, backbone, TrainSettings extras, trial config): MiniMLPF tiny and upstream's MLPF at the same
 #: width 32 (attention: 2 heads x 16, 2 layers; LSH: width = embedding 32, 2 layers, bins of 64)
 PF_ROWS = [
     ("MiniMLPF tiny", "attention", {}, {"conv_type": "attention"}),
-    ("particleflow", "attention", {"model": "particleflow", "model_params": {
-        "model.attention.num_heads": 2, "model.attention.head_dim": 16, "model.attention.num_convs": 2}}, {}),
+    (
+        "particleflow",
+        "attention",
+        {
+            "model": "particleflow",
+            "model_params": {
+                "model.attention.num_heads": 2,
+                "model.attention.head_dim": 16,
+                "model.attention.num_convs": 2,
+            },
+        },
+        {},
+    ),
     ("MiniMLPF tiny", "lsh", {}, {"conv_type": "lsh"}),
-    ("particleflow", "gnn_lsh", {"model": "particleflow", "model_params": {
-        "conv_type": "gnn_lsh", "model.gnn_lsh.width": 32, "model.gnn_lsh.embedding_dim": 32,
-        "model.gnn_lsh.num_convs": 2, "model.gnn_lsh.bin_size": 64}}, {}),
+    (
+        "particleflow",
+        "gnn_lsh",
+        {
+            "model": "particleflow",
+            "model_params": {
+                "conv_type": "gnn_lsh",
+                "model.gnn_lsh.width": 32,
+                "model.gnn_lsh.embedding_dim": 32,
+                "model.gnn_lsh.num_convs": 2,
+                "model.gnn_lsh.bin_size": 64,
+            },
+        },
+        {},
+    ),
 ]
 
 
@@ -236,18 +326,52 @@ def bench_particleflow(data: Path, tmp: Path, quick: bool) -> str:
         dp = []
         for backend in backends:
             out = tmp / f"pf-{model}-{conv}-{backend}.json".replace(" ", "_")
-            proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
-                                   "tiny", str(events), str(out), json.dumps(extra), json.dumps(config)],
-                                  env=env, capture_output=True, text=True, timeout=900)
-            dp.append(f"{json.loads(out.read_text())['rate']:.0f}" if proc.returncode == 0
-                      else "failed: " + proc.stderr.strip().splitlines()[-1][:60])
+            proc = subprocess.run(
+                [
+                    mpiexec,
+                    "-n",
+                    "2",
+                    sys.executable,
+                    "-m",
+                    "mpi4py",
+                    str(script),
+                    str(data),
+                    backend,
+                    "tiny",
+                    str(events),
+                    str(out),
+                    json.dumps(extra),
+                    json.dumps(config),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            dp.append(
+                f"{json.loads(out.read_text())['rate']:.0f}"
+                if proc.returncode == 0
+                else "failed: " + proc.stderr.strip().splitlines()[-1][:60]
+            )
         n_params = _n_params(data, extra, config)
         rows.append((model, conv, f"{n_params:,}", f"{sec:.2f}", f"{cpu:.2f}", f"{rate:.0f}", *dp))
-    return (f"### particleflow (upstream MLPF 3.1.0) vs MiniMLPF at width 32, CPU, 1 thread per rank ({events:,} train "
-            "events, token budget 4096; an epoch includes validating 200 events; median of 2)\n\n"
-            + _table(["model", "backbone", "parameters", "epoch s wall (1 rank)", "epoch CPU s (1 rank)",
-                      "train events/s, 1 rank"] + [f"train events/s, 2 ranks ({b})" for b in backends], rows)
-            + "\n\nGPU rows (bf16 autocast on CUDA): not measured, no GPU was lent to this session.")
+    return (
+        f"### particleflow (upstream MLPF 3.1.0) vs MiniMLPF at width 32, CPU, 1 thread per rank ({events:,} train "
+        "events, token budget 4096; an epoch includes validating 200 events; median of 2)\n\n"
+        + _table(
+            [
+                "model",
+                "backbone",
+                "parameters",
+                "epoch s wall (1 rank)",
+                "epoch CPU s (1 rank)",
+                "train events/s, 1 rank",
+            ]
+            + [f"train events/s, 2 ranks ({b})" for b in backends],
+            rows,
+        )
+        + "\n\nGPU rows (bf16 autocast on CUDA): not measured, no GPU was lent to this session."
+    )
 
 
 def _hpo_trial(args):
@@ -255,8 +379,9 @@ def _hpo_trial(args):
     torch.set_num_threads(1)
     from hpoq.mlpf.training import TrainingFailed, TrainSettings, train_unit
 
-    settings = TrainSettings(data=data, preset="tiny", R=epochs, backend="none", device="cpu", seed=seed, num_threads=1,
-                             log_metrics=False)
+    settings = TrainSettings(
+        data=data, preset="tiny", R=epochs, backend="none", device="cpu", seed=seed, num_threads=1, log_metrics=False
+    )
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as ck:
         try:
@@ -283,9 +408,24 @@ def bench_hpo(data: Path, quick: bool, jobs: int) -> str:
         results = [_hpo_trial(a) for a in args]
     rows, finals, early = [], [], []
     e_early = 3 if not quick else 2
-    for i, (cfg, curve, err, sec) in enumerate(results):
-        short = {k: (f"{v:.2g}" if isinstance(v, float) else v) for k, v in cfg.items()
-                 if k in ("conv_type", "num_convs", "lr", "optimizer", "schedule", "token_budget", "width", "num_heads", "k", "bin_size")}
+    for i, (cfg, curve, _err, sec) in enumerate(results):
+        short = {
+            k: (f"{v:.2g}" if isinstance(v, float) else v)
+            for k, v in cfg.items()
+            if k
+            in (
+                "conv_type",
+                "num_convs",
+                "lr",
+                "optimizer",
+                "schedule",
+                "token_budget",
+                "width",
+                "num_heads",
+                "k",
+                "bin_size",
+            )
+        }
         if curve is None:
             rows.append((i, json.dumps(short), "diverged", "", f"{sec:.0f}"))
             continue
@@ -304,9 +444,13 @@ def bench_hpo(data: Path, quick: bool, jobs: int) -> str:
         ("std / median", f"{finals_a.std() / med:.2f}", ""),
         (f"Spearman(epoch-{e_early} ranking, epoch-{epochs} ranking)", f"{rho:.2f}", ">= 0.5"),
     ]
-    return (f"### Hyperparameters matter: {n_configs} random configs of SEARCH_SPACE_CPU (tiny preset base), "
-            f"{epochs} epochs, one core each\n\n" + _table(["#", "config (main keys)", f"val_loss ep {e_early}", f"val_loss ep {epochs}", "s"], rows)
-            + "\n\n" + _table(["statistic", "value", "target"], summary))
+    return (
+        f"### Hyperparameters matter: {n_configs} random configs of SEARCH_SPACE_CPU (tiny preset base), "
+        f"{epochs} epochs, one core each\n\n"
+        + _table(["#", "config (main keys)", f"val_loss ep {e_early}", f"val_loss ep {epochs}", "s"], rows)
+        + "\n\n"
+        + _table(["statistic", "value", "target"], summary)
+    )
 
 
 def main(argv=None) -> int:
@@ -320,8 +464,10 @@ def main(argv=None) -> int:
     from hpoq.mlpf.writer import generate_dataset
 
     sections = set(args.sections.split(","))
-    out_parts = [f"## MLPF benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                 f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA {'yes' if torch.cuda.is_available() else 'no'})"]
+    out_parts = [
+        f"## MLPF benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, CUDA {'yes' if torch.cuda.is_available() else 'no'})"
+    ]
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         if {"train", "dp", "pf"} & sections:

@@ -18,6 +18,7 @@ Same protocol as ``predict-eval`` (grouped 80/20 splits, target = last epoch). P
 
     .venv/bin/python benchmarks/mlpf_error_budget.py [--seeds 0-4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ def restart_epochs(curve: np.ndarray, tol: float = 0.1, jump: float = 0.5) -> li
     c = np.asarray(curve, float)
     out: list[int] = []
     for j in range(2, len(c)):
-        drop = c[0] - np.min(c[(out[-1] if out else 0):j])
+        drop = c[0] - np.min(c[(out[-1] if out else 0) : j])
         if drop <= 0 or abs(c[j] - c[0]) > tol * drop or abs(c[j] - c[j - 1]) < jump * drop:
             continue
         if j + 1 < len(c) and abs(c[j + 1] - c[1]) > tol * drop:
@@ -104,11 +105,15 @@ def main() -> int:
     v = table.minimized()
     y = v[:, -1]
 
-    print(f"MLPF table ({table.n_rows} rows, {table.n_epochs} epochs), grouped 80/20 splits, seeds {args.seeds}, "
-          "target = last epoch\n")
+    print(
+        f"MLPF table ({table.n_rows} rows, {table.n_epochs} epochs), grouped 80/20 splits, seeds {args.seeds}, "
+        "target = last epoch\n"
+    )
     fractions = (0.25, 0.3, 0.35, 0.4, 0.5)
     at25 = {}  # the 25% results, with predictions, for the error budget below
-    print("| predictor | " + " | ".join(f"R2 @{f:g} ({known_epochs(f, table.n_epochs)} epochs)" for f in fractions) + " |")
+    print(
+        "| predictor | " + " | ".join(f"R2 @{f:g} ({known_epochs(f, table.n_epochs)} epochs)" for f in fractions) + " |"
+    )
     print("|---" * (1 + len(fractions)) + "|")
     for name in PREDICTORS:
         r2 = []
@@ -123,15 +128,25 @@ def main() -> int:
     kind = kinds(table, e)
     names = sorted(set(kind.tolist()))
     by_row = {name: row_losses(at25[name]) for name in PREDICTORS}
-    by_kind = {name: {k: sum(x for i, x in rows.items() if kind[i] == k) for k in names} for name, rows in by_row.items()}
+    by_kind = {
+        name: {k: sum(x for i, x in rows.items() if kind[i] == k) for k in names} for name, rows in by_row.items()
+    }
     print(f"\nLoss of R2 by kind of run at 25% known ({e} epochs); the losses add up to 1 - R2\n")
-    print("| kind | rows in table | " + " | ".join(f"{n} R2 loss" for n in PREDICTORS)
-          + " | default: its three costliest rows (R2 loss) |")
+    print(
+        "| kind | rows in table | "
+        + " | ".join(f"{n} R2 loss" for n in PREDICTORS)
+        + " | default: its three costliest rows (R2 loss) |"
+    )
     print("|---" * (3 + len(PREDICTORS)) + "|")
     for k in sorted(names, key=lambda k: -by_kind["default"][k]):
         top = sorted((i for i in by_row["default"] if kind[i] == k), key=lambda i: -by_row["default"][i])[:3]
-        print(f"| {k} | {int((kind == k).sum())} | " + " | ".join(f"{by_kind[n][k]:.4f}" for n in PREDICTORS) + " | "
-              + ", ".join(f"{i} ({by_row['default'][i]:.4f})" for i in top) + " |")
+        print(
+            f"| {k} | {int((kind == k).sum())} | "
+            + " | ".join(f"{by_kind[n][k]:.4f}" for n in PREDICTORS)
+            + " | "
+            + ", ".join(f"{i} ({by_row['default'][i]:.4f})" for i in top)
+            + " |"
+        )
     print(f"| total (1 - R2) | {table.n_rows} | " + " | ".join(f"{1 - at25[n]['r2']:.4f}" for n in PREDICTORS) + " | |")
 
     twins = twin_groups(table, e)
@@ -140,18 +155,27 @@ def main() -> int:
         test = grouped_split(table.configs, seed)[1]
         sst += float(((y[test] - y[test].mean()) ** 2).sum())
         floor += sum(float(((y[m] - y[m].mean()) ** 2).sum()) for m in twins if m[0] in set(test.tolist()))
-    print(f"\nRows that are the same input to any predictor (same hyperparameters, first {e} epochs within 1.0) "
-          "but end more than 10 apart\n")
+    print(
+        f"\nRows that are the same input to any predictor (same hyperparameters, first {e} epochs within 1.0) "
+        "but end more than 10 apart\n"
+    )
     print("| rows | lr | final values |")
     print("|---|---|---|")
     for m in twins:
         if np.ptp(y[m]) > 10:
-            print(f"| {', '.join(map(str, m))} | {table.configs[m[0]]['lr']:.2e} | {', '.join(f'{x:.1f}' for x in y[m])} |")
-    print(f"\nFloor on the R2 loss of any predictor of (hyperparameters, {e}-epoch prefix) from these twins alone: "
-          f"{floor / sst:.4f} (the ceiling on R2 is at most {1 - floor / sst:.4f}).")
+            print(
+                f"| {', '.join(map(str, m))} | {table.configs[m[0]]['lr']:.2e} | "
+                f"{', '.join(f'{x:.1f}' for x in y[m])} |"
+            )
+    print(
+        f"\nFloor on the R2 loss of any predictor of (hyperparameters, {e}-epoch prefix) from these twins alone: "
+        f"{floor / sst:.4f} (the ceiling on R2 is at most {1 - floor / sst:.4f})."
+    )
     n_restart = sum(1 for row in v if restart_epochs(row))
-    print(f"\n{n_restart} of {table.n_rows} curves start over at least once (a restarted run logged as one curve); "
-          f"{int((kind == 'restarts later').sum())} of them only after epoch {e} and off the plateau.")
+    print(
+        f"\n{n_restart} of {table.n_rows} curves start over at least once (a restarted run logged as one curve); "
+        f"{int((kind == 'restarts later').sum())} of them only after epoch {e} and off the plateau."
+    )
     return 0
 
 

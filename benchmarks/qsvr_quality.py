@@ -1,4 +1,6 @@
-"""QSVR (sa, 4 x 20 subset ensemble; hpoq's and the paper's settings) vs classical SVR on the same 80 points (MLPF, 25% known).
+"""QSVR (sa, 4 x 20 subset ensemble; hpoq's and the paper's settings) vs classical SVR on the same 80 points.
+
+MLPF, 25% known.
 
 Protocol (the predict-eval protocol of issue 2): target = last epoch value; prefix = first
 ceil(F * epochs) epochs; per split seed an 80/20 split grouped by identical hyperparameter rows
@@ -23,6 +25,7 @@ OMP_NUM_THREADS=1, so CPU seconds = seconds on one core) and peak RSS.
 
     .venv/bin/python benchmarks/qsvr_quality.py [--seeds 0-4] [--predictor-seeds 0-4] [--known 0.25] [--num-reads 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,8 +88,10 @@ def paper_protocol(table, splits: int, qparams: dict) -> None:
             res[bname].append(r2(y[te], b.fit(None, prefixes[rows], y[rows]).predict(None, prefixes[te]).mean))
         q = QSVRPredictor(seed=s, **qparams).fit(None, prefixes[tr[:80]], y[tr[:80]])
         res["qsvr 4x20"].append(r2(y[te], q.predict(None, prefixes[te]).mean))
-    print(f"\nPaper protocol (method.md 8.3): {splits} random 50/50 splits of {table.n_rows} rows, target loss_98, "
-          f"25% known, stride2; scalers fitted on the training rows only\n")
+    print(
+        f"\nPaper protocol (method.md 8.3): {splits} random 50/50 splits of {table.n_rows} rows, target loss_98, "
+        f"25% known, stride2; scalers fitted on the training rows only\n"
+    )
     print("| setup | mean R2 | median | std | min | max |")
     print("|---|---|---|---|---|---|")
     for name, vals in res.items():
@@ -122,8 +127,12 @@ def main() -> int:
     ap.add_argument("--num-reads", type=int, default=None)
     ap.add_argument("--num-sweeps", type=int, default=None)
     ap.add_argument("--combine", default="mean7")
-    ap.add_argument("--paper-splits", type=int, default=10,
-                    help="also run the paper's 50/50-split protocol with this many splits (0: skip)")
+    ap.add_argument(
+        "--paper-splits",
+        type=int,
+        default=10,
+        help="also run the paper's 50/50-split protocol with this many splits (0: skip)",
+    )
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
     pseeds = parse_seeds(args.predictor_seeds) if args.predictor_seeds else []
@@ -141,9 +150,11 @@ def main() -> int:
     splits = {seed: grouped_split(table.configs, seed) for seed in seeds}
 
     d = QSVRPredictor(**qparams)
-    print(f"MLPF table ({table.n_rows} rows), {args.known:.0%} known ({e} epochs), target = last epoch, grouped 80/20 "
-          f"splits, seeds {args.seeds}; sampler sa, num_reads {d.num_reads}, num_sweeps {d.num_sweeps}, "
-          f"top-k {d.k_solutions}, combine {args.combine}, 4 x 20 ensemble; baselines fitted on the same 80 points")
+    print(
+        f"MLPF table ({table.n_rows} rows), {args.known:.0%} known ({e} epochs), target = last epoch, grouped 80/20 "
+        f"splits, seeds {args.seeds}; sampler sa, num_reads {d.num_reads}, num_sweeps {d.num_sweeps}, "
+        f"top-k {d.k_solutions}, combine {args.combine}, 4 x 20 ensemble; baselines fitted on the same 80 points"
+    )
     summary = []
     for name, cls in VARIANTS.items():
         rows = [fit_score(cls, seed, qparams, table, prefixes, y, *splits[seed]) for seed in seeds]
@@ -151,14 +162,20 @@ def main() -> int:
         print("| seed | qsvr R2 | svr same 80 | svr20 same 80 | fit CPU s | fit wall s |")
         print("|---|---|---|---|---|---|")
         for seed, r in zip(seeds, rows):
-            print(f"| {seed} | {r['qsvr']:.4f} | {r['svr']:.4f} | {r['svr20']:.4f} | {r['cpu']:.2f} | {r['wall']:.2f} |")
+            print(
+                f"| {seed} | {r['qsvr']:.4f} | {r['svr']:.4f} | {r['svr20']:.4f} | {r['cpu']:.2f} | {r['wall']:.2f} |"
+            )
         col = {k: np.array([r[k] for r in rows]) for k in ("qsvr", "svr", "svr20", "cpu", "wall")}
-        print(f"| mean | {col['qsvr'].mean():.4f} | {col['svr'].mean():.4f} | {col['svr20'].mean():.4f} | "
-              f"{np.median(col['cpu']):.2f} (median) | {np.median(col['wall']):.2f} (median) |")
+        print(
+            f"| mean | {col['qsvr'].mean():.4f} | {col['svr'].mean():.4f} | {col['svr20'].mean():.4f} | "
+            f"{np.median(col['cpu']):.2f} (median) | {np.median(col['wall']):.2f} (median) |"
+        )
         print(f"| std | {_std(col['qsvr']):.4f} | {_std(col['svr']):.4f} | {_std(col['svr20']):.4f} | | |")
-        line = (f"- {name}: R2 {col['qsvr'].mean() - col['svr'].mean():+.4f} vs svr, "
-                f"{col['qsvr'].mean() - col['svr20'].mean():+.4f} vs svr20 on the same 80 points (target >= -0.01); "
-                f"std across split seeds {_std(col['qsvr']):.4f} (svr on the same points {_std(col['svr']):.4f})")
+        line = (
+            f"- {name}: R2 {col['qsvr'].mean() - col['svr'].mean():+.4f} vs svr, "
+            f"{col['qsvr'].mean() - col['svr20'].mean():+.4f} vs svr20 on the same 80 points (target >= -0.01); "
+            f"std across split seeds {_std(col['qsvr']):.4f} (svr on the same points {_std(col['svr']):.4f})"
+        )
         if pseeds:
             within, gaps = [], []
             print(f"\n{name}: predictor seeds {args.predictor_seeds} at each fixed split\n")
@@ -166,17 +183,23 @@ def main() -> int:
             print("|---|---|---|---|---|")
             for seed in seeds:
                 # the fit with predictor seed = split seed is already in the table above
-                rr = [rows[seeds.index(seed)] if ps == seed else fit_score(cls, ps, qparams, table, prefixes, y, *splits[seed])
-                      for ps in pseeds]
+                rr = [
+                    rows[seeds.index(seed)]
+                    if ps == seed
+                    else fit_score(cls, ps, qparams, table, prefixes, y, *splits[seed])
+                    for ps in pseeds
+                ]
                 q = np.array([r["qsvr"] for r in rr])
                 b = np.array([r["svr"] for r in rr])
                 within.append(_std(q))
                 gaps.append(q.mean() - b.mean())
                 print(f"| {seed} | {q.mean():.4f} | {_std(q):.4f} | {b.mean():.4f} | {q.mean() - b.mean():+.4f} |")
-            line += (f"; std across predictor seeds at a fixed split: mean {np.mean(within):.4f}, "
-                     f"max {np.max(within):.4f} (target <= 0.03); mean gap to svr over all "
-                     f"{len(seeds) * len(pseeds)} fits {np.mean(gaps):+.4f}")
-        line += (f"; median fit CPU {np.median(col['cpu']):.2f} s, wall {np.median(col['wall']):.2f} s (target <= 3 s)")
+            line += (
+                f"; std across predictor seeds at a fixed split: mean {np.mean(within):.4f}, "
+                f"max {np.max(within):.4f} (target <= 0.03); mean gap to svr over all "
+                f"{len(seeds) * len(pseeds)} fits {np.mean(gaps):+.4f}"
+            )
+        line += f"; median fit CPU {np.median(col['cpu']):.2f} s, wall {np.median(col['wall']):.2f} s (target <= 3 s)"
         summary.append(line)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print()

@@ -6,14 +6,15 @@
    (``end.master_cpu_s`` in the journal) / units; units/s = units / wall time of the study loop
    (first unit record to end record). Target: overhead <= 2 ms per unit at 16 ranks.
 2. **SIGKILL at a random moment, then resume**: the master is killed at a uniformly random time
-   between the journal header and the uninterrupted run's duration (seeded), ``run --resume`` continues; the final best configuration must equal
-   the uninterrupted run's, and every unit finished before the kill must be kept (not re-run).
+   between the journal header and the uninterrupted run's duration (seeded), ``run --resume`` continues; the final best
+   configuration must equal the uninterrupted run's, and every unit finished before the kill must be kept (not re-run).
 3. **mpiexec vs simulate**: Swift-Hyperband on the MLPF table under ``mpiexec -n 2`` (one trial
    group) must use the same epochs and return the same configuration as ``simulate`` with the
    same seed and one worker.
 
 Usage: ``python benchmarks/runtime.py --out benchmarks/results [--repeats 3] [--kills 5] [--quick]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ def cmd(n: int, *args) -> list[str]:
 
 
 def write_study(directory: Path, name: str, algorithm: dict, sleep: float = 0.0, seed: int = 0, **extra) -> str:
-    doc = {"name": name, "seed": seed, "algorithm": algorithm, "space": "table", "poll_interval": 0.01,
-           "trainer": {"name": "table", "params": {"table": str(TABLE), "sleep": sleep}}, **extra}
+    doc = {
+        "name": name,
+        "seed": seed,
+        "algorithm": algorithm,
+        "space": "table",
+        "poll_interval": 0.01,
+        "trainer": {"name": "table", "params": {"table": str(TABLE), "sleep": sleep}},
+        **extra,
+    }
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
@@ -88,16 +96,29 @@ def bench_overhead(tmp: Path, ranks: list[int], repeats: int) -> list[dict]:
             per_unit.append(end["master_cpu_s"] / end["units"])
             rates.append(end["units"] / (end["t"] - first))
             units = end["units"]
-        rows.append({"ranks": n, "groups": n - 1, "units": units, "overhead_ms": 1e3 * statistics.median(per_unit),
-                     "overhead_max_ms": 1e3 * max(per_unit), "units_per_s": statistics.median(rates),
-                     "wall_s": statistics.median(walls)})
+        rows.append(
+            {
+                "ranks": n,
+                "groups": n - 1,
+                "units": units,
+                "overhead_ms": 1e3 * statistics.median(per_unit),
+                "overhead_max_ms": 1e3 * max(per_unit),
+                "units_per_s": statistics.median(rates),
+                "wall_s": statistics.median(walls),
+            }
+        )
     return rows
 
 
 # -- 2. SIGKILL + resume ----------------------------------------------------------------------
 def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
-    proc = subprocess.Popen(cmd(n, "run", study, "--out", str(out)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=mpi_child_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        cmd(n, "run", study, "--out", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=mpi_child_env(),
+        cwd=REPO,
+    )
     pid, t0 = None, None  # the clock starts when the master has written the journal header
     while proc.poll() is None and (t0 is None or time.monotonic() - t0 < at):
         time.sleep(0.005)
@@ -117,10 +138,19 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     if not (out / "journal.jsonl").exists():  # killed before the study started: start again
         run(n, "run", study, "--out", str(out))
         after = journal(out)
-        return {"at": at, "killed": False, "before": 0, "lost": 0, "kept": True, "units": results(after),
-                "failures": sum(r["type"] == "failure" for r in after), "lost_attempts": 0, "failed_trials": 0,
-                "best": after[-1]["best"]["trial_id"],
-                "epochs": after[-1]["epochs"]}
+        return {
+            "at": at,
+            "killed": False,
+            "before": 0,
+            "lost": 0,
+            "kept": True,
+            "units": results(after),
+            "failures": sum(r["type"] == "failure" for r in after),
+            "lost_attempts": 0,
+            "failed_trials": 0,
+            "best": after[-1]["best"]["trial_id"],
+            "epochs": after[-1]["epochs"],
+        }
     before = journal(out)
     done_before = results(before)
     if before[-1]["type"] != "end":
@@ -128,14 +158,19 @@ def _kill_and_resume(study: str, out: Path, n: int, at: float) -> dict:
     after = journal(out)
     resume = next((r for r in after if r["type"] == "resume"), None)
     final = results(after)
-    return {"at": at, "killed": killed and before[-1]["type"] != "end", "before": len(done_before),
-            "lost": len(resume["lost_units"]) if resume else 0, "units": final,
-            "failures": sum(r["type"] == "failure" and r.get("kind") != "lost" for r in after),
-            "lost_attempts": sum(r["type"] == "failure" and r.get("kind") == "lost" for r in after),
-            "failed_trials": sum(r["type"] == "failure" and bool(r.get("final")) for r in after),
-            "kept": final[:len(done_before)] == done_before and len(final) == len(set(final)),
-            "best": after[-1]["best"]["trial_id"] if after[-1].get("best") else None,
-            "epochs": after[-1]["epochs"]}
+    return {
+        "at": at,
+        "killed": killed and before[-1]["type"] != "end",
+        "before": len(done_before),
+        "lost": len(resume["lost_units"]) if resume else 0,
+        "units": final,
+        "failures": sum(r["type"] == "failure" and r.get("kind") != "lost" for r in after),
+        "lost_attempts": sum(r["type"] == "failure" and r.get("kind") == "lost" for r in after),
+        "failed_trials": sum(r["type"] == "failure" and bool(r.get("final")) for r in after),
+        "kept": final[: len(done_before)] == done_before and len(final) == len(set(final)),
+        "best": after[-1]["best"]["trial_id"] if after[-1].get("best") else None,
+        "epochs": after[-1]["epochs"],
+    }
 
 
 def bench_kill(tmp: Path, kills: int, seed: int, n: int = 4) -> tuple[dict, list[dict]]:
@@ -156,8 +191,13 @@ def bench_kill(tmp: Path, kills: int, seed: int, n: int = 4) -> tuple[dict, list
         row["same_best"] = row.get("best") == ref["best"]["trial_id"]
         row["same_units"] = sorted(row.pop("units")) == ref_units
         rows.append(row)
-    return {"best": ref["best"]["trial_id"], "epochs": ref["epochs"], "wall_s": wall, "gap_s": gap,
-            "gap_after": sum(r["type"] == "result" for r in ref_records[:ref_records.index(before_gap) + 1])}, rows
+    return {
+        "best": ref["best"]["trial_id"],
+        "epochs": ref["epochs"],
+        "wall_s": wall,
+        "gap_s": gap,
+        "gap_after": sum(r["type"] == "result" for r in ref_records[: ref_records.index(before_gap) + 1]),
+    }, rows
 
 
 # -- 3. mpiexec vs simulate -------------------------------------------------------------------
@@ -175,9 +215,18 @@ def bench_equivalence(tmp: Path, seeds: list[int], R: int, eta: int, ranks: list
             run(n, "run", study, "--out", str(out), timeout=900)
             end = journal(out)[-1]
             best_row = end["best"]["config"]["_row"] if end.get("best") else None
-            rows.append({"seed": seed, "ranks": n, "groups": n - 1, "sim_epochs": sim["epochs"], "mpi_epochs": end["epochs"],
-                         "sim_best_row": sim["best_row"], "mpi_best_row": best_row,
-                         "same": sim["epochs"] == end["epochs"] and sim["best_row"] == best_row})
+            rows.append(
+                {
+                    "seed": seed,
+                    "ranks": n,
+                    "groups": n - 1,
+                    "sim_epochs": sim["epochs"],
+                    "mpi_epochs": end["epochs"],
+                    "sim_best_row": sim["best_row"],
+                    "mpi_best_row": best_row,
+                    "same": sim["epochs"] == end["epochs"] and sim["best_row"] == best_row,
+                }
+            )
     return rows
 
 
@@ -194,49 +243,86 @@ def main(argv=None) -> int:
     ranks = [4, 16] if args.quick else [4, 16, 64]
     repeats = 1 if args.quick else args.repeats
     kills = 2 if args.quick else args.kills
-    lines = ["# MPI runtime benchmark", "",
-             f"`python benchmarks/runtime.py` on {os.cpu_count()} CPU(s); table trainer, MLPF table; "
-             f"mpiexec from the mpich wheel; times are wall-clock.", ""]
+    lines = [
+        "# MPI runtime benchmark",
+        "",
+        f"`python benchmarks/runtime.py` on {os.cpu_count()} CPU(s); table trainer, MLPF table; "
+        f"mpiexec from the mpich wheel; times are wall-clock.",
+        "",
+    ]
     with tempfile.TemporaryDirectory(prefix="hpoq-bench-runtime-") as tmpdir:
         tmp = Path(tmpdir)
         if "overhead" in parts:
             rows = bench_overhead(tmp, ranks, repeats)
-            lines += ["## Master overhead and throughput (Hyperband R=81 eta=3, no sleep)", "",
-                      f"median of {repeats} run(s); target: overhead <= 2 ms per unit at 16 ranks", "",
-                      "| ranks | trial groups | units | master CPU per unit (ms) | max (ms) | units/s | wall incl. start-up (s) |",
-                      "|---|---|---|---|---|---|---|"]
-            lines += [f"| {r['ranks']} | {r['groups']} | {r['units']} | {r['overhead_ms']:.3f} | {r['overhead_max_ms']:.3f} | "
-                      f"{r['units_per_s']:.0f} | {r['wall_s']:.1f} |" for r in rows]
+            lines += [
+                "## Master overhead and throughput (Hyperband R=81 eta=3, no sleep)",
+                "",
+                f"median of {repeats} run(s); target: overhead <= 2 ms per unit at 16 ranks",
+                "",
+                "| ranks | trial groups | units | master CPU per unit (ms) | max (ms) | units/s | wall incl. "
+                "start-up (s) |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['ranks']} | {r['groups']} | {r['units']} | {r['overhead_ms']:.3f} | "
+                f"{r['overhead_max_ms']:.3f} | "
+                f"{r['units_per_s']:.0f} | {r['wall_s']:.1f} |"
+                for r in rows
+            ]
             lines.append("")
             print("\n".join(lines), flush=True)
         if "kill" in parts:
             ref, rows = bench_kill(tmp, kills, args.seed)
-            sec = ["## SIGKILL of the master at a random moment, then `run --resume`", "",
-                   f"Swift R=27 eta=3, seed 1, 4 ranks, sleep 4 ms/epoch; uninterrupted: best trial {ref['best']}, "
-                   f"{ref['epochs']} epochs, {ref['wall_s']:.1f} s from journal header to end record; the kill time "
-                   "is uniform over that span, counted from the header of the killed run", "",
-                   "| kill | at (s) | killed mid-study | units finished before | units lost (in flight) | finished units kept | "
-                   "lost units counted as failed attempts | other failed units | trials FAILED | same best | "
-                   "same units as uninterrupted | epochs |",
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            sec += [f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | "
-                    f"{r['lost_attempts']} | {r['failures']} | {r['failed_trials']} | "
-                    f"{r['same_best']} | {r['same_units']} | {r.get('epochs')} |" for i, r in enumerate(rows)]
-            sec += ["", f"Longest pause between two journal records of the uninterrupted run: {ref['gap_s']:.2f} s, after "
-                    f"{ref['gap_after']} results (one scheduler call on the master, e.g. a predictor fit); kills at a "
-                    "uniformly random time land there in proportion.", ""]
+            sec = [
+                "## SIGKILL of the master at a random moment, then `run --resume`",
+                "",
+                f"Swift R=27 eta=3, seed 1, 4 ranks, sleep 4 ms/epoch; uninterrupted: best trial {ref['best']}, "
+                f"{ref['epochs']} epochs, {ref['wall_s']:.1f} s from journal header to end record; the kill time "
+                "is uniform over that span, counted from the header of the killed run",
+                "",
+                "| kill | at (s) | killed mid-study | units finished before | units lost (in flight) | finished "
+                "units kept | "
+                "lost units counted as failed attempts | other failed units | trials FAILED | same best | "
+                "same units as uninterrupted | epochs |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            sec += [
+                f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | "
+                f"{r['lost_attempts']} | {r['failures']} | {r['failed_trials']} | "
+                f"{r['same_best']} | {r['same_units']} | {r.get('epochs')} |"
+                for i, r in enumerate(rows)
+            ]
+            sec += [
+                "",
+                f"Longest pause between two journal records of the uninterrupted run: {ref['gap_s']:.2f} s, after "
+                f"{ref['gap_after']} results (one scheduler call on the master, e.g. a predictor fit); kills at a "
+                "uniformly random time land there in proportion.",
+                "",
+            ]
             print("\n".join(sec), flush=True)
             lines += sec
         if "equivalence" in parts:
             seeds = [0] if args.quick else [0, 1, 2]
             rows = bench_equivalence(tmp, seeds, 81, 3, [2] if args.quick else [2, 4])
-            sec = ["## Swift under mpiexec vs `simulate` (same seed, one worker group), R=81 eta=3", "",
-                   "| seed | ranks | trial groups | simulate epochs | mpiexec epochs | simulate best row | mpiexec best row | same |",
-                   "|---|---|---|---|---|---|---|---|"]
-            sec += [f"| {r['seed']} | {r['ranks']} | {r['groups']} | {r['sim_epochs']} | {r['mpi_epochs']} | {r['sim_best_row']} | "
-                    f"{r['mpi_best_row']} | {r['same']} |" for r in rows]
-            sec += ["", "With one trial group the dispatch order equals the simulator's; with more groups Swift sees "
-                    "results in arrival order, so the rows for 4 ranks are informative, not a target.", ""]
+            sec = [
+                "## Swift under mpiexec vs `simulate` (same seed, one worker group), R=81 eta=3",
+                "",
+                "| seed | ranks | trial groups | simulate epochs | mpiexec epochs | simulate best row | mpiexec "
+                "best row | same |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            sec += [
+                f"| {r['seed']} | {r['ranks']} | {r['groups']} | {r['sim_epochs']} | {r['mpi_epochs']} | "
+                f"{r['sim_best_row']} | "
+                f"{r['mpi_best_row']} | {r['same']} |"
+                for r in rows
+            ]
+            sec += [
+                "",
+                "With one trial group the dispatch order equals the simulator's; with more groups Swift sees "
+                "results in arrival order, so the rows for 4 ranks are informative, not a target.",
+                "",
+            ]
             print("\n".join(sec), flush=True)
             lines += sec
     os.makedirs(args.out, exist_ok=True)

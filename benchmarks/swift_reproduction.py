@@ -10,6 +10,7 @@ Prints markdown tables:
 
 Usage: ``.venv/bin/python benchmarks/swift_reproduction.py [--seeds 0-9] [--tables mlpf,...] [--out DIR]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,16 @@ def row(name, runs, hb_runs, seconds, hb_epochs, runs50=None):
     same = sum(r["best_row"] == h["best_row"] or r["best_final"] == h["best_final"] for r, h in zip(runs, hb_runs))
     mk1 = np.mean([r["makespan"] for r in runs])
     mk50 = "" if runs50 is None else f"{np.mean([r['makespan'] for r in runs50]):.0f}"
-    return (f"| {name} | {epochs.mean():.1f} +- {epochs.std():.1f} | {100 * (1 - epochs.mean() / hb_epochs):+.1f}% | "
-            f"{same}/{len(runs)} | {best.mean():.4f} +- {best.std():.4f} | {mk1:.0f} | {mk50} | {seconds:.2f} |")
+    return (
+        f"| {name} | {epochs.mean():.1f} +- {epochs.std():.1f} | {100 * (1 - epochs.mean() / hb_epochs):+.1f}% | "
+        f"{same}/{len(runs)} | {best.mean():.4f} +- {best.std():.4f} | {mk1:.0f} | {mk50} | {seconds:.2f} |"
+    )
 
 
-HEADER = ("| algorithm | epochs (mean +- std) | saving vs HB | same config as HB | best_final (mean +- std) | "
-          "makespan W=1 | makespan W=50 | wall s (all seeds, W=1) |\n|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| algorithm | epochs (mean +- std) | saving vs HB | same config as HB | best_final (mean +- std) | "
+    "makespan W=1 | makespan W=50 | wall s (all seeds, W=1) |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> int:
@@ -68,7 +73,10 @@ def main() -> int:
         R = table.n_epochs
         hb_epochs = hyperband_budget(R, 2)[1]
         algos = ["hyperband", "swift"] + (["random", "topk-1epoch"] if name == "mlpf" else [])
-        block = [f"\n## {name}: R = {R}, eta = 2, {len(seeds)} seeds ({table.n_rows} rows; Hyperband {hb_epochs} epochs)", ""]
+        block = [
+            f"\n## {name}: R = {R}, eta = 2, {len(seeds)} seeds ({table.n_rows} rows; Hyperband {hb_epochs} epochs)",
+            "",
+        ]
         for warm in (0.0, 0.5):
             block += [f"\n### warm fraction {warm}", "", HEADER]
             hb_runs, hb_s = runs_of(table, "hyperband", seeds, R, 2, warm=warm)

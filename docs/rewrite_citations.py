@@ -13,14 +13,20 @@ Each section maps to a page and anchor; a section without its own entry uses its
 by ", ". Text after the citation is kept. Lines that the rewrite pushes past 120 characters are
 listed for rewrapping by hand.
 """
+
 from __future__ import annotations
 
 import re
 import sys
 from pathlib import Path
 
-ALG, PRED, RUN, DATA, INST = ("docs/algorithms.md", "docs/predictors.md", "docs/runtime.md", "docs/mlpf-data.md",
-                              "docs/install.md")
+ALG, PRED, RUN, DATA, INST = (
+    "docs/algorithms.md",
+    "docs/predictors.md",
+    "docs/runtime.md",
+    "docs/mlpf-data.md",
+    "docs/install.md",
+)
 
 #: (note, section) -> replacement; section "" is the whole note
 MAPPING: dict[tuple[str, str], str] = {
@@ -82,7 +88,8 @@ _SECTION = r"\d+(?:\.\d+)*"
 CITATION = re.compile(
     r"(?:docs/)?(?P<note>method|platform|mlpf|architecture|peers)\.md"
     rf"(?:(?:[ \t]+section)?[ \t]*§?[ \t]*(?P<sections>{_SECTION}(?:[ \t]*[-–][ \t]*{_SECTION})?"
-    rf"(?:(?:,| and)[ \t]*{_SECTION}(?:[ \t]*[-–][ \t]*{_SECTION})?(?![\w.-]))*))?")
+    rf"(?:(?:,| and)[ \t]*{_SECTION}(?:[ \t]*[-–][ \t]*{_SECTION})?(?![\w.-]))*))?"
+)
 
 
 def target(note: str, section: str) -> str:
@@ -98,8 +105,11 @@ def target(note: str, section: str) -> str:
 def _sections(text: str) -> list[str]:
     out = []
     for part in re.split(r",\s*|\s+and\s+", text):
-        lo, _, hi = (p.strip() for p in re.split(r"([-–])", part, maxsplit=1)) if re.search(r"[-–]", part) \
+        lo, _, hi = (
+            (p.strip() for p in re.split(r"([-–])", part, maxsplit=1))
+            if re.search(r"[-–]", part)
             else (part.strip(), "", "")
+        )
         out.append(lo)
         if hi:
             out.append(hi)

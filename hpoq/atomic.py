@@ -3,6 +3,7 @@
 Every output that must survive a crash (tables, stores, checkpoints, manifests, reports) is
 written to a temporary file in the same directory and renamed over the target.
 """
+
 from __future__ import annotations
 
 import os

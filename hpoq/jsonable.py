@@ -1,4 +1,5 @@
 """numpy values in JSON: one ``default=`` hook for every JSON writer (CLI output, journal, stores)."""
+
 from __future__ import annotations
 
 import numpy as np

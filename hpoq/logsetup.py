@@ -11,6 +11,7 @@ D-Wave style tokens (``ABC-`` followed by 16+ hex digits), and the literal value
 variables whose names say they hold a secret (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``,
 ``*API_KEY*``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,8 @@ _HANDLER_TAG = "_hpoq_handler"
 _SECRET_KEYS = r"(?:[A-Za-z_]*token|api[_-]?key|secret|password|passwd|authorization|x-auth-token)"
 _KEYED = re.compile(
     rf"(?P<key>['\"]?\b{_SECRET_KEYS}['\"]?\s*[:=]\s*)(?P<q>['\"]?)(?P<value>(?:Bearer\s+)?[^\s'\",}}\]]+)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _DWAVE_TOKEN = re.compile(r"\b[A-Za-z]{2,5}-[0-9a-fA-F]{16,}\b")
 _SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY", re.IGNORECASE)
 

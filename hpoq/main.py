@@ -7,6 +7,7 @@ parses and dispatches. Heavy imports (torch, dwave, mpi4py) belong inside ``run`
 Under MPI: ``mpiexec -n N python -m hpoq.main run STUDY.yaml`` or ``srun python -m hpoq.main run ...``;
 :mod:`hpoq.runtime.mpi_guard` makes a failure on any rank abort the whole job, as ``-m mpi4py`` does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hpoq {__version__}")
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="level of hpoq's own loggers (default WARNING); other libraries stay at WARNING",
     )
     parser.add_argument(
-        "--log-level-all", action="store_true",
+        "--log-level-all",
+        action="store_true",
         help="apply --log-level to every library's loggers too (token-like values are masked either way)",
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)

@@ -19,6 +19,7 @@ with its own ``__init__`` declares a table, if only ``{}``, to say the merged on
 constructs the class. A plugin class without a table is checked against its constructor's
 signature instead; this module is the only one that inspects signatures.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -58,6 +59,7 @@ def import_class(kind: str, name: str, target: str):
 
 
 # ------------------------------------------------------------------------------------ constraints
+
 
 class Interval:
     """A number of ``kind`` (``int``: an integer, ``float``: any finite real) between ``low`` and ``high``
@@ -155,13 +157,14 @@ def check_value(path: str, value, constraints: list) -> None:
 
 # ------------------------------------------------------------------------------------ tables
 
+
 def constraints_of(cls) -> dict | None:
     """The merged ``parameter_constraints`` of ``cls`` and its bases, or None if the class whose
     ``__init__`` builds ``cls`` (or a subclass of it) declares no table -- a plugin that only inherits
     its base's table may take other parameters, so its signature is used instead."""
     mro = cls.__mro__
     init_owner = next(i for i, c in enumerate(mro) if "__init__" in vars(c))
-    if not any("parameter_constraints" in vars(c) for c in mro[:init_owner + 1]):
+    if not any("parameter_constraints" in vars(c) for c in mro[: init_owner + 1]):
         return None
     tables = [vars(c)["parameter_constraints"] for c in reversed(mro) if "parameter_constraints" in vars(c)]
     merged: dict = {}
@@ -202,8 +205,10 @@ def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
     table = constraints_of(cls) or {}
     for key, value in params.items():
         if key not in allowed:
-            raise ConfigError(f"{path}.{key}: no such parameter ({what} has no parameter {key!r}; "
-                              f"parameters: {', '.join(allowed) or 'none'})")
+            raise ConfigError(
+                f"{path}.{key}: no such parameter ({what} has no parameter {key!r}; "
+                f"parameters: {', '.join(allowed) or 'none'})"
+            )
         if key in table:
             check_value(f"{path}.{key}", value, table[key])
 
@@ -226,8 +231,15 @@ def resolve(kind: str, name: str):
     return getattr(importlib.import_module(module_name), function)(name)
 
 
-def build(kind: str, name: str, params: dict | None = None, *, path: str | None = None,
-          context: dict | None = None, what: str | None = None):
+def build(
+    kind: str,
+    name: str,
+    params: dict | None = None,
+    *,
+    path: str | None = None,
+    context: dict | None = None,
+    what: str | None = None,
+):
     """Construct the ``kind`` registered as ``name`` from user ``params`` after checking them.
 
     ``path`` is where ``params`` sit in the study file (default ``<kind>.params``); ``context`` holds
@@ -252,5 +264,21 @@ def build(kind: str, name: str, params: dict | None = None, *, path: str | None 
         raise ConfigError(f"{what}: bad parameters ({exc})") from None
 
 
-__all__ = ["Anything", "Boolean", "Interval", "KINDS", "Mapping", "Options", "Text", "build", "check", "check_value",
-           "constraints_of", "import_class", "parameter_names", "resolve", "takes", "validate"]
+__all__ = [
+    "Anything",
+    "Boolean",
+    "Interval",
+    "KINDS",
+    "Mapping",
+    "Options",
+    "Text",
+    "build",
+    "check",
+    "check_value",
+    "constraints_of",
+    "import_class",
+    "parameter_names",
+    "resolve",
+    "takes",
+    "validate",
+]

@@ -2,6 +2,7 @@
 
 Never derive seeds from Python's ``hash()`` of a string: it is randomised per process.
 """
+
 from __future__ import annotations
 
 import zlib

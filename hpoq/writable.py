@@ -1,4 +1,5 @@
 """Check that a place can be written before any work starts, so that it fails in one line, not mid-way."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared test fixtures: paths to ../shared/data and the environment for spawned MPI ranks."""
+
 from __future__ import annotations
 
 import functools
@@ -66,8 +67,9 @@ def slurm_skip_reason() -> str | None:
     if not (shutil.which("sinfo") and shutil.which("sbatch") and shutil.which("srun")):
         return f"no Slurm client commands (sinfo, sbatch, srun); {start}"
     try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True, env=slurm_env(),
-                              timeout=15)
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True, env=slurm_env(), timeout=15
+        )
     except subprocess.TimeoutExpired:
         return f"sinfo does not answer; {start}"
     usable = {"idle", "mixed", "allocated", "completing"}  # '*' / '~' suffixes: not responding / powered off

@@ -4,6 +4,7 @@ curve table (checking the scheduler contract on every event) and MLPF prefix/tar
 The backend is the replay simulator's logic without its clock: ``workers`` units in flight at
 most, results delivered in dispatch order, so every run is reproducible from its seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,9 +17,17 @@ from hpoq.schedulers.base import ACTIONS, DONE, FAILED, STOP, Scheduler
 TERMINAL = (DONE, STOP, FAILED)
 
 
-def drive(sched: Scheduler, curves: np.ndarray, R: int, *, workers: int = 1, n_units: int | None = None,
-          fail: Callable[[int, object], bool] = lambda n, unit: False, max_units: int = 20_000,
-          history: list = ()) -> list:
+def drive(
+    sched: Scheduler,
+    curves: np.ndarray,
+    R: int,
+    *,
+    workers: int = 1,
+    n_units: int | None = None,
+    fail: Callable[[int, object], bool] = lambda n, unit: False,
+    max_units: int = 20_000,
+    history: list = (),
+) -> list:
     """Run ``sched`` on the minimised ``curves`` (rows indexed by ``config["_row"]``) until it is finished
     (or ``n_units`` units were answered); return the event log ``[(unit dict, "result" | "failure",
     [decision dicts])]``. ``fail(n, unit)``: answer the n-th unit (0-based) with a failure instead.
@@ -53,7 +62,7 @@ def drive(sched: Scheduler, curves: np.ndarray, R: int, *, workers: int = 1, n_u
         if failed:
             decisions = sched.on_failure(unit.trial_id, "injected failure")
         else:
-            values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch]
+            values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch]
             decisions = sched.on_result(unit.trial_id, values.tolist())
             reached[unit.trial_id] = unit.end_epoch
         answered += 1
@@ -69,8 +78,9 @@ def _check_decisions(sched, unit, failed: bool, decisions) -> None:
     if failed:
         assert any(d.action == FAILED for d in own), f"{sched.name}: no 'failed' decision for {unit}"
     else:
-        assert any(d.epoch == unit.end_epoch for d in own), f"{sched.name}: no decision at epoch {unit.end_epoch} " \
-                                                              f"for {unit}: {own}"
+        assert any(d.epoch == unit.end_epoch for d in own), (
+            f"{sched.name}: no decision at epoch {unit.end_epoch} for {unit}: {own}"
+        )
 
 
 def mlpf_prefixes(table, known: float = 0.25, seed: int = 0):

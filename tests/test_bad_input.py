@@ -3,6 +3,7 @@
 Bad study files, bad curve tables, truncated or foreign HDF5, damaged journals, and signals. Each
 row is a real file on disk handed to the real CLI (in-process where no MPI is involved).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,14 +15,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import MLPF_TABLE, mpi_env
+
 from hpoq.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = str(MLPF_TABLE)
-GOOD_STUDY = {"name": "s", "seed": 1, "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
-              "trainer": {"name": "table", "params": {"table": TABLE}}, "space": "table"}
+GOOD_STUDY = {
+    "name": "s",
+    "seed": 1,
+    "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
+    "trainer": {"name": "table", "params": {"table": TABLE}},
+    "space": "table",
+}
 
 
 def study_text(**over) -> str:
@@ -33,8 +39,11 @@ STUDY_CASES = [
     ("duplicate-top-key", study_text() + "seed: 2\n", "key 'seed' is given twice"),
     ("duplicate-nested-key", study_text().replace("  R: 9\n", "  R: 9\n  R: 27\n"), "key 'R' is given twice"),
     ("unknown-key", study_text(max_retry=2), "max_retry: unknown key"),
-    ("misspelt-algorithm-param", study_text(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 2}}),
-     "algorithm.params.knwon_curve"),
+    (
+        "misspelt-algorithm-param",
+        study_text(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 2}}),
+        "algorithm.params.knwon_curve",
+    ),
     ("wrong-type", study_text(seed="one"), "seed must be an integer"),
     ("yaml-syntax", "name: [unclosed\n", "is not valid YAML"),
     ("not-a-mapping", "- a\n- b\n", "must hold a mapping"),
@@ -42,8 +51,11 @@ STUDY_CASES = [
     ("negative-timeout", study_text(unit_timeout=-5), "unit_timeout must be a positive"),
     ("text-timeout", study_text(unit_timeout="ten"), "unit_timeout must be a finite number"),
     ("missing-table", study_text(trainer={"name": "table", "params": {"table": "nope.csv"}}), "does not exist"),
-    ("bad-mode", study_text(trainer={"name": "table", "params": {"table": TABLE, "mode": "up"}}),
-     "trainer.params.mode must be 'min' or 'max'"),
+    (
+        "bad-mode",
+        study_text(trainer={"name": "table", "params": {"table": TABLE, "mode": "up"}}),
+        "trainer.params.mode must be 'min' or 'max'",
+    ),
     ("unknown-algorithm", study_text(algorithm={"name": "nope", "R": 9}), "algorithm.name"),
     ("R-missing", study_text(algorithm={"name": "hyperband"}), "algorithm.R: required"),
     ("zero-retries-negative", study_text(max_retries=-1), "max_retries must be >= 0"),
@@ -97,10 +109,12 @@ def curve_store(tmp_path_factory) -> Path:
 def test_truncated_or_foreign_hdf5(tmp_path, capsys, curve_store, cut):
     data = curve_store.read_bytes()
     bad = tmp_path / "bad.h5"
-    bad.write_bytes({"half": data[:len(data) // 2], "header": data[:512], "foreign": os.urandom(4096)}[cut])
+    bad.write_bytes({"half": data[: len(data) // 2], "header": data[:512], "foreign": os.urandom(4096)}[cut])
     capsys.readouterr()
-    for argv in (["predict-eval", "--table", str(bad), "--known", "0.5", "--seeds", "0"],
-                 ["simulate", "--table", str(bad), "--algorithm", "hyperband", "--R", "9", "--eta", "3"]):
+    for argv in (
+        ["predict-eval", "--table", str(bad), "--known", "0.5", "--seeds", "0"],
+        ["simulate", "--table", str(bad), "--algorithm", "hyperband", "--R", "9", "--eta", "3"],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("hpoq: error: ") and err.count("\n") == 1 and "not a readable HDF5 file" in err, err
@@ -115,9 +129,27 @@ def journal_lines(tmp_path_factory) -> list[str]:
     tmp = tmp_path_factory.mktemp("journal")
     study = tmp / "s.yaml"
     study.write_text(study_text(poll_interval=0.005))
-    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", str(study),
-                           "--out", str(tmp / "out")], capture_output=True, text=True, env=mpi_env(), cwd=REPO,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            mpiexec(),
+            "-n",
+            "3",
+            sys.executable,
+            "-m",
+            "mpi4py",
+            "-m",
+            "hpoq.main",
+            "run",
+            str(study),
+            "--out",
+            str(tmp / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return (tmp / "out" / "journal.jsonl").read_text().splitlines()
 
@@ -127,19 +159,19 @@ def _damage(lines: list[str], how: str) -> str:
     if how == "truncated-last-line":
         return "\n".join(lines[:half]) + "\n" + lines[half][: len(lines[half]) // 2]
     if how == "garbage-middle-line":
-        return "\n".join(lines[:half] + ["{not json at all"] + lines[half + 1:]) + "\n"
+        return "\n".join(lines[:half] + ["{not json at all"] + lines[half + 1 :]) + "\n"
     if how == "no-header":
         return "\n".join(lines[1:]) + "\n"
     if how == "empty":
         return ""
     if how == "binary-middle-line":
-        return "\n".join(lines[:half] + ["\udcff\udcfe"] + lines[half + 1:]) + "\n"
+        return "\n".join(lines[:half] + ["\udcff\udcfe"] + lines[half + 1 :]) + "\n"
     raise ValueError(how)
 
 
 # (damage, status exit code, message of the one line for exit 2)
 JOURNAL_CASES = [
-    ("truncated-last-line", 3, None),   # a master killed mid-write: resumable
+    ("truncated-last-line", 3, None),  # a master killed mid-write: resumable
     ("garbage-middle-line", 2, "is not a JSON record"),
     ("binary-middle-line", 2, "is not a JSON record"),
     ("no-header", 2, "no header record"),
@@ -171,8 +203,14 @@ def test_resume_of_a_damaged_journal_writes_nothing(tmp_path, journal_lines, how
     out.mkdir()
     text = _damage(journal_lines, how)
     (out / "journal.jsonl").write_text(text)
-    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", "--resume",
-                           str(out)], capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=60)
+    proc = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("hpoq: error:")], proc.stderr
     assert "Traceback" not in proc.stderr
@@ -182,8 +220,14 @@ def test_resume_of_a_damaged_journal_writes_nothing(tmp_path, journal_lines, how
 
 # -- the command line ------------------------------------------------------------------------------------------
 def hpoq(*args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True,
-                          env=mpi_env(), cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *args],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 def test_run_refuses_a_study_file_with_resume_dir(tmp_path):
@@ -208,10 +252,31 @@ def test_run_without_a_journal_to_resume(tmp_path):
 # -- signals -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig, code, err", [(signal.SIGINT, 130, "hpoq: interrupted\n"), (signal.SIGTERM, -15, "")])
 def test_signal_to_an_offline_command_ends_it_without_a_traceback(sig, code, err):
-    proc = subprocess.Popen([sys.executable, "-m", "hpoq.main", "simulate", "--table", "mlpf", "--algorithm",
-                             "hyperband", "--R", "27", "--eta", "3", "--seeds", "0-999", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
-    time.sleep(2.5)  # well inside the replay of a thousand seeds
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpoq.main",
+            "simulate",
+            "--table",
+            "mlpf",
+            "--algorithm",
+            "hyperband",
+            "--R",
+            "27",
+            "--eta",
+            "3",
+            "--seeds",
+            "0-99999",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
+    time.sleep(2.5)  # well inside the replay of 100,000 seeds
     proc.send_signal(sig)
     out, got = proc.communicate(timeout=60)
     got = "\n".join(ln for ln in got.splitlines() if "rows dropped" not in ln) + ("\n" if err else "")

@@ -1,11 +1,13 @@
 """The CLI frame: subcommand discovery, one-line errors with exit code 2."""
+
 import subprocess
 import sys
+
+import pytest
 
 from hpoq.cli._common import parse_seeds
 from hpoq.errors import HpoqError
 from hpoq.main import main
-import pytest
 
 
 def test_unknown_subcommand_exits_2(capsys):

@@ -5,6 +5,7 @@ per-event arrays, ``awkward.to_parquet``), with the edge cases upstream's reader
 without tracks, without any element, without targets, with a track/target count mismatch), and
 checks the converted shards element by element against upstream's own ``prepare_data_clic``.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ LABELS = [0, 211, 130, 22, 11, 13]
 
 def _event(rng, n_trk, n_cl, n_y_trk=None, n_y_cl=None, n_jets=2):
     """One event in upstream's postprocessing layout (float64 matrices, PDG ids in column 0)."""
+
     def y(n):
         m = rng.normal(size=(n, 13))
         m[:, 0] = rng.choice(LABELS, size=n)
@@ -36,14 +38,19 @@ def _event(rng, n_trk, n_cl, n_y_trk=None, n_y_cl=None, n_jets=2):
     X_cluster = rng.normal(size=(n_cl, 17)) * 100
     X_cluster[:, 0] = 2
     return {
-        "X_track": X_track, "X_cluster": X_cluster,
+        "X_track": X_track,
+        "X_cluster": X_cluster,
         "ytarget_track": y(n_trk if n_y_trk is None else n_y_trk),
         "ytarget_cluster": y(n_cl if n_y_cl is None else n_y_cl),
-        "X_hit_tracker": rng.normal(size=(3, 12)), "X_hit_calo": rng.normal(size=(2, 12)),
-        "ytarget_hit_tracker": y(3), "ytarget_hit_calo": y(2),
-        "ycand_track": y(n_trk), "ycand_cluster": y(n_cl),
+        "X_hit_tracker": rng.normal(size=(3, 12)),
+        "X_hit_calo": rng.normal(size=(2, 12)),
+        "ytarget_hit_tracker": y(3),
+        "ytarget_hit_calo": y(2),
+        "ycand_track": y(n_trk),
+        "ycand_cluster": y(n_cl),
         "genmet": float(rng.exponential(10.0)),
-        "genjet": rng.normal(size=(n_jets, 4)), "targetjet": rng.normal(size=(max(0, n_jets - 1), 4)),
+        "genjet": rng.normal(size=(n_jets, 4)),
+        "targetjet": rng.normal(size=(max(0, n_jets - 1), 4)),
     }
 
 
@@ -57,8 +64,16 @@ def write_upstream_parquet(path, events) -> None:
 def upstream_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("clic-parquet")
     rng = np.random.default_rng(5)
-    a = [_event(rng, 4, 7), _event(rng, 0, 5, n_jets=0), _event(rng, 0, 0), _event(rng, 3, 2, n_y_trk=0, n_y_cl=0),
-         _event(rng, 2, 3, n_y_trk=1), _event(rng, 6, 9), _event(rng, 5, 0), _event(rng, 8, 11, n_jets=4)]
+    a = [
+        _event(rng, 4, 7),
+        _event(rng, 0, 5, n_jets=0),
+        _event(rng, 0, 0),
+        _event(rng, 3, 2, n_y_trk=0, n_y_cl=0),
+        _event(rng, 2, 3, n_y_trk=1),
+        _event(rng, 6, 9),
+        _event(rng, 5, 0),
+        _event(rng, 8, 11, n_jets=4),
+    ]
     b = [_event(rng, int(rng.integers(0, 9)), int(rng.integers(1, 12))) for _ in range(9)]
     write_upstream_parquet(d / "clic_ttbar_1.parquet", a)
     write_upstream_parquet(d / "clic_ttbar_2.parquet", b)
@@ -71,9 +86,17 @@ def _upstream_prepared(path):
     from mlpf.heptfds.edm4hep_utils.utils_pf import prepare_data_clic
 
     Xs, yts, ycs, gms, gjs, tjs = prepare_data_clic(str(path))
-    return [dict(X=X.astype(np.float32), ytarget=yt.astype(np.float32), ycand=yc.astype(np.float32),
-                 genmet=np.float32(gm[0]), genjets=gj.astype(np.float32), targetjets=tj.astype(np.float32))
-            for X, yt, yc, gm, gj, tj in zip(Xs, yts, ycs, gms, gjs, tjs)]
+    return [
+        dict(
+            X=X.astype(np.float32),
+            ytarget=yt.astype(np.float32),
+            ycand=yc.astype(np.float32),
+            genmet=np.float32(gm[0]),
+            genjets=gj.astype(np.float32),
+            targetjets=tj.astype(np.float32),
+        )
+        for X, yt, yc, gm, gj, tj in zip(Xs, yts, ycs, gms, gjs, tjs)
+    ]
 
 
 def test_reader_equals_upstream_prepare_data_clic(upstream_files):
@@ -101,8 +124,22 @@ def test_cli_writes_shards_equal_to_upstream_arrays(upstream_files, tmp_path):
     from hpoq.mlpf.events import load_split, read_manifest
 
     out = tmp_path / "clic"
-    proc = subprocess.run([sys.executable, "-m", "hpoq.main", "convert-events", str(upstream_files), "--out", str(out),
-                           "--val-fraction", "0.2"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpoq.main",
+            "convert-events",
+            str(upstream_files),
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     manifest = read_manifest(out)
@@ -127,8 +164,13 @@ def test_converted_dataset_trains(upstream_files, tmp_path):
     from hpoq.mlpf.upstream_data import convert_events
 
     convert_events([upstream_files], tmp_path / "d", val_fraction=0.2)
-    curve = train_unit(TrainSettings(data=str(tmp_path / "d"), R=1, backend="none", device="cpu"),
-                       {"token_budget": 64}, 0, 1, tmp_path / "ck")
+    curve = train_unit(
+        TrainSettings(data=str(tmp_path / "d"), R=1, backend="none", device="cpu"),
+        {"token_budget": 64},
+        0,
+        1,
+        tmp_path / "ck",
+    )
     assert len(curve) == 1 and np.isfinite(curve[0])
 
 
@@ -144,8 +186,12 @@ def test_bad_inputs_fail_cleanly(upstream_files, tmp_path):
     assert not list(out.rglob("*.h5")) and not (out / "dataset.json").exists()
     notparquet = tmp_path / "x.parquet"
     notparquet.write_text("hello")
-    proc = subprocess.run([sys.executable, "-m", "hpoq.main", "convert-events", str(notparquet), "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpoq.main", "convert-events", str(notparquet), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "not a readable parquet file" in proc.stderr and proc.stderr.count("\n") == 1
     with pytest.raises(HpoqError, match="does not exist"):
         convert_events([tmp_path / "missing"], out)

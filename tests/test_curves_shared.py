@@ -1,14 +1,15 @@
 """Shared benchmark tables load, converters and the ``convert`` subcommand."""
+
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from hpoq.curves import load_table, read_store
-from hpoq.curves.shared import SHARED_TABLES, load_shared
+from hpoq.curves.shared import load_shared
 from hpoq.errors import HpoqError
 from hpoq.main import main
 
@@ -76,8 +77,9 @@ def test_convert_cli_errors_exit_2_and_write_nothing(tmp_path, mlpf_table):
         ["convert", "mlpf", "--out", str(tmp_path / "nodir" / "o.csv")],
     ]
     for argv in cases:
-        proc = subprocess.run([sys.executable, "-m", "hpoq.main", *argv], cwd=REPO, capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpoq.main", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 2, argv
         assert proc.stderr.startswith("hpoq: error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []

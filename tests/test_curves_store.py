@@ -1,4 +1,5 @@
 """HDF5 curve store: lossless CSV <-> HDF5 round trip, appendable writer, bad files."""
+
 import gzip
 import os
 

@@ -3,6 +3,7 @@
 No network and no token: the QPU is dwave-system's MockDWaveSampler with a simulated-annealing
 substitute (platform.md 4); a missing token exercises the real ``DWaveSampler()`` ValueError.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,13 @@ def mock_qpu():
     from dwave.samplers import SimulatedAnnealingSampler
     from dwave.system.testing import MockDWaveSampler
 
-    return MockDWaveSampler(topology_type="pegasus", topology_shape=[16],
-                            substitute_sampler=SimulatedAnnealingSampler(),
-                            substitute_kwargs={"num_sweeps": 100}, parameter_warnings=False)
+    return MockDWaveSampler(
+        topology_type="pegasus",
+        topology_shape=[16],
+        substitute_sampler=SimulatedAnnealingSampler(),
+        substitute_kwargs={"num_sweeps": 100},
+        parameter_warnings=False,
+    )
 
 
 @pytest.fixture()
@@ -71,8 +76,14 @@ def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
     assert max(len(c) for c in data["embedding"].values()) <= 12
 
     # a second predictor reloads and validates it instead of recomputing
-    q2 = QSVRPredictor(sampler="dwave", dwave_child=mock_qpu, num_reads=10, chunks=1, embedding_cache=str(cache_dir),
-                       chain_strength="utc")
+    q2 = QSVRPredictor(
+        sampler="dwave",
+        dwave_child=mock_qpu,
+        num_reads=10,
+        chunks=1,
+        embedding_cache=str(cache_dir),
+        chain_strength="utc",
+    )
     q2.fit(None, P, y)
     chunk2 = q2.describe()["chunk_info"][0]
     assert chunk2["embedding"] == "hit" and chunk2["chain_strength"] == "uniform_torque_compensation"
@@ -80,13 +91,13 @@ def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
     # a cached embedding that no longer fits the working graph is rejected and recomputed
     bad = dict(data)
     bad["embedding"] = dict(data["embedding"])
-    bad["embedding"]["0"] = [10 ** 7]  # a qubit the graph does not have
+    bad["embedding"]["0"] = [10**7]  # a qubit the graph does not have
     files[0].write_text(json.dumps(bad))
     cache = EmbeddingCache(cache_dir)
     emb, status = cache.load("MockDWaveSampler", 120, graph)
     assert emb is None and status.startswith("invalid")
     emb, status = cache.get("MockDWaveSampler", 120, graph)
-    assert status.startswith("recomputed") and emb[0] != [10 ** 7]
+    assert status.startswith("recomputed") and emb[0] != [10**7]
     assert json.loads(files[0].read_text())["embedding"]["0"] == emb[0]
 
 
@@ -126,8 +137,14 @@ def test_network_error_falls_back_and_never_leaks_token(monkeypatch, caplog, cap
     monkeypatch.setenv("DWAVE_API_TOKEN", FAKE_TOKEN)
     P, y = _data(seed=2)
     with caplog.at_level(logging.DEBUG):
-        q = QSVRPredictor(sampler="dwave", dwave_child=_FailingQPU(), num_reads=20, num_sweeps=50, chunks=1,
-                          embedding_cache=str(tmp_path / "emb"))
+        q = QSVRPredictor(
+            sampler="dwave",
+            dwave_child=_FailingQPU(),
+            num_reads=20,
+            num_sweeps=50,
+            chunks=1,
+            embedding_cache=str(tmp_path / "emb"),
+        )
         pred = q.fit(None, P, y).predict(None, P[:3])
     d = q.describe()
     assert d["fallback_from"] == "dwave" and "ConnectionError" in d["reason"]
@@ -144,8 +161,14 @@ def test_no_embedding_falls_back_loudly(tmp_path, caplog):
 
     P, y = _data(seed=3)
     with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
-        q = QSVRPredictor(sampler="dwave", dwave_child=MockDWaveSampler(), num_reads=20, num_sweeps=50, chunks=1,
-                          embedding_cache=str(tmp_path / "emb"))
+        q = QSVRPredictor(
+            sampler="dwave",
+            dwave_child=MockDWaveSampler(),
+            num_reads=20,
+            num_sweeps=50,
+            chunks=1,
+            embedding_cache=str(tmp_path / "emb"),
+        )
         q.fit(None, P, y)
     d = q.describe()
     assert d["sampler"] == "sa" and d["fallback_from"] == "dwave" and "embedding" in d["reason"]
@@ -187,8 +210,16 @@ def test_qpu_timeout_falls_back(tmp_path, caplog):
     hung = HungQPU(topology_type="pegasus", topology_shape=[4], parameter_warnings=False)
     P, y = _data(seed=4)
     with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
-        q = QSVRPredictor(sampler="dwave", dwave_child=hung, timeout_s=0.3, n_points=4, chunks=2, num_reads=10,
-                          num_sweeps=50, embedding_cache=str(tmp_path))
+        q = QSVRPredictor(
+            sampler="dwave",
+            dwave_child=hung,
+            timeout_s=0.3,
+            n_points=4,
+            chunks=2,
+            num_reads=10,
+            num_sweeps=50,
+            embedding_cache=str(tmp_path),
+        )
         pred = q.fit(None, P, y).predict(None, P[:3])
     d = q.describe()
     assert d["sampler"] == "sa" and d["reason"].startswith("TimeoutError")

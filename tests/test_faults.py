@@ -5,6 +5,7 @@ two masters on one directory, changed data on resume, a D-Wave token at DEBUG, u
 disks (tmpfs mounts; skipped where mounting is not allowed), closed pipes. A study must end within
 ``max_retries`` + 2 invocations with no outside kill.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import MLPF_TABLE, mpi_env, mpiexec
+
 from hpoq.runtime.journal import read_journal
 from hpoq.study.build import build_scheduler, load_replay_table
 from hpoq.study.spec import load_study
@@ -34,9 +35,15 @@ MAX_RETRIES = 1
 
 # -- helpers ------------------------------------------------------------------------------------
 def write_study(tmp_path, name="s", trainer_params=None, trainer=FAULTY, **over) -> str:
-    doc = {"name": name, "seed": 4, "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
-           "trainer": {"name": trainer, "params": {"table": TABLE, "sleep": 0.005, **(trainer_params or {})}},
-           "space": "table", "poll_interval": 0.005, "max_retries": MAX_RETRIES}
+    doc = {
+        "name": name,
+        "seed": 4,
+        "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
+        "trainer": {"name": trainer, "params": {"table": TABLE, "sleep": 0.005, **(trainer_params or {})}},
+        "space": "table",
+        "poll_interval": 0.005,
+        "max_retries": MAX_RETRIES,
+    }
     doc.update(over)
     path = Path(tmp_path) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -52,7 +59,7 @@ def sampled_configs(study: str) -> dict[int, dict]:
     while not scheduler.finished:
         unit = scheduler.suggest()
         configs.setdefault(unit.trial_id, unit.config)
-        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist())
     return configs
 
 
@@ -83,8 +90,14 @@ def run_mpi(n: int, *args, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def hpoq(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True,
-                          env=env or mpi_env(), cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *args],
+        capture_output=True,
+        text=True,
+        env=env or mpi_env(),
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 def records(out) -> list[dict]:
@@ -161,8 +174,14 @@ def test_two_stop_signals_end_a_job_whose_unit_hangs(tmp_path):
     above, _ = top_value_threshold(study)
     study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above})
     out = tmp_path / "out"
-    proc = subprocess.Popen(mpi_cmd(3, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        mpi_cmd(3, "run", study, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: journal_has(out, '"type":"idle"') or journal_has(out, '"start_epoch":3'), proc)
         time.sleep(0.5)
@@ -186,8 +205,14 @@ def test_one_stop_signal_ends_a_job_whose_unit_hangs_once_the_unit_times_out(tmp
     above, row = top_value_threshold(study)
     study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
     out = tmp_path / "out"
-    proc = subprocess.Popen(mpi_cmd(3, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        mpi_cmd(3, "run", study, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: journal_has(out, f'"_row":{row}'), proc)
         (tid,) = bad_trials(out, row)
@@ -234,8 +259,14 @@ def test_dying_rank_counts_as_failed_attempt_and_the_study_finishes(tmp_path):
 def test_second_master_is_refused_and_the_first_finishes_intact(tmp_path):
     study = write_study(tmp_path, trainer="table", trainer_params={"sleep": 0.03})
     out = tmp_path / "out"
-    first = subprocess.Popen(mpi_cmd(4, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    first = subprocess.Popen(
+        mpi_cmd(4, "run", study, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: journal_has(out, '"type":"result"'), first)
         second = run_mpi(2, "run", "--resume", str(out))
@@ -260,8 +291,14 @@ def test_resume_refuses_a_replaced_table(tmp_path):
     shutil.copy(TABLE, table)
     study = write_study(tmp_path, trainer="table", trainer_params={"table": str(table), "sleep": 0.02})
     out = tmp_path / "out"
-    proc = subprocess.Popen(mpi_cmd(3, "run", study, "--out", str(out)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        mpi_cmd(3, "run", study, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: journal_has(out, '"type":"result"'), proc)
         os.kill(records(out)[0]["pid"], signal.SIGTERM)
@@ -321,12 +358,34 @@ SECRET = "SECRET-0123456789abcdef0123456789abcdef01234567"
 
 def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
     table = tmp_path / "tiny.csv"
-    table.write_text("a,b," + ",".join(f"loss_{e}" for e in range(1, 9)) + "\n" + "".join(
-        f"{i / 12},{(i * 7 % 12) / 12}," + ",".join(f"{i / 12 + 1 / e:.5f}" for e in range(1, 9)) + "\n"
-        for i in range(12)))
+    table.write_text(
+        "a,b,"
+        + ",".join(f"loss_{e}" for e in range(1, 9))
+        + "\n"
+        + "".join(
+            f"{i / 12},{(i * 7 % 12) / 12}," + ",".join(f"{i / 12 + 1 / e:.5f}" for e in range(1, 9)) + "\n"
+            for i in range(12)
+        )
+    )
     env = dict(mpi_env(), DWAVE_API_TOKEN=SECRET, DWAVE_API_ENDPOINT="file:///nonexistent/sapi/v2/")
-    proc = hpoq("--log-level", "DEBUG", "predict-eval", "--table", str(table), "--metric", "loss", "--known", "0.5",
-                "--predictor", "qsvr", "--param", "sampler=dwave", "--seeds", "0", env=env)
+    proc = hpoq(
+        "--log-level",
+        "DEBUG",
+        "predict-eval",
+        "--table",
+        str(table),
+        "--metric",
+        "loss",
+        "--known",
+        "0.5",
+        "--predictor",
+        "qsvr",
+        "--param",
+        "sampler=dwave",
+        "--seeds",
+        "0",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "dwave.cloud" not in proc.stderr and "urllib3" not in proc.stderr  # other libraries stay at WARNING
     assert "falling back to " in proc.stderr and "D-Wave solver" in proc.stderr
@@ -334,9 +393,11 @@ def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
 
 
 def test_log_level_all_shows_the_dwave_config_with_the_token_masked():
-    code = ("import sys; from hpoq.logsetup import configure_logging; configure_logging('DEBUG', all_loggers=True)\n"
-            "from dwave.cloud import Client\n"
-            "with Client.from_config() as client: pass\n")
+    code = (
+        "import sys; from hpoq.logsetup import configure_logging; configure_logging('DEBUG', all_loggers=True)\n"
+        "from dwave.cloud import Client\n"
+        "with Client.from_config() as client: pass\n"
+    )
     env = dict(mpi_env(), DWAVE_API_TOKEN=SECRET, DWAVE_API_ENDPOINT="file:///nonexistent/sapi/v2/")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -352,8 +413,10 @@ def tmpfs(path: Path, size: str, readonly: bool = False):
     opts = f"size={size}" + (",ro" if readonly else "")
     probe = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({probe.stderr.strip() or 'not root'}); the full-disk and "
-                    "read-only cases need one")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({probe.stderr.strip() or 'not root'}); the full-disk and "
+            "read-only cases need one"
+        )
     try:
         yield path
     finally:
@@ -367,9 +430,11 @@ def test_unwritable_output_places_give_one_line_and_exit_2(tmp_path):
     proc = hpoq("run", study, "--out", str(a_file / "out"))
     assert proc.returncode == 2 and "is not a directory" in one_error_line(proc)
     with tmpfs(tmp_path / "ro", "1m", readonly=True) as ro:
-        for argv, what in ((["run", study, "--out", str(ro / "out")], "output directory"),
-                           (["generate-data", "--out", str(ro / "data"), "--events", "10", "--seed", "0"], "--out"),
-                           (["convert", "mlpf", "--out", str(ro / "t.csv")], "--out")):
+        for argv, what in (
+            (["run", study, "--out", str(ro / "out")], "output directory"),
+            (["generate-data", "--out", str(ro / "data"), "--events", "10", "--seed", "0"], "--out"),
+            (["convert", "mlpf", "--out", str(ro / "t.csv")], "--out"),
+        ):
             proc = hpoq(*argv)
             line = one_error_line(proc)
             assert proc.returncode == 2 and what in line and "Read-only file system" in line, (argv, proc.stderr)
@@ -408,7 +473,7 @@ def test_full_disk_stops_like_sigterm_and_resumes(tmp_path):
         recs = records(out)
         assert recs[-1]["status"] == "finished" and recs[-1]["epochs"] == 69
         done = [(r["trial_id"], r["start_epoch"]) for r in recs if r["type"] == "result"]
-        assert done[:len(done_before)] == done_before and len(done) == len(set(done))
+        assert done[: len(done_before)] == done_before and len(done) == len(set(done))
         assert not [r for r in recs if r["type"] == "failure" and r.get("counted", True)]
 
 
@@ -432,8 +497,13 @@ def test_full_disk_inside_a_trainer_is_not_the_trials_fault(tmp_path):
 # -- 7. smaller items -------------------------------------------------------------------------------------------
 def test_closed_pipe_exits_quietly(tmp_path):
     study = write_study(tmp_path, trainer="table")
-    proc = subprocess.Popen([sys.executable, "-m", "hpoq.main", "validate", study], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpoq.main", "validate", study],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     proc.stdout.close()  # the reader went away, as `| head -1` does after its line
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
@@ -443,8 +513,20 @@ def test_closed_pipe_exits_quietly(tmp_path):
 def test_dropped_table_rows_are_counted_in_one_warning(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("a,loss_1,loss_2\n1,0.5,0.4\n2,nan,0.3\n3,x,0.2\n4,0.1,inf\n5,0.3,0.2\n")
-    proc = hpoq("simulate", "--table", str(table), "--metric", "loss", "--algorithm", "random", "--R", "2",
-                "--param", "n=2", "--json")
+    proc = hpoq(
+        "simulate",
+        "--table",
+        str(table),
+        "--metric",
+        "loss",
+        "--algorithm",
+        "random",
+        "--R",
+        "2",
+        "--param",
+        "n=2",
+        "--json",
+    )
     warnings = [ln for ln in proc.stderr.splitlines() if "dropped" in ln]
     assert proc.returncode == 0, proc.stderr
     assert len(warnings) == 1 and "3 of 5 rows dropped" in warnings[0]
@@ -478,5 +560,5 @@ def test_journal_on_a_full_disk_keeps_whole_records_and_writes_again_from_its_re
         journal.write("end", status="interrupted")
         journal.close()
         after, _ = read_journal(str(disk / "journal.jsonl"))
-        assert after[:len(written)] == written and after[len(written)]["i"] == written[-1]["i"] + 1
+        assert after[: len(written)] == written and after[len(written)]["i"] == written[-1]["i"] + 1
         assert after[-1]["type"] == "end"

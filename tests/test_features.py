@@ -1,12 +1,10 @@
 """Feature sets and hyperparameter encoding (method.md 4.2, 4.4)."""
-import math
 
 import numpy as np
 import pytest
 
 from hpoq.errors import HpoqError
 from hpoq.predict.features import HPEncoder, XYScaler, build_features, n_features
-
 
 CONFIGS = [
     {"lr": 1e-4, "bs": 32, "act": "relu", "_row": 0},

@@ -1,5 +1,6 @@
 """Generator stages: each deterministic per event seed, each steered only by its own settings, and the
 whole pipeline reproducing the events of the single-function generator it replaced."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,11 +29,11 @@ def _stage_rows(block, stage: str, i: int) -> list[np.ndarray]:
     if stage == "clustering":
         return [block.clusters.X[block.clusters.ev == i]]
     if stage == "truth":
-        return [block.truth.ytarget[block.element_ev == i]] + [v[i:i + 1] for v in block.truth.accounting.values()]
+        return [block.truth.ytarget[block.element_ev == i]] + [v[i : i + 1] for v in block.truth.accounting.values()]
     if stage == "pf":
         return [block.ycand[block.element_ev == i]]
     assert stage == "jets"
-    return [block.genjets[i], block.targetjets[i], block.genmet[i:i + 1]]
+    return [block.genjets[i], block.targetjets[i], block.genmet[i : i + 1]]
 
 
 STAGES = ("process", "tracker", "calorimeter", "clustering", "truth", "pf", "jets")
@@ -51,7 +52,7 @@ def test_stage_is_deterministic_per_event_seed(stage):
     other_seed = run_stages(cfg, 12, [41])
     rows = _stage_rows(block, stage, 1)
     assert sum(r.size for r in rows) > 0
-    assert _equal(rows, _stage_rows(alone, stage, 0))          # same event, whatever the block
+    assert _equal(rows, _stage_rows(alone, stage, 0))  # same event, whatever the block
     assert _equal(rows, _stage_rows(again, stage, 1))
     assert not _equal(rows, _stage_rows(other_seed, stage, 0))
 

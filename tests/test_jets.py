@@ -4,6 +4,7 @@ The reference is the textbook O(n^3) anti-kt (Cacciari, Salam, Soyez 2008): d_ij
 pT_j^-2) dR_ij^2 / R^2 with dR in (rapidity, phi), d_iB = pT_i^-2, E-scheme recombination,
 inclusive jets. Events are hpoq's synthetic CLIC events (gen-level and baseline-PF particles).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,8 @@ def direct_antikt(p4: np.ndarray, radius: float) -> np.ndarray:
         phi = np.arctan2(P[:, 1], P[:, 0])
         dphi = np.abs(phi[:, None] - phi[None, :])
         dphi = np.minimum(dphi, 2 * np.pi - dphi)
-        dr2 = (y[:, None] - y[None, :]) ** 2 + dphi ** 2
-        dij = np.minimum(1 / pt2[:, None], 1 / pt2[None, :]) * dr2 / radius ** 2
+        dr2 = (y[:, None] - y[None, :]) ** 2 + dphi**2
+        dij = np.minimum(1 / pt2[:, None], 1 / pt2[None, :]) * dr2 / radius**2
         np.fill_diagonal(dij, np.inf)
         diB = 1 / pt2
         i, j = np.unravel_index(np.argmin(dij), dij.shape)
@@ -89,7 +90,7 @@ def test_response_summary_and_unmatched_jets():
     p[:, 0] = 1
     p[:, 2] = [30.0, 20.0]
     p[:, 3] = [0.0, 0.05]
-    p[:, 4], p[:, 5] = 0.0, 1.0   # phi = 0
+    p[:, 4], p[:, 5] = 0.0, 1.0  # phi = 0
     p[:, 6] = np.hypot(p[:, 2], p[:, 2] * np.sinh(p[:, 3]))
     gen = np.array([[50.0, 0.02, 0.0, 50.0], [40.0, 2.0, 3.0, 150.0]])
     r = jets.jet_pt_ratios(p, gen)

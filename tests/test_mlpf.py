@@ -1,4 +1,5 @@
 """MLPF: generator, HDF5 shards and manifest, model masking and invariance, loss, sampler, resume."""
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def prepared(data_dir):
 
 
 # ---------------------------------------------------------------- generator
+
 
 @pytest.mark.parametrize("preset", ["easy", "clic", "dense"])
 def test_generator_invariants(preset):
@@ -107,7 +109,7 @@ def test_manifest_and_layout(data_dir):
     assert arr.n_events == 60 and arr.offsets[-1] == arr.X.shape[0]
     reader = ev.ShardReader(data_dir / m["splits"]["val"]["shards"][0]["path"])
     X5, _ = reader.event(5)
-    assert np.array_equal(X5, arr.X[arr.offsets[5]:arr.offsets[6]])
+    assert np.array_equal(X5, arr.X[arr.offsets[5] : arr.offsets[6]])
     reader.close()
 
 
@@ -119,8 +121,9 @@ def test_index_shards_rebuilds_the_manifest(data_dir, tmp_path):
     rebuilt = ev.index_shards(d)
     assert ev.read_manifest(d)["content_hash"] == original["content_hash"]
     for split in ("train", "val"):
-        assert [s["n_events"] for s in rebuilt["splits"][split]["shards"]] == \
-            [s["n_events"] for s in original["splits"][split]["shards"]]
+        assert [s["n_events"] for s in rebuilt["splits"][split]["shards"]] == [
+            s["n_events"] for s in original["splits"][split]["shards"]
+        ]
     assert np.allclose(rebuilt["stats"]["x_mean"], original["stats"]["x_mean"], rtol=1e-5, atol=1e-6)
     assert np.allclose(rebuilt["stats"]["x_std"], original["stats"]["x_std"], rtol=1e-5, atol=1e-6)
 
@@ -152,19 +155,34 @@ def test_wrong_feature_count_gives_clear_error(data_dir, tmp_path):
         X = f["elements/X"][:]
         del f["elements/X"]
         f.create_dataset("elements/X", data=X[:, :16])
-    splits = {name: [{k: s[k] for k in ("path", "n_events", "n_elements")} for s in sp["shards"]]
-              for name, sp in m["splits"].items()}
-    ev.write_manifest(d, splits, schema=m["schema"], x_features=m["x_features"], class_labels=m["class_labels"],
-                      elem_types=m["elem_types"], source=m["source"], stats=m["stats"])
+    splits = {
+        name: [{k: s[k] for k in ("path", "n_events", "n_elements")} for s in sp["shards"]]
+        for name, sp in m["splits"].items()
+    }
+    ev.write_manifest(
+        d,
+        splits,
+        schema=m["schema"],
+        x_features=m["x_features"],
+        class_labels=m["class_labels"],
+        elem_types=m["elem_types"],
+        source=m["source"],
+        stats=m["stats"],
+    )
     with pytest.raises(HpoqError, match="has 16 features but the manifest lists 17"):
         ev.load_split(d, "train")
 
 
 def test_generate_data_cli_bad_input_exit_2(tmp_path):
     base = [sys.executable, "-m", "hpoq.main", "generate-data", "--out", str(tmp_path / "x")]
-    for extra in (["--events", "0", "--seed", "1"], ["--events", "10", "--seed", "1", "--preset", "nope"],
-                  ["--events", "10", "--seed", "1", "--shards", "0"], ["--events", "10", "--seed", "1", "--param", "bogus=3"],
-                  ["--events", "10", "--seed", "1", "--param", "sqrt_s=abc"], ["--events", "10", "--seed", "-1"]):
+    for extra in (
+        ["--events", "0", "--seed", "1"],
+        ["--events", "10", "--seed", "1", "--preset", "nope"],
+        ["--events", "10", "--seed", "1", "--shards", "0"],
+        ["--events", "10", "--seed", "1", "--param", "bogus=3"],
+        ["--events", "10", "--seed", "1", "--param", "sqrt_s=abc"],
+        ["--events", "10", "--seed", "-1"],
+    ):
         proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("hpoq: error:") and "Traceback" not in proc.stderr
@@ -176,6 +194,7 @@ def test_generate_data_cli_bad_input_exit_2(tmp_path):
 
 
 # ---------------------------------------------------------------- model
+
 
 def _model(manifest, **kw):
     torch.manual_seed(0)
@@ -232,7 +251,9 @@ def test_energy_floor_and_loss_terms(prepared):
     s = loss_sums(out, b, 2.0)
     assert float(s["n_valid"]) == float(real.sum())
     terms = combine(s, DEFAULT_WEIGHTS, s["n_valid"], s["n_particles"])
-    assert float(terms["total"]) == pytest.approx(float(terms["binary"] + terms["classification"] + terms["regression"]))
+    assert float(terms["total"]) == pytest.approx(
+        float(terms["binary"] + terms["classification"] + terms["regression"])
+    )
 
 
 def test_loss_decreases_and_context_beats_per_element_baseline(data_dir, tmp_path):
@@ -245,8 +266,14 @@ def test_loss_decreases_and_context_beats_per_element_baseline(data_dir, tmp_pat
 
 def test_resume_equals_straight_through(data_dir, tmp_path):
     settings = TrainSettings(data=str(data_dir), R=3, backend="none", device="cpu", seed=2, secondary_metrics=True)
-    config = {"lr": 2e-3, "dropout": 0.1, "optimizer": "lamb", "schedule": "onecycle", "warmup_frac": 0.05,
-              "token_budget": 2048}
+    config = {
+        "lr": 2e-3,
+        "dropout": 0.1,
+        "optimizer": "lamb",
+        "schedule": "onecycle",
+        "warmup_frac": 0.05,
+        "token_budget": 2048,
+    }
     straight, s_state = train_unit(settings, config, 0, 3, tmp_path / "s", return_state=True)
     log = [json.loads(line) for line in (tmp_path / "s" / "mlpf-metrics.jsonl").read_text().splitlines()]
     assert [r["val_loss"] for r in log] == straight
@@ -289,6 +316,7 @@ def test_trainer_plugin_errors(data_dir, tmp_path):
 
 
 # ---------------------------------------------------------------- sampler
+
 
 def test_sampler_equal_steps_per_rank_and_resume(prepared):
     _, train = prepared

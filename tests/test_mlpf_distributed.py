@@ -4,6 +4,7 @@ Each run must leave identical parameters on both ranks, report the same curve on
 resume from its checkpoint exactly as training straight through, and match single-rank training
 with the same global batch (1 rank x 2 micro-batches per step).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import mpi_env, mpiexec
 
 pytestmark = pytest.mark.mpi
@@ -77,8 +77,21 @@ def _run_two_ranks(backend, data, tmp_path, config=CONFIG, settings=None):
     script = tmp_path / "dp.py"
     script.write_text(SCRIPT)
     out = tmp_path / "result.json"
-    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(data), backend,
-           str(tmp_path / "ckpt"), str(out), json.dumps(config), json.dumps(settings or {})]
+    cmd = [
+        mpiexec(),
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "mpi4py",
+        str(script),
+        str(data),
+        backend,
+        str(tmp_path / "ckpt"),
+        str(out),
+        json.dumps(config),
+        json.dumps(settings or {}),
+    ]
     proc = subprocess.run(cmd, env=mpi_env(), capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return json.loads(out.read_text()), torch.load(str(out) + ".pt")["flat"]

@@ -2,6 +2,7 @@
 
 Skipped, with the reason, where ``make particleflow`` could not install it.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,21 @@ import torch
 from hpoq.errors import HpoqError
 from hpoq.mlpf import upstream
 
-pytestmark = pytest.mark.skipif(upstream.unavailable_reason() is not None,
-                                reason=str(upstream.unavailable_reason()))
+pytestmark = pytest.mark.skipif(upstream.unavailable_reason() is not None, reason=str(upstream.unavailable_reason()))
 
 #: upstream's attention MLPF at MiniMLPF tiny's width (2 heads x 16 = 32)
 TINY = {"model.attention.num_heads": 2, "model.attention.head_dim": 16, "model.attention.num_convs": 2}
 #: a smaller one for the training tests (2 cores, shared)
 SMALL = {"model.attention.num_heads": 2, "model.attention.head_dim": 8, "model.attention.num_convs": 1}
-LSH = {"conv_type": "gnn_lsh", "model.gnn_lsh.width": 16, "model.gnn_lsh.embedding_dim": 16,
-       "model.gnn_lsh.bin_size": 32, "model.gnn_lsh.distance_dim": 8, "model.gnn_lsh.num_convs": 1,
-       "model.gnn_lsh.ffn_dist_hidden_dim": 16}
+LSH = {
+    "conv_type": "gnn_lsh",
+    "model.gnn_lsh.width": 16,
+    "model.gnn_lsh.embedding_dim": 16,
+    "model.gnn_lsh.bin_size": 32,
+    "model.gnn_lsh.distance_dim": 8,
+    "model.gnn_lsh.num_convs": 1,
+    "model.gnn_lsh.ffn_dist_hidden_dim": 16,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +72,17 @@ def test_factory_builds_upstreams_own_network(data):
     model = spec.build()
     assert isinstance(model.net, MLPF) and spec.pad_multiple == 1
     # the same network as upstream builds from its own config class
-    raw = {"dataset": "clic", "data_dir": "", "conv_type": "attention", "input_dim": 17, "num_classes": 6,
-           "model": {"type": "attention", "attention": {"num_heads": 2, "head_dim": 16, "num_convs": 2,
-                                                        "dropout_ff": 0.1, "attention_type": "math"}}}
+    raw = {
+        "dataset": "clic",
+        "data_dir": "",
+        "conv_type": "attention",
+        "input_dim": 17,
+        "num_classes": 6,
+        "model": {
+            "type": "attention",
+            "attention": {"num_heads": 2, "head_dim": 16, "num_convs": 2, "dropout_ff": 0.1, "attention_type": "math"},
+        },
+    }
     torch.manual_seed(0)
     ref = MLPF(MLPFConfig.model_validate(raw))
     assert model.net.state_dict().keys() == ref.state_dict().keys()
@@ -112,6 +126,10 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
         make_trainer("mlpf", dict(base, model="mini", model_params=TINY))
     with pytest.raises(HpoqError, match="trainer.params.objective must be one of"):
         make_trainer("mlpf", dict(base, objective="accuracy"))
+    from hpoq.mlpf.training import OBJECTIVES
+    from hpoq.trainers.mlpf import MLPFTrainer
+
+    assert MLPFTrainer.parameter_constraints["objective"][0].values == tuple(OBJECTIVES)
     t = make_trainer("mlpf", dict(base, model_params=TINY))
     with pytest.raises(HpoqError, match=r"mlpf: model.attention.activation: Input should be 'elu', 'relu'"):
         t.train({"model.attention.activation": "tanh"}, 0, 1, str(tmp_path / "a"))
@@ -126,11 +144,23 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
         mini.train({"model.attention.num_heads": 2}, 0, 1, str(tmp_path / "e"))
 
 
-@pytest.mark.parametrize("model_params, config", [
-    (SMALL, {"lr": 2e-3, "token_budget": 1024, "optimizer": "lamb", "model.attention.dropout_ff": 0.1,
-            "model.attention.dropout_conv_id_ff": 0.1}),
-    (LSH, {"lr": 2e-3, "token_budget": 1024, "model.gnn_lsh.dropout_ff": 0.1}),
-], ids=["attention", "gnn_lsh"])
+@pytest.mark.parametrize(
+    "model_params, config",
+    [
+        (
+            SMALL,
+            {
+                "lr": 2e-3,
+                "token_budget": 1024,
+                "optimizer": "lamb",
+                "model.attention.dropout_ff": 0.1,
+                "model.attention.dropout_conv_id_ff": 0.1,
+            },
+        ),
+        (LSH, {"lr": 2e-3, "token_budget": 1024, "model.gnn_lsh.dropout_ff": 0.1}),
+    ],
+    ids=["attention", "gnn_lsh"],
+)
 def test_resume_equals_straight_through(data, tmp_path, model_params, config):
     from hpoq.mlpf.training import train_unit
 
@@ -177,8 +207,17 @@ def test_val_loss_batch_mean_is_the_mean_of_per_batch_losses(data, tmp_path):
 def test_jet_objective_becomes_the_curve(data, tmp_path):
     from hpoq.trainers import make_trainer
 
-    t = make_trainer("mlpf", {"data": str(data), "R": 2, "backend": "none", "model": "particleflow",
-                              "model_params": SMALL, "objective": "jet_match_fraction"})
+    t = make_trainer(
+        "mlpf",
+        {
+            "data": str(data),
+            "R": 2,
+            "backend": "none",
+            "model": "particleflow",
+            "model_params": SMALL,
+            "objective": "jet_match_fraction",
+        },
+    )
     assert (t.metric, t.mode) == ("jet_match_fraction", "max")
     curve = t.train({"lr": 2e-3, "token_budget": 1024}, 0, 2, str(tmp_path / "j"))
     log = [json.loads(line) for line in (tmp_path / "j" / "mlpf-metrics.jsonl").read_text().splitlines()]
@@ -241,9 +280,13 @@ def test_upstream_space_preset_mirrors_upstream_and_validates():
 def test_undefined_jet_objective_is_finite_and_worst():
     from hpoq.mlpf.training import OBJECTIVES, objective_value
 
-    nan_terms = {"total": 3.0, "jet_response_iqr_over_median": float("nan"), "jet_median_deviation": float("nan"),
-                 "jet_match_fraction": 0.0}
-    for objective, (key, mode) in OBJECTIVES.items():
+    nan_terms = {
+        "total": 3.0,
+        "jet_response_iqr_over_median": float("nan"),
+        "jet_median_deviation": float("nan"),
+        "jet_match_fraction": 0.0,
+    }
+    for objective, (_key, mode) in OBJECTIVES.items():
         value = objective_value(nan_terms, objective)
         assert np.isfinite(value)
         if objective != "val_loss":

@@ -1,12 +1,12 @@
 """``predict-eval``: protocol, JSON keys, and one-line errors with exit code 2."""
+
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
 from conftest import REPO
+
 from hpoq.curves import load_table, write_store
 from hpoq.main import main
 from hpoq.predict.evaluate import grouped_split, hp_groups, known_epochs
@@ -20,8 +20,23 @@ def _run_json(capsys, argv):
 
 
 def test_json_output_and_protocol(mlpf_table, capsys):
-    out = _run_json(capsys, ["predict-eval", "--table", str(mlpf_table), "--metric", "loss", "--known", "0.25",
-                             "--predictor", "svr", "--seeds", "0-1", "--json"])
+    out = _run_json(
+        capsys,
+        [
+            "predict-eval",
+            "--table",
+            str(mlpf_table),
+            "--metric",
+            "loss",
+            "--known",
+            "0.25",
+            "--predictor",
+            "svr",
+            "--seeds",
+            "0-1",
+            "--json",
+        ],
+    )
     assert KEYS <= set(out)
     assert (out["n"], out["epochs"], out["known_epochs"], out["seeds"]) == (296, 100, 25, [0, 1])
     assert out["r2_min"] <= out["r2"] <= 1 and 0.5 < out["spearman"] <= 1 and out["mae"] > 0
@@ -46,10 +61,26 @@ def test_known_epochs_rounding():
 def test_store_and_shared_name_and_default_predictor(mlpf_table, tmp_path, capsys):
     h5 = tmp_path / "mlpf.h5"
     write_store(str(h5), load_table(str(mlpf_table), "loss"))
-    a = _run_json(capsys, ["predict-eval", "--table", str(h5), "--known", "0.5", "--predictor", "svr",
-                           "--seeds", "0", "--json"])
-    b = _run_json(capsys, ["predict-eval", "--table", str(mlpf_table), "--metric", "loss", "--known", "0.5",
-                           "--predictor", "svr", "--seeds", "0", "--json"])
+    a = _run_json(
+        capsys, ["predict-eval", "--table", str(h5), "--known", "0.5", "--predictor", "svr", "--seeds", "0", "--json"]
+    )
+    b = _run_json(
+        capsys,
+        [
+            "predict-eval",
+            "--table",
+            str(mlpf_table),
+            "--metric",
+            "loss",
+            "--known",
+            "0.5",
+            "--predictor",
+            "svr",
+            "--seeds",
+            "0",
+            "--json",
+        ],
+    )
     assert a["r2"] == pytest.approx(b["r2"], abs=1e-12)
     c = _run_json(capsys, ["predict-eval", "--table", "mlpf", "--known", "0.25", "--seeds", "0", "--json"])
     assert c["predictor"] == "default" and c["n"] == 295 and c["r2"] > 0.8
@@ -65,8 +96,17 @@ def test_bad_inputs_exit_2_one_line(tmp_path, mlpf_table, capsys):
         "--known must lie in": base + ["--table", str(mlpf_table), "--known", "1.0"],
         "--known: 'x' is not": base + ["--table", str(mlpf_table), "--known", "x"],
         "too few rows": base + ["--table", str(few), "--known", "0.5"],
-        "unknown predictor 'nope'": ["predict-eval", "--table", str(mlpf_table), "--metric", "loss", "--known", "0.5",
-                                     "--predictor", "nope"],
+        "unknown predictor 'nope'": [
+            "predict-eval",
+            "--table",
+            str(mlpf_table),
+            "--metric",
+            "loss",
+            "--known",
+            "0.5",
+            "--predictor",
+            "nope",
+        ],
         "has no parameter 'bogus'": base + ["--table", str(mlpf_table), "--known", "0.5", "--param", "bogus=1"],
     }
     for message, argv in cases.items():
@@ -76,7 +116,12 @@ def test_bad_inputs_exit_2_one_line(tmp_path, mlpf_table, capsys):
     assert main(base + ["--table", str(mlpf_table), "--known", "0"]) == 2
     capsys.readouterr()
     # the real process: exit code 2, one line on stderr, nothing on stdout, no traceback
-    proc = subprocess.run([sys.executable, "-m", "hpoq.main", *cases["too few rows"], "--json"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *cases["too few rows"], "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
 """QSVRPredictor (method.md 5.5-5.8): ensemble chunks, seeding, combination schemes, samplers by name."""
+
 from __future__ import annotations
 
 import math
@@ -115,10 +116,23 @@ def test_registry_and_bad_parameters(mlpf):
     assert isinstance(q, QSVRPredictor)
     with pytest.raises(HpoqError):
         make_predictor("qsvr", bogus=1)
-    for bad in (dict(sampler="qpu"), dict(combine="median"), dict(K=0), dict(B=-1.0), dict(n_points=0),
-                dict(gamma=0.0), dict(features="spline"), dict(scaler="robust"), dict(chain_strength="max"),
-                dict(temperature=0.0), dict(top_k=0), dict(num_reads=0), dict(num_sweeps="many"),
-                dict(center="yes"), dict(chunk_select="sorted")):
+    for bad in (
+        dict(sampler="qpu"),
+        dict(combine="median"),
+        dict(K=0),
+        dict(B=-1.0),
+        dict(n_points=0),
+        dict(gamma=0.0),
+        dict(features="spline"),
+        dict(scaler="robust"),
+        dict(chain_strength="max"),
+        dict(temperature=0.0),
+        dict(top_k=0),
+        dict(num_reads=0),
+        dict(num_sweeps="many"),
+        dict(center="yes"),
+        dict(chunk_select="sorted"),
+    ):
         with pytest.raises(HpoqError):
             QSVRPredictor(**bad).fit(None, P[:25], y[:25])
     with pytest.raises(HpoqError):

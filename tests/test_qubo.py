@@ -1,4 +1,5 @@
 """QUBO-SVR assembly (method.md 5.1-5.4): energies, penalty, decoding by label, textbook bias, SA vs exact."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,8 +9,17 @@ import numpy as np
 import pytest
 
 from hpoq.errors import HpoqError, InternalError
-from hpoq.predict.qubo import (Encoding, decode, dual_objective, qubo_energies, qubo_matrix, rbf_kernel,
-                               samples_in_label_order, textbook_bias, to_bqm)
+from hpoq.predict.qubo import (
+    Encoding,
+    decode,
+    dual_objective,
+    qubo_energies,
+    qubo_matrix,
+    rbf_kernel,
+    samples_in_label_order,
+    textbook_bias,
+    to_bqm,
+)
 from hpoq.predict.samplers import make_sampler
 
 
@@ -145,8 +155,16 @@ def test_energy_identity_over_random_settings():
     from hypothesis import strategies as st
 
     @settings(max_examples=40, deadline=None)
-    @given(K=st.integers(1, 4), N=st.integers(1, 6), B=st.floats(0.1, 3.0), k0=st.floats(-2, 2),
-           eps=st.floats(0, 1), xi=st.floats(0, 10), lam=st.floats(0, 5), seed=st.integers(0, 2 ** 16))
+    @given(
+        K=st.integers(1, 4),
+        N=st.integers(1, 6),
+        B=st.floats(0.1, 3.0),
+        k0=st.floats(-2, 2),
+        eps=st.floats(0, 1),
+        xi=st.floats(0, 10),
+        lam=st.floats(0, 5),
+        seed=st.integers(0, 2**16),
+    )
     def check(K, N, B, k0, eps, xi, lam, seed):
         enc = Encoding(K=K, B=B, k0=k0)
         X, y, kmat = _problem(N, seed)

@@ -1,4 +1,5 @@
 """The MPI runtime under real ``mpiexec`` ranks: studies, trial groups, failures, resume, signals."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import mpi_env, mpiexec
+
 from hpoq.curves.store import read_store
 from hpoq.schedulers.brackets import hyperband_budget
 from hpoq.study.build import build_scheduler, load_replay_table
@@ -27,8 +28,14 @@ R, ETA = 9, 3
 
 
 def study_file(tmp_path, name="s", **over) -> str:
-    doc = {"name": name, "seed": 4, "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
-           "trainer": {"name": "table", "params": {"table": TABLE}}, "space": "table", "poll_interval": 0.005}
+    doc = {
+        "name": name,
+        "seed": 4,
+        "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
+        "trainer": {"name": "table", "params": {"table": TABLE}},
+        "space": "table",
+        "poll_interval": 0.005,
+    }
     doc.update(over)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -56,7 +63,7 @@ def sequential_best(path: str) -> dict:
     while not scheduler.finished:
         unit = scheduler.suggest()
         assert unit is not None
-        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist())
     return scheduler.best()
 
 
@@ -135,8 +142,10 @@ def test_more_trial_groups_than_configurations(tmp_path):
 
 
 def test_failing_trainer_plugin(tmp_path):
-    trainer = {"name": "tests.plugins.flaky:FlakyTableTrainer",
-               "params": {"table": TABLE, "raise_mod": 7, "nan_mod": 11, "oom_mod": 13, "flaky_mod": 5}}
+    trainer = {
+        "name": "tests.plugins.flaky:FlakyTableTrainer",
+        "params": {"table": TABLE, "raise_mod": 7, "nan_mod": 11, "oom_mod": 13, "flaky_mod": 5},
+    }
     path = study_file(tmp_path, trainer=trainer, seed=0)  # samples rows of every failure kind
     out = tmp_path / "out"
     proc = run_mpi(4, "run", path, "--out", str(out))
@@ -175,8 +184,14 @@ def test_failing_trainer_plugin(tmp_path):
 def test_resume_after_sigkill_of_the_master(tmp_path):
     path = study_file(tmp_path, trainer={"name": "table", "params": {"table": TABLE, "sleep": 0.03}})
     out = tmp_path / "out"
-    proc = subprocess.Popen(mpi_cmd(4, "run", path, "--out", str(out)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        mpi_cmd(4, "run", path, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: n_results(out) >= 8, proc)
         pid = journal(out)[0]["pid"]
@@ -195,14 +210,14 @@ def test_resume_after_sigkill_of_the_master(tmp_path):
     records = check_complete(out, sequential_best(path))
     resume = next(r for r in records if r["type"] == "resume")
     assert resume["from_snapshot"] is None and resume["replayed"] > 0
-    assert result_units(records)[:len(done_before)] == done_before  # nothing finished was lost or redone
+    assert result_units(records)[: len(done_before)] == done_before  # nothing finished was lost or redone
     # the units in flight at the kill count as one failed attempt each (the job died: the journal cannot
     # tell a killed master from a rank that took the job down); their isolated re-runs found their start checkpoints
     failures = [r for r in records if r["type"] == "failure"]
     assert sorted(r["unit_id"] for r in failures) == sorted(resume["lost_units"]) == sorted(resume["counted_lost"])
     assert all(r["kind"] == "lost" and not r["final"] for r in failures)
     # the master polls and sleeps: its CPU time is a small share of the time the workers trained
-    resumed = records[next(i for i, r in enumerate(records) if r["type"] == "resume"):]
+    resumed = records[next(i for i, r in enumerate(records) if r["type"] == "resume") :]
     assert records[-1]["master_cpu_s"] < 0.25 * (records[-1]["t"] - resumed[0]["t"])
     # a journal that does not replay (here: another seed in its header) is refused, nothing appended
     tampered = tmp_path / "tampered"
@@ -225,8 +240,14 @@ def test_stop_signal_leaves_a_resumable_directory(tmp_path, sig, target):
     """SIGTERM to the master; SIGUSR1 (Slurm's pre-timeout signal) to mpiexec, which forwards it to every rank."""
     path = study_file(tmp_path, trainer={"name": "table", "params": {"table": TABLE, "sleep": 0.03}})
     out = tmp_path / "out"
-    proc = subprocess.Popen(mpi_cmd(4, "run", path, "--out", str(out)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = subprocess.Popen(
+        mpi_cmd(4, "run", path, "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+    )
     try:
         wait_for(lambda: n_results(out) >= 6, proc)
         os.kill(journal(out)[0]["pid"] if target == "master" else proc.pid, getattr(signal, sig))
@@ -264,8 +285,14 @@ def test_bad_study_rank_count_and_existing_journal_exit_2_and_write_nothing(tmp_
     proc = run_mpi(3, "run", missing, "--out", str(out))
     assert proc.returncode == 2 and "trainer.params.table" in proc.stderr and not out.exists()
     # without mpiexec (a singleton rank) there is no trial group either
-    proc = subprocess.run([sys.executable, "-m", "hpoq.main", "run", two, "--out", str(out)], capture_output=True,
-                          text=True, env=mpi_env(), cwd=REPO, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpoq.main", "run", two, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "1 MPI rank(s) cannot form one trial group" in proc.stderr and not out.exists()
     # a fresh study into a directory that holds a journal is refused; the journal is untouched
     good = study_file(tmp_path, "good", algorithm={"name": "hyperband", "R": 1, "eta": 3})
@@ -277,10 +304,12 @@ def test_bad_study_rank_count_and_existing_journal_exit_2_and_write_nothing(tmp_
 
 
 def test_declared_search_space_with_a_plugin_trainer(tmp_path):
-    space = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
-             "layers": {"type": "int", "low": 1, "high": 4},
-             "opt": {"type": "choice", "values": ["adam", "sgd"]},
-             "momentum": {"type": "uniform", "low": 0.5, "high": 0.99, "when": {"opt": "sgd"}}}
+    space = {
+        "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+        "layers": {"type": "int", "low": 1, "high": 4},
+        "opt": {"type": "choice", "values": ["adam", "sgd"]},
+        "momentum": {"type": "uniform", "low": 0.5, "high": 0.99, "when": {"opt": "sgd"}},
+    }
     path = study_file(tmp_path, trainer={"name": "tests.plugins.synthetic:SyntheticTrainer"}, space=space)
     out = tmp_path / "out"
     proc = run_mpi(3, "run", path, "--out", str(out))
@@ -297,6 +326,8 @@ def sequential_synthetic_best(path: str) -> dict:
     scheduler = build_scheduler(load_study(path))
     while not scheduler.finished:
         unit = scheduler.suggest()
-        scheduler.on_result(unit.trial_id, [SyntheticTrainer.value(unit.config, e)
-                                            for e in range(unit.start_epoch + 1, unit.end_epoch + 1)])
+        scheduler.on_result(
+            unit.trial_id,
+            [SyntheticTrainer.value(unit.config, e) for e in range(unit.start_epoch + 1, unit.end_epoch + 1)],
+        )
     return scheduler.best()

@@ -4,6 +4,7 @@ Run against the single-node Slurm of ``bash jobs/local_slurm.sh up`` (``.ci/run`
 where no Slurm answers. The time-limit job needs Slurm's one-minute minimum and its 30-second limit check, so
 it is submitted at the first Slurm test of this module and checked by the last one: its wait overlaps the others.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,11 +31,12 @@ SCRIPT = str(REPO / "jobs" / "slurm_generic.sbatch")
 R, ETA = 9, 3
 slurm = pytest.mark.slurm
 # where a Slurm must be there (.ci/run sets HPOQ_REQUIRE_SLURM=1 after bringing it up) the tests run and fail
-needs_slurm = pytest.mark.skipif(slurm_skip_reason() is not None and os.environ.get("HPOQ_REQUIRE_SLURM") != "1",
-                                 reason=str(slurm_skip_reason()))
+needs_slurm = pytest.mark.skipif(
+    slurm_skip_reason() is not None and os.environ.get("HPOQ_REQUIRE_SLURM") != "1", reason=str(slurm_skip_reason())
+)
 
 # A user-style trainer plugin: the table trainer, `slow_s` seconds per epoch while the file `flag` exists.
-SLOW_PLUGIN = textwrap.dedent('''
+SLOW_PLUGIN = textwrap.dedent("""
     import os, time
     from hpoq.trainers.table import TableTrainer
 
@@ -47,10 +49,10 @@ SLOW_PLUGIN = textwrap.dedent('''
             if os.path.exists(self.flag):
                 time.sleep(self.slow_s * (end_epoch - start_epoch))
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
-''')
+""")
 
 # A plugin whose train() raises a BaseException on some rows: it escapes the worker's `except Exception`.
-ESCAPING_PLUGIN = textwrap.dedent('''
+ESCAPING_PLUGIN = textwrap.dedent("""
     from hpoq.trainers.table import TableTrainer
 
     class Escape(BaseException):
@@ -61,14 +63,19 @@ ESCAPING_PLUGIN = textwrap.dedent('''
             if int(config["_row"]) % 3 == 0:
                 raise Escape(f"row {config['_row']}: not an Exception, so no worker handler catches it")
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
-''')
+""")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def study_file(tmp_path, name: str, trainer: dict | None = None, **over) -> str:
-    doc = {"name": name, "seed": 4, "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
-           "trainer": trainer or {"name": "table", "params": {"table": TABLE}}, "space": "table",
-           "poll_interval": 0.01}
+    doc = {
+        "name": name,
+        "seed": 4,
+        "algorithm": {"name": "hyperband", "R": R, "eta": ETA},
+        "trainer": trainer or {"name": "table", "params": {"table": TABLE}},
+        "space": "table",
+        "poll_interval": 0.01,
+    }
     doc.update(over)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -108,7 +115,7 @@ def sequential_run(path: str) -> tuple[dict, set]:
         unit = scheduler.suggest()
         assert unit is not None
         units.add((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist())
     return scheduler.best(), units
 
 
@@ -127,15 +134,17 @@ def check_same_as_uninterrupted(out, path: str) -> list[dict]:
 
 
 def sbatch(args: list[str], env: dict) -> str:
-    proc = subprocess.run(["sbatch", "--parsable", *args], check=False, capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=30)
+    proc = subprocess.run(
+        ["sbatch", "--parsable", *args], check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=30
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split(";")[0]
 
 
 def job_info(job: str, env: dict) -> dict:
-    proc = subprocess.run(["scontrol", "-o", "show", "job", job], check=False, capture_output=True, text=True,
-                          env=env, timeout=30)
+    proc = subprocess.run(
+        ["scontrol", "-o", "show", "job", job], check=False, capture_output=True, text=True, env=env, timeout=30
+    )
     assert proc.returncode == 0, proc.stderr
     return dict(kv.split("=", 1) for kv in proc.stdout.split() if "=" in kv)
 
@@ -174,8 +183,10 @@ class TimeLimitJob:
         self.flag = tmp / "slow"
         self.flag.touch()
         # 69 epochs x 3 s over 2 trial groups: over 100 s, longer than the limit (60 s + up to 30 s check period)
-        trainer = {"name": "slow_plugin:SlowWhileFlag",
-                   "params": {"table": TABLE, "flag": str(self.flag), "slow_s": 3.0}}
+        trainer = {
+            "name": "slow_plugin:SlowWhileFlag",
+            "params": {"table": TABLE, "flag": str(self.flag), "slow_s": 3.0},
+        }
         self.study = study_file(tmp, "timelimit", trainer)
         self.reference = study_file(tmp, "reference")  # the same study on the plain table trainer: same units
         self.out = tmp / "out"
@@ -209,9 +220,9 @@ def test_launch_mismatch_names_the_cause_and_stays_quiet_on_good_launches():
     msg = launch_mismatch(1, none)
     assert "4 tasks" in msg and "--mpi=pmi2" in msg and "--mpi=pmix" in msg and "\n" not in msg
     assert "srun --mpi=pmix started" in launch_mismatch(1, {**none, "SLURM_MPI_TYPE": "pmix"})
-    assert launch_mismatch(4, {**none, "PMI_SIZE": "4"}) is None        # srun --mpi=pmi2: one world of 4
+    assert launch_mismatch(4, {**none, "PMI_SIZE": "4"}) is None  # srun --mpi=pmi2: one world of 4
     assert launch_mismatch(1, {"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1", "SLURM_NTASKS": "1"}) is None
-    assert launch_mismatch(1, {}) is None                                # a plain python process
+    assert launch_mismatch(1, {}) is None  # a plain python process
     # mpiexec inside an allocation: hydra's PMI_SIZE wins over the job's SLURM_NTASKS
     assert launch_mismatch(1, {"PMI_SIZE": "1", "SLURM_NTASKS": "5"}) is None
     assert "OMPI_COMM_WORLD_SIZE=3" in launch_mismatch(1, {"OMPI_COMM_WORLD_SIZE": "3"})
@@ -226,17 +237,46 @@ def test_without_slurm_mpiexec_ranks_abort_and_a_fake_srun_none_launch_is_refuse
     (tmp_path / "escaping_plugin.py").write_text(ESCAPING_PLUGIN)
     trainer = {"name": "escaping_plugin:EscapingTrainer", "params": {"table": TABLE, "sleep": 0.01}}
     env = env_with(tmp_path)
-    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "hpoq.main", "run",
-                           study_file(tmp_path, "s", trainer), "--out", str(tmp_path / "out")],
-                          check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
+    proc = subprocess.run(
+        [
+            mpiexec(),
+            "-n",
+            "3",
+            sys.executable,
+            "-m",
+            "hpoq.main",
+            "run",
+            study_file(tmp_path, "s", trainer),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=240,
+    )
     assert proc.returncode != 0 and "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
     tasks = []
     for rank in range(2):
-        task_env = {**mpi_env(), "SLURM_JOB_ID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
-                    "SLURM_NTASKS": "2", "SLURM_PROCID": str(rank)}
-        tasks.append(subprocess.Popen([sys.executable, "-m", "hpoq.main", "run", study_file(tmp_path, "t"), "--out",
-                                       str(tmp_path / "none")], stderr=subprocess.PIPE, text=True, env=task_env,
-                                      cwd=REPO))
+        task_env = {
+            **mpi_env(),
+            "SLURM_JOB_ID": "1",
+            "SLURM_STEP_ID": "0",
+            "SLURM_STEP_NUM_TASKS": "2",
+            "SLURM_NTASKS": "2",
+            "SLURM_PROCID": str(rank),
+        }
+        tasks.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "hpoq.main", "run", study_file(tmp_path, "t"), "--out", str(tmp_path / "none")],
+                stderr=subprocess.PIPE,
+                text=True,
+                env=task_env,
+                cwd=REPO,
+            )
+        )
     errs = [t.communicate(timeout=120)[1] for t in tasks]
     assert [t.returncode for t in tasks] == [2, 2]
     assert errs[0].count("hpoq: error:") == 1 and "2 tasks" in errs[0] and errs[1] == "", errs
@@ -250,13 +290,25 @@ def test_srun_gives_the_same_best_as_mpiexec(tmp_path):
     """The design card's launch, `srun -n 4 python -m hpoq.main run` (no -m mpi4py), against mpiexec."""
     env = env_with()
     study = "examples/mlpf-table.yaml"
-    via_srun = subprocess.run(["srun", "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out",
-                               str(tmp_path / "srun")], check=False, capture_output=True, text=True, env=env, cwd=REPO,
-                              timeout=120)
+    via_srun = subprocess.run(
+        ["srun", "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out", str(tmp_path / "srun")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert via_srun.returncode == 0, via_srun.stderr
-    via_mpiexec = subprocess.run([mpiexec(), "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out",
-                                  str(tmp_path / "mpiexec")], check=False, capture_output=True, text=True,
-                                 env=mpi_env(), cwd=REPO, timeout=120)
+    via_mpiexec = subprocess.run(
+        [mpiexec(), "-n", "4", sys.executable, "-m", "hpoq.main", "run", study, "--out", str(tmp_path / "mpiexec")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=120,
+    )
     assert via_mpiexec.returncode == 0, via_mpiexec.stderr
     header = journal(tmp_path / "srun")[0]
     assert header["world_size"] == 4 and len(header["groups"]) == 3  # one world, not 4 worlds of 1
@@ -268,9 +320,27 @@ def test_srun_gives_the_same_best_as_mpiexec(tmp_path):
 @needs_slurm
 def test_srun_with_the_wrong_mpi_type_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(["srun", "-n", "4", "--mpi=none", sys.executable, "-m", "hpoq.main", "run",
-                           study_file(tmp_path, "s"), "--out", str(out)],
-                          check=False, capture_output=True, text=True, env=env_with(), cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [
+            "srun",
+            "-n",
+            "4",
+            "--mpi=none",
+            sys.executable,
+            "-m",
+            "hpoq.main",
+            "run",
+            study_file(tmp_path, "s"),
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env_with(),
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("hpoq: error:")]
     assert len(errors) == 1 and "4 tasks" in errors[0] and "--mpi=pmi2" in errors[0], proc.stderr
@@ -284,9 +354,26 @@ def test_an_uncaught_exception_on_one_rank_ends_the_srun_job(tmp_path):
     (tmp_path / "escaping_plugin.py").write_text(ESCAPING_PLUGIN)
     trainer = {"name": "escaping_plugin:EscapingTrainer", "params": {"table": TABLE, "sleep": 0.01}}
     t0 = time.monotonic()
-    proc = subprocess.run(["srun", "-n", "3", sys.executable, "-m", "hpoq.main", "run",
-                           study_file(tmp_path, "s", trainer), "--out", str(tmp_path / "out")],
-                          check=False, capture_output=True, text=True, env=env_with(tmp_path), cwd=REPO, timeout=240)
+    proc = subprocess.run(
+        [
+            "srun",
+            "-n",
+            "3",
+            sys.executable,
+            "-m",
+            "hpoq.main",
+            "run",
+            study_file(tmp_path, "s", trainer),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env_with(tmp_path),
+        cwd=REPO,
+        timeout=240,
+    )
     assert proc.returncode != 0
     assert "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
     assert time.monotonic() - t0 < 200  # about 4 s; without the abort the master waits forever
@@ -332,7 +419,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_pa
     assert done_before <= set(result_units(first_run))  # no unit finished before the signal was lost
     end_1 = next(r for r in records if r["type"] == "end")
     assert end_1["status"] == "interrupted"
-    before_end = records[:records.index(end_1)]
+    before_end = records[: records.index(end_1)]
     units = {r["unit_id"] for r in before_end if r["type"] == "unit"}
     assert units == {r["unit_id"] for r in before_end if r["type"] in ("result", "failure")}  # running units finished
     resume = next(r for r in records if r["type"] == "resume")
@@ -359,5 +446,5 @@ def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit
     info = wait_job(second, job.env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, job.log)
     assert info["JobState"] == "COMPLETED", job.log.read_text()
     records = check_same_as_uninterrupted(job.out, job.reference)
-    assert result_units(records)[:len(done_before)] == done_before  # nothing finished before the limit redone
+    assert result_units(records)[: len(done_before)] == done_before  # nothing finished before the limit redone
     assert any(r["type"] == "resume" for r in records) and "restart 0) on cpu: run --resume" in job.log.read_text()

@@ -1,4 +1,5 @@
 """``status OUTDIR``: exit 0 for a finished study, 3 for a resumable one, 2 for bad input."""
+
 from __future__ import annotations
 
 import json
@@ -8,28 +9,42 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import MLPF_TABLE, mpi_env, mpiexec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def hpoq(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True,
-                          env=mpi_env(), cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("status")
     study = tmp / "s.yaml"
-    study.write_text(yaml.safe_dump({
-        "name": "s", "seed": 1, "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
-        "trainer": {"name": "table", "params": {"table": str(MLPF_TABLE)}}, "space": "table",
-        "poll_interval": 0.005}))
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "seed": 1,
+                "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
+                "trainer": {"name": "table", "params": {"table": str(MLPF_TABLE)}},
+                "space": "table",
+                "poll_interval": 0.005,
+            }
+        )
+    )
     out = tmp / "out"
-    proc = subprocess.run([mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", str(study),
-                           "--out", str(out)], capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", str(study), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -1,4 +1,5 @@
 """Study files, search spaces, the trainer registry, the table trainer and the journal (no MPI)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ TABLE = str(REPO.parent / "shared" / "data" / "mlpf_perfpred" / "mlpf_delphes_tr
 
 
 def base_study(**over) -> dict:
-    doc = {"name": "t", "seed": 0, "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
-           "trainer": {"name": "table", "params": {"table": TABLE}}, "space": "table"}
+    doc = {
+        "name": "t",
+        "seed": 0,
+        "algorithm": {"name": "hyperband", "R": 9, "eta": 3},
+        "trainer": {"name": "table", "params": {"table": TABLE}},
+        "space": "table",
+    }
     doc.update(over)
     return doc
 
@@ -50,32 +56,48 @@ def test_defaults_and_paths_relative_to_study_file(tmp_path):
     assert (spec.ranks_per_trial, spec.max_retries, spec.poll_interval, spec.algorithm["eta"]) == (1, 1, 0.01, 3)
 
 
-@pytest.mark.parametrize("doc, needle", [
-    (base_study(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 0.5}}), "algorithm.params.knwon_curve"),
-    (base_study(algorithm={"name": "hyperband", "R": 9, "etaa": 3}), "algorithm.etaa"),
-    (base_study(algorithm={"name": "hyperband", "R": "nine"}), "algorithm.R"),
-    (base_study(algorithm={"name": "nosuch", "R": 9}), "algorithm.name"),
-    (base_study(seed=-1), "seed"),
-    (base_study(ranks_per_trial=0), "ranks_per_trial"),
-    (base_study(ranks_per_trial=1.5), "ranks_per_trial"),
-    (base_study(poll_interval=0), "poll_interval"),
-    (base_study(max_retries="x"), "max_retries"),
-    (base_study(bogus=1), "bogus"),
-    (base_study(trainer={"name": "table", "params": {"table": TABLE, "sleeep": 1}}), "trainer.params.sleeep"),
-    (base_study(trainer={"name": "table", "params": {"table": "missing.csv"}}), "trainer.params.table"),
-    (base_study(trainer={"name": "nosuch"}), "trainer.name"),
-    (base_study(trainer={"name": "nosuch.module:Thing"}), "trainer.name"),
-    (base_study(predictor={"name": "svr", "params": {"sampler": "sa"}}), "predictor"),
-    (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "svr", "params": {"no_such": 1}}), "predictor.params.no_such"),
-    (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "nope"}), "predictor.name"),
-    (base_study(space={"lr": {"type": "loguniform", "low": 0, "high": 1}}), "space.lr.low"),
-    (base_study(space={"lr": {"type": "gauss"}}), "space.lr.type"),
-    (base_study(space={"x": {"type": "uniform", "low": 0, "high": 1, "when": {"y": 1}}}), "space.x.when.y"),
-    (base_study(space={"a": {"type": "choice", "values": [1, 2], "when": {"b": 1}},
-                       "b": {"type": "choice", "values": [1, 2], "when": {"a": 1}}}), "form a cycle"),
-    (base_study(warm_fraction=1.0), "warm_fraction"),
-    (base_study(warm_curves="nothere.h5"), "warm_curves.path"),
-])
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        (
+            base_study(algorithm={"name": "swift", "R": 9, "params": {"knwon_curve": 0.5}}),
+            "algorithm.params.knwon_curve",
+        ),
+        (base_study(algorithm={"name": "hyperband", "R": 9, "etaa": 3}), "algorithm.etaa"),
+        (base_study(algorithm={"name": "hyperband", "R": "nine"}), "algorithm.R"),
+        (base_study(algorithm={"name": "nosuch", "R": 9}), "algorithm.name"),
+        (base_study(seed=-1), "seed"),
+        (base_study(ranks_per_trial=0), "ranks_per_trial"),
+        (base_study(ranks_per_trial=1.5), "ranks_per_trial"),
+        (base_study(poll_interval=0), "poll_interval"),
+        (base_study(max_retries="x"), "max_retries"),
+        (base_study(bogus=1), "bogus"),
+        (base_study(trainer={"name": "table", "params": {"table": TABLE, "sleeep": 1}}), "trainer.params.sleeep"),
+        (base_study(trainer={"name": "table", "params": {"table": "missing.csv"}}), "trainer.params.table"),
+        (base_study(trainer={"name": "nosuch"}), "trainer.name"),
+        (base_study(trainer={"name": "nosuch.module:Thing"}), "trainer.name"),
+        (base_study(predictor={"name": "svr", "params": {"sampler": "sa"}}), "predictor"),
+        (
+            base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "svr", "params": {"no_such": 1}}),
+            "predictor.params.no_such",
+        ),
+        (base_study(algorithm={"name": "swift", "R": 9}, predictor={"name": "nope"}), "predictor.name"),
+        (base_study(space={"lr": {"type": "loguniform", "low": 0, "high": 1}}), "space.lr.low"),
+        (base_study(space={"lr": {"type": "gauss"}}), "space.lr.type"),
+        (base_study(space={"x": {"type": "uniform", "low": 0, "high": 1, "when": {"y": 1}}}), "space.x.when.y"),
+        (
+            base_study(
+                space={
+                    "a": {"type": "choice", "values": [1, 2], "when": {"b": 1}},
+                    "b": {"type": "choice", "values": [1, 2], "when": {"a": 1}},
+                }
+            ),
+            "form a cycle",
+        ),
+        (base_study(warm_fraction=1.0), "warm_fraction"),
+        (base_study(warm_curves="nothere.h5"), "warm_curves.path"),
+    ],
+)
 def test_bad_study_names_the_key(tmp_path, doc, needle):
     with pytest.raises(HpoqError) as err:
         load_study(write_study(tmp_path, doc))
@@ -127,8 +149,10 @@ def test_search_space_types_conditions_and_determinism():
 
 
 def test_declared_space_builds_a_scheduler(tmp_path):
-    doc = base_study(trainer={"name": "tests.plugins.flaky:FlakyTableTrainer", "params": {"table": TABLE}},
-                     space={"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}})
+    doc = base_study(
+        trainer={"name": "tests.plugins.flaky:FlakyTableTrainer", "params": {"table": TABLE}},
+        space={"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
+    )
     spec = load_study(write_study(tmp_path, doc))
     unit = build_scheduler(spec).suggest()
     assert unit.start_epoch == 0 and set(unit.config) == {"lr"}
@@ -183,8 +207,9 @@ def test_journal_tolerates_a_torn_last_line_and_cuts_it(tmp_path):
 
 def run_cli(*args, cwd=REPO):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "hpoq.main", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
 
 
 def test_validate_cli(tmp_path):

@@ -1,4 +1,5 @@
 """Classical SVR predictor: reproduces the paper's MLPF number (method.md 8.2)."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import r2_score

@@ -1,4 +1,5 @@
 """Argument helpers shared by the subcommands."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def parse_fraction(text: str, name: str, *, low_open: bool = True, high_open: bool = True,
-                   low: float = 0.0, high: float = 1.0) -> float:
+def parse_fraction(
+    text: str, name: str, *, low_open: bool = True, high_open: bool = True, low: float = 0.0, high: float = 1.0
+) -> float:
     """Parse a float that must lie in the interval (low, high) (ends open or closed as given)."""
     try:
         value = float(text)
@@ -61,4 +63,3 @@ def parse_params(items: list[str] | None) -> dict:
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=numpy_default)
     sys.stdout.write("\n")
-

@@ -4,6 +4,7 @@ SRC is a CSV/CSV.gz table (``--metric`` required), the CIFAR-10 JSON, an LCBench
 TaskSet npz, an HDF5 curve store, or the name of a shared table (``mlpf``, ``lcbench``, ...).
 OUT ending in ``.csv`` / ``.csv.gz`` gets the table form, ``.h5`` / ``.hdf5`` the HDF5 store.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,9 @@ HELP = "convert a curve source (CSV, npz, JSON, HDF5 or a shared table name) to 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", help="source file, or a shared table name (mlpf, mnist6, cifar10, lcbench, taskset, ...)")
+    parser.add_argument(
+        "src", help="source file, or a shared table name (mlpf, mnist6, cifar10, lcbench, taskset, ...)"
+    )
     parser.add_argument("--out", required=True, help="output .csv, .csv.gz, .h5 or .hdf5")
     parser.add_argument("--metric", help="metric name (required for CSV sources; npz/JSON have defaults)")
     parser.add_argument("--mode", choices=["min", "max"], help="direction of the metric (default: the source's)")
@@ -44,7 +47,9 @@ def run(args) -> int:
         options = {"task": args.task} if args.task is not None and args.src == "taskset" else {}
         table = load_shared(args.src, **options)
         if args.metric is not None and args.metric != table.metric:
-            raise HpoqError(f"shared table {args.src!r} has metric {table.metric!r}; convert the source file for another metric")
+            raise HpoqError(
+                f"shared table {args.src!r} has metric {table.metric!r}; convert the source file for another metric"
+            )
     else:
         table = convert_source(args.src, metric=args.metric, mode=args.mode, task=args.task, configs=args.configs)
     if args.mode is not None:
@@ -53,11 +58,20 @@ def run(args) -> int:
         write_store(out, table)
     else:
         write_table(out, table)
-    summary = {"out": os.path.abspath(out), "rows": table.n_rows, "epochs": table.n_epochs, "metric": table.metric,
-               "mode": table.mode, "dropped": table.dropped, "hp_names": table.hp_names}
+    summary = {
+        "out": os.path.abspath(out),
+        "rows": table.n_rows,
+        "epochs": table.n_epochs,
+        "metric": table.metric,
+        "mode": table.mode,
+        "dropped": table.dropped,
+        "hp_names": table.hp_names,
+    }
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {out}: {table.n_rows} rows x {table.n_epochs} epochs of {table.metric} ({table.mode}), "
-              f"{table.dropped} dropped")
+        print(
+            f"wrote {out}: {table.n_rows} rows x {table.n_epochs} epochs of {table.metric} ({table.mode}), "
+            f"{table.dropped} dropped"
+        )
     return 0

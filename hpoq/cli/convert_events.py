@@ -4,6 +4,7 @@ SRC: upstream parquet files (or directories of them), or a built tfds dataset di
 (ArrayRecord; needs tensorflow_datasets). See :mod:`hpoq.mlpf.upstream_data` and the README
 (MLPF section) for where to download the datasets.
 """
+
 from __future__ import annotations
 
 COMMAND = "convert-events"
@@ -11,14 +12,20 @@ HELP = "convert upstream MLPF CLIC datasets (parquet, or tfds ArrayRecord) to hp
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("src", nargs="+",
-                        help="upstream .parquet files, directories of them, or a tfds dataset directory")
+    parser.add_argument(
+        "src", nargs="+", help="upstream .parquet files, directories of them, or a tfds dataset directory"
+    )
     parser.add_argument("--out", required=True, help="output directory (train/ and val/ shards, dataset.json)")
-    parser.add_argument("--format", default="auto",
-                        help="auto | parquet | tfds (default auto: tfds where dataset_info.json is)")
+    parser.add_argument(
+        "--format", default="auto", help="auto | parquet | tfds (default auto: tfds where dataset_info.json is)"
+    )
     parser.add_argument("--split", default="train", help="tfds input: the split to read (default train)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="last fraction of each input's events that go to the val split (default 0.1)")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="last fraction of each input's events that go to the val split (default 0.1)",
+    )
     parser.add_argument("--compression", default="lzf", help="lzf | gzip | none (default lzf)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
 
@@ -27,7 +34,14 @@ def run(args) -> int:
     from hpoq.cli._common import print_json
     from hpoq.mlpf.upstream_data import convert_events, summary
 
-    manifest = convert_events(args.src, args.out, fmt=args.format, split=args.split, val_fraction=args.val_fraction,
-                              compression=args.compression, overwrite=args.overwrite)
+    manifest = convert_events(
+        args.src,
+        args.out,
+        fmt=args.format,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        compression=args.compression,
+        overwrite=args.overwrite,
+    )
     print_json({"out": str(args.out), **summary(manifest)})
     return 0

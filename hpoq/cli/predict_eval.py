@@ -3,6 +3,7 @@
 Prints one JSON object with ``--json`` (keys r2, mae, spearman, r2_min, n, epochs, known_epochs,
 fit_seconds, ...; the format is relied on), else a short summary line.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,15 @@ HELP = "evaluate a performance predictor on a curve table (grouped 80/20 splits 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--table", required=True,
-                        help="curve table (.csv/.csv.gz), HDF5 curve store (.h5), or a shared table name (mlpf, lcbench, ...)")
+    parser.add_argument(
+        "--table",
+        required=True,
+        help="curve table (.csv/.csv.gz), HDF5 curve store (.h5), or a shared table name (mlpf, lcbench, ...)",
+    )
     parser.add_argument("--metric", help="metric columns <metric>_<epoch> (required for CSV tables)")
-    parser.add_argument("--mode", choices=["min", "max"], help="direction of the metric (default min; shared tables know theirs)")
+    parser.add_argument(
+        "--mode", choices=["min", "max"], help="direction of the metric (default min; shared tables know theirs)"
+    )
     parser.add_argument("--known", required=True, help="known fraction F of the curve, in (0, 1)")
     parser.add_argument("--predictor", default="default", help="predictor name (default: default)")
     parser.add_argument("--seeds", default="0-4", help="split seeds, e.g. 0-4 or 0,3 (default 0-4)")
@@ -72,7 +78,10 @@ def run(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(f"{args.predictor} on {args.table} ({table.metric}, {result['known_epochs']}/{result['epochs']} epochs known, "
-              f"n={result['n']}): R2 {result['r2']:.4f} (min {result['r2_min']:.4f}), MAE {result['mae']:.4g}, "
-              f"Spearman {result['spearman']:.4f}, fit {result['fit_seconds']:.3f} s")
+        print(
+            f"{args.predictor} on {args.table} ({table.metric}, "
+            f"{result['known_epochs']}/{result['epochs']} epochs known, "
+            f"n={result['n']}): R2 {result['r2']:.4f} (min {result['r2_min']:.4f}), MAE {result['mae']:.4g}, "
+            f"Spearman {result['spearman']:.4f}, fit {result['fit_seconds']:.3f} s"
+        )
     return 0

@@ -1,4 +1,5 @@
 """``hpoq run``: run a study under MPI (rank 0 master, trial groups of worker ranks)."""
+
 from __future__ import annotations
 
 COMMAND = "run"
@@ -8,12 +9,25 @@ HELP = "run a study file under MPI: mpiexec -n N python -m hpoq.main run STUDY.y
 def add_arguments(parser) -> None:
     parser.add_argument("study", nargs="?", help="study file (YAML); see 'hpoq validate' and examples/")
     parser.add_argument("--out", help="output directory (default: the study's 'out', else runs/<name>)")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="OUTDIR",
-                        help="continue the study whose journal is in OUTDIR (or in --out / the study's out)")
-    parser.add_argument("--allow-changed-inputs", action="store_true",
-                        help="resume even though a curve table, dataset or warm-curve file changed since the start")
-    parser.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
-                        help="progress bar on stderr: auto = only when stderr is a terminal (default auto)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="OUTDIR",
+        help="continue the study whose journal is in OUTDIR (or in --out / the study's out)",
+    )
+    parser.add_argument(
+        "--allow-changed-inputs",
+        action="store_true",
+        help="resume even though a curve table, dataset or warm-curve file changed since the start",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="progress bar on stderr: auto = only when stderr is a terminal (default auto)",
+    )
 
 
 def run(args) -> int:

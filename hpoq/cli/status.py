@@ -3,6 +3,7 @@
 Exit code 0 when the study finished, 3 when it can be resumed (interrupted, killed, still
 running elsewhere), 2 for bad input. Job scripts use it to decide whether to requeue.
 """
+
 from __future__ import annotations
 
 COMMAND = "status"
@@ -23,15 +24,25 @@ def run(args) -> int:
         study = load_study_output(args.out_dir)
     except HpoqError as exc:  # the loader is the report's; the user ran 'status'
         message = str(exc)
-        raise HpoqError("status: " + (message[len("report: "):] if message.startswith("report: ") else message)) from None
+        message = message[len("report: ") :] if message.startswith("report: ") else message
+        raise HpoqError(f"status: {message}") from None
     fates = {fate: n for fate, n in study.fate_counts().items() if n}
     epochs = study.epochs_used
     best = (study.end or {}).get("best") or study.best_file
     facts = {
-        "study": study.name, "status": study.status, "detail": study.status_detail,
-        "algorithm": study.algorithm, "R": study.R, "eta": study.eta,
-        "metric": study.metric, "mode": study.mode, "trials": len(study.trials), "fates": fates,
-        "epochs": epochs, "hyperband_budget": study.budget, "resumes": study.resumes,
+        "study": study.name,
+        "status": study.status,
+        "detail": study.status_detail,
+        "algorithm": study.algorithm,
+        "R": study.R,
+        "eta": study.eta,
+        "metric": study.metric,
+        "mode": study.mode,
+        "trials": len(study.trials),
+        "fates": fates,
+        "epochs": epochs,
+        "hyperband_budget": study.budget,
+        "resumes": study.resumes,
         "best": best,
     }
     if args.json:
@@ -39,9 +50,13 @@ def run(args) -> int:
     else:
         budget = f" of plain Hyperband's {study.budget}" if study.budget else ""
         print(f"study {study.name!r}: {study.status} ({study.status_detail})")
-        print(f"  {study.algorithm} R={study.R} eta={study.eta}; {len(study.trials)} trials: "
-              + ", ".join(f"{n} {fate}" for fate, n in sorted(fates.items())))
+        print(
+            f"  {study.algorithm} R={study.R} eta={study.eta}; {len(study.trials)} trials: "
+            + ", ".join(f"{n} {fate}" for fate, n in sorted(fates.items()))
+        )
         print(f"  epochs trained: {epochs}{budget}; resumed {study.resumes} time(s)")
         if best:
-            print(f"  best {study.metric}: {best.get('value')} (trial {best.get('trial_id')}, epoch {best.get('epoch')})")
+            print(
+                f"  best {study.metric}: {best.get('value')} (trial {best.get('trial_id')}, epoch {best.get('epoch')})"
+            )
     return 0 if study.status == "finished" else 3

@@ -1,4 +1,5 @@
 """``hpoq validate``: check a study file (keys, types, names, data files) without running it."""
+
 from __future__ import annotations
 
 COMMAND = "validate"
@@ -7,11 +8,19 @@ HELP = "check a study file without running it (exit 0 if valid, 2 with the first
 
 def add_arguments(parser) -> None:
     parser.add_argument("study", help="study file (YAML)")
-    parser.add_argument("--ranks", type=int, default=None, metavar="N",
-                        help="also check that N MPI ranks can form at least one trial group")
-    parser.add_argument("--build", action="store_true",
-                        help="also build the scheduler and the trainer as the ranks would (loads the table, "
-                             "warm curves and the trainer's data; slower)")
+    parser.add_argument(
+        "--ranks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also check that N MPI ranks can form at least one trial group",
+    )
+    parser.add_argument(
+        "--build",
+        action="store_true",
+        help="also build the scheduler and the trainer as the ranks would (loads the table, "
+        "warm curves and the trainer's data; slower)",
+    )
 
 
 def run(args) -> int:
@@ -38,6 +47,16 @@ def run(args) -> int:
     elif spec.space == "table":
         load_replay_table(spec)  # table readable, R within its epochs
     metric, mode = trainer_metric(spec)
-    print_json({"valid": True, "study": spec.name, "algorithm": spec.algorithm, "trainer": spec.trainer["name"],
-                "metric": metric, "mode": mode, "ranks_per_trial": spec.ranks_per_trial, "out": spec.out})
+    print_json(
+        {
+            "valid": True,
+            "study": spec.name,
+            "algorithm": spec.algorithm,
+            "trainer": spec.trainer["name"],
+            "metric": metric,
+            "mode": mode,
+            "ranks_per_trial": spec.ranks_per_trial,
+            "out": spec.out,
+        }
+    )
     return 0

@@ -18,11 +18,11 @@ HDF5 form. ``python -m hpoq.main convert SRC --out OUT.csv.gz`` wraps :func:`con
   for ranking a run above 2.0 is simply bad. The number of clipped cells is recorded in
   ``provenance``.
 """
+
 from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import os
 
@@ -73,12 +73,20 @@ def cifar_json_to_table(path: str, metric: str = "acc") -> CurveTable:
         raise HpoqError(f"source {path!r} has no consecutive epoch columns '0', '1', ...")
     rows = sorted(data[str(epoch_cols[0])], key=int)
     configs = [{hp: data[hp][r] for hp in CIFAR_HPS} for r in rows]
-    curves = np.array([[data[str(e)][r] if data[str(e)][r] is not None else np.nan for e in epoch_cols]
-                       for r in rows], dtype=float)
+    curves = np.array(
+        [[data[str(e)][r] if data[str(e)][r] is not None else np.nan for e in epoch_cols] for r in rows], dtype=float
+    )
     configs, curves, _, dropped = _drop_nonfinite(configs, curves)
-    return CurveTable(hp_names=list(CIFAR_HPS), configs=configs, curves=curves, metric=metric, mode="max",
-                      source=os.path.abspath(path), dropped=dropped,
-                      provenance={"first_epoch": epoch_cols[0], "converter": "cifar_json", "dropped_columns": ["index"]})
+    return CurveTable(
+        hp_names=list(CIFAR_HPS),
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode="max",
+        source=os.path.abspath(path),
+        dropped=dropped,
+        provenance={"first_epoch": epoch_cols[0], "converter": "cifar_json", "dropped_columns": ["index"]},
+    )
 
 
 def _read_csv_gz(path: str) -> tuple[list[str], list[list[str]]]:
@@ -101,8 +109,9 @@ def _load_npz(path: str):
         raise HpoqError(f"source {path!r} is not a readable npz file ({exc})") from None
 
 
-def lcbench_npz_to_table(npz_path: str, configs_path: str | None = None,
-                         metric: str = "val_balanced_accuracy", mode: str | None = None) -> CurveTable:
+def lcbench_npz_to_table(
+    npz_path: str, configs_path: str | None = None, metric: str = "val_balanced_accuracy", mode: str | None = None
+) -> CurveTable:
     """LCBench curves of one dataset: epochs 1..50 of ``metric``, hyperparameters from ``configs.csv.gz``."""
     z = _load_npz(npz_path)
     if metric not in z.files:
@@ -116,7 +125,11 @@ def lcbench_npz_to_table(npz_path: str, configs_path: str | None = None,
     if "time" in z.files:
         t = np.asarray(z["time"], dtype=float)
         time = (t[:, 50] - t[:, 0]) / 50.0
-    trials = np.asarray(z["trial"]).reshape(len(curves), -1)[:, 0].astype(int) if "trial" in z.files else np.arange(len(curves))
+    trials = (
+        np.asarray(z["trial"]).reshape(len(curves), -1)[:, 0].astype(int)
+        if "trial" in z.files
+        else np.arange(len(curves))
+    )
     configs_path = configs_path or os.path.join(os.path.dirname(npz_path), "configs.csv.gz")
     header, rows = _read_csv_gz(configs_path)
     missing = [h for h in LCBENCH_HPS + ["trial"] if h not in header]
@@ -130,13 +143,22 @@ def lcbench_npz_to_table(npz_path: str, configs_path: str | None = None,
     if mode is None:
         mode = "min" if ("loss" in metric or "cross_entropy" in metric) else "max"
     configs, curves, time, dropped = _drop_nonfinite(configs, curves, time)
-    return CurveTable(hp_names=list(LCBENCH_HPS), configs=configs, curves=curves, metric=metric, mode=mode,
-                      time=time, source=os.path.abspath(npz_path), dropped=dropped,
-                      provenance={"first_epoch": 1, "converter": "lcbench_npz", "time": "seconds per epoch"})
+    return CurveTable(
+        hp_names=list(LCBENCH_HPS),
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        time=time,
+        source=os.path.abspath(npz_path),
+        dropped=dropped,
+        provenance={"first_epoch": 1, "converter": "lcbench_npz", "time": "seconds per epoch"},
+    )
 
 
-def taskset_npz_to_table(path: str, metric: str = "valid_loss", task: str | None = TASKSET_DEFAULT_TASK,
-                         clip: float | None = TASKSET_CLIP) -> CurveTable:
+def taskset_npz_to_table(
+    path: str, metric: str = "valid_loss", task: str | None = TASKSET_DEFAULT_TASK, clip: float | None = TASKSET_CLIP
+) -> CurveTable:
     """TaskSet RNN curves (51 points). ``task``: a task name, its index, or ``"all"`` / None to pool the 12 tasks."""
     z = _load_npz(path)
     for key in ("task_names", "task_idx", "hp_names", "hp", metric):
@@ -165,14 +187,27 @@ def taskset_npz_to_table(path: str, metric: str = "valid_loss", task: str | None
         clipped = int((curves > clip).sum())
         curves = np.minimum(curves, clip)
     mode = "max" if "acc" in metric else "min"
-    return CurveTable(hp_names=hp_names, configs=configs, curves=curves, metric=metric, mode=mode,
-                      source=os.path.abspath(path), dropped=dropped,
-                      provenance={"first_epoch": 1, "converter": "taskset_npz", "task": task or "all",
-                                  "clip": clip, "clipped_cells": clipped})
+    return CurveTable(
+        hp_names=hp_names,
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        source=os.path.abspath(path),
+        dropped=dropped,
+        provenance={
+            "first_epoch": 1,
+            "converter": "taskset_npz",
+            "task": task or "all",
+            "clip": clip,
+            "clipped_cells": clipped,
+        },
+    )
 
 
-def convert_source(src: str, metric: str | None = None, mode: str | None = None, task: str | None = None,
-                   configs: str | None = None) -> CurveTable:
+def convert_source(
+    src: str, metric: str | None = None, mode: str | None = None, task: str | None = None, configs: str | None = None
+) -> CurveTable:
     """Load any supported source as a curve table: CSV/CSV.gz (``metric`` required), the CIFAR
     JSON, an LCBench npz or the TaskSet npz (recognised by name and content)."""
     _exists(src)
@@ -196,5 +231,13 @@ def convert_source(src: str, metric: str | None = None, mode: str | None = None,
     return load_table(src, metric, mode or "min")
 
 
-__all__ = ["cifar_json_to_table", "lcbench_npz_to_table", "taskset_npz_to_table", "convert_source",
-           "TASKSET_DEFAULT_TASK", "TASKSET_CLIP", "LCBENCH_HPS", "CIFAR_HPS"]
+__all__ = [
+    "cifar_json_to_table",
+    "lcbench_npz_to_table",
+    "taskset_npz_to_table",
+    "convert_source",
+    "TASKSET_DEFAULT_TASK",
+    "TASKSET_CLIP",
+    "LCBENCH_HPS",
+    "CIFAR_HPS",
+]

@@ -17,6 +17,7 @@ TaskSet: one task (``FixedTextRNNClassification_imdb_patch32_GRU128_bs128``, 999
 curves) by default; ``load_shared("taskset", task="all")`` pools the 12 tasks with ``task`` as
 a categorical hyperparameter. See :mod:`hpoq.curves.convert` for clipping of diverged values.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,24 +78,56 @@ def _lcbench(spec: "SharedTable", **kw) -> CurveTable:
     return convert.lcbench_npz_to_table(str(spec.path), None, spec.metric, spec.mode)
 
 
-def _taskset(spec: "SharedTable", task: str | None = convert.TASKSET_DEFAULT_TASK,
-             clip: float | None = convert.TASKSET_CLIP, **kw) -> CurveTable:
+def _taskset(
+    spec: "SharedTable",
+    task: str | None = convert.TASKSET_DEFAULT_TASK,
+    clip: float | None = convert.TASKSET_CLIP,
+    **kw,
+) -> CurveTable:
     return convert.taskset_npz_to_table(str(spec.path), spec.metric, task, clip)
 
 
 _MP = "mlpf_perfpred/"
-SHARED_TABLES: dict[str, SharedTable] = {t.name: t for t in [
-    SharedTable("mlpf", _MP + "mlpf_delphes_trainings_processed.csv.gz", "loss", "min", 100, _mlpf,
-                "MLPF GNN on Delphes, 295 rows (the 597.3 outlier dropped), 183 distinct configs, 7 HPs"),
-    SharedTable("mnist6", _MP + "mnist_cnn_6hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 6 HPs"),
-    SharedTable("mnist4", _MP + "mnist_cnn_4hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 4 HPs"),
-    SharedTable("mnist4rs42", _MP + "mnist_cnn_4hp_rs42.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 500 rows, 4 HPs"),
-    SharedTable("cifar10", _MP + "cifar10_cnn_curves.json.gz", "acc", "max", 200, _cifar, "CIFAR-10 CNN, 167 rows, 5 HPs"),
-    SharedTable("lcbench", "lcbench_lite/blood-transfusion-service-center_curves.npz", "val_balanced_accuracy",
-                "max", 50, _lcbench, "LCBench blood-transfusion, 2000 MLP configs, 7 HPs, seconds/epoch"),
-    SharedTable("taskset", "taskset_dyhpo/taskset_rnn_text_classification.npz", "valid_loss", "min", 51, _taskset,
-                "TaskSet IMDB GRU128 task, 1000 Adam configs, 8 HPs, diverged runs dropped, clipped at 2.0"),
-]}
+SHARED_TABLES: dict[str, SharedTable] = {
+    t.name: t
+    for t in [
+        SharedTable(
+            "mlpf",
+            _MP + "mlpf_delphes_trainings_processed.csv.gz",
+            "loss",
+            "min",
+            100,
+            _mlpf,
+            "MLPF GNN on Delphes, 295 rows (the 597.3 outlier dropped), 183 distinct configs, 7 HPs",
+        ),
+        SharedTable("mnist6", _MP + "mnist_cnn_6hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 6 HPs"),
+        SharedTable("mnist4", _MP + "mnist_cnn_4hp.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 800 rows, 4 HPs"),
+        SharedTable(
+            "mnist4rs42", _MP + "mnist_cnn_4hp_rs42.csv.gz", "acc", "max", 12, _csv, "MNIST CNN, 500 rows, 4 HPs"
+        ),
+        SharedTable(
+            "cifar10", _MP + "cifar10_cnn_curves.json.gz", "acc", "max", 200, _cifar, "CIFAR-10 CNN, 167 rows, 5 HPs"
+        ),
+        SharedTable(
+            "lcbench",
+            "lcbench_lite/blood-transfusion-service-center_curves.npz",
+            "val_balanced_accuracy",
+            "max",
+            50,
+            _lcbench,
+            "LCBench blood-transfusion, 2000 MLP configs, 7 HPs, seconds/epoch",
+        ),
+        SharedTable(
+            "taskset",
+            "taskset_dyhpo/taskset_rnn_text_classification.npz",
+            "valid_loss",
+            "min",
+            51,
+            _taskset,
+            "TaskSet IMDB GRU128 task, 1000 Adam configs, 8 HPs, diverged runs dropped, clipped at 2.0",
+        ),
+    ]
+}
 
 
 def load_shared(name: str, **options) -> CurveTable:

@@ -15,12 +15,11 @@ Layout of a store file (format ``hpoq-curve-store``, version 1):
 :class:`CurveStore` appends and updates rows one at a time and flushes after each change
 (only one process, e.g. MPI rank 0, may write a store; h5py from PyPI is serial).
 """
+
 from __future__ import annotations
 
 import json
-import math
 import os
-from typing import Any
 
 import numpy as np
 
@@ -51,8 +50,18 @@ def _check_mode(mode: str) -> None:
         raise HpoqError(f"curve store: mode must be 'min' or 'max', got {mode!r}")
 
 
-def _create_layout(f, metric: str, mode: str, hp_names, provenance, source: str = "", dropped: int = 0,
-                   n: int = 0, epochs: int = 0, with_time: bool = False) -> None:
+def _create_layout(
+    f,
+    metric: str,
+    mode: str,
+    hp_names,
+    provenance,
+    source: str = "",
+    dropped: int = 0,
+    n: int = 0,
+    epochs: int = 0,
+    with_time: bool = False,
+) -> None:
     h5py = _h5py()
     f.attrs["format"] = FORMAT
     f.attrs["version"] = VERSION
@@ -64,8 +73,14 @@ def _create_layout(f, metric: str, mode: str, hp_names, provenance, source: str 
     f.attrs["dropped"] = int(dropped)
     text = h5py.string_dtype("utf-8")
     chunk_rows = 64
-    f.create_dataset("curves", shape=(n, epochs), maxshape=(None, None), dtype="f8",
-                     chunks=(chunk_rows, max(epochs, 16)), fillvalue=np.nan)
+    f.create_dataset(
+        "curves",
+        shape=(n, epochs),
+        maxshape=(None, None),
+        dtype="f8",
+        chunks=(chunk_rows, max(epochs, 16)),
+        fillvalue=np.nan,
+    )
     f.create_dataset("lengths", shape=(n,), maxshape=(None,), dtype="i8", chunks=(256,))
     f.create_dataset("configs", shape=(n,), maxshape=(None,), dtype=text, chunks=(256,))
     f.create_dataset("trial_ids", shape=(n,), maxshape=(None,), dtype=text, chunks=(256,))
@@ -102,8 +117,18 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
     h5py = _h5py()
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            _create_layout(f, table.metric, table.mode, table.hp_names, prov, table.source, table.dropped,
-                           n=n, epochs=epochs, with_time=time is not None)
+            _create_layout(
+                f,
+                table.metric,
+                table.mode,
+                table.hp_names,
+                prov,
+                table.source,
+                table.dropped,
+                n=n,
+                epochs=epochs,
+                with_time=time is not None,
+            )
             if n:
                 f["curves"][...] = curves
                 f["lengths"][...] = lengths
@@ -159,9 +184,18 @@ def _read_open(f, path: str) -> tuple[CurveTable, list]:
     n = len(curves)
     if not (len(lengths) == len(configs) == len(trial_ids) == n) or (time is not None and len(time) != n):
         raise HpoqError(f"curve store {path!r} is damaged (datasets of different lengths)")
-    table = CurveTable(hp_names=hp_names, configs=configs, curves=curves, metric=metric, mode=mode, time=time,
-                       source=source or os.path.abspath(path), dropped=dropped, provenance=provenance,
-                       lengths=lengths)
+    table = CurveTable(
+        hp_names=hp_names,
+        configs=configs,
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        time=time,
+        source=source or os.path.abspath(path),
+        dropped=dropped,
+        provenance=provenance,
+        lengths=lengths,
+    )
     return table, trial_ids
 
 
@@ -196,16 +230,23 @@ class CurveStore:
     epochs to it. Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, path: str, metric: str | None = None, mode: str | None = None,
-                 hp_names: list[str] | None = None, provenance: dict | None = None):
+    def __init__(
+        self,
+        path: str,
+        metric: str | None = None,
+        mode: str | None = None,
+        hp_names: list[str] | None = None,
+        provenance: dict | None = None,
+    ):
         self.path = str(path)
         if os.path.exists(self.path):
             self._f = _open_existing(self.path, "r+")
             stored_metric, stored_mode = _as_str(self._f.attrs["metric"]), _as_str(self._f.attrs["mode"])
             if (metric is not None and metric != stored_metric) or (mode is not None and mode != stored_mode):
                 self._f.close()
-                raise HpoqError(f"curve store {self.path!r} holds {stored_metric!r} ({stored_mode}), "
-                                f"not {metric!r} ({mode})")
+                raise HpoqError(
+                    f"curve store {self.path!r} holds {stored_metric!r} ({stored_mode}), not {metric!r} ({mode})"
+                )
             self._index = {json.dumps(json.loads(_as_str(t))): i for i, t in enumerate(self._f["trial_ids"][...])}
         else:
             if metric is None:

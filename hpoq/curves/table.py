@@ -5,6 +5,7 @@ first may be 0 or 1); ``curves[:, j]`` is the value after epoch ``j + 1`` (metho
 Every other column is a hyperparameter (numeric, or a categorical string), except an optional
 per-row time column (seconds per epoch) and columns of other metrics, which are ignored.
 """
+
 from __future__ import annotations
 
 import csv
@@ -161,7 +162,10 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             if not row:
                 continue
             if len(row) != len(header):
-                raise HpoqError(f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} (truncated file?)")
+                raise HpoqError(
+                    f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} "
+                    "(truncated file?)"
+                )
             try:
                 values = [float(row[i]) for i in order]
                 t = float(row[time_idx]) if time_idx is not None else 1.0
@@ -181,8 +185,13 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
     if not rows:
         raise HpoqError(f"curve table {path!r} has no rows with finite {metric!r} values")
     if dropped:
-        log.warning("curve table %s: %d of %d rows dropped (NaN/inf or non-numeric %s values, or a non-finite "
-                    "hyperparameter)", path, dropped, dropped + len(rows), metric)
+        log.warning(
+            "curve table %s: %d of %d rows dropped (NaN/inf or non-numeric %s values, or a non-finite hyperparameter)",
+            path,
+            dropped,
+            dropped + len(rows),
+            metric,
+        )
     return CurveTable(
         hp_names=[header[i] for i in hp_idx],
         configs=configs,

@@ -2,6 +2,7 @@
 registry name -> layer class. Every layer maps (x [B, N, d], mask [B, N] bool) -> x [B, N, d] and
 leaves padded rows at zero, so padding never changes real elements' outputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,13 @@ ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "relu6": nn.ReLU6, "leakyrelu": n
 
 def ffn(d_in: int, d_hidden: int, d_out: int, activation: str, dropout: float) -> nn.Sequential:
     """The MLPF FFN block: Linear -> act -> LayerNorm -> Dropout -> Linear."""
-    return nn.Sequential(nn.Linear(d_in, d_hidden), ACTIVATIONS[activation](), nn.LayerNorm(d_hidden),
-                         nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
+    return nn.Sequential(
+        nn.Linear(d_in, d_hidden),
+        ACTIVATIONS[activation](),
+        nn.LayerNorm(d_hidden),
+        nn.Dropout(dropout),
+        nn.Linear(d_hidden, d_out),
+    )
 
 
 class AttentionLayer(nn.Module):
@@ -30,8 +36,9 @@ class AttentionLayer(nn.Module):
         self.qkv = nn.Linear(width, 3 * inner)
         self.proj = nn.Linear(inner, width)
         self.ln2 = nn.LayerNorm(width)
-        self.ffn = nn.Sequential(nn.Linear(width, width * ffn_mult), ACTIVATIONS[activation](),
-                                 nn.Linear(width * ffn_mult, width))
+        self.ffn = nn.Sequential(
+            nn.Linear(width, width * ffn_mult), ACTIVATIONS[activation](), nn.Linear(width * ffn_mult, width)
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mask):
@@ -87,13 +94,24 @@ class _KernelMessages(nn.Module):
 class KNNLayer(nn.Module):
     """GravNet-like layer: learned coordinates, masked top-k neighbours by squared distance. O(N^2)."""
 
-    def __init__(self, width: int, k: int = 16, distance_dim: int = 8, num_messages: int = 1, dist_mult: float = 1.0,
-                 activation: str = "elu", dropout: float = 0.0, propagate_dim: int | None = None, **_):
+    def __init__(
+        self,
+        width: int,
+        k: int = 16,
+        distance_dim: int = 8,
+        num_messages: int = 1,
+        dist_mult: float = 1.0,
+        activation: str = "elu",
+        dropout: float = 0.0,
+        propagate_dim: int | None = None,
+        **_,
+    ):
         super().__init__()
         self.k, self.dist_mult = k, dist_mult
         self.coords = nn.Linear(width, distance_dim)
-        self.passes = nn.ModuleList(_KernelMessages(width, propagate_dim or width, activation, dropout)
-                                    for _ in range(num_messages))
+        self.passes = nn.ModuleList(
+            _KernelMessages(width, propagate_dim or width, activation, dropout) for _ in range(num_messages)
+        )
 
     def forward(self, x, mask):
         B, N, _ = x.shape
@@ -102,7 +120,7 @@ class KNNLayer(nn.Module):
         d2 = d2.masked_fill(~mask[:, None, :], float("inf"))
         k = min(self.k, N)
         dist, idx = torch.topk(d2, k, dim=-1, largest=False)
-        w = torch.exp(-self.dist_mult * dist)          # exp(-inf) = 0 for padding neighbours
+        w = torch.exp(-self.dist_mult * dist)  # exp(-inf) = 0 for padding neighbours
         w = w * mask[..., None]
         flat = idx + (torch.arange(B, device=x.device) * N)[:, None, None]
 
@@ -123,23 +141,34 @@ class LSHLayer(nn.Module):
     exact invariance matters.
     """
 
-    def __init__(self, width: int, bin_size: int = 64, distance_dim: int = 8, num_messages: int = 1,
-                 dist_mult: float = 1.0, activation: str = "elu", dropout: float = 0.0, propagate_dim: int | None = None,
-                 hash_seed: int = 0, **_):
+    def __init__(
+        self,
+        width: int,
+        bin_size: int = 64,
+        distance_dim: int = 8,
+        num_messages: int = 1,
+        dist_mult: float = 1.0,
+        activation: str = "elu",
+        dropout: float = 0.0,
+        propagate_dim: int | None = None,
+        hash_seed: int = 0,
+        **_,
+    ):
         super().__init__()
         self.bin_size, self.dist_mult = bin_size, dist_mult
         self.coords = nn.Linear(width, distance_dim)
         g = torch.Generator().manual_seed(int(hash_seed))
         self.register_buffer("rotation", torch.randn(distance_dim, 8, generator=g))
-        self.passes = nn.ModuleList(_KernelMessages(width, propagate_dim or width, activation, dropout)
-                                    for _ in range(num_messages))
+        self.passes = nn.ModuleList(
+            _KernelMessages(width, propagate_dim or width, activation, dropout) for _ in range(num_messages)
+        )
 
     def forward(self, x, mask):
         B, N, D = x.shape
         c = self.coords(x)
         proj = c.detach() @ self.rotation
         bucket = torch.cat([proj, -proj], -1).argmax(-1).to(x.dtype)
-        key = torch.where(mask, bucket, torch.full_like(bucket, 1e9))   # padding last
+        key = torch.where(mask, bucket, torch.full_like(bucket, 1e9))  # padding last
         order = torch.sort(key, dim=-1, stable=True).indices
         nb = max(1, math.ceil(N / self.bin_size))
         pad = nb * self.bin_size - N

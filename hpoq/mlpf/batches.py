@@ -13,6 +13,7 @@ original target pT (for the sqrt(pT) weight). Two sources with one interface
 Both give bit-identical batches. ``batch`` pads to the batch maximum N (optionally rounded up
 to a multiple, e.g. 8 on GPU).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,13 @@ def prepare_rows(X: np.ndarray, y: np.ndarray) -> dict:
     """Training inputs and targets of element rows (the load-time transform)."""
     X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     cls = y[:, Y_CLS].astype(np.int64)
-    return {"X": X, "cls": cls, "charge": y[:, Y_CHARGE].astype(np.int64), "reg": regression_targets(X, y),
-            "pt_true": np.where(cls > 0, np.nan_to_num(y[:, Y_PT]), 0.0).astype(np.float32)}
+    return {
+        "X": X,
+        "cls": cls,
+        "charge": y[:, Y_CHARGE].astype(np.int64),
+        "reg": regression_targets(X, y),
+        "pt_true": np.where(cls > 0, np.nan_to_num(y[:, Y_PT]), 0.0).astype(np.float32),
+    }
 
 
 def pad_batch(rows: dict, counts: np.ndarray, pad_multiple: int = 1, device=None) -> dict:
@@ -94,8 +100,15 @@ class PreparedEvents:
 class LazyEvents:
     """A split read from its shards on demand (random access through the HDF5 chunk cache)."""
 
-    def __init__(self, directory, split: str, manifest: dict, max_events: int | None = None,
-                 verify_checksum: bool = False, cache_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        directory,
+        split: str,
+        manifest: dict,
+        max_events: int | None = None,
+        verify_checksum: bool = False,
+        cache_bytes: int = 64 << 20,
+    ):
         directory = Path(directory)
         self.readers, counts, self._genmet = [], [], []
         have = 0

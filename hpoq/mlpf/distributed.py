@@ -20,6 +20,7 @@ the group leader creates a ``TCPStore`` on a free port and broadcasts (host, por
 nccl on GPU. ``horovod``: ``hvd.init(comm=group)``, ``DistributedOptimizer(op=Sum)``,
 ``broadcast_parameters``, ``hvd.shutdown()`` at the end of every unit so idle ranks do not spin.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -75,8 +76,9 @@ def pick_device(preference: str, comm) -> torch.device:
 class NoBackend:
     name = "none"
 
-    def __init__(self, comm=None, device=torch.device("cpu")):
-        self.comm, self.device, self.rank, self.size = comm, device, 0, 1
+    def __init__(self, comm=None, device=None):
+        self.comm, self.rank, self.size = comm, 0, 1
+        self.device = torch.device("cpu") if device is None else device
 
     def wrap(self, model, optimizer, micro_batches: int = 1):
         return optimizer
@@ -121,8 +123,14 @@ class TorchBackend(NoBackend):
         host = None
         store = None
         if self.rank == 0:
-            store = dist.TCPStore("0.0.0.0", 0, self.size, is_master=True, wait_for_workers=False,
-                                  timeout=datetime.timedelta(seconds=timeout_s))
+            store = dist.TCPStore(
+                "0.0.0.0",
+                0,
+                self.size,
+                is_master=True,
+                wait_for_workers=False,
+                timeout=datetime.timedelta(seconds=timeout_s),
+            )
             host = store_host or socket.gethostname()
             info = (host, store.port)
         else:
@@ -136,8 +144,9 @@ class TorchBackend(NoBackend):
             store = dist.TCPStore(host, port, self.size, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
         self._store = store
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            backend, store=store, rank=self.rank, world_size=self.size, timeout=datetime.timedelta(seconds=timeout_s)
+        )
         self.dist = dist
 
     def broadcast(self, model, optimizer) -> None:
@@ -162,7 +171,7 @@ class TorchBackend(NoBackend):
         i = 0
         for p in params:
             n = p.numel()
-            p.grad.copy_(flat[i:i + n].view_as(p.grad))
+            p.grad.copy_(flat[i : i + n].view_as(p.grad))
             i += n
 
     def barrier(self) -> None:
@@ -183,8 +192,10 @@ class HorovodBackend(NoBackend):
         try:
             import horovod.torch as hvd
         except ImportError:
-            raise HpoqError("backend 'horovod' requested but horovod.torch is not importable; "
-                            "run 'bash jobs/install_horovod.sh .venv/bin/python' or use backend: torch") from None
+            raise HpoqError(
+                "backend 'horovod' requested but horovod.torch is not importable; "
+                "run 'bash jobs/install_horovod.sh .venv/bin/python' or use backend: torch"
+            ) from None
         super().__init__(comm, device)
         os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
         hvd.init(comm=comm)
@@ -198,8 +209,9 @@ class HorovodBackend(NoBackend):
 
     def wrap(self, model, optimizer, micro_batches: int = 1):
         hvd = self.hvd
-        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(), op=hvd.Sum,
-                                        backward_passes_per_step=micro_batches)
+        return hvd.DistributedOptimizer(
+            optimizer, named_parameters=model.named_parameters(), op=hvd.Sum, backward_passes_per_step=micro_batches
+        )
 
     def allreduce_sum(self, tensor):
         return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=None)

@@ -21,6 +21,7 @@ element, all-zero where an element has no particle. A converter writes shards wi
 :func:`write_shard` (into ``DIR/train/`` and ``DIR/val/``) and then calls :func:`index_shards`,
 which computes the train statistics and writes the manifest; the trainer reads only this layout.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,13 +61,13 @@ def sha256_file(path: Path) -> str:
 class EventArrays:
     """Concatenated events of one split, in memory (CSR layout)."""
 
-    X: np.ndarray          # float32 [N_total, F]
-    ytarget: np.ndarray    # float32 [N_total, 14]
-    ycand: np.ndarray      # float32 [N_total, 14]
-    offsets: np.ndarray    # int64 [n_events + 1]
-    genmet: np.ndarray     # float32 [n_events]
-    jet_offsets: np.ndarray | None = None   # int64 [n_events + 1] into genjets
-    genjets: np.ndarray | None = None       # float32 [M, 4] (pT, eta, phi, E)
+    X: np.ndarray  # float32 [N_total, F]
+    ytarget: np.ndarray  # float32 [N_total, 14]
+    ycand: np.ndarray  # float32 [N_total, 14]
+    offsets: np.ndarray  # int64 [n_events + 1]
+    genmet: np.ndarray  # float32 [n_events]
+    jet_offsets: np.ndarray | None = None  # int64 [n_events + 1] into genjets
+    genjets: np.ndarray | None = None  # float32 [M, 4] (pT, eta, phi, E)
 
     @property
     def n_events(self) -> int:
@@ -87,13 +88,14 @@ class EventArrays:
             jcounts = self.jet_offsets[events + 1] - self.jet_offsets[events]
             genjets = self.genjets[_ranges(self.jet_offsets[events], jcounts)]
             jet_offsets = np.concatenate([[0], np.cumsum(jcounts)]).astype(np.int64)
-        return EventArrays(self.X[rows], self.ytarget[rows], self.ycand[rows], offsets, self.genmet[events],
-                           jet_offsets, genjets)
+        return EventArrays(
+            self.X[rows], self.ytarget[rows], self.ycand[rows], offsets, self.genmet[events], jet_offsets, genjets
+        )
 
     def event_genjets(self, i: int) -> np.ndarray:
         if self.genjets is None:
             return np.zeros((0, 4), np.float32)
-        return self.genjets[self.jet_offsets[i]:self.jet_offsets[i + 1]]
+        return self.genjets[self.jet_offsets[i] : self.jet_offsets[i + 1]]
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -123,7 +125,9 @@ def pack_events(events) -> tuple[dict, dict]:
     # targetjets may have a different count per event: store them with their own offsets
     n_tj = np.array([e.targetjets.shape[0] for e in events], np.int64)
     arrays["events/targetjet_offsets"] = np.concatenate([[0], np.cumsum(n_tj)]).astype(np.int64)
-    arrays["jets/targetjets"] = np.concatenate([e.targetjets for e in events] + [np.zeros((0, 4), np.float32)]).astype(np.float32)
+    arrays["jets/targetjets"] = np.concatenate([e.targetjets for e in events] + [np.zeros((0, 4), np.float32)]).astype(
+        np.float32
+    )
     return arrays, {"n_events": int(n_el.size), "n_elements": int(n_el.sum())}
 
 
@@ -135,11 +139,27 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
         raise HpoqError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    comp = {} if compression == "none" else (
-        {"compression": "lzf"} if compression == "lzf" else {"compression": "gzip", "compression_opts": 4, "shuffle": True})
+    comp = (
+        {}
+        if compression == "none"
+        else (
+            {"compression": "lzf"}
+            if compression == "lzf"
+            else {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        )
+    )
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        for key in ("schema_version", "schema", "x_features", "y_features", "class_labels", "elem_types",
-                    "source", "n_events", "n_elements"):
+        for key in (
+            "schema_version",
+            "schema",
+            "x_features",
+            "y_features",
+            "class_labels",
+            "elem_types",
+            "source",
+            "n_events",
+            "n_elements",
+        ):
             f.attrs[key] = attrs[key]
         for name in sorted(arrays):  # a fixed creation order: equal arrays give equal bytes
             arr = np.ascontiguousarray(arrays[name])
@@ -172,17 +192,33 @@ def add_stats(src: Path, dst: Path, x_mean: np.ndarray, x_std: np.ndarray, compr
         os.remove(src)
 
 
-def shard_attrs(schema: str, x_features: list, class_labels: list, elem_types: list, source: dict, counts: dict) -> dict:
+def shard_attrs(
+    schema: str, x_features: list, class_labels: list, elem_types: list, source: dict, counts: dict
+) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION, "schema": schema,
-        "x_features": json.dumps(list(x_features)), "y_features": json.dumps(Y_FEATURES),
-        "class_labels": np.asarray(class_labels, np.int64), "elem_types": np.asarray(elem_types, np.int64),
-        "source": json.dumps(source, sort_keys=True), "n_events": counts["n_events"], "n_elements": counts["n_elements"],
+        "schema_version": SCHEMA_VERSION,
+        "schema": schema,
+        "x_features": json.dumps(list(x_features)),
+        "y_features": json.dumps(Y_FEATURES),
+        "class_labels": np.asarray(class_labels, np.int64),
+        "elem_types": np.asarray(elem_types, np.int64),
+        "source": json.dumps(source, sort_keys=True),
+        "n_events": counts["n_events"],
+        "n_elements": counts["n_elements"],
     }
 
 
-def write_manifest(directory: Path, splits: dict, *, schema: str, x_features: list, class_labels: list,
-                   elem_types: list, source: dict, stats: dict) -> dict:
+def write_manifest(
+    directory: Path,
+    splits: dict,
+    *,
+    schema: str,
+    x_features: list,
+    class_labels: list,
+    elem_types: list,
+    source: dict,
+    stats: dict,
+) -> dict:
     """Write ``dataset.json`` last (atomic). ``splits``: name -> list of {path, n_events, n_elements}."""
     directory = Path(directory)
     manifest_splits = {}
@@ -194,13 +230,23 @@ def write_manifest(directory: Path, splits: dict, *, schema: str, x_features: li
             digest = sha256_file(full)
             hashes.append(digest)
             entries.append(dict(sh, sha256=digest, bytes=full.stat().st_size))
-        manifest_splits[name] = {"n_events": int(sum(s["n_events"] for s in shards)),
-                                 "n_elements": int(sum(s["n_elements"] for s in shards)), "shards": entries}
+        manifest_splits[name] = {
+            "n_events": int(sum(s["n_events"] for s in shards)),
+            "n_elements": int(sum(s["n_elements"] for s in shards)),
+            "shards": entries,
+        }
     manifest = {
-        "format": FORMAT, "schema_version": SCHEMA_VERSION, "schema": schema,
-        "x_features": list(x_features), "y_features": list(Y_FEATURES), "class_labels": list(map(int, class_labels)),
-        "elem_types": list(map(int, elem_types)), "input_dim": len(x_features), "num_classes": len(class_labels),
-        "source": source, "splits": manifest_splits,
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "schema": schema,
+        "x_features": list(x_features),
+        "y_features": list(Y_FEATURES),
+        "class_labels": list(map(int, class_labels)),
+        "elem_types": list(map(int, elem_types)),
+        "input_dim": len(x_features),
+        "num_classes": len(class_labels),
+        "source": source,
+        "splits": manifest_splits,
         "stats": {"x_mean": np.asarray(stats["x_mean"]).tolist(), "x_std": np.asarray(stats["x_std"]).tolist()},
         "content_hash": hashlib.sha256("".join(hashes).encode()).hexdigest(),
     }
@@ -210,12 +256,15 @@ def write_manifest(directory: Path, splits: dict, *, schema: str, x_features: li
 
 # ---------------------------------------------------------------- reading
 
+
 def read_manifest(directory) -> dict:
     """Load and check ``dataset.json`` (HpoqError naming the problem otherwise)."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise HpoqError(f"MLPF data directory {directory} does not exist; create it with 'hpoq generate-data --out {directory}'")
+        raise HpoqError(
+            f"MLPF data directory {directory} does not exist; create it with 'hpoq generate-data --out {directory}'"
+        )
     if not path.is_file():
         raise HpoqError(f"{path} is missing; create the dataset with 'hpoq generate-data --out {directory}'")
     try:
@@ -223,9 +272,14 @@ def read_manifest(directory) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise HpoqError(f"{path} is not valid JSON ({exc.__class__.__name__}); the manifest is damaged") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise HpoqError(f"{path} is not an hpoq MLPF manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        raise HpoqError(
+            f"{path} is not an hpoq MLPF manifest "
+            f"(format {manifest.get('format') if isinstance(manifest, dict) else None!r})"
+        )
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise HpoqError(f"{path}: schema_version {manifest.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})")
+        raise HpoqError(
+            f"{path}: schema_version {manifest.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})"
+        )
     for key in ("x_features", "splits", "stats", "elem_types", "class_labels"):
         if key not in manifest:
             raise HpoqError(f"{path}: key {key!r} is missing")
@@ -249,7 +303,9 @@ def check_shard(path: Path, manifest: dict, entry: dict | None = None, verify_ch
     if entry is not None:
         size = path.stat().st_size
         if "bytes" in entry and size != entry["bytes"]:
-            raise HpoqError(f"shard {path} has {size} bytes but the manifest says {entry['bytes']}: truncated or replaced")
+            raise HpoqError(
+                f"shard {path} has {size} bytes but the manifest says {entry['bytes']}: truncated or replaced"
+            )
         if verify_checksum and "sha256" in entry and sha256_file(path) != entry["sha256"]:
             raise HpoqError(f"shard {path} does not match its sha256 in the manifest: corrupted or replaced")
     with _open_shard(path) as f:
@@ -267,8 +323,10 @@ def _check_open_shard(f, path: Path, manifest: dict) -> None:
     n_feat = f["elements/X"].shape[1] if f["elements/X"].ndim == 2 else -1
     expected = len(manifest["x_features"])
     if n_feat != len(x_features) or n_feat != expected:
-        raise HpoqError(f"{path}: elements/X has {n_feat} features but the manifest lists {expected} "
-                        f"({len(x_features)} in the file's x_features)")
+        raise HpoqError(
+            f"{path}: elements/X has {n_feat} features but the manifest lists {expected} "
+            f"({len(x_features)} in the file's x_features)"
+        )
     if f["elements/ytarget"].ndim != 2 or f["elements/ytarget"].shape[1] != len(Y_FEATURES):
         raise HpoqError(f"{path}: elements/ytarget must have {len(Y_FEATURES)} columns")
     offsets = f["events/offsets"]
@@ -278,8 +336,9 @@ def _check_open_shard(f, path: Path, manifest: dict) -> None:
         raise HpoqError(f"{path}: offsets end at {int(offsets[-1])} but elements/X has {f['elements/X'].shape[0]} rows")
 
 
-def load_split(directory, split: str, *, manifest: dict | None = None, verify_checksum: bool = True,
-               max_events: int | None = None) -> EventArrays:
+def load_split(
+    directory, split: str, *, manifest: dict | None = None, verify_checksum: bool = True, max_events: int | None = None
+) -> EventArrays:
     """Read a whole split into memory (the in-memory mode for shards under ~1 GB)."""
     directory = Path(directory)
     manifest = manifest or read_manifest(directory)
@@ -296,11 +355,20 @@ def load_split(directory, split: str, *, manifest: dict | None = None, verify_ch
             with _open_shard(path) as f:
                 offsets = f["events/offsets"][:]
                 jets = (f["events/jet_offsets"][:], f["jets/genjets"][:]) if "jets/genjets" in f else None
-                parts.append((f["elements/X"][:], f["elements/ytarget"][:],
-                              f["elements/ycand"][:] if "elements/ycand" in f else None,
-                              offsets, f["events/genmet"][:] if "events/genmet" in f else None, jets))
+                parts.append(
+                    (
+                        f["elements/X"][:],
+                        f["elements/ytarget"][:],
+                        f["elements/ycand"][:] if "elements/ycand" in f else None,
+                        offsets,
+                        f["events/genmet"][:] if "events/genmet" in f else None,
+                        jets,
+                    )
+                )
         except (OSError, KeyError) as exc:
-            raise HpoqError(f"{path}: cannot read ({exc.__class__.__name__}: {str(exc)[:80]}); file truncated or damaged") from None
+            raise HpoqError(
+                f"{path}: cannot read ({exc.__class__.__name__}: {str(exc)[:80]}); file truncated or damaged"
+            ) from None
         have += offsets.size - 1
     if not parts:
         raise HpoqError(f"{directory}: split {split!r} has no events")
@@ -318,11 +386,15 @@ def load_split(directory, split: str, *, manifest: dict | None = None, verify_ch
             joffs.append(jet[0][1:] + jbase)
             jets.append(jet[1])
             jbase += jet[1].shape[0]
-    arrays = EventArrays(np.concatenate(Xs), np.concatenate(ys), np.concatenate(cs),
-                         np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in offs[1:]]),
-                         np.concatenate(mets),
-                         np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in joffs]) if with_jets else None,
-                         np.concatenate(jets) if with_jets else None)
+    arrays = EventArrays(
+        np.concatenate(Xs),
+        np.concatenate(ys),
+        np.concatenate(cs),
+        np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in offs[1:]]),
+        np.concatenate(mets),
+        np.concatenate([np.array([0], np.int64)] + [np.asarray(o, np.int64) for o in joffs]) if with_jets else None,
+        np.concatenate(jets) if with_jets else None,
+    )
     if max_events is not None and arrays.n_events > max_events:
         arrays = arrays.subset(np.arange(max_events))
     return arrays
@@ -349,7 +421,9 @@ class ShardReader:
             try:
                 self._f = h5py.File(self.path, "r", rdcc_nbytes=self.cache_bytes, rdcc_nslots=10007)
             except (OSError, ValueError) as exc:
-                raise HpoqError(f"{self.path} is truncated or not an HDF5 file ({str(exc).splitlines()[0][:80]})") from None
+                raise HpoqError(
+                    f"{self.path} is truncated or not an HDF5 file ({str(exc).splitlines()[0][:80]})"
+                ) from None
             self._offsets = self._f["events/offsets"][:]
             self._X, self._y = self._f["elements/X"], self._f["elements/ytarget"]
         return self._f
@@ -379,7 +453,7 @@ class ShardReader:
             return np.zeros((0, 4), np.float32)
         if self._jet_offsets is None:
             self._jet_offsets = f["events/jet_offsets"][:]
-        return f["jets/genjets"][int(self._jet_offsets[i]):int(self._jet_offsets[i + 1])]
+        return f["jets/genjets"][int(self._jet_offsets[i]) : int(self._jet_offsets[i + 1])]
 
     def close(self) -> None:
         if self._f is not None:
@@ -395,7 +469,6 @@ def index_shards(directory, splits=("train", "val")) -> dict:
     (after the fixed transform of :mod:`hpoq.mlpf.features`, which assumes CLIC-like columns for
     element types 1 and 2) and writes the manifest atomically. Returns the manifest.
     """
-    import h5py
 
     from hpoq.mlpf.features import finish_stats, type_stats
 
@@ -411,12 +484,18 @@ def index_shards(directory, splits=("train", "val")) -> dict:
                 for key in ("schema", "x_features", "elem_types", "class_labels", "n_events"):
                     if key not in f.attrs:
                         raise HpoqError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
-                this = (str(f.attrs["schema"]), json.loads(f.attrs["x_features"]),
-                        [int(t) for t in f.attrs["elem_types"]], [int(c) for c in f.attrs["class_labels"]])
+                this = (
+                    str(f.attrs["schema"]),
+                    json.loads(f.attrs["x_features"]),
+                    [int(t) for t in f.attrs["elem_types"]],
+                    [int(c) for c in f.attrs["class_labels"]],
+                )
                 if meta is None:
                     meta = this
                 elif this != meta:
-                    raise HpoqError(f"{path}: schema, x_features, elem_types or class_labels differ from the other shards")
+                    raise HpoqError(
+                        f"{path}: schema, x_features, elem_types or class_labels differ from the other shards"
+                    )
                 _check_open_shard(f, path, {"x_features": meta[1]})
                 n_ev, n_el = int(f.attrs["n_events"]), int(f["elements/X"].shape[0])
                 if split == "train":
@@ -427,5 +506,13 @@ def index_shards(directory, splits=("train", "val")) -> dict:
     if "train" not in found:
         raise HpoqError(f"{directory}: no train/*.h5 shards to index")
     x_mean, x_std = finish_stats(*total)
-    return write_manifest(directory, found, schema=meta[0], x_features=meta[1], class_labels=meta[3],
-                          elem_types=meta[2], source=source, stats={"x_mean": x_mean, "x_std": x_std})
+    return write_manifest(
+        directory,
+        found,
+        schema=meta[0],
+        x_features=meta[1],
+        class_labels=meta[3],
+        elem_types=meta[2],
+        source=source,
+        stats={"x_mean": x_mean, "x_std": x_std},
+    )

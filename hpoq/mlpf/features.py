@@ -5,6 +5,7 @@ standardisation per (element type, column) with the train split's mean and std. 
 must agree: the stats written by ``generate-data`` are computed with :func:`transform_numpy` and
 the model applies :func:`transform_torch`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,7 @@ def finish_stats(s, ss, count):
     """Mean and std (std floored at 1e-6, padding row mean 0 / std 1) from :func:`type_stats` sums."""
     c = np.maximum(count, 1.0)[:, None]
     mean = s / c
-    std = np.sqrt(np.maximum(ss / c - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(ss / c - mean**2, 0.0))
     std = np.where(std < 1e-6, 1.0, std)
     mean[0], std[0] = 0.0, 1.0
     return mean.astype(np.float32), std.astype(np.float32)

@@ -15,6 +15,7 @@ Upstream clusters CLIC events with the e+e- generalised kt (p = -1, angular dist
 synthetic gen jets are cones in (eta, phi) (hpoq.mlpf.generator), so the hadron-collider anti-kt
 with the same R is the default here; ``algorithm="ee_genkt"`` selects upstream's definition.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -84,14 +85,20 @@ def match_response(jets: np.ndarray, genjets: np.ndarray, match_dr: float = MATC
     return np.where(ok, jets[nearest, 0] / np.maximum(genjets[:, 0], 1e-9), 0.0)
 
 
-def jet_pt_ratios_batch(events: list, genjets: list, radius: float = JET_RADIUS, match_dr: float = MATCH_DR,
-                        algorithm: str = "antikt") -> list:
+def jet_pt_ratios_batch(
+    events: list, genjets: list, radius: float = JET_RADIUS, match_dr: float = MATCH_DR, algorithm: str = "antikt"
+) -> list:
     """:func:`jet_pt_ratios` for many events with one clustering call."""
     return [match_response(j, g, match_dr) for j, g in zip(cluster_jets(events, radius, algorithm), genjets)]
 
 
-def jet_pt_ratios(particles: np.ndarray, genjets: np.ndarray, radius: float = JET_RADIUS,
-                  match_dr: float = MATCH_DR, algorithm: str = "antikt") -> np.ndarray:
+def jet_pt_ratios(
+    particles: np.ndarray,
+    genjets: np.ndarray,
+    radius: float = JET_RADIUS,
+    match_dr: float = MATCH_DR,
+    algorithm: str = "antikt",
+) -> np.ndarray:
     """Reconstructed / gen pT per gen jet of one event (0 for a gen jet without a matched jet)."""
     return jet_pt_ratios_batch([particles], [genjets], radius, match_dr, algorithm)[0]
 

@@ -7,6 +7,7 @@ upstream does: this makes the class weight depend on occupancy, kept for fidelit
 sum over true particles of w . (pred - target)^2 with w = (1, .01, .01, .01, 1) and the pT and E
 terms multiplied by sqrt(target pT / GeV), divided later by the number of true particles.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,13 @@ def loss_sums(outputs, batch, gamma: float, charge=None):
     sqrt_pt = batch["pt_true"].clamp_min(0).sqrt()
     sq = torch.cat([sq[..., :1] * sqrt_pt[..., None], sq[..., 1:4], sq[..., 4:] * sqrt_pt[..., None]], -1)
     reg_sum = (sq.sum(-1) * is_part).sum()
-    out = {"binary": binary_sum, "focal": focal_sum, "regression": reg_sum,
-           "n_valid": valid.sum().double(), "n_particles": part.sum().double()}
+    out = {
+        "binary": binary_sum,
+        "focal": focal_sum,
+        "regression": reg_sum,
+        "n_valid": valid.sum().double(),
+        "n_particles": part.sum().double(),
+    }
     if len(outputs) > 4 and charge is not None:
         q = (charge.reshape(-1).clamp(-1, 1) + 1).long()
         ce_q = F.cross_entropy(outputs[4].reshape(-1, 3).float(), q, reduction="none")

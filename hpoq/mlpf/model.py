@@ -6,6 +6,7 @@ upstream tuple ``(binary [B,N,2], pid [B,N,C], momentum [B,N,5], pu [B,N,2])`` p
 ratio) relative to the element's own pT/ET and p/E. Padded elements produce zeros and never
 influence real elements (all mixing is masked).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,21 +25,21 @@ class ModelConfig:
     """Architecture hyperparameters (mlpf.md 2 and the search space of 6)."""
 
     input_dim: int = 17
-    n_types: int = 3                 # element types including padding (max type + 1)
+    n_types: int = 3  # element types including padding (max type + 1)
     num_classes: int = 6
-    conv_type: str = "attention"     # attention | knn | lsh | none
+    conv_type: str = "attention"  # attention | knn | lsh | none
     num_convs: int = 2
-    width: int = 32                  # embedding width d (attention: num_heads * head_dim by preset)
+    width: int = 32  # embedding width d (attention: num_heads * head_dim by preset)
     num_heads: int = 2
     head_dim: int = 16
     ffn_mult: int = 1
     head_width: int = 32
     dropout: float = 0.0
     activation: str = "elu"
-    input_encoding: str = "split"    # split | joint
-    task_queries: bool = True        # event context: learned query readout (True) or masked mean-pool (False)
+    input_encoding: str = "split"  # split | joint
+    task_queries: bool = True  # event context: learned query readout (True) or masked mean-pool (False)
     num_queries: int = 4
-    input_norm: str = "standard"     # standard | none
+    input_norm: str = "standard"  # standard | none
     k: int = 16
     distance_dim: int = 8
     num_messages: int = 1
@@ -55,8 +56,20 @@ class ModelConfig:
             raise HpoqError(f"model: input_encoding must be split or joint, got {self.input_encoding!r}")
         if self.input_norm not in ("standard", "none"):
             raise HpoqError(f"model: input_norm must be standard or none, got {self.input_norm!r}")
-        for name in ("num_convs", "width", "num_heads", "head_dim", "ffn_mult", "head_width", "k", "distance_dim",
-                     "num_messages", "bin_size", "input_dim", "num_classes"):
+        for name in (
+            "num_convs",
+            "width",
+            "num_heads",
+            "head_dim",
+            "ffn_mult",
+            "head_width",
+            "k",
+            "distance_dim",
+            "num_messages",
+            "bin_size",
+            "input_dim",
+            "num_classes",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "num_convs" else 1):
                 raise HpoqError(f"model: {name} must be a positive integer, got {v!r}")
@@ -103,15 +116,28 @@ class MiniMLPF(nn.Module):
         act = cfg.activation
         emb_out = T * d if cfg.input_encoding == "split" else d
         self.embed = ffn(F_, d, emb_out, act, cfg.dropout)
-        backbone_kwargs = dict(width=d, num_heads=cfg.num_heads, head_dim=cfg.head_dim, ffn_mult=cfg.ffn_mult,
-                               activation=act, dropout=cfg.dropout, k=cfg.k, distance_dim=cfg.distance_dim,
-                               num_messages=cfg.num_messages, dist_mult=cfg.dist_mult, bin_size=cfg.bin_size,
-                               propagate_dim=d * cfg.ffn_mult if cfg.conv_type != "attention" else None)
+        backbone_kwargs = dict(
+            width=d,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            ffn_mult=cfg.ffn_mult,
+            activation=act,
+            dropout=cfg.dropout,
+            k=cfg.k,
+            distance_dim=cfg.distance_dim,
+            num_messages=cfg.num_messages,
+            dist_mult=cfg.dist_mult,
+            bin_size=cfg.bin_size,
+            propagate_dim=d * cfg.ffn_mult if cfg.conv_type != "attention" else None,
+        )
         n_layers = 0 if cfg.conv_type == "none" else cfg.num_convs
-        self.layers = nn.ModuleList(BACKBONES[cfg.conv_type](hash_seed=i, **backbone_kwargs)
-                                    for i in range(n_layers)) if n_layers else nn.ModuleList()
+        self.layers = (
+            nn.ModuleList(BACKBONES[cfg.conv_type](hash_seed=i, **backbone_kwargs) for i in range(n_layers))
+            if n_layers
+            else nn.ModuleList()
+        )
         if cfg.task_queries:
-            self.queries = nn.Parameter(torch.randn(cfg.num_queries, d) / d ** 0.5)
+            self.queries = nn.Parameter(torch.randn(cfg.num_queries, d) / d**0.5)
             self.context = ffn(cfg.num_queries * d, d, d, act, cfg.dropout)
         else:
             self.context = ffn(d, d, d, act, cfg.dropout)
@@ -119,8 +145,8 @@ class MiniMLPF(nn.Module):
         hw = cfg.head_width
         self.head_binary = ffn(h_in, hw, 2, act, cfg.dropout)
         self.head_pid = ffn(h_in, hw, cfg.num_classes, act, cfg.dropout)
-        self.head_pt = ffn(h_in, hw, T, act, cfg.dropout)          # per element type log pT ratio
-        self.head_angles = ffn(h_in, hw, 6, act, cfg.dropout)      # a, b for eta, sin phi, cos phi
+        self.head_pt = ffn(h_in, hw, T, act, cfg.dropout)  # per element type log pT ratio
+        self.head_angles = ffn(h_in, hw, 6, act, cfg.dropout)  # a, b for eta, sin phi, cos phi
         self.head_energy = ffn(h_in + 1, hw, T, act, cfg.dropout)  # per element type, on top of the E >= |p| floor
         self.head_charge = ffn(h_in, hw, 3, act, cfg.dropout) if cfg.charge_head else None
 
@@ -142,13 +168,15 @@ class MiniMLPF(nn.Module):
         Xn = self.normalise(X, mask)
         h = self.embed(Xn)
         if cfg.input_encoding == "split":
-            h = h.view(B, N, cfg.n_types, cfg.width).gather(2, types[..., None, None].expand(-1, -1, 1, cfg.width))[:, :, 0]
+            h = h.view(B, N, cfg.n_types, cfg.width).gather(2, types[..., None, None].expand(-1, -1, 1, cfg.width))[
+                :, :, 0
+            ]
         h = h * m
         for layer in self.layers:
             h = layer(h, mask)
         # event context, broadcast-added to every element
         if cfg.task_queries:
-            scores = torch.einsum("bnd,qd->bqn", h, self.queries) / cfg.width ** 0.5
+            scores = torch.einsum("bnd,qd->bqn", h, self.queries) / cfg.width**0.5
             scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
             pooled = torch.einsum("bqn,bnd->bqd", torch.softmax(scores, -1), h).reshape(B, -1)
         else:

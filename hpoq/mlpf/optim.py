@@ -4,6 +4,7 @@ Every schedule is a function of (global step, total steps = R * steps per epoch)
 work unit's end epoch (mlpf.md 2, "Training loop"), so training 0 -> r and then r -> R equals
 training 0 -> R.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ class Lamb(torch.optim.Optimizer):
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m.mul_(b1).add_(p.grad, alpha=1 - b1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                update = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + group["eps"])
+                update = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + group["eps"])
                 if group["weight_decay"]:
                     update = update.add(p, alpha=group["weight_decay"])
                 w_norm, u_norm = p.norm(), update.norm()

@@ -15,6 +15,7 @@ plan without communicating:
 With W ranks and A = 1 a step covers the same batches as 1 rank with A = W, which is how
 single-rank training "with the same global batch" is defined.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,16 @@ def cut_batches(order: np.ndarray, n_elements: np.ndarray, token_budget: int) ->
 class DistributedBatchPlan:
     """The epoch plan and the cursor (``batches_consumed``) of one rank."""
 
-    def __init__(self, n_elements: np.ndarray, shard_bounds: list[tuple[int, int]] | None, token_budget: int,
-                 seed: int, world_size: int = 1, rank: int = 0, micro_batches: int = 1):
+    def __init__(
+        self,
+        n_elements: np.ndarray,
+        shard_bounds: list[tuple[int, int]] | None,
+        token_budget: int,
+        seed: int,
+        world_size: int = 1,
+        rank: int = 0,
+        micro_batches: int = 1,
+    ):
         if token_budget < 1:
             raise ValueError("token_budget must be positive")
         self.n_elements = np.asarray(n_elements, np.int64)
@@ -59,12 +68,14 @@ class DistributedBatchPlan:
     def global_batches(self, epoch: int) -> list[np.ndarray]:
         """All batches of ``epoch`` in step order (the same on every rank), truncated to whole steps."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), 0x5A17]))
-        blocks = [np.arange(a, min(a + BLOCK_EVENTS, hi)) for lo, hi in self.shard_bounds for a in range(lo, hi, BLOCK_EVENTS)]
+        blocks = [
+            np.arange(a, min(a + BLOCK_EVENTS, hi)) for lo, hi in self.shard_bounds for a in range(lo, hi, BLOCK_EVENTS)
+        ]
         perm = rng.permutation(len(blocks))
         events = np.concatenate([rng.permutation(blocks[i]) for i in perm]) if blocks else np.zeros(0, np.int64)
         batches = []
         for w in range(0, events.size, self.window_events):
-            window = events[w:w + self.window_events]
+            window = events[w : w + self.window_events]
             window = window[np.argsort(self.n_elements[window], kind="stable")]
             batches += cut_batches(window, self.n_elements, self.token_budget)
         batches = [batches[i] for i in rng.permutation(len(batches))]

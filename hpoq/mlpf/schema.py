@@ -4,6 +4,7 @@ The model never hard-codes these numbers: it reads ``input_dim``, ``elem_types``
 ``num_classes`` from the dataset manifest / HDF5 attributes. These constants describe the
 CLIC-like schema that hpoq's synthetic generator writes.
 """
+
 from __future__ import annotations
 
 SCHEMA_VERSION = 1
@@ -12,9 +13,23 @@ KNOWN_SCHEMAS = ("synthetic-clic", "clic", "cms", "delphes")
 
 #: CLIC-like element features (mlpf.md 1.1); column 0 is the element type, 0 = padding.
 X_FEATURES = [
-    "elemtype", "pt_et", "eta", "sin_phi", "cos_phi", "p_e",
-    "chi2_x", "ndf_y", "dedx_z", "dedx_err_itheta", "radius_inner_ecal", "tanlambda_hcal",
-    "d0_other", "omega_nhits", "z0_sigmax", "time_sigmay", "zero_sigmaz",
+    "elemtype",
+    "pt_et",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "p_e",
+    "chi2_x",
+    "ndf_y",
+    "dedx_z",
+    "dedx_err_itheta",
+    "radius_inner_ecal",
+    "tanlambda_hcal",
+    "d0_other",
+    "omega_nhits",
+    "z0_sigmax",
+    "time_sigmay",
+    "zero_sigmaz",
 ]
 #: element types: 0 = padding, 1 = track, 2 = cluster
 ELEM_TYPES = [0, 1, 2]
@@ -22,8 +37,20 @@ TRACK, CLUSTER = 1, 2
 
 #: target / baseline columns (mlpf.md 1.2)
 Y_FEATURES = [
-    "cls_id", "charge", "pt", "eta", "sin_phi", "cos_phi", "energy", "ispu",
-    "generatorStatus", "simulatorStatus", "gp_to_track", "gp_to_cluster", "jet_idx", "particle_number",
+    "cls_id",
+    "charge",
+    "pt",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "energy",
+    "ispu",
+    "generatorStatus",
+    "simulatorStatus",
+    "gp_to_track",
+    "gp_to_cluster",
+    "jet_idx",
+    "particle_number",
 ]
 Y_CLS, Y_CHARGE, Y_PT, Y_ETA, Y_SIN, Y_COS, Y_E, Y_ISPU = range(8)
 

@@ -21,6 +21,7 @@ activations elu / relu / relu6 / leakyrelu. Upstream draws every value with ``tu
 (uniform over the listed values); ``num_convs`` is an ``int`` in [1, 5] here, the same
 distribution. ``SPACE_PRESETS`` names all spaces; ``space_yaml("upstream")`` prints one.
 """
+
 from __future__ import annotations
 
 SEARCH_SPACE: dict = {
@@ -53,8 +54,20 @@ LOSS_WEIGHT_SPACE: dict = {
 }
 
 SEARCH_SPACE_CPU: dict = {
-    **{k: SEARCH_SPACE[k] for k in ("optimizer", "lr", "weight_decay", "schedule", "warmup_frac", "dropout",
-                                    "activation", "input_encoding", "task_queries")},
+    **{
+        k: SEARCH_SPACE[k]
+        for k in (
+            "optimizer",
+            "lr",
+            "weight_decay",
+            "schedule",
+            "warmup_frac",
+            "dropout",
+            "activation",
+            "input_encoding",
+            "task_queries",
+        )
+    },
     "token_budget": {"type": "choice", "values": [1024, 2048, 4096]},
     "conv_type": {"type": "choice", "values": ["attention", "knn", "lsh", "none"]},
     "num_convs": {"type": "int", "low": 0, "high": 3},

@@ -20,15 +20,16 @@ val batch's loss normalised by its own counts, then the mean over all batches of
 weights small batches as much as large ones and changes with ``val_token_budget`` and the number
 of ranks. ``objective`` may instead select a jet metric (:data:`OBJECTIVES`) as the curve.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +39,13 @@ import torch
 from hpoq.atomic import atomic_path, write_atomic
 from hpoq.errors import HpoqError
 from hpoq.mlpf import events as ev
+from hpoq.mlpf import upstream
 from hpoq.mlpf.batches import LazyEvents, PreparedEvents
 from hpoq.mlpf.distributed import make_backend, pick_device
 from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
 from hpoq.mlpf.model import MiniMLPF, ModelConfig, model_config
 from hpoq.mlpf.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
 from hpoq.mlpf.sampler import DistributedBatchPlan, validation_batches
-from hpoq.mlpf import upstream
 from hpoq.seeding import derive_seed
 
 CHECKPOINT = "mlpf-state.pt"
@@ -53,19 +54,27 @@ METRICS_LOG = "mlpf-metrics.jsonl"
 
 #: training hyperparameters a trial config may set, with their defaults
 TRAIN_DEFAULTS = {
-    "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "warmup_frac": 0.0,
-    "token_budget": 4096, "focal_gamma": 2.0, "binary_weight": 10.0,
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "warmup_frac": 0.0,
+    "token_budget": 4096,
+    "focal_gamma": 2.0,
+    "binary_weight": 10.0,
 }
 #: architecture keys a trial config may set (ModelConfig fields the data does not fix)
-MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("input_dim", "n_types", "num_classes"))
+MODEL_KEYS = tuple(
+    f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("input_dim", "n_types", "num_classes")
+)
 MODELS = ("mini", "particleflow")
 VAL_LOSS_MODES = ("global", "batch_mean")
 #: curve a work unit returns -> (key in the evaluation result, direction); jet metrics: hpoq.mlpf.jets
 OBJECTIVES = {
     "val_loss": ("total", "min"),
-    "jet_iqr_over_median": ("jet_response_iqr_over_median", "min"),   # jet pT resolution
-    "jet_median_deviation": ("jet_median_deviation", "min"),          # |median jet response - 1|
-    "jet_match_fraction": ("jet_match_fraction", "max"),              # gen jets with a matched jet
+    "jet_iqr_over_median": ("jet_response_iqr_over_median", "min"),  # jet pT resolution
+    "jet_median_deviation": ("jet_median_deviation", "min"),  # |median jet response - 1|
+    "jet_match_fraction": ("jet_match_fraction", "max"),  # gen jets with a matched jet
 }
 INPUT_NORMS = ("auto", "standard", "none")
 
@@ -80,45 +89,52 @@ class TrainSettings:
 
     data: str
     preset: str = "tiny"
-    R: int = 10                      # horizon in epochs: the LR schedule spans R epochs
-    backend: str = "auto"            # auto | horovod | torch | none
+    R: int = 10  # horizon in epochs: the LR schedule spans R epochs
+    backend: str = "auto"  # auto | horovod | torch | none
     seed: int = 0
-    device: str = "auto"             # auto | cpu | cuda
-    precision: str = "auto"          # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    micro_batches: int = 1           # batches per rank per optimiser step (gradient accumulation)
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    micro_batches: int = 1  # batches per rank per optimiser step (gradient accumulation)
     max_train_events: int | None = None
     max_val_events: int | None = None
     val_token_budget: int = 8192
-    num_threads: int | None = None   # torch.set_num_threads per rank (None: leave as is)
+    num_threads: int | None = None  # torch.set_num_threads per rank (None: leave as is)
     verify_checksums: bool = True
-    store_host: str | None = None    # torch backend: TCPStore host for multi-node groups
+    store_host: str | None = None  # torch backend: TCPStore host for multi-node groups
     log_metrics: bool = True
     secondary_metrics: bool = False  # jet response and MET resolution in the metrics log (costs val time)
-    in_memory: object = "auto"       # auto | true | false: hold splits in memory (auto: up to 1 GB)
-    model: str = "mini"              # mini (MiniMLPF) | particleflow (upstream MLPF, hpoq.mlpf.upstream)
+    in_memory: object = "auto"  # auto | true | false: hold splits in memory (auto: up to 1 GB)
+    model: str = "mini"  # mini (MiniMLPF) | particleflow (upstream MLPF, hpoq.mlpf.upstream)
     model_params: dict | None = None  # particleflow: study-wide conv_type / model.<key> values (trials override)
-    input_norm: str = "auto"         # auto (mini: standard; particleflow: none, upstream's raw inputs) | standard
-                                     # | none
-    pad_multiple: object = "auto"    # events padded to a multiple of this (auto: 8 on CUDA, 1 on CPU; x LSH bin size)
-    val_loss: str = "global"         # global (sums / global counts) | batch_mean (upstream: mean of per-batch means)
-    objective: str = "val_loss"      # the returned curve: a key of OBJECTIVES
+    input_norm: str = "auto"  # auto (mini: standard; particleflow: none, upstream's raw inputs) | standard
+    # | none
+    pad_multiple: object = "auto"  # events padded to a multiple of this (auto: 8 on CUDA, 1 on CPU; x LSH bin size)
+    val_loss: str = "global"  # global (sums / global counts) | batch_mean (upstream: mean of per-batch means)
+    objective: str = "val_loss"  # the returned curve: a key of OBJECTIVES
 
     def validate(self) -> "TrainSettings":
-        for name, allowed in (("model", MODELS), ("val_loss", VAL_LOSS_MODES), ("objective", tuple(OBJECTIVES)),
-                              ("input_norm", INPUT_NORMS)):
+        for name, allowed in (
+            ("model", MODELS),
+            ("val_loss", VAL_LOSS_MODES),
+            ("objective", tuple(OBJECTIVES)),
+            ("input_norm", INPUT_NORMS),
+        ):
             if getattr(self, name) not in allowed:
-                raise HpoqError(f"trainer.params.{name} must be one of {', '.join(allowed)}, "
-                                f"got {getattr(self, name)!r}")
+                raise HpoqError(
+                    f"trainer.params.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         pm = self.pad_multiple
         if pm != "auto" and (isinstance(pm, bool) or not isinstance(pm, int) or pm < 1):
             raise HpoqError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
         if self.model_params is not None:
             if self.model != "particleflow":
-                raise HpoqError("trainer.params.model_params: only for model particleflow "
-                                "(MiniMLPF keys go in the space)")
+                raise HpoqError(
+                    "trainer.params.model_params: only for model particleflow (MiniMLPF keys go in the space)"
+                )
             if not isinstance(self.model_params, dict):
-                raise HpoqError("trainer.params.model_params must be a mapping, "
-                                f"got {type(self.model_params).__name__}")
+                raise HpoqError(
+                    f"trainer.params.model_params must be a mapping, got {type(self.model_params).__name__}"
+                )
             bad = [k for k in self.model_params if not (isinstance(k, str) and upstream.is_upstream_key(k))]
             if bad:
                 raise HpoqError(f"trainer.params.model_params: {bad[0]!r} is not conv_type or a model.<key> path")
@@ -143,8 +159,10 @@ def split_config(config: dict, model_kind: str = "mini") -> tuple[dict, dict]:
             model[key] = value
         else:
             keys = "conv_type, model.<key>" if model_kind == "particleflow" else ", ".join(MODEL_KEYS)
-            raise HpoqError(f"mlpf: unknown hyperparameter {key!r} for model {model_kind} (training: "
-                            f"{', '.join(TRAIN_DEFAULTS)}; model: {keys})")
+            raise HpoqError(
+                f"mlpf: unknown hyperparameter {key!r} for model {model_kind} (training: "
+                f"{', '.join(TRAIN_DEFAULTS)}; model: {keys})"
+            )
     if train["optimizer"] not in OPTIMIZERS:
         raise HpoqError(f"mlpf: optimizer must be one of {', '.join(OPTIMIZERS)}, got {train['optimizer']!r}")
     if train["schedule"] not in SCHEDULES:
@@ -182,11 +200,15 @@ def load_data(settings: TrainSettings):
         n_el = manifest["splits"][split]["n_elements"]
         in_memory = settings.in_memory if settings.in_memory != "auto" else n_el * BYTES_PER_ELEMENT <= IN_MEMORY_BYTES
         if in_memory:
-            splits[split] = PreparedEvents(ev.load_split(settings.data, split, manifest=manifest,
-                                                         verify_checksum=settings.verify_checksums, max_events=limit))
+            splits[split] = PreparedEvents(
+                ev.load_split(
+                    settings.data, split, manifest=manifest, verify_checksum=settings.verify_checksums, max_events=limit
+                )
+            )
         else:
-            splits[split] = LazyEvents(settings.data, split, manifest, max_events=limit,
-                                       verify_checksum=settings.verify_checksums)
+            splits[split] = LazyEvents(
+                settings.data, split, manifest, max_events=limit, verify_checksum=settings.verify_checksums
+            )
     train, val = splits["train"], splits["val"]
     bounds, start = [], 0
     for entry in manifest["splits"]["train"]["shards"]:
@@ -202,6 +224,7 @@ def load_data(settings: TrainSettings):
 
 # ------------------------------------------------------------------ checkpoints
 
+
 def _atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -209,7 +232,7 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, epoch: int, meta: dict) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    inner = getattr(optimizer, "state_dict")()
+    inner = optimizer.state_dict()
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": inner,
@@ -221,8 +244,10 @@ def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, e
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
     _atomic_torch_save(state, directory / CHECKPOINT)
-    write_atomic(directory / CHECKPOINT_META,
-                 json.dumps(dict(meta, epoch=int(epoch), global_step=int(global_step)), indent=1, sort_keys=True))
+    write_atomic(
+        directory / CHECKPOINT_META,
+        json.dumps(dict(meta, epoch=int(epoch), global_step=int(global_step)), indent=1, sort_keys=True),
+    )
 
 
 def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) -> dict:
@@ -234,12 +259,15 @@ def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) ->
         raise HpoqError(f"mlpf: checkpoint in {directory} is at epoch {saved.get('epoch')}, not {expected_epoch}")
     for key in ("config", "model", "R", "data_hash", "world_size", "micro_batches"):
         if saved.get(key) != meta.get(key):
-            raise HpoqError(f"mlpf: checkpoint in {directory} was written with a different {key} "
-                            f"({saved.get(key)!r} != {meta.get(key)!r})")
+            raise HpoqError(
+                f"mlpf: checkpoint in {directory} was written with a different {key} "
+                f"({saved.get(key)!r} != {meta.get(key)!r})"
+            )
     return torch.load(path, map_location=device, weights_only=True)
 
 
 # ------------------------------------------------------------------ the model factory seam
+
 
 @dataclass
 class ModelSpec:
@@ -254,22 +282,33 @@ class ModelSpec:
 def _mini_spec(settings: TrainSettings, model_over: dict, manifest: dict) -> ModelSpec:
     if settings.input_norm != "auto":
         model_over = {"input_norm": settings.input_norm, **model_over}
-    mcfg = model_config(settings.preset, **model_over, input_dim=int(manifest["input_dim"]),
-                        n_types=int(max(manifest["elem_types"])) + 1, num_classes=int(manifest["num_classes"]))
+    mcfg = model_config(
+        settings.preset,
+        **model_over,
+        input_dim=int(manifest["input_dim"]),
+        n_types=int(max(manifest["elem_types"])) + 1,
+        num_classes=int(manifest["num_classes"]),
+    )
     stats = manifest["stats"]
-    return ModelSpec(dataclasses.asdict(mcfg), 1,
-                     lambda: MiniMLPF(mcfg, np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])))
+    return ModelSpec(
+        dataclasses.asdict(mcfg), 1, lambda: MiniMLPF(mcfg, np.asarray(stats["x_mean"]), np.asarray(stats["x_std"]))
+    )
 
 
 def _particleflow_spec(settings: TrainSettings, model_over: dict, manifest: dict) -> ModelSpec:
     values = {**(settings.model_params or {}), **model_over}
-    cfg = upstream.upstream_config(values, input_dim=int(manifest["input_dim"]),
-                                   num_classes=int(manifest["num_classes"]), elem_types=manifest["elem_types"])
+    cfg = upstream.upstream_config(
+        values,
+        input_dim=int(manifest["input_dim"]),
+        num_classes=int(manifest["num_classes"]),
+        elem_types=manifest["elem_types"],
+    )
     norm = "none" if settings.input_norm == "auto" else settings.input_norm
     stats = manifest["stats"]
     record = dict(upstream.config_record(cfg), input_norm=norm, upstream_version=upstream.UPSTREAM_VERSION)
-    return ModelSpec(record, upstream.bin_size(cfg),
-                     lambda: upstream.UpstreamMLPF(cfg, norm, stats["x_mean"], stats["x_std"]))
+    return ModelSpec(
+        record, upstream.bin_size(cfg), lambda: upstream.UpstreamMLPF(cfg, norm, stats["x_mean"], stats["x_std"])
+    )
 
 
 #: model name -> f(settings, model overrides of the trial config, manifest) -> ModelSpec
@@ -285,8 +324,16 @@ def pad_multiple(settings: TrainSettings, spec: ModelSpec, device) -> int:
 
 # ------------------------------------------------------------------ the unit
 
-def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir,
-               comm=None, return_state: bool = False):
+
+def train_unit(
+    settings: TrainSettings,
+    config: dict,
+    start_epoch: int,
+    end_epoch: int,
+    checkpoint_dir,
+    comm=None,
+    return_state: bool = False,
+):
     """Train ``config`` from ``start_epoch`` to ``end_epoch``; the val_loss per epoch (same on all ranks).
 
     With ``return_state`` also this rank's final model ``state_dict`` (tests, benchmarks).
@@ -310,31 +357,77 @@ def train_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoc
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
     try:
-        curve, model = _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch,
-                            Path(checkpoint_dir), backend, device, use_bf16)
+        curve, model = _run(
+            settings,
+            hp,
+            spec,
+            cfg_json,
+            manifest,
+            train,
+            val,
+            bounds,
+            start_epoch,
+            end_epoch,
+            Path(checkpoint_dir),
+            backend,
+            device,
+            use_bf16,
+        )
         return (curve, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if return_state else curve
     finally:
         backend.close()
 
 
-def _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch, end_epoch, ckpt_dir, backend,
-         device, use_bf16) -> list[float]:
+def _run(
+    settings,
+    hp,
+    spec,
+    cfg_json,
+    manifest,
+    train,
+    val,
+    bounds,
+    start_epoch,
+    end_epoch,
+    ckpt_dir,
+    backend,
+    device,
+    use_bf16,
+) -> list[float]:
     rank, world = backend.rank, backend.size
     torch.manual_seed(derive_seed(settings.seed, "mlpf-init", cfg_json))
     model = spec.build().to(device)
     optimizer = make_optimizer(hp["optimizer"], model.parameters(), hp["lr"], hp["weight_decay"])
-    plan = DistributedBatchPlan(train.n_elements, bounds, hp["token_budget"], derive_seed(settings.seed, "mlpf-sampler"),
-                                world_size=world, rank=rank, micro_batches=settings.micro_batches)
+    plan = DistributedBatchPlan(
+        train.n_elements,
+        bounds,
+        hp["token_budget"],
+        derive_seed(settings.seed, "mlpf-sampler"),
+        world_size=world,
+        rank=rank,
+        micro_batches=settings.micro_batches,
+    )
     steps_per_epoch = plan.steps_per_epoch(0)
     if steps_per_epoch < 1:
-        raise HpoqError(f"mlpf: token_budget {hp['token_budget']} leaves no full step on {world} rank(s) "
-                        f"x {settings.micro_batches} micro-batches for {train.n_events} training events")
+        raise HpoqError(
+            f"mlpf: token_budget {hp['token_budget']} leaves no full step on {world} rank(s) "
+            f"x {settings.micro_batches} micro-batches for {train.n_events} training events"
+        )
     total_steps = settings.R * steps_per_epoch
     weights = LossWeights(binary=float(hp["binary_weight"]), focal_gamma=float(hp["focal_gamma"]))
-    meta = {"config": json.loads(cfg_json), "model": spec.record, "R": settings.R,
-            "data_hash": manifest["content_hash"], "world_size": world, "micro_batches": settings.micro_batches,
-            "backend": backend.name, "preset": settings.preset, "model_kind": settings.model,
-            "val_loss_mode": settings.val_loss, "objective": settings.objective}
+    meta = {
+        "config": json.loads(cfg_json),
+        "model": spec.record,
+        "R": settings.R,
+        "data_hash": manifest["content_hash"],
+        "world_size": world,
+        "micro_batches": settings.micro_batches,
+        "backend": backend.name,
+        "preset": settings.preset,
+        "model_kind": settings.model,
+        "val_loss_mode": settings.val_loss,
+        "objective": settings.objective,
+    }
     optimizer = backend.wrap(model, optimizer, settings.micro_batches)
     global_step = 0
     if start_epoch > 0:
@@ -354,18 +447,22 @@ def _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch
         t0, c0 = time.perf_counter(), time.process_time()
         torch.manual_seed(derive_seed(settings.seed, "mlpf-dropout", cfg_json, epoch, rank))
         model.train()
-        train_acc = torch.zeros(3, dtype=torch.float64)   # loss sum over steps, steps, events
+        train_acc = torch.zeros(3, dtype=torch.float64)  # loss sum over steps, steps, events
         for micro in plan.steps(epoch):
             batches = [train.batch(evs, pad_multiple=pad, device=device) for evs in micro]
-            counts = torch.tensor([[float(b["mask"].sum()), float(((b["cls"] > 0) & b["mask"]).sum())] for b in batches],
-                                  dtype=torch.float64).sum(0)
+            counts = torch.tensor(
+                [[float(b["mask"].sum()), float(((b["cls"] > 0) & b["mask"]).sum())] for b in batches],
+                dtype=torch.float64,
+            ).sum(0)
             counts = backend.allreduce_sum(counts.to(device)).cpu()
             step_loss = 0.0
             try:
                 for b in batches:
                     with autocast():
                         out = model(b["X"], b["mask"])
-                    terms = combine(loss_sums(out, b, weights.focal_gamma, charge=b["charge"]), weights, counts[0], counts[1])
+                    terms = combine(
+                        loss_sums(out, b, weights.focal_gamma, charge=b["charge"]), weights, counts[0], counts[1]
+                    )
                     terms["total"].backward()
                     step_loss += float(terms["total"].detach())
             except torch.cuda.OutOfMemoryError as exc:
@@ -378,20 +475,42 @@ def _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch
             optimizer.zero_grad()
             global_step += 1
             train_acc += torch.tensor([step_loss, 1.0, float(sum(len(e) for e in micro))], dtype=torch.float64)
-        val_terms = evaluate(model, val, settings.val_token_budget, backend, device, autocast, pad,
-                             secondary=secondary, val_loss=settings.val_loss)
+        val_terms = evaluate(
+            model,
+            val,
+            settings.val_token_budget,
+            backend,
+            device,
+            autocast,
+            pad,
+            secondary=secondary,
+            val_loss=settings.val_loss,
+        )
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         if rank == 0 and settings.log_metrics:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             with open(ckpt_dir / METRICS_LOG, "a") as fh:
-                fh.write(json.dumps({"epoch": epoch + 1, "val_loss": val_loss,
-                                     **{(f"val_{k}" if k in ("binary", "classification", "regression") else k): float(v)
-                                        for k, v in val_terms.items() if k != "total"},
-                                     "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
-                                     "lr": lr, "seconds": dt, "cpu_seconds_rank0": cpu,
-                                     "train_events_per_s": float(train_tot[2]) / dt}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "epoch": epoch + 1,
+                            "val_loss": val_loss,
+                            **{
+                                (f"val_{k}" if k in ("binary", "classification", "regression") else k): float(v)
+                                for k, v in val_terms.items()
+                                if k != "total"
+                            },
+                            "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
+                            "lr": lr,
+                            "seconds": dt,
+                            "cpu_seconds_rank0": cpu,
+                            "train_events_per_s": float(train_tot[2]) / dt,
+                        }
+                    )
+                    + "\n"
+                )
         if not math.isfinite(val_loss):
             raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
         curve.append(objective_value(val_terms, settings.objective))
@@ -402,8 +521,17 @@ def _run(settings, hp, spec, cfg_json, manifest, train, val, bounds, start_epoch
 
 
 @torch.no_grad()
-def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, autocast=contextlib.nullcontext,
-             pad: int = 1, secondary: bool = False, val_loss: str = "global") -> dict:
+def evaluate(
+    model,
+    val: PreparedEvents,
+    token_budget: int,
+    backend,
+    device,
+    autocast=contextlib.nullcontext,
+    pad: int = 1,
+    secondary: bool = False,
+    val_loss: str = "global",
+) -> dict:
     """Fixed-weight (default) loss terms over the whole val split.
 
     ``val_loss`` ``global``: from all-reduced sums and counts; ``batch_mean``: each batch's terms
@@ -414,7 +542,7 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
     """
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
-    per_batch = torch.zeros(5, dtype=torch.float64)   # sums of per-batch total and terms; number of batches
+    per_batch = torch.zeros(5, dtype=torch.float64)  # sums of per-batch total and terms; number of batches
     hist = _SecondaryHistograms() if secondary else None
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
@@ -424,10 +552,13 @@ def evaluate(model, val: PreparedEvents, token_budget: int, backend, device, aut
         sums = torch.stack([s[k].double().cpu() for k in ("binary", "focal", "regression", "n_valid", "n_particles")])
         acc += sums
         if val_loss == "batch_mean":
-            terms = combine({"binary": sums[0], "focal": sums[1], "regression": sums[2]}, DEFAULT_WEIGHTS,
-                            sums[3], sums[4])
-            per_batch += torch.stack([terms[k].double() for k in ("total", "binary", "classification", "regression")]
-                                     + [torch.ones((), dtype=torch.float64)])
+            terms = combine(
+                {"binary": sums[0], "focal": sums[1], "regression": sums[2]}, DEFAULT_WEIGHTS, sums[3], sums[4]
+            )
+            per_batch += torch.stack(
+                [terms[k].double() for k in ("total", "binary", "classification", "regression")]
+                + [torch.ones((), dtype=torch.float64)]
+            )
         if hist is not None:
             hist.add(out, b, evs, val)
     acc = backend.allreduce_sum(acc.to(device)).cpu()
@@ -451,7 +582,7 @@ class _SecondaryHistograms:
 
         self.jets = jets
         self.n_r, self.n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
-        self.hist = np.zeros(self.n_r + self.n_m + 2)   # ratio histogram, MET histogram, (gen jets, matched)
+        self.hist = np.zeros(self.n_r + self.n_m + 2)  # ratio histogram, MET histogram, (gen jets, matched)
 
     def add(self, out, b, evs, val) -> None:
         jets, n_r, n_m = self.jets, self.n_r, self.n_m
@@ -466,18 +597,22 @@ class _SecondaryHistograms:
             sel = p_i[:, 0] > 0
             phi = np.arctan2(p_i[sel, 4], p_i[sel, 5])
             met = np.hypot((p_i[sel, 2] * np.cos(phi)).sum(), (p_i[sel, 2] * np.sin(phi)).sum())
-            self.hist[n_r:n_r + n_m] += jets.histogram(np.array([met - val.event_genmet(int(ev_i))]), jets.MET_EDGES)
+            self.hist[n_r : n_r + n_m] += jets.histogram(np.array([met - val.event_genmet(int(ev_i))]), jets.MET_EDGES)
 
     def summary(self, backend, device) -> dict:
         jets, n_r, n_m = self.jets, self.n_r, self.n_m
         hist = backend.allreduce_sum(torch.from_numpy(self.hist).to(device)).cpu().numpy()
-        rh, mh = hist[:n_r], hist[n_r:n_r + n_m]
+        rh, mh = hist[:n_r], hist[n_r : n_r + n_m]
         med = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.5)
         iqr = jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.75) - jets.histogram_quantile(rh, jets.RATIO_EDGES, 0.25)
-        return dict(jet_response_median=med, jet_response_iqr_over_median=iqr / med if med else float("nan"),
-                    jet_median_deviation=abs(med - 1.0), jet_match_fraction=float(hist[-1] / max(1.0, hist[-2])),
-                    met_resolution_iqr_gev=jets.histogram_quantile(mh, jets.MET_EDGES, 0.75)
-                    - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25))
+        return dict(
+            jet_response_median=med,
+            jet_response_iqr_over_median=iqr / med if med else float("nan"),
+            jet_median_deviation=abs(med - 1.0),
+            jet_match_fraction=float(hist[-1] / max(1.0, hist[-2])),
+            met_resolution_iqr_gev=jets.histogram_quantile(mh, jets.MET_EDGES, 0.75)
+            - jets.histogram_quantile(mh, jets.MET_EDGES, 0.25),
+        )
 
 
 #: the curve value of a jet objective when no gen jet has a matched jet (the metric is undefined):
@@ -492,6 +627,10 @@ def objective_value(val_terms: dict, objective: str) -> float:
     return value if math.isfinite(value) else UNDEFINED_JET_VALUE[objective]
 
 
-def single_process_unit(settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir) -> list[float]:
+def single_process_unit(
+    settings: TrainSettings, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir
+) -> list[float]:
     """Convenience for scripts and benchmarks: one process, no MPI."""
-    return train_unit(dataclasses.replace(settings, backend="none"), config, start_epoch, end_epoch, checkpoint_dir, None)
+    return train_unit(
+        dataclasses.replace(settings, backend="none"), config, start_epoch, end_epoch, checkpoint_dir, None
+    )

@@ -25,6 +25,7 @@ applied to columns 6 and up only: upstream's regression heads take columns 0-5 (
 sin phi, cos phi, E) raw as reference values, the other columns reach the network only through
 its input embedding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -83,27 +84,42 @@ def upstream_config(overrides: dict, *, input_dim: int, num_classes: int, elem_t
     values = dict(HPOQ_DEFAULTS, **overrides)
     conv_type = values.pop("conv_type", "attention")
     if conv_type not in CONV_TYPES:
-        raise HpoqError(f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, "
-                        f"got {conv_type!r}")
+        raise HpoqError(
+            f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, got {conv_type!r}"
+        )
     model = _nested({k: v for k, v in values.items() if k.startswith("model.")})
     for section in CONV_TYPES:
         model.setdefault(section, {})
     model["type"] = conv_type
-    raw = {"dataset": "clic", "data_dir": "", "conv_type": conv_type, "model": model, "input_dim": int(input_dim),
-           "num_classes": int(num_classes), "elemtypes_nonzero": [int(t) for t in elem_types if int(t) != 0]}
+    raw = {
+        "dataset": "clic",
+        "data_dir": "",
+        "conv_type": conv_type,
+        "model": model,
+        "input_dim": int(input_dim),
+        "num_classes": int(num_classes),
+        "elemtypes_nonzero": [int(t) for t in elem_types if int(t) != 0],
+    }
     try:
         return MLPFConfig.model_validate(raw)
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        raise HpoqError(f"mlpf: {path}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and not
-                                                          isinstance(err["input"], dict) else "")) from None
+        raise HpoqError(
+            f"mlpf: {path}: {err['msg']}"
+            + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else "")
+        ) from None
 
 
 def config_record(cfg) -> dict:
     """The JSON-able architecture part of an upstream config (for checkpoint metadata)."""
-    return {"conv_type": cfg.conv_type.value, "model": cfg.model.model_dump(mode="json"),
-            "input_dim": cfg.input_dim, "num_classes": cfg.num_classes, "elemtypes_nonzero": cfg.elemtypes_nonzero}
+    return {
+        "conv_type": cfg.conv_type.value,
+        "model": cfg.model.model_dump(mode="json"),
+        "input_dim": cfg.input_dim,
+        "num_classes": cfg.num_classes,
+        "elemtypes_nonzero": cfg.elemtypes_nonzero,
+    }
 
 
 def bin_size(cfg) -> int:

@@ -17,6 +17,7 @@ hpoq's target layout has 14 columns, upstream's 13: the 14th, ``particle_number`
 Split: the last ``val_fraction`` of each input file's events go to the val split (upstream splits
 whole files 90/10; per-file splitting keeps one file usable and the conversion streaming).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,17 @@ SCHEMA = "clic"
 N_X_FEATURES = 17
 #: upstream's target columns (hpoq's Y_FEATURES without particle_number)
 N_Y_UPSTREAM = 13
-PARQUET_FIELDS = ("X_track", "X_cluster", "ytarget_track", "ytarget_cluster", "ycand_track", "ycand_cluster",
-                  "genmet", "genjet", "targetjet")
+PARQUET_FIELDS = (
+    "X_track",
+    "X_cluster",
+    "ytarget_track",
+    "ytarget_cluster",
+    "ycand_track",
+    "ycand_cluster",
+    "genmet",
+    "genjet",
+    "targetjet",
+)
 FORMATS = ("auto", "parquet", "tfds")
 
 
@@ -96,8 +106,11 @@ def _read_parquet_columns(path) -> dict:
     missing = [f for f in PARQUET_FIELDS if f not in ak.fields(ret)]
     if missing:
         raise HpoqError(f"{path}: not an upstream CLIC parquet file (field(s) {', '.join(missing)} missing)")
-    cols = {f: _rows(ret[f], 4 if "jet" in f else (N_X_FEATURES if f.startswith("X") else N_Y_UPSTREAM), path, f)
-            for f in PARQUET_FIELDS if f != "genmet"}
+    cols = {
+        f: _rows(ret[f], 4 if "jet" in f else (N_X_FEATURES if f.startswith("X") else N_Y_UPSTREAM), path, f)
+        for f in PARQUET_FIELDS
+        if f != "genmet"
+    }
     cols["genmet"] = np.asarray(ak.to_numpy(ret["genmet"]), np.float64).reshape(-1)
     n = {len(c[0]) for k, c in cols.items() if k != "genmet"} | {cols["genmet"].size}
     if len(n) != 1:
@@ -111,7 +124,7 @@ def events_from_parquet(path) -> list[ConvertedEvent]:
     starts = {k: np.concatenate([[0], np.cumsum(c[0])]) for k, c in cols.items() if k != "genmet"}
 
     def get(field, i):
-        return cols[field][1][starts[field][i]:starts[field][i + 1]]
+        return cols[field][1][starts[field][i] : starts[field][i + 1]]
 
     out = []
     for i in range(cols["genmet"].size):
@@ -121,16 +134,24 @@ def events_from_parquet(path) -> list[ConvertedEvent]:
         yt = [get("ytarget_track", i), get("ytarget_cluster", i)]
         if len(yt[0]) == 0 and len(yt[1]) == 0:
             continue
-        x1, x2 = (np.pad(x, [[0, 0], [0, N_X_FEATURES - x.shape[1]]]) if x.shape[1] < N_X_FEATURES else x
-                  for x in (x1, x2))
+        x1, x2 = (
+            np.pad(x, [[0, 0], [0, N_X_FEATURES - x.shape[1]]]) if x.shape[1] < N_X_FEATURES else x for x in (x1, x2)
+        )
         X = np.concatenate([x1, x2])
         ytarget = np.concatenate(yt)
         ycand = np.concatenate([get("ycand_track", i), get("ycand_cluster", i)])
         if ytarget.shape[0] != X.shape[0] or ycand.shape[0] != X.shape[0]:
             continue  # upstream skips such an event ("this should not happen")
-        out.append(ConvertedEvent(X.astype(np.float32), _hpoq_targets(ytarget, path, "ytarget"),
-                                  _hpoq_targets(ycand, path, "ycand"), float(np.float32(cols["genmet"][i])),
-                                  get("genjet", i).astype(np.float32), get("targetjet", i).astype(np.float32)))
+        out.append(
+            ConvertedEvent(
+                X.astype(np.float32),
+                _hpoq_targets(ytarget, path, "ytarget"),
+                _hpoq_targets(ycand, path, "ycand"),
+                float(np.float32(cols["genmet"][i])),
+                get("genjet", i).astype(np.float32),
+                get("targetjet", i).astype(np.float32),
+            )
+        )
     return out
 
 
@@ -139,8 +160,10 @@ def events_from_tfds(directory, split: str) -> list[ConvertedEvent]:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise HpoqError("convert-events: tfds ArrayRecord input needs tensorflow_datasets and array_record "
-                        "(pip install tensorflow-datasets array-record); the parquet form needs neither") from None
+        raise HpoqError(
+            "convert-events: tfds ArrayRecord input needs tensorflow_datasets and array_record "
+            "(pip install tensorflow-datasets array-record); the parquet form needs neither"
+        ) from None
     builder = tfds.builder_from_directory(str(directory))
     if split not in builder.info.splits:
         raise HpoqError(f"{directory}: no split {split!r} (has {', '.join(builder.info.splits)})")
@@ -152,9 +175,16 @@ def events_from_tfds(directory, split: str) -> list[ConvertedEvent]:
             y = np.zeros((X.shape[0], len(Y_FEATURES)), np.float32)
             y[:, :N_Y_UPSTREAM] = np.asarray(ex[key], np.float32)[:, :N_Y_UPSTREAM]
             ys.append(y)
-        out.append(ConvertedEvent(X, ys[0], ys[1], float(np.float32(ex["genmet"])),
-                                  np.asarray(ex["genjets"], np.float32).reshape(-1, 4),
-                                  np.asarray(ex["targetjets"], np.float32).reshape(-1, 4)))
+        out.append(
+            ConvertedEvent(
+                X,
+                ys[0],
+                ys[1],
+                float(np.float32(ex["genmet"])),
+                np.asarray(ex["genjets"], np.float32).reshape(-1, 4),
+                np.asarray(ex["targetjets"], np.float32).reshape(-1, 4),
+            )
+        )
     return out
 
 
@@ -190,8 +220,16 @@ def _write_events(out: Path, rel: str, events: list, source: dict, compression: 
     return {"path": rel, **counts}
 
 
-def convert_events(sources, out, *, fmt: str = "auto", split: str = "train", val_fraction: float = 0.1,
-                   compression: str = "lzf", overwrite: bool = False) -> dict:
+def convert_events(
+    sources,
+    out,
+    *,
+    fmt: str = "auto",
+    split: str = "train",
+    val_fraction: float = 0.1,
+    compression: str = "lzf",
+    overwrite: bool = False,
+) -> dict:
     """Convert upstream files to ``out``/{train,val}/shard-*.h5 plus ``dataset.json``; the manifest.
 
     Everything is checked before the first shard is written; on a failure the shards written so
@@ -229,9 +267,14 @@ def _convert_all(inputs, out: Path, split: str, val_fraction: float, compression
         n_val = int(round(len(events) * val_fraction))
         if val_fraction > 0 and n_val == 0 and len(events) > 1:
             n_val = 1
-        source = {"format": f"particleflow-{kind}", "files": [os.path.basename(p) for _, p in inputs],
-                  "upstream_version": "3.1.0", "val_fraction": val_fraction, "split": split if kind == "tfds" else None}
-        for name, part in (("train", events[:len(events) - n_val]), ("val", events[len(events) - n_val:])):
+        source = {
+            "format": f"particleflow-{kind}",
+            "files": [os.path.basename(p) for _, p in inputs],
+            "upstream_version": "3.1.0",
+            "val_fraction": val_fraction,
+            "split": split if kind == "tfds" else None,
+        }
+        for name, part in (("train", events[: len(events) - n_val]), ("val", events[len(events) - n_val :])):
             if part:
                 rel = f"{name}/shard-{k:05d}-of-{n:05d}.h5"
                 written.append(out / rel)
@@ -240,6 +283,12 @@ def _convert_all(inputs, out: Path, split: str, val_fraction: float, compression
 
 def summary(manifest: dict) -> dict:
     """What the CLI prints."""
-    return {"content_hash": manifest["content_hash"], "schema": manifest["schema"],
-            "splits": {k: {"n_events": v["n_events"], "n_elements": v["n_elements"], "shards": len(v["shards"])}
-                       for k, v in manifest["splits"].items()}, "source": json.loads(json.dumps(manifest["source"]))}
+    return {
+        "content_hash": manifest["content_hash"],
+        "schema": manifest["schema"],
+        "splits": {
+            k: {"n_events": v["n_events"], "n_elements": v["n_elements"], "shards": len(v["shards"])}
+            for k, v in manifest["splits"].items()
+        },
+        "source": json.loads(json.dumps(manifest["source"])),
+    }

@@ -5,6 +5,7 @@ the rest the val split. Event ``j`` always comes from ``SeedSequence([seed, j])`
 do not depend on how the work is split. The manifest is written last: a directory without
 ``dataset.json`` is an unfinished dataset.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ from hpoq.mlpf import events as ev
 from hpoq.mlpf.features import finish_stats, type_stats
 from hpoq.mlpf.generator import GeneratorConfig, generate_events, make_config
 from hpoq.mlpf.schema import CLASS_LABELS, ELEM_TYPES, SYNTHETIC_SCHEMA, X_FEATURES
-
 
 #: events generated together (vectorised); the output does not depend on it
 BLOCK = 64
@@ -38,7 +38,10 @@ def _plan(n_events: int, val_fraction: float, shards: int) -> dict:
     if n_train < 1:
         raise HpoqError(f"--events {n_events} with --val-fraction {val_fraction:g} leaves no training events")
     plan = {}
-    for split, lo, hi, k in (("train", 0, n_train, shards), ("val", n_train, n_events, max(1, round(shards * val_fraction / max(1e-9, 1 - val_fraction))))):
+    for split, lo, hi, k in (
+        ("train", 0, n_train, shards),
+        ("val", n_train, n_events, max(1, round(shards * val_fraction / max(1e-9, 1 - val_fraction)))),
+    ):
         if hi <= lo:
             continue
         k = max(1, min(k, hi - lo))
@@ -60,8 +63,13 @@ def _make_shard(args):
     arrays, counts = ev.pack_events(events)
     attrs = ev.shard_attrs(SYNTHETIC_SCHEMA, X_FEATURES, CLASS_LABELS, ELEM_TYPES, source, counts)
     stats = type_stats(arrays["elements/X"], len(ELEM_TYPES))
-    entry = dict(path=rel, n_events=counts["n_events"], n_elements=counts["n_elements"], first_event=lo,
-                 skipped_empty=(hi - lo) - counts["n_events"])
+    entry = dict(
+        path=rel,
+        n_events=counts["n_events"],
+        n_elements=counts["n_elements"],
+        first_event=lo,
+        skipped_empty=(hi - lo) - counts["n_events"],
+    )
     return entry, stats, arrays, attrs
 
 
@@ -72,9 +80,20 @@ def _write_one(args):
     return entry, stats
 
 
-def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", shards: int = 1,
-                     val_fraction: float = 0.2, compression: str = "lzf", workers: int = 1,
-                     overwrite: bool = False, memory_bytes: int = 1 << 30, **overrides) -> dict:
+def generate_dataset(
+    out,
+    n_events: int,
+    seed: int,
+    *,
+    preset: str = "clic",
+    shards: int = 1,
+    val_fraction: float = 0.2,
+    compression: str = "lzf",
+    workers: int = 1,
+    overwrite: bool = False,
+    memory_bytes: int = 1 << 30,
+    **overrides,
+) -> dict:
     """Generate and write the dataset; returns the manifest. Validates everything before writing.
 
     With one worker and at most ``memory_bytes`` of events, shards are held in memory and written
@@ -104,8 +123,11 @@ def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", sha
     if (out / ev.MANIFEST).exists():
         os.remove(out / ev.MANIFEST)  # the dataset is unfinished until the new manifest lands
     source = {"generator": cfg.to_dict(), "seed": int(seed), "n_events_requested": int(n_events)}
-    jobs = [(str(out), rel, lo, hi, cfg.to_dict(), int(seed), compression, source)
-            for split in plan for rel, lo, hi in plan[split]]
+    jobs = [
+        (str(out), rel, lo, hi, cfg.to_dict(), int(seed), compression, source)
+        for split in plan
+        for rel, lo, hi in plan[split]
+    ]
     in_memory = workers == 1 or len(jobs) == 1
     if in_memory and n_events * EVENT_BYTES > memory_bytes:
         in_memory = False
@@ -138,6 +160,16 @@ def generate_dataset(out, n_events: int, seed: int, *, preset: str = "clic", sha
                 arrays["stats/x_mean"], arrays["stats/x_std"] = x_mean, x_std
                 ev.write_shard(out / entry["path"], arrays, attrs, compression=compression)
             else:
-                ev.add_stats(out / (entry["path"] + ".nostats"), out / entry["path"], x_mean, x_std, compression=compression)
-    return ev.write_manifest(out, splits, schema=SYNTHETIC_SCHEMA, x_features=X_FEATURES, class_labels=CLASS_LABELS,
-                             elem_types=ELEM_TYPES, source=source, stats={"x_mean": x_mean, "x_std": x_std})
+                ev.add_stats(
+                    out / (entry["path"] + ".nostats"), out / entry["path"], x_mean, x_std, compression=compression
+                )
+    return ev.write_manifest(
+        out,
+        splits,
+        schema=SYNTHETIC_SCHEMA,
+        x_features=X_FEATURES,
+        class_labels=CLASS_LABELS,
+        elem_types=ELEM_TYPES,
+        source=source,
+        stats={"x_mean": x_mean, "x_std": x_std},
+    )

@@ -4,6 +4,7 @@
 parameters; an unknown predictor name or an unknown parameter raises :class:`ConfigError`.
 Heavy dependencies (dimod, dwave) are only imported when their predictor is built.
 """
+
 from __future__ import annotations
 
 from hpoq.errors import ConfigError
@@ -30,6 +31,7 @@ def predictor_class(name: str):
     if name not in PREDICTORS:
         raise ConfigError(f"unknown predictor {name!r}; available: {', '.join(available_predictors())}")
     return import_class("predictor", name, PREDICTORS[name])
+
 
 def make_predictor(name: str, *, path: str = "predictor.params", **params):
     """Build predictor ``name`` with keyword ``params`` (e.g. ``seed=0``), checked against its

@@ -4,6 +4,7 @@ A predictor regresses a target value (the metric at a later epoch, lower = bette
 schedulers pass it) from a curve prefix and, optionally, the configuration's hyperparameters.
 It never sees the config sampler, the scheduler or the MPI layer (docs/predictors.md#interface).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

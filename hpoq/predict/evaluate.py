@@ -15,6 +15,7 @@ Result keys (stable, relied on): ``r2``, ``mae``, ``spearman`` (means over seeds
 ``n``, ``epochs``, ``known_epochs``, ``fit_seconds`` (mean per fit), plus ``r2_std``,
 ``predictor``, ``seeds``, ``per_seed`` and table facts.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,13 +74,22 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     rho = spearmanr(y_true, y_pred).statistic if np.ptp(y_pred) > 0 and np.ptp(y_true) > 0 else 0.0
-    return {"r2": float(r2_score(y_true, y_pred)), "mae": float(mean_absolute_error(y_true, y_pred)),
-            "spearman": float(rho)}
+    return {
+        "r2": float(r2_score(y_true, y_pred)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "spearman": float(rho),
+    }
 
 
-def evaluate_predictor(table: CurveTable, predictor: str, known: float, seeds=(0, 1, 2, 3, 4),
-                       params: dict | None = None, target_epoch: int | None = None,
-                       return_predictions: bool = False) -> dict:
+def evaluate_predictor(
+    table: CurveTable,
+    predictor: str,
+    known: float,
+    seeds=(0, 1, 2, 3, 4),
+    params: dict | None = None,
+    target_epoch: int | None = None,
+    return_predictions: bool = False,
+) -> dict:
     """Run the protocol above; raises :class:`ConfigError` for bad inputs (checked before any fit)."""
     from hpoq.predict import predictor_class
 
@@ -99,8 +109,10 @@ def evaluate_predictor(table: CurveTable, predictor: str, known: float, seeds=(0
     groups = hp_groups(table.configs)
     n_groups = len(set(groups.tolist()))
     if table.n_rows < MIN_ROWS or n_groups < 5:
-        raise ConfigError(f"too few rows to evaluate: {table.n_rows} rows in {n_groups} distinct configurations "
-                        f"(need >= {MIN_ROWS} rows and >= 5 configurations)")
+        raise ConfigError(
+            f"too few rows to evaluate: {table.n_rows} rows in {n_groups} distinct configurations "
+            f"(need >= {MIN_ROWS} rows and >= 5 configurations)"
+        )
     values = table.minimized()
     prefixes, targets = values[:, :e], values[:, target_epoch - 1]
     build_predictor(predictor, seeds[0], params)  # bad parameters -> ConfigError before any fit
@@ -121,8 +133,9 @@ def evaluate_predictor(table: CurveTable, predictor: str, known: float, seeds=(0
             s["spread_error_spearman"] = score(resid, pred.spread)["spearman"]
         per_seed.append(s)
         if return_predictions:
-            preds.append({"seed": int(seed), "test": test, "y": targets[test], "mean": pred.mean,
-                          "spread": pred.spread})
+            preds.append(
+                {"seed": int(seed), "test": test, "y": targets[test], "mean": pred.mean, "spread": pred.spread}
+            )
     r2s = np.array([s["r2"] for s in per_seed])
     result = {
         "r2": float(r2s.mean()),

@@ -16,6 +16,7 @@ range spans two decades or more, strings -> one-hot). Scalers (``SCALERS``): ``m
 quantiles, uniform output; ``stride2`` with QSVR) and ``none``; they are fitted on the
 predictor's own training set.
 """
+
 from __future__ import annotations
 
 import math

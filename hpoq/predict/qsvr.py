@@ -26,6 +26,7 @@ Two registered settings of the same formulation (every QUBO parameter stays conf
   QuantileTransformer(n_quantiles=min(50, n)) on X and y (fitted leak-free on the training set),
   gamma 0.1, no centring, chunks from a seeded random permutation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,15 +38,23 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Options, Text, validate
-
-_POSITIVE = Interval(float, 0, None, closed="neither")
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, USES_HPS, HPEncoder, XYScaler, build_features
-from hpoq.predict.qubo import (Encoding, decode, qubo_energies, qubo_matrix, rbf_kernel,
-                               samples_in_label_order, textbook_bias, to_bqm)
+from hpoq.predict.qubo import (
+    Encoding,
+    decode,
+    qubo_energies,
+    qubo_matrix,
+    rbf_kernel,
+    samples_in_label_order,
+    textbook_bias,
+    to_bqm,
+)
 from hpoq.predict.samplers import ALIASES, SAMPLERS, make_sampler
+from hpoq.registry import Anything, Boolean, Interval, Options, Text, validate
 from hpoq.seeding import derive_rng, derive_seed
+
+_POSITIVE = Interval(float, 0, None, closed="neither")
 
 #: the seven combination schemes of docs/predictors.md#qsvr-top-k-and-combination, in the table's order
 SEVEN_SCHEMES = ("norm", "softmax", "lc-norm", "lc-softmax", "best", "mean", "r2-softmax")
@@ -85,8 +94,9 @@ def r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray,
-                   temperature: float = 1.0) -> np.ndarray:
+def scheme_weights(
+    scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray, temperature: float = 1.0
+) -> np.ndarray:
     """Weights over the k solutions for one of the seven schemes (docs/predictors.md#qsvr-top-k-and-combination)."""
     k = len(mse)
     inv_mse = 1.0 / np.maximum(mse, _TINY)
@@ -114,8 +124,8 @@ def scheme_weights(scheme: str, mse: np.ndarray, lc: np.ndarray, r2s: np.ndarray
 class QSVRModel:
     """One trained QSVR: f(x) = k(x, X) @ beta + bias on scaled features/targets."""
 
-    X: np.ndarray        # [N, d] scaled training points of the chunk
-    beta: np.ndarray     # [N]
+    X: np.ndarray  # [N, d] scaled training points of the chunk
+    beta: np.ndarray  # [N]
     bias: float
     scheme: str
 
@@ -152,28 +162,62 @@ class QSVRPredictor(Predictor):
 
     name = "qsvr"
     parameter_constraints = {
-        "features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options("quantile", "minmax")], "hp_log": [Boolean()],
+        "features": [Options(*sorted(FEATURE_SETS))],
+        "scaler": [Options("quantile", "minmax")],
+        "hp_log": [Boolean()],
         **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
-        "B": [_POSITIVE], "k0": [Interval(float)],
+        "B": [_POSITIVE],
+        "k0": [Interval(float)],
         **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
         **{k: [_POSITIVE] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
-        "sampler": [Options(*SAMPLERS)], "num_reads": [Interval(int, 1, None), None],
+        "sampler": [Options(*SAMPLERS)],
+        "num_reads": [Interval(int, 1, None), None],
         "top_k": [Interval(int, 1, None), None],
-        "combine": [Options(*COMBINE_SCHEMES)], "ensemble_select": [Options("best", "combine")],
-        "chain_strength": [Options("mult", "utc"), _POSITIVE], "annealing_time": [_POSITIVE, None],
-        "embedding_cache": [Text(), None], "dwave_solver": [Text(), None], "dwave_child": [Anything(), None],
-        "dwave_fallback": [Boolean()], "center": [Boolean()], "chunk_select": [Options("random", "stratified")],
+        "combine": [Options(*COMBINE_SCHEMES)],
+        "ensemble_select": [Options("best", "combine")],
+        "chain_strength": [Options("mult", "utc"), _POSITIVE],
+        "annealing_time": [_POSITIVE, None],
+        "embedding_cache": [Text(), None],
+        "dwave_solver": [Text(), None],
+        "dwave_child": [Anything(), None],
+        "dwave_fallback": [Boolean()],
+        "center": [Boolean()],
+        "chunk_select": [Options("random", "stratified")],
     }
 
-    def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "minmax", hp_log: bool = True,
-                 n_points: int = 20, chunks: int = 4, K: int = 3, B: float = 0.5, k0: float = 0.005,
-                 epsilon: float = 0.02, gamma: float = 4.0, xi: float = 0.01, lam: float = 0.0,
-                 sampler: str = "sa", num_reads: int | None = None, num_sweeps: int = SA_NUM_SWEEPS,
-                 top_k: int | None = None, combine: str = "mean7", ensemble_select: str = "best",
-                 temperature: float = 1.0, chain_strength="mult", chain_mult: float = 10.0,
-                 annealing_time: float | None = None, embedding_cache: str | None = None,
-                 dwave_solver: str | None = None, dwave_child=None, dwave_fallback: bool = True,
-                 timeout_s: float = 600.0, center: bool = True, chunk_select: str = "stratified"):
+    def __init__(
+        self,
+        seed: int = 0,
+        features: str = "stride2",
+        scaler: str = "minmax",
+        hp_log: bool = True,
+        n_points: int = 20,
+        chunks: int = 4,
+        K: int = 3,
+        B: float = 0.5,
+        k0: float = 0.005,
+        epsilon: float = 0.02,
+        gamma: float = 4.0,
+        xi: float = 0.01,
+        lam: float = 0.0,
+        sampler: str = "sa",
+        num_reads: int | None = None,
+        num_sweeps: int = SA_NUM_SWEEPS,
+        top_k: int | None = None,
+        combine: str = "mean7",
+        ensemble_select: str = "best",
+        temperature: float = 1.0,
+        chain_strength="mult",
+        chain_mult: float = 10.0,
+        annealing_time: float | None = None,
+        embedding_cache: str | None = None,
+        dwave_solver: str | None = None,
+        dwave_child=None,
+        dwave_fallback: bool = True,
+        timeout_s: float = 600.0,
+        center: bool = True,
+        chunk_select: str = "stratified",
+    ):
         validate(type(self), {k: v for k, v in locals().items() if k != "self"}, self.name)
         key = ALIASES.get(sampler, sampler)
         self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
@@ -188,14 +232,20 @@ class QSVRPredictor(Predictor):
         self.num_sweeps = int(num_sweeps)
         self.top_k = None if top_k is None else int(top_k)
         self.combine, self.ensemble_select, self.temperature = combine, ensemble_select, float(temperature)
-        self._sampler_options = dict(chain_strength=chain_strength, chain_mult=chain_mult,
-                                     annealing_time=annealing_time, cache_dir=embedding_cache,
-                                     solver=dwave_solver, fallback=dwave_fallback, timeout_s=timeout_s)
+        self._sampler_options = dict(
+            chain_strength=chain_strength,
+            chain_mult=chain_mult,
+            annealing_time=annealing_time,
+            cache_dir=embedding_cache,
+            solver=dwave_solver,
+            fallback=dwave_fallback,
+            timeout_s=timeout_s,
+        )
         self._dwave_child = dwave_child
         self.sampler = None  # built on first fit (the D-Wave path imports dwave.system there)
         self.members: list[QSVRModel] = []
         self.member_weights = np.zeros(0)
-        self.used_rows_: np.ndarray | None = None   # training rows the QUBOs saw, chunk by chunk
+        self.used_rows_: np.ndarray | None = None  # training rows the QUBOs saw, chunk by chunk
         self.chunk_rows_: list[np.ndarray] = []
         self.encoder: HPEncoder | None = None
         self.scaler: XYScaler | None = None
@@ -210,8 +260,14 @@ class QSVRPredictor(Predictor):
         if self.sampler_name == "sa":
             return make_sampler("sa", num_reads=self.num_reads, num_sweeps=self.num_sweeps)
         opts = {k: v for k, v in self._sampler_options.items() if v is not None}
-        return make_sampler("dwave", num_reads=self.num_reads, num_sweeps=self.num_sweeps,
-                            child=self._dwave_child, sa_num_reads=SA_NUM_READS, **opts)
+        return make_sampler(
+            "dwave",
+            num_reads=self.num_reads,
+            num_sweeps=self.num_sweeps,
+            child=self._dwave_child,
+            sa_num_reads=SA_NUM_READS,
+            **opts,
+        )
 
     @property
     def k_solutions(self) -> int:
@@ -252,9 +308,9 @@ class QSVRPredictor(Predictor):
         alpha_hats = np.array([s[1] for s in sols])
         betas = alphas - alpha_hats
         biases = np.array([textbook_bias(b, kmat, yc, self.epsilon, c_eff) for b in betas])
-        preds = betas @ kmat + biases[:, None]   # kmat symmetric: row j = predictions of solution j
+        preds = betas @ kmat + biases[:, None]  # kmat symmetric: row j = predictions of solution j
         res = preds - yc[None, :]
-        mse = (res ** 2).mean(1)
+        mse = (res**2).mean(1)
         lc = np.array([log2cosh_sum(r) for r in res])
         r2s = np.array([r2(yc, p) for p in preds])
         out: dict[str, tuple[np.ndarray, float]] = {}
@@ -263,8 +319,10 @@ class QSVRPredictor(Predictor):
             a, ah = w @ alphas, w @ alpha_hats
             beta = a - ah
             out[scheme] = (beta, textbook_bias(beta, kmat, yc, self.epsilon, c_eff))
-        out["mean7"] = (np.mean([out[s][0] for s in SEVEN_SCHEMES], axis=0),
-                        float(np.mean([out[s][1] for s in SEVEN_SCHEMES])))
+        out["mean7"] = (
+            np.mean([out[s][0] for s in SEVEN_SCHEMES], axis=0),
+            float(np.mean([out[s][1] for s in SEVEN_SCHEMES])),
+        )
         out["lowest"] = (betas[0], float(biases[0]))
         return out
 
@@ -279,8 +337,9 @@ class QSVRPredictor(Predictor):
             prefixes = prefixes[:, None]
         targets = np.asarray(targets, dtype=float).ravel()
         if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
-            raise ConfigError(f"qsvr: need >= 2 prefixes [n, e] matching targets [n], "
-                            f"got {prefixes.shape} and {targets.shape}")
+            raise ConfigError(
+                f"qsvr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}"
+            )
         if not (np.isfinite(prefixes).all() and np.isfinite(targets).all()):
             raise ConfigError("qsvr: prefixes and targets must be finite")
         if configs is not None and len(configs) != len(targets):
@@ -346,7 +405,7 @@ class QSVRPredictor(Predictor):
         n = len(ys)
         if self.chunk_select == "random" or n < N:  # m <= n // N, so otherwise m * N <= n
             perm = rng.permutation(n)
-            return [np.sort(perm[c * N:(c + 1) * N]) for c in range(m)]
+            return [np.sort(perm[c * N : (c + 1) * N]) for c in range(m)]
         strata = np.array_split(np.argsort(ys, kind="stable"), m * N)
         picks = np.array([s[rng.integers(len(s))] for s in strata])
         return [np.sort(picks[c::m]) for c in range(m)]
@@ -385,16 +444,36 @@ class QSVRPredictor(Predictor):
         return d
 
     def describe(self) -> dict:
-        d = {"name": self.name, "seed": self.seed, "features": self.features, "scaler": self.scaler_name,
-             "n_points": self.n_points, "chunks_max": self.chunks, "K": self.encoding.K, "B": self.encoding.B,
-             "k0": self.encoding.k0, "C_eff": self.encoding.c_eff, "epsilon": self.epsilon, "gamma": self.gamma,
-             "xi": self.xi, "lam": self.lam, "num_reads": self.num_reads, "num_sweeps": self.num_sweeps,
-             "top_k": self.k_solutions, "combine": self.combine, "ensemble_select": self.ensemble_select,
-             "center": self.center, "chunk_select": self.chunk_select, "fit_seconds": self.fit_seconds}
+        d = {
+            "name": self.name,
+            "seed": self.seed,
+            "features": self.features,
+            "scaler": self.scaler_name,
+            "n_points": self.n_points,
+            "chunks_max": self.chunks,
+            "K": self.encoding.K,
+            "B": self.encoding.B,
+            "k0": self.encoding.k0,
+            "C_eff": self.encoding.c_eff,
+            "epsilon": self.epsilon,
+            "gamma": self.gamma,
+            "xi": self.xi,
+            "lam": self.lam,
+            "num_reads": self.num_reads,
+            "num_sweeps": self.num_sweeps,
+            "top_k": self.k_solutions,
+            "combine": self.combine,
+            "ensemble_select": self.ensemble_select,
+            "center": self.center,
+            "chunk_select": self.chunk_select,
+            "fit_seconds": self.fit_seconds,
+        }
         d.update(self._sampler_facts())
         if self._fit_info:
-            d["chunk_info"] = [{k: v for k, v in c.items() if k != "energies"} | {"lowest_energy": c["energies"][0]}
-                               for c in self._fit_info["chunks"]]
+            d["chunk_info"] = [
+                {k: v for k, v in c.items() if k != "energies"} | {"lowest_energy": c["energies"][0]}
+                for c in self._fit_info["chunks"]
+            ]
         return d
 
 
@@ -408,11 +487,27 @@ class QSVRPaperPredictor(QSVRPredictor):
     name = "qsvr-paper"
     parameter_constraints = {}  # the same parameters as qsvr (other defaults)
 
-    def __init__(self, seed: int = 0, features: str = "stride2", scaler: str = "quantile", gamma: float = 0.1,
-                 center: bool = False, chunk_select: str = "random", **params):
-        super().__init__(seed=seed, features=features, scaler=scaler, gamma=gamma, center=center,
-                         chunk_select=chunk_select, **params)
+    def __init__(
+        self,
+        seed: int = 0,
+        features: str = "stride2",
+        scaler: str = "quantile",
+        gamma: float = 0.1,
+        center: bool = False,
+        chunk_select: str = "random",
+        **params,
+    ):
+        super().__init__(
+            seed=seed, features=features, scaler=scaler, gamma=gamma, center=center, chunk_select=chunk_select, **params
+        )
 
 
-__all__ = ["QSVRPredictor", "QSVRPaperPredictor", "COMBINE_SCHEMES", "SEVEN_SCHEMES", "scheme_weights", "log2cosh_sum",
-           "r2"]
+__all__ = [
+    "QSVRPredictor",
+    "QSVRPaperPredictor",
+    "COMBINE_SCHEMES",
+    "SEVEN_SCHEMES",
+    "scheme_weights",
+    "log2cosh_sum",
+    "r2",
+]

@@ -10,6 +10,7 @@ bits of point n are labels ``K*n + i``, the alpha_hat bits are ``K*(N + n) + i``
 Units: the QUBO works on scaled targets (order 1, typically in [0, 1]); ``epsilon`` is in
 those units, ``gamma`` in 1/(feature unit)^2. Energies are dimensionless.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ def variable_layout(n_points: int, enc: Encoding) -> tuple[np.ndarray, np.ndarra
     return point, c, sign > 0
 
 
-def qubo_matrix(kmat: np.ndarray, y: np.ndarray, enc: Encoding, epsilon: float = 0.02,
-                xi: float = 0.01, lam: float = 0.0) -> np.ndarray:
+def qubo_matrix(
+    kmat: np.ndarray, y: np.ndarray, enc: Encoding, epsilon: float = 0.02, xi: float = 0.01, lam: float = 0.0
+) -> np.ndarray:
     """Upper-triangular Q [V, V] with E(b) = b^T Q b (docs/predictors.md#qsvr-energy-and-q).
 
     E = 1/2 sum beta_n beta_m k_nm + eps sum(alpha + alpha_hat) - sum y_n beta_n + xi (sum beta)^2
@@ -117,7 +119,7 @@ def decode(bits: np.ndarray, n_points: int, enc: Encoding) -> tuple[np.ndarray, 
         raise InternalError(f"bit vectors have {b.shape[1]} variables, expected {2 * K * N}")
     w = enc.weights
     alpha = b[:, : K * N].reshape(-1, N, K) @ w
-    alpha_hat = b[:, K * N:].reshape(-1, N, K) @ w
+    alpha_hat = b[:, K * N :].reshape(-1, N, K) @ w
     return alpha, alpha_hat
 
 
@@ -136,8 +138,15 @@ def samples_in_label_order(sampleset, n_variables: int) -> tuple[np.ndarray, np.
     return np.asarray(record.sample[:, cols], dtype=np.int8), np.asarray(record.num_occurrences, dtype=int)
 
 
-def dual_objective(alpha: np.ndarray, alpha_hat: np.ndarray, kmat: np.ndarray, y: np.ndarray,
-                   epsilon: float = 0.02, xi: float = 0.01, lam: float = 0.0) -> np.ndarray:
+def dual_objective(
+    alpha: np.ndarray,
+    alpha_hat: np.ndarray,
+    kmat: np.ndarray,
+    y: np.ndarray,
+    epsilon: float = 0.02,
+    xi: float = 0.01,
+    lam: float = 0.0,
+) -> np.ndarray:
     """The energy of docs/predictors.md#qsvr-energy-and-q computed directly from decoded coefficients [s, N].
 
     The reference for tests of the assembled Q.
@@ -146,8 +155,13 @@ def dual_objective(alpha: np.ndarray, alpha_hat: np.ndarray, kmat: np.ndarray, y
     alpha_hat = np.atleast_2d(alpha_hat)
     beta = alpha - alpha_hat
     quad = 0.5 * np.einsum("sn,nm,sm->s", beta, np.asarray(kmat, float), beta)
-    return (quad + float(epsilon) * (alpha + alpha_hat).sum(1) - beta @ np.asarray(y, float)
-            + float(xi) * beta.sum(1) ** 2 + float(lam) * (alpha * alpha_hat).sum(1))
+    return (
+        quad
+        + float(epsilon) * (alpha + alpha_hat).sum(1)
+        - beta @ np.asarray(y, float)
+        + float(xi) * beta.sum(1) ** 2
+        + float(lam) * (alpha * alpha_hat).sum(1)
+    )
 
 
 def textbook_bias(beta: np.ndarray, kmat: np.ndarray, y: np.ndarray, epsilon: float, c_eff: float) -> float:
@@ -167,8 +181,8 @@ def textbook_bias(beta: np.ndarray, kmat: np.ndarray, y: np.ndarray, epsilon: fl
         est = np.where(beta[free] > 0, r[free] - epsilon, r[free] + epsilon)
         return float(est.mean())
     zero = mag <= FREE_TOL
-    upper = (~zero) & (beta > 0)   # at +C_eff
-    lower = (~zero) & (beta < 0)   # at -C_eff
+    upper = (~zero) & (beta > 0)  # at +C_eff
+    lower = (~zero) & (beta < 0)  # at -C_eff
     L = np.concatenate([r[zero] - epsilon, r[lower] + epsilon])
     U = np.concatenate([r[zero] + epsilon, r[upper] - epsilon])
     if L.size and U.size:

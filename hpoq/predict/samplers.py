@@ -19,6 +19,7 @@ docs/predictors.md#samplers:
 Every sampler is a ``dimod.Sampler`` whose ``sample(bqm, seed=...)`` returns the *logical* (unembedded)
 sampleset, with hpoq's facts about the call in ``sampleset.info["hpoq"]``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,11 @@ class SASampler(dimod.Sampler):
 
     name = "sa"
     title = "simulated annealing"
-    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "num_sweeps": [Interval(int, 1, None)],
-                             "beta_range": [Anything(), None]}
+    parameter_constraints = {
+        "num_reads": [Interval(int, 1, None)],
+        "num_sweeps": [Interval(int, 1, None)],
+        "beta_range": [Anything(), None],
+    }
 
     def __init__(self, num_reads: int = 100, num_sweeps: int = 1000, beta_range=None):
         validate(type(self), {"num_reads": num_reads, "num_sweeps": num_sweeps}, "sampler")
@@ -77,12 +81,19 @@ class SASampler(dimod.Sampler):
     def sample(self, bqm, seed: int = 0, **parameters):
         t0 = time.perf_counter()
         # dwave-samplers accepts seeds in [0, 2**31)
-        kwargs = dict(num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=int(seed) % (2 ** 31))
+        kwargs = dict(num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=int(seed) % (2**31))
         if self.beta_range is not None:
             kwargs["beta_range"] = self.beta_range
         ss = self._sampler.sample(bqm, **kwargs)
-        return _with_facts(ss, {"sampler": "sa", "num_reads": self.num_reads, "num_sweeps": self.num_sweeps,
-                                "seconds": time.perf_counter() - t0})
+        return _with_facts(
+            ss,
+            {
+                "sampler": "sa",
+                "num_reads": self.num_reads,
+                "num_sweeps": self.num_sweeps,
+                "seconds": time.perf_counter() - t0,
+            },
+        )
 
     def describe(self) -> dict:
         return {"sampler": "sa", "num_reads": self.num_reads, "num_sweeps": self.num_sweeps}
@@ -109,8 +120,10 @@ class ExactQuboSampler(dimod.Sampler):
 
     def sample(self, bqm, seed: int = 0, **parameters):
         if bqm.num_variables > self.max_variables:
-            raise ConfigError(f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
-                              f"{self.max_variables}); use 'sa' or fewer points per QUBO")
+            raise ConfigError(
+                f"sampler 'exact' refuses {bqm.num_variables} variables (at most "
+                f"{self.max_variables}); use 'sa' or fewer points per QUBO"
+            )
         t0 = time.perf_counter()
         # every state is distinct; keep the lowest ones (aggregating 2**18 samples costs seconds)
         ss = dimod.ExactSolver().sample(bqm).truncate(self.keep)
@@ -122,6 +135,7 @@ class ExactQuboSampler(dimod.Sampler):
 
 # --------------------------------------------------------------------------------------------
 # D-Wave QPU path
+
 
 def default_cache_dir() -> Path:
     """``$HPOQ_CACHE_DIR/embeddings`` or ``~/.cache/hpoq/embeddings``."""
@@ -182,8 +196,12 @@ class EmbeddingCache:
     def store(self, solver: str, n_variables: int, graph, embedding: dict) -> Path:
         path = self.path(solver, n_variables)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"solver": solver, "V": int(n_variables), "graph_hash": graph_hash(graph),
-                   "embedding": {str(k): [int(q) for q in embedding[k]] for k in sorted(embedding)}}
+        payload = {
+            "solver": solver,
+            "V": int(n_variables),
+            "graph_hash": graph_hash(graph),
+            "embedding": {str(k): [int(q) for q in embedding[k]] for k in sorted(embedding)},
+        }
         write_atomic(path, json.dumps(payload))
         return path
 
@@ -232,14 +250,28 @@ class DWaveQuboSampler(dimod.Sampler):
 
     name = "dwave"
     title = "D-Wave QPU"
-    parameter_constraints = {"num_reads": [Interval(int, 1, None)], "child": [Anything(), None],
-                             "solver": [Text(), None], "cache_dir": [Text(), None],
-                             "chain_strength": [Options("mult", "utc"), _POSITIVE], "chain_mult": [_POSITIVE],
-                             "annealing_time": [_POSITIVE, None], "timeout_s": [_POSITIVE]}
+    parameter_constraints = {
+        "num_reads": [Interval(int, 1, None)],
+        "child": [Anything(), None],
+        "solver": [Text(), None],
+        "cache_dir": [Text(), None],
+        "chain_strength": [Options("mult", "utc"), _POSITIVE],
+        "chain_mult": [_POSITIVE],
+        "annealing_time": [_POSITIVE, None],
+        "timeout_s": [_POSITIVE],
+    }
 
-    def __init__(self, num_reads: int = 1000, child=None, solver=None, cache_dir=None,
-                 chain_strength="mult", chain_mult: float = 10.0, annealing_time: float | None = None,
-                 timeout_s: float = 600.0):
+    def __init__(
+        self,
+        num_reads: int = 1000,
+        child=None,
+        solver=None,
+        cache_dir=None,
+        chain_strength="mult",
+        chain_mult: float = 10.0,
+        annealing_time: float | None = None,
+        timeout_s: float = 600.0,
+    ):
         validate(type(self), {k: v for k, v in locals().items() if k not in ("self", "child")}, "sampler")
         self.num_reads = int(num_reads)
         self.chain_strength = chain_strength
@@ -310,19 +342,29 @@ class DWaveQuboSampler(dimod.Sampler):
         names = ss.record.dtype.names
         cbf = float(np.mean(ss.record.chain_break_fraction)) if "chain_break_fraction" in names else float("nan")
         self.chain_break_fractions.append(cbf)
-        info = {"sampler": "dwave", "solver": self.solver_name, "num_reads": self.num_reads,
-                "chain_strength": cs if isinstance(cs, float) else "uniform_torque_compensation",
-                "chain_break_fraction": cbf, "embedding": self.embedding_status.get(bqm.num_variables),
-                "seconds": time.perf_counter() - t0}
+        info = {
+            "sampler": "dwave",
+            "solver": self.solver_name,
+            "num_reads": self.num_reads,
+            "chain_strength": cs if isinstance(cs, float) else "uniform_torque_compensation",
+            "chain_break_fraction": cbf,
+            "embedding": self.embedding_status.get(bqm.num_variables),
+            "seconds": time.perf_counter() - t0,
+        }
         timing = ss.info.get("timing") if isinstance(ss.info, dict) else None
         if timing and "qpu_access_time" in timing:
             info["qpu_access_time_us"] = float(timing["qpu_access_time"])
         return _with_facts(ss, info)
 
     def describe(self) -> dict:
-        d = {"sampler": "dwave", "num_reads": self.num_reads, "solver": self.solver_name,
-             "chain_strength": self.chain_strength, "chain_mult": self.chain_mult,
-             "embedding_cache": str(self.cache.directory)}
+        d = {
+            "sampler": "dwave",
+            "num_reads": self.num_reads,
+            "solver": self.solver_name,
+            "chain_strength": self.chain_strength,
+            "chain_mult": self.chain_mult,
+            "embedding_cache": str(self.cache.directory),
+        }
         if self.chain_break_fractions:
             d["chain_break_fraction"] = float(np.nanmean(self.chain_break_fractions))
         return d
@@ -339,8 +381,15 @@ class FallbackComposite(dimod.ComposedSampler):
     :class:`ConfigError` instead.
     """
 
-    def __init__(self, open_primary, fallback, *, primary_name: str = "dwave", primary_title: str = "D-Wave QPU",
-                 enabled: bool = True):
+    def __init__(
+        self,
+        open_primary,
+        fallback,
+        *,
+        primary_name: str = "dwave",
+        primary_title: str = "D-Wave QPU",
+        enabled: bool = True,
+    ):
         self.primary = None
         self.fallback = fallback
         self.primary_name, self.primary_title = primary_name, primary_title
@@ -371,11 +420,17 @@ class FallbackComposite(dimod.ComposedSampler):
     def _fail(self, reason: str) -> None:
         reason = _scrub(reason)
         if not self.enabled:
-            raise ConfigError(f"{self.primary_name} sampler unusable ({reason}) and fallback to "
-                              f"{self.fallback.name!r} is disabled")
+            raise ConfigError(
+                f"{self.primary_name} sampler unusable ({reason}) and fallback to {self.fallback.name!r} is disabled"
+            )
         if self.fallback_reason is None:
-            log.warning("%s unusable, falling back to %s (%r): %s", self.primary_title, self.fallback.title,
-                        self.fallback.name, reason)
+            log.warning(
+                "%s unusable, falling back to %s (%r): %s",
+                self.primary_title,
+                self.fallback.title,
+                self.fallback.name,
+                reason,
+            )
         self.fallback_reason = reason
 
     def sample(self, bqm, seed: int = 0, **parameters):
@@ -412,8 +467,7 @@ def sampler_class(name: str):
     return globals()[SAMPLER_CLASSES[key]]
 
 
-def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000,
-                 child=None, **options):
+def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000, child=None, **options):
     """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``; parameters are checked
     against each class's ``parameter_constraints`` (:func:`hpoq.registry.build`).
 
@@ -424,8 +478,13 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
     key = ALIASES.get(str(name).lower(), str(name).lower())
     path = f"sampler {name!r}"
     if key == "sa":
-        return build("sampler", key, dict(options, num_reads=100 if num_reads is None else num_reads,
-                                          num_sweeps=num_sweeps), path="sampler", what=path)
+        return build(
+            "sampler",
+            key,
+            dict(options, num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps),
+            path="sampler",
+            what=path,
+        )
     if key == "exact":
         return build("sampler", key, options, path="sampler", what=path)
     if key != "dwave":
@@ -433,11 +492,15 @@ def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: 
     enabled = options.pop("fallback", True)
     sa_reads = options.pop("sa_num_reads", 100)
     check_value("sampler.fallback", enabled, [Boolean()])
-    fallback = build("sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback",
-                     what=path)
+    fallback = build(
+        "sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback", what=path
+    )
     params = dict(options, num_reads=1000 if num_reads is None else num_reads)
     # bad settings are the user's error, never a reason to fall back
     check(sampler_class("dwave"), params, "sampler", path)
-    return FallbackComposite(lambda: build("sampler", "dwave", params, path="sampler", what=path,
-                                           context={"child": child}),
-                             fallback, primary_name="dwave", enabled=enabled)
+    return FallbackComposite(
+        lambda: build("sampler", "dwave", params, path="sampler", what=path, context={"child": child}),
+        fallback,
+        primary_name="dwave",
+        enabled=enabled,
+    )

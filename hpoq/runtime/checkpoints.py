@@ -12,6 +12,7 @@ failed or is done loses its checkpoint as soon as no unit of it is running or wa
 the best trial so far; paused and promoted trials keep theirs. When the search is over, only the
 best trial's checkpoint is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ class Checkpoints:
 
     def __init__(self, out_dir: str):
         self.root = os.path.join(out_dir, "checkpoints")
-        self._drops: list[str] = []      # start copies to delete once the journal is synced
+        self._drops: list[str] = []  # start copies to delete once the journal is synced
         self.to_delete: set[int] = set()  # trials whose checkpoint goes when nothing of them is busy
         self.best_trial: int | None = None
 
@@ -116,12 +117,13 @@ class Checkpoints:
             if path != keep and name.startswith("trial-") and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
                 if ".at-" not in name:
-                    deleted.append((int(name[len("trial-"):]), path))
+                    deleted.append((int(name[len("trial-") :]), path))
         return deleted
 
 
 def link_tree(src: str, dst: str) -> None:
     """Copy a directory tree as hard links (a plain copy where links are impossible)."""
+
     def link(a, b):
         try:
             os.link(a, b)

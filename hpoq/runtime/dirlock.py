@@ -11,6 +11,7 @@ Caveats: POSIX locks belong to the process and are dropped when *any* descriptor
 closed, so nothing else in the master may open the lock file; on Lustre the client must be mounted
 with ``-o flock`` (else ``lockf`` fails with ENOSYS and the master stops with that error).
 """
+
 from __future__ import annotations
 
 import errno
@@ -54,10 +55,13 @@ class DirLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EACCES, errno.EAGAIN):
-                raise HpoqError(f"output directory {out_dir!r} is in use by another master ({_holder(path)}); "
-                                "wait for it to end or stop it, then resume") from None
-            raise HpoqError(f"cannot lock output directory {out_dir!r} ({exc.strerror}; on Lustre mount with "
-                            "-o flock)") from None
+                raise HpoqError(
+                    f"output directory {out_dir!r} is in use by another master ({_holder(path)}); "
+                    "wait for it to end or stop it, then resume"
+                ) from None
+            raise HpoqError(
+                f"cannot lock output directory {out_dir!r} ({exc.strerror}; on Lustre mount with -o flock)"
+            ) from None
         info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
         try:
             os.ftruncate(fd, 0)

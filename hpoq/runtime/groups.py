@@ -7,6 +7,7 @@ collective over all ranks, integer colours, never ``hash()``; docs/platform.md 2
 unit of a group runs on the same sub-communicator -- the trainer builds its data-parallel world
 (torch.distributed / Horovod) from it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,14 +15,14 @@ from dataclasses import dataclass
 from hpoq.errors import HpoqError
 
 # message tags between the master and the group leaders (COMM_WORLD), and inside a group
-TAG_SETUP = 11    # master -> every rank: the study (or an error) to set up
-TAG_READY = 12    # every worker rank -> master: trainer built (or its error)
-TAG_WORK = 13     # master -> leader: a work unit
-TAG_RESULT = 14   # leader -> master: the unit's metrics or failure
-TAG_STOP = 15     # master -> every worker rank: the study is over
-GTAG_WORK = 21    # leader -> members (group communicator)
-GTAG_DONE = 22    # member -> leader: its part of the unit finished (ok / reason)
-GTAG_STOP = 23    # leader -> members
+TAG_SETUP = 11  # master -> every rank: the study (or an error) to set up
+TAG_READY = 12  # every worker rank -> master: trainer built (or its error)
+TAG_WORK = 13  # master -> leader: a work unit
+TAG_RESULT = 14  # leader -> master: the unit's metrics or failure
+TAG_STOP = 15  # master -> every worker rank: the study is over
+GTAG_WORK = 21  # leader -> members (group communicator)
+GTAG_DONE = 22  # member -> leader: its part of the unit finished (ok / reason)
+GTAG_STOP = 23  # leader -> members
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,10 @@ class GroupLayout:
     def __post_init__(self):
         if self.world_size - 1 < self.ranks_per_trial:
             raise HpoqError(
-                f"{self.world_size} MPI rank(s) cannot form one trial group: rank 0 is the master and ranks_per_trial is "
-                f"{self.ranks_per_trial}, so at least {self.ranks_per_trial + 1} ranks are needed "
-                f"(mpiexec -n {self.ranks_per_trial + 1} ...)")
+                f"{self.world_size} MPI rank(s) cannot form one trial group: rank 0 is the master and "
+                f"ranks_per_trial is {self.ranks_per_trial}, so at least {self.ranks_per_trial + 1} ranks are needed "
+                f"(mpiexec -n {self.ranks_per_trial + 1} ...)"
+            )
 
     @property
     def n_groups(self) -> int:

@@ -8,6 +8,7 @@ Replacing a table between a run and its resume would replay the journal against 
 trials FAILED for rows that no longer exist and a wrong best -- so ``run --resume`` refuses it
 unless ``--allow-changed-inputs``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,11 @@ def fingerprint(path: str) -> dict:
             manifest = os.path.join(path, MANIFEST)
             if os.path.isfile(manifest):
                 return {"path": path, "kind": "manifest", "sha256": _sha256_file(manifest)}
-            listing = sorted((os.path.relpath(os.path.join(d, f), path), os.path.getsize(os.path.join(d, f)))
-                             for d, _, files in os.walk(path) for f in files)
+            listing = sorted(
+                (os.path.relpath(os.path.join(d, f), path), os.path.getsize(os.path.join(d, f)))
+                for d, _, files in os.walk(path)
+                for f in files
+            )
             return {"path": path, "kind": "listing", "sha256": hashlib.sha256(repr(listing).encode()).hexdigest()}
     except OSError as exc:
         raise HpoqError(f"input {path!r} cannot be read ({exc.strerror})") from None
@@ -68,7 +72,10 @@ def changed_inputs(recorded: dict | None) -> list[str]:
     for key, old in (recorded or {}).items():
         now = fingerprint(old["path"])
         if now["sha256"] != old.get("sha256"):
-            what = "is gone" if now["kind"] == "missing" else (
-                f"changed (sha256 {str(old.get('sha256'))[:12]} -> {now['sha256'][:12]})")
+            what = (
+                "is gone"
+                if now["kind"] == "missing"
+                else (f"changed (sha256 {str(old.get('sha256'))[:12]} -> {now['sha256'][:12]})")
+            )
             changed.append(f"{key} {old['path']!r} {what}")
     return changed

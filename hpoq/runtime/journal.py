@@ -6,7 +6,9 @@ the study runs or after it was killed. Records are appended with ``flush`` + ``o
 master syncs every batch of records before it acts on them (before it sends work to a trial
 group), so a record of work the study depends on is on disk before that work starts. A torn last
 line (the master killed while writing) is ignored by :func:`read_journal` and cut off by
-:meth:`Journal.open_append` before new records are added.
+:meth:`Journal.open_append` before new records are added. A batch that cannot be written (a full
+disk) is cut back to the last whole record; a 1 MiB reserve file (``.hpoq.reserve``) set aside at
+start gives room for the records of a clean stop.
 
 Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds). Types:
 
@@ -14,36 +16,47 @@ Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds)
              :class:`hpoq.study.spec.StudySpec`), ``seeds`` (master seed and derived seeds),
              ``versions`` (hpoq, python, numpy, mpi4py, MPI library), ``world_size``,
              ``groups`` (list of rank lists), ``pid``/``host`` of the master, ``metric``/``mode``
-             of the trainer, ``budget`` (epochs plain Hyperband uses at the same R, eta).
+             of the trainer, ``budget`` (epochs plain Hyperband uses at the same R, eta),
+             ``inputs`` (``{key path: {path, kind, sha256}}`` of the table, dataset, warm curves;
+             :mod:`hpoq.runtime.inputs`).
 ``resume``   a resumed master starts: ``pid``, ``host``, ``world_size``, ``groups``, ``replayed``
              (records replayed), ``from_snapshot`` (line number of the snapshot used or null),
              ``lost_units`` (unit ids that were in flight when the previous master stopped;
-             they are run again).
+             they are run again), ``counted_lost`` (those of them counted as failed attempts
+             because the job died; their ``failure`` records follow), ``changed_inputs`` (with
+             ``--allow-changed-inputs``).
 ``config``   a trial's configuration, the first time it is dispatched: ``trial_id``, ``config``.
 ``unit``     a work unit sent to a trial group: ``unit_id``, ``trial_id``, ``start_epoch``,
              ``end_epoch``, ``group`` (index), ``ranks`` (world ranks), ``attempt`` (0 = first
              try), ``source`` (``suggest``: from the scheduler; ``retry``: a failed unit tried
-             again; ``resume``: re-run after a restart), ``checkpoint_dir``.
+             again; ``resume``: re-run after a restart), ``checkpoint_dir``, ``isolated`` (true:
+             run alone, a re-run of a unit lost when its job died).
 ``idle``     the scheduler's ``suggest()`` returned None while a group was free (replayed too).
 ``result``   a unit finished: ``unit_id``, ``trial_id``, ``start_epoch``, ``end_epoch``,
              ``metrics`` (per epoch, in the trainer's own direction), ``mode``, ``seconds``
              (training time on the group leader), ``group``.
 ``failure``  a unit failed: ``unit_id``, ``trial_id``, ``reason``, ``attempt``, ``final`` (True:
              reported to the scheduler as FAILED; False: it is retried), ``kind`` (``trainer``,
-             ``non-finite``, ``oom``, ``scheduler``).
+             ``non-finite``, ``oom``, ``scheduler``, ``timeout`` (``unit_timeout``), ``lost`` (in
+             flight when the job died), ``disk-full``), ``counted`` (false: not counted against
+             ``max_retries``; a full disk is not the trial's fault).
 ``decision`` the scheduler's decisions after a result or final failure: ``unit_id`` (the event
              that caused them) and ``decisions`` (list of ``{trial_id, action, epoch, reason,
              info}``; ``info`` holds the inputs: values, ranks, predictions, thresholds).
 ``scheduler_error`` a scheduler call raised: ``call``, ``error`` (the unit is then failed).
 ``checkpoint_deleted`` ``trial_id``, ``path``.
-``stop``     SIGTERM/SIGUSR1 received: ``signal``; the master stops handing out work.
+``stop``     the master stops handing out work: ``signal`` (SIGTERM/SIGUSR1, or null) and
+             ``reason`` (without a signal: a full disk, or groups holding timed-out units).
 ``snapshot`` the scheduler's ``state_dict()`` (``state``) and the runtime's pending ``queue``
              (units to run before asking the scheduler again), written at a clean stop when no
              unit is in flight; resume loads it instead of replaying what came before.
 ``end``      last line of a master run: ``status`` (``finished``, ``interrupted`` or ``error``),
              ``best`` (scheduler's best), ``epochs`` (epochs trained so far), ``units``,
-             ``error`` (for ``error``).
+             ``error`` (for ``error``), ``reason`` (why it stopped without a signal), ``abort``
+             (why the MPI job is aborted next: ranks still run timed-out units, or a second stop
+             signal left units running).
 """
+
 from __future__ import annotations
 
 import errno
@@ -57,8 +70,21 @@ from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
 FORMAT_VERSION = 1
-RECORD_TYPES = ("header", "resume", "config", "unit", "idle", "result", "failure", "decision",
-                "scheduler_error", "checkpoint_deleted", "stop", "snapshot", "end")
+RECORD_TYPES = (
+    "header",
+    "resume",
+    "config",
+    "unit",
+    "idle",
+    "result",
+    "failure",
+    "decision",
+    "scheduler_error",
+    "checkpoint_deleted",
+    "stop",
+    "snapshot",
+    "end",
+)
 
 
 def _default(obj):
@@ -88,7 +114,7 @@ def dumps(record: dict) -> str:
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_FILE = ".hpoq.reserve"
-RESERVE_BYTES = 1 << 20   # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
+RESERVE_BYTES = 1 << 20  # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -111,7 +137,7 @@ class Journal:
     def __init__(self, path: str, fd: int, size: int):
         self.path = path
         self._fd = fd
-        self._size = size            # bytes of complete, synced records
+        self._size = size  # bytes of complete, synced records
         self._pending: list[bytes] = []
         self.records = 0
         self.reserve_path = os.path.join(os.path.dirname(os.path.abspath(path)), RESERVE_FILE)
@@ -165,7 +191,7 @@ class Journal:
             os.lseek(self._fd, self._size, os.SEEK_SET)
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             os.fsync(self._fd)
         except OSError as exc:
             try:
@@ -221,4 +247,3 @@ def read_journal(path: str) -> tuple[list[dict], int]:
     if not records or records[0].get("type") != "header":
         raise HpoqError(f"journal {path!r} has no header record")
     return records, offset
-

@@ -13,6 +13,7 @@ signal left units running, the master writes its ``end`` record (with ``abort``:
 output files and then calls ``MPI_Abort`` with its exit code: the hung ranks would never exit,
 and ``mpiexec`` would wait for them forever.
 """
+
 from __future__ import annotations
 
 import errno
@@ -30,8 +31,8 @@ from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
 from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
-from hpoq.runtime.resume import Replayed, replay
 from hpoq.runtime.polling import Backoff, wait_for
+from hpoq.runtime.resume import Replayed, replay
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
@@ -52,7 +53,7 @@ class Plan:
     journal_bytes: int = 0
     records: int = 0
     lock: DirLock | None = None
-    changed: tuple = ()          # inputs that changed since the start (resume with --allow-changed-inputs)
+    changed: tuple = ()  # inputs that changed since the start (resume with --allow-changed-inputs)
 
 
 def _journal_path(out_dir: str) -> str:
@@ -62,8 +63,10 @@ def _journal_path(out_dir: str) -> str:
 def _resume_dir(study: str | None, out: str | None, resume) -> str:
     if isinstance(resume, str):
         if study:
-            raise HpoqError(f"run: give a study file or --resume {resume}, not both (a resume takes the study from "
-                            f"the journal in {resume!r}; 'run {study} --resume' resumes the study's own directory)")
+            raise HpoqError(
+                f"run: give a study file or --resume {resume}, not both (a resume takes the study from "
+                f"the journal in {resume!r}; 'run {study} --resume' resumes the study's own directory)"
+            )
         return resume
     if out:
         return out
@@ -92,9 +95,11 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
     check_study(spec)
     changed = changed_inputs(records[0].get("inputs"))
     if changed and not allow_changed:
-        raise HpoqError(f"--resume: input {changed[0]} since the study started"
-                        + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
-                        + "; restore it, or pass --allow-changed-inputs to continue on the new data")
+        raise HpoqError(
+            f"--resume: input {changed[0]} since the study started"
+            + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+            + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+        )
     return spec, records, valid, lock, tuple(changed)
 
 
@@ -114,16 +119,26 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         spec = load_study(study, out=out)
         out_dir = spec.out
         if os.path.exists(_journal_path(out_dir)):
-            raise HpoqError(f"output directory {out_dir!r} already holds a study journal; "
-                            f"continue it with 'run --resume {out_dir}' or choose another --out")
+            raise HpoqError(
+                f"output directory {out_dir!r} already holds a study journal; "
+                f"continue it with 'run --resume {out_dir}' or choose another --out"
+            )
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise HpoqError(f"output directory {out_dir!r} exists and is not a directory")
         check_writable_dir(out_dir, "output directory")
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     metric, mode = trainer_metric(spec)
     scheduler = build_scheduler(spec, load_replay_table(spec))
-    plan = Plan(spec=spec, out_dir=out_dir, layout=layout, scheduler=scheduler, metric=metric, mode=mode, lock=lock,
-                changed=changed)
+    plan = Plan(
+        spec=spec,
+        out_dir=out_dir,
+        layout=layout,
+        scheduler=scheduler,
+        metric=metric,
+        mode=mode,
+        lock=lock,
+        changed=changed,
+    )
     if resume:
         plan.resume = replay(records, scheduler, mode)
         plan.journal_bytes = valid
@@ -159,8 +174,14 @@ def _error(msg: str) -> None:
     print(f"hpoq: error: {msg}", file=sys.stderr, flush=True)
 
 
-def master_main(world, study: str | None, out: str | None, resume, progress_enabled: bool | None = None,
-                allow_changed_inputs: bool = False) -> int:
+def master_main(
+    world,
+    study: str | None,
+    out: str | None,
+    resume,
+    progress_enabled: bool | None = None,
+    allow_changed_inputs: bool = False,
+) -> int:
     from hpoq.runtime.outputs import write_outputs
 
     size = world.Get_size()
@@ -181,8 +202,12 @@ def master_main(world, study: str | None, out: str | None, resume, progress_enab
             book = plan.resume.book
             write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
             return 0
-        setup = {"ok": True, "ranks_per_trial": spec.ranks_per_trial, "poll_interval": spec.poll_interval,
-                 "trainer": spec.trainer}
+        setup = {
+            "ok": True,
+            "ranks_per_trial": spec.ranks_per_trial,
+            "poll_interval": spec.poll_interval,
+            "trainer": spec.trainer,
+        }
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
@@ -210,7 +235,7 @@ def _stop_all(world, layout: GroupLayout, code: int) -> None:
         world.send({"code": code}, dest=rank, tag=TAG_STOP)
 
 
-def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
+def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
     """Create (lock, reserve, header) or reopen (resume record) the journal; OSError -> HpoqError."""
     spec, path = plan.spec, _journal_path(plan.out_dir)
     try:
@@ -219,17 +244,37 @@ def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
             plan.lock = DirLock.acquire(plan.out_dir)
             journal = Journal.create(path)
             journal.make_reserve()
-            seeds = {"study": spec.seed, "sampler": derive_seed(spec.seed, "rows") if spec.space == "table"
-                     else derive_seed(spec.seed, "space"), "scheduler": spec.seed}
-            journal.write("header", version=FORMAT_VERSION, study=spec.to_dict(), seeds=seeds, versions=_versions(),
-                          metric=plan.metric, mode=plan.mode, budget=budget, inputs=fingerprints(spec), **info)
+            seeds = {
+                "study": spec.seed,
+                "sampler": derive_seed(spec.seed, "rows") if spec.space == "table" else derive_seed(spec.seed, "space"),
+                "scheduler": spec.seed,
+            }
+            journal.write(
+                "header",
+                version=FORMAT_VERSION,
+                study=spec.to_dict(),
+                seeds=seeds,
+                versions=_versions(),
+                metric=plan.metric,
+                mode=plan.mode,
+                budget=budget,
+                inputs=fingerprints(spec),
+                **info,
+            )
         else:
             journal = Journal.open_append(path, plan.journal_bytes)
             journal.make_reserve()
             r = plan.resume
-            journal.write("resume", replayed=r.replayed, from_snapshot=r.from_snapshot, lost_units=r.lost_units,
-                          counted_lost=[int(u["unit_id"]) for u in r.lost_counted], queue=len(r.queue),
-                          **({"changed_inputs": list(plan.changed)} if plan.changed else {}), **info)
+            journal.write(
+                "resume",
+                replayed=r.replayed,
+                from_snapshot=r.from_snapshot,
+                lost_units=r.lost_units,
+                counted_lost=[u.unit_id for u in r.lost_counted],
+                queue=len(r.queue),
+                **({"changed_inputs": list(plan.changed)} if plan.changed else {}),
+                **info,
+            )
         journal.sync()
     except OSError as exc:
         where = exc.filename or plan.out_dir
@@ -238,20 +283,35 @@ def _open_journal(world, plan: Plan, info: dict, budget: int) -> Journal:
 
 
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
-    from hpoq.runtime.master import JournalDead, Master
-    from hpoq.runtime.progress import Progress
-    from hpoq.schedulers.brackets import hyperband_budget
-
-    spec = plan.spec
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "world_size": world.Get_size(),
-            "groups": plan.layout.groups()}
-    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    transport = MPITransport(world)
     try:
-        journal = _open_journal(world, plan, info, budget)
+        master, journal, budget = start_master(transport, plan, signals, progress_enabled)
     except HpoqError as exc:
         _error(str(exc))
         _stop_all(world, plan.layout, 2)
         return 2
+    return run_master(plan, master, journal, budget)
+
+
+def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=None):
+    """Open the journal (header or resume record) and build the :class:`Master`: (master, journal, budget).
+
+    Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises HpoqError when the
+    directory cannot be written or is locked by another master.
+    """
+    from hpoq.runtime.master import Master
+    from hpoq.runtime.progress import Progress
+    from hpoq.schedulers.brackets import hyperband_budget
+
+    spec = plan.spec
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "world_size": transport.size,
+        "groups": plan.layout.groups(),
+    }
+    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    journal = _open_journal(plan, info, budget)
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
@@ -261,9 +321,30 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
         book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
         book.running.clear()
     progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(MPITransport(world), plan.layout, plan.scheduler, journal, book, out_dir=plan.out_dir,
-                    poll_interval=spec.poll_interval, max_retries=spec.max_retries, mode=plan.mode, signals=signals,
-                    progress=progress, queue=queue, known_trials=known, unit_timeout=spec.unit_timeout, lost=lost)
+    master = Master(
+        transport,
+        plan.layout,
+        plan.scheduler,
+        journal,
+        book,
+        out_dir=plan.out_dir,
+        poll_interval=spec.poll_interval,
+        max_retries=spec.max_retries,
+        mode=plan.mode,
+        signals=signals,
+        progress=progress,
+        queue=queue,
+        known_trials=known,
+        unit_timeout=spec.unit_timeout,
+        lost=lost,
+    )
+    return master, journal, budget
+
+
+def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
+    """Run the master to its end, then the end record, outputs and closing line; the exit code."""
+    from hpoq.runtime.master import JournalDead
+
     error, status, bug = None, "finished", None
     try:
         status = master.run()
@@ -272,17 +353,22 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     except InternalError as exc:  # a bug: journaled as the end of the study, then raised with its traceback
         status, error, bug = "error", f"{type(exc).__name__}: {exc}", exc
     except JournalDead as exc:
-        status, error = "dead", (f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
-                                 f"complete record: free space, then run --resume {plan.out_dir}")
-    progress.close(master)
-    code = _end(world, plan, master, journal, status, error, budget, quiet=bug is not None)
+        status, error = (
+            "dead",
+            (
+                f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
+                f"complete record: free space, then run --resume {plan.out_dir}"
+            ),
+        )
+    if master.progress is not None:
+        master.progress.close(master)
+    code = _end(plan, master, journal, status, error, budget, quiet=bug is not None)
     if bug is not None:
         raise bug
     return code
 
 
-def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int,
-         quiet: bool = False) -> int:
+def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int, quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
     from hpoq.runtime.outputs import best_record, write_outputs
 
@@ -294,12 +380,26 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
         extra = {"error": error} if error else {}
         extra.update({"reason": master.stop_reason} if master.stop_reason else {})
         extra.update({"abort": abort} if abort else {})
-        journal.write("end", status=status, best=best_record(best, plan.mode), epochs=book.epochs_used,
-                      units=book.units_done, master_cpu_s=round(master.master_seconds, 6), **extra)
+        journal.write(
+            "end",
+            status=status,
+            best=best_record(best, plan.mode),
+            epochs=book.epochs_used,
+            units=book.units_done,
+            master_cpu_s=round(master.master_seconds, 6),
+            **extra,
+        )
         try:
             journal.close()
-            write_outputs(plan.out_dir, book, best, spec.name, plan.metric, plan.mode,
-                          provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]})
+            write_outputs(
+                plan.out_dir,
+                book,
+                best,
+                spec.name,
+                plan.metric,
+                plan.mode,
+                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]},
+            )
         except OSError as exc:
             if not is_disk_full(exc) and exc.errno != errno.EROFS:
                 raise
@@ -314,8 +414,9 @@ def _end(world, plan: Plan, master, journal: Journal, status: str, error: str | 
     return code
 
 
-def _closing_line(plan: Plan, master, status: str, error: str | None, book, best, budget: int,
-                  abort: str | None) -> None:
+def _closing_line(
+    plan: Plan, master, status: str, error: str | None, book, best, budget: int, abort: str | None
+) -> None:
     from hpoq.runtime.outputs import best_record
 
     again = f"continue with: run --resume {plan.out_dir}"
@@ -328,15 +429,23 @@ def _closing_line(plan: Plan, master, status: str, error: str | None, book, best
         print(f"hpoq: stopped by {why}; {again}", file=sys.stderr, flush=True)
     else:
         rec = best_record(best, plan.mode)
-        what = "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
-        print(f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs (plain Hyperband: {budget}); "
-              f"outputs in {plan.out_dir}", file=sys.stderr, flush=True)
+        what = (
+            "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
+        )
+        print(
+            f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs "
+            f"(plain Hyperband: {budget}); "
+            f"outputs in {plan.out_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
     if abort:
         print(f"hpoq: aborting the MPI job: {abort}", file=sys.stderr, flush=True)
 
 
-def run_on_all_ranks(study: str | None, out: str | None, resume, progress: bool | None = None,
-                     allow_changed_inputs: bool = False) -> int:
+def run_on_all_ranks(
+    study: str | None, out: str | None, resume, progress: bool | None = None, allow_changed_inputs: bool = False
+) -> int:
     """Entry point of ``hpoq run`` on every rank (rank 0 master, the others workers)."""
     from mpi4py import MPI
 

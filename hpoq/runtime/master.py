@@ -16,9 +16,11 @@ reported with ``on_failure`` (the trial is FAILED, never retried again). An exce
 from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
 that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
 QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
-ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2.
-Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted when the trial is pruned
-(STOP), failed, or done (DONE) unless it is the best trial so far; paused trials keep theirs.
+ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2; an
+:class:`~hpoq.errors.InternalError` (a bug) is journaled the same way and then raised with its traceback.
+Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted
+when the trial is pruned (STOP), failed, or done (DONE) unless it is the best trial so far; paused
+trials keep theirs.
 
 Faults the master outlives:
 
@@ -48,7 +50,8 @@ from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
 from hpoq.runtime.polling import Backoff
-from hpoq.runtime.resume import LOST_REASON, minimized, queue_entry
+from hpoq.runtime.protocol import Dispatch, Outcome
+from hpoq.runtime.resume import LOST_REASON, minimized
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
@@ -75,14 +78,14 @@ class Master:
         self.mode = mode
         self.signals = signals
         self.progress = progress
-        self.queue: deque = deque(queue or [])      # retries and lost units, run before suggest()
+        self.queue: deque[Dispatch] = deque(queue or [])  # retries and lost units, run before suggest()
         self.idle: deque = deque(range(layout.n_groups))
-        self.inflight: dict[int, tuple[int, dict]] = {}   # unit_id -> (group, unit message)
+        self.inflight: dict[int, tuple[int, Dispatch]] = {}   # unit_id -> (group, the unit)
         self.started: dict[int, float] = {}               # unit_id -> monotonic time it was sent
         self.unit_timeout = None if unit_timeout is None else float(unit_timeout)
         self.hung: dict[int, int] = {}                    # timed-out unit_id -> its (retired) group
-        self.held: list[dict] = []                        # retries of timed-out units: for the next job
-        self.lost: list[dict] = list(lost or [])          # units lost in a crash, failed at start
+        self.held: list[Dispatch] = []                    # retries of timed-out units: for the next job
+        self.lost: list[Dispatch] = list(lost or [])      # units lost in a crash, failed at start
         self.isolated_running = 0                         # isolated units in flight (nothing else runs then)
         self.stop_reason: str | None = None               # why the master stopped without a signal
         self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
@@ -90,7 +93,7 @@ class Master:
         self.stopping = False
         self.status = "finished"
         self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
-        self._outbox: list = []     # (leader rank, unit) to send once the journal is synced
+        self._outbox: list[tuple[int, Dispatch]] = []  # (leader rank, unit) to send once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
     def record(self, rtype: str, **fields) -> dict:
@@ -102,48 +105,44 @@ class Master:
         return self.ckpt.trial_dir(trial_id)
 
     # -- dispatch -------------------------------------------------------------------------------
-    def _send(self, entry: dict, source: str) -> bool:
-        """Journal and queue one unit for a free group; False (entry put back, stop) when the disk is full."""
-        tid = int(entry["trial_id"])
+    def _send(self, unit: Dispatch) -> bool:
+        """Journal and queue one unit for a free group; False (unit put back, stop) when the disk is full."""
+        tid = unit.trial_id
         try:
-            if source == "suggest":
-                self.ckpt.keep_start(tid, int(entry["start_epoch"]))
+            if unit.source == "suggest":
+                self.ckpt.keep_start(tid, unit.start_epoch)
             else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-                self.ckpt.restore_start(tid, int(entry["start_epoch"]))
+                self.ckpt.restore_start(tid, unit.start_epoch)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            self.queue.appendleft(entry | {"source": source if source != "suggest" else "resume"})
+            self.queue.appendleft(unit.again("resume" if unit.source == "suggest" else unit.source,
+                                             isolate=unit.isolate))
             self.disk_full(f"copying the start checkpoint of trial {tid}: {exc.strerror}")
             return False
         group = self.idle.popleft()
         if tid not in self.trials_seen:
             self.trials_seen.add(tid)
-            self.record("config", trial_id=tid, config=entry["config"])
-        uid = self.book.next_unit_id
-        unit = {"unit_id": uid, "trial_id": tid, "config": entry["config"], "start_epoch": int(entry["start_epoch"]),
-                "end_epoch": int(entry["end_epoch"]), "attempt": int(entry.get("attempt", 0)),
-                "checkpoint_dir": self.checkpoint_dir(tid), "isolate": bool(entry.get("isolate"))}
-        self.record("unit", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
-                    group=group, ranks=self.layout.ranks(group), attempt=unit["attempt"], source=source,
-                    checkpoint_dir=unit["checkpoint_dir"], **({"isolated": True} if unit["isolate"] else {}))
-        self.inflight[uid] = (group, unit)
-        self.isolated_running += unit["isolate"]
+            self.record("config", trial_id=tid, config=unit.config)
+        unit.unit_id, unit.checkpoint_dir = self.book.next_unit_id, self.checkpoint_dir(tid)
+        self.record("unit", **unit.to_record(group, self.layout.ranks(group)))
+        self.inflight[unit.unit_id] = (group, unit)
+        self.isolated_running += unit.isolate
         self._outbox.append((self.layout.leader(group), unit))
         return True
 
-    def _take(self, uid: int) -> tuple[int, dict]:
-        """Remove a unit from the ones in flight: (its group, its message)."""
+    def _take(self, uid: int) -> tuple[int, Dispatch]:
+        """Remove a unit from the ones in flight: (its group, the unit)."""
         group, unit = self.inflight.pop(uid)
         self.started.pop(uid, None)
-        self.isolated_running -= unit["isolate"]
+        self.isolated_running -= unit.isolate
         return group, unit
 
     def _isolating(self) -> bool:
         """An isolated unit runs, or waits at the head of the queue for the running ones to end."""
         if self.isolated_running:
             return True
-        return bool(self.queue) and bool(self.queue[0].get("isolate")) and bool(self.inflight)
+        return bool(self.queue) and self.queue[0].isolate and bool(self.inflight)
 
     def dispatch(self) -> None:
         """Give every free group a unit; call suggest() only while it yields units."""
@@ -151,8 +150,7 @@ class Master:
             if self._isolating():
                 return
             if self.queue:
-                entry = self.queue.popleft()
-                if not self._send(entry, entry.get("source", "retry")):
+                if not self._send(self.queue.popleft()):
                     return
                 continue
             if self.scheduler.finished:
@@ -164,8 +162,7 @@ class Master:
             if unit is None:
                 self.record("idle")
                 return
-            self._send({"trial_id": unit.trial_id, "config": unit.config, "start_epoch": unit.start_epoch,
-                        "end_epoch": unit.end_epoch, "attempt": 0}, "suggest")
+            self._send(Dispatch.from_work_unit(unit))
 
     def _sync(self) -> None:
         try:
@@ -195,10 +192,9 @@ class Master:
     def _unsend_outbox(self) -> None:
         """Units journaled but not yet sent go back to the queue (the stop's snapshot keeps them)."""
         for _, unit in reversed(self._outbox):
-            group, _ = self._take(int(unit["unit_id"]))
+            group, _ = self._take(unit.unit_id)
             self.idle.appendleft(group)
-            entry = queue_entry(unit, "resume") | {"config": unit["config"], "isolate": unit.get("isolate", False)}
-            self.queue.appendleft(entry)
+            self.queue.appendleft(unit.again("resume", isolate=unit.isolate))
         self._outbox.clear()
 
     def disk_full(self, what: str) -> None:
@@ -214,8 +210,8 @@ class Master:
         self._sync()  # the record of every unit is on disk before the unit starts
         now = time.monotonic()
         for dest, unit in self._outbox:
-            self.transport.send(unit, dest, TAG_WORK)
-            self.started[int(unit["unit_id"])] = now
+            self.transport.send(unit.to_message(), dest, TAG_WORK)
+            self.started[unit.unit_id] = now
         self._outbox.clear()
 
     def _call(self, name: str, fn, *args):
@@ -233,67 +229,66 @@ class Master:
 
     # -- events -------------------------------------------------------------------------------
     def on_message(self, msg: dict) -> None:
-        uid = int(msg["unit_id"])
+        outcome = Outcome.from_message(msg, self.mode)
+        uid = outcome.unit_id
         if uid in self.hung:  # a timed-out unit ended after all: its group can work again, its outcome is void
             group = self.hung.pop(uid)
             self.idle.append(group)
             log.warning("unit %d ended %s after its timeout; outcome ignored, group %d works again", uid,
-                        "ok" if msg.get("ok") else "with a failure", group)
+                        "ok" if outcome.ok else "with a failure", group)
             return
         if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
         group, unit = self._take(uid)
         self.idle.append(group)
-        tid = unit["trial_id"]
-        mode = msg.get("mode") or self.mode
-        if msg.get("kind") == "disk-full":
-            self._fail(uid, unit, str(msg.get("reason", "disk full")), "disk-full", final=False, counted=False)
-            self.disk_full(f"trial {tid}'s trainer: {msg.get('reason', '')}")
+        if outcome.kind == "disk-full":
+            self._fail(unit, outcome, final=False, counted=False)
+            self.disk_full(f"trial {unit.trial_id}'s trainer: {outcome.reason}")
             return
-        if msg.get("ok"):
-            self.record("result", unit_id=uid, trial_id=tid, start_epoch=unit["start_epoch"], end_epoch=unit["end_epoch"],
-                        metrics=msg["metrics"], mode=mode, seconds=round(float(msg.get("seconds", 0.0)), 6), group=group)
-            self.ckpt.drop_start(tid, unit["start_epoch"])
-            try:
-                decisions = self._call("on_result", self.scheduler.on_result, tid, minimized(msg["metrics"], mode))
-            except _SchedulerError as err:
-                self._fail(uid, unit, f"scheduler error in on_result: {err}", "scheduler", final=True)
-                return
-            self._decided(uid, decisions)
-        else:
+        if not outcome.ok:
             # a configuration is retried while its failures (over all its units) stay within max_retries
-            self._fail(uid, unit, str(msg.get("reason", "unknown failure")), msg.get("kind", "trainer"),
-                       final=self._final(tid))
+            self._fail(unit, outcome, final=self._final(unit.trial_id))
+            return
+        rtype, fields = outcome.to_record(unit, group)
+        self.record(rtype, **fields)
+        self.ckpt.drop_start(unit.trial_id, unit.start_epoch)
+        try:
+            decisions = self._call("on_result", self.scheduler.on_result, unit.trial_id,
+                                   minimized(outcome.metrics, outcome.mode))
+        except _SchedulerError as err:
+            self._fail(unit, Outcome(uid, reason=f"scheduler error in on_result: {err}", kind="scheduler"), final=True)
+            return
+        self._decided(uid, decisions)
 
     def _final(self, tid: int) -> bool:
         """A configuration is retried while its counted failures (over all its units) stay within max_retries."""
         info = self.book.trials.get(tid)
         return (info.failures if info is not None else 0) >= self.max_retries
 
-    def _fail(self, uid: int, unit: dict, reason: str, kind: str, final: bool, counted: bool = True) -> None:
-        tid = unit["trial_id"]
-        self.record("failure", unit_id=uid, trial_id=tid, reason=reason, attempt=int(unit["attempt"]), final=final,
-                    kind=kind, **({} if counted else {"counted": False}))
-        log.warning("trial %d epochs %d..%d failed (attempt %d%s): %s", tid, unit["start_epoch"] + 1, unit["end_epoch"],
-                    unit["attempt"] + 1, "" if final else ", will retry", reason)
+    def _fail(self, unit: Dispatch, outcome: Outcome, final: bool, counted: bool = True) -> None:
+        tid, kind = unit.trial_id, outcome.kind
+        rtype, fields = outcome.to_record(unit, final=final, counted=counted)
+        self.record(rtype, **fields)
+        log.warning("trial %d epochs %d..%d failed (attempt %d%s): %s", tid, unit.start_epoch + 1, unit.end_epoch,
+                    unit.attempt + 1, "" if final else ", will retry", outcome.reason)
         if not final:
-            entry = queue_entry(unit, "retry", int(unit["attempt"]) + 1) | {"config": unit["config"]}
+            retry = unit.again("retry", unit.attempt + 1)
             if kind == "timeout":
-                self.held.append(entry)         # the hung rank may still write this trial's checkpoint
+                self.held.append(retry)         # the hung rank may still write this trial's checkpoint
             elif kind == "disk-full":
-                self.queue.appendleft(entry)
+                self.queue.appendleft(retry)
             elif kind == "lost":
-                self.queue.appendleft(entry | {"isolate": True})  # before anything else, alone
+                self.queue.appendleft(unit.again("retry", unit.attempt + 1, isolate=True))  # first, and alone
             else:
-                self.queue.append(entry)
+                self.queue.append(retry)
             return
-        self.ckpt.drop_start(tid, unit["start_epoch"])
+        self.ckpt.drop_start(tid, unit.start_epoch)
         try:
-            decisions = self._call("on_failure", self.scheduler.on_failure, tid, reason)
+            decisions = self._call("on_failure", self.scheduler.on_failure, tid, outcome.reason)
         except _SchedulerError as err:
             raise HpoqError(f"the scheduler cannot continue: on_failure raised {err}") from None
-        self._decided(uid, decisions)
+        self._decided(outcome.unit_id, decisions)
 
     def check_timeouts(self) -> bool:
         """Fail every unit running longer than ``unit_timeout``; True if one did."""
@@ -306,14 +301,14 @@ class Master:
             self.hung[uid] = group
             reason = (f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
                       f"{self.layout.ranks(group)} still busy")
-            self._fail(uid, unit, reason, "timeout", final=self._final(int(unit["trial_id"])))
+            self._fail(unit, Outcome(uid, reason=reason, kind="timeout"), final=self._final(unit.trial_id))
         return bool(late)
 
     def fail_lost_units(self) -> None:
         """Units in flight when the previous job died count as failed attempts (journaled before any dispatch)."""
         lost, self.lost = self.lost, []
         for unit in reversed(lost):  # each retry goes to the head of the queue: this keeps their order
-            self._fail(int(unit["unit_id"]), unit, LOST_REASON, "lost", final=self._final(int(unit["trial_id"])))
+            self._fail(unit, Outcome(unit.unit_id, reason=LOST_REASON, kind="lost"), final=self._final(unit.trial_id))
 
     def _decided(self, uid: int, decisions) -> None:
         if not decisions:
@@ -324,8 +319,8 @@ class Master:
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        busy = ({u["trial_id"] for _, u in self.inflight.values()} | {int(e["trial_id"]) for e in self.queue}
-                | {int(e["trial_id"]) for e in self.held})
+        busy = {u.trial_id for _, u in self.inflight.values()} | {u.trial_id for u in self.queue} | {
+            u.trial_id for u in self.held}
         status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
         for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record("checkpoint_deleted", trial_id=tid, path=path)
@@ -358,7 +353,8 @@ class Master:
         while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
             self.on_message(self.transport.recv(hit[0], TAG_RESULT))
             handled = True
-        handled = self.check_timeouts() or handled
+        if self.unit_timeout is not None:
+            handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:
             self.stopping, self.status = True, "interrupted"
             self.record("stop", signal=self.signals.last)
@@ -384,7 +380,7 @@ class Master:
         return None if handled else False
 
     def _nothing_to_run(self) -> bool:
-        """Nothing in flight and no unit to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
+        """Nothing in flight, nothing to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
         if self.hung or self.held:
             why = (f"{len(self.hung)} trial group(s) hold a timed-out unit"
                    + (f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""))

@@ -20,6 +20,7 @@ Measured with Debian's slurm-wlm 22.05: the mpich wheel works under ``srun --mpi
 ``MpiDefault=pmi2`` / ``SLURM_MPI_TYPE=pmi2``); a site MPI with mpi4py built against it under
 ``srun --mpi=pmix``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,12 +57,16 @@ def launch_mismatch(world_size: int, env=None) -> str | None:
     mpi_type = env.get("SLURM_MPI_TYPE", "")
     how = f"srun --mpi={mpi_type}" if in_slurm and mpi_type else ("srun" if in_slurm else "the launcher")
     if name == "SLURM_NTASKS" and "SLURM_STEP_ID" not in env:
-        return (f"the Slurm job has {tasks} tasks ({name}) but this process is not one of them: start hpoq with "
-                f"srun inside the job script (srun python -m hpoq.main run ...)")
-    return (f"{how} started {tasks} tasks ({name}={tasks}) but MPI sees a world of 1 rank in each, so every task "
-            f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this "
-            f"MPI library. Use srun --mpi=pmi2 with the PyPI mpich wheel (or MpiDefault=pmi2 / "
-            f"SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site MPI and mpi4py built against it")
+        return (
+            f"the Slurm job has {tasks} tasks ({name}) but this process is not one of them: start hpoq with "
+            f"srun inside the job script (srun python -m hpoq.main run ...)"
+        )
+    return (
+        f"{how} started {tasks} tasks ({name}={tasks}) but MPI sees a world of 1 rank in each, so every task "
+        f"would run its own study: the launcher's PMI (srun --mpi=none or a wrong type) does not match this "
+        f"MPI library. Use srun --mpi=pmi2 with the PyPI mpich wheel (or MpiDefault=pmi2 / "
+        f"SLURM_MPI_TYPE=pmi2), srun --mpi=pmix with a site MPI and mpi4py built against it"
+    )
 
 
 def _is_task_zero(env=None) -> bool:
@@ -77,6 +82,7 @@ def _abort_status(code) -> None:
 
 def _abort_on_failure(run):
     """``run(args)`` that, on a multi-rank world, turns any failure into ``MPI.COMM_WORLD.Abort`` at exit."""
+
     @functools.wraps(run)
     def guarded(args):
         try:

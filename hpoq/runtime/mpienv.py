@@ -4,6 +4,7 @@ The venv's ``bin/`` goes first on PATH so the ``mpiexec`` of the mpich wheel tha
 built against is found; one OpenMP thread and MPICH's heavy yield keep oversubscribed ranks from
 spinning (platform.md 2.4); the repository goes on PYTHONPATH so children import this checkout.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@
   :mod:`hpoq.curves.store` (trial id, configuration, per-epoch values), so that finished studies
   grow a predictor's training data (``warm_curves``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -37,12 +38,26 @@ def write_trials_csv(book: TrialBook, path: str) -> None:
                 hp_names.append(k)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["trial_id", "status", "epochs", "last", "best", "units", "failures", "seconds", "reason"] + hp_names)
+        w.writerow(
+            ["trial_id", "status", "epochs", "last", "best", "units", "failures", "seconds", "reason"] + hp_names
+        )
         for tid in sorted(book.trials):
             t = book.trials[tid]
             last = t.curve[-1] if t.curve else math.nan
-            w.writerow([tid, t.status, t.epochs, _fmt(last), _fmt(book.best_value(t)), t.units, t.failures,
-                        f"{t.seconds:.3f}", t.reason] + [_fmt(t.config.get(k)) for k in hp_names])
+            w.writerow(
+                [
+                    tid,
+                    t.status,
+                    t.epochs,
+                    _fmt(last),
+                    _fmt(book.best_value(t)),
+                    t.units,
+                    t.failures,
+                    f"{t.seconds:.3f}",
+                    t.reason,
+                ]
+                + [_fmt(t.config.get(k)) for k in hp_names]
+            )
 
 
 def best_record(best: dict | None, mode: str) -> dict | None:
@@ -50,8 +65,12 @@ def best_record(best: dict | None, mode: str) -> dict | None:
     if not best:
         return None
     value = float(best["value"])
-    return {"trial_id": int(best["trial_id"]), "value": -value if mode == "max" else value,
-            "epoch": int(best.get("epoch", 0)), "config": dict(best["config"])}
+    return {
+        "trial_id": int(best["trial_id"]),
+        "value": -value if mode == "max" else value,
+        "epoch": int(best.get("epoch", 0)),
+        "config": dict(best["config"]),
+    }
 
 
 def write_best_yaml(best: dict | None, study: str, metric: str, mode: str, path: str) -> None:
@@ -93,8 +112,9 @@ def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, prove
                     store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
 
 
-def write_outputs(out_dir: str, book: TrialBook, best: dict | None, study: str, metric: str, mode: str,
-                  provenance: dict | None = None) -> None:
+def write_outputs(
+    out_dir: str, book: TrialBook, best: dict | None, study: str, metric: str, mode: str, provenance: dict | None = None
+) -> None:
     write_trials_csv(book, os.path.join(out_dir, TRIALS_FILE))
     write_best_yaml(best, study, metric, mode, os.path.join(out_dir, BEST_FILE))
     write_curves_store(book, os.path.join(out_dir, CURVES_FILE), metric, mode, provenance)

@@ -5,11 +5,12 @@ Every rank polls (probe + sleep) instead of blocking in ``recv``: a blocked MPIC
 activity a loop may poll faster for a short window (a worker expects its next unit within
 milliseconds of sending a result), then falls back to its interval.
 """
+
 from __future__ import annotations
 
 import time
 
-FAST_POLL_S = 0.0005     # sleep between polls inside the fast window, seconds
+FAST_POLL_S = 0.0005  # sleep between polls inside the fast window, seconds
 
 
 class Backoff:

@@ -7,6 +7,7 @@ pruned, paused and failed, and the best value so far (metric's own direction). E
 (``python -m hpoq.main --log-level INFO run ...``), which is what batch jobs see. Only rank 0
 has a Progress; other ranks stay quiet.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    def __init__(self, budget: int | None, mode: str, initial: int = 0, interval: float = 0.5, log_every: float = 10.0,
-                 enabled: bool | None = None):
+    def __init__(
+        self,
+        budget: int | None,
+        mode: str,
+        initial: int = 0,
+        interval: float = 0.5,
+        log_every: float = 10.0,
+        enabled: bool | None = None,
+    ):
         self.budget = budget
         self.mode = mode
         self.interval = interval
@@ -31,8 +39,15 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=budget, initial=initial, unit="epoch", desc="hpoq", file=sys.stderr,
-                             dynamic_ncols=True, mininterval=interval)
+            self._bar = tqdm(
+                total=budget,
+                initial=initial,
+                unit="epoch",
+                desc="hpoq",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=interval,
+            )
 
     def line(self, master) -> str:
         c = master.book.counts()
@@ -42,8 +57,10 @@ class Progress:
             value = float(best["value"])
             best_s = f"{-value if self.mode == 'max' else value:.6g} (trial {best['trial_id']})"
         budget = f"/{self.budget}" if self.budget else ""
-        return (f"epochs {master.book.epochs_used}{budget} | running {c['running']} done {c['done']} pruned {c['pruned']} "
-                f"paused {c['paused']} failed {c['failed']} | best {best_s}")
+        return (
+            f"epochs {master.book.epochs_used}{budget} | running {c['running']} done {c['done']} pruned {c['pruned']} "
+            f"paused {c['paused']} failed {c['failed']} | best {best_s}"
+        )
 
     def update(self, master, force: bool = False) -> None:
         now = time.monotonic()

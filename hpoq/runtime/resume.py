@@ -25,6 +25,7 @@ previous master ended:
   record, listing them in ``counted_lost``) and is retried isolated, so a unit that kills its
   rank every time ends FAILED after ``max_retries`` + 1 starts instead of looping forever.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,19 +35,22 @@ from dataclasses import dataclass, field
 from hpoq.errors import HpoqError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
+from hpoq.runtime.protocol import Dispatch
 
-LOST_REASON = "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
+LOST_REASON = (
+    "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
+)
 
 
 @dataclass
 class Replayed:
     book: TrialBook
-    queue: list = field(default_factory=list)     # units to run before asking the scheduler (lost, then retries)
+    queue: list[Dispatch] = field(default_factory=list)  # to run before asking the scheduler (lost, then retries)
     lost_units: list = field(default_factory=list)
-    lost_counted: list = field(default_factory=list)  # unit records (with config) to journal as failed attempts
-    from_snapshot: int | None = None               # line number (1-based) of the snapshot used
-    replayed: int = 0                               # scheduler calls replayed
-    finished: bool = False                          # the journal ends with a "finished" end record
+    lost_counted: list[Dispatch] = field(default_factory=list)  # lost in a crash: to journal as failed attempts
+    from_snapshot: int | None = None  # line number (1-based) of the snapshot used
+    replayed: int = 0  # scheduler calls replayed
+    finished: bool = False  # the journal ends with a "finished" end record
 
 
 def minimized(metrics, mode: str) -> list[float]:
@@ -55,15 +59,11 @@ def minimized(metrics, mode: str) -> list[float]:
     return [-v for v in values] if mode == "max" else values
 
 
-def queue_entry(unit: dict, source: str, attempt: int | None = None) -> dict:
-    return {"trial_id": int(unit["trial_id"]), "config": unit.get("config"), "start_epoch": int(unit["start_epoch"]),
-            "end_epoch": int(unit["end_epoch"]), "attempt": int(unit.get("attempt", 0) if attempt is None else attempt),
-            "source": source}
-
-
 def _diverged(line: int, what: str) -> HpoqError:
-    return HpoqError(f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
-                     "repeat its earlier decisions (is its predictor deterministic for this seed?)")
+    return HpoqError(
+        f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
+        "repeat its earlier decisions (is its predictor deterministic for this seed?)"
+    )
 
 
 def _same_actions(decisions, recorded: list) -> bool:
@@ -72,14 +72,9 @@ def _same_actions(decisions, recorded: list) -> bool:
     return got == want
 
 
-def _requeue(pending: dict, configs: dict, keep: set) -> list[dict]:
-    """Queue entries (source ``resume``) of the units in ``pending`` not in ``keep``; those are removed."""
-    lost = []
-    for uid in [u for u in pending if u not in keep]:
-        entry = queue_entry(pending.pop(uid), "resume")
-        entry["config"] = configs.get(entry["trial_id"])
-        lost.append(entry)
-    return lost
+def _requeue(pending: dict[int, Dispatch], keep: set) -> list[Dispatch]:
+    """The units in ``pending`` not in ``keep``, queued again (source ``resume``); they leave ``pending``."""
+    return [pending.pop(uid).again("resume") for uid in [u for u in pending if u not in keep]]
 
 
 def _last_master_ended(records: list[dict]) -> bool:
@@ -114,10 +109,10 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             scheduler.load_state_dict(records[snap]["state"])
         except Exception as exc:  # noqa: BLE001 -- any failure to restore is a resume error
             raise HpoqError(f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})") from None
-        waiting.extend(records[snap].get("queue", []))
+        waiting.extend(Dispatch.from_entry(e) for e in records[snap].get("queue", []))
         start = snap + 1
         out.from_snapshot = snap + 1
-    pending: dict[int, dict] = {}
+    pending: dict[int, Dispatch] = {}
     last_decisions = None
     for i in range(start, len(records)):
         rec, line = records[i], i + 1
@@ -134,11 +129,11 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
                 if recorded is not None and json.loads(dumps(unit.config)) != recorded:
                     raise _diverged(line, f"trial {unit.trial_id} got another configuration")
             else:
-                match = next((w for w in waiting if (w["trial_id"], w["start_epoch"], w["end_epoch"]) == key), None)
+                match = next((w for w in waiting if w.key == key), None)
                 if match is None:
                     raise _diverged(line, f"re-dispatched unit {key} was not waiting")
                 waiting.remove(match)
-            pending[int(rec["unit_id"])] = rec
+            pending[int(rec["unit_id"])] = Dispatch.from_record(rec, configs.get(int(rec["trial_id"])))
         elif kind == "idle":
             unit = scheduler.suggest()
             out.replayed += 1
@@ -148,7 +143,9 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             pending.pop(int(rec["unit_id"]), None)
             out.replayed += 1
             try:
-                last_decisions = scheduler.on_result(int(rec["trial_id"]), minimized(rec["metrics"], rec.get("mode", mode)))
+                last_decisions = scheduler.on_result(
+                    int(rec["trial_id"]), minimized(rec["metrics"], rec.get("mode", mode))
+                )
             except Exception:  # noqa: BLE001 -- the live run failed the unit; the failure record follows
                 last_decisions = None
         elif kind == "failure":
@@ -156,24 +153,23 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
             if rec.get("final"):
                 out.replayed += 1
                 last_decisions = scheduler.on_failure(int(rec["trial_id"]), str(rec.get("reason", "")))
-            elif unit is not None:
-                entry = queue_entry(unit, "retry", int(unit.get("attempt", 0)) + 1)
-                entry["config"] = configs.get(entry["trial_id"])
+            elif unit is not None:  # queued as the live master queued it (Master._fail)
+                retry = unit.again("retry", unit.attempt + 1, isolate=rec.get("kind") == "lost")
                 if rec.get("kind") in ("lost", "disk-full"):
-                    waiting.appendleft(entry | ({"isolate": True} if rec.get("kind") == "lost" else {}))
+                    waiting.appendleft(retry)
                 else:
-                    waiting.append(entry)
+                    waiting.append(retry)
         elif kind == "decision":
             if not _same_actions(last_decisions, rec.get("decisions", [])):
                 raise _diverged(line, "different decisions")
             last_decisions = None
         elif kind == "resume":  # units it counted as failed stay pending: their failure records follow
-            waiting = deque(_requeue(pending, configs, set(rec.get("counted_lost") or ())) + list(waiting))
+            waiting = deque(_requeue(pending, set(rec.get("counted_lost") or ())) + list(waiting))
     out.lost_units = sorted(pending)
     if _last_master_ended(records):
-        lost = _requeue(pending, configs, set())
+        lost = _requeue(pending, set())
     else:
-        out.lost_counted = [dict(pending[uid], config=configs.get(int(pending[uid]["trial_id"]))) for uid in sorted(pending)]
+        out.lost_counted = [pending[uid] for uid in sorted(pending)]
         lost = []
     out.queue = lost + list(waiting)
     out.finished = records[-1]["type"] == "end" and records[-1].get("status") == "finished"

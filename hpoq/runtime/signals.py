@@ -7,6 +7,7 @@ snapshot, exit 0); workers only record the signal and wait for the master's stop
 signal never kills a rank in the middle of a checkpoint write. A second signal on the master stops
 waiting for the running units (their work is lost and re-run on resume).
 """
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ as well as by real ranks under ``mpiexec``. A transport has ``rank``, ``size``, 
 and ``abort(code)``. Nobody blocks in ``recv`` without a probe first: a blocked MPICH rank spins a
 core (docs/platform.md 2.3); see :mod:`hpoq.runtime.polling`.
 """
+
 from __future__ import annotations
 
 
@@ -31,8 +32,11 @@ class MPITransport:
     def probe(self, source: int | None = None, tag: int | None = None) -> tuple[int, int] | None:
         """(source, tag) of a message waiting from ``source`` with ``tag`` (None: any), else None."""
         status = self._status
-        if self.comm.Iprobe(source=self._any_source if source is None else source,
-                            tag=self._any_tag if tag is None else tag, status=status):
+        if self.comm.Iprobe(
+            source=self._any_source if source is None else source,
+            tag=self._any_tag if tag is None else tag,
+            status=status,
+        ):
             return status.Get_source(), status.Get_tag()
         return None
 

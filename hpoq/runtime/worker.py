@@ -10,22 +10,34 @@ and torch's out-of-memory errors included -- or returns a wrong number of values
 An ``OSError`` of a full disk or quota (``ENOSPC``, ``EDQUOT``) is reported as ``kind: disk-full``:
 the master stops the study then, without counting it against the trial.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
 
-from hpoq.runtime.groups import (GTAG_DONE, GTAG_STOP, GTAG_WORK, TAG_READY, TAG_RESULT, TAG_SETUP, TAG_STOP,
-                                 TAG_WORK, GroupLayout, split_groups)
+from hpoq.runtime.groups import (
+    GTAG_DONE,
+    GTAG_STOP,
+    GTAG_WORK,
+    TAG_READY,
+    TAG_RESULT,
+    TAG_SETUP,
+    TAG_STOP,
+    TAG_WORK,
+    GroupLayout,
+    split_groups,
+)
 from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
+from hpoq.runtime.protocol import Dispatch, Outcome
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 
 log = logging.getLogger(__name__)
 
-FAST_WINDOW_S = 0.05     # how long to poll fast after a result, seconds
+FAST_WINDOW_S = 0.05  # how long to poll fast after a result, seconds
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -35,36 +47,36 @@ def _is_oom(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def run_unit(trainer, unit: dict, comm) -> dict:
-    """Train one unit on this rank; the outcome as a message dict (never raises for trainer errors)."""
-    start, end = int(unit["start_epoch"]), int(unit["end_epoch"])
+def run_unit(trainer, unit: Dispatch, comm) -> Outcome:
+    """Train one unit on this rank; its outcome (never raises for trainer errors)."""
+    start, end = unit.start_epoch, unit.end_epoch
+    out = Outcome(unit.unit_id, metric=getattr(trainer, "metric", "metric"), mode=getattr(trainer, "mode", "min"))
     t0 = time.perf_counter()
-    out = {"unit_id": unit["unit_id"], "ok": False, "metrics": None, "reason": "", "kind": "trainer"}
     try:
-        metrics = trainer.train(dict(unit["config"]), start, end, unit["checkpoint_dir"], comm)
+        metrics = trainer.train(dict(unit.config), start, end, unit.checkpoint_dir, comm)
     except Exception as exc:  # noqa: BLE001 -- any trainer exception fails the unit, not the study
+        out.seconds = time.perf_counter() - t0
         if _is_oom(exc):
-            out.update(reason=f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), kind="oom")
+            out.reason, out.kind = f"out of memory: {type(exc).__name__}: {exc}".rstrip(": "), "oom"
         elif is_disk_full(exc):  # not the configuration's fault: the master stops the study instead
-            out.update(reason=f"{type(exc).__name__}: {exc}", kind="disk-full")
+            out.reason, out.kind = f"{type(exc).__name__}: {exc}", "disk-full"
         else:
-            out.update(reason=f"{type(exc).__name__}: {exc}")
-        out["seconds"] = time.perf_counter() - t0
+            out.reason = f"{type(exc).__name__}: {exc}"
         return out
-    out["seconds"] = time.perf_counter() - t0
+    out.seconds = time.perf_counter() - t0
     try:
         values = [float(v) for v in metrics]
     except (TypeError, ValueError):
-        out.update(reason=f"trainer returned {type(metrics).__name__}, not a list of numbers")
+        out.reason = f"trainer returned {type(metrics).__name__}, not a list of numbers"
         return out
     if len(values) != end - start:
-        out.update(reason=f"trainer returned {len(values)} values for epochs {start + 1}..{end} ({end - start} expected)")
+        out.reason = f"trainer returned {len(values)} values for epochs {start + 1}..{end} ({end - start} expected)"
         return out
     for i, v in enumerate(values):
         if not math.isfinite(v):
-            out.update(reason=f"non-finite metric {v} at epoch {start + 1 + i}", kind="non-finite", metrics=values)
+            out.reason, out.kind, out.metrics = f"non-finite metric {v} at epoch {start + 1 + i}", "non-finite", values
             return out
-    out.update(ok=True, metrics=values)
+    out.ok, out.metrics = True, values
     return out
 
 
@@ -89,14 +101,14 @@ def leader_loop(world, group, trainer, backoff: Backoff) -> int:
             return int((msg or {}).get("code", 0))
         for m in range(1, members):
             group.send(msg, m, GTAG_WORK)
-        result = run_unit(trainer, msg, group.comm)
+        outcome = run_unit(trainer, Dispatch.from_message(msg), group.comm)
         member_backoff = Backoff(FAST_POLL_S)
         for m in range(1, members):
             _, part = _wait_recv(group, m, (GTAG_DONE,), member_backoff)
-            if result["ok"] and not part["ok"]:
-                result.update(ok=False, reason=f"rank {m} of the group: {part['reason']}", kind=part["kind"])
-        result["metric"], result["mode"] = getattr(trainer, "metric", "metric"), getattr(trainer, "mode", "min")
-        world.send(result, 0, TAG_RESULT)
+            if outcome.ok and not part["ok"]:
+                outcome.ok, outcome.kind = False, part["kind"]
+                outcome.reason = f"rank {m} of the group: {part['reason']}"
+        world.send(outcome.to_message(), 0, TAG_RESULT)
         backoff.busy()
 
 
@@ -106,8 +118,8 @@ def member_loop(group, trainer, backoff: Backoff) -> int:
         tag, msg = _wait_recv(group, 0, (GTAG_WORK, GTAG_STOP), backoff)
         if tag == GTAG_STOP:
             return 0
-        part = run_unit(trainer, msg, group.comm)
-        group.send({"ok": part["ok"], "reason": part["reason"], "kind": part["kind"]}, 0, GTAG_DONE)
+        part = run_unit(trainer, Dispatch.from_message(msg), group.comm)
+        group.send({"ok": part.ok, "reason": part.reason, "kind": part.kind}, 0, GTAG_DONE)
         backoff.busy()
 
 
@@ -130,8 +142,10 @@ def worker_main(world) -> int:
                 trainer = make_trainer(setup["trainer"]["name"], setup["trainer"]["params"])
                 ready.update(metric=getattr(trainer, "metric", ""), mode=getattr(trainer, "mode", "min"))
             except Exception as exc:  # noqa: BLE001 -- reported to the master, which stops the study cleanly
-                ready = {"ok": False, "error": f"rank {world.rank}: cannot build trainer "
-                                              f"{setup['trainer']['name']!r}: {exc}"}
+                ready = {
+                    "ok": False,
+                    "error": f"rank {world.rank}: cannot build trainer {setup['trainer']['name']!r}: {exc}",
+                }
         world.send(ready, 0, TAG_READY)
         if gcomm is None:  # the master, or a rank left over by the group split: wait for the end
             _, msg = _wait_recv(world, 0, (TAG_STOP,), Backoff(max(poll.interval, 0.1)))

@@ -13,10 +13,11 @@ Each entry names one hyperparameter::
 ``when`` makes a parameter *conditional*: it is drawn (and present in the configuration) only if
 every named parent parameter is present and equals the given value (or one of a given list of
 values). A parent may itself be conditional (no cycles); parents are drawn before their
-children whatever the order in the file. Sampling is deterministic: draw ``k`` uses ``derive_rng(seed, "space", k)``, so the
-sampler's state is just the number of draws (the contract of
+children whatever the order in the file. Sampling is deterministic: draw ``k`` uses
+``derive_rng(seed, "space", k)``, so the sampler's state is just the number of draws (the contract of
 :class:`hpoq.schedulers.base.ConfigSampler`), and a resumed study continues the same sequence.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,8 +120,9 @@ def parse_param(name: str, spec, path: str, declared) -> Param:
         raise ConfigError(f"{path}.type must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
     unknown = sorted(set(spec) - _KEYS[kind])
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}: unknown key for a {kind} parameter "
-                          f"(allowed: {', '.join(sorted(_KEYS[kind]))})")
+        raise ConfigError(
+            f"{path}.{unknown[0]}: unknown key for a {kind} parameter (allowed: {', '.join(sorted(_KEYS[kind]))})"
+        )
     when = {}
     raw_when = spec.get("when") or {}
     if not isinstance(raw_when, dict):
@@ -172,8 +174,9 @@ class SearchSpace:
             raise ConfigError(f"{path} must be a mapping of parameter name -> definition, got {type(spec).__name__}")
         for name in spec:
             if not isinstance(name, str) or not name or name.startswith("_"):
-                raise ConfigError(f"{path}: parameter names must be non-empty strings not starting with '_', "
-                                  f"got {name!r}")
+                raise ConfigError(
+                    f"{path}: parameter names must be non-empty strings not starting with '_', got {name!r}"
+                )
         params = {name: parse_param(name, entry, f"{path}.{name}", spec) for name, entry in spec.items()}
         return cls(_parents_first(params, path), seed)
 

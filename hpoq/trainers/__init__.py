@@ -10,6 +10,7 @@ Built in:
 A user plugin is named by its import path, e.g. ``trainer: {name: "mypkg.train:MyTrainer"}``; the
 class must subclass :class:`hpoq.trainers.base.Trainer`.
 """
+
 from __future__ import annotations
 
 from hpoq.errors import HpoqError
@@ -37,7 +38,9 @@ def trainer_class(name: str) -> type[Trainer]:
     elif ":" in name:
         target = name
     else:
-        raise HpoqError(f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class")
+        raise HpoqError(
+            f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class"
+        )
     cls = import_class("trainer", name, target)
     if not (isinstance(cls, type) and issubclass(cls, Trainer)):
         raise HpoqError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
@@ -59,5 +62,13 @@ def make_trainer(name: str, params: dict | None = None) -> Trainer:
     return build("trainer", name, params, path="trainer.params", what=f"trainer {name!r}")
 
 
-__all__ = ["TRAINERS", "Trainer", "TrainerError", "available_trainers", "check_trainer_params", "make_trainer",
-           "trainer_class", "trainer_parameters"]
+__all__ = [
+    "TRAINERS",
+    "Trainer",
+    "TrainerError",
+    "available_trainers",
+    "check_trainer_params",
+    "make_trainer",
+    "trainer_class",
+    "trainer_parameters",
+]

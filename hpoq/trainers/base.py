@@ -4,6 +4,7 @@ Trainers are plugins: a name in the registry (:mod:`hpoq.trainers`) or ``package
 The MPI runtime calls :meth:`Trainer.train` on every rank of a trial group (``comm`` is the
 group's communicator, or None outside MPI); only the group's rank 0 result is reported.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -19,6 +19,7 @@ loss) and CUDA out-of-memory raise :class:`TrainerError`; bad parameters raise H
 The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_DEFAULTS` and
 :data:`hpoq.mlpf.training.MODEL_KEYS` (see :mod:`hpoq.mlpf.search_space`).
 """
+
 from __future__ import annotations
 
 from hpoq.errors import HpoqError
@@ -29,17 +30,28 @@ from hpoq.trainers.base import Trainer, TrainerError
 class MLPFTrainer(Trainer):
     name = "mlpf"
     parameter_constraints = {
-        "data": [Text()], "preset": [Text()], "R": [Interval(int, 1, None)],
-        "backend": [Options("auto", "horovod", "torch", "none")], "seed": [Interval(int, 0, None)],
-        "device": [Options("auto", "cpu", "cuda")], "precision": [Options("auto", "fp32", "bf16")],
+        "data": [Text()],
+        "preset": [Text()],
+        "R": [Interval(int, 1, None)],
+        "backend": [Options("auto", "horovod", "torch", "none")],
+        "seed": [Interval(int, 0, None)],
+        "device": [Options("auto", "cpu", "cuda")],
+        "precision": [Options("auto", "fp32", "bf16")],
         "micro_batches": [Interval(int, 1, None)],
-        "max_train_events": [Interval(int, 1, None), None], "max_val_events": [Interval(int, 1, None), None],
-        "val_token_budget": [Interval(int, 1, None)], "num_threads": [Interval(int, 1, None), None],
-        "verify_checksums": [Boolean()], "store_host": [Text(), None], "log_metrics": [Boolean()],
-        "secondary_metrics": [Boolean()], "in_memory": [Options("auto"), Boolean()],
+        "max_train_events": [Interval(int, 1, None), None],
+        "max_val_events": [Interval(int, 1, None), None],
+        "val_token_budget": [Interval(int, 1, None)],
+        "num_threads": [Interval(int, 1, None), None],
+        "verify_checksums": [Boolean()],
+        "store_host": [Text(), None],
+        "log_metrics": [Boolean()],
+        "secondary_metrics": [Boolean()],
+        "in_memory": [Options("auto"), Boolean()],
         # literal lists (not hpoq.mlpf.training's tuples): naming the trainer must not import torch
-        "model": [Options("mini", "particleflow")], "model_params": [Mapping(), None],
-        "input_norm": [Options("auto", "standard", "none")], "pad_multiple": [Options("auto"), Interval(int, 1, None)],
+        "model": [Options("mini", "particleflow")],
+        "model_params": [Mapping(), None],
+        "input_norm": [Options("auto", "standard", "none")],
+        "pad_multiple": [Options("auto"), Interval(int, 1, None)],
         "val_loss": [Options("global", "batch_mean")],
         "objective": [Options("val_loss", "jet_iqr_over_median", "jet_median_deviation", "jet_match_fraction")],
     }
@@ -48,19 +60,57 @@ class MLPFTrainer(Trainer):
     #: parameters holding paths, resolved against the study file's directory
     path_params = ("data",)
 
-    def __init__(self, data: str, preset: str = "tiny", R: int = 10, backend: str = "auto", seed: int = 0,
-                 device: str = "auto", precision: str = "auto", micro_batches: int = 1,
-                 max_train_events: int | None = None, max_val_events: int | None = None,
-                 val_token_budget: int = 8192, num_threads: int | None = 1, verify_checksums: bool = True,
-                 store_host: str | None = None, log_metrics: bool = True, secondary_metrics: bool = False,
-                 in_memory="auto", model: str = "mini", model_params: dict | None = None, input_norm: str = "auto",
-                 pad_multiple="auto", val_loss: str = "global", objective: str = "val_loss"):
-        params = dict(data=data, preset=preset, R=R, backend=backend, seed=seed, device=device, precision=precision,
-                      micro_batches=micro_batches, max_train_events=max_train_events, max_val_events=max_val_events,
-                      val_token_budget=val_token_budget, num_threads=num_threads, verify_checksums=verify_checksums,
-                      store_host=store_host, log_metrics=log_metrics, secondary_metrics=secondary_metrics,
-                      in_memory=in_memory, model=model, model_params=model_params, input_norm=input_norm,
-                      pad_multiple=pad_multiple, val_loss=val_loss, objective=objective)
+    def __init__(
+        self,
+        data: str,
+        preset: str = "tiny",
+        R: int = 10,
+        backend: str = "auto",
+        seed: int = 0,
+        device: str = "auto",
+        precision: str = "auto",
+        micro_batches: int = 1,
+        max_train_events: int | None = None,
+        max_val_events: int | None = None,
+        val_token_budget: int = 8192,
+        num_threads: int | None = 1,
+        verify_checksums: bool = True,
+        store_host: str | None = None,
+        log_metrics: bool = True,
+        secondary_metrics: bool = False,
+        in_memory="auto",
+        model: str = "mini",
+        model_params: dict | None = None,
+        input_norm: str = "auto",
+        pad_multiple="auto",
+        val_loss: str = "global",
+        objective: str = "val_loss",
+    ):
+        params = dict(
+            data=data,
+            preset=preset,
+            R=R,
+            backend=backend,
+            seed=seed,
+            device=device,
+            precision=precision,
+            micro_batches=micro_batches,
+            max_train_events=max_train_events,
+            max_val_events=max_val_events,
+            val_token_budget=val_token_budget,
+            num_threads=num_threads,
+            verify_checksums=verify_checksums,
+            store_host=store_host,
+            log_metrics=log_metrics,
+            secondary_metrics=secondary_metrics,
+            in_memory=in_memory,
+            model=model,
+            model_params=model_params,
+            input_norm=input_norm,
+            pad_multiple=pad_multiple,
+            val_loss=val_loss,
+            objective=objective,
+        )
         super().__init__(**params)
         from hpoq.mlpf.distributed import BACKENDS
         from hpoq.mlpf.model import PRESETS

@@ -14,6 +14,7 @@ Parameters (``trainer.params``):
 * ``mode`` -- ``min`` or ``max``: direction of the metric (default ``min``);
 * ``sleep`` -- seconds to sleep per epoch trained, to emulate training time (default 0).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ class TableTrainer(Trainer):
     """Replays ``table`` row ``config["_row"]`` for epochs ``start_epoch + 1 .. end_epoch``."""
 
     name = "table"
-    parameter_constraints = {"table": [Text()], "metric": [Text()], "mode": [Options("min", "max")],
-                             "sleep": [Interval(float, 0, None)]}
+    parameter_constraints = {
+        "table": [Text()],
+        "metric": [Text()],
+        "mode": [Options("min", "max")],
+        "sleep": [Interval(float, 0, None)],
+    }
     path_params = ("table",)
 
     def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0):
@@ -57,8 +62,10 @@ class TableTrainer(Trainer):
         except (OSError, ValueError):
             return f"table trainer: no checkpoint to resume epoch {start_epoch} from in {os.path.dirname(path)}"
         if ckpt.get("row") != row or ckpt.get("epoch") != start_epoch:
-            return (f"table trainer: checkpoint holds row {ckpt.get('row')} epoch {ckpt.get('epoch')}, "
-                    f"expected row {row} epoch {start_epoch}")
+            return (
+                f"table trainer: checkpoint holds row {ckpt.get('row')} epoch {ckpt.get('epoch')}, "
+                f"expected row {row} epoch {start_epoch}"
+            )
         return None
 
     @property
@@ -68,7 +75,9 @@ class TableTrainer(Trainer):
     def train(self, config: dict, start_epoch: int, end_epoch: int, checkpoint_dir: str, comm=None) -> list[float]:
         row = config.get("_row")
         if not isinstance(row, int) or not 0 <= row < self.table.n_rows:
-            raise TrainerError(f"table trainer: config has no valid '_row' (0..{self.table.n_rows - 1}); use 'space: table'")
+            raise TrainerError(
+                f"table trainer: config has no valid '_row' (0..{self.table.n_rows - 1}); use 'space: table'"
+            )
         if not 0 <= start_epoch < end_epoch <= self.table.n_epochs:
             raise TrainerError(f"table trainer: epochs {start_epoch}..{end_epoch} outside 0..{self.table.n_epochs}")
         path = os.path.join(checkpoint_dir, CHECKPOINT_FILE)
@@ -78,7 +87,9 @@ class TableTrainer(Trainer):
             # has read the checkpoint before rank 0 overwrites it; all ranks fail together
             views = comm.allgather((row, problem))
             if len({r for r, _ in views}) != 1:
-                raise TrainerError(f"table trainer: ranks of one trial group got different rows {[r for r, _ in views]}")
+                raise TrainerError(
+                    f"table trainer: ranks of one trial group got different rows {[r for r, _ in views]}"
+                )
             problem = next((p for _, p in views if p), None)
         if problem:
             raise TrainerError(problem)

@@ -1,1 +1,4 @@
-"""Test-only trainer plugins, loaded by path as a user would: ``trainer: {name: "tests.plugins.flaky:FlakyTableTrainer"}``."""
+"""Test-only trainer plugins, loaded by path as a user would.
+
+For example ``trainer: {name: "tests.plugins.flaky:FlakyTableTrainer"}``.
+"""

@@ -1,4 +1,5 @@
 """A user-style predictor plugin whose fit always fails (a singular system, a lost solver, ...)."""
+
 from hpoq.predict.base import Predictor
 
 

@@ -10,6 +10,7 @@ It replays a curve table like the ``table`` trainer, except for configurations w
 
 ``ballast_kb`` > 0 makes every unit also write that much checkpoint data (so a small disk fills).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,17 @@ FAULTS = ("hang", "exit", "fill")
 class FaultyTableTrainer(TableTrainer):
     name = "faulty-table"
 
-    def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0,
-                 fault: str = "hang", param: str = "dropout", above: float = 1e300, ballast_kb: int = 0):
+    def __init__(
+        self,
+        table: str,
+        metric: str = "loss",
+        mode: str = "min",
+        sleep: float = 0.0,
+        fault: str = "hang",
+        param: str = "dropout",
+        above: float = 1e300,
+        ballast_kb: int = 0,
+    ):
         super().__init__(table=table, metric=metric, mode=mode, sleep=sleep)
         if fault not in FAULTS:
             raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")

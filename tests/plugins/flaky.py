@@ -7,6 +7,7 @@ return NaN for the last epoch; ``row % oom_mod == 0`` raise ``MemoryError``; ``r
 directory remembers it),
 so the retry succeeds. A modulus of 0 disables that failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,17 @@ from hpoq.trainers.table import TableTrainer
 class FlakyTableTrainer(TableTrainer):
     name = "flaky-table"
 
-    def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0,
-                 raise_mod: int = 0, nan_mod: int = 0, oom_mod: int = 0, flaky_mod: int = 0):
+    def __init__(
+        self,
+        table: str,
+        metric: str = "loss",
+        mode: str = "min",
+        sleep: float = 0.0,
+        raise_mod: int = 0,
+        nan_mod: int = 0,
+        oom_mod: int = 0,
+        flaky_mod: int = 0,
+    ):
         super().__init__(table=table, metric=metric, mode=mode, sleep=sleep)
         self.raise_mod, self.nan_mod, self.oom_mod, self.flaky_mod = raise_mod, nan_mod, oom_mod, flaky_mod
 
@@ -33,7 +43,9 @@ class FlakyTableTrainer(TableTrainer):
         if self._hit(row, self.oom_mod):
             raise MemoryError(f"cannot allocate for row {row}")
         if self._hit(row, self.flaky_mod) and start_epoch == 0:
-            marker = f"{checkpoint_dir}.failed-once-{start_epoch}"  # outside: the runtime resets the directory for a retry
+            marker = (
+                f"{checkpoint_dir}.failed-once-{start_epoch}"  # outside: the runtime resets the directory for a retry
+            )
             if not os.path.exists(marker):
                 os.makedirs(os.path.dirname(marker), exist_ok=True)
                 open(marker, "w").close()

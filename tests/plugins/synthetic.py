@@ -4,6 +4,7 @@
 and momentum < 0.9 else 0)`` and ``scale = 1 + layers``: the best configurations have lr near
 1e-2. State lives in a JSON checkpoint, as a real trainer's would.
 """
+
 from __future__ import annotations
 
 import json

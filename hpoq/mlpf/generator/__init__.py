@@ -18,8 +18,18 @@ Deviations from a full simulation, chosen for speed (>= 2,000 events per CPU-sec
 - fake tracks: Poisson(rate x charged particles in the tracker acceptance); cluster hit counts
   carry Gaussian (not Poisson) noise of width sqrt(mean).
 """
+
 from hpoq.mlpf.generator.config import PRESETS, STAGE_SETTINGS, GeneratorConfig, make_config
 from hpoq.mlpf.generator.pipeline import Block, Event, generate_event, generate_events, run_stages
 
-__all__ = ["PRESETS", "STAGE_SETTINGS", "Block", "Event", "GeneratorConfig", "generate_event", "generate_events",
-           "make_config", "run_stages"]
+__all__ = [
+    "PRESETS",
+    "STAGE_SETTINGS",
+    "Block",
+    "Event",
+    "GeneratorConfig",
+    "generate_event",
+    "generate_events",
+    "make_config",
+    "run_stages",
+]

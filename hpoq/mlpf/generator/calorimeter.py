@@ -6,6 +6,7 @@ response is ``base + amp (1 - exp(-E / scale))`` times ``1 + hypot(a / sqrt(E), 
 between ECAL (a Beta fraction, or a MIP) and HCAL. A hadronic shower splits off a second deposit
 with probability ``min(max, scale sqrt(E / 20 GeV))``. Noise deposits: Poisson(``noise_clusters_mean``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class CalorimeterSettings:
     had_ecal_beta: tuple = (2.0, 3.0)
     had_stochastic: float = 0.5
     had_constant: float = 0.05
-    had_response_base: float = 0.75   # non-compensating response r(E) = base + amp * (1 - exp(-E / scale))
+    had_response_base: float = 0.75  # non-compensating response r(E) = base + amp * (1 - exp(-E / scale))
     had_response_amp: float = 0.2
     had_response_scale: float = 20.0
     split_probability_scale: float = 0.15
@@ -50,14 +51,14 @@ class Deposits:
     """Calorimeter deposits of a block, sorted by event, then by descending energy."""
 
     ev: np.ndarray
-    owner: np.ndarray   # particle row, -1 for noise
+    owner: np.ndarray  # particle row, -1 for noise
     eta: np.ndarray
     phi: np.ndarray
-    ecal: np.ndarray    # GeV
-    hcal: np.ndarray    # GeV
-    em: np.ndarray      # bool: EM-like (joins within the EM merge radius)
-    main: np.ndarray    # bool: the particle's main deposit (not a split-off, not noise)
-    e: np.ndarray       # ecal + hcal
+    ecal: np.ndarray  # GeV
+    hcal: np.ndarray  # GeV
+    em: np.ndarray  # bool: EM-like (joins within the EM merge radius)
+    main: np.ndarray  # bool: the particle's main deposit (not a split-off, not noise)
+    e: np.ndarray  # ecal + hcal
 
 
 def _energies(s: CalorimeterSettings, part: dict, reach: np.ndarray):
@@ -73,8 +74,13 @@ def _energies(s: CalorimeterSettings, part: dict, reach: np.ndarray):
     mip = u[:, 1] < s.had_mip_probability
     had_ecal = np.where(mip, np.minimum(s.had_mip_energy, had_vis), part["beta"] * had_vis)
     ecal = np.where(is_em, em_vis * (1 - leak), np.where(is_had, had_ecal, np.where(is_mu, s.mu_ecal, 0.0)))
-    hcal = np.where(is_em, em_vis * leak, np.where(is_had, had_vis - had_ecal, np.where(
-        is_mu, s.mu_hcal * (1 + s.mu_hcal_spread * z[:, 9]).clip(0.2), 0.0)))
+    hcal = np.where(
+        is_em,
+        em_vis * leak,
+        np.where(
+            is_had, had_vis - had_ecal, np.where(is_mu, s.mu_hcal * (1 + s.mu_hcal_spread * z[:, 9]).clip(0.2), 0.0)
+        ),
+    )
     return ecal * reach, hcal * reach, is_em, is_had
 
 
@@ -99,15 +105,18 @@ def deposit_energy(s: CalorimeterSettings, g: Geometry, part: dict, det: list[di
     noise_em = nz_u[:, 2] < 0.5
     dep_ev = np.concatenate([pev[di], pev[si], segments(n_noise)])
     dep_owner = np.concatenate([di, si, np.full(noise_e.size, -1)])
-    dep_eta = np.concatenate([eta[di], eta[si] + s_dist[si] * np.cos(s_dir[si]),
-                              (2 * nz_u[:, 0] - 1) * s.calo_max_abs_eta])
-    dep_phi = wrap(np.concatenate([phi_calo[di], phi_calo[si] + s_dist[si] * np.sin(s_dir[si]),
-                                   (2 * nz_u[:, 1] - 1) * np.pi]))
+    dep_eta = np.concatenate(
+        [eta[di], eta[si] + s_dist[si] * np.cos(s_dir[si]), (2 * nz_u[:, 0] - 1) * s.calo_max_abs_eta]
+    )
+    dep_phi = wrap(
+        np.concatenate([phi_calo[di], phi_calo[si] + s_dist[si] * np.sin(s_dir[si]), (2 * nz_u[:, 1] - 1) * np.pi])
+    )
     dep_ecal = np.concatenate([ecal[di] * main_share[di], ecal[si] * s_share[si], noise_e * noise_em])
     dep_hcal = np.concatenate([hcal[di] * main_share[di], hcal[si] * s_share[si], noise_e * ~noise_em])
     dep_em = np.concatenate([is_em[di], np.zeros(si.size, bool), noise_em])
     dep_main = np.concatenate([np.ones(di.size, bool), np.zeros(si.size + noise_e.size, bool)])
     dep_e = dep_ecal + dep_hcal
-    order = np.lexsort((-dep_e, dep_ev))   # by event, then descending energy (stable)
-    return Deposits(*(a[order] for a in (dep_ev, dep_owner, dep_eta, dep_phi, dep_ecal, dep_hcal, dep_em,
-                                         dep_main, dep_e)))
+    order = np.lexsort((-dep_e, dep_ev))  # by event, then descending energy (stable)
+    return Deposits(
+        *(a[order] for a in (dep_ev, dep_owner, dep_eta, dep_phi, dep_ecal, dep_hcal, dep_em, dep_main, dep_e))
+    )

@@ -6,6 +6,7 @@ energy-weighted; widths combine a base width (mm) with the spread of the member 
 calorimeter radius; hit counts are ``hits_per_gev * E^0.8`` (EM) or ``E^0.7`` (hadronic) with a
 Gaussian of width sqrt(mean) in place of Poisson noise. Clusters below ``min_cluster_energy`` are dropped.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,9 @@ class ClusteringSettings:
 class Clusters:
     """Kept clusters of a block, grouped by event."""
 
-    X: np.ndarray        # float64 [nc, 17] element features (type 2)
+    X: np.ndarray  # float64 [nc, 17] element features (type 2)
     ev: np.ndarray
-    e: np.ndarray        # GeV
+    e: np.ndarray  # GeV
     eta: np.ndarray
     phi: np.ndarray
     of_deposit: np.ndarray  # kept-cluster index of each deposit, -1 where its cluster was dropped
@@ -64,7 +65,7 @@ def _parents(s: ClusteringSettings, dep: Deposits, n_events: int) -> np.ndarray:
     np.multiply(dphi, dphi, out=dphi)
     np.add(dr2, dphi, out=dr2)
     width = dr2.shape[1]
-    cand = dr2 < (radius ** 2).astype(np.float32)[:, None]
+    cand = dr2 < (radius**2).astype(np.float32)[:, None]
     cand &= np.arange(width)[None, :] < pos[:, None]
     first = firsts(np.bincount(dep.ev, minlength=n_events))
     parent = np.where(cand.any(axis=1), first[dep.ev] + cand.argmax(axis=1), parent)
@@ -82,8 +83,9 @@ def cluster(s: ClusteringSettings, g: Geometry, dep: Deposits, det: list[dict], 
     w = np.maximum(dep.e, 1e-9)
     c_w = np.bincount(dep_cluster, w, nc)
     c_eta = np.bincount(dep_cluster, w * dep.eta, nc) / c_w
-    c_phi = np.arctan2(np.bincount(dep_cluster, w * np.sin(dep.phi), nc),
-                       np.bincount(dep_cluster, w * np.cos(dep.phi), nc))
+    c_phi = np.arctan2(
+        np.bincount(dep_cluster, w * np.sin(dep.phi), nc), np.bincount(dep_cluster, w * np.cos(dep.phi), nc)
+    )
     c_ecal = np.bincount(dep_cluster, dep.ecal, nc)
     c_hcal = np.bincount(dep_cluster, dep.hcal, nc)
     R = g.ecal_radius_mm
@@ -94,10 +96,12 @@ def cluster(s: ClusteringSettings, g: Geometry, dep: Deposits, det: list[dict], 
     # the k-th cluster of event i uses row k of that event's normals
     cz_first = firsts([d["cluster_z"].shape[0] for d in det])
     cz_ = np.concatenate([d["cluster_z"] for d in det])[
-        np.repeat(cz_first, np.bincount(c_ev, minlength=n_events)) + local_index(c_ev, n_events)]
+        np.repeat(cz_first, np.bincount(c_ev, minlength=n_events)) + local_index(c_ev, n_events)
+    ]
     base_w = np.where(c_emlike, s.em_width_mm, s.had_width_mm)
-    hits_mean = np.where(c_emlike, s.hits_per_gev_em * np.maximum(c_e, 0) ** 0.8,
-                         s.hits_per_gev_had * np.maximum(c_e, 0) ** 0.7)
+    hits_mean = np.where(
+        c_emlike, s.hits_per_gev_em * np.maximum(c_e, 0) ** 0.8, s.hits_per_gev_had * np.maximum(c_e, 0) ** 0.7
+    )
     hits = np.maximum(0, np.round(hits_mean + np.sqrt(hits_mean) * cz_[:, 3])) + 1
     keep_c = c_e >= s.min_cluster_energy
     new_id = np.cumsum(keep_c) - 1
@@ -112,5 +116,6 @@ def cluster(s: ClusteringSettings, g: Geometry, dep: Deposits, det: list[dict], 
     X[:, 13] = hits[kc]
     for k in range(3):
         X[:, 14 + k] = np.sqrt((base_w[kc] * (1 + 0.1 * cz_[kc, k])) ** 2 + var[k][kc])
-    return Clusters(X=X, ev=c_ev[kc], e=ce, eta=ceta, phi=cphi,
-                    of_deposit=np.where(keep_c[dep_cluster], new_id[dep_cluster], -1))
+    return Clusters(
+        X=X, ev=c_ev[kc], e=ce, eta=ceta, phi=cphi, of_deposit=np.where(keep_c[dep_cluster], new_id[dep_cluster], -1)
+    )

@@ -4,6 +4,7 @@ Rows of a block of events are grouped by event (``ev`` ascending); the helpers t
 counts into segment ids, positions inside a segment and padded per-event matrices.
 Units: GeV for masses, radians for angles.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,14 +49,14 @@ def rotate(axis: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 def unit(cos_theta, phi):
     """Unit vectors [n, 3] from polar cosine and azimuth."""
-    sin_theta = np.sqrt(np.maximum(0.0, 1.0 - cos_theta ** 2))
+    sin_theta = np.sqrt(np.maximum(0.0, 1.0 - cos_theta**2))
     return np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1)
 
 
 def kinematics(e, px, py, pz):
     """(pT, eta, phi, |p|) of four-vectors given as components (GeV)."""
     pt = np.hypot(px, py)
-    p = np.sqrt(pt ** 2 + pz ** 2)
+    p = np.sqrt(pt**2 + pz**2)
     eta = np.arcsinh(pz / np.maximum(pt, 1e-9))
     phi = np.arctan2(py, px)
     return pt, eta, phi, p

@@ -5,6 +5,7 @@ stages), so a dataset's manifest records every number as a flat JSON object and
 ``make_config(preset, **overrides)`` takes the same names as ``--param`` on the command line.
 Units: GeV, mm, T, ns.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,16 @@ from hpoq.mlpf.generator.tracker import Geometry, TrackerSettings
 from hpoq.mlpf.generator.truth import TruthSettings
 
 #: settings dataclass of each stage, in pipeline order
-STAGE_SETTINGS = (ProcessSettings, Geometry, TrackerSettings, CalorimeterSettings, ClusteringSettings, TruthSettings,
-                  PFSettings, JetSettings)
+STAGE_SETTINGS = (
+    ProcessSettings,
+    Geometry,
+    TrackerSettings,
+    CalorimeterSettings,
+    ClusteringSettings,
+    TruthSettings,
+    PFSettings,
+    JetSettings,
+)
 #: tuple-valued fields whose length may differ from the default's
 _VARIABLE_LENGTH = ("jet_multiplicities", "jet_probabilities", "species_shares", "charged_hadron_shares")
 
@@ -51,19 +60,35 @@ GeneratorConfig = dataclasses.make_dataclass(
     "GeneratorConfig",
     [(f.name, f.type, dataclasses.field(default=f.default)) for cls in STAGE_SETTINGS for f in dataclasses.fields(cls)]
     + [("preset", str, dataclasses.field(default="clic"))],
-    bases=(_ConfigMethods,))
+    bases=(_ConfigMethods,),
+)
 GeneratorConfig.__module__ = __name__
 GeneratorConfig.__doc__ = """All knobs of the generator, one field per stage setting (defaults: the ``clic`` preset)."""
 
 PRESETS: dict[str, dict] = {
     # no merging, splitting or noise; linear calorimeter
-    "easy": dict(had_response_base=1.0, had_response_amp=0.0, split_probability_max=0.0,
-                 merge_radius_em=0.0, merge_radius_had=0.0, noise_clusters_mean=0.0, fake_track_rate=0.0),
+    "easy": dict(
+        had_response_base=1.0,
+        had_response_amp=0.0,
+        split_probability_max=0.0,
+        merge_radius_em=0.0,
+        merge_radius_had=0.0,
+        noise_clusters_mean=0.0,
+        fake_track_rate=0.0,
+    ),
     "clic": {},
     # more jets, larger merge radii, 20 PU particles, worse resolution
-    "dense": dict(jet_multiplicities=(4, 6, 8), jet_probabilities=(0.4, 0.4, 0.2), pu_mean=20.0,
-                  merge_radius_em=0.04, merge_radius_had=0.12, em_stochastic=0.2, had_stochastic=0.65,
-                  track_pt_res_b=2e-3, noise_clusters_mean=10.0),
+    "dense": dict(
+        jet_multiplicities=(4, 6, 8),
+        jet_probabilities=(0.4, 0.4, 0.2),
+        pu_mean=20.0,
+        merge_radius_em=0.04,
+        merge_radius_had=0.12,
+        em_stochastic=0.2,
+        had_stochastic=0.65,
+        track_pt_res_b=2e-3,
+        noise_clusters_mean=10.0,
+    ),
 }
 
 

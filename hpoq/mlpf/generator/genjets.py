@@ -5,6 +5,7 @@ four-momentum sum of its particles, reported as (pT, eta, phi, E) in GeV; axes t
 particle are left out. ``genjets`` are built from the visible non-PU generator particles,
 ``targetjets`` from the non-PU ``ytarget`` rows; genMET is the neutrinos' |sum pT| (GeV).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ def cone_jets(s: JetSettings, part: dict, ev, p4, eta, phi) -> list[np.ndarray]:
     A_phi, _ = padded(jet_ev, n_events, part["jet_phi"], 0.0)
     d2 = (eta[:, None] - A_eta[ev]) ** 2 + dphi2(phi[:, None], A_phi[ev])
     nearest = d2.argmin(axis=1) if ev.size else np.zeros(0, np.int64)
-    inside = d2[np.arange(nearest.size), nearest] < s.jet_radius ** 2 if ev.size else np.zeros(0, bool)
+    inside = d2[np.arange(nearest.size), nearest] < s.jet_radius**2 if ev.size else np.zeros(0, bool)
     j_first = firsts(n_jets)
     gj = j_first[ev[inside]] + nearest[inside]
     nj = jet_ev.size
@@ -37,7 +38,9 @@ def cone_jets(s: JetSettings, part: dict, ev, p4, eta, phi) -> list[np.ndarray]:
     used = np.bincount(gj, minlength=nj) > 0
     pt, jeta, jphi, _ = kinematics(sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3])
     jets = np.stack([pt, jeta, jphi, sums[:, 0]], axis=1).astype(np.float32)
-    return [jets[j_first[i]:j_first[i] + n_jets[i]][used[j_first[i]:j_first[i] + n_jets[i]]] for i in range(n_events)]
+    return [
+        jets[j_first[i] : j_first[i] + n_jets[i]][used[j_first[i] : j_first[i] + n_jets[i]]] for i in range(n_events)
+    ]
 
 
 def four_vectors(y: np.ndarray) -> np.ndarray:
@@ -54,8 +57,14 @@ def event_jets(s: JetSettings, part: dict, ytarget: np.ndarray, element_ev: np.n
     sum4 = np.stack([part["e"], part["px"], part["py"], part["pz"]], axis=1)
     genjets = cone_jets(s, part, pev[gen_sel], sum4[gen_sel], part["eta"][gen_sel], part["phi"][gen_sel])
     tsel = (ytarget[:, 0] > 0) & (ytarget[:, 7] == 0)
-    targetjets = cone_jets(s, part, element_ev[tsel], four_vectors(ytarget[tsel]), ytarget[tsel, 3],
-                           np.arctan2(ytarget[tsel, 4], ytarget[tsel, 5]))
+    targetjets = cone_jets(
+        s,
+        part,
+        element_ev[tsel],
+        four_vectors(ytarget[tsel]),
+        ytarget[tsel, 3],
+        np.arctan2(ytarget[tsel, 4], ytarget[tsel, 5]),
+    )
     is_nu = part["pdg"] == 12
     genmet = np.hypot(np.bincount(pev[is_nu], part["px"][is_nu], E), np.bincount(pev[is_nu], part["py"][is_nu], E))
     return genjets, targetjets, genmet

@@ -6,6 +6,7 @@ an electron; one with a MIP-like cluster and p > 3 GeV a muon; any other track a
 A cluster's energy left after subtracting its linked tracks' momenta becomes a photon (ECAL-
 dominated) or neutral hadron if above ``pf_neutral_threshold`` GeV.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,13 +39,20 @@ def link_tracks(s: PFSettings, g: Geometry, tracks: Tracks, clusters: Clusters, 
     C_phi, _ = padded(clusters.ev, n_events, clusters.phi, 0.0)
     d2 = (tracks.eta[:, None] - C_eta[tracks.ev]) ** 2 + dphi2(t_phi_calo[:, None], C_phi[tracks.ev])
     nearest = d2.argmin(axis=1)
-    ok = (tracks.pt > bend_pt) & (d2[np.arange(n_tracks), nearest] < s.pf_link_radius ** 2)
+    ok = (tracks.pt > bend_pt) & (d2[np.arange(n_tracks), nearest] < s.pf_link_radius**2)
     c_first = firsts(np.bincount(clusters.ev, minlength=n_events))
     return np.where(ok, c_first[tracks.ev] + nearest, -1)
 
 
-def pf_candidates(s: PFSettings, g: Geometry, tracks: Tracks, clusters: Clusters, track_row: np.ndarray,
-                  cluster_row: np.ndarray, n_events: int) -> np.ndarray:
+def pf_candidates(
+    s: PFSettings,
+    g: Geometry,
+    tracks: Tracks,
+    clusters: Clusters,
+    track_row: np.ndarray,
+    cluster_row: np.ndarray,
+    n_events: int,
+) -> np.ndarray:
     """``ycand`` float64 [n_elements, 14] for the element rows (layout of ``ytarget``)."""
     n_clusters = clusters.e.size
     ycand = np.zeros((track_row.size + cluster_row.size, N_Y))
@@ -55,14 +63,18 @@ def pf_candidates(s: PFSettings, g: Geometry, tracks: Tracks, clusters: Clusters
     l_hcal = np.where(linked, clusters.X[lc, 11] if n_clusters else 0.0, 0.0)
     t_p = tracks.p
     eop = l_ecal / np.maximum(t_p, 1e-6)
-    electron = linked & (eop >= s.pf_electron_eop[0]) & (eop <= s.pf_electron_eop[1]) & (
-        l_hcal < 0.1 * np.maximum(l_ecal, 1e-9))
+    electron = (
+        linked
+        & (eop >= s.pf_electron_eop[0])
+        & (eop <= s.pf_electron_eop[1])
+        & (l_hcal < 0.1 * np.maximum(l_ecal, 1e-9))
+    )
     muon = linked & ~electron & (l_ecal < 0.5) & (l_hcal < 3.0) & (t_p > 3.0)
     t_mass = np.where(electron, M_E, np.where(muon, M_MU, M_PI))
     tr = track_row
     ycand[tr, 0] = np.where(electron, CLS_ELE, np.where(muon, CLS_MU, CLS_CH))
     ycand[tr, 1], ycand[tr, 2], ycand[tr, 3] = tracks.q, tracks.pt, tracks.eta
-    ycand[tr, 4], ycand[tr, 5], ycand[tr, 6] = np.sin(tracks.phi), np.cos(tracks.phi), np.sqrt(t_p ** 2 + t_mass ** 2)
+    ycand[tr, 4], ycand[tr, 5], ycand[tr, 6] = np.sin(tracks.phi), np.cos(tracks.phi), np.sqrt(t_p**2 + t_mass**2)
     ycand[tr, 8], ycand[tr, 9], ycand[tr, 10] = 1, 1, 1
     if n_clusters:
         ce, ceta, cphi = clusters.e, clusters.eta, clusters.phi

@@ -4,6 +4,7 @@ Event ``j`` of seed ``s`` draws only from ``SeedSequence([s, j])`` spawned into 
 generator level, then the detector level); every stage after the draws is element-wise or
 segmented per event, so an event is the same whatever block, shard or process generates it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpoq.mlpf.generator.calorimeter import CalorimeterSettings, Deposits, deposit_energy
-from hpoq.mlpf.generator.clustering import Clusters, ClusteringSettings, cluster
+from hpoq.mlpf.generator.clustering import ClusteringSettings, Clusters, cluster
 from hpoq.mlpf.generator.common import firsts, kinematics
 from hpoq.mlpf.generator.config import GeneratorConfig
 from hpoq.mlpf.generator.genjets import JetSettings, event_jets
 from hpoq.mlpf.generator.pf import PFSettings, pf_candidates
 from hpoq.mlpf.generator.process import ProcessSettings, build_particles, draw_generator_level
-from hpoq.mlpf.generator.tracker import Geometry, Tracks, TrackerSettings, reconstruct_tracks
+from hpoq.mlpf.generator.tracker import Geometry, TrackerSettings, Tracks, reconstruct_tracks
 from hpoq.mlpf.generator.truth import Truth, TruthSettings, assign_truth
 
 
@@ -25,12 +26,12 @@ from hpoq.mlpf.generator.truth import Truth, TruthSettings, assign_truth
 class Event:
     """One event: elements (tracks first, then clusters) and per-event extras."""
 
-    X: np.ndarray            # float32 [n, 17]
-    ytarget: np.ndarray      # float32 [n, 14]
-    ycand: np.ndarray        # float32 [n, 14]
+    X: np.ndarray  # float32 [n, 17]
+    ytarget: np.ndarray  # float32 [n, 14]
+    ycand: np.ndarray  # float32 [n, 14]
     genmet: float
-    genjets: np.ndarray      # float32 [m, 4] (pT, eta, phi, E)
-    targetjets: np.ndarray   # float32 [k, 4]
+    genjets: np.ndarray  # float32 [m, 4] (pT, eta, phi, E)
+    targetjets: np.ndarray  # float32 [k, 4]
     accounting: dict = field(default_factory=dict)
 
 
@@ -42,24 +43,28 @@ class Block:
     tracks: Tracks
     deposits: Deposits
     clusters: Clusters
-    element_ev: np.ndarray     # event of each element row (tracks first, then clusters, per event)
-    X: np.ndarray              # float64 [n_elements, 17]
+    element_ev: np.ndarray  # event of each element row (tracks first, then clusters, per event)
+    X: np.ndarray  # float64 [n_elements, 17]
     truth: Truth
-    ycand: np.ndarray          # float64 [n_elements, 14]
+    ycand: np.ndarray  # float64 [n_elements, 14]
     genjets: list
     targetjets: list
     genmet: np.ndarray
 
 
-def draw_detector(tracker: TrackerSettings, calo: CalorimeterSettings, rng: np.random.Generator, n: int,
-                  n_charged_acc: int) -> dict:
+def draw_detector(
+    tracker: TrackerSettings, calo: CalorimeterSettings, rng: np.random.Generator, n: int, n_charged_acc: int
+) -> dict:
     """Per-event random numbers of the detector level (sizes known from the particle list).
 
     The order of the draws is part of the data format: changing it changes every event.
     """
     d = {"z": rng.standard_normal((n, 10)), "u": rng.random((n, 8)), "beta": rng.beta(*calo.had_ecal_beta, size=n)}
-    n_fake = int(rng.poisson(tracker.fake_track_rate * n_charged_acc)) \
-        if tracker.fake_track_rate > 0 and n_charged_acc else 0
+    n_fake = (
+        int(rng.poisson(tracker.fake_track_rate * n_charged_acc))
+        if tracker.fake_track_rate > 0 and n_charged_acc
+        else 0
+    )
     d["fake_u"] = rng.random((n_fake, 6))
     d["fake_pt"] = 0.2 + rng.exponential(0.5, n_fake)
     n_noise = int(rng.poisson(calo.noise_clusters_mean)) if calo.noise_clusters_mean > 0 else 0
@@ -94,7 +99,7 @@ def element_rows(track_ev: np.ndarray, cluster_ev: np.ndarray):
     order = np.argsort(elem_ev, kind="stable")
     row = np.empty_like(order)
     row[order] = np.arange(order.size)
-    return row[:track_ev.size], row[track_ev.size:], elem_ev[order], order
+    return row[: track_ev.size], row[track_ev.size :], elem_ev[order], order
 
 
 def run_stages(cfg: GeneratorConfig, seed: int, indices) -> Block:
@@ -111,8 +116,19 @@ def run_stages(cfg: GeneratorConfig, seed: int, indices) -> Block:
     truth = assign_truth(cfg.stage(TruthSettings), part, tracks, deposits, clusters, track_row, cluster_row)
     ycand = pf_candidates(cfg.stage(PFSettings), geometry, tracks, clusters, track_row, cluster_row, E)
     genjets, targetjets, genmet = event_jets(cfg.stage(JetSettings), part, truth.ytarget, element_ev)
-    return Block(particles=part, tracks=tracks, deposits=deposits, clusters=clusters, element_ev=element_ev, X=X,
-                 truth=truth, ycand=ycand, genjets=genjets, targetjets=targetjets, genmet=genmet)
+    return Block(
+        particles=part,
+        tracks=tracks,
+        deposits=deposits,
+        clusters=clusters,
+        element_ev=element_ev,
+        X=X,
+        truth=truth,
+        ycand=ycand,
+        genjets=genjets,
+        targetjets=targetjets,
+        genmet=genmet,
+    )
 
 
 def generate_events(cfg: GeneratorConfig, seed: int, indices) -> list[Event]:
@@ -128,15 +144,20 @@ def generate_events(cfg: GeneratorConfig, seed: int, indices) -> list[Event]:
     out = []
     for i in range(len(indices)):
         lo, hi = el_first[i], el_first[i] + n_el[i]
-        out.append(Event(X=X32[lo:hi], ytarget=yt32[lo:hi], ycand=yc32[lo:hi], genmet=float(b.genmet[i]),
-                         genjets=b.genjets[i], targetjets=b.targetjets[i],
-                         accounting={k: (int(v[i]) if k.startswith("n_") else float(v[i])) for k, v in acc.items()}))
+        out.append(
+            Event(
+                X=X32[lo:hi],
+                ytarget=yt32[lo:hi],
+                ycand=yc32[lo:hi],
+                genmet=float(b.genmet[i]),
+                genjets=b.genjets[i],
+                targetjets=b.targetjets[i],
+                accounting={k: (int(v[i]) if k.startswith("n_") else float(v[i])) for k, v in acc.items()},
+            )
+        )
     return out
 
 
 def generate_event(cfg: GeneratorConfig, seed: int, index: int) -> Event:
     """Event ``index`` of ``seed`` (deterministic: its own ``SeedSequence([seed, index])``)."""
     return generate_events(cfg, seed, [index])[0]
-
-
-

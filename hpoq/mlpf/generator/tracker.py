@@ -5,6 +5,7 @@ probability ``clip((pT - lo) / (hi - lo), 0, 1) * plateau * (1 - extra_loss)``; 
 ``hypot(a pT, b) (1 + |eta| / 3)`` (relative). Fake tracks: Poisson(rate x charged particles in the
 acceptance) per event. Track feature columns follow ``hpoq.mlpf.schema.X_FEATURES`` (type 1).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,16 +53,16 @@ class TrackerSettings:
 class Tracks:
     """Tracks of a block of events, grouped by event: real tracks by descending energy, then fakes."""
 
-    X: np.ndarray         # float64 [nt, 17] element features
-    ev: np.ndarray        # event of each track
-    owner: np.ndarray     # particle row of each track, -1 for a fake
+    X: np.ndarray  # float64 [nt, 17] element features
+    ev: np.ndarray  # event of each track
+    owner: np.ndarray  # particle row of each track, -1 for a fake
     pt: np.ndarray
     eta: np.ndarray
     phi: np.ndarray
     q: np.ndarray
     p: np.ndarray
     has_track: np.ndarray  # bool per particle
-    real: np.ndarray       # particle rows with a track, in the order of the real tracks
+    real: np.ndarray  # particle rows with a track, in the order of the real tracks
 
 
 def _features(s: TrackerSettings, g: Geometry, pt, eta, phi, q, p, p_true, eta_true, mass, z, u) -> np.ndarray:
@@ -71,8 +72,8 @@ def _features(s: TrackerSettings, g: Geometry, pt, eta, phi, q, p, p_true, eta_t
     ndf = 2 * nhits - 5
     chi2 = np.maximum(0.1, ndf + np.sqrt(2 * ndf) * z[:, 3])
     bg = p_true / np.maximum(mass, 1e-6)
-    beta2 = bg ** 2 / (1 + bg ** 2)
-    dedx = (1.0 / beta2) * (1.0 + 0.1 * np.log1p(bg ** 2)) * (1 + s.dedx_noise * z[:, 4])
+    beta2 = bg**2 / (1 + bg**2)
+    dedx = (1.0 / beta2) * (1.0 + 0.1 * np.log1p(bg**2)) * (1 + s.dedx_noise * z[:, 4])
     tracks = np.zeros((pt.size, N_X))
     tracks[:, 0] = 1
     tracks[:, 1], tracks[:, 2], tracks[:, 3], tracks[:, 4], tracks[:, 5] = pt, eta, np.sin(phi), np.cos(phi), p
@@ -129,9 +130,11 @@ def reconstruct_tracks(s: TrackerSettings, g: Geometry, part: dict, det: list[di
         f_ev, fake, f_kin = fakes
         order = np.argsort(np.concatenate([t_ev, f_ev]), kind="stable")
         tracks = np.concatenate([tracks, fake])[order]
-        t_pt, t_eta, t_phi, t_q, t_p = (np.concatenate([a, b])[order] for a, b in
-                                        zip((t_pt, t_eta, t_phi, t_q, t_p), f_kin))
+        t_pt, t_eta, t_phi, t_q, t_p = (
+            np.concatenate([a, b])[order] for a, b in zip((t_pt, t_eta, t_phi, t_q, t_p), f_kin)
+        )
         t_ev = np.concatenate([t_ev, f_ev])[order]
         t_owner = np.concatenate([t_owner, np.full(fake.shape[0], -1)])[order]
-    return Tracks(X=tracks, ev=t_ev, owner=t_owner, pt=t_pt, eta=t_eta, phi=t_phi, q=t_q, p=t_p,
-                  has_track=has_track, real=ti)
+    return Tracks(
+        X=tracks, ev=t_ev, owner=t_owner, pt=t_pt, eta=t_eta, phi=t_phi, q=t_q, p=t_p, has_track=has_track, real=ti
+    )

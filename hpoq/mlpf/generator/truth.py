@@ -6,6 +6,7 @@ are merged into it (their four-momenta added); a particle whose main deposit fel
 cluster is dropped. Energy is conserved: visible = kept + merged + dropped per event, checked to a
 relative ``accounting_tolerance``. Columns follow ``hpoq.mlpf.schema.Y_FEATURES``; GeV.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ class TruthSettings:
 class Truth:
     """``ytarget`` rows of a block and the per-event energy accounting (GeV, counts)."""
 
-    ytarget: np.ndarray          # float64 [n_elements, 14]
-    accounting: dict             # name -> array per event: visible, kept, merged, dropped, n_merged, n_dropped
+    ytarget: np.ndarray  # float64 [n_elements, 14]
+    accounting: dict  # name -> array per event: visible, kept, merged, dropped, n_merged, n_dropped
 
 
 def _competition(part: dict, tracks: Tracks, dep: Deposits, clusters: Clusters):
@@ -64,12 +65,25 @@ def _accounting(s: TruthSettings, part: dict, tracks: Tracks, owners, merged, dr
     e_dropped = np.bincount(pev[dropped], e[dropped], E)
     if np.any(np.abs(e_kept + e_merged + e_dropped - e_visible) > s.accounting_tolerance * np.maximum(1.0, e_visible)):
         raise InternalError("generator: energy accounting broken")
-    return dict(visible=e_visible, kept=e_kept, merged=e_merged, dropped=e_dropped,
-                n_merged=np.bincount(pev[merged], minlength=E), n_dropped=np.bincount(pev[dropped], minlength=E))
+    return dict(
+        visible=e_visible,
+        kept=e_kept,
+        merged=e_merged,
+        dropped=e_dropped,
+        n_merged=np.bincount(pev[merged], minlength=E),
+        n_dropped=np.bincount(pev[dropped], minlength=E),
+    )
 
 
-def assign_truth(s: TruthSettings, part: dict, tracks: Tracks, dep: Deposits, clusters: Clusters,
-                 track_row: np.ndarray, cluster_row: np.ndarray) -> Truth:
+def assign_truth(
+    s: TruthSettings,
+    part: dict,
+    tracks: Tracks,
+    dep: Deposits,
+    clusters: Clusters,
+    track_row: np.ndarray,
+    cluster_row: np.ndarray,
+) -> Truth:
     """``ytarget`` for the element rows (``track_row`` / ``cluster_row``: row of each track / kept cluster)."""
     e, pdg, q, pev = part["e"], part["pdg"], part["charge"], part["ev"]
     best_cluster, dep_in_best, owners, merged, dropped = _competition(part, tracks, dep, clusters)
@@ -99,8 +113,12 @@ def assign_truth(s: TruthSettings, part: dict, tracks: Tracks, dep: Deposits, cl
         a = acc[owners]
         o_pt, o_eta, o_phi, _ = kinematics(a[:, 0], a[:, 1], a[:, 2], a[:, 3])
         ytarget[rows, 0] = np.where((cls[owners] == CLS_GAMMA) | (cls[owners] == CLS_ELE), CLS_GAMMA, CLS_NH)
-        ytarget[rows, 2], ytarget[rows, 3], ytarget[rows, 4], ytarget[rows, 5] = (o_pt, o_eta, np.sin(o_phi),
-                                                                                  np.cos(o_phi))
+        ytarget[rows, 2], ytarget[rows, 3], ytarget[rows, 4], ytarget[rows, 5] = (
+            o_pt,
+            o_eta,
+            np.sin(o_phi),
+            np.cos(o_phi),
+        )
         ytarget[rows, 6], ytarget[rows, 7], ytarget[rows, 8], ytarget[rows, 9] = a[:, 0], part["ispu"][owners], 1, 1
         ytarget[rows, 11] = dep_in_best[owners] / np.maximum(clusters.e[best_cluster[owners]], 1e-9)
         ytarget[rows, 12], ytarget[rows, 13] = part["jet"][owners], local_pnum[owners]
