@@ -41,7 +41,8 @@ def drive(sched, table, n_units=None):
         unit = sched.suggest()
         assert unit is not None, "no work suggested with nothing in flight"
         units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+        decisions += sched.on_result(unit.trial_id, values)
     return units, decisions
 
 
@@ -152,8 +153,9 @@ def test_warm_store_chooses_the_grace_and_is_recorded():
     cold = make_scheduler("default", R=16, eta=2, sampler=TableRowSampler(early, 1), seed=1)
     settings = cold.state_dict()["settings"]
     assert settings["policy_source"] == "cold rule" and cold.finalists == 2
-    # cold: the largest grace whose plan costs at most cold_share of Hyperband's epochs
-    assert plan_cost(cold.n, 16, 2, cold.grace, 2) <= 0.6 * settings["cap"] < plan_cost(cold.n, 16, 2, 2 * cold.grace, 2)
+    # cold: the largest grace whose plan costs at most share (0.6) of Hyperband's epochs
+    cap = settings["cap"]
+    assert plan_cost(cold.n, 16, 2, cold.grace, 2) <= 0.6 * cap < plan_cost(cold.n, 16, 2, 2 * cold.grace, 2)
 
 
 def test_choose_policy_prefers_the_cheapest_candidate_that_matches_hyperband():
@@ -288,7 +290,8 @@ def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
             failed.add(unit.trial_id)
             decisions += sched.on_failure(unit.trial_id, "CUDA out of memory")
         else:
-            decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+            values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+            decisions += sched.on_result(unit.trial_id, values)
     assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
     assert {d.trial_id for d in decisions if d.action == "failed"} == failed
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hpoq.schedulers.base import ACTION_STATUS as _ACTION_STATUS, Status
+from hpoq.schedulers.base import ACTION_STATUS as _ACTION_STATUS
+from hpoq.schedulers.base import Status
 
 # trial status in outputs, from the last decision / event: the schedulers' one Status enum
 RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = (Status.RUNNING, Status.PAUSED, Status.PROMOTED, Status.PRUNED,

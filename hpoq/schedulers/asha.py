@@ -136,7 +136,8 @@ class ASHA(Scheduler):
                       and t not in self.ladder.promoted[self.ladder.index(len(curve))]]
             for tid in paused:
                 self.stopped.add(tid)
-                out.append(Decision(tid, STOP, len(self.curves[tid]), "rung", {"final_rung_epoch": len(self.curves[tid])}))
+                epoch = len(self.curves[tid])
+                out.append(Decision(tid, STOP, epoch, "rung", {"final_rung_epoch": epoch}))
         return out
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
@@ -198,7 +199,8 @@ class ASHA(Scheduler):
         settings = state["settings"]
         if (settings["R"], settings["eta"], settings["n"], settings["grace"]) != (self.R, self.eta, self.n, self.grace):
             raise HpoqError(f"asha: state was saved with R={settings['R']}, eta={settings['eta']}, n={settings['n']}, "
-                            f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, grace={self.grace}")
+                            f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, "
+                            f"grace={self.grace}")
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
         self.ladder.load_state_dict({"epochs": settings["rungs"], "results": state["rung_results"],

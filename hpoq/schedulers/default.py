@@ -189,7 +189,8 @@ class DefaultScheduler(Scheduler):
                 chosen, report = choose_policy(store, self.n, self.R, self.eta, derive_rng(self.seed, "policy"),
                                                samples=self.policy_samples, tolerance=self.policy_tolerance,
                                                candidates=candidates, scores=scores)
-                report.update(cap=self.cap, share=self.warm_share, ranked_by="observed" if scores is None else "forecast")
+                report.update(cap=self.cap, share=self.warm_share,
+                              ranked_by="observed" if scores is None else "forecast")
                 if any(row["ok"] for row in report["candidates"]):
                     return chosen, "store", report
                 # nothing within the share matches Hyperband on the store: the cold rule's plan, store noted
@@ -327,7 +328,8 @@ class DefaultScheduler(Scheduler):
     def _rank_rung(self, k: int, ranked, quota: int, target) -> list[tuple[int, str, dict]]:
         observed_rank = {t: i for i, (_, t) in enumerate(ranked)}
         base = {"rung": k, "rung_epoch": self.rungs[k], "quota": quota, "rung_size": len(ranked)}
-        finite = [t for v, t in ranked if math.isfinite(v) and all(math.isfinite(x) for x in self.curves[t][:self.rungs[k]])]
+        finite = [t for v, t in ranked
+                  if math.isfinite(v) and all(math.isfinite(x) for x in self.curves[t][:self.rungs[k]])]
         forecast = None if target is None else self._rung_forecast(k, finite, *target)
         if forecast is None:
             return [(t, "rung", dict(base, value=v, rank=i)) for i, (v, t) in enumerate(ranked[:quota])]
@@ -450,7 +452,8 @@ class DefaultScheduler(Scheduler):
     def settings(self) -> dict:
         return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "finalists": self.finalists,
                 "probes": self.probes, "rungs": list(self.rungs), "seed": self.seed, "cap": self.cap,
-                "confidence": self.confidence, "share": self.share, "warm_share": self.warm_share, "min_train": self.min_train,
+                "confidence": self.confidence, "share": self.share, "warm_share": self.warm_share,
+                "min_train": self.min_train,
                 "fit_lag": self.fit_lag,
                 "policy_source": self.policy_source, "policy_samples": self.policy_samples,
                 "policy_tolerance": self.policy_tolerance,

@@ -77,14 +77,16 @@ class FinalValuePredictor:
     def __init__(self, name: str, params: dict, *, seed: int, R: int, store=None, min_train: int = 12,
                  growth: float = 1.5, folds: int = 3, max_store: int = 200):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
-        self.min_train, self.growth, self.folds, self.max_store = int(min_train), float(growth), int(folds), int(max_store)
+        self.min_train, self.growth = int(min_train), float(growth)
+        self.folds, self.max_store = int(folds), int(max_store)
         make_predictor(name, **self.params)  # fail early on an unknown predictor or parameter
         configs, curves = [], np.zeros((0, self.R))
         if store is not None:
             full = np.asarray(store.minimized(), dtype=float)[:, : self.R]
             keep = np.flatnonzero(np.isfinite(full).all(axis=1)) if full.shape[1] == self.R else np.zeros(0, int)
             if keep.size > self.max_store:  # a seeded subset keeps every fit well under a second
-                keep = np.sort(derive_rng(self.seed, "final-predictor-store").choice(keep, self.max_store, replace=False))
+                rng = derive_rng(self.seed, "final-predictor-store")
+                keep = np.sort(rng.choice(keep, self.max_store, replace=False))
             configs, curves = [dict(store.configs[i]) for i in keep], full[keep]
         self.store_configs, self.store_curves = configs, curves
         self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
@@ -140,7 +142,10 @@ class FinalValuePredictor:
             future = self.futures.pop(key, None)
             self.background_fits += future is not None
             # fitted in the background since its data arrived (prefetch), else here; the same model either way
-            entry = future.result() if future is not None else self._compute(e, T, N, *self._training_set(e, T, N, study))
+            if future is not None:
+                entry = future.result()
+            else:
+                entry = self._compute(e, T, N, *self._training_set(e, T, N, study))
             self.fits += entry[3]  # counted when used, so the count does not depend on background timing
             self.models[key] = entry[:3]
         return self.models[key]
