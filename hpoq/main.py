@@ -18,7 +18,7 @@ import pkgutil
 import sys
 
 from hpoq import __version__
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.runtime import mpi_guard
 
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
         return code
-    except HpoqError as exc:
+    except ConfigError as exc:
         print(f"hpoq: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from hpoq.cli._common import parse_seeds
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.main import main
 
 
@@ -20,9 +20,9 @@ def test_parse_seeds():
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
     assert parse_seeds("3") == [3]
     assert parse_seeds("0,2,5") == [0, 2, 5]
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         parse_seeds("4-0")
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         parse_seeds("a")
 
 

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 ak = pytest.importorskip("awkward")
 pytest.importorskip("pyarrow", reason="pyarrow not installed (make particleflow)")
@@ -181,7 +181,7 @@ def test_bad_inputs_fail_cleanly(upstream_files, tmp_path):
     ak.to_parquet(ak.Record({"X_track": ak.from_iter([np.zeros((1, 16))])}), str(bad))
     out = tmp_path / "o"
     # the good file is converted first, then the bad one fails: nothing is left behind
-    with pytest.raises(HpoqError, match="field.*missing"):
+    with pytest.raises(ConfigError, match="field.*missing"):
         convert_events([upstream_files / "clic_ttbar_1.parquet", bad], out)
     assert not list(out.rglob("*.h5")) and not (out / "dataset.json").exists()
     notparquet = tmp_path / "x.parquet"
@@ -193,10 +193,10 @@ def test_bad_inputs_fail_cleanly(upstream_files, tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2 and "not a readable parquet file" in proc.stderr and proc.stderr.count("\n") == 1
-    with pytest.raises(HpoqError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         convert_events([tmp_path / "missing"], out)
-    with pytest.raises(HpoqError, match="tfds dataset directory"):
+    with pytest.raises(ConfigError, match="tfds dataset directory"):
         convert_events([upstream_files], out, fmt="tfds")
     convert_events([upstream_files], out)
-    with pytest.raises(HpoqError, match="exists; choose another --out or pass --overwrite"):
+    with pytest.raises(ConfigError, match="exists; choose another --out or pass --overwrite"):
         convert_events([upstream_files], out)

@@ -10,7 +10,7 @@ from conftest import REPO
 
 from hpoq.curves import load_table, read_store
 from hpoq.curves.shared import load_shared
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.main import main
 
 EXPECTED = {  # name: (rows, epochs, metric, mode, n_hps)
@@ -46,9 +46,9 @@ def test_specific_conversions(shared_data):
     pooled = load_shared("taskset", task="all")
     assert pooled.n_rows == 12000 - 917 and pooled.hp_names[0] == "task"
     assert len({c["task"] for c in pooled.configs}) == 12
-    with pytest.raises(HpoqError, match="unknown TaskSet task"):
+    with pytest.raises(ConfigError, match="unknown TaskSet task"):
         load_shared("taskset", task="nope")
-    with pytest.raises(HpoqError, match="unknown shared table"):
+    with pytest.raises(ConfigError, match="unknown shared table"):
         load_shared("imagenet")
 
 

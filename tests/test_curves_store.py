@@ -9,7 +9,7 @@ import pytest
 
 from hpoq.curves import CurveStore, load_table, read_store, write_store, write_table
 from hpoq.curves.store import read_store_trial_ids
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def _assert_same(a, b):
@@ -57,9 +57,9 @@ def test_appendable_store_grows_and_reopens(tmp_path):
         assert mid.n_rows == 2 and mid.lengths.tolist() == [2, 1]
         store.extend("t1", [3.5, 3.0, 2.5])
         store.update(0, [3.0, 2.0, 1.5])
-        with pytest.raises(HpoqError, match="already has trial"):
+        with pytest.raises(ConfigError, match="already has trial"):
             store.append(0, {}, [1.0])
-        with pytest.raises(HpoqError, match="no trial"):
+        with pytest.raises(ConfigError, match="no trial"):
             store.extend(99, [1.0])
     t = read_store(path)
     assert t.n_epochs == 4 and t.lengths.tolist() == [3, 4]
@@ -73,35 +73,35 @@ def test_appendable_store_grows_and_reopens(tmp_path):
         store.append(2, {"lr": 1.0, "act": "relu"}, [9.0], time=3.5)
         np.testing.assert_array_equal(store.curve("t1"), [4.0, 3.5, 3.0, 2.5])
     assert read_store(path).n_rows == 3
-    with pytest.raises(HpoqError, match="holds 'loss'"):
+    with pytest.raises(ConfigError, match="holds 'loss'"):
         CurveStore(path, metric="acc")
 
 
 def test_bad_files_raise_hpoq_error(tmp_path, mlpf_table):
-    with pytest.raises(HpoqError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         read_store(str(tmp_path / "nope.h5"))
     good = tmp_path / "good.h5"
     write_store(str(good), load_table(str(mlpf_table), "loss"))
     truncated = tmp_path / "trunc.h5"
     truncated.write_bytes(good.read_bytes()[:3000])
-    with pytest.raises(HpoqError, match="trunc.h5"):
+    with pytest.raises(ConfigError, match="trunc.h5"):
         read_store(str(truncated))
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["x"] = np.arange(3)
-    with pytest.raises(HpoqError, match="not an hpoq curve store"):
+    with pytest.raises(ConfigError, match="not an hpoq curve store"):
         read_store(str(foreign))
     text = tmp_path / "text.h5"
     text.write_text("hello")
-    with pytest.raises(HpoqError, match="not a readable HDF5"):
+    with pytest.raises(ConfigError, match="not a readable HDF5"):
         read_store(str(text))
 
 
 def test_write_store_validates_before_writing(tmp_path, mlpf_table):
     t = load_table(str(mlpf_table), "loss")
     t.configs = t.configs[:-1]
-    with pytest.raises(HpoqError, match="configs for"):
+    with pytest.raises(ConfigError, match="configs for"):
         write_store(str(tmp_path / "x.h5"), t)
     assert os.listdir(tmp_path) == []
-    with pytest.raises(HpoqError, match="directory"):
+    with pytest.raises(ConfigError, match="directory"):
         write_store(str(tmp_path / "no" / "x.h5"), load_table(str(mlpf_table), "loss"))

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pytest
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.predict.qsvr import QSVRPredictor
 from hpoq.predict.samplers import EmbeddingCache, graph_hash, make_sampler
 
@@ -119,7 +119,7 @@ def test_missing_token_falls_back_to_sa(no_token, caplog):
 
 
 def test_missing_token_without_fallback_is_a_clear_error(no_token):
-    with pytest.raises(HpoqError, match="fallback"):
+    with pytest.raises(ConfigError, match="fallback"):
         make_sampler("dwave", fallback=False)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.predict.features import HPEncoder, XYScaler, build_features, n_features
 
 CONFIGS = [
@@ -51,7 +51,7 @@ def test_stride2_and_curve():
     assert build_features("stride2", None, p, None).tolist() == [list(range(0, 25, 2))]
     assert build_features("stride2", None, p, None).shape[1] == 13 == n_features("stride2", 25)
     assert build_features("curve", None, p, None).shape == (1, 25)
-    with pytest.raises(HpoqError, match="unknown feature set"):
+    with pytest.raises(ConfigError, match="unknown feature set"):
         build_features("nope", None, p, None)
 
 
@@ -64,7 +64,7 @@ def test_scalers_round_trip():
         if method != "none":
             assert ys.min() >= -1e-9 and ys.max() <= 1 + 1e-9
         np.testing.assert_allclose(s.inverse_y(ys), y, rtol=1e-6)
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         XYScaler("robust")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf.batches import PreparedEvents
 from hpoq.mlpf.generator import generate_event, generate_events, make_config
@@ -134,15 +134,15 @@ def test_truncated_shard_gives_clear_error(data_dir, tmp_path):
     shard = d / ev.read_manifest(d)["splits"]["train"]["shards"][0]["path"]
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
-    with pytest.raises(HpoqError, match="truncated"):
+    with pytest.raises(ConfigError, match="truncated"):
         ev.load_split(d, "train")
-    with pytest.raises(HpoqError, match="truncated or not an HDF5 file"):
+    with pytest.raises(ConfigError, match="truncated or not an HDF5 file"):
         ev.check_shard(shard, ev.read_manifest(d))
     (d / "foreign.h5").write_bytes(b"this is not hdf5" * 100)
-    with pytest.raises(HpoqError, match="not an HDF5 file"):
+    with pytest.raises(ConfigError, match="not an HDF5 file"):
         ev.check_shard(d / "foreign.h5", ev.read_manifest(d))
     (d / ev.MANIFEST).write_text("{broken")
-    with pytest.raises(HpoqError, match="not valid JSON"):
+    with pytest.raises(ConfigError, match="not valid JSON"):
         ev.read_manifest(d)
 
 
@@ -169,7 +169,7 @@ def test_wrong_feature_count_gives_clear_error(data_dir, tmp_path):
         source=m["source"],
         stats=m["stats"],
     )
-    with pytest.raises(HpoqError, match="has 16 features but the manifest lists 17"):
+    with pytest.raises(ConfigError, match="has 16 features but the manifest lists 17"):
         ev.load_split(d, "train")
 
 
@@ -283,10 +283,10 @@ def test_resume_equals_straight_through(data_dir, tmp_path):
     assert first + rest == straight
     assert all(torch.equal(s_state[k], r_state[k]) for k in s_state)
     # resuming with other hyperparameters than the checkpoint's is refused
-    with pytest.raises(HpoqError, match="is at epoch 3, not 1"):
+    with pytest.raises(ConfigError, match="is at epoch 3, not 1"):
         train_unit(settings, config, 1, 2, tmp_path / "r")
     shutil.copytree(tmp_path / "r", tmp_path / "o")
-    with pytest.raises(HpoqError, match="different config"):
+    with pytest.raises(ConfigError, match="different config"):
         train_unit(TrainSettings(**{**settings.__dict__, "R": 4}), dict(config, lr=1e-3), 3, 4, tmp_path / "o")
 
 
@@ -305,13 +305,13 @@ def test_trainer_plugin_errors(data_dir, tmp_path):
     from hpoq.trainers.base import TrainerError
 
     t = make_trainer("mlpf", {"data": str(data_dir), "R": 2, "backend": "none"})
-    with pytest.raises(HpoqError, match="unknown hyperparameter"):
+    with pytest.raises(ConfigError, match="unknown hyperparameter"):
         t.train({"learning_rate": 1e-3}, 0, 1, str(tmp_path / "c"))
-    with pytest.raises(HpoqError, match="no checkpoint"):
+    with pytest.raises(ConfigError, match="no checkpoint"):
         t.train({}, 1, 2, str(tmp_path / "none"))
     with pytest.raises(TrainerError, match="diverged"):
         t.train({"lr": 1e9, "schedule": "constant", "token_budget": 2048}, 0, 2, str(tmp_path / "d"))
-    with pytest.raises(HpoqError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         make_trainer("mlpf", {"data": str(tmp_path / "missing"), "R": 2}).train({}, 0, 1, str(tmp_path / "e"))
 
 

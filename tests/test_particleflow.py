@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf import upstream
 
 pytestmark = pytest.mark.skipif(upstream.unavailable_reason() is not None, reason=str(upstream.unavailable_reason()))
@@ -118,29 +118,29 @@ def test_upstream_keys_are_validated_with_key_paths(data, tmp_path):
     from hpoq.trainers import make_trainer
 
     base = {"data": str(data), "R": 2, "backend": "none", "model": "particleflow"}
-    with pytest.raises(HpoqError, match=r"model_params: model.attention.num_heads: Input should be a valid"):
+    with pytest.raises(ConfigError, match=r"model_params: model.attention.num_heads: Input should be a valid"):
         make_trainer("mlpf", dict(base, model_params={"model.attention.num_heads": "many"}))
-    with pytest.raises(HpoqError, match="is not conv_type or a model.<key> path"):
+    with pytest.raises(ConfigError, match="is not conv_type or a model.<key> path"):
         make_trainer("mlpf", dict(base, model_params={"num_heads": 2}))
-    with pytest.raises(HpoqError, match="model_params: only for model particleflow"):
+    with pytest.raises(ConfigError, match="model_params: only for model particleflow"):
         make_trainer("mlpf", dict(base, model="mini", model_params=TINY))
-    with pytest.raises(HpoqError, match="trainer.params.objective must be one of"):
+    with pytest.raises(ConfigError, match="trainer.params.objective must be one of"):
         make_trainer("mlpf", dict(base, objective="accuracy"))
     from hpoq.mlpf.training import OBJECTIVES
     from hpoq.trainers.mlpf import MLPFTrainer
 
     assert MLPFTrainer.parameter_constraints["objective"][0].values == tuple(OBJECTIVES)
     t = make_trainer("mlpf", dict(base, model_params=TINY))
-    with pytest.raises(HpoqError, match=r"mlpf: model.attention.activation: Input should be 'elu', 'relu'"):
+    with pytest.raises(ConfigError, match=r"mlpf: model.attention.activation: Input should be 'elu', 'relu'"):
         t.train({"model.attention.activation": "tanh"}, 0, 1, str(tmp_path / "a"))
-    with pytest.raises(HpoqError, match=r"mlpf: model.attention.bogus: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"mlpf: model.attention.bogus: Extra inputs are not permitted"):
         t.train({"model.attention.bogus": 1}, 0, 1, str(tmp_path / "b"))
-    with pytest.raises(HpoqError, match="conv_type must be one of attention, gnn_lsh"):
+    with pytest.raises(ConfigError, match="conv_type must be one of attention, gnn_lsh"):
         t.train({"conv_type": "knn"}, 0, 1, str(tmp_path / "c"))
-    with pytest.raises(HpoqError, match="unknown hyperparameter 'num_convs' for model particleflow"):
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'num_convs' for model particleflow"):
         t.train({"num_convs": 2}, 0, 1, str(tmp_path / "d"))
     mini = make_trainer("mlpf", dict(base, model="mini"))
-    with pytest.raises(HpoqError, match="unknown hyperparameter 'model.attention.num_heads' for model mini"):
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'model.attention.num_heads' for model mini"):
         mini.train({"model.attention.num_heads": 2}, 0, 1, str(tmp_path / "e"))
 
 
@@ -273,7 +273,7 @@ def test_upstream_space_preset_mirrors_upstream_and_validates():
         seen.add(config["model.attention.num_convs"])
     assert seen == {1, 2, 3, 4, 5}
     assert "model.attention.num_convs" in space_yaml("upstream")
-    with pytest.raises(HpoqError, match="unknown MLPF search-space preset"):
+    with pytest.raises(ConfigError, match="unknown MLPF search-space preset"):
         space_yaml("ray")
 
 

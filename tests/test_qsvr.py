@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpoq.curves.table import load_table
-from hpoq.errors import HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.predict import make_predictor
 from hpoq.predict.qsvr import COMBINE_SCHEMES, QSVRPredictor, log2cosh_sum, r2, scheme_weights
 from tests.drivers import mlpf_prefixes
@@ -67,7 +67,7 @@ def test_exact_sampler_and_neal_alias(mlpf):
     P, y = mlpf
     q = QSVRPredictor(sampler="exact", n_points=3, chunks=2, seed=1).fit(None, P[:10], y[:10])
     assert q.describe()["sampler"] == "exact" and len(q.members) == 2
-    with pytest.raises(HpoqError, match="exact"):
+    with pytest.raises(ConfigError, match="exact"):
         QSVRPredictor(sampler="exact", n_points=4).fit(None, P[:10], y[:10])  # 24 variables
     n = QSVRPredictor(sampler="neal", seed=2, **FAST).fit(None, P[:30], y[:30])
     s = QSVRPredictor(sampler="sa", seed=2, **FAST).fit(None, P[:30], y[:30])
@@ -99,7 +99,7 @@ def test_scheme_weights_definitions():
     # temperature flattens the softmax
     t = scheme_weights("softmax", mse, lc, r2s, temperature=1e6)
     assert np.allclose(t, 1 / 3, atol=1e-3)
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         scheme_weights("nope", mse, lc, r2s)
 
 
@@ -114,7 +114,7 @@ def test_registry_and_bad_parameters(mlpf):
     P, y = mlpf
     q = make_predictor("qsvr", seed=1, num_reads=10, num_sweeps=50)
     assert isinstance(q, QSVRPredictor)
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         make_predictor("qsvr", bogus=1)
     for bad in (
         dict(sampler="qpu"),
@@ -133,11 +133,11 @@ def test_registry_and_bad_parameters(mlpf):
         dict(center="yes"),
         dict(chunk_select="sorted"),
     ):
-        with pytest.raises(HpoqError):
+        with pytest.raises(ConfigError):
             QSVRPredictor(**bad).fit(None, P[:25], y[:25])
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         QSVRPredictor(**FAST).fit(None, P[:25], y[:24])
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         QSVRPredictor(**FAST).fit(None, np.full((25, 5), np.nan), y[:25])
     fitted = QSVRPredictor(**FAST).fit(None, P[:25], y[:25])
     with pytest.raises(InternalError, match="as in fit"):  # the caller's bug, not the user's input

@@ -8,7 +8,7 @@ import dimod
 import numpy as np
 import pytest
 
-from hpoq.errors import HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.predict.qubo import (
     Encoding,
     decode,
@@ -115,7 +115,7 @@ def test_sa_reaches_exact_optimum_on_tiny_problem():
 
 
 def test_exact_sampler_refuses_large_problems():
-    with pytest.raises(HpoqError, match="exact"):
+    with pytest.raises(ConfigError, match="exact"):
         make_sampler("exact").sample(to_bqm(np.triu(np.ones((24, 24)))))
 
 

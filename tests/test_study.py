@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.runtime.journal import Journal, read_journal
 from hpoq.study.build import build_scheduler
 from hpoq.study.space import SearchSpace
@@ -99,7 +99,7 @@ def test_defaults_and_paths_relative_to_study_file(tmp_path):
     ],
 )
 def test_bad_study_names_the_key(tmp_path, doc, needle):
-    with pytest.raises(HpoqError) as err:
+    with pytest.raises(ConfigError) as err:
         load_study(write_study(tmp_path, doc))
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
@@ -108,15 +108,15 @@ def test_bad_study_names_the_key(tmp_path, doc, needle):
 def test_bad_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithm: {name: hyperband\n  R: [\n")
-    with pytest.raises(HpoqError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_study(str(bad))
-    with pytest.raises(HpoqError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_study(str(tmp_path / "none.yaml"))
 
 
 def test_R_beyond_table_epochs(tmp_path):
     spec = load_study(write_study(tmp_path, base_study(algorithm={"name": "hyperband", "R": 101})))
-    with pytest.raises(HpoqError, match="exceeds the 100 epochs"):
+    with pytest.raises(ConfigError, match="exceeds the 100 epochs"):
         build_scheduler(spec)
 
 
@@ -161,11 +161,11 @@ def test_declared_space_builds_a_scheduler(tmp_path):
 def test_trainer_registry_and_plugin_path():
     assert trainer_class("table").__name__ == "TableTrainer"
     assert trainer_class("tests.plugins.flaky:FlakyTableTrainer").name == "flaky-table"
-    with pytest.raises(HpoqError, match="not a subclass"):
-        trainer_class("hpoq.errors:HpoqError")
-    with pytest.raises(HpoqError, match="no class"):
+    with pytest.raises(ConfigError, match="not a subclass"):
+        trainer_class("hpoq.errors:ConfigError")
+    with pytest.raises(ConfigError, match="no class"):
         trainer_class("hpoq.errors:Nothing")
-    with pytest.raises(HpoqError, match="no such parameter"):
+    with pytest.raises(ConfigError, match="no such parameter"):
         make_trainer("table", {"table": TABLE, "speed": 2})
 
 
@@ -201,7 +201,7 @@ def test_journal_tolerates_a_torn_last_line_and_cuts_it(tmp_path):
     lines = open(path).read().splitlines()
     lines.insert(1, "garbage")
     open(path, "w").write("\n".join(lines) + "\n")
-    with pytest.raises(HpoqError, match="line 2"):
+    with pytest.raises(ConfigError, match="line 2"):
         read_journal(path)
 
 

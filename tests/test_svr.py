@@ -8,7 +8,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.svm import NuSVR
 
 from hpoq.curves.table import load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.predict import make_predictor
 from hpoq.predict.features import HPEncoder, build_features
 
@@ -47,11 +47,11 @@ def test_svr_without_configs_and_bad_params(mlpf):
     assert p.predict(None, mlpf.curves[40:45, :10]).mean.shape == (5,)
     with pytest.raises(ValueError):
         p.predict(None, mlpf.curves[40:45, :11])
-    with pytest.raises(HpoqError, match="no parameter 'colour'"):
+    with pytest.raises(ConfigError, match="no parameter 'colour'"):
         make_predictor("svr", colour=1)
-    with pytest.raises(HpoqError, match="nu"):
+    with pytest.raises(ConfigError, match="nu"):
         make_predictor("svr", nu=2.0)
-    with pytest.raises(HpoqError, match="unknown predictor"):
+    with pytest.raises(ConfigError, match="unknown predictor"):
         make_predictor("nosuch")
 
 

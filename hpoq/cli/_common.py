@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
 
 
@@ -24,9 +24,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise HpoqError(f"--seeds: cannot parse {text!r}; use a range like 0-4 or a list like 0,2,5") from None
+        raise ConfigError(f"--seeds: cannot parse {text!r}; use a range like 0-4 or a list like 0,2,5") from None
     if any(s < 0 for s in seeds):
-        raise HpoqError(f"--seeds: seeds must be non-negative, got {text!r}")
+        raise ConfigError(f"--seeds: seeds must be non-negative, got {text!r}")
     return seeds
 
 
@@ -37,12 +37,12 @@ def parse_fraction(
     try:
         value = float(text)
     except ValueError:
-        raise HpoqError(f"{name}: {text!r} is not a number") from None
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
     lo_ok = value > low if low_open else value >= low
     hi_ok = value < high if high_open else value <= high
     if not (lo_ok and hi_ok):
         lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        raise HpoqError(f"{name} must lie in {lb}{low:g}, {high:g}{hb}, got {value:g}")
+        raise ConfigError(f"{name} must lie in {lb}{low:g}, {high:g}{hb}, got {value:g}")
     return value
 
 
@@ -51,7 +51,7 @@ def parse_params(items: list[str] | None) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise HpoqError(f"--param {item!r}: expected key=value")
+            raise ConfigError(f"--param {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
             out[key.strip()] = json.loads(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 COMMAND = "convert"
 HELP = "convert a curve source (CSV, npz, JSON, HDF5 or a shared table name) to a CSV table or an HDF5 store"
@@ -36,10 +36,10 @@ def run(args) -> int:
 
     out = args.out
     if not out.endswith((".csv", ".csv.gz", ".h5", ".hdf5")):
-        raise HpoqError(f"--out {out!r}: expected a .csv, .csv.gz, .h5 or .hdf5 file name")
+        raise ConfigError(f"--out {out!r}: expected a .csv, .csv.gz, .h5 or .hdf5 file name")
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
-        raise HpoqError(f"--out {out!r}: directory {out_dir!r} does not exist")
+        raise ConfigError(f"--out {out!r}: directory {out_dir!r} does not exist")
     from hpoq.writable import check_writable_dir
 
     check_writable_dir(out_dir, "--out")
@@ -47,7 +47,7 @@ def run(args) -> int:
         options = {"task": args.task} if args.task is not None and args.src == "taskset" else {}
         table = load_shared(args.src, **options)
         if args.metric is not None and args.metric != table.metric:
-            raise HpoqError(
+            raise ConfigError(
                 f"shared table {args.src!r} has metric {table.metric!r}; convert the source file for another metric"
             )
     else:

@@ -32,24 +32,24 @@ def add_arguments(parser) -> None:
 
 
 def load_any_table(src: str, metric: str | None, mode: str | None, time_column: str | None = None):
-    """A CSV table, an HDF5 store or a shared table name -> CurveTable (HpoqError on bad input)."""
+    """A CSV table, an HDF5 store or a shared table name -> CurveTable (ConfigError on bad input)."""
     from hpoq.curves.shared import SHARED_TABLES, load_shared
     from hpoq.curves.table import load_table
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
 
     if not os.path.exists(src) and src in SHARED_TABLES:
         table = load_shared(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"shared table {src!r} has metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"shared table {src!r} has metric {table.metric!r}, not {metric!r}")
         if mode is not None and mode != table.mode:
-            raise HpoqError(f"shared table {src!r} has mode {table.mode!r}, not {mode!r}")
+            raise ConfigError(f"shared table {src!r} has mode {table.mode!r}, not {mode!r}")
         return table
     if src.endswith((".h5", ".hdf5")):
         from hpoq.curves.store import read_store
 
         table = read_store(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
         if table.lengths is not None and (table.lengths < table.n_epochs).any():
             full = table.lengths >= table.n_epochs
             dropped = int((~full).sum())
@@ -58,8 +58,8 @@ def load_any_table(src: str, metric: str | None, mode: str | None, time_column: 
         return table
     if metric is None:
         if not os.path.exists(src):
-            raise HpoqError(f"curve table {src!r} does not exist")
-        raise HpoqError("--metric is required for a CSV curve table")
+            raise ConfigError(f"curve table {src!r} does not exist")
+        raise ConfigError("--metric is required for a CSV curve table")
     return load_table(src, metric, mode or "min", time_column=time_column)
 
 

@@ -17,15 +17,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hpoq.cli._common import print_json
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
     from hpoq.report.study import load_study_output
 
     try:
         study = load_study_output(args.out_dir)
-    except HpoqError as exc:  # the loader is the report's; the user ran 'status'
+    except ConfigError as exc:  # the loader is the report's; the user ran 'status'
         message = str(exc)
         message = message[len("report: ") :] if message.startswith("report: ") else message
-        raise HpoqError(f"status: {message}") from None
+        raise ConfigError(f"status: {message}") from None
     fates = {fate: n for fate, n in study.fate_counts().items() if n}
     epochs = study.epochs_used
     best = (study.end or {}).get("best") or study.best_file

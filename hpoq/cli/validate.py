@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hpoq.cli._common import print_json
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
     from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
     from hpoq.study.spec import load_study
 
@@ -40,10 +40,12 @@ def run(args) -> int:
         build_scheduler(spec, load_replay_table(spec))
         try:
             make_trainer(spec.trainer["name"], spec.trainer["params"])
-        except HpoqError as exc:
-            raise HpoqError(f"trainer: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"trainer: {exc}") from None
         except Exception as exc:  # noqa: BLE001 -- a plugin's own error, reported in one line
-            raise HpoqError(f"trainer {spec.trainer['name']!r} cannot be built: {type(exc).__name__}: {exc}") from None
+            raise ConfigError(
+                f"trainer {spec.trainer['name']!r} cannot be built: {type(exc).__name__}: {exc}"
+            ) from None
     elif spec.space == "table":
         load_replay_table(spec)  # table readable, R within its epochs
     metric, mode = trainer_metric(spec)

@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 LCBENCH_HPS = ["batch_size", "learning_rate", "momentum", "weight_decay", "num_layers", "max_units", "max_dropout"]
 CIFAR_HPS = ["momentum", "lr", "batch_size", "num_filters", "num_layers"]
@@ -39,7 +39,7 @@ TASKSET_CLIP = 2.0
 
 def _exists(path: str) -> None:
     if not os.path.exists(path):
-        raise HpoqError(f"source {path!r} does not exist")
+        raise ConfigError(f"source {path!r} does not exist")
 
 
 def _num(text: str):
@@ -65,12 +65,12 @@ def cifar_json_to_table(path: str, metric: str = "acc") -> CurveTable:
         with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:
             data = json.load(fh)
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HpoqError(f"source {path!r} is not a readable (gzip) JSON table ({exc})") from None
+        raise ConfigError(f"source {path!r} is not a readable (gzip) JSON table ({exc})") from None
     if not isinstance(data, dict) or any(k not in data for k in CIFAR_HPS):
-        raise HpoqError(f"source {path!r} is not the CIFAR-10 curve table (columns {', '.join(CIFAR_HPS)} expected)")
+        raise ConfigError(f"source {path!r} is not the CIFAR-10 curve table (columns {', '.join(CIFAR_HPS)} expected)")
     epoch_cols = sorted((int(k) for k in data if k.isdigit()))
     if not epoch_cols or epoch_cols != list(range(epoch_cols[0], epoch_cols[0] + len(epoch_cols))):
-        raise HpoqError(f"source {path!r} has no consecutive epoch columns '0', '1', ...")
+        raise ConfigError(f"source {path!r} has no consecutive epoch columns '0', '1', ...")
     rows = sorted(data[str(epoch_cols[0])], key=int)
     configs = [{hp: data[hp][r] for hp in CIFAR_HPS} for r in rows]
     curves = np.array(
@@ -95,9 +95,9 @@ def _read_csv_gz(path: str) -> tuple[list[str], list[list[str]]]:
         with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:
             rows = list(csv.reader(fh))
     except (OSError, EOFError, csv.Error, UnicodeDecodeError) as exc:
-        raise HpoqError(f"{path!r} is not a readable CSV ({exc})") from None
+        raise ConfigError(f"{path!r} is not a readable CSV ({exc})") from None
     if not rows:
-        raise HpoqError(f"{path!r} is empty")
+        raise ConfigError(f"{path!r} is empty")
     return rows[0], rows[1:]
 
 
@@ -106,7 +106,7 @@ def _load_npz(path: str):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise HpoqError(f"source {path!r} is not a readable npz file ({exc})") from None
+        raise ConfigError(f"source {path!r} is not a readable npz file ({exc})") from None
 
 
 def lcbench_npz_to_table(
@@ -116,10 +116,10 @@ def lcbench_npz_to_table(
     z = _load_npz(npz_path)
     if metric not in z.files:
         keys = ", ".join(k for k in z.files if k not in ("trial", "epoch"))
-        raise HpoqError(f"source {npz_path!r} has no metric {metric!r} (available: {keys})")
+        raise ConfigError(f"source {npz_path!r} has no metric {metric!r} (available: {keys})")
     values = np.asarray(z[metric], dtype=float)
     if values.ndim != 2 or values.shape[1] < 51:
-        raise HpoqError(f"source {npz_path!r}: {metric!r} must be [trials, >= 51 epochs], got {values.shape}")
+        raise ConfigError(f"source {npz_path!r}: {metric!r} must be [trials, >= 51 epochs], got {values.shape}")
     curves = values[:, 1:51]
     time = None
     if "time" in z.files:
@@ -134,12 +134,12 @@ def lcbench_npz_to_table(
     header, rows = _read_csv_gz(configs_path)
     missing = [h for h in LCBENCH_HPS + ["trial"] if h not in header]
     if missing:
-        raise HpoqError(f"{configs_path!r} lacks column(s) {', '.join(missing)}")
+        raise ConfigError(f"{configs_path!r} lacks column(s) {', '.join(missing)}")
     by_trial = {int(r[header.index("trial")]): r for r in rows}
     try:
         configs = [{hp: _num(by_trial[int(t)][header.index(hp)]) for hp in LCBENCH_HPS} for t in trials]
     except KeyError as exc:
-        raise HpoqError(f"{configs_path!r} has no config for trial {exc.args[0]}") from None
+        raise ConfigError(f"{configs_path!r} has no config for trial {exc.args[0]}") from None
     if mode is None:
         mode = "min" if ("loss" in metric or "cross_entropy" in metric) else "max"
     configs, curves, time, dropped = _drop_nonfinite(configs, curves, time)
@@ -163,7 +163,7 @@ def taskset_npz_to_table(
     z = _load_npz(path)
     for key in ("task_names", "task_idx", "hp_names", "hp", metric):
         if key not in z.files:
-            raise HpoqError(f"source {path!r} is not the TaskSet npz (no key {key!r})")
+            raise ConfigError(f"source {path!r} is not the TaskSet npz (no key {key!r})")
     names = [str(n) for n in z["task_names"]]
     task_idx = np.asarray(z["task_idx"], dtype=int)
     if task in (None, "all"):
@@ -172,7 +172,7 @@ def taskset_npz_to_table(
         if str(task).isdigit() and int(task) < len(names):
             task = names[int(task)]
         if task not in names:
-            raise HpoqError(f"unknown TaskSet task {task!r}; tasks: all, {', '.join(names)}")
+            raise ConfigError(f"unknown TaskSet task {task!r}; tasks: all, {', '.join(names)}")
         rows = np.flatnonzero(task_idx == names.index(task))
     hp_names = [str(n) for n in z["hp_names"]]
     hp = np.asarray(z["hp"], dtype=float)[rows]
@@ -224,10 +224,10 @@ def convert_source(
 
         table = read_store(src)
         if metric is not None and metric != table.metric:
-            raise HpoqError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
+            raise ConfigError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")
         return table
     if metric is None:
-        raise HpoqError(f"--metric is required for the CSV table {src!r}")
+        raise ConfigError(f"--metric is required for the CSV table {src!r}")
     return load_table(src, metric, mode or "min")
 
 

@@ -11,7 +11,7 @@ needed). The data folder is ``$HPOQ_SHARED_DATA`` if set, else ``<repo>/../share
 | lcbench | blood-transfusion-service-center_curves.npz | val_balanced_accuracy | max | 50 |
 | taskset | taskset_rnn_text_classification.npz, task GRU128 | valid_loss | min | 51 |
 
-MLPF: the single outlier (final loss 597.3 > 590) is dropped as in method.md 6 (295 rows);
+MLPF: the single outlier (final loss 597.3 > 590) is dropped as in docs/predictors.md#learning-curve-data (295 rows);
 ``load_shared("mlpf", drop_outliers=False)`` keeps all 296.
 TaskSet: one task (``FixedTextRNNClassification_imdb_patch32_GRU128_bs128``, 999 finite
 curves) by default; ``load_shared("taskset", task="all")`` pools the 12 tasks with ``task`` as
@@ -27,7 +27,7 @@ from typing import Callable
 
 from hpoq.curves import convert
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def shared_data_dir() -> Path:
@@ -56,7 +56,8 @@ def _csv(spec: "SharedTable", **kw) -> CurveTable:
 
 
 def _mlpf(spec: "SharedTable", drop_outliers: bool = True, **kw) -> CurveTable:
-    """MLPF; by default without the single outlier row (final loss 597.3 > 590, method.md 6)."""
+    """MLPF; by default without the single outlier row (final loss 597.3 > 590,
+    docs/predictors.md#learning-curve-data)."""
     table = load_table(str(spec.path), spec.metric, spec.mode)
     if not drop_outliers:
         return table
@@ -135,9 +136,9 @@ def load_shared(name: str, **options) -> CurveTable:
     try:
         spec = SHARED_TABLES[name]
     except KeyError:
-        raise HpoqError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
+        raise ConfigError(f"unknown shared table {name!r}; available: {', '.join(SHARED_TABLES)}") from None
     if not spec.path.exists():
-        raise HpoqError(f"shared table {name!r}: file {spec.path} is missing")
+        raise ConfigError(f"shared table {name!r}: file {spec.path} is missing")
     table = spec.loader(spec, **options)
     table.provenance.setdefault("shared_table", name)
     return table

@@ -25,7 +25,7 @@ import numpy as np
 
 from hpoq.atomic import atomic_path
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
 
 FORMAT = "hpoq-curve-store"
@@ -42,12 +42,12 @@ def _dumps(obj) -> str:
     try:
         return json.dumps(obj, default=numpy_default, sort_keys=False)
     except (TypeError, ValueError) as exc:
-        raise HpoqError(f"curve store: cannot serialise {obj!r} as JSON ({exc})") from None
+        raise ConfigError(f"curve store: cannot serialise {obj!r} as JSON ({exc})") from None
 
 
 def _check_mode(mode: str) -> None:
     if mode not in ("min", "max"):
-        raise HpoqError(f"curve store: mode must be 'min' or 'max', got {mode!r}")
+        raise ConfigError(f"curve store: mode must be 'min' or 'max', got {mode!r}")
 
 
 def _create_layout(
@@ -97,23 +97,23 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
     _check_mode(table.mode)
     curves = np.asarray(table.curves, dtype=np.float64)
     if curves.ndim != 2:
-        raise HpoqError(f"curve store: curves must be 2-d [n, epochs], got shape {curves.shape}")
+        raise ConfigError(f"curve store: curves must be 2-d [n, epochs], got shape {curves.shape}")
     n, epochs = curves.shape
     if len(table.configs) != n:
-        raise HpoqError(f"curve store: {len(table.configs)} configs for {n} curves")
+        raise ConfigError(f"curve store: {len(table.configs)} configs for {n} curves")
     lengths = table.row_lengths()
     if lengths.shape != (n,) or (lengths < 0).any() or (lengths > epochs).any():
-        raise HpoqError("curve store: lengths must be one value in [0, epochs] per row")
+        raise ConfigError("curve store: lengths must be one value in [0, epochs] per row")
     configs = [_dumps(c if c is not None else {}) for c in table.configs]
     prov = dict(table.provenance)
     prov.update(provenance or {})
     _dumps(prov)
     time = None if table.time is None else np.asarray(table.time, dtype=np.float64)
     if time is not None and time.shape != (n,):
-        raise HpoqError(f"curve store: time must have one value per row, got shape {time.shape}")
+        raise ConfigError(f"curve store: time must have one value per row, got shape {time.shape}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise HpoqError(f"curve store: output directory {directory!r} does not exist")
+        raise ConfigError(f"curve store: output directory {directory!r} does not exist")
     h5py = _h5py()
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -140,25 +140,25 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
 
 def _open_existing(path: str, mode: str = "r"):
     if not os.path.exists(path):
-        raise HpoqError(f"curve store {path!r} does not exist")
+        raise ConfigError(f"curve store {path!r} does not exist")
     if os.path.isdir(path):
-        raise HpoqError(f"curve store {path!r} is a directory, not an HDF5 file")
+        raise ConfigError(f"curve store {path!r} is a directory, not an HDF5 file")
     h5py = _h5py()
     try:
         f = h5py.File(path, mode)
     except OSError as exc:
-        raise HpoqError(f"curve store {path!r} is not a readable HDF5 file (truncated or foreign?): {exc}") from None
+        raise ConfigError(f"curve store {path!r} is not a readable HDF5 file (truncated or foreign?): {exc}") from None
     if f.attrs.get("format") != FORMAT:
         f.close()
-        raise HpoqError(f"curve store {path!r} is an HDF5 file but not an hpoq curve store (no format={FORMAT!r})")
+        raise ConfigError(f"curve store {path!r} is an HDF5 file but not an hpoq curve store (no format={FORMAT!r})")
     version = int(f.attrs.get("version", -1))
     if version > VERSION:
         f.close()
-        raise HpoqError(f"curve store {path!r} has format version {version}; this hpoq reads up to {VERSION}")
+        raise ConfigError(f"curve store {path!r} has format version {version}; this hpoq reads up to {VERSION}")
     missing = [k for k in ("curves", "lengths", "configs", "trial_ids") if k not in f]
     if missing:
         f.close()
-        raise HpoqError(f"curve store {path!r} lacks dataset(s) {', '.join(missing)}")
+        raise ConfigError(f"curve store {path!r} lacks dataset(s) {', '.join(missing)}")
     return f
 
 
@@ -180,10 +180,10 @@ def _read_open(f, path: str) -> tuple[CurveTable, list]:
         metric, mode = _as_str(f.attrs["metric"]), _as_str(f.attrs["mode"])
         source, dropped = _as_str(f.attrs.get("source", "")), int(f.attrs.get("dropped", 0))
     except (OSError, KeyError, ValueError) as exc:
-        raise HpoqError(f"curve store {path!r} is damaged ({exc})") from None
+        raise ConfigError(f"curve store {path!r} is damaged ({exc})") from None
     n = len(curves)
     if not (len(lengths) == len(configs) == len(trial_ids) == n) or (time is not None and len(time) != n):
-        raise HpoqError(f"curve store {path!r} is damaged (datasets of different lengths)")
+        raise ConfigError(f"curve store {path!r} is damaged (datasets of different lengths)")
     table = CurveTable(
         hp_names=hp_names,
         configs=configs,
@@ -202,7 +202,7 @@ def _read_open(f, path: str) -> tuple[CurveTable, list]:
 def read_store(path: str) -> CurveTable:
     """Read a store into a :class:`CurveTable` (curves NaN-padded, ``lengths`` set).
 
-    A missing, truncated or foreign file raises :class:`HpoqError`.
+    A missing, truncated or foreign file raises :class:`ConfigError`.
     """
     f = _open_existing(path, "r")
     try:
@@ -244,18 +244,18 @@ class CurveStore:
             stored_metric, stored_mode = _as_str(self._f.attrs["metric"]), _as_str(self._f.attrs["mode"])
             if (metric is not None and metric != stored_metric) or (mode is not None and mode != stored_mode):
                 self._f.close()
-                raise HpoqError(
+                raise ConfigError(
                     f"curve store {self.path!r} holds {stored_metric!r} ({stored_mode}), not {metric!r} ({mode})"
                 )
             self._index = {json.dumps(json.loads(_as_str(t))): i for i, t in enumerate(self._f["trial_ids"][...])}
         else:
             if metric is None:
-                raise HpoqError(f"curve store {self.path!r} does not exist; a metric name is needed to create it")
+                raise ConfigError(f"curve store {self.path!r} does not exist; a metric name is needed to create it")
             mode = mode or "min"
             _check_mode(mode)
             directory = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(directory):
-                raise HpoqError(f"curve store: output directory {directory!r} does not exist")
+                raise ConfigError(f"curve store: output directory {directory!r} does not exist")
             self._f = _h5py().File(self.path, "w")
             _create_layout(self._f, metric, mode, hp_names or [], provenance or {}, with_time=True)
             self._f.flush()
@@ -311,7 +311,7 @@ class CurveStore:
         try:
             return self._index[self._key(trial_id)]
         except KeyError:
-            raise HpoqError(f"curve store {self.path!r} has no trial {trial_id!r}") from None
+            raise ConfigError(f"curve store {self.path!r} has no trial {trial_id!r}") from None
 
     @staticmethod
     def _as_curve(curve) -> np.ndarray:
@@ -331,7 +331,7 @@ class CurveStore:
         """Add a new row for ``trial_id``; returns its row index. Flushed before returning."""
         key = self._key(trial_id)
         if key in self._index:
-            raise HpoqError(f"curve store {self.path!r} already has trial {trial_id!r}; use update()")
+            raise ConfigError(f"curve store {self.path!r} already has trial {trial_id!r}; use update()")
         config_json = _dumps(config if config is not None else {})
         arr = self._as_curve(curve)
         row = len(self)

@@ -1,7 +1,7 @@
 """Curve tables: one row per trained configuration, hyperparameter columns and ``<metric>_<epoch>``.
 
 A table is CSV or CSV.gz. Metric columns ``<metric>_<k>`` must be consecutive in ``k`` (the
-first may be 0 or 1); ``curves[:, j]`` is the value after epoch ``j + 1`` (method.md 1).
+first may be 0 or 1); ``curves[:, j]`` is the value after epoch ``j + 1`` (docs/algorithms.md#conventions).
 Every other column is a hyperparameter (numeric, or a categorical string), except an optional
 per-row time column (seconds per epoch) and columns of other metrics, which are ignored.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpoq.atomic import write_atomic
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class CurveTable:
         return int(self.curves.shape[1])
 
     def minimized(self) -> np.ndarray:
-        """Curves with lower = better (accuracy-type metrics negated, method.md 1)."""
+        """Curves with lower = better (accuracy-type metrics negated, docs/algorithms.md#conventions)."""
         return -self.curves if self.mode == "max" else self.curves
 
     def subset(self, rows) -> "CurveTable":
@@ -83,19 +83,19 @@ class CurveTable:
 
 def _open_text(path: str):
     if not os.path.exists(path):
-        raise HpoqError(f"curve table {path!r} does not exist")
+        raise ConfigError(f"curve table {path!r} does not exist")
     if os.path.isdir(path):
-        raise HpoqError(f"curve table {path!r} is a directory, not a CSV file")
+        raise ConfigError(f"curve table {path!r} is a directory, not a CSV file")
     raw = open(path, "rb").read()
     if path.endswith(".gz") or raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise HpoqError(f"curve table {path!r} is not a readable gzip file ({exc})") from None
+            raise ConfigError(f"curve table {path!r} is not a readable gzip file ({exc})") from None
     try:
         return io.StringIO(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise HpoqError(f"curve table {path!r} is not UTF-8 text (CSV expected)") from None
+        raise ConfigError(f"curve table {path!r} is not UTF-8 text (CSV expected)") from None
 
 
 def _parse_value(text: str):
@@ -121,18 +121,18 @@ def metric_names(header: list[str]) -> list[str]:
 def load_table(path: str, metric: str, mode: str = "min", time_column: str | None = None) -> CurveTable:
     """Load a curve table; rows with non-finite values in the used columns are dropped and counted.
 
-    Raises :class:`HpoqError` for a missing or unreadable file, a metric without columns,
+    Raises :class:`ConfigError` for a missing or unreadable file, a metric without columns,
     non-consecutive epochs, a bad ``mode`` or a table with no usable rows.
     """
     if mode not in ("min", "max"):
-        raise HpoqError(f"curve table {path!r}: mode must be 'min' or 'max', got {mode!r}")
+        raise ConfigError(f"curve table {path!r}: mode must be 'min' or 'max', got {mode!r}")
     reader = csv.reader(_open_text(path))
     try:
         header = next(reader)
     except StopIteration:
-        raise HpoqError(f"curve table {path!r} is empty") from None
+        raise ConfigError(f"curve table {path!r} is empty") from None
     except csv.Error as exc:
-        raise HpoqError(f"curve table {path!r} is not valid CSV ({exc})") from None
+        raise ConfigError(f"curve table {path!r} is not valid CSV ({exc})") from None
     metric_cols: dict[int, int] = {}
     other_metrics = set(metric_names(header)) - {metric}
     hp_idx: list[int] = []
@@ -149,12 +149,12 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             hp_idx.append(i)
     if not metric_cols:
         found = ", ".join(metric_names(header)) or "none"
-        raise HpoqError(f"curve table {path!r} has no columns {metric}_<epoch> (metrics found: {found})")
+        raise ConfigError(f"curve table {path!r} has no columns {metric}_<epoch> (metrics found: {found})")
     if time_column is not None and time_idx is None:
-        raise HpoqError(f"curve table {path!r} has no time column {time_column!r}")
+        raise ConfigError(f"curve table {path!r} has no time column {time_column!r}")
     epochs = sorted(metric_cols)
     if epochs != list(range(epochs[0], epochs[0] + len(epochs))) or epochs[0] not in (0, 1):
-        raise HpoqError(f"curve table {path!r}: epochs of {metric!r} are not consecutive from 0 or 1")
+        raise ConfigError(f"curve table {path!r}: epochs of {metric!r} are not consecutive from 0 or 1")
     order = [metric_cols[e] for e in epochs]
     configs, rows, times, dropped = [], [], [], 0
     try:
@@ -162,7 +162,7 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             if not row:
                 continue
             if len(row) != len(header):
-                raise HpoqError(
+                raise ConfigError(
                     f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} "
                     "(truncated file?)"
                 )
@@ -181,9 +181,9 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             rows.append(values)
             times.append(t)
     except csv.Error as exc:
-        raise HpoqError(f"curve table {path!r} is not valid CSV ({exc})") from None
+        raise ConfigError(f"curve table {path!r} is not valid CSV ({exc})") from None
     if not rows:
-        raise HpoqError(f"curve table {path!r} has no rows with finite {metric!r} values")
+        raise ConfigError(f"curve table {path!r} has no rows with finite {metric!r} values")
     if dropped:
         log.warning(
             "curve table %s: %d of %d rows dropped (NaN/inf or non-numeric %s values, or a non-finite hyperparameter)",
@@ -240,5 +240,5 @@ def write_table(path: str, table: CurveTable, time_column: str = "seconds_per_ep
         data = gzip.compress(data, compresslevel=6, mtime=0)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise HpoqError(f"output directory {directory!r} does not exist")
+        raise ConfigError(f"output directory {directory!r} does not exist")
     write_atomic(path, data)

@@ -1,4 +1,4 @@
-"""MLPF for hpoq (docs/mlpf.md): model, synthetic events, HDF5 shards, sampler, data-parallel training.
+"""MLPF for hpoq (docs/mlpf-data.md): model, synthetic events, HDF5 shards, sampler, data-parallel training.
 
 Modules: ``schema`` (column contract), ``generator`` (synthetic CLIC-like events), ``writer``
 (``generate-data``), ``events`` (HDF5 shards + manifest, readers), ``features`` (fixed input

@@ -1,4 +1,4 @@
-"""MiniMLPF backbone layers (docs/mlpf.md 2.3): attention, kNN (GravNet-like), LSH-binned, and a
+"""MiniMLPF backbone layers (docs/mlpf-data.md#model-and-training): attention, kNN (GravNet-like), LSH-binned, and a
 registry name -> layer class. Every layer maps (x [B, N, d], mask [B, N] bool) -> x [B, N, d] and
 leaves padded rows at zero, so padding never changes real elements' outputs.
 """

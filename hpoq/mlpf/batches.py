@@ -1,4 +1,4 @@
-"""Load-time target transform and padded batches (docs/mlpf.md 1.2 and 5).
+"""Load-time target transform and padded batches (docs/mlpf-data.md#targets, docs/mlpf-data.md#sampler).
 
 Per element the training targets are: class, charge, the regression vector (log pT ratio, eta,
 sin phi, cos phi, log E ratio; 0 where there is no target or the value is inf/NaN) and the

@@ -1,4 +1,5 @@
-"""Data-parallel backends for one trial group (docs/platform.md 3): ``none``, ``torch``, ``horovod``.
+"""Data-parallel backends for one trial group (docs/runtime.md#data-parallelism-inside-a-trial): ``none``,
+``torch``, ``horovod``.
 
 All three offer the same small interface to the training loop:
 
@@ -29,7 +30,7 @@ import socket
 
 import torch
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 BACKENDS = ("auto", "horovod", "torch", "none")
 
@@ -45,23 +46,23 @@ def horovod_available() -> bool:
 def resolve_backend(name: str, comm) -> str:
     """The concrete backend for ``name`` (auto = horovod when importable, else torch; size 1 = none)."""
     if name not in BACKENDS:
-        raise HpoqError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if comm is None or comm.Get_size() == 1:
         return "none"  # one process: nothing to synchronise, whatever backend was asked for
     if name == "auto":
         return "horovod" if horovod_available() else "torch"
     if name == "none":
-        raise HpoqError("backend 'none' cannot train on a trial group of more than one rank")
+        raise ConfigError("backend 'none' cannot train on a trial group of more than one rank")
     return name
 
 
 def pick_device(preference: str, comm) -> torch.device:
     """cpu, or cuda:<local rank mod #GPUs> when CUDA is present and ``preference`` is auto/cuda."""
     if preference not in ("auto", "cpu", "cuda"):
-        raise HpoqError(f"device must be auto, cpu or cuda, got {preference!r}")
+        raise ConfigError(f"device must be auto, cpu or cuda, got {preference!r}")
     if preference == "cpu" or not torch.cuda.is_available():
         if preference == "cuda":
-            raise HpoqError("device 'cuda' requested but CUDA is not available")
+            raise ConfigError("device 'cuda' requested but CUDA is not available")
         return torch.device("cpu")
     local_rank = 0
     if comm is not None:
@@ -192,7 +193,7 @@ class HorovodBackend(NoBackend):
         try:
             import horovod.torch as hvd
         except ImportError:
-            raise HpoqError(
+            raise ConfigError(
                 "backend 'horovod' requested but horovod.torch is not importable; "
                 "run 'bash jobs/install_horovod.sh .venv/bin/python' or use backend: torch"
             ) from None

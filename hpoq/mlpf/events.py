@@ -1,4 +1,4 @@
-"""MLPF events in HDF5 shards with a ``dataset.json`` manifest (docs/mlpf.md 4).
+"""MLPF events in HDF5 shards with a ``dataset.json`` manifest (docs/mlpf-data.md#hdf5-layout).
 
 Layout of one shard (one writer per file; ``train/shard-00003-of-00016.h5``)::
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hpoq.atomic import atomic_path, write_atomic
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf.schema import SCHEMA_VERSION, Y_FEATURES
 
 MANIFEST = "dataset.json"
@@ -136,7 +136,7 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
     import h5py
 
     if compression not in COMPRESSIONS:
-        raise HpoqError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
+        raise ConfigError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     comp = (
@@ -258,31 +258,31 @@ def write_manifest(
 
 
 def read_manifest(directory) -> dict:
-    """Load and check ``dataset.json`` (HpoqError naming the problem otherwise)."""
+    """Load and check ``dataset.json`` (ConfigError naming the problem otherwise)."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
-        raise HpoqError(
+        raise ConfigError(
             f"MLPF data directory {directory} does not exist; create it with 'hpoq generate-data --out {directory}'"
         )
     if not path.is_file():
-        raise HpoqError(f"{path} is missing; create the dataset with 'hpoq generate-data --out {directory}'")
+        raise ConfigError(f"{path} is missing; create the dataset with 'hpoq generate-data --out {directory}'")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise HpoqError(f"{path} is not valid JSON ({exc.__class__.__name__}); the manifest is damaged") from None
+        raise ConfigError(f"{path} is not valid JSON ({exc.__class__.__name__}); the manifest is damaged") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise HpoqError(
+        raise ConfigError(
             f"{path} is not an hpoq MLPF manifest "
             f"(format {manifest.get('format') if isinstance(manifest, dict) else None!r})"
         )
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise HpoqError(
+        raise ConfigError(
             f"{path}: schema_version {manifest.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})"
         )
     for key in ("x_features", "splits", "stats", "elem_types", "class_labels"):
         if key not in manifest:
-            raise HpoqError(f"{path}: key {key!r} is missing")
+            raise ConfigError(f"{path}: key {key!r} is missing")
     return manifest
 
 
@@ -292,22 +292,22 @@ def _open_shard(path: Path):
     try:
         return h5py.File(path, "r")
     except (OSError, ValueError) as exc:
-        raise HpoqError(f"{path} is truncated or not an HDF5 file ({str(exc).splitlines()[0][:80]})") from None
+        raise ConfigError(f"{path} is truncated or not an HDF5 file ({str(exc).splitlines()[0][:80]})") from None
 
 
 def check_shard(path: Path, manifest: dict, entry: dict | None = None, verify_checksum: bool = False) -> None:
     """Check one shard against the manifest: size, checksum (optional), attributes and shapes."""
     path = Path(path)
     if not path.is_file():
-        raise HpoqError(f"shard {path} listed in the manifest is missing")
+        raise ConfigError(f"shard {path} listed in the manifest is missing")
     if entry is not None:
         size = path.stat().st_size
         if "bytes" in entry and size != entry["bytes"]:
-            raise HpoqError(
+            raise ConfigError(
                 f"shard {path} has {size} bytes but the manifest says {entry['bytes']}: truncated or replaced"
             )
         if verify_checksum and "sha256" in entry and sha256_file(path) != entry["sha256"]:
-            raise HpoqError(f"shard {path} does not match its sha256 in the manifest: corrupted or replaced")
+            raise ConfigError(f"shard {path} does not match its sha256 in the manifest: corrupted or replaced")
     with _open_shard(path) as f:
         _check_open_shard(f, path, manifest)
 
@@ -315,25 +315,27 @@ def check_shard(path: Path, manifest: dict, entry: dict | None = None, verify_ch
 def _check_open_shard(f, path: Path, manifest: dict) -> None:
     for key in ("schema", "x_features", "n_events"):
         if key not in f.attrs:
-            raise HpoqError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
+            raise ConfigError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
     for name in ("events/offsets", "elements/X", "elements/ytarget"):
         if name not in f:
-            raise HpoqError(f"{path} is not an hpoq MLPF shard (dataset /{name} missing)")
+            raise ConfigError(f"{path} is not an hpoq MLPF shard (dataset /{name} missing)")
     x_features = json.loads(f.attrs["x_features"])
     n_feat = f["elements/X"].shape[1] if f["elements/X"].ndim == 2 else -1
     expected = len(manifest["x_features"])
     if n_feat != len(x_features) or n_feat != expected:
-        raise HpoqError(
+        raise ConfigError(
             f"{path}: elements/X has {n_feat} features but the manifest lists {expected} "
             f"({len(x_features)} in the file's x_features)"
         )
     if f["elements/ytarget"].ndim != 2 or f["elements/ytarget"].shape[1] != len(Y_FEATURES):
-        raise HpoqError(f"{path}: elements/ytarget must have {len(Y_FEATURES)} columns")
+        raise ConfigError(f"{path}: elements/ytarget must have {len(Y_FEATURES)} columns")
     offsets = f["events/offsets"]
     if offsets.shape[0] != int(f.attrs["n_events"]) + 1:
-        raise HpoqError(f"{path}: events/offsets has {offsets.shape[0]} entries for {int(f.attrs['n_events'])} events")
+        n_events = int(f.attrs["n_events"])
+        raise ConfigError(f"{path}: events/offsets has {offsets.shape[0]} entries for {n_events} events")
     if int(offsets[-1]) != f["elements/X"].shape[0]:
-        raise HpoqError(f"{path}: offsets end at {int(offsets[-1])} but elements/X has {f['elements/X'].shape[0]} rows")
+        n_rows = f["elements/X"].shape[0]
+        raise ConfigError(f"{path}: offsets end at {int(offsets[-1])} but elements/X has {n_rows} rows")
 
 
 def load_split(
@@ -343,7 +345,7 @@ def load_split(
     directory = Path(directory)
     manifest = manifest or read_manifest(directory)
     if split not in manifest["splits"]:
-        raise HpoqError(f"{directory}: no split {split!r} (have {', '.join(manifest['splits'])})")
+        raise ConfigError(f"{directory}: no split {split!r} (have {', '.join(manifest['splits'])})")
     parts = []
     have = 0
     for entry in manifest["splits"][split]["shards"]:
@@ -366,12 +368,12 @@ def load_split(
                     )
                 )
         except (OSError, KeyError) as exc:
-            raise HpoqError(
+            raise ConfigError(
                 f"{path}: cannot read ({exc.__class__.__name__}: {str(exc)[:80]}); file truncated or damaged"
             ) from None
         have += offsets.size - 1
     if not parts:
-        raise HpoqError(f"{directory}: split {split!r} has no events")
+        raise ConfigError(f"{directory}: split {split!r} has no events")
     Xs, ys, cs, offs, mets, joffs, jets = [], [], [], [0], [], [], []
     base = jbase = 0
     with_jets = all(p[5] is not None for p in parts)
@@ -421,7 +423,7 @@ class ShardReader:
             try:
                 self._f = h5py.File(self.path, "r", rdcc_nbytes=self.cache_bytes, rdcc_nslots=10007)
             except (OSError, ValueError) as exc:
-                raise HpoqError(
+                raise ConfigError(
                     f"{self.path} is truncated or not an HDF5 file ({str(exc).splitlines()[0][:80]})"
                 ) from None
             self._offsets = self._f["events/offsets"][:]
@@ -483,7 +485,7 @@ def index_shards(directory, splits=("train", "val")) -> dict:
             with _open_shard(path) as f:
                 for key in ("schema", "x_features", "elem_types", "class_labels", "n_events"):
                     if key not in f.attrs:
-                        raise HpoqError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
+                        raise ConfigError(f"{path} is not an hpoq MLPF shard (attribute {key!r} missing)")
                 this = (
                     str(f.attrs["schema"]),
                     json.loads(f.attrs["x_features"]),
@@ -493,7 +495,7 @@ def index_shards(directory, splits=("train", "val")) -> dict:
                 if meta is None:
                     meta = this
                 elif this != meta:
-                    raise HpoqError(
+                    raise ConfigError(
                         f"{path}: schema, x_features, elem_types or class_labels differ from the other shards"
                     )
                 _check_open_shard(f, path, {"x_features": meta[1]})
@@ -504,7 +506,7 @@ def index_shards(directory, splits=("train", "val")) -> dict:
                 source = json.loads(f.attrs["source"]) if "source" in f.attrs else {}
             found[split].append({"path": str(path.relative_to(directory)), "n_events": n_ev, "n_elements": n_el})
     if "train" not in found:
-        raise HpoqError(f"{directory}: no train/*.h5 shards to index")
+        raise ConfigError(f"{directory}: no train/*.h5 shards to index")
     x_mean, x_std = finish_stats(*total)
     return write_manifest(
         directory,

@@ -1,4 +1,5 @@
-"""The fixed feature transform of MiniMLPF (docs/mlpf.md 2.1), in numpy (for dataset stats) and torch.
+"""The fixed feature transform of MiniMLPF (docs/mlpf-data.md#model-and-training), in numpy (for dataset stats) and
+torch.
 
 log1p on pT/ET, p/E, chi2, energy_ecal, energy_hcal and num_hits; mm -> m; then (in the model)
 standardisation per (element type, column) with the train split's mean and std. Both versions

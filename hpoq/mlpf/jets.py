@@ -1,5 +1,6 @@
 """Jet metrics with FastJet (Cacciari, Salam, Soyez 2012, "FastJet user manual", EPJC 72, 1896; anti-kt:
-Cacciari, Salam, Soyez 2008, JHEP 04, 063) through the scikit-hep ``fastjet`` package (docs/mlpf.md 1.5).
+Cacciari, Salam, Soyez 2008, JHEP 04, 063) through the scikit-hep ``fastjet`` package
+(docs/mlpf-data.md#outputs-loss-and-the-hpo-metric).
 
 Particles (rows of a ``ytarget``/``ycand``-layout array with class > 0: pT in GeV, eta, sin phi,
 cos phi, E in GeV) are clustered into jets with anti-kt, R = 0.4 (``JET_RADIUS``), E-scheme. Each gen
@@ -122,7 +123,8 @@ MET_EDGES = np.linspace(-100.0, 100.0, 801)
 def predicted_particles(outputs, X) -> np.ndarray:
     """Per element (class, charge, pT, eta, sin phi, cos phi, E) from model outputs (numpy [B, N, 7]).
 
-    The class is argmax(pid) where argmax(binary) says "particle", else 0 (mlpf.md 1.3).
+    The class is argmax(pid) where argmax(binary) says "particle", else 0
+    (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric).
     """
     import torch
 

@@ -1,4 +1,5 @@
-"""The upstream MLPF loss (docs/mlpf.md 1.4) as sums and counts, so that data-parallel ranks can
+"""The upstream MLPF loss (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric) as sums and counts, so that
+data-parallel ranks can
 normalise by global counts (all-reduced) and the fixed-weight ``val_loss`` of 1.5 is exact.
 
 Per batch: binary = sum of is-particle cross-entropy over valid elements; focal = sum of the focal

@@ -1,4 +1,5 @@
-"""MiniMLPF: a small, faithful MLPF in PyTorch (docs/mlpf.md 1.3 and 2).
+"""MiniMLPF: a small, faithful MLPF in PyTorch (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric,
+docs/mlpf-data.md#model-and-training).
 
 Input ``X`` float32 [B, N, F] (raw features, column 0 = element type, 0 = padding); output the
 upstream tuple ``(binary [B,N,2], pid [B,N,C], momentum [B,N,5], pu [B,N,2])`` plus ``charge
@@ -15,14 +16,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf.backbones import ACTIVATIONS, BACKBONES, ffn
 from hpoq.mlpf.features import column_plan_tensors, transform_torch
 
 
 @dataclass
 class ModelConfig:
-    """Architecture hyperparameters (mlpf.md 2 and the search space of 6)."""
+    """Architecture hyperparameters (docs/mlpf-data.md#model-and-training and the search space of 6)."""
 
     input_dim: int = 17
     n_types: int = 3  # element types including padding (max type + 1)
@@ -49,13 +50,13 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         if self.conv_type not in (*BACKBONES, "none"):
-            raise HpoqError(f"model: unknown conv_type {self.conv_type!r}; choose attention, knn, lsh or none")
+            raise ConfigError(f"model: unknown conv_type {self.conv_type!r}; choose attention, knn, lsh or none")
         if self.activation not in ACTIVATIONS:
-            raise HpoqError(f"model: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"model: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.input_encoding not in ("split", "joint"):
-            raise HpoqError(f"model: input_encoding must be split or joint, got {self.input_encoding!r}")
+            raise ConfigError(f"model: input_encoding must be split or joint, got {self.input_encoding!r}")
         if self.input_norm not in ("standard", "none"):
-            raise HpoqError(f"model: input_norm must be standard or none, got {self.input_norm!r}")
+            raise ConfigError(f"model: input_norm must be standard or none, got {self.input_norm!r}")
         for name in (
             "num_convs",
             "width",
@@ -72,9 +73,9 @@ class ModelConfig:
         ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (0 if name == "num_convs" else 1):
-                raise HpoqError(f"model: {name} must be a positive integer, got {v!r}")
+                raise ConfigError(f"model: {name} must be a positive integer, got {v!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
-            raise HpoqError(f"model: dropout must lie in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"model: dropout must lie in [0, 1), got {self.dropout!r}")
         return self
 
 
@@ -89,11 +90,11 @@ PRESETS = {
 def model_config(preset: str = "tiny", **overrides) -> ModelConfig:
     """The preset's config with ``overrides`` (unknown keys are an error)."""
     if preset not in PRESETS:
-        raise HpoqError(f"model: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"model: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     bad = sorted(set(overrides) - names)
     if bad:
-        raise HpoqError(f"model: unknown parameter(s) {', '.join(bad)}")
+        raise ConfigError(f"model: unknown parameter(s) {', '.join(bad)}")
     values = dict(PRESETS[preset])
     values.update(overrides)
     return ModelConfig(**values).validate()
@@ -110,7 +111,7 @@ class MiniMLPF(nn.Module):
         mean = torch.zeros(T, F_) if x_mean is None else torch.as_tensor(x_mean, dtype=torch.float32)
         std = torch.ones(T, F_) if x_std is None else torch.as_tensor(x_std, dtype=torch.float32)
         if mean.shape != (T, F_) or std.shape != (T, F_):
-            raise HpoqError(f"model: feature stats have shape {tuple(mean.shape)}, expected {(T, F_)}")
+            raise ConfigError(f"model: feature stats have shape {tuple(mean.shape)}, expected {(T, F_)}")
         self.register_buffer("x_mean", mean)
         self.register_buffer("x_std", std)
         act = cfg.activation

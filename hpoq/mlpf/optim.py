@@ -1,7 +1,7 @@
 """Optimisers (AdamW, LAMB) and learning-rate schedules on the global step and fixed horizon.
 
 Every schedule is a function of (global step, total steps = R * steps per epoch), never of the
-work unit's end epoch (mlpf.md 2, "Training loop"), so training 0 -> r and then r -> R equals
+work unit's end epoch (docs/mlpf-data.md#model-and-training, "Training loop"), so training 0 -> r and then r -> R equals
 training 0 -> R.
 """
 
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("adamw", "lamb")
@@ -56,7 +56,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "lamb":
         return Lamb(params, lr=lr, weight_decay=weight_decay)
-    raise HpoqError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, schedule: str, warmup_frac: float = 0.0) -> float:
@@ -79,7 +79,7 @@ def lr_at(step: int, total_steps: int, base_lr: float, schedule: str, warmup_fra
     elif schedule == "constant":
         lr = base_lr
     else:
-        raise HpoqError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     warm = int(round(warmup_frac * total))
     if warm > 0 and step < warm:
         lr *= (step + 1) / warm

@@ -1,4 +1,4 @@
-"""Distributed, length-bucketed, resumable batch plan (docs/mlpf.md 5).
+"""Distributed, length-bucketed, resumable batch plan (docs/mlpf-data.md#sampler).
 
 The plan of an epoch is a pure function of (seed, epoch, the events' element counts, the shard
 boundaries, token budget, world size, micro-batches per step), so every rank computes the same

@@ -101,10 +101,10 @@ def space_yaml(space: dict | str | None = None) -> str:
     """The space (a mapping or a preset name) as a YAML fragment for a study file's ``space:`` section."""
     import yaml
 
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
 
     if isinstance(space, str):
         if space not in SPACE_PRESETS:
-            raise HpoqError(f"unknown MLPF search-space preset {space!r}; choose one of {', '.join(SPACE_PRESETS)}")
+            raise ConfigError(f"unknown MLPF search-space preset {space!r}; choose one of {', '.join(SPACE_PRESETS)}")
         space = SPACE_PRESETS[space]
     return yaml.safe_dump(space or SEARCH_SPACE, sort_keys=False, default_flow_style=None)

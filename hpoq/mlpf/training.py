@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from hpoq.atomic import atomic_path, write_atomic
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf import upstream
 from hpoq.mlpf.batches import LazyEvents, PreparedEvents
@@ -120,24 +120,24 @@ class TrainSettings:
             ("input_norm", INPUT_NORMS),
         ):
             if getattr(self, name) not in allowed:
-                raise HpoqError(
+                raise ConfigError(
                     f"trainer.params.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
         pm = self.pad_multiple
         if pm != "auto" and (isinstance(pm, bool) or not isinstance(pm, int) or pm < 1):
-            raise HpoqError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
+            raise ConfigError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
         if self.model_params is not None:
             if self.model != "particleflow":
-                raise HpoqError(
+                raise ConfigError(
                     "trainer.params.model_params: only for model particleflow (MiniMLPF keys go in the space)"
                 )
             if not isinstance(self.model_params, dict):
-                raise HpoqError(
+                raise ConfigError(
                     f"trainer.params.model_params must be a mapping, got {type(self.model_params).__name__}"
                 )
             bad = [k for k in self.model_params if not (isinstance(k, str) and upstream.is_upstream_key(k))]
             if bad:
-                raise HpoqError(f"trainer.params.model_params: {bad[0]!r} is not conv_type or a model.<key> path")
+                raise ConfigError(f"trainer.params.model_params: {bad[0]!r} is not conv_type or a model.<key> path")
         return self
 
 
@@ -159,20 +159,20 @@ def split_config(config: dict, model_kind: str = "mini") -> tuple[dict, dict]:
             model[key] = value
         else:
             keys = "conv_type, model.<key>" if model_kind == "particleflow" else ", ".join(MODEL_KEYS)
-            raise HpoqError(
+            raise ConfigError(
                 f"mlpf: unknown hyperparameter {key!r} for model {model_kind} (training: "
                 f"{', '.join(TRAIN_DEFAULTS)}; model: {keys})"
             )
     if train["optimizer"] not in OPTIMIZERS:
-        raise HpoqError(f"mlpf: optimizer must be one of {', '.join(OPTIMIZERS)}, got {train['optimizer']!r}")
+        raise ConfigError(f"mlpf: optimizer must be one of {', '.join(OPTIMIZERS)}, got {train['optimizer']!r}")
     if train["schedule"] not in SCHEDULES:
-        raise HpoqError(f"mlpf: schedule must be one of {', '.join(SCHEDULES)}, got {train['schedule']!r}")
+        raise ConfigError(f"mlpf: schedule must be one of {', '.join(SCHEDULES)}, got {train['schedule']!r}")
     for key in ("lr", "weight_decay", "warmup_frac", "focal_gamma", "binary_weight"):
         v = train[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise HpoqError(f"mlpf: {key} must be a non-negative number, got {v!r}")
+            raise ConfigError(f"mlpf: {key} must be a non-negative number, got {v!r}")
     if not isinstance(train["token_budget"], int) or train["token_budget"] < 1:
-        raise HpoqError(f"mlpf: token_budget must be a positive integer, got {train['token_budget']!r}")
+        raise ConfigError(f"mlpf: token_budget must be a positive integer, got {train['token_budget']!r}")
     return model, train
 
 
@@ -192,9 +192,9 @@ def load_data(settings: TrainSettings):
     if cached is not None and cached[0]["content_hash"] == manifest["content_hash"]:
         return cached
     if "val" not in manifest["splits"]:
-        raise HpoqError(f"{settings.data}: the dataset has no val split (generate it with --val-fraction > 0)")
+        raise ConfigError(f"{settings.data}: the dataset has no val split (generate it with --val-fraction > 0)")
     if settings.in_memory not in ("auto", True, False):
-        raise HpoqError(f"mlpf: in_memory must be auto, true or false, got {settings.in_memory!r}")
+        raise ConfigError(f"mlpf: in_memory must be auto, true or false, got {settings.in_memory!r}")
     splits = {}
     for split, limit in (("train", settings.max_train_events), ("val", settings.max_val_events)):
         n_el = manifest["splits"][split]["n_elements"]
@@ -253,13 +253,13 @@ def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, e
 def load_checkpoint(directory: Path, expected_epoch: int, meta: dict, device) -> dict:
     path, meta_path = directory / CHECKPOINT, directory / CHECKPOINT_META
     if not path.is_file() or not meta_path.is_file():
-        raise HpoqError(f"mlpf: no checkpoint in {directory} to resume from epoch {expected_epoch}")
+        raise ConfigError(f"mlpf: no checkpoint in {directory} to resume from epoch {expected_epoch}")
     saved = json.loads(meta_path.read_text())
     if saved.get("epoch") != expected_epoch:
-        raise HpoqError(f"mlpf: checkpoint in {directory} is at epoch {saved.get('epoch')}, not {expected_epoch}")
+        raise ConfigError(f"mlpf: checkpoint in {directory} is at epoch {saved.get('epoch')}, not {expected_epoch}")
     for key in ("config", "model", "R", "data_hash", "world_size", "micro_batches"):
         if saved.get(key) != meta.get(key):
-            raise HpoqError(
+            raise ConfigError(
                 f"mlpf: checkpoint in {directory} was written with a different {key} "
                 f"({saved.get(key)!r} != {meta.get(key)!r})"
             )
@@ -339,11 +339,11 @@ def train_unit(
     With ``return_state`` also this rank's final model ``state_dict`` (tests, benchmarks).
     """
     if not (0 <= start_epoch < end_epoch):
-        raise HpoqError(f"mlpf: need 0 <= start_epoch < end_epoch, got {start_epoch}, {end_epoch}")
+        raise ConfigError(f"mlpf: need 0 <= start_epoch < end_epoch, got {start_epoch}, {end_epoch}")
     if end_epoch > settings.R:
-        raise HpoqError(f"mlpf: end_epoch {end_epoch} exceeds the horizon R = {settings.R} (set trainer param R)")
+        raise ConfigError(f"mlpf: end_epoch {end_epoch} exceeds the horizon R = {settings.R} (set trainer param R)")
     if settings.micro_batches < 1:
-        raise HpoqError(f"mlpf: micro_batches must be >= 1, got {settings.micro_batches}")
+        raise ConfigError(f"mlpf: micro_batches must be >= 1, got {settings.micro_batches}")
     settings.validate()
     model_over, hp = split_config(dict(config), settings.model)
     if settings.num_threads:
@@ -353,7 +353,7 @@ def train_unit(
     device = pick_device(settings.device, comm)
     use_bf16 = device.type == "cuda" and settings.precision in ("auto", "bf16")
     if settings.precision == "bf16" and device.type != "cuda":
-        raise HpoqError("mlpf: precision bf16 needs a CUDA device (CPU trains in fp32)")
+        raise ConfigError("mlpf: precision bf16 needs a CUDA device (CPU trains in fp32)")
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
     try:
@@ -409,7 +409,7 @@ def _run(
     )
     steps_per_epoch = plan.steps_per_epoch(0)
     if steps_per_epoch < 1:
-        raise HpoqError(
+        raise ConfigError(
             f"mlpf: token_budget {hp['token_budget']} leaves no full step on {world} rank(s) "
             f"x {settings.micro_batches} micro-batches for {train.n_events} training events"
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 UPSTREAM_VERSION = "3.1.0"
 CONV_TYPES = ("attention", "gnn_lsh")
@@ -63,12 +63,12 @@ def _nested(flat: dict) -> dict:
     for key, value in flat.items():
         parts = key.split(".")[1:]
         if not parts or not all(parts):
-            raise HpoqError(f"mlpf: {key!r} is not a model key path (write model.<key> or model.<section>.<key>)")
+            raise ConfigError(f"mlpf: {key!r} is not a model key path (write model.<key> or model.<section>.<key>)")
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise HpoqError(f"mlpf: {key!r} sets a key below {part!r}, which is a value, not a section")
+                raise ConfigError(f"mlpf: {key!r} sets a key below {part!r}, which is a value, not a section")
         node[parts[-1]] = value
     return out
 
@@ -77,14 +77,14 @@ def upstream_config(overrides: dict, *, input_dim: int, num_classes: int, elem_t
     """Upstream's validated ``MLPFConfig`` from ``conv_type`` and ``model.<key>`` overrides."""
     reason = unavailable_reason()
     if reason:
-        raise HpoqError(f"mlpf: model particleflow: {reason}")
+        raise ConfigError(f"mlpf: model particleflow: {reason}")
     import pydantic
     from mlpf.conf import MLPFConfig
 
     values = dict(HPOQ_DEFAULTS, **overrides)
     conv_type = values.pop("conv_type", "attention")
     if conv_type not in CONV_TYPES:
-        raise HpoqError(
+        raise ConfigError(
             f"mlpf: conv_type must be one of {', '.join(CONV_TYPES)} for model particleflow, got {conv_type!r}"
         )
     model = _nested({k: v for k, v in values.items() if k.startswith("model.")})
@@ -105,7 +105,7 @@ def upstream_config(overrides: dict, *, input_dim: int, num_classes: int, elem_t
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         path = ".".join(str(p) for p in err["loc"])
-        raise HpoqError(
+        raise ConfigError(
             f"mlpf: {path}: {err['msg']}"
             + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else "")
         ) from None
@@ -137,7 +137,7 @@ class UpstreamMLPF(nn.Module):
         from hpoq.mlpf.features import column_plan_tensors
 
         if input_norm not in ("none", "standard"):
-            raise HpoqError(f"mlpf: input_norm must be none or standard, got {input_norm!r}")
+            raise ConfigError(f"mlpf: input_norm must be none or standard, got {input_norm!r}")
         self.input_norm = input_norm
         self.net = MLPF(cfg)
         n_types, n_feat = max(cfg.elemtypes_nonzero) + 1, cfg.input_dim

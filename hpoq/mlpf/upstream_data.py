@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf.schema import CLASS_LABELS, ELEM_TYPES, X_FEATURES, Y_FEATURES
 
@@ -72,7 +72,7 @@ def _rows(array, width: int, path, field: str) -> tuple[np.ndarray, np.ndarray]:
         return counts, np.zeros((0, width))
     widths = np.unique(ak.to_numpy(ak.num(flat, axis=1)))
     if widths.size != 1:
-        raise HpoqError(f"{path}: {field} rows have different lengths {widths.tolist()}; not an upstream CLIC file")
+        raise ConfigError(f"{path}: {field} rows have different lengths {widths.tolist()}; not an upstream CLIC file")
     return counts, np.asarray(ak.to_numpy(ak.flatten(flat, axis=1)), np.float64).reshape(-1, int(widths[0]))
 
 
@@ -81,7 +81,7 @@ def _class_index(pdg: np.ndarray, path, field: str) -> np.ndarray:
     try:
         return np.array([lookup[p] for p in pdg.tolist()], np.float64)
     except KeyError as exc:
-        raise HpoqError(f"{path}: {field} holds PDG id {exc.args[0]!r}, not one of {CLASS_LABELS}") from None
+        raise ConfigError(f"{path}: {field} holds PDG id {exc.args[0]!r}, not one of {CLASS_LABELS}") from None
 
 
 def _hpoq_targets(y: np.ndarray, path, field: str) -> np.ndarray:
@@ -96,16 +96,16 @@ def _read_parquet_columns(path) -> dict:
     try:
         import awkward as ak
     except ImportError:
-        raise HpoqError("convert-events: reading parquet needs awkward and pyarrow ('make particleflow')") from None
+        raise ConfigError("convert-events: reading parquet needs awkward and pyarrow ('make particleflow')") from None
     try:
         ret = ak.from_parquet(str(path))
     except ImportError as exc:
-        raise HpoqError(f"convert-events: reading parquet needs pyarrow ({exc}); run 'make particleflow'") from None
+        raise ConfigError(f"convert-events: reading parquet needs pyarrow ({exc}); run 'make particleflow'") from None
     except Exception as exc:
-        raise HpoqError(f"{path}: not a readable parquet file ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        raise ConfigError(f"{path}: not a readable parquet file ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     missing = [f for f in PARQUET_FIELDS if f not in ak.fields(ret)]
     if missing:
-        raise HpoqError(f"{path}: not an upstream CLIC parquet file (field(s) {', '.join(missing)} missing)")
+        raise ConfigError(f"{path}: not an upstream CLIC parquet file (field(s) {', '.join(missing)} missing)")
     cols = {
         f: _rows(ret[f], 4 if "jet" in f else (N_X_FEATURES if f.startswith("X") else N_Y_UPSTREAM), path, f)
         for f in PARQUET_FIELDS
@@ -114,7 +114,7 @@ def _read_parquet_columns(path) -> dict:
     cols["genmet"] = np.asarray(ak.to_numpy(ret["genmet"]), np.float64).reshape(-1)
     n = {len(c[0]) for k, c in cols.items() if k != "genmet"} | {cols["genmet"].size}
     if len(n) != 1:
-        raise HpoqError(f"{path}: the fields hold different numbers of events {sorted(n)}")
+        raise ConfigError(f"{path}: the fields hold different numbers of events {sorted(n)}")
     return cols
 
 
@@ -160,13 +160,13 @@ def events_from_tfds(directory, split: str) -> list[ConvertedEvent]:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise HpoqError(
+        raise ConfigError(
             "convert-events: tfds ArrayRecord input needs tensorflow_datasets and array_record "
             "(pip install tensorflow-datasets array-record); the parquet form needs neither"
         ) from None
     builder = tfds.builder_from_directory(str(directory))
     if split not in builder.info.splits:
-        raise HpoqError(f"{directory}: no split {split!r} (has {', '.join(builder.info.splits)})")
+        raise ConfigError(f"{directory}: no split {split!r} (has {', '.join(builder.info.splits)})")
     out = []
     for ex in builder.as_data_source(split=split):
         X = np.asarray(ex["X"], np.float32)
@@ -191,25 +191,25 @@ def events_from_tfds(directory, split: str) -> list[ConvertedEvent]:
 def _inputs(sources, fmt: str) -> list[tuple[str, Path]]:
     """(kind, path) per input; directories expand to their *.parquet files (sorted), or are a tfds dir."""
     if fmt not in FORMATS:
-        raise HpoqError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     found = []
     for src in map(Path, sources):
         if not src.exists():
-            raise HpoqError(f"input {src} does not exist")
+            raise ConfigError(f"input {src} does not exist")
         is_tfds = src.is_dir() and (src / "dataset_info.json").is_file()
         if fmt == "tfds" or (fmt == "auto" and is_tfds):
             if not is_tfds:
-                raise HpoqError(f"input {src} is not a tfds dataset directory (no dataset_info.json)")
+                raise ConfigError(f"input {src} is not a tfds dataset directory (no dataset_info.json)")
             found.append(("tfds", src))
         elif src.is_dir():
             files = sorted(src.glob("*.parquet"))
             if not files:
-                raise HpoqError(f"input directory {src} holds no *.parquet files (nor dataset_info.json)")
+                raise ConfigError(f"input directory {src} holds no *.parquet files (nor dataset_info.json)")
             found += [("parquet", f) for f in files]
         else:
             found.append(("parquet", src))
     if not found:
-        raise HpoqError("convert-events: give at least one input file or directory")
+        raise ConfigError("convert-events: give at least one input file or directory")
     return found
 
 
@@ -237,14 +237,14 @@ def convert_events(
     """
     out = Path(out)
     if not 0.0 <= val_fraction < 1.0:
-        raise HpoqError(f"--val-fraction must lie in [0, 1), got {val_fraction:g}")
+        raise ConfigError(f"--val-fraction must lie in [0, 1), got {val_fraction:g}")
     if compression not in ev.COMPRESSIONS:
-        raise HpoqError(f"--compression must be one of {', '.join(ev.COMPRESSIONS)}, got {compression!r}")
+        raise ConfigError(f"--compression must be one of {', '.join(ev.COMPRESSIONS)}, got {compression!r}")
     inputs = _inputs(sources, fmt)
     if out.exists() and not out.is_dir():
-        raise HpoqError(f"--out {out} exists and is not a directory")
+        raise ConfigError(f"--out {out} exists and is not a directory")
     if (out / ev.MANIFEST).exists() and not overwrite:
-        raise HpoqError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
+        raise ConfigError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
     if overwrite and out.is_dir():
         for old in list(out.glob("train/*.h5")) + list(out.glob("val/*.h5")) + [out / ev.MANIFEST]:
             old.unlink(missing_ok=True)
@@ -252,7 +252,7 @@ def convert_events(
     try:
         _convert_all(inputs, out, split, val_fraction, compression, written)
         if not written or not any(p.parent.name == "train" for p in written):
-            raise HpoqError("convert-events: the inputs hold no events for the train split")
+            raise ConfigError("convert-events: the inputs hold no events for the train split")
         return ev.index_shards(out)
     except BaseException:
         for path in written:

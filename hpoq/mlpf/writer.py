@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
 from hpoq.mlpf.features import finish_stats, type_stats
 from hpoq.mlpf.generator import GeneratorConfig, generate_events, make_config
@@ -36,7 +36,7 @@ def _plan(n_events: int, val_fraction: float, shards: int) -> dict:
         n_val = 1
     n_train = n_events - n_val
     if n_train < 1:
-        raise HpoqError(f"--events {n_events} with --val-fraction {val_fraction:g} leaves no training events")
+        raise ConfigError(f"--events {n_events} with --val-fraction {val_fraction:g} leaves no training events")
     plan = {}
     for split, lo, hi, k in (
         ("train", 0, n_train, shards),
@@ -59,7 +59,7 @@ def _make_shard(args):
         events += generate_events(cfg, seed, range(start, min(start + BLOCK, hi)))
     events = [e for e in events if e.X.shape[0] > 0]  # empty events give log(0) targets (mlpf.md 7)
     if not events:
-        raise HpoqError(f"shard {rel} would hold no events")
+        raise ConfigError(f"shard {rel} would hold no events")
     arrays, counts = ev.pack_events(events)
     attrs = ev.shard_attrs(SYNTHETIC_SCHEMA, X_FEATURES, CLASS_LABELS, ELEM_TYPES, source, counts)
     stats = type_stats(arrays["elements/X"], len(ELEM_TYPES))
@@ -102,22 +102,22 @@ def generate_dataset(
     """
     out = Path(out)
     if n_events < 2:
-        raise HpoqError(f"--events must be at least 2, got {n_events}")
+        raise ConfigError(f"--events must be at least 2, got {n_events}")
     if shards < 1:
-        raise HpoqError(f"--shards must be at least 1, got {shards}")
+        raise ConfigError(f"--shards must be at least 1, got {shards}")
     if not 0.0 <= val_fraction < 1.0:
-        raise HpoqError(f"--val-fraction must lie in [0, 1), got {val_fraction:g}")
+        raise ConfigError(f"--val-fraction must lie in [0, 1), got {val_fraction:g}")
     if seed < 0:
-        raise HpoqError(f"--seed must be non-negative, got {seed}")
+        raise ConfigError(f"--seed must be non-negative, got {seed}")
     if compression not in ev.COMPRESSIONS:
-        raise HpoqError(f"--compression must be one of {', '.join(ev.COMPRESSIONS)}, got {compression!r}")
+        raise ConfigError(f"--compression must be one of {', '.join(ev.COMPRESSIONS)}, got {compression!r}")
     if workers < 1:
-        raise HpoqError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     cfg = make_config(preset, **overrides)
     if out.exists() and not out.is_dir():
-        raise HpoqError(f"--out {out} exists and is not a directory")
+        raise ConfigError(f"--out {out} exists and is not a directory")
     if (out / ev.MANIFEST).exists() and not overwrite:
-        raise HpoqError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
+        raise ConfigError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
     plan = _plan(n_events, val_fraction, shards)
     out.mkdir(parents=True, exist_ok=True)
     if (out / ev.MANIFEST).exists():

@@ -21,7 +21,7 @@ import os
 import socket
 import time
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 LOCK_FILE = ".hpoq.lock"
 
@@ -37,7 +37,7 @@ def _holder(path: str) -> str:
 
 
 class DirLock:
-    """The master's lock on its output directory; :meth:`acquire` raises HpoqError when another holds it."""
+    """The master's lock on its output directory; :meth:`acquire` raises ConfigError when another holds it."""
 
     def __init__(self, path: str, fd: int):
         self.path = path
@@ -49,17 +49,17 @@ class DirLock:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise HpoqError(f"cannot write in output directory {out_dir!r} ({exc.strerror})") from None
+            raise ConfigError(f"cannot write in output directory {out_dir!r} ({exc.strerror})") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EACCES, errno.EAGAIN):
-                raise HpoqError(
+                raise ConfigError(
                     f"output directory {out_dir!r} is in use by another master ({_holder(path)}); "
                     "wait for it to end or stop it, then resume"
                 ) from None
-            raise HpoqError(
+            raise ConfigError(
                 f"cannot lock output directory {out_dir!r} ({exc.strerror}; on Lustre mount with -o flock)"
             ) from None
         info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})

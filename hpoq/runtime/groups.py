@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 # message tags between the master and the group leaders (COMM_WORLD), and inside a group
 TAG_SETUP = 11  # master -> every rank: the study (or an error) to set up
@@ -32,7 +32,7 @@ class GroupLayout:
 
     def __post_init__(self):
         if self.world_size - 1 < self.ranks_per_trial:
-            raise HpoqError(
+            raise ConfigError(
                 f"{self.world_size} MPI rank(s) cannot form one trial group: rank 0 is the master and "
                 f"ranks_per_trial is {self.ranks_per_trial}, so at least {self.ranks_per_trial + 1} ranks are needed "
                 f"(mpiexec -n {self.ranks_per_trial + 1} ...)"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 MANIFEST = "dataset.json"
 _CHUNK = 1 << 20
@@ -44,7 +44,7 @@ def fingerprint(path: str) -> dict:
             )
             return {"path": path, "kind": "listing", "sha256": hashlib.sha256(repr(listing).encode()).hexdigest()}
     except OSError as exc:
-        raise HpoqError(f"input {path!r} cannot be read ({exc.strerror})") from None
+        raise ConfigError(f"input {path!r} cannot be read ({exc.strerror})") from None
     return {"path": path, "kind": "missing", "sha256": None}
 
 

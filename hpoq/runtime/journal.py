@@ -65,7 +65,7 @@ import math
 import os
 import time
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
@@ -145,7 +145,7 @@ class Journal:
     @classmethod
     def create(cls, path: str) -> "Journal":
         if os.path.exists(path):
-            raise HpoqError(f"journal {path!r} already exists")
+            raise ConfigError(f"journal {path!r} already exists")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         return cls(path, fd, 0)
 
@@ -221,10 +221,10 @@ class Journal:
 def read_journal(path: str) -> tuple[list[dict], int]:
     """(records, bytes of complete lines) of a journal; a torn last line is ignored.
 
-    A malformed line that is *not* the last one raises HpoqError (the file was damaged).
+    A malformed line that is *not* the last one raises ConfigError (the file was damaged).
     """
     if not os.path.isfile(path):
-        raise HpoqError(f"journal {path!r} does not exist")
+        raise ConfigError(f"journal {path!r} does not exist")
     with open(path, "rb") as fh:
         raw = fh.read()
     records, offset = [], 0
@@ -241,9 +241,9 @@ def read_journal(path: str) -> tuple[list[dict], int]:
         except (ValueError, UnicodeDecodeError):
             if last:
                 break
-            raise HpoqError(f"journal {path!r}: line {i + 1} is not a JSON record (damaged file)") from None
+            raise ConfigError(f"journal {path!r}: line {i + 1} is not a JSON record (damaged file)") from None
         records.append(rec)
         offset = end
     if not records or records[0].get("type") != "header":
-        raise HpoqError(f"journal {path!r} has no header record")
+        raise ConfigError(f"journal {path!r} has no header record")
     return records, offset

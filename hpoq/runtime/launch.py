@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 
 from hpoq import __version__
-from hpoq.errors import HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
@@ -63,7 +63,7 @@ def _journal_path(out_dir: str) -> str:
 def _resume_dir(study: str | None, out: str | None, resume) -> str:
     if isinstance(resume, str):
         if study:
-            raise HpoqError(
+            raise ConfigError(
                 f"run: give a study file or --resume {resume}, not both (a resume takes the study from "
                 f"the journal in {resume!r}; 'run {study} --resume' resumes the study's own directory)"
             )
@@ -74,7 +74,7 @@ def _resume_dir(study: str | None, out: str | None, resume) -> str:
         from hpoq.study.spec import load_study
 
         return load_study(study, check=False).out
-    raise HpoqError("--resume needs the output directory: run --resume OUTDIR")
+    raise ConfigError("--resume needs the output directory: run --resume OUTDIR")
 
 
 def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
@@ -84,18 +84,18 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
     out_dir = _resume_dir(study, out, resume)
     path = _journal_path(out_dir)
     if not os.path.isfile(path):
-        raise HpoqError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
+        raise ConfigError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
     lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
     records, valid = read_journal(path)
     try:
         spec = StudySpec.from_dict(records[0]["study"])
     except (KeyError, TypeError) as exc:
-        raise HpoqError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
+        raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
     spec.out = out_dir
     check_study(spec)
     changed = changed_inputs(records[0].get("inputs"))
     if changed and not allow_changed:
-        raise HpoqError(
+        raise ConfigError(
             f"--resume: input {changed[0]} since the study started"
             + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
             + "; restore it, or pass --allow-changed-inputs to continue on the new data"
@@ -104,7 +104,7 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
 
 
 def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
-    """Everything rank 0 checks before any rank starts work (raises HpoqError; writes nothing but the lock)."""
+    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing but the lock)."""
     from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
@@ -115,16 +115,16 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         out_dir = spec.out
     else:
         if not study:
-            raise HpoqError("run: give a study file (run STUDY.yaml) or --resume OUTDIR")
+            raise ConfigError("run: give a study file (run STUDY.yaml) or --resume OUTDIR")
         spec = load_study(study, out=out)
         out_dir = spec.out
         if os.path.exists(_journal_path(out_dir)):
-            raise HpoqError(
+            raise ConfigError(
                 f"output directory {out_dir!r} already holds a study journal; "
                 f"continue it with 'run --resume {out_dir}' or choose another --out"
             )
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise HpoqError(f"output directory {out_dir!r} exists and is not a directory")
+            raise ConfigError(f"output directory {out_dir!r} exists and is not a directory")
         check_writable_dir(out_dir, "output directory")
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     metric, mode = trainer_metric(spec)
@@ -189,7 +189,7 @@ def master_main(
     try:
         try:
             plan = prepare(study, out, resume, size, allow_changed_inputs)
-        except HpoqError as exc:
+        except ConfigError as exc:
             _error(str(exc))
             for rank in range(1, size):
                 world.send({"ok": False}, dest=rank, tag=TAG_SETUP)
@@ -236,7 +236,7 @@ def _stop_all(world, layout: GroupLayout, code: int) -> None:
 
 
 def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
-    """Create (lock, reserve, header) or reopen (resume record) the journal; OSError -> HpoqError."""
+    """Create (lock, reserve, header) or reopen (resume record) the journal; OSError -> ConfigError."""
     spec, path = plan.spec, _journal_path(plan.out_dir)
     try:
         if plan.resume is None:
@@ -278,7 +278,7 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
         journal.sync()
     except OSError as exc:
         where = exc.filename or plan.out_dir
-        raise HpoqError(f"cannot write the study in {plan.out_dir!r}: {where}: {exc.strerror}") from None
+        raise ConfigError(f"cannot write the study in {plan.out_dir!r}: {where}: {exc.strerror}") from None
     return journal
 
 
@@ -286,7 +286,7 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
     transport = MPITransport(world)
     try:
         master, journal, budget = start_master(transport, plan, signals, progress_enabled)
-    except HpoqError as exc:
+    except ConfigError as exc:
         _error(str(exc))
         _stop_all(world, plan.layout, 2)
         return 2
@@ -296,7 +296,7 @@ def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
 def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=None):
     """Open the journal (header or resume record) and build the :class:`Master`: (master, journal, budget).
 
-    Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises HpoqError when the
+    Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises ConfigError when the
     directory cannot be written or is locked by another master.
     """
     from hpoq.runtime.master import Master
@@ -348,7 +348,7 @@ def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
     error, status, bug = None, "finished", None
     try:
         status = master.run()
-    except HpoqError as exc:
+    except ConfigError as exc:
         status, error = "error", str(exc)
     except InternalError as exc:  # a bug: journaled as the end of the study, then raised with its traceback
         status, error, bug = "error", f"{type(exc).__name__}: {exc}", exc

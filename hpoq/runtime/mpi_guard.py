@@ -27,7 +27,7 @@ import functools
 import os
 import sys
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 MPI_COMMANDS = frozenset({"run"})  # the subcommands that start MPI; the others never import mpi4py
 
@@ -87,7 +87,7 @@ def _abort_on_failure(run):
     def guarded(args):
         try:
             code = run(args)
-        except HpoqError:
+        except ConfigError:
             _abort_status(2)  # main() prints it and returns 2, the CLI's bad-input status
             raise
         except BaseException as exc:
@@ -104,7 +104,7 @@ def install(args) -> None:
     """Check the MPI launch of ``args.command`` and, on a multi-rank world, make failures abort the job.
 
     Called by ``hpoq.main`` right after argument parsing. Commands that do not use MPI are left alone
-    (mpi4py is not even imported). Raises HpoqError on task 0 of a mismatched launch; the other tasks
+    (mpi4py is not even imported). Raises ConfigError on task 0 of a mismatched launch; the other tasks
     exit 2 silently, so the user reads the reason once.
     """
     if getattr(args, "command", None) not in MPI_COMMANDS or not hasattr(args, "_run"):
@@ -115,7 +115,7 @@ def install(args) -> None:
     problem = launch_mismatch(size)
     if problem:
         if _is_task_zero():
-            raise HpoqError(problem)
+            raise ConfigError(problem)
         sys.exit(2)
     if size > 1:
         args._run = _abort_on_failure(args._run)

@@ -32,7 +32,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
 from hpoq.runtime.protocol import Dispatch
@@ -59,8 +59,8 @@ def minimized(metrics, mode: str) -> list[float]:
     return [-v for v in values] if mode == "max" else values
 
 
-def _diverged(line: int, what: str) -> HpoqError:
-    return HpoqError(
+def _diverged(line: int, what: str) -> ConfigError:
+    return ConfigError(
         f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
         "repeat its earlier decisions (is its predictor deterministic for this seed?)"
     )
@@ -108,7 +108,9 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
         try:
             scheduler.load_state_dict(records[snap]["state"])
         except Exception as exc:  # noqa: BLE001 -- any failure to restore is a resume error
-            raise HpoqError(f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})") from None
+            raise ConfigError(
+                f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})"
+            ) from None
         waiting.extend(Dispatch.from_entry(e) for e in records[snap].get("queue", []))
         start = snap + 1
         out.from_snapshot = snap + 1

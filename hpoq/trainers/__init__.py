@@ -13,7 +13,7 @@ class must subclass :class:`hpoq.trainers.base.Trainer`.
 
 from __future__ import annotations
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import build, check, import_class, parameter_names
 from hpoq.trainers.base import Trainer, TrainerError
 
@@ -32,18 +32,18 @@ def available_trainers() -> list[str]:
 def trainer_class(name: str) -> type[Trainer]:
     """The class registered under ``name``, or imported from ``package.module:Class``."""
     if not isinstance(name, str) or not name:
-        raise HpoqError(f"trainer name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"trainer name must be a non-empty string, got {name!r}")
     if name in TRAINERS:
         target = TRAINERS[name]
     elif ":" in name:
         target = name
     else:
-        raise HpoqError(
+        raise ConfigError(
             f"unknown trainer {name!r}; available: {', '.join(available_trainers())}, or package.module:Class"
         )
     cls = import_class("trainer", name, target)
     if not (isinstance(cls, type) and issubclass(cls, Trainer)):
-        raise HpoqError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
+        raise ConfigError(f"trainer {name!r}: {target} is not a subclass of hpoq.trainers.base.Trainer")
     return cls
 
 

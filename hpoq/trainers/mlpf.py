@@ -15,14 +15,14 @@ mean of per-batch means (see hpoq.mlpf.training).
 
 ``train`` is called on every rank of a trial group with the group's communicator (or None); all
 ranks return the same per-epoch ``val_loss`` list (mlpf.md 1.5, minimised). Divergence (non-finite
-loss) and CUDA out-of-memory raise :class:`TrainerError`; bad parameters raise HpoqError.
+loss) and CUDA out-of-memory raise :class:`TrainerError`; bad parameters raise ConfigError.
 The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_DEFAULTS` and
 :data:`hpoq.mlpf.training.MODEL_KEYS` (see :mod:`hpoq.mlpf.search_space`).
 """
 
 from __future__ import annotations
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import Boolean, Interval, Mapping, Options, Text
 from hpoq.trainers.base import Trainer, TrainerError
 
@@ -116,11 +116,11 @@ class MLPFTrainer(Trainer):
         from hpoq.mlpf.model import PRESETS
 
         if backend not in BACKENDS:
-            raise HpoqError(f"trainer.params.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+            raise ConfigError(f"trainer.params.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if preset not in PRESETS:
-            raise HpoqError(f"trainer.params.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+            raise ConfigError(f"trainer.params.preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         if not isinstance(R, int) or R < 1:
-            raise HpoqError(f"trainer.params.R must be a positive integer (the horizon in epochs), got {R!r}")
+            raise ConfigError(f"trainer.params.R must be a positive integer (the horizon in epochs), got {R!r}")
         from hpoq.mlpf.training import OBJECTIVES
 
         self._settings().validate()
@@ -136,11 +136,11 @@ class MLPFTrainer(Trainer):
 
         reason = upstream.unavailable_reason()
         if reason:
-            raise HpoqError(f"trainer.params.model: particleflow: {reason}")
+            raise ConfigError(f"trainer.params.model: particleflow: {reason}")
         try:  # the data fixes input_dim / num_classes later; CLIC's values check everything else
             upstream.upstream_config(model_params, input_dim=17, num_classes=6, elem_types=[0, 1, 2])
-        except HpoqError as exc:
-            raise HpoqError(f"trainer.params.model_params: {str(exc).removeprefix('mlpf: ')}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"trainer.params.model_params: {str(exc).removeprefix('mlpf: ')}") from None
 
     def _settings(self):
         from hpoq.mlpf.training import TrainSettings

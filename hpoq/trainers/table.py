@@ -24,7 +24,7 @@ import time
 
 from hpoq.atomic import write_atomic
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import Interval, Options, Text
 from hpoq.trainers.base import Trainer, TrainerError
 
@@ -46,9 +46,9 @@ class TableTrainer(Trainer):
     def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0):
         super().__init__(table=table, metric=metric, mode=mode, sleep=sleep)
         if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or not math.isfinite(sleep) or sleep < 0:
-            raise HpoqError(f"trainer.params.sleep must be a number of seconds >= 0, got {sleep!r}")
+            raise ConfigError(f"trainer.params.sleep must be a number of seconds >= 0, got {sleep!r}")
         if not isinstance(table, str):
-            raise HpoqError(f"trainer.params.table must be a path, got {table!r}")
+            raise ConfigError(f"trainer.params.table must be a path, got {table!r}")
         self.table: CurveTable = load_table(table, metric, mode)
         self.metric = metric
         self.mode = mode
