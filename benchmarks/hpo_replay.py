@@ -52,6 +52,7 @@ VARIANTS = {
     "swift": ("swift", None),
     "default": ("default", None),
     "default-nopred": ("default", "none"),
+    "default-qsvr": ("default", "qsvr"),  # the QA-SVR ensemble (simulated annealing) as the pruning brain
     "topk-1epoch": ("topk-1epoch", None),
     "random": ("random", None),
 }

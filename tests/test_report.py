@@ -51,6 +51,12 @@ VOCABULARY = {
     "asha finish": ([d("pause", "rung", 3), d("continue", "finish", 3), d("done", "completed", 9)], COMPLETED),
     "default predicted": ([d("pause", "rung", 3), d("stop", "predicted", 3, predicted_final=470.1, error=3.0,
                                                       threshold=450.0)], PRUNED_PREDICTION),
+    "default forecast prune": ([d("pause", "rung", 2), d("stop", "predicted", 2, predicted=471.0, sigma=2.0,
+                                                           threshold=455.0, target_epoch=9, rung_epoch=2)],
+                               PRUNED_PREDICTION),
+    "default promoted by forecast": ([d("pause", "rung", 1), d("continue", "predicted", 1, predicted=450.0,
+                                                                target_epoch=9),
+                                      d("pause", "rung", 2), d("stop", "rung", 2, final_rung_epoch=2)], PRUNED_RUNG),
     "default finalist": ([d("pause", "rung", 3), d("continue", "finalist", 3, predicted_final=449.0),
                           d("done", "completed", 9)], COMPLETED),
     "random completed": ([d("done", "completed", 9)], COMPLETED),
@@ -325,8 +331,11 @@ def test_report_out_folder_must_exist(study, tmp_path, capsys):
 
 
 def test_predictions_of_the_default_scheduler():
-    """``default`` puts ``predicted_final`` (value at R from ``prefix_epochs``) in its finalist decisions."""
+    """``default`` puts its rung forecasts (``predicted`` at ``target_epoch`` from ``rung_epoch``) in its
+    decisions; the report reads them as prediction points and counts what the predictor decided."""
     from hpoq.curves.table import load_table
+    from hpoq.report.decisions import KINDS, decision_kind, predictor_decisions
+    from hpoq.report.html import predictor_section
     from hpoq.report.predictions import extract_predictions
     from hpoq.report.study import StudyOutput, TrialView
     from hpoq.schedulers import make_scheduler
@@ -336,7 +345,7 @@ def test_predictions_of_the_default_scheduler():
     curves = table.minimized()
     rows = np.arange(table.n_rows)
     scheduler = make_scheduler("default", R=R, eta=ETA, sampler=TableRowSampler(table, 1, rows=rows[:200]), seed=1,
-                               warm_curves=table.subset(rows[240:]), grace=1, finalists=4)
+                               warm_curves=table.subset(rows[240:]), grace=1, finalists=4, n=60)
     trials: dict = {}
     while not scheduler.finished:
         unit = scheduler.suggest()
@@ -351,12 +360,21 @@ def test_predictions_of_the_default_scheduler():
                         mode="min", budget=None, status="finished", status_detail="", trials=trials, results=[],
                         end=None, resumes=0, records=0, torn_bytes=0, files={})
     points, omitted = extract_predictions(study)
-    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted_final" in dec["info"]]
-    assert len(points) == len(made) > 0 and omitted == {"no_actual": 0, "no_target": 0}  # finalists reach R
+    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted" in dec["info"]]
+    assert len(points) == len(made) > 0 and omitted["no_target"] == 0
+    assert omitted["no_actual"] == sum(1 for tid, info in made if len(trials[tid].curve) < info["target_epoch"])
     for p, (tid, info) in zip(points, made):
-        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, R, info["prefix_epochs"])
-        assert (p.predicted, p.error, p.threshold) == (info["predicted_final"], info["error"], info["threshold"])
-        assert p.actual == trials[tid].curve[R - 1]
+        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, info["target_epoch"], info["rung_epoch"])
+        assert (p.predicted, p.error, p.threshold) == (info["predicted"], info["sigma"], info["threshold"])
+        if len(trials[tid].curve) >= info["target_epoch"]:
+            assert p.actual == trials[tid].curve[info["target_epoch"] - 1]
+    kinds, models = predictor_decisions(study)
+    every = [decision_kind(dec) for t in trials.values() for dec in t.decisions]
+    assert [row[1] for row in kinds] == [every.count(k) for k in KINDS]
+    assert sum(row[1] for row in kinds[:3]) == len([i for _, i in made if "model" in i]) > 0
+    assert sum(c for _, c in models) == len(made)
+    html = predictor_section(study)
+    assert "What the predictor decided" in html and "promoted by forecast" in html
 
 
 def test_report_of_a_study_that_just_started(study, tmp_path):

@@ -9,7 +9,9 @@ failed; the reason names the rule and differs per scheduler:
   or stop ``predicted`` (info ``prediction``, ``tau``), pause ``full`` / ``selected``.
 * ``asha``: pause ``rung``, continue ``rung`` / ``finish`` (promotion), stop ``rung`` (never
   promoted when the search ended), done ``completed``.
-* ``default``: ASHA's plus continue ``finalist`` and stop ``predicted`` (info ``predicted_final``).
+* ``default``: pause ``rung``, continue ``rung`` (in the rung's quota by observed value) or
+  ``predicted`` (in it only by forecast), continue ``finalist``, stop ``predicted`` (its optimistic
+  forecast cannot reach the k-th best; info ``predicted``, ``sigma``, ``threshold``) or ``rung``.
 * ``random``: done ``completed``; ``topk-1epoch``: pause ``screened``, continue / stop ``top-k``.
 
 The fate is decided by the *last* decision about the trial: a stop is "pruned by prediction"
@@ -43,7 +45,7 @@ RUNG_REASONS = frozenset({"rung", "top-k"})
 #: stop reasons that mean "a predictor said it cannot win"
 PREDICTION_REASONS = frozenset({"predicted", "prediction"})
 #: decision-info keys that hold a predicted value (see :mod:`hpoq.report.predictions`)
-PREDICTION_KEYS = ("prediction", "predicted_final")
+PREDICTION_KEYS = ("prediction", "predicted_final", "predicted")
 
 
 def holds_prediction(info) -> bool:

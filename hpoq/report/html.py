@@ -130,6 +130,23 @@ def predictions_section(study, figures: dict, pred_rows: list[dict], omitted: di
     return section("predictions", "Predicted versus actual", body, note)
 
 
+def predictor_section(study) -> str:
+    """``default``'s rung decisions by kind and the forecast models behind them (empty for other algorithms)."""
+    if study.algorithm != "default":
+        return ""
+    from hpoq.report.decisions import predictor_decisions
+
+    kinds, models = predictor_decisions(study)
+    body = table(["decision", "decisions", "trials"], kinds)
+    if models:
+        body += table(["forecast model (predictor:prefix epochs->target epoch@training curves)", "decisions"], models)
+    note = ("Promotions and prunes of default's rungs: 'forecast agrees' = successive halving on the observed values "
+            "would have promoted the trial too; 'promoted by forecast' = the forecast promoted it over a trial that was "
+            "better at the rung; 'pruned by forecast' = even its optimistic forecast could not reach the k-th best; "
+            "'ranked by observed value' = no forecast yet (too few curves) or --predictor none.")
+    return section("predictor", "What the predictor decided", body, note)
+
+
 def brackets_section(brackets: list[dict]) -> str:
     body = table(["bracket", "configs", "epochs", "plain Hyperband epochs", "completed", "pruned by rung",
                   "pruned by prediction", "failed", "running / paused", "best at R"],
@@ -154,6 +171,7 @@ def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points:
         section("curves", "Learning curves", _figure(figures, "curves.png"),
                 f"{study.metric} after each epoch, as the trainer reported it; the dotted line marks R. A trial pruned "
                 "after one epoch is a single dot."),
+        predictor_section(study),
         predictions_section(study, figures, pred_rows, omitted, n_points),
         section("best-so-far", "Best so far versus epochs", _figure(figures, "best_so_far.png"),
                 "Epochs summed over all trials in the order results arrived; the solid line is what the study would "

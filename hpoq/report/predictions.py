@@ -4,8 +4,10 @@ Schedulers put a predictor's output in a decision's ``info`` (values *minimised*
 
 * ``swift`` (method.md 3.4): ``prediction`` of the value at r_i from the first e_d epochs;
   ``key = [r_i, e_d]``; threshold ``tau``.
-* ``default``: ``predicted_final`` of the value at R from ``prefix_epochs`` epochs; ``error`` (the
-  predictor's cross-validated RMS error) and ``threshold`` (best final value so far).
+* ``default``: ``predicted`` (the forecast of the value at ``target_epoch``, R or a later rung) from
+  ``rung_epoch`` epochs; ``sigma`` (its cross-validated error) and ``threshold`` (the k-th best
+  pessimistic forecast of the rung). Earlier studies' ``predicted_final`` / ``prefix_epochs`` /
+  ``error`` are read too.
 * any scheduler may give ``target_epoch`` explicitly.
 
 The actual value is the trial's observed value at the target epoch when it was trained that far
@@ -46,6 +48,9 @@ def _target(info: dict, R) -> tuple[float, int | None, int | None, float, float]
         target = info.get("target_epoch", key[0] if isinstance(key, list) and len(key) == 2 else info.get("r_i"))
         start = key[1] if isinstance(key, list) and len(key) == 2 else info.get("e_d")
         return as_float(info["prediction"]), start, target, as_float(info.get("error")), as_float(info.get("tau"))
+    if "predicted" in info and "target_epoch" in info:  # default: a forecast at a rung (hpoq.schedulers.default)
+        return (as_float(info["predicted"]), info.get("rung_epoch"), info["target_epoch"], as_float(info.get("sigma")),
+                as_float(info.get("threshold")))
     if "predicted_final" in info:
         return (as_float(info["predicted_final"]), info.get("prefix_epochs"), info.get("target_epoch", R),
                 as_float(info.get("error")), as_float(info.get("threshold")))

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# trial status in outputs, from the last decision / event
-RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = "running", "paused", "promoted", "pruned", "done", "failed"
-_ACTION_STATUS = {"continue": PROMOTED, "pause": PAUSED, "stop": PRUNED, "done": DONE, "failed": FAILED}
+from hpoq.schedulers.base import ACTION_STATUS as _ACTION_STATUS
+from hpoq.schedulers.base import Status
+
+# trial status in outputs, from the last decision / event: the schedulers' one Status enum
+RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = (Status.RUNNING, Status.PAUSED, Status.PROMOTED, Status.PRUNED,
+                                                   Status.DONE, Status.FAILED)
 
 
 @dataclass

@@ -64,6 +64,10 @@ class Master:
         self.transport = transport   # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
         self.scheduler = scheduler
+        # predict helper's hook: a scheduler that fits models (default) fits them on this thread, never in the loop
+        if hasattr(scheduler, "attach_fit_executor"):
+            from concurrent.futures import ThreadPoolExecutor
+            scheduler.attach_fit_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
         self.journal = journal
         self.book = book
         self.out_dir = out_dir

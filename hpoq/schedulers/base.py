@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Protocol, Sequence
 
 from hpoq.registry import Anything, Interval
@@ -50,13 +51,43 @@ class WorkUnit:
         return asdict(self)
 
 
-# Decision actions: what happens to a trial after a result (explicit, as in Syne Tune / Ray).
-CONTINUE = "continue"  # more epochs will follow: keep the checkpoint
-PAUSE = "pause"        # waits for a promotion decision: keep the checkpoint
-STOP = "stop"          # pruned or not promotable: the checkpoint may be deleted
-DONE = "done"          # reached the maximum epochs R: final value known
-FAILED = "failed"      # the trainer failed (exception, NaN/inf, out of memory)
-ACTIONS = (CONTINUE, PAUSE, STOP, DONE, FAILED)
+class Action(StrEnum):
+    """What happens to a trial after a result (explicit, as in Syne Tune / Ray). A ``StrEnum``: its
+    members are the strings written to journals and state files ("continue", ...)."""
+
+    CONTINUE = "continue"  # more epochs will follow: keep the checkpoint
+    PAUSE = "pause"        # waits for a promotion decision: keep the checkpoint
+    STOP = "stop"          # pruned or not promotable: the checkpoint may be deleted
+    DONE = "done"          # reached the maximum epochs R: final value known
+    FAILED = "failed"      # the trainer failed (exception, NaN/inf, out of memory)
+
+
+class Status(StrEnum):
+    """Where a trial stands: the one status vocabulary of the schedulers' trials and the runtime's
+    book (:mod:`hpoq.runtime.book`). ``"active"`` and ``"stopped"``, the names of earlier state
+    files, read as RUNNING and PRUNED."""
+
+    RUNNING = "running"    # a unit is in flight or about to be dispatched
+    PAUSED = "paused"      # waits at a rung for a promotion decision
+    PROMOTED = "promoted"  # promoted past a rung; its next unit follows
+    PRUNED = "pruned"      # stopped before R
+    DONE = "done"          # reached R
+    FAILED = "failed"      # its trainer failed
+
+    @classmethod
+    def _missing_(cls, value):
+        return {"active": cls.RUNNING, "stopped": cls.PRUNED}.get(value)
+
+    @classmethod
+    def after(cls, action: str) -> "Status":
+        """The status a decision with ``action`` leaves its trial in."""
+        return ACTION_STATUS[Action(action)]
+
+
+CONTINUE, PAUSE, STOP, DONE, FAILED = Action.CONTINUE, Action.PAUSE, Action.STOP, Action.DONE, Action.FAILED
+ACTIONS = tuple(Action)
+ACTION_STATUS = {Action.CONTINUE: Status.PROMOTED, Action.PAUSE: Status.PAUSED, Action.STOP: Status.PRUNED,
+                  Action.DONE: Status.DONE, Action.FAILED: Status.FAILED}
 
 
 @dataclass

@@ -20,10 +20,14 @@ from hpoq.schedulers.asha import asha_rungs
 from hpoq.schedulers.brackets import hyperband_schedule
 
 
-def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) -> tuple[int, int]:
+def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, scores=None) -> tuple[int, int]:
     """(epochs, index of the returned row) of the default scheduler's rule with one worker.
 
-    ``curves``: minimised curves [k, >= R] of the k distinct configurations, in sampling order.
+    ``scores`` (same shape as ``curves``, default ``curves``): what a rung at epoch r ranks by,
+    ``scores[:, r - 1]`` (e.g. forecasts of the final value); the answer is the best observed
+    final value among the trials that reached R.
+
+    ``curves``: minimised curves [k, >= R] of the k configurations drawn, in sampling order.
     Rung by rung (``asha_rungs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
     (ties by sampling order); then, while fewer than ``finalists`` configurations reached R, the
     best unpromoted configurations (highest rung first) are promoted one rung together, as many as
@@ -37,8 +41,10 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) 
     members[0] = list(range(k_count))
     epochs = k_count * rungs[0]
 
+    scores = curves if scores is None else scores
+
     def ranked(k):
-        col = curves[members[k], rungs[k] - 1]
+        col = scores[members[k], rungs[k] - 1]
         order = np.lexsort((np.asarray(members[k]), col))
         return [members[k][i] for i in order]
 
@@ -102,12 +108,15 @@ def candidate_policies(R: int, eta: int, finalists=(2, 3, 4)) -> list[tuple[int,
 
 def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.random.Generator,
                   samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.5,
-                  confidence: float = 1.0, min_match: float = 0.9) -> tuple[tuple[int, int], dict]:
+                  confidence: float = 1.0, min_match: float = 0.9, scores=None) -> tuple[tuple[int, int], dict]:
     """The cheapest candidate that matches Hyperband on ``samples`` studies replayed on the store
-    (see :func:`study_rows`; duplicates are trained once, as the default scheduler does): its mean
+    (see :func:`study_rows`; every draw is trained, repeats included): its mean
     gap to Hyperband's returned final value plus ``confidence`` standard errors is within
     ``tolerance`` x the std of Hyperband's value, and it returns a configuration at least as good
     as Hyperband's in at least ``min_match`` of the studies.
+
+    ``scores``: what the candidates' rungs rank by (see :func:`sh_replay`; default the curves;
+    Hyperband always ranks by the observed values).
 
     Returns ``((grace, finalists), report)``; ``report`` lists every candidate's mean epochs and
     mean gap to Hyperband (in minimised metric units) for the decision log.
@@ -120,10 +129,10 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
     for _ in range(samples):
         rows = study_rows(n_store, n, pool_fraction, rng)
         hb_values.append(curves[rows[hyperband_replay(curves[rows], R, eta)], R - 1])
-        distinct = rows[np.sort(np.unique(rows, return_index=True)[1])]
-        sub = curves[distinct]
+        sub = curves[rows]  # every draw is trained, repeats included (dedupe off, as in the benchmarks)
+        sub_scores = None if scores is None else np.asarray(scores, dtype=float)[rows]
         for c in candidates:
-            epochs, idx = sh_replay(sub, R, eta, c[0], c[1])
+            epochs, idx = sh_replay(sub, R, eta, c[0], c[1], sub_scores)
             gaps[c].append(sub[idx, R - 1] - hb_values[-1])
             costs[c].append(epochs)
     hb_values = np.asarray(hb_values)

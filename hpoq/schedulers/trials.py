@@ -10,8 +10,10 @@ import math
 from dataclasses import dataclass, field
 
 from hpoq.errors import InternalError
+from hpoq.schedulers.base import Status
 
-ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = "active", "paused", "stopped", "done", "failed"
+# the scheduler-side names of the shared statuses (hpoq.schedulers.base.Status)
+ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = Status.RUNNING, Status.PAUSED, Status.PRUNED, Status.DONE, Status.FAILED
 
 
 @dataclass
@@ -19,7 +21,7 @@ class Trial:
     trial_id: int
     config: dict
     curve: list = field(default_factory=list)
-    status: str = ACTIVE
+    status: Status = ACTIVE
     bracket: int = -1
 
     @property
@@ -39,7 +41,8 @@ class Trial:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Trial":
-        return cls(int(d["trial_id"]), dict(d["config"]), [float(v) for v in d["curve"]], d["status"], int(d["bracket"]))
+        return cls(int(d["trial_id"]), dict(d["config"]), [float(v) for v in d["curve"]], Status(d["status"]),
+                   int(d["bracket"]))
 
 
 def take_inflight(inflight, trial_id: int, who: str, event: str):
