@@ -1,5 +1,6 @@
 """The ``default`` algorithm: successive halving by forecast final values within Hyperband's budget
 (hpoq.schedulers.default)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import DONE, STOP
 from hpoq.schedulers.brackets import hyperband_budget
@@ -41,7 +42,7 @@ def drive(sched, table, n_units=None):
         unit = sched.suggest()
         assert unit is not None, "no work suggested with nothing in flight"
         units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+        values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
         decisions += sched.on_result(unit.trial_id, values)
     return units, decisions
 
@@ -58,8 +59,16 @@ def test_same_seed_same_json_and_seed_matters():
 def test_one_worker_schedule_equals_its_closed_form():
     table = synthetic(n=120, R=16, seed=2, late=1.0)
     for grace, finalists in [(1, 2), (2, 3), (2, 1), (1, 5)]:
-        sched = DefaultScheduler(R=16, eta=2, sampler=TableRowSampler(table, 7), seed=7, grace=grace,
-                                 finalists=finalists, n=70, predictor="none")
+        sched = DefaultScheduler(
+            R=16,
+            eta=2,
+            sampler=TableRowSampler(table, 7),
+            seed=7,
+            grace=grace,
+            finalists=finalists,
+            n=70,
+            predictor="none",
+        )
         units, _ = drive(sched, table)
         rows = [c["_row"] for c in sched.configs]
         epochs, best = sh_replay(table.minimized()[rows], 16, 2, grace, finalists)
@@ -100,8 +109,9 @@ def test_state_round_trip_mid_run_continues_identically():
 
     def fresh():
         sampler, warm = table_sampler_for(table, 11, 0.3)
-        return make_scheduler("default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm,
-                              finalists=4, confidence=0.5)
+        return make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
+        )
 
     full_units, full_decisions = drive(fresh(), table)
     sched = fresh()
@@ -119,20 +129,22 @@ def test_state_round_trip_mid_run_continues_identically():
 
 def fresh_best(units, table):
     sampler, warm = table_sampler_for(table, 11, 0.3)
-    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4,
-                           confidence=0.5)
+    sched = make_scheduler(
+        "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
+    )
     drive(sched, table)
     return sched.best()
 
 
 def test_warm_store_chooses_the_grace_and_is_recorded():
-    early = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02)   # ranked by the first epoch
+    early = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02)  # ranked by the first epoch
     late = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02, cross=3.0)  # curves cross late
     picks = {}
     for label, table in (("early", early), ("late", late)):
         sampler, warm = table_sampler_for(table, 1, 0.5)
-        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, predictor="none",
-                               share=1.0)
+        sched = make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, predictor="none", share=1.0
+        )
         state = sched.state_dict()
         report = state["policy_report"]
         assert report["store_rows"] == warm.n_rows and report["candidates"] and report["ranked_by"] == "observed"
@@ -163,7 +175,8 @@ def test_choose_policy_prefers_the_cheapest_candidate_that_matches_hyperband():
     (grace, finalists), report = choose_policy(table.minimized(), 84, 16, 2, derive_rng(0, "t"), samples=30)
     ok = [c for c in report["candidates"] if c["ok"]]
     assert min(ok, key=lambda c: c["epochs"])["epochs"] == next(
-        c["epochs"] for c in report["candidates"] if (c["grace"], c["finalists"]) == (grace, finalists))
+        c["epochs"] for c in report["candidates"] if (c["grace"], c["finalists"]) == (grace, finalists)
+    )
 
 
 def test_rungs_rank_by_the_forecast_final_value_with_inputs_logged():
@@ -173,8 +186,9 @@ def test_rungs_rank_by_the_forecast_final_value_with_inputs_logged():
     picks = {}
     for predictor in ("svr", "none"):
         sampler, warm = table_sampler_for(table, 2, 0.5)
-        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=1,
-                               finalists=2, predictor=predictor)
+        sched = make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=1, finalists=2, predictor=predictor
+        )
         _, decisions = drive(sched, table)
         picks[predictor] = sched.best()["value"]
         forecast = [d for d in decisions if "predicted" in d.info]
@@ -209,17 +223,30 @@ def test_never_plans_more_epochs_than_hyperband(R, eta):
     table = synthetic(n=220, R=R, seed=R, late=2.0, cross=2.0)
     hb_n, hb_epochs = hyperband_budget(R, eta)
     for seed, warm_fraction, predictor, workers, params in [
-            (0, 0.0, "svr", 1, {}), (1, 0.5, "svr", 1, {}), (2, 0.5, "none", 9, {}),
-            (3, 0.0, "none", 1, {"finalists": 6}), (4, 0.5, "svr", 40, {"probes": 3}),
-            (5, 0.0, "svr", 3, {"grace": 1, "finalists": 8})]:
-        run = simulate_run(table, "default", seed, R, eta, workers=workers, warm_fraction=warm_fraction,
-                           predictor=predictor, params=params)
+        (0, 0.0, "svr", 1, {}),
+        (1, 0.5, "svr", 1, {}),
+        (2, 0.5, "none", 9, {}),
+        (3, 0.0, "none", 1, {"finalists": 6}),
+        (4, 0.5, "svr", 40, {"probes": 3}),
+        (5, 0.0, "svr", 3, {"grace": 1, "finalists": 8}),
+    ]:
+        run = simulate_run(
+            table,
+            "default",
+            seed,
+            R,
+            eta,
+            workers=workers,
+            warm_fraction=warm_fraction,
+            predictor=predictor,
+            params=params,
+        )
         hb = simulate_run(table, "hyperband", seed, R, eta, warm_fraction=warm_fraction)
         assert run["configs"] == hb["configs"] == hb_n
         assert run["epochs"] <= hb["epochs"] == hb_epochs, (seed, params)
     # another n: Hyperband's budget scaled to it; a plan that cannot fit is refused up front
     assert hyperband_cap(hb_n, R, eta) == hb_epochs and hyperband_cap(2 * hb_n, R, eta) == 2 * hb_epochs
-    with pytest.raises(HpoqError, match="more than Hyperband"):
+    with pytest.raises(ConfigError, match="more than Hyperband"):
         DefaultScheduler(R=R, eta=eta, sampler=TableRowSampler(table, 0), grace=R, finalists=2)
 
 
@@ -246,15 +273,15 @@ def test_repeated_draws_are_trained_like_any_draw():
 def test_bad_parameters_are_clear_errors():
     table = synthetic(n=20, R=8)
     sampler = TableRowSampler(table, 0)
-    with pytest.raises(HpoqError, match="grace"):
+    with pytest.raises(ConfigError, match="grace"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, grace=9)
-    with pytest.raises(HpoqError, match="finalists"):
+    with pytest.raises(ConfigError, match="finalists"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, finalists=0)
-    with pytest.raises(HpoqError, match="unknown predictor"):
+    with pytest.raises(ConfigError, match="unknown predictor"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, predictor="nope")
-    with pytest.raises(HpoqError, match="fewer than R"):
+    with pytest.raises(ConfigError, match="fewer than R"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, warm_curves=synthetic(n=20, R=4))
-    with pytest.raises(HpoqError, match="no parameter 'speed'"):
+    with pytest.raises(ConfigError, match="no parameter 'speed'"):
         make_scheduler("default", R=8, eta=2, sampler=sampler, seed=0, speed=2)
 
 
@@ -273,8 +300,9 @@ def test_store_curves_that_stop_before_R_are_left_out():
 def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
     table = synthetic(n=120, R=16, seed=13)
     sampler, warm = table_sampler_for(table, 4, 0.3)
-    sched = make_scheduler(algorithm, R=16, eta=2, sampler=sampler, seed=4,
-                           **({"warm_curves": warm} if algorithm == "default" else {}))
+    sched = make_scheduler(
+        algorithm, R=16, eta=2, sampler=sampler, seed=4, **({"warm_curves": warm} if algorithm == "default" else {})
+    )
     curves = table.minimized()
     in_flight, failed, decisions = [], set(), []
     while not sched.finished:
@@ -290,7 +318,7 @@ def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
             failed.add(unit.trial_id)
             decisions += sched.on_failure(unit.trial_id, "CUDA out of memory")
         else:
-            values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+            values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
             decisions += sched.on_result(unit.trial_id, values)
     assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
     assert {d.trial_id for d in decisions if d.action == "failed"} == failed

@@ -1,6 +1,6 @@
 """One MLPF work unit: train a configuration from epoch ``start`` to ``end`` data-parallel over a
-trial group, validate after every epoch, checkpoint at the end (docs/mlpf.md 2 "Training loop",
-1.5, 5; docs/platform.md 3).
+trial group, validate after every epoch, checkpoint at the end (docs/mlpf-data.md#model-and-training "Training loop",
+1.5, 5; docs/runtime.md#data-parallelism-inside-a-trial).
 
 Exactness rules that make resume equal to training straight through:
 - the LR is a function of the global step and the horizon ``R`` (never of ``end``);
@@ -12,7 +12,8 @@ Models (``TrainSettings.model``, built through :data:`MODEL_FACTORIES`): ``mini`
 hpoq.mlpf.model) and ``particleflow`` (upstream's MLPF, hpoq.mlpf.upstream). Both return the same
 output tuple, so the loss, loop, checkpoints and backends are shared.
 
-Metric: ``val_loss``, the mlpf.md 1.4 total with the *default* weights over the whole val split.
+Metric: ``val_loss``, the docs/mlpf-data.md#outputs-loss-and-the-hpo-metric total with the *default* weights over
+the whole val split.
 ``val_loss: global`` (default): from all-reduced sums and counts over the split (never means of
 per-rank means), so it does not depend on how the split is batched or over how many ranks.
 ``val_loss: batch_mean``: upstream MLPF's convention (mlpf/model/training.py ``eval_epoch``): each

@@ -14,12 +14,18 @@ forecast exists. Each promotion or prune carries the inputs it used; this module
 Rows per model (predictor, prefix epochs -> target epoch, training curves) show which forecasts
 drove the decisions.
 """
+
 from __future__ import annotations
 
 from collections import Counter
 
-KINDS = ("promoted, forecast agrees", "promoted by forecast", "pruned by forecast", "ranked by observed value",
-         "finalists")
+KINDS = (
+    "promoted, forecast agrees",
+    "promoted by forecast",
+    "pruned by forecast",
+    "ranked by observed value",
+    "finalists",
+)
 
 
 def decision_kind(decision: dict) -> str | None:
@@ -62,8 +68,15 @@ def summary_lines(out_dir: str) -> list[str]:
 
     study = load_study_output(out_dir)
     used = study.epochs_used
-    lines = [f"epochs: {used}" + (f" of Hyperband's {study.budget} for the same configurations and R "
-                                  f"({100.0 * (1 - used / study.budget):.1f}% saved)" if study.budget else "")]
+    lines = [
+        f"epochs: {used}"
+        + (
+            f" of Hyperband's {study.budget} for the same configurations and R "
+            f"({100.0 * (1 - used / study.budget):.1f}% saved)"
+            if study.budget
+            else ""
+        )
+    ]
     if study.algorithm == "default":
         kinds, models = predictor_decisions(study)
         lines.append("predictor decisions: " + "; ".join(f"{k}: {n} ({t} trials)" for k, n, t in kinds))

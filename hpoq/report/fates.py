@@ -18,6 +18,7 @@ The fate is decided by the *last* decision about the trial: a stop is "pruned by
 when its reason comes from a predictor or its info holds a prediction, "pruned by rung" when it
 was ranked out (``rung``, ``top-k``), and "stopped (other)" for any reason not known here.
 """
+
 from __future__ import annotations
 
 COMPLETED = "completed"

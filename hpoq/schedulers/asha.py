@@ -5,7 +5,7 @@ Rungs sit at ``r_k = grace * eta**k`` epochs for every ``r_k < R``, plus a last 
 (grace 1, eta 2, R 100: 1, 2, 4, 8, 16, 32, 64, 100). Whenever a worker asks for work
 (:meth:`ASHA.suggest`), the highest rung with a *promotable* trial wins: a trial is promotable
 from rung ``k`` when it ranks in the top ``floor(|rung k| / eta)`` of the results recorded at
-rung ``k`` so far (ties by (value, trial id), method.md 1) and was not promoted yet. A promotion
+rung ``k`` so far (ties by (value, trial id), docs/algorithms.md#conventions) and was not promoted yet. A promotion
 resumes from the checkpoint and trains only ``r_{k+1} - r_k`` more epochs. Otherwise a new
 configuration starts at the bottom rung, until ``n`` configurations were sampled (default: as
 many as Hyperband samples at the same R and eta, so that both see the same configurations).
@@ -15,11 +15,12 @@ is in flight and nothing is promotable, the search ends; if no trial reached ``R
 ``n``), the best trial of the highest occupied rung is promoted one rung at a time until one
 does, so that the answer is always a fully trained configuration.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
-from hpoq.errors import HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -49,11 +50,11 @@ class ASHA(Scheduler):
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1):
         self.R, self.eta = check_r_eta(R, eta)
         if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= self.R:
-            raise HpoqError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
+            raise ConfigError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
         if n is None:
             n = hyperband_budget(self.R, self.eta)[0]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise HpoqError(f"asha: n (configurations to sample) must be an integer >= 1, got {n!r}")
+            raise ConfigError(f"asha: n (configurations to sample) must be an integer >= 1, got {n!r}")
         self.sampler = sampler
         self.seed = int(seed)
         self.n = n
@@ -61,14 +62,14 @@ class ASHA(Scheduler):
         self.ladder = Rungs(self.R, self.eta, grace)
         self.rungs = self.ladder.epochs
         self.ignored: list[str] = []  # kept in the state for journals written when asha ignored a predictor
-        self.configs: list[dict] = []          # trial id -> config
-        self.draws = 0                         # draws from the sampler (repeats skipped by dedupe included)
-        self.curves: list[list[float]] = []    # trial id -> minimised values of epochs 1..len
+        self.configs: list[dict] = []  # trial id -> config
+        self.draws = 0  # draws from the sampler (repeats skipped by dedupe included)
+        self.curves: list[list[float]] = []  # trial id -> minimised values of epochs 1..len
         self.running: dict[int, tuple[int, int]] = {}  # trial id -> (start, end) of its unit in flight
         self.failed: set[int] = set()
         self.stopped: set[int] = set()
-        self.requeue: list[tuple[int, int, int]] = []   # units lost at a snapshot, suggested again first
-        self.pending: list[Decision] = []               # promotion decisions made in suggest()
+        self.requeue: list[tuple[int, int, int]] = []  # units lost at a snapshot, suggested again first
+        self.pending: list[Decision] = []  # promotion decisions made in suggest()
         self.units = 0
 
     # ---------------------------------------------------------------- rule
@@ -77,8 +78,14 @@ class ASHA(Scheduler):
         quota = self.ladder.quota(k)
         for rank, (value, tid) in enumerate(self.ladder.ranked(k)[:quota]):
             if tid not in self.ladder.promoted[k] and tid not in self.failed:
-                return tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value, "rank": rank,
-                             "rung_size": len(self.ladder.results[k]), "quota": quota}
+                return tid, {
+                    "rung": k,
+                    "rung_epoch": self.rungs[k],
+                    "value": value,
+                    "rank": rank,
+                    "rung_size": len(self.ladder.results[k]),
+                    "quota": quota,
+                }
         return None
 
     def _best_of_highest_rung(self) -> tuple[int, int] | None:
@@ -124,16 +131,26 @@ class ASHA(Scheduler):
             if found is not None:
                 k, tid = found
                 value = min(v for v, t in self.ladder.results[k] if t == tid)
-                return self._promote(k, tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value,
-                                              "rung_size": len(self.ladder.results[k])}, "finish")
+                return self._promote(
+                    k,
+                    tid,
+                    {"rung": k, "rung_epoch": self.rungs[k], "value": value, "rung_size": len(self.ladder.results[k])},
+                    "finish",
+                )
         return None
 
     def _flush(self, decisions: list[Decision]) -> list[Decision]:
         out, self.pending = self.pending + decisions, []
         if self.finished:
-            paused = [t for t, curve in enumerate(self.curves)
-                      if curve and len(curve) < self.R and t not in self.failed and t not in self.stopped
-                      and t not in self.ladder.promoted[self.ladder.index(len(curve))]]
+            paused = [
+                t
+                for t, curve in enumerate(self.curves)
+                if curve
+                and len(curve) < self.R
+                and t not in self.failed
+                and t not in self.stopped
+                and t not in self.ladder.promoted[self.ladder.index(len(curve))]
+            ]
             for tid in paused:
                 self.stopped.add(tid)
                 epoch = len(self.curves[tid])
@@ -179,8 +196,15 @@ class ASHA(Scheduler):
     def state_dict(self) -> dict:
         return {
             "algorithm": self.name,
-            "settings": {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "seed": self.seed,
-                         "rungs": list(self.rungs), "ignored": list(self.ignored)},
+            "settings": {
+                "R": self.R,
+                "eta": self.eta,
+                "n": self.n,
+                "grace": self.grace,
+                "seed": self.seed,
+                "rungs": list(self.rungs),
+                "ignored": list(self.ignored),
+            },
             "configs": [dict(c) for c in self.configs],
             "curves": [list(c) for c in self.curves],
             "rung_results": self.ladder.state_dict()["results"],
@@ -198,13 +222,16 @@ class ASHA(Scheduler):
     def load_state_dict(self, state: dict) -> None:
         settings = state["settings"]
         if (settings["R"], settings["eta"], settings["n"], settings["grace"]) != (self.R, self.eta, self.n, self.grace):
-            raise HpoqError(f"asha: state was saved with R={settings['R']}, eta={settings['eta']}, n={settings['n']}, "
-                            f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, "
-                            f"grace={self.grace}")
+            raise ConfigError(
+                f"asha: state was saved with R={settings['R']}, eta={settings['eta']}, n={settings['n']}, "
+                f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, "
+                f"grace={self.grace}"
+            )
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
-        self.ladder.load_state_dict({"epochs": settings["rungs"], "results": state["rung_results"],
-                                     "promoted": state["promoted"]})
+        self.ladder.load_state_dict(
+            {"epochs": settings["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
+        )
         self.failed = set(int(t) for t in state["failed"])
         self.stopped = set(int(t) for t in state["stopped"])
         self.requeue = [(int(t), int(s), int(e)) for t, s, e in state["requeue"]]

@@ -36,6 +36,7 @@ Every decision carries the inputs it used (observed rank, forecast, sigma, targe
 size, model key); ``state_dict`` records all bookkeeping and a restored scheduler continues
 identically (forecasts are a pure function of the state).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Interval, Mapping, Text
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -99,19 +100,45 @@ class DefaultScheduler(Scheduler):
 
     name = "default"
     supports_dedupe = True
-    parameter_constraints = {"n": [Interval(int, 1, None), None], "grace": [Interval(int, 1, None), None],
-                             "finalists": [Interval(int, 1, None), None], "probes": [Interval(int, 0, None)],
-                             "confidence": [Interval(float, 0, None)], "share": [Interval(float, 0, 1)],
-                             "warm_share": [Interval(float, 0, 1)], "policy_samples": [Interval(int, 1, None)],
-                             "policy_tolerance": [Interval(float, 0, None)], "min_train": [Interval(int, 3, None)],
-                             "fit_lag": [Interval(int, 0, None)], "predictor": [Text(), None],
-                             "predictor_params": [Mapping(), None], "warm_curves": [Anything(), None]}
+    parameter_constraints = {
+        "n": [Interval(int, 1, None), None],
+        "grace": [Interval(int, 1, None), None],
+        "finalists": [Interval(int, 1, None), None],
+        "probes": [Interval(int, 0, None)],
+        "confidence": [Interval(float, 0, None)],
+        "share": [Interval(float, 0, 1)],
+        "warm_share": [Interval(float, 0, 1)],
+        "policy_samples": [Interval(int, 1, None)],
+        "policy_tolerance": [Interval(float, 0, None)],
+        "min_train": [Interval(int, 3, None)],
+        "fit_lag": [Interval(int, 0, None)],
+        "predictor": [Text(), None],
+        "predictor_params": [Mapping(), None],
+        "warm_curves": [Anything(), None],
+    }
 
-    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
-                 grace: int | None = None, finalists: int | None = None, probes: int = 0,
-                 confidence: float = 1.0, share: float = 0.6, warm_share: float = 0.6, policy_samples: int = 120,
-                 policy_tolerance: float = 0.1, min_train: int = 12, fit_lag: int = 4, predictor: str | None = None,
-                 predictor_params: dict | None = None, warm_curves=None):
+    def __init__(
+        self,
+        *,
+        R: int,
+        eta: int = 2,
+        sampler,
+        seed: int = 0,
+        n: int | None = None,
+        grace: int | None = None,
+        finalists: int | None = None,
+        probes: int = 0,
+        confidence: float = 1.0,
+        share: float = 0.6,
+        warm_share: float = 0.6,
+        policy_samples: int = 120,
+        policy_tolerance: float = 0.1,
+        min_train: int = 12,
+        fit_lag: int = 4,
+        predictor: str | None = None,
+        predictor_params: dict | None = None,
+        warm_curves=None,
+    ):
         self.R, self.eta = check_r_eta(R, eta)
         self.n = hyperband_budget(self.R, self.eta)[0] if n is None else n
         _check_int("n (configurations to sample)", self.n, 1)
@@ -123,12 +150,15 @@ class DefaultScheduler(Scheduler):
         _check_int("min_train", min_train, 3)
         _check_int("fit_lag", fit_lag, 0)
         if grace is not None and grace > self.R:
-            raise HpoqError(f"default: grace must not exceed R={self.R}, got {grace}")
+            raise ConfigError(f"default: grace must not exceed R={self.R}, got {grace}")
         if probes > self.n:
-            raise HpoqError(f"default: probes ({probes}) must not exceed n ({self.n})")
-        if not float(confidence) >= 0 or not float(policy_tolerance) >= 0 or not (0 < float(share) <= 1 and
-                                                                               0 < float(warm_share) <= 1):
-            raise HpoqError("default: confidence and policy_tolerance must be >= 0, share and warm_share in (0, 1]")
+            raise ConfigError(f"default: probes ({probes}) must not exceed n ({self.n})")
+        if (
+            not float(confidence) >= 0
+            or not float(policy_tolerance) >= 0
+            or not (0 < float(share) <= 1 and 0 < float(warm_share) <= 1)
+        ):
+            raise ConfigError("default: confidence and policy_tolerance must be >= 0, share and warm_share in (0, 1]")
         self.sampler, self.seed, self.probes = sampler, int(seed), int(probes)
         self.confidence, self.share, self.warm_share = float(confidence), float(share), float(warm_share)
         self.policy_samples, self.policy_tolerance = policy_samples, float(policy_tolerance)
@@ -136,31 +166,34 @@ class DefaultScheduler(Scheduler):
         name = DEFAULT_PREDICTOR if predictor is None else predictor
         self.forecaster = None
         if name != "none":
-            self.forecaster = FinalValuePredictor(name, dict(predictor_params or {}), seed=self.seed, R=self.R,
-                                                  store=warm_curves, min_train=min_train)
+            self.forecaster = FinalValuePredictor(
+                name, dict(predictor_params or {}), seed=self.seed, R=self.R, store=warm_curves, min_train=min_train
+            )
         chosen, self.policy_source, self.policy_report = self._choose_policy(warm_curves, grace, finalists)
         self.grace, self.finalists = chosen
         first = self.probes * self.R + (self.n - self.probes) * self.grace
         if first > self.cap:
-            raise HpoqError(f"default: {self.probes} probes to R and grace {self.grace} for {self.n} configurations "
-                            f"cost {first} epochs, more than Hyperband's {self.cap} for the same n and R")
+            raise ConfigError(
+                f"default: {self.probes} probes to R and grace {self.grace} for {self.n} configurations "
+                f"cost {first} epochs, more than Hyperband's {self.cap} for the same n and R"
+            )
         self.ladder = Rungs(self.R, self.eta, self.grace)
         self.rungs = self.ladder.epochs
         self.min_train, self.fit_lag = min_train, fit_lag
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
-        self.draws = 0                        # draws from the sampler, repeats skipped by a dedupe sampler included
+        self.draws = 0  # draws from the sampler, repeats skipped by a dedupe sampler included
         self.result_order: list[tuple[int, int]] = []  # (rung, trial) of every result, in arrival order
         self._arrived: list[list[tuple[int, int]]] = [[] for _ in self.rungs]  # per rung: (trial, result index)
         self.running: dict[int, tuple[int, int]] = {}
         self.failed: set[int] = set()
         self.stopped: set[int] = set()
-        self.hopeless: dict[int, dict] = {}   # trial -> forecast that pruned it (cannot reach the k-th best)
+        self.hopeless: dict[int, dict] = {}  # trial -> forecast that pruned it (cannot reach the k-th best)
         self.requeue: list[tuple[int, int, int]] = []  # units already charged, dispatched first
         self.pending: list[Decision] = []
         self.units = 0
-        self.spent = 0                        # epochs charged (dispatched or queued)
-        self._cache: dict = {}                # (rung, rung size, model key) -> survivors; pure function of state
+        self.spent = 0  # epochs charged (dispatched or queued)
+        self._cache: dict = {}  # (rung, rung size, model key) -> survivors; pure function of state
 
     # ---------------------------------------------------------------- policy
     def _choose_policy(self, warm_curves, grace, finalists):
@@ -172,25 +205,42 @@ class DefaultScheduler(Scheduler):
         if store is not None and self.forecaster is not None:
             try:
                 scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
-            except (HpoqError, InternalError):
+            except (ConfigError, InternalError):
                 raise  # a configuration error or a bug: the user must see it
             except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
-                log.warning("default: predictor %r failed on the store (%s: %s); the policy replay ranks by observed "
-                            "values", self.forecaster.name, type(exc).__name__, exc)
+                log.warning(
+                    "default: predictor %r failed on the store (%s: %s); the policy replay ranks by observed values",
+                    self.forecaster.name,
+                    type(exc).__name__,
+                    exc,
+                )
             if scores is not None:
                 store = self.forecaster.store_curves
         if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
             graces = [grace] if grace is not None else rung_epochs(self.R, self.eta)[:-1] or [self.R]
             counts = [finalists] if finalists is not None else [2, 3, 4]
             limit = self.cap if grace is not None else self.warm_share * self.cap  # a given grace: only the hard cap
-            candidates = [(g, m) for g in graces for m in counts
-                          if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= limit]
+            candidates = [
+                (g, m)
+                for g in graces
+                for m in counts
+                if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= limit
+            ]
             if candidates:
-                chosen, report = choose_policy(store, self.n, self.R, self.eta, derive_rng(self.seed, "policy"),
-                                               samples=self.policy_samples, tolerance=self.policy_tolerance,
-                                               candidates=candidates, scores=scores)
-                report.update(cap=self.cap, share=self.warm_share,
-                              ranked_by="observed" if scores is None else "forecast")
+                chosen, report = choose_policy(
+                    store,
+                    self.n,
+                    self.R,
+                    self.eta,
+                    derive_rng(self.seed, "policy"),
+                    samples=self.policy_samples,
+                    tolerance=self.policy_tolerance,
+                    candidates=candidates,
+                    scores=scores,
+                )
+                report.update(
+                    cap=self.cap, share=self.warm_share, ranked_by="observed" if scores is None else "forecast"
+                )
                 if any(row["ok"] for row in report["candidates"]):
                     return chosen, "store", report
                 # nothing within the share matches Hyperband on the store: the cold rule's plan, store noted
@@ -198,8 +248,11 @@ class DefaultScheduler(Scheduler):
                 return (g, m), "cold rule (no store candidate matched)", report
         g, m = self._cold_policy(grace, finalists)
         source = "given" if grace is not None and finalists is not None else "cold rule"
-        return (g, m), source, {"cap": self.cap, "share": self.share,
-                                "plan": plan_cost(self.n, self.R, self.eta, g, m, self.probes)}
+        return (
+            (g, m),
+            source,
+            {"cap": self.cap, "share": self.share, "plan": plan_cost(self.n, self.R, self.eta, g, m, self.probes)},
+        )
 
     def _cold_policy(self, grace, finalists) -> tuple[int, int]:
         m = finalists or COLD_FINALISTS
@@ -261,7 +314,7 @@ class DefaultScheduler(Scheduler):
 
     def _index_result(self, k: int, trial_id: int, pos: int) -> None:
         """Add result ``pos`` (rung ``k``) to the per-rung arrival lists (a probe arrives at every rung)."""
-        for j in (range(len(self.rungs)) if k == self.ladder.top and trial_id < self.probes else (k,)):
+        for j in range(len(self.rungs)) if k == self.ladder.top and trial_id < self.probes else (k,):
             self._arrived[j].append((trial_id, pos))
 
     def _target(self, k: int, lag: int | None = None) -> tuple[int, int] | None:
@@ -272,8 +325,8 @@ class DefaultScheduler(Scheduler):
         if self.forecaster is None:
             return None
         usable = len(self.result_order) - (self.fit_lag if lag is None else lag)
-        counts = {T: sum(1 for _, pos in self._arrivals(T) if pos < usable) for T in self.rungs[k + 1:]}
-        return self.forecaster.target(self.rungs[k], self.rungs[k + 1:], counts)
+        counts = {T: sum(1 for _, pos in self._arrivals(T) if pos < usable) for T in self.rungs[k + 1 :]}
+        return self.forecaster.target(self.rungs[k], self.rungs[k + 1 :], counts)
 
     def _prefetch(self) -> None:
         """Start background fits of the models the rungs will use once ``fit_lag`` results passed."""
@@ -299,14 +352,20 @@ class DefaultScheduler(Scheduler):
         e = self.rungs[k]
         study = [(self.configs[t], self.curves[t]) for t, _ in self._arrivals(T)]
         try:
-            mean, sigma = self.forecaster.forecast(e, T, N, study, [self.configs[t] for t in tids],
-                                                   [self.curves[t][:e] for t in tids])
-        except (HpoqError, InternalError):
+            mean, sigma = self.forecaster.forecast(
+                e, T, N, study, [self.configs[t] for t in tids], [self.curves[t][:e] for t in tids]
+            )
+        except (ConfigError, InternalError):
             raise  # a configuration error or a bug: the user must see it
         except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
-            log.warning("default: predictor %r failed at rung %d (%s: %s); ranking by observed values, trial not "
-                        "pruned by forecast",
-                        self.forecaster.name, k, type(exc).__name__, exc)
+            log.warning(
+                "default: predictor %r failed at rung %d (%s: %s); ranking by observed values, trial not "
+                "pruned by forecast",
+                self.forecaster.name,
+                k,
+                type(exc).__name__,
+                exc,
+            )
             return None
         meta = {"target_epoch": T, "n_train": N, "model": f"{self.forecaster.name}:{e}->{T}@{N}"}
         return mean, sigma, meta
@@ -328,8 +387,9 @@ class DefaultScheduler(Scheduler):
     def _rank_rung(self, k: int, ranked, quota: int, target) -> list[tuple[int, str, dict]]:
         observed_rank = {t: i for i, (_, t) in enumerate(ranked)}
         base = {"rung": k, "rung_epoch": self.rungs[k], "quota": quota, "rung_size": len(ranked)}
-        finite = [t for v, t in ranked
-                  if math.isfinite(v) and all(math.isfinite(x) for x in self.curves[t][:self.rungs[k]])]
+        finite = [
+            t for v, t in ranked if math.isfinite(v) and all(math.isfinite(x) for x in self.curves[t][: self.rungs[k]])
+        ]
         forecast = None if target is None else self._rung_forecast(k, finite, *target)
         if forecast is None:
             return [(t, "rung", dict(base, value=v, rank=i)) for i, (v, t) in enumerate(ranked[:quota])]
@@ -341,9 +401,17 @@ class DefaultScheduler(Scheduler):
         out = []
         for pred_rank, i in enumerate(order):
             t = finite[i]
-            info = dict(base, **meta, value=self.curves[t][self.rungs[k] - 1], rank=observed_rank[t],
-                        predicted=float(mean[i]), sigma=float(sigma[i]), pred_rank=pred_rank,
-                        threshold=threshold, confidence=z)
+            info = dict(
+                base,
+                **meta,
+                value=self.curves[t][self.rungs[k] - 1],
+                rank=observed_rank[t],
+                predicted=float(mean[i]),
+                sigma=float(sigma[i]),
+                pred_rank=pred_rank,
+                threshold=threshold,
+                confidence=z,
+            )
             if meta["target_epoch"] == self.R and mean[i] - z * sigma[i] > threshold:
                 # pruned only by a forecast of the final value itself, never of an intermediate epoch
                 self.hopeless.setdefault(t, info)
@@ -353,9 +421,16 @@ class DefaultScheduler(Scheduler):
 
     # ---------------------------------------------------------------- finalists
     def _idle(self) -> bool:
-        return not self.running and not self.requeue and self.draws >= self.n and not any(
-            tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
-            for k in range(self.ladder.top) for tid, _, _ in self._survivors(k))
+        return (
+            not self.running
+            and not self.requeue
+            and self.draws >= self.n
+            and not any(
+                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
+                for k in range(self.ladder.top)
+                for tid, _, _ in self._survivors(k)
+            )
+        )
 
     def _finalist_candidates(self):
         """(rung, trial, value) of unpromoted, not hopeless trials: highest rung first, best value first."""
@@ -368,9 +443,16 @@ class DefaultScheduler(Scheduler):
         """No rung below R can receive another result: every draw made, nothing queued, no unit in flight
         except towards R, nothing promotable. (With W workers the finalists start here, beside the
         trials heading to R, instead of after them; one worker reaches this state at the same points.)"""
-        return not self.requeue and self.draws >= self.n and all(e == self.R for _, e in self.running.values()) \
-            and not any(tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
-                        for k in range(self.ladder.top) for tid, _, _ in self._survivors(k))
+        return (
+            not self.requeue
+            and self.draws >= self.n
+            and all(e == self.R for _, e in self.running.values())
+            and not any(
+                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
+                for k in range(self.ladder.top)
+                for tid, _, _ in self._survivors(k)
+            )
+        )
 
     def _plan_finalists(self) -> None:
         """When settled: queue the next ``finalists - |at or heading to R|`` candidates one rung on (charged now)."""
@@ -384,9 +466,21 @@ class DefaultScheduler(Scheduler):
                 continue
             self.ladder.promote(k, tid)
             self.spent += self.ladder.step(k)
-            self.pending.append(Decision(tid, CONTINUE, self.rungs[k], "finalist",
-                                         {"rung": k, "rung_epoch": self.rungs[k], "value": value,
-                                          "finalists": self.finalists, "reached_R": len(self.ladder.results[-1])}))
+            self.pending.append(
+                Decision(
+                    tid,
+                    CONTINUE,
+                    self.rungs[k],
+                    "finalist",
+                    {
+                        "rung": k,
+                        "rung_epoch": self.rungs[k],
+                        "value": value,
+                        "finalists": self.finalists,
+                        "reached_R": len(self.ladder.results[-1]),
+                    },
+                )
+            )
             self.requeue.append((tid, self.rungs[k], self.rungs[k + 1]))
             need -= 1
 
@@ -450,27 +544,47 @@ class DefaultScheduler(Scheduler):
 
     # ---------------------------------------------------------------- state
     def settings(self) -> dict:
-        return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "finalists": self.finalists,
-                "probes": self.probes, "rungs": list(self.rungs), "seed": self.seed, "cap": self.cap,
-                "confidence": self.confidence, "share": self.share, "warm_share": self.warm_share,
-                "min_train": self.min_train,
-                "fit_lag": self.fit_lag,
-                "policy_source": self.policy_source, "policy_samples": self.policy_samples,
-                "policy_tolerance": self.policy_tolerance,
-                "predictor": None if self.forecaster is None else self.forecaster.describe()}
+        return {
+            "R": self.R,
+            "eta": self.eta,
+            "n": self.n,
+            "grace": self.grace,
+            "finalists": self.finalists,
+            "probes": self.probes,
+            "rungs": list(self.rungs),
+            "seed": self.seed,
+            "cap": self.cap,
+            "confidence": self.confidence,
+            "share": self.share,
+            "warm_share": self.warm_share,
+            "min_train": self.min_train,
+            "fit_lag": self.fit_lag,
+            "policy_source": self.policy_source,
+            "policy_samples": self.policy_samples,
+            "policy_tolerance": self.policy_tolerance,
+            "predictor": None if self.forecaster is None else self.forecaster.describe(),
+        }
 
     def state_dict(self) -> dict:
         ladder = self.ladder.state_dict()
         return {
-            "algorithm": self.name, "settings": self.settings(), "policy_report": self.policy_report,
-            "configs": [dict(c) for c in self.configs], "curves": [list(c) for c in self.curves],
-            "rung_results": ladder["results"], "promoted": ladder["promoted"],
-            "failed": sorted(self.failed), "stopped": sorted(self.stopped),
+            "algorithm": self.name,
+            "settings": self.settings(),
+            "policy_report": self.policy_report,
+            "configs": [dict(c) for c in self.configs],
+            "curves": [list(c) for c in self.curves],
+            "rung_results": ladder["results"],
+            "promoted": ladder["promoted"],
+            "failed": sorted(self.failed),
+            "stopped": sorted(self.stopped),
             "hopeless": {str(t): info for t, info in self.hopeless.items()},
             # units in flight are lost at a snapshot and suggested again (already charged), before the queued ones
             "requeue": [[t, s, e] for t, (s, e) in self.running.items()] + [list(u) for u in self.requeue],
-            "pending": [d.to_dict() for d in self.pending], "units": self.units, "spent": self.spent,
-            "draws": self.draws, "result_order": [list(x) for x in self.result_order],
+            "pending": [d.to_dict() for d in self.pending],
+            "units": self.units,
+            "spent": self.spent,
+            "draws": self.draws,
+            "result_order": [list(x) for x in self.result_order],
             "sampler": self.sampler.state_dict(),
         }
 
@@ -479,10 +593,13 @@ class DefaultScheduler(Scheduler):
         mine = (self.R, self.eta, self.n, self.grace, self.finalists, self.probes)
         theirs = (s["R"], s["eta"], s["n"], s["grace"], s["finalists"], s.get("probes", 0))
         if theirs != mine:
-            raise HpoqError(f"default: the saved state was made with other settings (R, eta, n, grace, finalists, "
-                            f"probes) = {theirs}; this scheduler has {mine}")
-        self.ladder.load_state_dict({"epochs": s["rungs"], "results": state["rung_results"],
-                                     "promoted": state["promoted"]})
+            raise ConfigError(
+                f"default: the saved state was made with other settings (R, eta, n, grace, finalists, "
+                f"probes) = {theirs}; this scheduler has {mine}"
+            )
+        self.ladder.load_state_dict(
+            {"epochs": s["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
+        )
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
         self.failed = set(int(t) for t in state["failed"])
@@ -501,7 +618,7 @@ class DefaultScheduler(Scheduler):
 
 def _check_int(label: str, value, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise HpoqError(f"default: {label} must be an integer >= {low}, got {value!r}")
+        raise ConfigError(f"default: {label} must be an integer >= {low}, got {value!r}")
 
 
 def _store_curves(warm_curves, R: int):
@@ -509,6 +626,6 @@ def _store_curves(warm_curves, R: int):
     if warm_curves is None:
         return None
     if warm_curves.n_epochs < R:
-        raise HpoqError(f"default: the warm curve store has {warm_curves.n_epochs} epochs, fewer than R = {R}")
+        raise ConfigError(f"default: the warm curve store has {warm_curves.n_epochs} epochs, fewer than R = {R}")
     store = warm_curves.minimized()[:, :R]
     return store[np.isfinite(store).all(axis=1)]  # curves of a running study's store may stop short of R

@@ -4,7 +4,7 @@ A forecast at a rung of epoch ``e`` predicts the minimised value at a *target* e
 prefix (values after epochs 1..e) and the hyperparameters, with an uncertainty:
 
 * ``T = R`` (the final value) when enough complete curves exist: the warm store of earlier
-  studies (method.md 3.7) plus the study's own trials that reached R;
+  studies (docs/algorithms.md#where-the-savings-come-from) plus the study's own trials that reached R;
 * otherwise the latest rung epoch above ``e`` that enough of the study's own trials have reached:
   a cold study learns the mapping from a prefix to later epochs from the trials it promoted.
 
@@ -12,10 +12,11 @@ Training sets are a pure function of the scheduler's state, so that a restored s
 replayed journal) makes the same forecasts: the store (a seeded subset of at most ``max_store``
 curves) plus the *first* ``N`` study trials, in arrival order, that reached ``T``, where ``N`` is
 the largest size on the grid ``min_train * growth**j`` available (a model is refit only when the
-grid steps, cf. method.md 3.3 ``refit="on_growth"``). The uncertainty is the root mean square of
+grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
 ``folds``-fold cross-validated residuals on that set (or the predictor's own ``spread`` where
 larger), in metric units.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,19 @@ class FinalValuePredictor:
     folds of the uncertainty; ``max_store``: at most this many store curves (a seeded subset).
     """
 
-    def __init__(self, name: str, params: dict, *, seed: int, R: int, store=None, min_train: int = 12,
-                 growth: float = 1.5, folds: int = 3, max_store: int = 200):
+    def __init__(
+        self,
+        name: str,
+        params: dict,
+        *,
+        seed: int,
+        R: int,
+        store=None,
+        min_train: int = 12,
+        growth: float = 1.5,
+        folds: int = 3,
+        max_store: int = 200,
+    ):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
         self.min_train, self.growth = int(min_train), float(growth)
         self.folds, self.max_store = int(folds), int(max_store)
@@ -91,7 +103,7 @@ class FinalValuePredictor:
         self.store_configs, self.store_curves = configs, curves
         self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
         self.fits = 0
-        self.executor = None    # a concurrent.futures executor for background fits (the MPI master sets one)
+        self.executor = None  # a concurrent.futures executor for background fits (the MPI master sets one)
         self.futures: dict = {}  # (e, T, N) -> Future of a background fit
         self.background_fits = 0  # models taken from a background fit (not in describe(): timing-free state)
 
@@ -188,8 +200,9 @@ class FinalValuePredictor:
             oof = np.empty(n)
             for f in range(self.folds):
                 train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-                model = make_predictor(self.name, **self.params).fit([self.store_configs[i] for i in train],
-                                                                     X[train], y[train])
+                model = make_predictor(self.name, **self.params).fit(
+                    [self.store_configs[i] for i in train], X[train], y[train]
+                )
                 oof[test] = np.asarray(model.predict([self.store_configs[i] for i in test], X[test]).mean)
             self.fits += self.folds
             coef, _ = stack_with_last(oof, X[:, -1], y)
@@ -197,5 +210,13 @@ class FinalValuePredictor:
         return scores
 
     def describe(self) -> dict:
-        return {"name": self.name, "params": self.params, "store_curves": self.store_size, "max_store": self.max_store,
-                "min_train": self.min_train, "growth": self.growth, "folds": self.folds, "fits": self.fits}
+        return {
+            "name": self.name,
+            "params": self.params,
+            "store_curves": self.store_size,
+            "max_store": self.max_store,
+            "min_train": self.min_train,
+            "growth": self.growth,
+            "folds": self.folds,
+            "fits": self.fits,
+        }

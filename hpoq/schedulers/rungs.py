@@ -4,13 +4,14 @@ Rungs sit at ``grace * eta**k`` epochs for every such epoch below ``R``, plus a 
 (grace 1, eta 2, R 100: 1, 2, 4, 8, 16, 32, 64, 100; Jamieson & Talwalkar, AISTATS 2016; Li et
 al., "A System for Massively Parallel Hyperparameter Tuning", MLSys 2020). A rung holds the
 ``(value, trial id)`` results recorded there (minimised metric at the rung's epoch; NaN/inf rank
-last) and the trials promoted out of it. Ranking is by (value, trial id), method.md 1.
+last) and the trials promoted out of it. Ranking is by (value, trial id), docs/algorithms.md#conventions.
 """
+
 from __future__ import annotations
 
 import math
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 def rung_epochs(R: int, eta: int, grace: int = 1) -> list[int]:
@@ -38,7 +39,7 @@ class Rungs:
 
     def __init__(self, R: int, eta: int, grace: int = 1):
         if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= R:
-            raise HpoqError(f"grace must be an integer number of epochs in 1..R={R}, got {grace!r}")
+            raise ConfigError(f"grace must be an integer number of epochs in 1..R={R}, got {grace!r}")
         self.R, self.eta, self.grace = int(R), int(eta), int(grace)
         self.epochs = rung_epochs(self.R, self.eta, self.grace)
         self.results: list[list[tuple[float, int]]] = [[] for _ in self.epochs]
@@ -53,11 +54,11 @@ class Rungs:
         return len(self.epochs) - 1
 
     def index(self, epoch: int) -> int:
-        """The rung at ``epoch``; HpoqError if no rung sits there."""
+        """The rung at ``epoch``; ConfigError if no rung sits there."""
         try:
             return self.epochs.index(int(epoch))
         except ValueError:
-            raise HpoqError(f"no rung at epoch {epoch}; rungs: {self.epochs}") from None
+            raise ConfigError(f"no rung at epoch {epoch}; rungs: {self.epochs}") from None
 
     def step(self, k: int) -> int:
         """Epochs a promotion out of rung ``k`` trains."""
@@ -68,8 +69,13 @@ class Rungs:
         value = float(value) if math.isfinite(value) else math.inf
         self.results[k].append((value, int(trial_id)))
         rank = sorted(self.results[k]).index((value, int(trial_id)))
-        return {"rung": k, "rung_epoch": self.epochs[k], "value": value, "rank": rank,
-                "rung_size": len(self.results[k])}
+        return {
+            "rung": k,
+            "rung_epoch": self.epochs[k],
+            "value": value,
+            "rank": rank,
+            "rung_size": len(self.results[k]),
+        }
 
     def quota(self, k: int) -> int:
         """Successive halving's promotions out of rung ``k`` so far: floor(|results| / eta)."""
@@ -94,11 +100,14 @@ class Rungs:
         return sh_plan_epochs(n, self.epochs, self.eta)
 
     def state_dict(self) -> dict:
-        return {"epochs": list(self.epochs), "results": [[[v, t] for v, t in res] for res in self.results],
-                "promoted": [sorted(p) for p in self.promoted]}
+        return {
+            "epochs": list(self.epochs),
+            "results": [[[v, t] for v, t in res] for res in self.results],
+            "promoted": [sorted(p) for p in self.promoted],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if [int(e) for e in state["epochs"]] != self.epochs:
-            raise HpoqError(f"rungs: state has rungs {state['epochs']}, this ladder {self.epochs}")
+            raise ConfigError(f"rungs: state has rungs {state['epochs']}, this ladder {self.epochs}")
         self.results = [[(float(v), int(t)) for v, t in res] for res in state["results"]]
         self.promoted = [set(int(t) for t in p) for p in state["promoted"]]

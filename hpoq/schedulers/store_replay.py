@@ -1,6 +1,7 @@
 """Choosing how aggressively to stop, by replaying candidate schedules on the warm curve store.
 
-The curve store of earlier studies of the same model family (method.md 3.7, peers.md 2.10) holds
+The curve store of earlier studies of the same model family (docs/algorithms.md#where-the-savings-come-from,
+docs/algorithms.md#hpoqs-default) holds
 full learning curves. Instead of (only) training a regressor on them, :func:`choose_policy`
 replays Hyperband and every candidate successive-halving policy of
 :class:`~hpoq.schedulers.default.DefaultScheduler` on bootstrap samples of the store, and keeps
@@ -12,6 +13,7 @@ shows only after many epochs) get a longer grace; tables ranked by their first e
 :func:`sh_replay` is the one-worker schedule of the default scheduler in closed form (the tests
 check that both give the same epochs and answer).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +37,7 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, 
     """
     rungs = asha_rungs(R, eta, grace)
     K = len(rungs)
-    members: list[list[int]] = [[] for _ in rungs]     # trial indices with a result at rung k
+    members: list[list[int]] = [[] for _ in rungs]  # trial indices with a result at rung k
     promoted: list[set[int]] = [set() for _ in rungs]
     k_count = curves.shape[0]
     members[0] = list(range(k_count))
@@ -106,9 +108,20 @@ def candidate_policies(R: int, eta: int, finalists=(2, 3, 4)) -> list[tuple[int,
     return [(g, m) for g in graces for m in finalists]
 
 
-def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.random.Generator,
-                  samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.5,
-                  confidence: float = 1.0, min_match: float = 0.9, scores=None) -> tuple[tuple[int, int], dict]:
+def choose_policy(
+    store_curves: np.ndarray,
+    n: int,
+    R: int,
+    eta: int,
+    rng: np.random.Generator,
+    samples: int = 60,
+    tolerance: float = 0.1,
+    candidates=None,
+    pool_fraction: float = 0.5,
+    confidence: float = 1.0,
+    min_match: float = 0.9,
+    scores=None,
+) -> tuple[tuple[int, int], dict]:
     """The cheapest candidate that matches Hyperband on ``samples`` studies replayed on the store
     (see :func:`study_rows`; every draw is trained, repeats included): its mean
     gap to Hyperband's returned final value plus ``confidence`` standard errors is within
@@ -146,14 +159,28 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
         gap = float(np.mean(g)) if g.size else float("inf")
         # the mean gap's standard error: a policy must match Hyperband with some confidence
         se = float(np.std(g) / np.sqrt(g.size)) if g.size > 1 else float("inf")
-        table.append({"grace": c[0], "finalists": c[1], "epochs": float(np.mean(costs[c])), "gap": gap,
-                      "gap_se": se, "match": float(np.mean(g <= 0)) if g.size else 0.0,
-                      "ok": bool(gap + confidence * se <= limit and (g.size and np.mean(g <= 0) >= min_match))})
+        table.append(
+            {
+                "grace": c[0],
+                "finalists": c[1],
+                "epochs": float(np.mean(costs[c])),
+                "gap": gap,
+                "gap_se": se,
+                "match": float(np.mean(g <= 0)) if g.size else 0.0,
+                "ok": bool(gap + confidence * se <= limit and (g.size and np.mean(g <= 0) >= min_match)),
+            }
+        )
     ok = [row for row in table if row["ok"]]
     if ok:
         pick = min(ok, key=lambda row: (row["epochs"], row["finalists"], row["grace"]))
     else:  # nothing matches Hyperband on the store: take the candidate closest to it
         pick = min(table, key=lambda row: (row["gap"], row["epochs"]))
-    report = {"samples": samples, "n": n, "store_rows": int(curves.shape[0]), "hyperband_std": hb_std,
-              "limit": limit, "candidates": table}
+    report = {
+        "samples": samples,
+        "n": n,
+        "store_rows": int(curves.shape[0]),
+        "hyperband_std": hb_std,
+        "limit": limit,
+        "candidates": table,
+    }
     return (pick["grace"], pick["finalists"]), report
