@@ -15,9 +15,10 @@ at most ``max_retries`` times (default 1, over all its units); the next failure 
 reported with ``on_failure`` (the trial is FAILED, never retried again). An exception
 from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
 that unit instead of killing the study; an :class:`ConfigError` (a setting that cannot work, e.g. a
-QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
-ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2; an
-:class:`~hpoq.errors.InternalError` (a bug) is journaled the same way and then raised with its traceback.
+QPU sampler without a token and without fallback) ends the study cleanly: ``end`` record with
+``status: error``, workers stopped, exit code 2; an :class:`~hpoq.errors.InternalError` or any other
+exception from ``suggest``/``on_failure`` (a bug in the scheduler) is journaled the same way and then
+raised with its traceback (exit 1).
 Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted
 when the trial is pruned (STOP), failed, or done (DONE) unless it is the best trial so far; paused
 trials keep theirs.
@@ -177,7 +178,7 @@ class Master:
             try:
                 unit = self._call("suggest", self.scheduler.suggest)
             except _SchedulerError as err:
-                raise ConfigError(f"the scheduler cannot continue: {err}") from None
+                raise InternalError(f"the scheduler cannot continue: {err}") from err.__cause__
             if unit is None:
                 self.record("idle")
                 return
@@ -318,7 +319,7 @@ class Master:
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, outcome.reason)
         except _SchedulerError as err:
-            raise ConfigError(f"the scheduler cannot continue: on_failure raised {err}") from None
+            raise InternalError(f"the scheduler cannot continue: on_failure raised {err}") from err.__cause__
         self._decided(outcome.unit_id, decisions)
 
     def check_timeouts(self) -> bool:
