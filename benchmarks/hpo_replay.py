@@ -28,6 +28,7 @@ and a check of each target of issue 10.
 Usage: ``benchmarks/hpo_replay.py [--out DIR] [--seeds 0-19,20-59] [--tables a,b] [--algorithms a,b]
 [--quick] [--plots]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ VARIANTS = {
     "swift": ("swift", None),
     "default": ("default", None),
     "default-nopred": ("default", "none"),
+    "default-qsvr": ("default", "qsvr"),  # the QA-SVR ensemble (simulated annealing) as the pruning brain
     "topk-1epoch": ("topk-1epoch", None),
     "random": ("random", None),
 }
@@ -60,7 +62,7 @@ MODES = {"cold": 0.0, "warm": 0.5}
 SEED_SETS = "0-19,20-59"
 MAKESPAN_WORKERS = 50
 MAKESPAN_ALGORITHMS = ["hyperband", "asha", "default", "default-nopred"]
-TOLERANCE = 0.25   # equal quality: mean within TOLERANCE x Hyperband's seed-to-seed std
+TOLERANCE = 0.25  # equal quality: mean within TOLERANCE x Hyperband's seed-to-seed std
 
 
 class Tee:
@@ -103,9 +105,20 @@ def run_variant(table, name: str, seeds, warm_fraction: float, workers: int = 1)
             runs = [optuna_run(table, name, seed, R, 2, warm_fraction) for seed in seeds]
         else:
             algorithm, predictor = VARIANTS[name]
-            runs = [simulate_run(table, algorithm, seed, R, 2, workers=workers, predictor=predictor,
-                                 params=variant_params(algorithm), warm_fraction=warm_fraction)
-                    for seed in seeds]
+            runs = [
+                simulate_run(
+                    table,
+                    algorithm,
+                    seed,
+                    R,
+                    2,
+                    workers=workers,
+                    predictor=predictor,
+                    params=variant_params(algorithm),
+                    warm_fraction=warm_fraction,
+                )
+                for seed in seeds
+            ]
     except Exception as exc:  # a missing or failing algorithm is reported in its row, not fatal
         return None, f"{type(exc).__name__}: {exc}"
     return runs, time.perf_counter() - t0
@@ -122,7 +135,9 @@ def answer_values(table, runs) -> np.ndarray:
     as the table's worst final value."""
     col = table.minimized()[:, table.n_epochs - 1]
     worst = float(np.max(col[np.isfinite(col)]))
-    return np.array([worst if r["best_final"] is None else minimised(table, r["best_final"]) for r in runs], dtype=float)
+    return np.array(
+        [worst if r["best_final"] is None else minimised(table, r["best_final"]) for r in runs], dtype=float
+    )
 
 
 def fair_row(table, runs, hb_runs, unit: float) -> dict:
@@ -132,13 +147,21 @@ def fair_row(table, runs, hb_runs, unit: float) -> dict:
     epochs = float(np.mean([r["epochs"] for r in runs]))
     hb_epochs = float(np.mean([h["epochs"] for h in hb_runs]))
     regret = (values - hb) / unit
-    return {"epochs": epochs, "saving": 1.0 - epochs / hb_epochs, "quality": float(values.mean()),
-            "std": float(values.std()), "equal": bool(values.mean() <= hb.mean() + TOLERANCE * hb.std() + 1e-12),
-            "gap": float(values.mean() - hb.mean()), "tolerance": float(TOLERANCE * hb.std()),
-            "regret_mean": float(regret.mean()), "regret_worst": float(regret.max()),
-            "worse": int(np.sum(values > hb + 1e-12)), "seeds": len(runs),
-            "no_answer": sum(1 for r in runs if r["best_final"] is None),
-            "epochs_max_ratio": float(max(r["epochs"] / h["epochs"] for r, h in zip(runs, hb_runs)))}
+    return {
+        "epochs": epochs,
+        "saving": 1.0 - epochs / hb_epochs,
+        "quality": float(values.mean()),
+        "std": float(values.std()),
+        "equal": bool(values.mean() <= hb.mean() + TOLERANCE * hb.std() + 1e-12),
+        "gap": float(values.mean() - hb.mean()),
+        "tolerance": float(TOLERANCE * hb.std()),
+        "regret_mean": float(regret.mean()),
+        "regret_worst": float(regret.max()),
+        "worse": int(np.sum(values > hb + 1e-12)),
+        "seeds": len(runs),
+        "no_answer": sum(1 for r in runs if r["best_final"] is None),
+        "epochs_max_ratio": float(max(r["epochs"] / h["epochs"] for r, h in zip(runs, hb_runs))),
+    }
 
 
 def fmt_value(table, mean_min, std):
@@ -147,18 +170,24 @@ def fmt_value(table, mean_min, std):
 
 
 def print_cell(table, name, mode, label, rows, walls, errors, algorithms):
-    print(f"### {name} ({table.n_rows} rows, R = {table.n_epochs}, {table.metric} {table.mode}), {mode}, seeds {label}\n")
-    print("| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
-          "| seeds worse | wall s |")
+    print(
+        f"### {name} ({table.n_rows} rows, R = {table.n_epochs}, {table.metric} {table.mode}), {mode}, seeds {label}\n"
+    )
+    print(
+        "| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
+        "| seeds worse | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for alg in algorithms:
         if alg in errors:
             print(f"| {alg} | n/a | | | | | | | ({errors[alg][:80]}) |")
             continue
         r = rows[alg]
-        print(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {fmt_value(table, r['quality'], r['std'])} | "
-              f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | {r['regret_worst']:+.4f} | "
-              f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | {walls[alg]:.1f} |")
+        print(
+            f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {fmt_value(table, r['quality'], r['std'])} | "
+            f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | {r['regret_worst']:+.4f} | "
+            f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | {walls[alg]:.1f} |"
+        )
     print()
 
 
@@ -213,15 +242,30 @@ def cell_checks(name, mode, label, rows, checks):
     """Targets of issue 10 about one (table, mode, seed set)."""
     d = rows.get("default")
     if d is not None:
-        checks.append((f"{name} {mode} seeds {label}: default equal quality", d["equal"],
-                       f"gap {d['gap']:+.4g} (tol {d['tolerance']:.3g}), regret mean {d['regret_mean']:+.3f}"))
-        checks.append((f"{name} {mode} seeds {label}: default epochs never above Hyperband's", d["epochs_max_ratio"] <= 1.0,
-                       f"worst seed {d['epochs_max_ratio']:.2f}x"))
+        checks.append(
+            (
+                f"{name} {mode} seeds {label}: default equal quality",
+                d["equal"],
+                f"gap {d['gap']:+.4g} (tol {d['tolerance']:.3g}), regret mean {d['regret_mean']:+.3f}",
+            )
+        )
+        checks.append(
+            (
+                f"{name} {mode} seeds {label}: default epochs never above Hyperband's",
+                d["epochs_max_ratio"] <= 1.0,
+                f"worst seed {d['epochs_max_ratio']:.2f}x",
+            )
+        )
     for peer, p in rows.items():
         if is_peer(peer) and d is not None:
             beats = p["epochs"] < d["epochs"] and p["quality"] <= d["quality"] + 1e-12
-            checks.append((f"{name} {mode} seeds {label}: {peer} not fewer epochs at equal-or-better quality than default",
-                           not beats, f"{p['epochs']:.0f} vs {d['epochs']:.0f} epochs; gap {p['quality'] - d['quality']:+.4g}"))
+            checks.append(
+                (
+                    f"{name} {mode} seeds {label}: {peer} not fewer epochs at equal-or-better quality than default",
+                    not beats,
+                    f"{p['epochs']:.0f} vs {d['epochs']:.0f} epochs; gap {p['quality'] - d['quality']:+.4g}",
+                )
+            )
 
 
 def predictor_earns(default: dict, nopred: dict) -> bool:
@@ -236,25 +280,39 @@ def summary_checks(label, cells, checks):
         savings = [rows["default"]["saving"] for (name, m), rows in cells.items() if m == mode and "default" in rows]
         if savings:
             avg = float(np.mean(savings))
-            checks.append((f"seeds {label}: mean saving {mode} >= {100 * target:.0f}%", avg >= target,
-                           f"{100 * avg:.1f}% over {len(savings)} tables"))
-    earns = [f"{name} {mode}" for (name, mode), rows in cells.items() if "default" in rows and "default-nopred" in rows
-             and predictor_earns(rows["default"], rows["default-nopred"])]
+            checks.append(
+                (
+                    f"seeds {label}: mean saving {mode} >= {100 * target:.0f}%",
+                    avg >= target,
+                    f"{100 * avg:.1f}% over {len(savings)} tables",
+                )
+            )
+    earns = [
+        f"{name} {mode}"
+        for (name, mode), rows in cells.items()
+        if "default" in rows and "default-nopred" in rows and predictor_earns(rows["default"], rows["default-nopred"])
+    ]
     if any("default-nopred" in rows for rows in cells.values()):
-        checks.append((f"seeds {label}: --predictor none loses equal quality or spends >= 15% more in >= 3 cells",
-                       len(earns) >= 3, f"{len(earns)} cells: {', '.join(earns) or 'none'}"))
+        checks.append(
+            (
+                f"seeds {label}: --predictor none loses equal quality or spends >= 15% more in >= 3 cells",
+                len(earns) >= 3,
+                f"{len(earns)} cells: {', '.join(earns) or 'none'}",
+            )
+        )
 
 
 def makespan_section(tables, seed_sets, all_seeds, summary, checks, algorithms=MAKESPAN_ALGORITHMS):
-    print(f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
-          "seconds per epoch where it has a time column, e.g. lcbench); Hyperband's brackets side by side\n")
+    print(
+        f"## Makespan with {MAKESPAN_WORKERS} simulated workers (simulated time: 1 per epoch, or the table's "
+        "seconds per epoch where it has a time column, e.g. lcbench); Hyperband's brackets side by side\n"
+    )
     print("| table | mode | seeds | " + " | ".join(algorithms) + " | default / HB | HB utilization |")
     print("|---|---|---|" + "---|" * len(algorithms) + "---|---|")
     for name in tables:
         table = load_shared(name)
         for mode, warm_fraction in MODES.items():
-            runs = {a: run_variant(table, a, all_seeds, warm_fraction, workers=MAKESPAN_WORKERS)[0]
-                    for a in algorithms}
+            runs = {a: run_variant(table, a, all_seeds, warm_fraction, workers=MAKESPAN_WORKERS)[0] for a in algorithms}
             for label, seeds in seed_sets:
                 pick = {a: [r for r in rs if r["seed"] in seeds] for a, rs in runs.items() if rs is not None}
                 ms = {a: float(np.mean([r["makespan"] for r in rs])) for a, rs in pick.items()}
@@ -264,11 +322,22 @@ def makespan_section(tables, seed_sets, all_seeds, summary, checks, algorithms=M
                 print(f"| {name} | {mode} | {label} | {cols} | {ratio:.2f} | {util:.2f} |")
                 summary["makespan"].setdefault(name, {}).setdefault(mode, {})[label] = ms
                 if name == "mlpf":
-                    checks.append((f"mlpf {mode} seeds {label}: Hyperband makespan < 200 at {MAKESPAN_WORKERS} workers",
-                                   ms["hyperband"] < 200, f"{ms['hyperband']:.1f}"))
+                    checks.append(
+                        (
+                            f"mlpf {mode} seeds {label}: Hyperband makespan < 200 at {MAKESPAN_WORKERS} workers",
+                            ms["hyperband"] < 200,
+                            f"{ms['hyperband']:.1f}",
+                        )
+                    )
                 if "default" in ms:
-                    checks.append((f"{name} {mode} seeds {label}: default makespan <= Hyperband's at {MAKESPAN_WORKERS} "
-                                   "workers", ms["default"] <= ms["hyperband"], f"{ms['default']:.1f} vs {ms['hyperband']:.1f}"))
+                    checks.append(
+                        (
+                            f"{name} {mode} seeds {label}: default makespan <= Hyperband's at {MAKESPAN_WORKERS} "
+                            "workers",
+                            ms["default"] <= ms["hyperband"],
+                            f"{ms['default']:.1f} vs {ms['hyperband']:.1f}",
+                        )
+                    )
     print()
 
 
@@ -285,16 +354,25 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results", help="folder for the markdown, JSON and PNG plots")
     parser.add_argument("--name", default="hpo_replay", help="output file stem (default hpo_replay)")
-    parser.add_argument("--seeds", default=SEED_SETS, help="comma-separated seed sets, each reported on its own, "
-                        "e.g. 0-19,20-59 (default) or 0-4")
+    parser.add_argument(
+        "--seeds",
+        default=SEED_SETS,
+        help="comma-separated seed sets, each reported on its own, e.g. 0-19,20-59 (default) or 0-4",
+    )
     parser.add_argument("--tables", default=",".join(SHARED_TABLES), help="comma-separated shared table names")
-    parser.add_argument("--algorithms", default=",".join(ALGORITHMS),
-                        help=f"comma-separated columns: {', '.join(VARIANTS)} and optuna-* pruners")
+    parser.add_argument(
+        "--algorithms",
+        default=",".join(ALGORITHMS),
+        help=f"comma-separated columns: {', '.join(VARIANTS)} and optuna-* pruners",
+    )
     parser.add_argument("--quick", action="store_true", help="seeds 0-4, tables mlpf and mnist6, no swift")
     parser.add_argument("--plots", action="store_true", help="PNG plots of best-so-far vs epochs (first seed set)")
     parser.add_argument("--no-makespan", action="store_true", help="skip the 50-worker makespan table")
-    parser.add_argument("--makespan-only", action="store_true",
-                        help="only the 50-worker makespan table, for the --algorithms among " + ",".join(MAKESPAN_ALGORITHMS))
+    parser.add_argument(
+        "--makespan-only",
+        action="store_true",
+        help="only the 50-worker makespan table, for the --algorithms among " + ",".join(MAKESPAN_ALGORITHMS),
+    )
     return parser.parse_args(argv)
 
 
@@ -313,12 +391,16 @@ def main(argv=None) -> int:
     checks: list[tuple[str, bool, str]] = []
     cells: dict = {label: {} for label, _ in seed_sets}
 
-    print(f"# Replay benchmark, fair protocol: seeds {', '.join(label for label, _ in seed_sets)} reported separately; "
-          "eta = 2, R = the table's epochs, dedupe off, 1 worker unless stated\n")
-    print(f"Equal quality: mean best_final within {TOLERANCE} x Hyperband's seed-to-seed std. Regret: per seed, "
-          "best_final minus Hyperband's (bad direction positive), in units of the table's std of final values. "
-          "Seeds worse: seeds with a worse best_final than Hyperband's.\n")
-    for name in ([] if args.makespan_only else tables):
+    print(
+        f"# Replay benchmark, fair protocol: seeds {', '.join(label for label, _ in seed_sets)} reported separately; "
+        "eta = 2, R = the table's epochs, dedupe off, 1 worker unless stated\n"
+    )
+    print(
+        f"Equal quality: mean best_final within {TOLERANCE} x Hyperband's seed-to-seed std. Regret: per seed, "
+        "best_final minus Hyperband's (bad direction positive), in units of the table's std of final values. "
+        "Seeds worse: seeds with a worse best_final than Hyperband's.\n"
+    )
+    for name in [] if args.makespan_only else tables:
         table = load_shared(name)
         unit = table_final_std(table)
         summary["tables"][name] = {"final_std": unit}
@@ -333,13 +415,24 @@ def main(argv=None) -> int:
                 summary["tables"][name].setdefault(mode, {})[label] = {"rows": rows, "errors": errors}
             if args.plots:
                 first = seed_sets[0][1]
-                plot_traces(name, mode, {a: [r for r in rs if r["seed"] in first] for a, rs in results.items()
-                                         if not is_peer(a)}, table, out_dir)
+                plot_traces(
+                    name,
+                    mode,
+                    {a: [r for r in rs if r["seed"] in first] for a, rs in results.items() if not is_peer(a)},
+                    table,
+                    out_dir,
+                )
     for label, _ in seed_sets:
         summary_checks(label, cells[label], checks)
     if args.makespan_only or (not args.no_makespan and "default" in algorithms):
-        makespan_section(tables, seed_sets, all_seeds, summary, checks,
-                         [a for a in MAKESPAN_ALGORITHMS if a in algorithms] if args.makespan_only else MAKESPAN_ALGORITHMS)
+        makespan_section(
+            tables,
+            seed_sets,
+            all_seeds,
+            summary,
+            checks,
+            [a for a in MAKESPAN_ALGORITHMS if a in algorithms] if args.makespan_only else MAKESPAN_ALGORITHMS,
+        )
     if "mlpf" in tables and "default" in algorithms and not args.quick and not args.makespan_only:
         fit_time_check(checks)
 

@@ -26,6 +26,7 @@ pruners, written to ``OUT/NAME.md`` and ``OUT/NAME.json``; then ``benchmarks/pee
 OUT/hpo_replay.json OUT/peers*.json --out OUT/peers.md`` puts our rows and the pruners' in one table per
 (table, mode, seed set) and checks the peer target. Needs the ``bench`` extra (optuna).
 """
+
 from __future__ import annotations
 
 import sys
@@ -62,9 +63,15 @@ def warm_trials(warm_table, R: int) -> list:
     """The warm store as completed Optuna trials (full curve as intermediate values, value at R)."""
     optuna = _optuna()
     curves = warm_table.minimized()[:, :R]
-    return [optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=float(c[R - 1]),
-                                      intermediate_values={e + 1: float(v) for e, v in enumerate(c)})
-            for c in curves if np.isfinite(c).all()]
+    return [
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            value=float(c[R - 1]),
+            intermediate_values={e + 1: float(v) for e, v in enumerate(c)},
+        )
+        for c in curves
+        if np.isfinite(c).all()
+    ]
 
 
 def optuna_run(table, pruner: str, seed: int, R: int, eta: int = 2, warm_fraction: float = 0.0) -> dict:
@@ -78,8 +85,12 @@ def optuna_run(table, pruner: str, seed: int, R: int, eta: int = 2, warm_fractio
     if pruner not in PRUNERS:
         raise ValueError(f"unknown pruner {pruner!r}; available: {', '.join(PRUNERS)}")
     sampler, warm = table_sampler_for(table, seed, warm_fraction)
-    study = optuna.create_study(direction="minimize", pruner=PRUNERS[pruner](R),
-                                sampler=optuna.samplers.RandomSampler(seed=seed), study_name=f"replay-{seed}")
+    study = optuna.create_study(
+        direction="minimize",
+        pruner=PRUNERS[pruner](R),
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+        study_name=f"replay-{seed}",
+    )
     if warm is not None:
         study.add_trials(warm_trials(warm, R))
     curves = table.minimized()
@@ -101,10 +112,17 @@ def optuna_run(table, pruner: str, seed: int, R: int, eta: int = 2, warm_fractio
             study.tell(trial, final)
             if final < best_value:  # first of equal values wins, as study.best_trial
                 best_value, best_row = final, row
-    return {"seed": int(seed), "epochs": int(epochs), "configs": int(n_trials),
-            "best_final": None if best_row is None else float(table.curves[best_row, R - 1]), "best_row": best_row,
-            "makespan": float(epochs), "utilization": 1.0, "pruned": int(pruned),
-            "warm_curves": 0 if warm is None else int(warm.n_rows)}
+    return {
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "configs": int(n_trials),
+        "best_final": None if best_row is None else float(table.curves[best_row, R - 1]),
+        "best_row": best_row,
+        "makespan": float(epochs),
+        "utilization": 1.0,
+        "pruned": int(pruned),
+        "warm_curves": 0 if warm is None else int(warm.n_rows),
+    }
 
 
 def combined_tables(ours: dict, peers: list[dict]) -> tuple[str, list]:
@@ -115,34 +133,49 @@ def combined_tables(ours: dict, peers: list[dict]) -> tuple[str, list]:
     from hpoq.curves.shared import load_shared
 
     lines, checks = [], []
-    head = ("| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
-            "| seeds worse |")
-    cells: dict = {}   # (table, mode, seed set) -> our rows, then every pruner's
+    head = (
+        "| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
+        "| seeds worse |"
+    )
+    cells: dict = {}  # (table, mode, seed set) -> our rows, then every pruner's
     for peer in peers:
         for name, modes in peer["tables"].items():
             for mode, sets in modes.items():
-                for label, cell in (sets.items() if mode in ("cold", "warm") else ()):
-                    rows = cells.setdefault((name, mode, label), dict(
-                        ours.get("tables", {}).get(name, {}).get(mode, {}).get(label, {}).get("rows", {})))
+                for label, cell in sets.items() if mode in ("cold", "warm") else ():
+                    rows = cells.setdefault(
+                        (name, mode, label),
+                        dict(ours.get("tables", {}).get(name, {}).get(mode, {}).get(label, {}).get("rows", {})),
+                    )
                     rows.update({a: r for a, r in cell["rows"].items() if a.startswith("optuna-")})
     for (name, mode, label), rows in cells.items():
         table = load_shared(name)
-        lines += [f"### {name}, {mode}, seeds {label} (equal quality: within {TOLERANCE} x Hyperband's seed std)", "",
-                  head, "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {name}, {mode}, seeds {label} (equal quality: within {TOLERANCE} x Hyperband's seed std)",
+            "",
+            head,
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for alg, r in rows.items():
             no = f" ({r['no_answer']} no answer)" if r.get("no_answer") else ""
             value = fmt_value(table, r["quality"], r["std"])
-            lines.append(f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {value} | "
-                         f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | "
-                         f"{r['regret_worst']:+.4f} | {r['worse']}/{r['seeds']}{no} |")
+            lines.append(
+                f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {value} | "
+                f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | "
+                f"{r['regret_worst']:+.4f} | {r['worse']}/{r['seeds']}{no} |"
+            )
         lines.append("")
         d = rows.get("default")
         for alg, r in rows.items():
             if alg.startswith("optuna-") and d is not None:
                 beats = r["epochs"] < d["epochs"] and r["quality"] <= d["quality"] + 1e-12
-                checks.append((f"{name} {mode} seeds {label}: {alg} not fewer epochs at equal-or-better quality "
-                               "than default", not beats, f"{r['epochs']:.0f} vs {d['epochs']:.0f} epochs; quality gap "
-                               f"{r['quality'] - d['quality']:+.4g} (minimised)"))
+                checks.append(
+                    (
+                        f"{name} {mode} seeds {label}: {alg} not fewer epochs at equal-or-better quality than default",
+                        not beats,
+                        f"{r['epochs']:.0f} vs {d['epochs']:.0f} epochs; quality gap "
+                        f"{r['quality'] - d['quality']:+.4g} (minimised)",
+                    )
+                )
     lines += ["## Peer target", "", "| target | met | measured |", "|---|---|---|"]
     lines += [f"| {label} | {'yes' if ok else 'NO'} | {detail} |" for label, ok, detail in checks]
     return "\n".join(lines) + "\n", checks
@@ -156,12 +189,16 @@ def main(argv=None) -> int:
         import json
 
         out = Path(args[args.index("--out") + 1])
-        files = [a for a in args[1:args.index("--out")]]
+        files = [a for a in args[1 : args.index("--out")]]
         ours = json.loads(Path(files[0]).read_text())
         peers = [json.loads(Path(f).read_text()) for f in files[1:]]
         text, _ = combined_tables(ours, peers)
-        out.write_text("# Optuna's pruners beside ours, fair protocol (benchmarks/peers.py)\n\n" + __doc__.split("\n\n")[1]
-                       + "\n\n" + text)
+        out.write_text(
+            "# Optuna's pruners beside ours, fair protocol (benchmarks/peers.py)\n\n"
+            + __doc__.split("\n\n")[1]
+            + "\n\n"
+            + text
+        )
         print(text)
         return 0
     from benchmarks.hpo_replay import main as replay_main

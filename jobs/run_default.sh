@@ -3,7 +3,8 @@
 #  1. generates a small synthetic MLPF dataset in data/mlpf-synth if it is missing;
 #  2. runs examples/default.yaml under mpiexec (resumes runs/default if an earlier run of it
 #     was interrupted; a finished one is moved aside to runs/default.<time>);
-#  3. prints the best configuration, epochs against plain Hyperband's budget, and the report.
+#  3. prints the best configuration, the report, the epochs against Hyperband's for the same
+#     configurations and R, and what the predictor (qsvr, simulated annealing) decided at each rung.
 # Environment: HPOQ_RANKS (default 4), HPOQ_STUDY (default examples/default.yaml),
 #              HPOQ_OUT (default runs/default).
 set -euo pipefail
@@ -38,3 +39,4 @@ echo
 echo "best configuration ($OUT/best.yaml):"
 sed 's/^/  /' "$OUT/best.yaml"
 "$PY" -m hpoq.main report "$OUT"
+"$PY" -c 'import sys; from hpoq.report.decisions import summary_lines; print("\n".join(summary_lines(sys.argv[1])))' "$OUT"

@@ -1,10 +1,11 @@
 """random and topk-1epoch baselines, and the scheduler registry."""
+
 from __future__ import annotations
 
 import pytest
 
 from hpoq.curves.shared import load_shared
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers import SCHEDULERS, make_scheduler, scheduler_parameters
 from hpoq.schedulers.sampling import table_sampler_for
 from hpoq.schedulers.topk import hyperband_full_trainings
@@ -19,7 +20,7 @@ def mlpf():
 def test_registry_names():
     assert {"hyperband", "swift", "asha", "random", "topk-1epoch", "default"} <= set(SCHEDULERS)
     assert scheduler_parameters("swift")[:4] == ["d", "k", "known_curve", "threshold_quantile"]
-    with pytest.raises(HpoqError, match="unknown algorithm"):
+    with pytest.raises(ConfigError, match="unknown algorithm"):
         scheduler_parameters("bogus")
 
 
@@ -53,5 +54,5 @@ def test_topk_one_epoch_then_best_k(mlpf):
 
 @pytest.mark.parametrize("algo,params", [("random", {"n": 0}), ("topk-1epoch", {"K": 0}), ("random", {"K": 3})])
 def test_bad_baseline_parameters(mlpf, algo, params):
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         make_scheduler(algo, R=100, eta=2, sampler=table_sampler_for(mlpf, 0)[0], seed=0, **params)

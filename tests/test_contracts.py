@@ -15,6 +15,7 @@ MLPF curves better than chance.
 Parameters: every registered scheduler, predictor, sampler and trainer declares a constraint table
 matching its constructor, and a bad value is refused with its key path.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -26,8 +27,8 @@ import pytest
 import yaml
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
-from hpoq.curves.shared import load_shared
 from hpoq import registry
+from hpoq.curves.shared import load_shared
 from hpoq.errors import ConfigError, InternalError
 from hpoq.predict import PREDICTORS, make_predictor
 from hpoq.predict.base import NotFittedError, Prediction
@@ -58,6 +59,7 @@ def every_seventh(n: int, unit) -> bool:
 
 # ------------------------------------------------------------------------------- schedulers
 
+
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 @pytest.mark.parametrize("workers", [1, 3])
 def test_scheduler_runs_to_a_fully_trained_answer(mlpf, name, workers):
@@ -79,7 +81,7 @@ def test_scheduler_state_round_trip_continues_identically(mlpf, name):
         head = drive(first, curves, R, n_units=cut, fail=every_seventh)
         resumed = build(mlpf, name, seed=5)
         resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
-        tail = drive(resumed, curves, R, fail=lambda n, unit: every_seventh(n + cut, unit), history=head)
+        tail = drive(resumed, curves, R, fail=lambda n, unit, cut=cut: every_seventh(n + cut, unit), history=head)
         assert json.dumps(head + tail) == json.dumps(reference), f"{name}: continuation after unit {cut} differs"
 
 
@@ -102,8 +104,12 @@ def test_scheduler_ends_when_every_unit_fails(mlpf, name):
 # ------------------------------------------------------------------------------- predictors
 
 #: fast settings where the defaults take seconds per fit (the contract is the same)
-FAST = {"qsvr": {"num_reads": 20, "num_sweeps": 200}, "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
-        "qsvr-tuned": {"num_reads": 20, "num_sweeps": 200}, "default": {"n_trees": 20}}
+FAST = {
+    "qsvr": {"num_reads": 20, "num_sweeps": 200},
+    "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
+    "qsvr-tuned": {"num_reads": 20, "num_sweeps": 200},
+    "default": {"n_trees": 20},
+}
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +159,7 @@ def test_predictor_not_fitted_is_one_error(split, name):
 
 # ------------------------------------------------------------------------------- parameters
 
+
 def _registered(kind: str):
     from hpoq.predict.samplers import SAMPLER_CLASSES
     from hpoq.trainers import TRAINERS
@@ -175,25 +182,38 @@ def test_every_registered_class_declares_its_parameters_once(kind, name):
         assert sorted(table) == named
 
 
-@pytest.mark.parametrize("build,message", [
-    (lambda t: make_scheduler("asha", R=9, eta=3, sampler=None, seed=0, grace=0),
-     "algorithm.params.grace must be an integer in [1, inf), got 0"),
-    (lambda t: make_scheduler("swift", R=9, eta=3, sampler=None, seed=0, refit="sometimes"),
-     "algorithm.params.refit must be 'never' or 'on_growth', got 'sometimes'"),
-    (lambda t: make_scheduler("random", R=9, eta=3, sampler=None, seed=0, n=True),
-     "algorithm.params.n must be an integer in [1, inf) or null, got True"),
-    (lambda t: make_scheduler("hyperband", R=0, eta=3, sampler=None, seed=0), "algorithm.R must be an integer"),
-    (lambda t: make_scheduler("hyperband", R=9, eta=1, sampler=None, seed=0), "algorithm.eta must be an integer"),
-    (lambda t: make_scheduler("topk-1epoch", R=9, eta=3, sampler=None, seed=0, k=3),
-     "algorithm.params.k: no such parameter"),
-    (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
-    (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
-    (lambda t: make_predictor("default", weights="median"),
-     "predictor.params.weights must be 'stack' or 'mean', got 'median'"),
-    (lambda t: make_trainer("table", {"table": t, "sleep": -1}), "trainer.params.sleep must be a number in"),
-    (lambda t: make_sampler("sa", num_sweeps=0), "sampler.num_sweeps must be an integer"),
-    (lambda t: make_sampler("dwave", fallback="yes"), "sampler.fallback must be true or false"),
-])
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (
+            lambda t: make_scheduler("asha", R=9, eta=3, sampler=None, seed=0, grace=0),
+            "algorithm.params.grace must be an integer in [1, inf), got 0",
+        ),
+        (
+            lambda t: make_scheduler("swift", R=9, eta=3, sampler=None, seed=0, refit="sometimes"),
+            "algorithm.params.refit must be 'never' or 'on_growth', got 'sometimes'",
+        ),
+        (
+            lambda t: make_scheduler("random", R=9, eta=3, sampler=None, seed=0, n=True),
+            "algorithm.params.n must be an integer in [1, inf) or null, got True",
+        ),
+        (lambda t: make_scheduler("hyperband", R=0, eta=3, sampler=None, seed=0), "algorithm.R must be an integer"),
+        (lambda t: make_scheduler("hyperband", R=9, eta=1, sampler=None, seed=0), "algorithm.eta must be an integer"),
+        (
+            lambda t: make_scheduler("topk-1epoch", R=9, eta=3, sampler=None, seed=0, k=3),
+            "algorithm.params.k: no such parameter",
+        ),
+        (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
+        (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
+        (
+            lambda t: make_predictor("default", weights="median"),
+            "predictor.params.weights must be 'stack' or 'mean', got 'median'",
+        ),
+        (lambda t: make_trainer("table", {"table": t, "sleep": -1}), "trainer.params.sleep must be a number in"),
+        (lambda t: make_sampler("sa", num_sweeps=0), "sampler.num_sweeps must be an integer"),
+        (lambda t: make_sampler("dwave", fallback="yes"), "sampler.fallback must be true or false"),
+    ],
+)
 def test_bad_parameters_name_their_key_path(mlpf_table, build, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build(str(mlpf_table))
@@ -203,10 +223,19 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
     """asha and hyperband alike (asha used to accept and ignore it); swift and default take it."""
     from hpoq.study.spec import load_study
 
-    for algorithm, takes_predictor in (("asha", False), ("hyperband", False), ("random", False),
-                                       ("swift", True), ("default", True)):
-        doc = {"algorithm": {"name": algorithm, "R": 9, "eta": 3}, "predictor": {"name": "svr"},
-               "trainer": {"name": "table", "params": {"table": str(mlpf_table)}}, "space": "table"}
+    for algorithm, takes_predictor in (
+        ("asha", False),
+        ("hyperband", False),
+        ("random", False),
+        ("swift", True),
+        ("default", True),
+    ):
+        doc = {
+            "algorithm": {"name": algorithm, "R": 9, "eta": 3},
+            "predictor": {"name": "svr"},
+            "trainer": {"name": "table", "params": {"table": str(mlpf_table)}},
+            "space": "table",
+        }
         path = tmp_path / f"{algorithm}.yaml"
         path.write_text(yaml.safe_dump(doc))
         if takes_predictor:
@@ -223,6 +252,10 @@ def test_mlpf_trainer_tables_list_what_training_accepts():
     from hpoq.trainers.mlpf import MLPFTrainer
 
     table = MLPFTrainer.parameter_constraints
-    for key, allowed in (("model", training.MODELS), ("val_loss", training.VAL_LOSS_MODES),
-                         ("objective", tuple(training.OBJECTIVES)), ("input_norm", training.INPUT_NORMS)):
+    for key, allowed in (
+        ("model", training.MODELS),
+        ("val_loss", training.VAL_LOSS_MODES),
+        ("objective", tuple(training.OBJECTIVES)),
+        ("input_norm", training.INPUT_NORMS),
+    ):
         assert set(table[key][0].values) == set(allowed), key

@@ -1,4 +1,6 @@
-"""The ``default`` algorithm: store-tuned asynchronous successive halving (hpoq.schedulers.default)."""
+"""The ``default`` algorithm: successive halving by forecast final values within Hyperband's budget
+(hpoq.schedulers.default)."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +9,11 @@ import numpy as np
 import pytest
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import DONE, STOP
-from hpoq.schedulers.default import COLD_POLICY, DefaultScheduler
+from hpoq.schedulers.brackets import hyperband_budget
+from hpoq.schedulers.default import DefaultScheduler, hyperband_cap, plan_cost
 from hpoq.schedulers.sampling import TableRowSampler, table_sampler_for
 from hpoq.schedulers.store_replay import choose_policy, sh_replay
 from hpoq.seeding import derive_rng
@@ -39,7 +42,8 @@ def drive(sched, table, n_units=None):
         unit = sched.suggest()
         assert unit is not None, "no work suggested with nothing in flight"
         units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+        values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
+        decisions += sched.on_result(unit.trial_id, values)
     return units, decisions
 
 
@@ -54,9 +58,17 @@ def test_same_seed_same_json_and_seed_matters():
 
 def test_one_worker_schedule_equals_its_closed_form():
     table = synthetic(n=120, R=16, seed=2, late=1.0)
-    for grace, finalists in [(1, 2), (2, 3), (4, 1), (1, 5)]:
-        sched = DefaultScheduler(R=16, eta=2, sampler=TableRowSampler(table, 7), seed=7, grace=grace,
-                                 finalists=finalists, n=70, predictor="none")
+    for grace, finalists in [(1, 2), (2, 3), (2, 1), (1, 5)]:
+        sched = DefaultScheduler(
+            R=16,
+            eta=2,
+            sampler=TableRowSampler(table, 7),
+            seed=7,
+            grace=grace,
+            finalists=finalists,
+            n=70,
+            predictor="none",
+        )
         units, _ = drive(sched, table)
         rows = [c["_row"] for c in sched.configs]
         epochs, best = sh_replay(table.minimized()[rows], 16, 2, grace, finalists)
@@ -97,8 +109,9 @@ def test_state_round_trip_mid_run_continues_identically():
 
     def fresh():
         sampler, warm = table_sampler_for(table, 11, 0.3)
-        return make_scheduler("default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm,
-                              finalists=4, margin=0.5)
+        return make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
+        )
 
     full_units, full_decisions = drive(fresh(), table)
     sched = fresh()
@@ -116,30 +129,45 @@ def test_state_round_trip_mid_run_continues_identically():
 
 def fresh_best(units, table):
     sampler, warm = table_sampler_for(table, 11, 0.3)
-    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, margin=0.5)
+    sched = make_scheduler(
+        "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
+    )
     drive(sched, table)
     return sched.best()
 
 
 def test_warm_store_chooses_the_grace_and_is_recorded():
-    early = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02)   # ranked by the first epoch
+    early = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02)  # ranked by the first epoch
     late = synthetic(n=400, R=16, seed=8, early=0.01, late=0.02, cross=3.0)  # curves cross late
     picks = {}
     for label, table in (("early", early), ("late", late)):
         sampler, warm = table_sampler_for(table, 1, 0.5)
-        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm)
+        sched = make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, predictor="none", share=1.0
+        )
         state = sched.state_dict()
-        assert state["settings"]["policy_source"] == "store"
         report = state["policy_report"]
-        assert report["store_rows"] == warm.n_rows and report["candidates"]
-        chosen = [c for c in report["candidates"] if (c["grace"], c["finalists"]) == (sched.grace, sched.finalists)]
-        assert chosen and chosen[0]["ok"]
+        assert report["store_rows"] == warm.n_rows and report["candidates"] and report["ranked_by"] == "observed"
+        if any(c["ok"] for c in report["candidates"]):  # the cheapest candidate that matches Hyperband on the store
+            assert state["settings"]["policy_source"] == "store"
+            chosen = [c for c in report["candidates"] if (c["grace"], c["finalists"]) == (sched.grace, sched.finalists)]
+            assert chosen and chosen[0]["ok"]
+            assert chosen[0]["epochs"] == min(c["epochs"] for c in report["candidates"] if c["ok"])
+        else:  # none within the share of Hyperband's budget matches it: the cold rule
+            assert state["settings"]["policy_source"] == "cold rule (no store candidate matched)"
         picks[label] = sched.grace
-        assert state["settings"]["predictor"]["store_curves"] == warm.n_rows
+        # with a forecaster the store replay ranks by out-of-fold forecasts: here they see through the crossing
+        forecast = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=1, warm_curves=warm, share=1.0)
+        assert forecast.policy_report["ranked_by"] == "forecast" and forecast.grace <= sched.grace
+        assert forecast.state_dict()["settings"]["predictor"]["store_curves"] == min(warm.n_rows, 200)
     assert picks["early"] == 1
     assert picks["late"] > picks["early"]
     cold = make_scheduler("default", R=16, eta=2, sampler=TableRowSampler(early, 1), seed=1)
-    assert (cold.grace, cold.finalists) == COLD_POLICY and cold.state_dict()["settings"]["policy_source"] == "cold default"
+    settings = cold.state_dict()["settings"]
+    assert settings["policy_source"] == "cold rule" and cold.finalists == 2
+    # cold: the largest grace whose plan costs at most share (0.6) of Hyperband's epochs
+    cap = settings["cap"]
+    assert plan_cost(cold.n, 16, 2, cold.grace, 2) <= 0.6 * cap < plan_cost(cold.n, 16, 2, 2 * cold.grace, 2)
 
 
 def test_choose_policy_prefers_the_cheapest_candidate_that_matches_hyperband():
@@ -147,47 +175,113 @@ def test_choose_policy_prefers_the_cheapest_candidate_that_matches_hyperband():
     (grace, finalists), report = choose_policy(table.minimized(), 84, 16, 2, derive_rng(0, "t"), samples=30)
     ok = [c for c in report["candidates"] if c["ok"]]
     assert min(ok, key=lambda c: c["epochs"])["epochs"] == next(
-        c["epochs"] for c in report["candidates"] if (c["grace"], c["finalists"]) == (grace, finalists))
+        c["epochs"] for c in report["candidates"] if (c["grace"], c["finalists"]) == (grace, finalists)
+    )
 
 
-def test_finalists_are_pruned_by_the_predicted_final_with_inputs_logged():
-    # finals follow q exactly and early values are q + 1/epoch: the store-trained predictor is accurate,
-    # so finalists that are clearly worse than the best final found are not trained to R
-    table = synthetic(n=240, R=8, seed=3, early=0.0, late=0.0)
-    table.curves += 1.0 / np.arange(1, 9)[None, :]
-    sampler, warm = table_sampler_for(table, 2, 0.5)
-    sched = make_scheduler("default", R=8, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=1,
-                           finalists=4, n=12, margin=1.0)
-    _, decisions = drive(sched, table)
-    pruned = [d for d in decisions if d.reason == "predicted"]
-    assert pruned, "no finalist was pruned"
-    for d in pruned:
-        assert d.action == STOP
-        assert d.info["predicted_final"] - d.info["margin"] * d.info["error"] > d.info["threshold"]
-        assert d.info["n_train"] >= warm.n_rows and d.info["predictor"] == "svr"
-    assert sched.best()["value"] == min(sched.curves[t][-1] for t in range(len(sched.configs)) if len(sched.curves[t]) == 8)
+def test_rungs_rank_by_the_forecast_final_value_with_inputs_logged():
+    # the first epochs rank the configurations backwards (cross): successive halving on observed values
+    # keeps the wrong half, while a forecaster trained on the store ranks by the predicted final value
+    table = synthetic(n=400, R=16, seed=3, early=0.0, late=0.0, cross=3.0)
+    picks = {}
+    for predictor in ("svr", "none"):
+        sampler, warm = table_sampler_for(table, 2, 0.5)
+        sched = make_scheduler(
+            "default", R=16, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=1, finalists=2, predictor=predictor
+        )
+        _, decisions = drive(sched, table)
+        picks[predictor] = sched.best()["value"]
+        forecast = [d for d in decisions if "predicted" in d.info]
+        if predictor == "none":
+            assert not forecast
+            continue
+        assert forecast and any(d.reason == "predicted" for d in forecast), "the forecast never changed a decision"
+        for d in forecast:
+            assert d.info["target_epoch"] == 16 and d.info["n_train"] >= 12 and d.info["model"].startswith("svr:")
+            if d.action == STOP:  # pruned: even its optimistic forecast cannot reach the k-th best
+                assert d.info["predicted"] - d.info["confidence"] * d.info["sigma"] > d.info["threshold"]
+    assert picks["svr"] < picks["none"]
 
 
-def test_duplicate_configurations_are_trained_once():
+def test_a_cold_study_learns_from_its_own_promoted_trials():
+    table = synthetic(n=300, R=32, seed=8, late=2.0, cross=1.0)
+    sampler, _ = table_sampler_for(table, 1, 0.0)
+    sched = make_scheduler("default", R=32, eta=2, sampler=sampler, seed=1, probes=2, min_train=8)
+    assert sched.policy_source == "cold rule"
+    result = ReplayBackend(table, sched, R=32, workers=8).run()
+    forecast = [d for d in result.decisions if "predicted" in d.info]
+    assert forecast, "no decision used a forecast"
+    assert all(d.info["n_train"] >= 8 for d in forecast)
+    assert any(d.info["target_epoch"] < 32 for d in forecast), "no forecast of a later rung from the study's own curves"
+    first = [u for u in range(2)]
+    assert all(len(sched.curves[t]) == 32 for t in first), "the probes reach R"
+
+
+@pytest.mark.parametrize("R,eta", [(16, 2), (27, 3), (12, 2), (50, 2)])
+def test_never_plans_more_epochs_than_hyperband(R, eta):
+    """The hard budget guarantee: for the same n and R, cold or warm, any predictor, any workers."""
+    table = synthetic(n=220, R=R, seed=R, late=2.0, cross=2.0)
+    hb_n, hb_epochs = hyperband_budget(R, eta)
+    for seed, warm_fraction, predictor, workers, params in [
+        (0, 0.0, "svr", 1, {}),
+        (1, 0.5, "svr", 1, {}),
+        (2, 0.5, "none", 9, {}),
+        (3, 0.0, "none", 1, {"finalists": 6}),
+        (4, 0.5, "svr", 40, {"probes": 3}),
+        (5, 0.0, "svr", 3, {"grace": 1, "finalists": 8}),
+    ]:
+        run = simulate_run(
+            table,
+            "default",
+            seed,
+            R,
+            eta,
+            workers=workers,
+            warm_fraction=warm_fraction,
+            predictor=predictor,
+            params=params,
+        )
+        hb = simulate_run(table, "hyperband", seed, R, eta, warm_fraction=warm_fraction)
+        assert run["configs"] == hb["configs"] == hb_n
+        assert run["epochs"] <= hb["epochs"] == hb_epochs, (seed, params)
+    # another n: Hyperband's budget scaled to it; a plan that cannot fit is refused up front
+    assert hyperband_cap(hb_n, R, eta) == hb_epochs and hyperband_cap(2 * hb_n, R, eta) == 2 * hb_epochs
+    with pytest.raises(ConfigError, match="more than Hyperband"):
+        DefaultScheduler(R=R, eta=eta, sampler=TableRowSampler(table, 0), grace=R, finalists=2)
+
+
+def test_store_tuned_policies_are_only_those_cheaper_than_hyperband():
+    table = synthetic(n=300, R=16, seed=9, early=0.01, late=0.02, cross=3.0)
+    sampler, warm = table_sampler_for(table, 6, 0.5)
+    sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=6, warm_curves=warm)
+    assert sched.policy_source == "store"
+    cap = hyperband_budget(16, 2)[1]
+    for c in sched.policy_report["candidates"]:
+        assert plan_cost(sched.n, 16, 2, c["grace"], c["finalists"]) <= cap
+    assert max(c["grace"] for c in sched.policy_report["candidates"]) < 8  # grace 8 would cost more
+
+
+def test_repeated_draws_are_trained_like_any_draw():
+    # skipping repeats is a shared simulator option now, not something ``default`` does on its own
     table = synthetic(n=40, R=8, seed=5)
     sched = DefaultScheduler(R=8, eta=2, sampler=TableRowSampler(table, 0), seed=0, n=100, predictor="none")
     units, _ = drive(sched, table)
-    assert len(sched.configs) == 40 and sched.duplicates == 60
-    assert sum(1 for _, a, _ in units if a == 0) == 40
+    assert len(sched.configs) == 100
+    assert sum(1 for _, a, _ in units if a == 0) == 100
 
 
 def test_bad_parameters_are_clear_errors():
     table = synthetic(n=20, R=8)
     sampler = TableRowSampler(table, 0)
-    with pytest.raises(HpoqError, match="grace"):
+    with pytest.raises(ConfigError, match="grace"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, grace=9)
-    with pytest.raises(HpoqError, match="finalists"):
+    with pytest.raises(ConfigError, match="finalists"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, finalists=0)
-    with pytest.raises(HpoqError, match="unknown predictor"):
+    with pytest.raises(ConfigError, match="unknown predictor"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, predictor="nope")
-    with pytest.raises(HpoqError, match="fewer than R"):
+    with pytest.raises(ConfigError, match="fewer than R"):
         DefaultScheduler(R=8, eta=2, sampler=sampler, warm_curves=synthetic(n=20, R=4))
-    with pytest.raises(HpoqError, match="no parameter 'speed'"):
+    with pytest.raises(ConfigError, match="no parameter 'speed'"):
         make_scheduler("default", R=8, eta=2, sampler=sampler, seed=0, speed=2)
 
 
@@ -199,15 +293,16 @@ def test_store_curves_that_stop_before_R_are_left_out():
     assert sched.policy_report["store_rows"] == warm.n_rows - len(range(0, warm.n_rows, 2))
     only_short = warm.subset(list(range(0, warm.n_rows, 2)))
     sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=only_short)
-    assert sched.state_dict()["settings"]["policy_source"].startswith("cold default (store has")
+    assert sched.state_dict()["settings"]["policy_source"] == "cold rule"
 
 
 @pytest.mark.parametrize("algorithm", ["asha", "default"])
 def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
     table = synthetic(n=120, R=16, seed=13)
     sampler, warm = table_sampler_for(table, 4, 0.3)
-    sched = make_scheduler(algorithm, R=16, eta=2, sampler=sampler, seed=4,
-                           **({"warm_curves": warm} if algorithm == "default" else {}))
+    sched = make_scheduler(
+        algorithm, R=16, eta=2, sampler=sampler, seed=4, **({"warm_curves": warm} if algorithm == "default" else {})
+    )
     curves = table.minimized()
     in_flight, failed, decisions = [], set(), []
     while not sched.finished:
@@ -223,7 +318,8 @@ def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
             failed.add(unit.trial_id)
             decisions += sched.on_failure(unit.trial_id, "CUDA out of memory")
         else:
-            decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+            values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
+            decisions += sched.on_result(unit.trial_id, values)
     assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
     assert {d.trial_id for d in decisions if d.action == "failed"} == failed
 
@@ -235,3 +331,37 @@ def test_a_given_grace_restricts_the_store_search_to_it():
     assert sched.grace == 2 and sched.rungs[0] == 2
     assert {c["grace"] for c in sched.policy_report["candidates"]} == {2}
     assert sched.finalists in {c["finalists"] for c in sched.policy_report["candidates"]}
+
+
+def test_background_fits_change_no_decision():
+    """The MPI master fits forecast models on a thread (attach_fit_executor); a model is used only
+    ``fit_lag`` results after its data is complete, in the simulator too, so decisions are identical."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = synthetic(n=200, R=16, seed=15, late=2.0, cross=2.0)
+    runs = []
+    for background in (False, True):
+        sampler, warm = table_sampler_for(table, 3, 0.5)
+        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, warm_curves=warm, fit_lag=3)
+        pool = ThreadPoolExecutor(max_workers=1) if background else None
+        if pool:
+            sched.attach_fit_executor(pool)
+        result = ReplayBackend(table, sched, R=16, workers=5, keep_events=True).run()
+        if pool:
+            pool.shutdown()
+        runs.append((result.events, sched))
+    assert runs[0][0] == runs[1][0]
+    assert runs[1][1].forecaster.fits == runs[0][1].forecaster.fits > 0
+    assert runs[1][1].forecaster.background_fits > 0 == runs[0][1].forecaster.background_fits
+    assert json.dumps(runs[0][1].state_dict(), sort_keys=True) == json.dumps(runs[1][1].state_dict(), sort_keys=True)
+    assert not runs[1][1].forecaster.futures or all(f.done() for f in runs[1][1].forecaster.futures.values())
+
+
+@pytest.mark.parametrize("algorithm", ["default", "asha"])
+def test_the_shared_dedupe_option_skips_the_same_draws_as_hyperband(algorithm):
+    table = synthetic(n=15, R=8, seed=16)  # Hyperband draws 22 configurations at R = 8: some repeat
+    hb = simulate_run(table, "hyperband", 4, 8, 2, dedupe=True)
+    run = simulate_run(table, algorithm, 4, 8, 2, dedupe=True, keep_events=True, predictor="none")
+    assert run["configs"] == hb["configs"] == hyperband_budget(8, 2)[0]
+    assert run["duplicates"] == hb["duplicates"] > 0
+    assert len({e[1] for e in run["events"] if e[0] == "unit" and e[2] == 0}) == run["configs"] - run["duplicates"]

@@ -1,4 +1,5 @@
 """Exact Hyperband schedules and budgets (method.md 2), and its invariants under hypothesis."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import CONTINUE, DONE, PAUSE, STOP
 from hpoq.schedulers.brackets import hyperband_budget, hyperband_schedule, s_max_of
@@ -55,9 +57,16 @@ def test_schedule_r100_eta2_matches_method_table():
     assert got == expected
 
 
-@pytest.mark.parametrize("R,eta,brackets,configs,epochs", [
-    (100, 2, 7, 163, 3213), (300, 2, 9, 608, 15380), (35, 2, 6, 84, 872), (50, 2, 6, 84, 1245), (100, 3, 5, 143, 1944),
-])
+@pytest.mark.parametrize(
+    "R,eta,brackets,configs,epochs",
+    [
+        (100, 2, 7, 163, 3213),
+        (300, 2, 9, 608, 15380),
+        (35, 2, 6, 84, 872),
+        (50, 2, 6, 84, 1245),
+        (100, 3, 5, 143, 1944),
+    ],
+)
 def test_budgets(R, eta, brackets, configs, epochs):
     assert len(hyperband_schedule(R, eta)) == brackets
     assert hyperband_budget(R, eta) == (configs, epochs)
@@ -65,15 +74,16 @@ def test_budgets(R, eta, brackets, configs, epochs):
 
 def test_round_half_up_would_give_3235():
     """The budget is sensitive to the rounding mode: half-up gives 3235 (12.5 -> 13), not 3213."""
+
     def budget_half_up(R, eta):
         total = 0
         s_max = s_max_of(R, eta)
         for s in range(s_max, -1, -1):
-            n = -(-((s_max + 1) * eta ** s) // (s + 1))
+            n = -(-((s_max + 1) * eta**s) // (s + 1))
             r_prev = 0
             for i in range(s + 1):
                 r = math.floor(Fraction(R, eta ** (s - i)) + Fraction(1, 2))
-                total += (n // eta ** i) * (r - r_prev)
+                total += (n // eta**i) * (r - r_prev)
                 r_prev = r
         return total
 
@@ -82,13 +92,13 @@ def test_round_half_up_would_give_3235():
 
 
 def test_s_max_is_integer_exact():
-    assert s_max_of(243, 3) == 5       # floating log(243, 3) gives 4.999...
+    assert s_max_of(243, 3) == 5  # floating log(243, 3) gives 4.999...
     assert s_max_of(1, 2) == 0 and s_max_of(2, 2) == 1 and s_max_of(3, 2) == 1
 
 
 @pytest.mark.parametrize("R,eta", [(0, 2), (-5, 2), (10, 1), (10, 0), (10, 2.5)])
 def test_bad_r_eta_raise(R, eta):
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
 
 
@@ -107,7 +117,7 @@ def drive(sched, R, workers=1):
             return units, decisions
         u = inflight.pop(0)
         curve = synthetic_curve(u.config["x"], R)
-        decisions.extend(sched.on_result(u.trial_id, curve[u.start_epoch:u.end_epoch].tolist()))
+        decisions.extend(sched.on_result(u.trial_id, curve[u.start_epoch : u.end_epoch].tolist()))
 
 
 @settings(max_examples=40, deadline=None)
@@ -126,7 +136,7 @@ def test_hyperband_invariants(R, eta, workers):
         reached[u.trial_id] = u.end_epoch
     # configurations per round: trials reaching each r_i of each bracket equal n_i
     first = 0
-    for s, n, rounds in hyperband_schedule(R, eta):
+    for _s, n, rounds in hyperband_schedule(R, eta):
         ids = range(first, first + n)
         for n_i, r_i in rounds:
             assert sum(1 for t in ids if reached.get(t, 0) >= r_i) == n_i
@@ -190,7 +200,7 @@ def drive_checked(sched, R, workers, curve_of=synthetic_curve):
             assert sched.finished
             return units, decisions, busy
         u = inflight.pop(0)
-        decisions.extend(sched.on_result(u.trial_id, curve_of(u.config["x"], R)[u.start_epoch:u.end_epoch].tolist()))
+        decisions.extend(sched.on_result(u.trial_id, curve_of(u.config["x"], R)[u.start_epoch : u.end_epoch].tolist()))
 
 
 @settings(max_examples=25, deadline=None)
@@ -220,10 +230,12 @@ def test_state_round_trip_with_brackets_side_by_side():
     """Snapshot with units of several brackets in flight; the restored scheduler re-runs the lost units
     and ends with the same decisions and answer as an uninterrupted run."""
     R, workers = 100, 40
-    whole, whole_decisions, _ = drive_checked(make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(),
-                                                             seed=0), R, workers)
+    whole, whole_decisions, _ = drive_checked(
+        make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0), R, workers
+    )
     sched = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
     inflight, done_epochs, decisions = [], 0, []
+
     # run part of the study, 40 units at a time, until a round was promoted and units of several brackets are in flight
     def several_brackets_in_flight():
         return len({sched.trials[u.trial_id].bracket for u in inflight}) >= 2
@@ -232,7 +244,9 @@ def test_state_round_trip_with_brackets_side_by_side():
         while len(inflight) < workers and (u := sched.suggest()) is not None:
             inflight.append(u)
         u = inflight.pop(0)
-        decisions += sched.on_result(u.trial_id, synthetic_curve(u.config["x"], R)[u.start_epoch:u.end_epoch].tolist())
+        decisions += sched.on_result(
+            u.trial_id, synthetic_curve(u.config["x"], R)[u.start_epoch : u.end_epoch].tolist()
+        )
         done_epochs += u.epochs
     state = json.loads(json.dumps(sched.state_dict()))
     restored = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
@@ -282,7 +296,7 @@ def test_dedupe_refused_by_a_scheduler_that_cannot_skip():
 
     refusing = [name for name in SCHEDULERS if not scheduler_class(name).supports_dedupe]
     for name in refusing:
-        with pytest.raises(HpoqError, match="does not support dedupe"):
+        with pytest.raises(ConfigError, match="does not support dedupe"):
             make_scheduler(name, R=9, eta=3, sampler=DedupeSampler(CountingSampler()), seed=0)
 
 

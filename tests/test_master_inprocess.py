@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import MLPF_TABLE
 
+from hpoq.errors import InternalError
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK
 from hpoq.runtime.journal import read_journal
 from hpoq.runtime.launch import prepare, run_master, start_master
@@ -204,3 +205,29 @@ def test_a_hung_unit_times_out_and_the_resume_fails_its_configuration(tmp_path):
     assert recs[-1]["status"] == "finished" and ranks.aborted == 0  # finished, then the hung rank is aborted
     trial0 = [d for r in recs if r["type"] == "decision" for d in r["decisions"] if d["trial_id"] == 0]
     assert trial0 and trial0[-1]["action"] == "failed"
+
+
+def test_a_scheduler_bug_ends_the_study_with_its_traceback(tmp_path):
+    """An unexpected exception from suggest() is a bug, not bad input: journaled, then raised (exit 1, not 2)."""
+    study, out = write_study(tmp_path), tmp_path / "out"
+    plan = prepare(study, str(out), None, 4)
+    ranks = FakeRanks(4, table_trainer(plan))
+    master, journal, budget = start_master(ranks, plan, StopSignals(), progress_enabled=False)
+    real, calls = master.scheduler.suggest, []
+
+    def buggy_suggest():
+        calls.append(1)
+        if len(calls) > 3:
+            raise ValueError("off by one in the bracket table")
+        return real()
+
+    master.scheduler.suggest = buggy_suggest
+    try:
+        with pytest.raises(InternalError, match="off by one") as info:
+            run_master(plan, master, journal, budget)
+    finally:
+        plan.lock.release()
+    assert isinstance(info.value.__cause__, ValueError)  # the scheduler's own traceback is kept
+    recs = records(out)
+    assert any(r["type"] == "scheduler_error" and "ValueError" in r["error"] for r in recs)
+    assert recs[-1]["type"] == "end" and recs[-1]["status"] == "error" and ranks.stopped == {1, 2, 3}

@@ -1,4 +1,5 @@
 """The Optuna peer (benchmarks/peers.py): Optuna's own pruners replay a small table on our draws."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,14 @@ def small_table(n=40, epochs=8) -> CurveTable:
     rng = np.random.default_rng(5)
     level = rng.uniform(0, 1, n)
     curves = level[:, None] + np.exp(-np.outer(rng.uniform(0.1, 0.8, n), np.arange(1, epochs + 1)))
-    return CurveTable(hp_names=["a"], configs=[{"a": float(v)} for v in level], curves=curves, metric="loss",
-                      mode="min", source="small")
+    return CurveTable(
+        hp_names=["a"],
+        configs=[{"a": float(v)} for v in level],
+        curves=curves,
+        metric="loss",
+        mode="min",
+        source="small",
+    )
 
 
 @pytest.mark.parametrize("pruner", sorted(PRUNERS))

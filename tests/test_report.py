@@ -1,4 +1,5 @@
 """``hpoq report``: fates per scheduler vocabulary, and reports of a real MPI study (finished, running, torn)."""
+
 from __future__ import annotations
 
 import base64
@@ -16,12 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import mpi_env, mpiexec
+
 from hpoq.main import main
 from hpoq.report import build_report
-from hpoq.report.fates import (COMPLETED, FAILED, FATE_LABELS, FATES, PRUNED_PREDICTION, PRUNED_RUNG, STOPPED_OTHER,
-                               UNFINISHED, classify_fate)
+from hpoq.report.fates import (
+    COMPLETED,
+    FAILED,
+    FATE_LABELS,
+    FATES,
+    PRUNED_PREDICTION,
+    PRUNED_RUNG,
+    STOPPED_OTHER,
+    UNFINISHED,
+    classify_fate,
+)
 from hpoq.report.study import load_study_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,23 +46,56 @@ def d(action, reason, epoch=1, **info):
 
 # Decision sequences as each scheduler writes them (see the reasons in hpoq/schedulers/*.py).
 VOCABULARY = {
-    "hyperband completed": ([d("pause", "rung", bracket=1), d("continue", "promoted", next_r=9), d("done", "completed", 9)],
-                            COMPLETED),
+    "hyperband completed": (
+        [d("pause", "rung", bracket=1), d("continue", "promoted", next_r=9), d("done", "completed", 9)],
+        COMPLETED,
+    ),
     "hyperband ranked out": ([d("pause", "rung", bracket=1), d("stop", "rung", rank=3, keep=1)], PRUNED_RUNG),
     "hyperband failed": ([d("failed", "failed", 0, error="boom")], FAILED),
     "hyperband paused": ([d("pause", "rung", bracket=2)], UNFINISHED),
-    "swift predicted stop": ([d("pause", "parked", 2), d("stop", "predicted", 2, prediction=457.8, tau=456.3, key=[3, 2])],
-                             PRUNED_PREDICTION),
-    "swift predicted continue": ([d("pause", "parked", 2), d("continue", "predicted", 2, prediction=455.0),
-                                  d("pause", "selected", 3), d("stop", "rung", 3)], PRUNED_RUNG),
-    "swift quota then full": ([d("continue", "quota", 2), d("pause", "full", 3), d("continue", "promoted", 3),
-                               d("done", "completed", 9)], COMPLETED),
+    "swift predicted stop": (
+        [d("pause", "parked", 2), d("stop", "predicted", 2, prediction=457.8, tau=456.3, key=[3, 2])],
+        PRUNED_PREDICTION,
+    ),
+    "swift predicted continue": (
+        [
+            d("pause", "parked", 2),
+            d("continue", "predicted", 2, prediction=455.0),
+            d("pause", "selected", 3),
+            d("stop", "rung", 3),
+        ],
+        PRUNED_RUNG,
+    ),
+    "swift quota then full": (
+        [d("continue", "quota", 2), d("pause", "full", 3), d("continue", "promoted", 3), d("done", "completed", 9)],
+        COMPLETED,
+    ),
     "asha never promoted": ([d("pause", "rung", 1, rung=0), d("stop", "rung", 1, final_rung_epoch=1)], PRUNED_RUNG),
     "asha finish": ([d("pause", "rung", 3), d("continue", "finish", 3), d("done", "completed", 9)], COMPLETED),
-    "default predicted": ([d("pause", "rung", 3), d("stop", "predicted", 3, predicted_final=470.1, error=3.0,
-                                                      threshold=450.0)], PRUNED_PREDICTION),
-    "default finalist": ([d("pause", "rung", 3), d("continue", "finalist", 3, predicted_final=449.0),
-                          d("done", "completed", 9)], COMPLETED),
+    "default predicted": (
+        [d("pause", "rung", 3), d("stop", "predicted", 3, predicted_final=470.1, error=3.0, threshold=450.0)],
+        PRUNED_PREDICTION,
+    ),
+    "default forecast prune": (
+        [
+            d("pause", "rung", 2),
+            d("stop", "predicted", 2, predicted=471.0, sigma=2.0, threshold=455.0, target_epoch=9, rung_epoch=2),
+        ],
+        PRUNED_PREDICTION,
+    ),
+    "default promoted by forecast": (
+        [
+            d("pause", "rung", 1),
+            d("continue", "predicted", 1, predicted=450.0, target_epoch=9),
+            d("pause", "rung", 2),
+            d("stop", "rung", 2, final_rung_epoch=2),
+        ],
+        PRUNED_RUNG,
+    ),
+    "default finalist": (
+        [d("pause", "rung", 3), d("continue", "finalist", 3, predicted_final=449.0), d("done", "completed", 9)],
+        COMPLETED,
+    ),
     "random completed": ([d("done", "completed", 9)], COMPLETED),
     "topk screened out": ([d("pause", "screened"), d("stop", "top-k", rank=5, K=2)], PRUNED_RUNG),
     "unknown stop reason": ([d("pause", "rung"), d("stop", "budget-exhausted")], STOPPED_OTHER),
@@ -67,8 +110,16 @@ def test_fate_of_each_scheduler_vocabulary(case):
     assert classify_fate(decisions) == fate
 
 
-@pytest.mark.parametrize("algorithm,params", [("hyperband", {}), ("asha", {}), ("random", {"n": 6}),
-                                              ("topk-1epoch", {}), ("default", {"grace": 1, "finalists": 3})])
+@pytest.mark.parametrize(
+    "algorithm,params",
+    [
+        ("hyperband", {}),
+        ("asha", {}),
+        ("random", {"n": 6}),
+        ("topk-1epoch", {}),
+        ("default", {"grace": 1, "finalists": 3}),
+    ],
+)
 def test_fates_of_real_scheduler_decisions(algorithm, params):
     """Drive the real scheduler on the MLPF table (every 7th trial fails): no reason it uses is unknown."""
     from hpoq.curves.table import load_table
@@ -88,7 +139,9 @@ def test_fates_of_real_scheduler_decisions(algorithm, params):
             failed.add(unit.trial_id)
             out = scheduler.on_failure(unit.trial_id, "boom")
         else:
-            out = scheduler.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist())
+            out = scheduler.on_result(
+                unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
+            )
         for dec in out:
             decisions[dec.trial_id].append(dec.to_dict())
     fates = {tid: classify_fate(ds) for tid, ds in decisions.items()}
@@ -104,10 +157,18 @@ def test_fates_of_real_scheduler_decisions(algorithm, params):
 # ---------------------------------------------------------------- a real MPI study
 def _study_file(tmp: Path) -> Path:
     # mode "max" on a loss: schedulers see -loss, the report must show +loss everywhere (a sign slip shows)
-    doc = {"name": "report-test", "seed": 3, "algorithm": {"name": "swift", "R": R, "eta": ETA, "params": {"d": 3}},
-           "trainer": {"name": "tests.plugins.flaky:FlakyTableTrainer",
-                       "params": {"table": TABLE, "mode": "max", "raise_mod": 7, "nan_mod": 11, "sleep": 0.04}},
-           "space": "table", "poll_interval": 0.005, "max_retries": 1}
+    doc = {
+        "name": "report-test",
+        "seed": 3,
+        "algorithm": {"name": "swift", "R": R, "eta": ETA, "params": {"d": 3}},
+        "trainer": {
+            "name": "tests.plugins.flaky:FlakyTableTrainer",
+            "params": {"table": TABLE, "mode": "max", "raise_mod": 7, "nan_mod": 11, "sleep": 0.04},
+        },
+        "space": "table",
+        "poll_interval": 0.005,
+        "max_retries": 1,
+    }
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -122,8 +183,20 @@ def study(tmp_path_factory):
     """Swift-Hyperband on 3 real MPI ranks with a failing trainer; a report is built while it runs."""
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "out"
-    cmd = [mpiexec(), "-n", "3", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", str(_study_file(tmp)),
-           "--out", str(out)]
+    cmd = [
+        mpiexec(),
+        "-n",
+        "3",
+        sys.executable,
+        "-m",
+        "mpi4py",
+        "-m",
+        "hpoq.main",
+        "run",
+        str(_study_file(tmp)),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
     running = None
     try:
@@ -189,8 +262,18 @@ def test_report_of_a_finished_study(study, capsys):
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     html = (out / "report.html").read_text()
-    assert {"summary", "fates", "curves", "predictions", "best-so-far", "brackets", "compute", "failures", "trials",
-            "files"} <= _html_sections(html)
+    assert {
+        "summary",
+        "fates",
+        "curves",
+        "predictions",
+        "best-so-far",
+        "brackets",
+        "compute",
+        "failures",
+        "trials",
+        "files",
+    } <= _html_sections(html)
     pngs = _embedded_pngs(html)
     assert set(pngs) == {"curves.png", "predictions.png", "best_so_far.png"}
     for name, data in pngs.items():
@@ -204,12 +287,20 @@ def test_report_of_a_finished_study(study, capsys):
     assert expected[FAILED] >= 1 and expected[PRUNED_PREDICTION] >= 1 and expected[COMPLETED] >= 1
     finals = sum(1 for r in records if r["type"] == "failure" and r["final"])
     assert finals == expected[FAILED]
-    assert re.search(rf'<tr><td class="l">trainer</td><td>{finals}</td><td>{finals}</td></tr>', html)  # retried once each
+    assert re.search(
+        rf'<tr><td class="l">trainer</td><td>{finals}</td><td>{finals}</td></tr>', html
+    )  # retried once each
     # trials.csv, written by the runtime from its own book, says the same
     with open(out / "trials.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    csv_fates = collections.Counter("failed" if r["status"] == "failed" else "completed" if r["status"] == "done"
-                                    else f"pruned-{'prediction' if r['reason'] == 'predicted' else 'rung'}" for r in rows)
+    csv_fates = collections.Counter(
+        "failed"
+        if r["status"] == "failed"
+        else "completed"
+        if r["status"] == "done"
+        else f"pruned-{'prediction' if r['reason'] == 'predicted' else 'rung'}"
+        for r in rows
+    )
     assert {f: n for f, n in expected.items() if n} == dict(csv_fates)
 
 
@@ -237,8 +328,13 @@ def test_report_numbers_match_the_journal(study):
     assert max(r["best"] for r in rows[:-1] if math.isfinite(r["best"])) == pytest.approx(value) == rows[-1]["best"]
 
     points, omitted = extract_predictions(s)
-    predicted = [(dec["trial_id"], dec["info"]) for r in records if r["type"] == "decision" for dec in r["decisions"]
-                 if "prediction" in dec["info"]]
+    predicted = [
+        (dec["trial_id"], dec["info"])
+        for r in records
+        if r["type"] == "decision"
+        for dec in r["decisions"]
+        if "prediction" in dec["info"]
+    ]
     assert len(points) == len(predicted) > 0
     curve_len = {t.trial_id: len(t.curve) for t in s.trials.values()}
     assert omitted["no_actual"] == sum(1 for tid, info in predicted if curve_len[tid] < info["key"][0])
@@ -325,8 +421,11 @@ def test_report_out_folder_must_exist(study, tmp_path, capsys):
 
 
 def test_predictions_of_the_default_scheduler():
-    """``default`` puts ``predicted_final`` (value at R from ``prefix_epochs``) in its finalist decisions."""
+    """``default`` puts its rung forecasts (``predicted`` at ``target_epoch`` from ``rung_epoch``) in its
+    decisions; the report reads them as prediction points and counts what the predictor decided."""
     from hpoq.curves.table import load_table
+    from hpoq.report.decisions import KINDS, decision_kind, predictor_decisions
+    from hpoq.report.html import predictor_section
     from hpoq.report.predictions import extract_predictions
     from hpoq.report.study import StudyOutput, TrialView
     from hpoq.schedulers import make_scheduler
@@ -335,28 +434,63 @@ def test_predictions_of_the_default_scheduler():
     table = load_table(TABLE, "loss", "min")
     curves = table.minimized()
     rows = np.arange(table.n_rows)
-    scheduler = make_scheduler("default", R=R, eta=ETA, sampler=TableRowSampler(table, 1, rows=rows[:200]), seed=1,
-                               warm_curves=table.subset(rows[240:]), grace=1, finalists=4)
+    scheduler = make_scheduler(
+        "default",
+        R=R,
+        eta=ETA,
+        sampler=TableRowSampler(table, 1, rows=rows[:200]),
+        seed=1,
+        warm_curves=table.subset(rows[240:]),
+        grace=1,
+        finalists=4,
+        n=60,
+    )
     trials: dict = {}
     while not scheduler.finished:
         unit = scheduler.suggest()
         if unit is None:
             break
         t = trials.setdefault(unit.trial_id, TrialView(unit.trial_id, dict(unit.config)))
-        values = curves[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
-        t.curve[unit.start_epoch:] = values
+        values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
+        t.curve[unit.start_epoch :] = values
         for dec in scheduler.on_result(unit.trial_id, values):
             trials[dec.trial_id].decisions.append(dec.to_dict())
-    study = StudyOutput(out_dir="", header={}, name="default", algorithm="default", R=R, eta=ETA, metric="loss",
-                        mode="min", budget=None, status="finished", status_detail="", trials=trials, results=[],
-                        end=None, resumes=0, records=0, torn_bytes=0, files={})
+    study = StudyOutput(
+        out_dir="",
+        header={},
+        name="default",
+        algorithm="default",
+        R=R,
+        eta=ETA,
+        metric="loss",
+        mode="min",
+        budget=None,
+        status="finished",
+        status_detail="",
+        trials=trials,
+        results=[],
+        end=None,
+        resumes=0,
+        records=0,
+        torn_bytes=0,
+        files={},
+    )
     points, omitted = extract_predictions(study)
-    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted_final" in dec["info"]]
-    assert len(points) == len(made) > 0 and omitted == {"no_actual": 0, "no_target": 0}  # finalists reach R
+    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted" in dec["info"]]
+    assert len(points) == len(made) > 0 and omitted["no_target"] == 0
+    assert omitted["no_actual"] == sum(1 for tid, info in made if len(trials[tid].curve) < info["target_epoch"])
     for p, (tid, info) in zip(points, made):
-        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, R, info["prefix_epochs"])
-        assert (p.predicted, p.error, p.threshold) == (info["predicted_final"], info["error"], info["threshold"])
-        assert p.actual == trials[tid].curve[R - 1]
+        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, info["target_epoch"], info["rung_epoch"])
+        assert (p.predicted, p.error, p.threshold) == (info["predicted"], info["sigma"], info["threshold"])
+        if len(trials[tid].curve) >= info["target_epoch"]:
+            assert p.actual == trials[tid].curve[info["target_epoch"] - 1]
+    kinds, models = predictor_decisions(study)
+    every = [decision_kind(dec) for t in trials.values() for dec in t.decisions]
+    assert [row[1] for row in kinds] == [every.count(k) for k in KINDS]
+    assert sum(row[1] for row in kinds[:3]) == len([i for _, i in made if "model" in i]) > 0
+    assert sum(c for _, c in models) == len(made)
+    html = predictor_section(study)
+    assert "What the predictor decided" in html and "promoted by forecast" in html
 
 
 def test_report_of_a_study_that_just_started(study, tmp_path):

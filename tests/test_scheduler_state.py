@@ -3,6 +3,7 @@
 The MPI runtime resumes a study from this state, so the continuation must be identical to an
 uninterrupted run (same units, same decisions with the same inputs).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def step(sched, table, log):
     """One unit on one worker: suggest, serve it from the table, record unit and decisions."""
     unit = sched.suggest()
     assert unit is not None, "scheduler returned no unit with nothing in flight"
-    metrics = table.minimized()[unit.config["_row"], unit.start_epoch:unit.end_epoch].tolist()
+    metrics = table.minimized()[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
     decisions = sched.on_result(unit.trial_id, metrics)
     log.append((unit.to_dict(), [d.to_dict() for d in decisions]))
 
@@ -73,7 +74,9 @@ def test_units_in_flight_at_snapshot_are_resuggested(mlpf, algo):
     resumed = build(mlpf, algo, {}, 0.0, 1)
     resumed.load_state_dict(state)
     again = [resumed.suggest() for _ in range(5)]
-    assert {(u.trial_id, u.start_epoch, u.end_epoch) for u in again} == {(u.trial_id, u.start_epoch, u.end_epoch) for u in inflight}
+    assert {(u.trial_id, u.start_epoch, u.end_epoch) for u in again} == {
+        (u.trial_id, u.start_epoch, u.end_epoch) for u in inflight
+    }
     # and the restored run finishes
     pending = list(again)
     while pending or not resumed.finished:
@@ -82,13 +85,13 @@ def test_units_in_flight_at_snapshot_are_resuggested(mlpf, algo):
             assert u is not None
             pending.append(u)
         u = pending.pop(0)
-        resumed.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch:u.end_epoch].tolist())
+        resumed.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch : u.end_epoch].tolist())
     assert resumed.best() is not None
 
 
 def test_state_of_another_algorithm_is_refused(mlpf):
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
 
     state = build(mlpf, "hyperband", {}, 0.0, 0).state_dict()
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         build(mlpf, "random", {}, 0.0, 0).load_state_dict(state)

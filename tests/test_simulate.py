@@ -1,4 +1,5 @@
 """The replay simulator and ``hpoq simulate``: accounting, determinism, warm split, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,8 @@ import numpy as np
 import pytest
 
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.main import main
-from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import Scheduler
 from hpoq.schedulers.sampling import TableRowSampler, distinct_config_groups, split_warm_rows, table_sampler_for
 from hpoq.seeding import derive_seed
@@ -24,8 +24,15 @@ def toy_table(n=60, epochs=20, time=None, dup=0) -> CurveTable:
     configs = [{"a": float(level[i]), "b": i % 3} for i in range(n)]
     for i in range(dup):  # duplicate hyperparameter rows (repeated trainings of one config)
         configs[n - 1 - i] = dict(configs[i])
-    return CurveTable(hp_names=["a", "b"], configs=configs, curves=curves, metric="loss", mode="min",
-                      time=None if time is None else np.asarray(time, dtype=float), source="toy")
+    return CurveTable(
+        hp_names=["a", "b"],
+        configs=configs,
+        curves=curves,
+        metric="loss",
+        mode="min",
+        time=None if time is None else np.asarray(time, dtype=float),
+        source="toy",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +140,18 @@ def test_warm_split_groups_distinct_configs():
     assert len(groups) == 50
     rest, warm = split_warm_rows(table, 5, 0.5)
     assert set(rest).isdisjoint(warm) and len(rest) + len(warm) == 60
-    key = lambda i: tuple(table.configs[i].values())
+
+    def key(i):
+        return tuple(table.configs[i].values())
+
     assert {key(i) for i in rest}.isdisjoint({key(i) for i in warm})
     assert len({key(i) for i in warm}) == 25
     sampler, warm_table = table_sampler_for(table, 5, 0.5)
     drawn = {sampler.sample()["_row"] for _ in range(len(rest))}
     assert drawn == set(rest) and warm_table.n_rows == len(warm)
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         split_warm_rows(table, 5, 1.0)
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         split_warm_rows(table, 5, -0.1)
 
 
@@ -152,8 +162,23 @@ def run_cli(capsys, *argv):
 
 
 def test_cli_json_same_seed_same_output(capsys, mlpf_table):
-    args = ["--table", str(mlpf_table), "--metric", "loss", "--algorithm", "hyperband", "--R", "100",
-            "--eta", "2", "--seeds", "0-1", "--workers", "3", "--json"]
+    args = [
+        "--table",
+        str(mlpf_table),
+        "--metric",
+        "loss",
+        "--algorithm",
+        "hyperband",
+        "--R",
+        "100",
+        "--eta",
+        "2",
+        "--seeds",
+        "0-1",
+        "--workers",
+        "3",
+        "--json",
+    ]
     code1, out1, _ = run_cli(capsys, *args)
     code2, out2, _ = run_cli(capsys, *args)
     assert code1 == code2 == 0 and out1 == out2
@@ -166,24 +191,28 @@ def test_cli_json_same_seed_same_output(capsys, mlpf_table):
 
 
 def test_cli_shared_table_name_and_warm_fraction(capsys):
-    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--R", "100", "--warm-fraction", "0.5",
-                             "--json")
+    code, out, err = run_cli(
+        capsys, "--table", "mlpf", "--algorithm", "swift", "--R", "100", "--warm-fraction", "0.5", "--json"
+    )
     assert code == 0, err
     run = json.loads(out)["runs"][0]
     assert run["warm_curves"] > 100 and run["epochs"] < 3213
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--algorithm", "nope"], "unknown algorithm"),
-    (["--algorithm", "hyperband", "--param", "bogus=1"], "no parameter 'bogus'"),
-    (["--algorithm", "swift", "--param", "d=-1"], "d must be"),
-    (["--algorithm", "hyperband", "--R", "0"], "R must be at least 1"),
-    (["--algorithm", "hyperband", "--eta", "1"], "eta must be at least 2"),
-    (["--algorithm", "hyperband", "--R", "101"], "fewer than R = 101"),
-    (["--algorithm", "hyperband", "--warm-fraction", "1"], "warm-fraction"),
-    (["--algorithm", "hyperband", "--warm-fraction", "-0.2"], "warm-fraction"),
-    (["--algorithm", "swift", "--predictor", "nope"], "unknown predictor"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--algorithm", "nope"], "unknown algorithm"),
+        (["--algorithm", "hyperband", "--param", "bogus=1"], "no parameter 'bogus'"),
+        (["--algorithm", "swift", "--param", "d=-1"], "d must be"),
+        (["--algorithm", "hyperband", "--R", "0"], "R must be at least 1"),
+        (["--algorithm", "hyperband", "--eta", "1"], "eta must be at least 2"),
+        (["--algorithm", "hyperband", "--R", "101"], "fewer than R = 101"),
+        (["--algorithm", "hyperband", "--warm-fraction", "1"], "warm-fraction"),
+        (["--algorithm", "hyperband", "--warm-fraction", "-0.2"], "warm-fraction"),
+        (["--algorithm", "swift", "--predictor", "nope"], "unknown predictor"),
+    ],
+)
 def test_cli_bad_input_exits_2(capsys, mlpf_table, extra, message):
     code, out, err = run_cli(capsys, "--table", str(mlpf_table), "--metric", "loss", "--json", *extra)
     assert code == 2 and out == ""
@@ -191,7 +220,9 @@ def test_cli_bad_input_exits_2(capsys, mlpf_table, extra, message):
 
 
 def test_cli_missing_table_exits_2(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "--table", str(tmp_path / "none.csv"), "--metric", "loss", "--algorithm", "hyperband")
+    code, out, err = run_cli(
+        capsys, "--table", str(tmp_path / "none.csv"), "--metric", "loss", "--algorithm", "hyperband"
+    )
     assert code == 2 and "does not exist" in err
 
 
@@ -203,18 +234,32 @@ def test_cli_warm_curves_from_hdf5_store(capsys, tmp_path):
     _, warm_rows = split_warm_rows(table, 11, 0.5)
     short = table.subset(warm_rows)
     short.curves = short.curves.copy()
-    short.curves[::2, 50:] = np.nan          # half of the earlier study's curves stopped at epoch 50
+    short.curves[::2, 50:] = np.nan  # half of the earlier study's curves stopped at epoch 50
     short.lengths = np.where(np.arange(short.n_rows) % 2 == 0, 50, 100)
     path = tmp_path / "earlier.h5"
     write_store(str(path), short)
-    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--R", "100", "--seeds", "0-1",
-                             "--warm-curves", str(path), "--json")
+    code, out, err = run_cli(
+        capsys,
+        "--table",
+        "mlpf",
+        "--algorithm",
+        "swift",
+        "--R",
+        "100",
+        "--seeds",
+        "0-1",
+        "--warm-curves",
+        str(path),
+        "--json",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert all(r["warm_curves"] == short.n_rows for r in data["runs"])
     cold = simulate_run(table, "swift", 0, 100, 2)
     assert data["runs"][0]["epochs"] < cold["epochs"]
-    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "swift", "--warm-curves", str(tmp_path / "no.h5"))
+    code, out, err = run_cli(
+        capsys, "--table", "mlpf", "--algorithm", "swift", "--warm-curves", str(tmp_path / "no.h5")
+    )
     assert code == 2 and out == ""
 
 
@@ -236,8 +281,9 @@ def test_dedupe_same_seed_skips_the_same_draws_for_every_algorithm(mlpf):
 
 
 def test_cli_dedupe_flag_and_json_shape(capsys):
-    code, out, err = run_cli(capsys, "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-1", "--dedupe",
-                             "--json")
+    code, out, err = run_cli(
+        capsys, "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-1", "--dedupe", "--json"
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["dedupe"] is True
@@ -251,14 +297,18 @@ def test_study_key_dedupe(tmp_path):
     from hpoq.study.build import build_scheduler
     from hpoq.study.spec import parse_study
 
-    study = {"name": "d", "algorithm": {"name": "hyperband", "R": 100, "eta": 2},
-             "trainer": {"name": "table", "params": {"table": "mlpf"}}, "space": "table"}
+    study = {
+        "name": "d",
+        "algorithm": {"name": "hyperband", "R": 100, "eta": 2},
+        "trainer": {"name": "table", "params": {"table": "mlpf"}},
+        "space": "table",
+    }
     spec = parse_study(dict(study, dedupe=True), source=str(tmp_path / "d.yaml"))
     assert spec.dedupe is True
     sched = build_scheduler(spec, table=load_shared_mlpf())
     assert isinstance(sched.sampler, DedupeSampler)
     assert parse_study(study, source=str(tmp_path / "d.yaml")).dedupe is False
-    with pytest.raises(HpoqError, match="dedupe must be true or false"):
+    with pytest.raises(ConfigError, match="dedupe must be true or false"):
         parse_study(dict(study, dedupe="yes"), source=str(tmp_path / "d.yaml"))
 
 

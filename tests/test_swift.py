@@ -1,13 +1,17 @@
 """Swift-Hyperband (method.md 3): decision points, invariants, paper reproduction on MLPF."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpoq.curves.shared import load_shared
-from hpoq.errors import HpoqError
+from hpoq.curves.table import CurveTable
+from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
-from hpoq.schedulers.base import CONTINUE, PAUSE, STOP
+from hpoq.schedulers.base import CONTINUE
 from hpoq.schedulers.brackets import hyperband_schedule
 from hpoq.schedulers.sampling import table_sampler_for
 from hpoq.schedulers.swift import decision_epoch
@@ -22,17 +26,19 @@ def mlpf():
 @pytest.fixture(scope="module")
 def paper_runs(mlpf):
     """10 seeds of Hyperband and Swift (svr on curve features, paper defaults), R=100, eta=2."""
-    return [(simulate_run(mlpf, "hyperband", s, 100, 2), simulate_run(mlpf, "swift", s, 100, 2, keep_events=True))
-            for s in range(10)]
+    return [
+        (simulate_run(mlpf, "hyperband", s, 100, 2), simulate_run(mlpf, "swift", s, 100, 2, keep_events=True))
+        for s in range(10)
+    ]
 
 
 def test_decision_epoch_edge_cases():
-    assert decision_epoch(2, 3, 0.5) == 3      # coincides with the round end (R=100): saves nothing
-    assert decision_epoch(0, 1, 0.5) == 1      # R=300 first round
+    assert decision_epoch(2, 3, 0.5) == 3  # coincides with the round end (R=100): saves nothing
+    assert decision_epoch(0, 1, 0.5) == 1  # R=300 first round
     assert decision_epoch(0, 2, 0.5) == 1
     assert decision_epoch(50, 100, 0.5) == 75
-    assert decision_epoch(12, 25, 0.5) == 19   # ceil(6.5)
-    assert decision_epoch(0, 30, 0.1) == 3     # exact: no float ceil(3.0000000000000004) = 4
+    assert decision_epoch(12, 25, 0.5) == 19  # ceil(6.5)
+    assert decision_epoch(0, 30, 0.1) == 3  # exact: no float ceil(3.0000000000000004) = 4
 
 
 def test_paper_reproduction_mlpf(paper_runs):
@@ -59,9 +65,17 @@ def test_swift_invariants_on_events(paper_runs):
         # at least n_next configurations of each round reach r_i (fallback, rule 8)
         for d in decisions:
             if d["reason"] == "predicted":
-                assert d["info"]["n_full"] + sum(
-                    1 for x in predicted if x["action"] == CONTINUE and x["info"]["key"] == d["info"]["key"]
-                    and x["info"]["bracket"] == d["info"]["bracket"]) >= d["info"]["n_next"]
+                assert (
+                    d["info"]["n_full"]
+                    + sum(
+                        1
+                        for x in predicted
+                        if x["action"] == CONTINUE
+                        and x["info"]["key"] == d["info"]["key"]
+                        and x["info"]["bracket"] == d["info"]["bracket"]
+                    )
+                    >= d["info"]["n_next"]
+                )
         # rule 2 continuations carry their inputs
         rule2 = [d for d in decisions if d["reason"] in ("quota", "data")]
         assert rule2 and all({"sent", "n_next", "D", "d", "e_d"} <= set(d["info"]) for d in rule2)
@@ -94,27 +108,29 @@ def test_predictor_is_fitted_once_per_key(mlpf):
     sched = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=1)
     while not sched.finished:
         u = sched.suggest()
-        sched.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch:u.end_epoch].tolist())
-    keys = {(r_i, decision_epoch(r_prev, r_i, 0.5)) for _, _, rounds in hyperband_schedule(100, 2)
-            for (r_prev, r_i) in zip([0] + [r for _, r in rounds[:-1]], [r for _, r in rounds])}
+        sched.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch : u.end_epoch].tolist())
+    keys = {
+        (r_i, decision_epoch(r_prev, r_i, 0.5))
+        for _, _, rounds in hyperband_schedule(100, 2)
+        for (r_prev, r_i) in zip([0] + [r for _, r in rounds[:-1]], [r for _, r in rounds])
+    }
     assert sched.fits == len(sched.M) <= 13 and set(sched.M) <= keys
 
 
-@pytest.mark.parametrize("param", [{"k": 2}, {"d": 1}, {"known_curve": 0}, {"threshold_quantile": 1.5}, {"refit": "always"}])
+@pytest.mark.parametrize(
+    "param", [{"k": 2}, {"d": 1}, {"known_curve": 0}, {"threshold_quantile": 1.5}, {"refit": "always"}]
+)
 def test_bad_parameters(mlpf, param):
-    with pytest.raises(HpoqError):
+    with pytest.raises(ConfigError):
         make_scheduler("swift", R=100, eta=2, sampler=table_sampler_for(mlpf, 0)[0], seed=0, **param)
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from hpoq.curves.table import CurveTable  # noqa: E402
 
 
 def toy_table(n=80, epochs=40):
     rng = np.random.default_rng(3)
     level = rng.uniform(0, 1, n)
-    curves = level[:, None] + rng.uniform(0, 2, n)[:, None] * np.exp(-np.outer(rng.uniform(0.05, 0.5, n), np.arange(1, epochs + 1)))
+    curves = level[:, None] + rng.uniform(0, 2, n)[:, None] * np.exp(
+        -np.outer(rng.uniform(0.05, 0.5, n), np.arange(1, epochs + 1))
+    )
     return CurveTable(hp_names=["a"], configs=[{"a": float(v)} for v in level], curves=curves, metric="loss")
 
 
@@ -122,8 +138,14 @@ TOY = toy_table()
 
 
 @settings(max_examples=25, deadline=None)
-@given(R=st.integers(2, 40), eta=st.integers(2, 4), d=st.integers(2, 8), k=st.sampled_from([0.0, 0.5, 1.0]),
-       kc=st.sampled_from([0.25, 0.5, 0.75]), workers=st.integers(1, 4))
+@given(
+    R=st.integers(2, 40),
+    eta=st.integers(2, 4),
+    d=st.integers(2, 8),
+    k=st.sampled_from([0.0, 0.5, 1.0]),
+    kc=st.sampled_from([0.25, 0.5, 0.75]),
+    workers=st.integers(1, 4),
+)
 def test_swift_invariants_property(R, eta, d, k, kc, workers):
     """Same configurations as Hyperband, never more epochs, units resume where the trial stopped,
     and at least n_next configurations reach the end of every round."""

@@ -1,4 +1,4 @@
-"""The MLPF input/target contract (docs/mlpf.md 1): column names, element types, class labels.
+"""The MLPF input/target contract (docs/mlpf-data.md#inputs): column names, element types, class labels.
 
 The model never hard-codes these numbers: it reads ``input_dim``, ``elem_types`` and
 ``num_classes`` from the dataset manifest / HDF5 attributes. These constants describe the
@@ -11,7 +11,7 @@ SCHEMA_VERSION = 1
 SYNTHETIC_SCHEMA = "synthetic-clic"
 KNOWN_SCHEMAS = ("synthetic-clic", "clic", "cms", "delphes")
 
-#: CLIC-like element features (mlpf.md 1.1); column 0 is the element type, 0 = padding.
+#: CLIC-like element features (docs/mlpf-data.md#inputs); column 0 is the element type, 0 = padding.
 X_FEATURES = [
     "elemtype",
     "pt_et",
@@ -35,7 +35,7 @@ X_FEATURES = [
 ELEM_TYPES = [0, 1, 2]
 TRACK, CLUSTER = 1, 2
 
-#: target / baseline columns (mlpf.md 1.2)
+#: target / baseline columns (docs/mlpf-data.md#targets)
 Y_FEATURES = [
     "cls_id",
     "charge",
@@ -58,7 +58,7 @@ Y_CLS, Y_CHARGE, Y_PT, Y_ETA, Y_SIN, Y_COS, Y_E, Y_ISPU = range(8)
 CLASS_LABELS = [0, 211, 130, 22, 11, 13]
 CLS_NONE, CLS_CH, CLS_NH, CLS_GAMMA, CLS_ELE, CLS_MU = range(6)
 
-#: columns that get log1p in the fixed feature transform (mlpf.md 2.1), per element type
+#: columns that get log1p in the fixed feature transform (docs/mlpf-data.md#model-and-training), per element type
 LOG1P_COLUMNS = {TRACK: [1, 5, 6], CLUSTER: [1, 5, 10, 11, 13]}
 #: cluster columns in mm that are converted to m
 MM_COLUMNS = {TRACK: [10], CLUSTER: [6, 7, 8, 14, 15, 16]}

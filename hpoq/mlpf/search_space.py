@@ -1,4 +1,4 @@
-"""MLPF search spaces in the study file's ``space:`` format (hpoq.study.space; docs/mlpf.md 6).
+"""MLPF search spaces in the study file's ``space:`` format (hpoq.study.space; docs/mlpf-data.md#search-spaces).
 
 ``SEARCH_SPACE`` is the project's recommended live-training space. Conditional parameters are
 explicit: ``num_heads``/``head_dim`` exist only when ``conv_type`` is ``attention``; ``width`` and
@@ -11,7 +11,7 @@ explicit: ``num_heads``/``head_dim`` exist only when ``conv_type`` is ``attentio
 ``SEARCH_SPACE_CPU`` has the same structure with smaller widths and depths, so that 20 trials x
 10 epochs fit in minutes on two CPU cores (benchmarks/mlpf.py, CI-sized studies).
 The loss-weight parameters (``focal_gamma``, ``binary_weight``) are optional: ``val_loss`` always
-uses the default weights, so trials stay comparable (mlpf.md 1.5).
+uses the default weights, so trials stay comparable (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric).
 
 ``SEARCH_SPACE_UPSTREAM`` (preset ``upstream``) is particleflow's own Ray Tune space
 (mlpf/raytune/search_space.py of particleflow 3.1.0) in upstream's own key names, for the trainer's
@@ -47,7 +47,7 @@ SEARCH_SPACE: dict = {
     "bin_size": {"type": "choice", "values": [32, 64, 128, 256], "when": {"conv_type": "lsh"}},
 }
 
-#: optional loss-weight parameters (mlpf.md 6, "loss")
+#: optional loss-weight parameters (docs/mlpf-data.md#search-spaces, "loss")
 LOSS_WEIGHT_SPACE: dict = {
     "focal_gamma": {"type": "choice", "values": [0.0, 1.0, 2.0, 3.0]},
     "binary_weight": {"type": "choice", "values": [1.0, 10.0]},

@@ -1,6 +1,6 @@
 """One MLPF work unit: train a configuration from epoch ``start`` to ``end`` data-parallel over a
-trial group, validate after every epoch, checkpoint at the end (docs/mlpf.md 2 "Training loop",
-1.5, 5; docs/platform.md 3).
+trial group, validate after every epoch, checkpoint at the end (docs/mlpf-data.md#model-and-training "Training loop",
+1.5, 5; docs/runtime.md#data-parallelism-inside-a-trial).
 
 Exactness rules that make resume equal to training straight through:
 - the LR is a function of the global step and the horizon ``R`` (never of ``end``);
@@ -12,7 +12,8 @@ Models (``TrainSettings.model``, built through :data:`MODEL_FACTORIES`): ``mini`
 hpoq.mlpf.model) and ``particleflow`` (upstream's MLPF, hpoq.mlpf.upstream). Both return the same
 output tuple, so the loss, loop, checkpoints and backends are shared.
 
-Metric: ``val_loss``, the mlpf.md 1.4 total with the *default* weights over the whole val split.
+Metric: ``val_loss``, the docs/mlpf-data.md#outputs-loss-and-the-hpo-metric total with the *default* weights over
+the whole val split.
 ``val_loss: global`` (default): from all-reduced sums and counts over the split (never means of
 per-rank means), so it does not depend on how the split is batched or over how many ranks.
 ``val_loss: batch_mean``: upstream MLPF's convention (mlpf/model/training.py ``eval_epoch``): each
@@ -431,12 +432,7 @@ def _run(
     optimizer = backend.wrap(model, optimizer, settings.micro_batches)
     global_step = 0
     if start_epoch > 0:
-        state = load_checkpoint(ckpt_dir, start_epoch, meta, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        global_step = int(state["global_step"])
-        plan.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng_cpu"].cpu())
+        global_step = _restore(load_checkpoint(ckpt_dir, start_epoch, meta, device), model, optimizer, plan)
     backend.broadcast(model, optimizer)
     pad = pad_multiple(settings, spec, device)
     secondary = settings.secondary_metrics or settings.objective != "val_loss"
@@ -450,23 +446,7 @@ def _run(
         train_acc = torch.zeros(3, dtype=torch.float64)  # loss sum over steps, steps, events
         for micro in plan.steps(epoch):
             batches = [train.batch(evs, pad_multiple=pad, device=device) for evs in micro]
-            counts = torch.tensor(
-                [[float(b["mask"].sum()), float(((b["cls"] > 0) & b["mask"]).sum())] for b in batches],
-                dtype=torch.float64,
-            ).sum(0)
-            counts = backend.allreduce_sum(counts.to(device)).cpu()
-            step_loss = 0.0
-            try:
-                for b in batches:
-                    with autocast():
-                        out = model(b["X"], b["mask"])
-                    terms = combine(
-                        loss_sums(out, b, weights.focal_gamma, charge=b["charge"]), weights, counts[0], counts[1]
-                    )
-                    terms["total"].backward()
-                    step_loss += float(terms["total"].detach())
-            except torch.cuda.OutOfMemoryError as exc:
-                raise TrainingFailed(f"out of memory at epoch {epoch + 1}: {str(exc)[:100]}") from None
+            step_loss = _accumulate_gradients(model, batches, backend, weights, autocast, device, epoch)
             backend.reduce_gradients(model)
             lr = lr_at(global_step, total_steps, float(hp["lr"]), hp["schedule"], float(hp["warmup_frac"]))
             for group in optimizer.param_groups:
@@ -490,27 +470,7 @@ def _run(
         val_loss = float(val_terms["total"])
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         if rank == 0 and settings.log_metrics:
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            with open(ckpt_dir / METRICS_LOG, "a") as fh:
-                fh.write(
-                    json.dumps(
-                        {
-                            "epoch": epoch + 1,
-                            "val_loss": val_loss,
-                            **{
-                                (f"val_{k}" if k in ("binary", "classification", "regression") else k): float(v)
-                                for k, v in val_terms.items()
-                                if k != "total"
-                            },
-                            "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
-                            "lr": lr,
-                            "seconds": dt,
-                            "cpu_seconds_rank0": cpu,
-                            "train_events_per_s": float(train_tot[2]) / dt,
-                        }
-                    )
-                    + "\n"
-                )
+            _log_epoch(ckpt_dir, epoch, val_loss, val_terms, train_tot, lr, dt, cpu)
         if not math.isfinite(val_loss):
             raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
         curve.append(objective_value(val_terms, settings.objective))
@@ -518,6 +478,60 @@ def _run(
         save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta)
     backend.barrier()  # nobody starts the next unit before the checkpoint is on disk
     return curve, model
+
+
+def _restore(state: dict, model, optimizer, plan) -> int:
+    """Load a checkpoint's model, optimizer, sampler and RNG state; returns its global step."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    plan.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    return int(state["global_step"])
+
+
+def _accumulate_gradients(model, batches, backend, weights, autocast, device, epoch: int) -> float:
+    """Backward pass over one step's micro-batches; the loss is normalised by the global element counts.
+
+    Returns the step's summed loss (this rank's share).
+    """
+    counts = torch.tensor(
+        [[float(b["mask"].sum()), float(((b["cls"] > 0) & b["mask"]).sum())] for b in batches],
+        dtype=torch.float64,
+    ).sum(0)
+    counts = backend.allreduce_sum(counts.to(device)).cpu()
+    step_loss = 0.0
+    try:
+        for b in batches:
+            with autocast():
+                out = model(b["X"], b["mask"])
+            terms = combine(loss_sums(out, b, weights.focal_gamma, charge=b["charge"]), weights, counts[0], counts[1])
+            terms["total"].backward()
+            step_loss += float(terms["total"].detach())
+    except torch.cuda.OutOfMemoryError as exc:
+        raise TrainingFailed(f"out of memory at epoch {epoch + 1}: {str(exc)[:100]}") from None
+    return step_loss
+
+
+def _log_epoch(ckpt_dir, epoch: int, val_loss: float, val_terms: dict, train_tot, lr: float, dt: float, cpu: float):
+    """Append one epoch's metrics to the trial's metrics log (rank 0 only)."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    val_parts = {
+        (f"val_{k}" if k in ("binary", "classification", "regression") else k): float(v)
+        for k, v in val_terms.items()
+        if k != "total"
+    }
+    record = {
+        "epoch": epoch + 1,
+        "val_loss": val_loss,
+        **val_parts,
+        "train_loss": float(train_tot[0] / max(1.0, float(train_tot[1]))),
+        "lr": lr,
+        "seconds": dt,
+        "cpu_seconds_rank0": cpu,
+        "train_events_per_s": float(train_tot[2]) / dt,
+    }
+    with open(ckpt_dir / METRICS_LOG, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 @torch.no_grad()

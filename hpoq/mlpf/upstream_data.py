@@ -1,4 +1,4 @@
-"""Upstream MLPF's CLIC EDM4hep datasets as hpoq HDF5 shards (``hpoq convert-events``; docs/mlpf.md 4).
+"""Upstream MLPF's CLIC EDM4hep datasets as hpoq HDF5 shards (``hpoq convert-events``; docs/mlpf-data.md#hdf5-layout).
 
 Two source forms of jpata/particleflow's ``clic_edm_{ttbar,qq,ww_fullhad,...}_pf`` samples:
 

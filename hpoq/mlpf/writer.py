@@ -1,4 +1,5 @@
-"""Write a synthetic MLPF dataset: train/val shards, per-type feature stats, manifest (mlpf.md 3-4).
+"""Write a synthetic MLPF dataset: train/val shards, per-type feature stats, manifest
+(docs/mlpf-data.md#synthetic-events, docs/mlpf-data.md#hdf5-layout).
 
 Events of the whole dataset are numbered 0..N-1; the first ``N - n_val`` form the train split and
 the rest the val split. Event ``j`` always comes from ``SeedSequence([seed, j])``, so the shards
@@ -57,7 +58,7 @@ def _make_shard(args):
     events = []
     for start in range(lo, hi, BLOCK):
         events += generate_events(cfg, seed, range(start, min(start + BLOCK, hi)))
-    events = [e for e in events if e.X.shape[0] > 0]  # empty events give log(0) targets (mlpf.md 7)
+    events = [e for e in events if e.X.shape[0] > 0]  # empty events give log(0) targets (docs/mlpf-data.md#pitfalls)
     if not events:
         raise ConfigError(f"shard {rel} would hold no events")
     arrays, counts = ev.pack_events(events)

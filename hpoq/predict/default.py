@@ -142,7 +142,7 @@ class DefaultPredictor(Predictor):
                              "nu": [Interval(float, 0, 1, closed="right")], "cv_folds": [Interval(int, 0, None)],
                              "use_hps": [Boolean()], "members": [Text()], "weights": [Options("stack", "mean")],
                              "y_scale": [Options("std", "iqr")], "gbr_lr": [Interval(float, 0, None, closed="neither")],
-                             "svr_guard": [Options(*SVR_GUARDS)], "svr_floor": [Interval(float, 0, 1, closed="both")]}
+                             "svr_guard": [Options(*SVR_GUARDS)], "svr_floor": [Interval(float, 0, 1)]}
 
     def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
                  C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,

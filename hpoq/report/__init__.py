@@ -7,13 +7,14 @@ the best-so-far timeline (:mod:`hpoq.report.timeline`) and the per-bracket table
 (:mod:`hpoq.report.html`). Everything is computed in memory first; files are written only at the
 end (each to a temp name, then renamed), so a failed report leaves nothing half-written.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
 from hpoq.atomic import write_atomic
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 REPORT_FILE = "report.html"
 
@@ -43,16 +44,18 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
     html_path = html_path or os.path.join(out_dir, REPORT_FILE)
     parent = os.path.dirname(os.path.abspath(html_path))
     if not os.path.isdir(parent):
-        raise HpoqError(f"report: folder {parent!r} for {html_path!r} does not exist")
+        raise ConfigError(f"report: folder {parent!r} for {html_path!r} does not exist")
     if os.path.isdir(html_path):
-        raise HpoqError(f"report: {html_path!r} is a directory")
+        raise ConfigError(f"report: {html_path!r} is a directory")
     stem = html_path[:-5] if html_path.endswith(".html") else html_path + "_files"
     if os.path.exists(stem) and not os.path.isdir(stem):
-        raise HpoqError(f"report: {stem!r} exists and is not a folder (the PNGs go there)")
+        raise ConfigError(f"report: {stem!r} exists and is not a folder (the PNGs go there)")
 
     points, omitted = extract_predictions(study)
-    figures = {"curves.png": (curves_png(study), "learning curves coloured by fate"),
-               "best_so_far.png": (best_so_far_png(best_so_far(study), study), "best value so far versus epochs")}
+    figures = {
+        "curves.png": (curves_png(study), "learning curves coloured by fate"),
+        "best_so_far.png": (best_so_far_png(best_so_far(study), study), "best value so far versus epochs"),
+    }
     if points:
         figures["predictions.png"] = (predictions_png(points, omitted, study), "predicted versus actual")
     page = render(study, figures, summarize_points(points), omitted, len(points), bracket_rows(study))
@@ -66,5 +69,5 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
             pngs.append(path)
         write_atomic(html_path, page.encode("utf-8"))
     except OSError as exc:
-        raise HpoqError(f"report: cannot write {exc.filename or html_path!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"report: cannot write {exc.filename or html_path!r}: {exc.strerror or exc}") from None
     return Report(html_path, pngs, study, len(points))

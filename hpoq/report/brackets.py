@@ -3,6 +3,7 @@
 Hyperband-family decisions carry ``bracket`` (s) in their info (:mod:`hpoq.schedulers.hyperband`);
 schedulers without brackets (asha, default, random, topk) give one row, bracket ``-``.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,22 +17,29 @@ def _row(label, trials, study: StudyOutput) -> dict:
     finals = [t.value_at(study.R) for t in trials] if study.R else []
     finals = [v for v in finals if math.isfinite(v)]
     best = (min(finals) if study.mode == "min" else max(finals)) if finals else math.nan
-    return {"bracket": label, "configs": len(trials), "epochs": sum(t.epochs_trained for t in trials),
-            "completed": fates.count(COMPLETED), "pruned_rung": fates.count(PRUNED_RUNG),
-            "pruned_prediction": fates.count(PRUNED_PREDICTION), "failed": fates.count(FAILED),
-            "unfinished": fates.count(UNFINISHED), "best": best}
+    return {
+        "bracket": label,
+        "configs": len(trials),
+        "epochs": sum(t.epochs_trained for t in trials),
+        "completed": fates.count(COMPLETED),
+        "pruned_rung": fates.count(PRUNED_RUNG),
+        "pruned_prediction": fates.count(PRUNED_PREDICTION),
+        "failed": fates.count(FAILED),
+        "unfinished": fates.count(UNFINISHED),
+        "best": best,
+    }
 
 
 def hyperband_epochs(study: StudyOutput) -> dict:
     """Bracket s -> epochs plain Hyperband spends on it at the study's R and eta ({} if unknown)."""
     if not study.R or not study.eta:
         return {}
-    from hpoq.errors import HpoqError
+    from hpoq.errors import ConfigError
     from hpoq.schedulers.brackets import hyperband_schedule
 
     try:
         return {b.s: b.epochs() for b in hyperband_schedule(study.R, study.eta)}
-    except HpoqError:
+    except ConfigError:
         return {}
 
 

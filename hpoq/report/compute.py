@@ -6,6 +6,7 @@ so ``seconds x ranks`` is the rank-seconds (GPU-seconds with one GPU per rank) i
 grouped by the epoch they trained to: Hyperband's rungs r_i and Swift's decision points e_d.
 Failed units are not counted (their time is not journaled).
 """
+
 from __future__ import annotations
 
 from hpoq.report.study import StudyOutput
@@ -21,6 +22,11 @@ def rung_rows(study: StudyOutput) -> list[dict]:
         row["seconds"] += seconds
         row["rank_seconds"] += seconds * ranks
     out = [rows[k] for k in sorted(rows)]
-    total = {"to_epoch": "all", "units": sum(r["units"] for r in out), "epochs": sum(r["epochs"] for r in out),
-             "seconds": sum(r["seconds"] for r in out), "rank_seconds": sum(r["rank_seconds"] for r in out)}
+    total = {
+        "to_epoch": "all",
+        "units": sum(r["units"] for r in out),
+        "epochs": sum(r["epochs"] for r in out),
+        "seconds": sum(r["seconds"] for r in out),
+        "rank_seconds": sum(r["rank_seconds"] for r in out),
+    }
     return out + [total]

@@ -9,13 +9,16 @@ failed; the reason names the rule and differs per scheduler:
   or stop ``predicted`` (info ``prediction``, ``tau``), pause ``full`` / ``selected``.
 * ``asha``: pause ``rung``, continue ``rung`` / ``finish`` (promotion), stop ``rung`` (never
   promoted when the search ended), done ``completed``.
-* ``default``: ASHA's plus continue ``finalist`` and stop ``predicted`` (info ``predicted_final``).
+* ``default``: pause ``rung``, continue ``rung`` (in the rung's quota by observed value) or
+  ``predicted`` (in it only by forecast), continue ``finalist``, stop ``predicted`` (its optimistic
+  forecast cannot reach the k-th best; info ``predicted``, ``sigma``, ``threshold``) or ``rung``.
 * ``random``: done ``completed``; ``topk-1epoch``: pause ``screened``, continue / stop ``top-k``.
 
 The fate is decided by the *last* decision about the trial: a stop is "pruned by prediction"
 when its reason comes from a predictor or its info holds a prediction, "pruned by rung" when it
 was ranked out (``rung``, ``top-k``), and "stopped (other)" for any reason not known here.
 """
+
 from __future__ import annotations
 
 COMPLETED = "completed"
@@ -43,7 +46,7 @@ RUNG_REASONS = frozenset({"rung", "top-k"})
 #: stop reasons that mean "a predictor said it cannot win"
 PREDICTION_REASONS = frozenset({"predicted", "prediction"})
 #: decision-info keys that hold a predicted value (see :mod:`hpoq.report.predictions`)
-PREDICTION_KEYS = ("prediction", "predicted_final")
+PREDICTION_KEYS = ("prediction", "predicted_final", "predicted")
 
 
 def holds_prediction(info) -> bool:

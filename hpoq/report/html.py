@@ -1,4 +1,5 @@
 """The report as one self-contained HTML page: tables, and the PNG figures embedded as base64."""
+
 from __future__ import annotations
 
 import base64
@@ -35,10 +36,18 @@ def table(headers: list[str] | None, rows: list[list], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned (names), the rest numbers."""
     head = ""
     if headers:
-        cells = "".join(f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
+        cells = "".join(
+            f'<th class="l">{esc(h)}</th>' if i < left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers)
+        )
         head = f"<thead><tr>{cells}</tr></thead>"
-    body = "".join("<tr>" + "".join(f'<td class="l">{esc(fmt(c))}</td>' if i < left else f"<td>{esc(fmt(c))}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="l">{esc(fmt(c))}</td>' if i < left else f"<td>{esc(fmt(c))}</td>" for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
@@ -59,10 +68,36 @@ def trials_table(study) -> str:
     for t in study.trials.values():
         at_r = t.value_at(study.R) if study.R else math.nan
         last = t.curve[-1] if t.curve else math.nan
-        rows.append([t.trial_id, FATE_LABELS[t.fate], "—" if t.bracket is None else t.bracket, len(t.curve),
-                     t.epochs_trained, t.failures, _last_decision(t), at_r, last, _config_text(t.config)])
-    return table(["trial", "fate", "bracket", "curve epochs", "epochs trained", "failures", "last decision",
-                  "value at R", "last value", "configuration"], rows, left=2)
+        rows.append(
+            [
+                t.trial_id,
+                FATE_LABELS[t.fate],
+                "—" if t.bracket is None else t.bracket,
+                len(t.curve),
+                t.epochs_trained,
+                t.failures,
+                _last_decision(t),
+                at_r,
+                last,
+                _config_text(t.config),
+            ]
+        )
+    return table(
+        [
+            "trial",
+            "fate",
+            "bracket",
+            "curve epochs",
+            "epochs trained",
+            "failures",
+            "last decision",
+            "value at R",
+            "last value",
+            "configuration",
+        ],
+        rows,
+        left=2,
+    )
 
 
 def image(png: bytes, alt: str, name: str) -> str:
@@ -72,31 +107,47 @@ def image(png: bytes, alt: str, name: str) -> str:
 
 def section(sid: str, title: str, body: str, note: str = "") -> str:
     """One report section; ``note`` is plain text (escaped), ``body`` is HTML."""
-    return (f"<section id='{sid}'><h2>{esc(title)}</h2>{body}"
-            + (f"<p class='note'>{esc(note)}</p>" if note else "") + "</section>")
+    return (
+        f"<section id='{sid}'><h2>{esc(title)}</h2>{body}"
+        + (f"<p class='note'>{esc(note)}</p>" if note else "")
+        + "</section>"
+    )
 
 
 def summary_section(study) -> str:
     used, best = study.epochs_used, study.best_trial()
-    rows = [["status", f"{study.status}: {study.status_detail}"],
-            ["algorithm", f"{study.algorithm} (R = {fmt(study.R)}, eta = {fmt(study.eta)})"],
-            ["metric", f"{study.metric} ({'lower' if study.mode == 'min' else 'higher'} is better)"],
-            ["trials", len(study.trials)],
-            ["epochs used", f"{used}" + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)"
-                                         if study.budget else "")],
-            ["resumes", study.resumes]]
+    rows = [
+        ["status", f"{study.status}: {study.status_detail}"],
+        ["algorithm", f"{study.algorithm} (R = {fmt(study.R)}, eta = {fmt(study.eta)})"],
+        ["metric", f"{study.metric} ({'lower' if study.mode == 'min' else 'higher'} is better)"],
+        ["trials", len(study.trials)],
+        [
+            "epochs used",
+            f"{used}"
+            + (f" of plain Hyperband's {study.budget} ({100.0 * used / study.budget:.1f}%)" if study.budget else ""),
+        ],
+        ["resumes", study.resumes],
+    ]
     header, launch = study.header, study.launch
     groups = launch.get("groups") if isinstance(launch.get("groups"), list) else []
     if launch.get("world_size"):
-        rows.append(["MPI ranks", f"{launch.get('world_size')} (master + {len(groups)} trial group(s) of "
-                                  f"{', '.join(sorted({str(len(g)) for g in groups if isinstance(g, list)})) or '?'} rank(s))"])
+        rows.append(
+            [
+                "MPI ranks",
+                f"{launch.get('world_size')} (master + {len(groups)} trial group(s) of "
+                f"{', '.join(sorted({str(len(g)) for g in groups if isinstance(g, list)})) or '?'} rank(s))",
+            ]
+        )
     if isinstance(header.get("seeds"), dict):
         rows.append(["seeds", ", ".join(f"{k}={v}" for k, v in header["seeds"].items())])
     if isinstance(header.get("versions"), dict):
         rows.append(["versions", ", ".join(f"{k} {v}" for k, v in header["versions"].items())])
     if best is not None:
         t, v = best
-        rows += [["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"], ["best configuration", _config_text(t.config)]]
+        rows += [
+            ["best trial (reached R)", f"trial {t.trial_id}: {fmt(v)}"],
+            ["best configuration", _config_text(t.config)],
+        ]
     else:
         rows.append(["best trial (reached R)", "none yet"])
     return section("summary", "Summary", table(None, rows, left=2))
@@ -104,65 +155,150 @@ def summary_section(study) -> str:
 
 def fates_section(study) -> str:
     counts = study.fate_counts()
-    rows = [[FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
-            for f in FATES if counts[f] or f in FATES[:4]]
+    rows = [
+        [FATE_LABELS[f], counts[f], sum(t.epochs_trained for t in study.trials.values() if t.fate == f)]
+        for f in FATES
+        if counts[f] or f in FATES[:4]
+    ]
     running = sum(1 for t in study.trials.values() if t.in_flight)
-    note = (f"From each trial's last decision in the journal. Epochs: of finished units (failed units are not "
-            f"counted). {running} trial(s) have a unit in flight.")
+    note = (
+        f"From each trial's last decision in the journal. Epochs: of finished units (failed units are not "
+        f"counted). {running} trial(s) have a unit in flight."
+    )
     if counts[UNFINISHED] and study.status in ("finished", "error"):
-        note += (f" The study ended, so the {counts[UNFINISHED]} trial(s) left running / paused stay as they are "
-                 "(their last decision was continue or pause).")
+        note += (
+            f" The study ended, so the {counts[UNFINISHED]} trial(s) left running / paused stay as they are "
+            "(their last decision was continue or pause)."
+        )
     return section("fates", "Fates", table(["fate", "trials", "epochs"], rows), note)
 
 
 def predictions_section(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int) -> str:
     if not n_points:
-        return section("predictions", "Predicted versus actual",
-                       f"<p>No decision of this study holds a prediction (algorithm {esc(study.algorithm)}).</p>")
+        return section(
+            "predictions",
+            "Predicted versus actual",
+            f"<p>No decision of this study holds a prediction (algorithm {esc(study.algorithm)}).</p>",
+        )
     body = _figure(figures, "predictions.png") + table(
         ["decision point", "predictions", "with actual", "stopped", "MAE", "Pearson r"],
-        [[f"epoch {r['from_epoch']} -> {r['target_epoch']}", r["predictions"], r["with_actual"], r["stopped"], r["mae"],
-          r["pearson_r"]] for r in pred_rows])
-    note = (f"Each prediction a scheduler made at a decision point (epochs seen -> epoch predicted), compared with the "
-            f"value the trial reached there. {n_points} predictions; {omitted.get('no_actual', 0)} have no actual value "
-            "(the trial was not trained to the target epoch) and are left out of the scatter and of MAE / r"
-            + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "") + ".")
+        [
+            [
+                f"epoch {r['from_epoch']} -> {r['target_epoch']}",
+                r["predictions"],
+                r["with_actual"],
+                r["stopped"],
+                r["mae"],
+                r["pearson_r"],
+            ]
+            for r in pred_rows
+        ],
+    )
+    note = (
+        f"Each prediction a scheduler made at a decision point (epochs seen -> epoch predicted), compared with the "
+        f"value the trial reached there. {n_points} predictions; {omitted.get('no_actual', 0)} have no actual value "
+        "(the trial was not trained to the target epoch) and are left out of the scatter and of MAE / r"
+        + (f"; {omitted['no_target']} more had no readable target epoch" if omitted.get("no_target") else "")
+        + "."
+    )
     return section("predictions", "Predicted versus actual", body, note)
 
 
+def predictor_section(study) -> str:
+    """``default``'s rung decisions by kind and the forecast models behind them (empty for other algorithms)."""
+    if study.algorithm != "default":
+        return ""
+    from hpoq.report.decisions import predictor_decisions
+
+    kinds, models = predictor_decisions(study)
+    body = table(["decision", "decisions", "trials"], kinds)
+    if models:
+        body += table(["forecast model (predictor:prefix epochs->target epoch@training curves)", "decisions"], models)
+    note = (
+        "Promotions and prunes of default's rungs: 'forecast agrees' = successive halving on the observed values "
+        "would have promoted the trial too; 'promoted by forecast' = the forecast promoted it over a trial that was "
+        "better at the rung; 'pruned by forecast' = even its optimistic forecast could not reach the k-th best; "
+        "'ranked by observed value' = no forecast yet (too few curves) or --predictor none."
+    )
+    return section("predictor", "What the predictor decided", body, note)
+
+
 def brackets_section(brackets: list[dict]) -> str:
-    body = table(["bracket", "configs", "epochs", "plain Hyperband epochs", "completed", "pruned by rung",
-                  "pruned by prediction", "failed", "running / paused", "best at R"],
-                 [[r["bracket"], r["configs"], r["epochs"], _int(r["hyperband_epochs"]), r["completed"], r["pruned_rung"],
-                   r["pruned_prediction"], r["failed"], r["unfinished"], r["best"]] for r in brackets])
-    return section("brackets", "Per bracket", body,
-                   "Hyperband brackets s in the order they run (s = s_max first: most configurations, fewest epochs "
-                   "each); schedulers without brackets give one row.")
+    body = table(
+        [
+            "bracket",
+            "configs",
+            "epochs",
+            "plain Hyperband epochs",
+            "completed",
+            "pruned by rung",
+            "pruned by prediction",
+            "failed",
+            "running / paused",
+            "best at R",
+        ],
+        [
+            [
+                r["bracket"],
+                r["configs"],
+                r["epochs"],
+                _int(r["hyperband_epochs"]),
+                r["completed"],
+                r["pruned_rung"],
+                r["pruned_prediction"],
+                r["failed"],
+                r["unfinished"],
+                r["best"],
+            ]
+            for r in brackets
+        ],
+    )
+    return section(
+        "brackets",
+        "Per bracket",
+        body,
+        "Hyperband brackets s in the order they run (s = s_max first: most configurations, fewest epochs "
+        "each); schedulers without brackets give one row.",
+    )
 
 
 def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int, brackets: list[dict]) -> str:
     """The page. ``figures``: file name -> (PNG bytes, alt text)."""
-    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>hpoq report: {esc(study.name)}</h1>\n"
-            f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} from "
-            f"{esc(study.out_dir)} ({study.records} journal records"
-            + (f"; a torn last line of {study.torn_bytes} bytes was ignored" if study.torn_bytes else "") + ").</p>")
+    head = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
+        f"<style>{_STYLE}</style></head><body>\n<h1>hpoq report: {esc(study.name)}</h1>\n"
+        f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} from "
+        f"{esc(study.out_dir)} ({study.records} journal records"
+        + (f"; a torn last line of {study.torn_bytes} bytes was ignored" if study.torn_bytes else "")
+        + ").</p>"
+    )
     parts = [
         head,
         summary_section(study),
         fates_section(study),
-        section("curves", "Learning curves", _figure(figures, "curves.png"),
-                f"{study.metric} after each epoch, as the trainer reported it; the dotted line marks R. A trial pruned "
-                "after one epoch is a single dot."),
+        section(
+            "curves",
+            "Learning curves",
+            _figure(figures, "curves.png"),
+            f"{study.metric} after each epoch, as the trainer reported it; the dotted line marks R. A trial pruned "
+            "after one epoch is a single dot.",
+        ),
+        predictor_section(study),
         predictions_section(study, figures, pred_rows, omitted, n_points),
-        section("best-so-far", "Best so far versus epochs", _figure(figures, "best_so_far.png"),
-                "Epochs summed over all trials in the order results arrived; the solid line is what the study would "
-                "return if stopped there (best value at R), the dashed line the best value seen at any epoch; the "
-                "dotted line is plain Hyperband's budget at the same R and eta."),
+        section(
+            "best-so-far",
+            "Best so far versus epochs",
+            _figure(figures, "best_so_far.png"),
+            "Epochs summed over all trials in the order results arrived; the solid line is what the study would "
+            "return if stopped there (best value at R), the dashed line the best value seen at any epoch; the "
+            "dotted line is plain Hyperband's budget at the same R and eta.",
+        ),
         brackets_section(brackets),
         compute_section(study),
         failures_section(study),
-        section("trials", "Trials", f"<details><summary>{len(study.trials)} trials</summary>{trials_table(study)}</details>"),
+        section(
+            "trials", "Trials", f"<details><summary>{len(study.trials)} trials</summary>{trials_table(study)}</details>"
+        ),
         section("files", "Output files", table(["file", "state"], [[k, v] for k, v in study.files.items()], left=2)),
         "</body></html>\n",
     ]
@@ -173,13 +309,21 @@ def compute_section(study) -> str:
     """Epochs and training time per rung (units grouped by the epoch they trained to)."""
     from hpoq.report.compute import rung_rows
 
-    body = table(["trained to epoch", "units", "epochs", "training s (leader)", "rank-seconds"],
-                 [[r["to_epoch"], r["units"], r["epochs"], round(r["seconds"], 3), round(r["rank_seconds"], 3)]
-                  for r in rung_rows(study)])
-    return section("compute", "Compute per rung", body,
-                   "Training seconds as the group leaders measured them; rank-seconds multiply by the trial group's "
-                   f"size (GPU-seconds with one GPU per rank). Wall time of the master: {study.wall_seconds:.1f} s over "
-                   f"{study.resumes + 1} run(s). Failed units are not counted.")
+    body = table(
+        ["trained to epoch", "units", "epochs", "training s (leader)", "rank-seconds"],
+        [
+            [r["to_epoch"], r["units"], r["epochs"], round(r["seconds"], 3), round(r["rank_seconds"], 3)]
+            for r in rung_rows(study)
+        ],
+    )
+    return section(
+        "compute",
+        "Compute per rung",
+        body,
+        "Training seconds as the group leaders measured them; rank-seconds multiply by the trial group's "
+        f"size (GPU-seconds with one GPU per rank). Wall time of the master: {study.wall_seconds:.1f} s over "
+        f"{study.resumes + 1} run(s). Failed units are not counted.",
+    )
 
 
 def failures_section(study, show: int = 10) -> str:
@@ -190,11 +334,15 @@ def failures_section(study, show: int = 10) -> str:
     for f in study.failures:
         k = kinds.setdefault(str(f.get("kind", "?")), [0, 0])
         k[1 if f.get("final") else 0] += 1
-    rows = [[f.get("trial_id"), f.get("attempt"), "final" if f.get("final") else "retried", str(f.get("reason", ""))[:200]]
-            for f in study.failures[-show:]]
-    body = (table(["kind", "retried", "final (trial failed)"], [[k, v[0], v[1]] for k, v in sorted(kinds.items())])
-            + f"<p class='note'>The last {len(rows)} of {len(study.failures)} failures:</p>"
-            + table(["trial", "attempt", "outcome", "reason"], rows, left=1))
+    rows = [
+        [f.get("trial_id"), f.get("attempt"), "final" if f.get("final") else "retried", str(f.get("reason", ""))[:200]]
+        for f in study.failures[-show:]
+    ]
+    body = (
+        table(["kind", "retried", "final (trial failed)"], [[k, v[0], v[1]] for k, v in sorted(kinds.items())])
+        + f"<p class='note'>The last {len(rows)} of {len(study.failures)} failures:</p>"
+        + table(["trial", "attempt", "outcome", "reason"], rows, left=1)
+    )
     return section("failures", "Failures", body)
 
 

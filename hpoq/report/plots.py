@@ -8,6 +8,7 @@
 Values are in the metric's own direction; epochs are training epochs of one configuration (x of
 the curves) or summed over all configurations (x of best-so-far).
 """
+
 from __future__ import annotations
 
 import io
@@ -15,10 +16,25 @@ import math
 
 import numpy as np
 
-from hpoq.report.fates import COMPLETED, FAILED, FATE_LABELS, FATES, PRUNED_PREDICTION, PRUNED_RUNG, STOPPED_OTHER, UNFINISHED
+from hpoq.report.fates import (
+    COMPLETED,
+    FAILED,
+    FATE_LABELS,
+    FATES,
+    PRUNED_PREDICTION,
+    PRUNED_RUNG,
+    STOPPED_OTHER,
+    UNFINISHED,
+)
 
-FATE_COLORS = {COMPLETED: "#1a9850", PRUNED_RUNG: "#7f8fa6", PRUNED_PREDICTION: "#f46d43", FAILED: "#d73027",
-               UNFINISHED: "#6a3d9a", STOPPED_OTHER: "#8c564b"}
+FATE_COLORS = {
+    COMPLETED: "#1a9850",
+    PRUNED_RUNG: "#7f8fa6",
+    PRUNED_PREDICTION: "#f46d43",
+    FAILED: "#d73027",
+    UNFINISHED: "#6a3d9a",
+    STOPPED_OTHER: "#8c564b",
+}
 # drawn bottom to top: the many pruned curves first, the completed ones on top
 _DRAW_ORDER = (PRUNED_RUNG, STOPPED_OTHER, PRUNED_PREDICTION, UNFINISHED, FAILED, COMPLETED)
 
@@ -62,9 +78,16 @@ def curves_png(study) -> bytes:
         strong = fate in (COMPLETED, FAILED, UNFINISHED)
         for i, t in enumerate(trials):
             x = np.arange(1, len(t.curve) + 1)
-            ax.plot(x, t.curve, color=color, lw=1.4 if strong else 0.9, alpha=0.9 if strong else 0.55,
-                    marker="o" if len(t.curve) == 1 else None, ms=3,
-                    label=f"{FATE_LABELS[fate]} ({counts[fate]})" if i == 0 else None)
+            ax.plot(
+                x,
+                t.curve,
+                color=color,
+                lw=1.4 if strong else 0.9,
+                alpha=0.9 if strong else 0.55,
+                marker="o" if len(t.curve) == 1 else None,
+                ms=3,
+                label=f"{FATE_LABELS[fate]} ({counts[fate]})" if i == 0 else None,
+            )
             if fate == FAILED:
                 ax.plot(x[-1], t.curve[-1], "x", color=color, ms=7)
     for fate in FATES:  # fates whose trials never finished an epoch still get a legend entry
@@ -78,8 +101,10 @@ def curves_png(study) -> bytes:
         from matplotlib.ticker import FixedLocator, NullLocator
 
         ax.set_xscale("log")
-        ticks = sorted({int(d.get("epoch") or 0) for t in study.trials.values() for d in t.decisions} - {0}
-                       | ({study.R} if study.R else set()))
+        ticks = sorted(
+            {int(d.get("epoch") or 0) for t in study.trials.values() for d in t.decisions} - {0}
+            | ({study.R} if study.R else set())
+        )
         if 0 < len(ticks) <= 12:
             ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_minor_locator(NullLocator())
@@ -88,8 +113,12 @@ def curves_png(study) -> bytes:
     clipped = False
     if lim:
         ax.set_ylim(*lim)
-        clipped = any((v > lim[1]) if study.mode == "min" else (v < lim[0])
-                      for t in study.trials.values() for v in t.curve if math.isfinite(v))
+        clipped = any(
+            (v > lim[1]) if study.mode == "min" else (v < lim[0])
+            for t in study.trials.values()
+            for v in t.curve
+            if math.isfinite(v)
+        )
     no_curve = sum(1 for t in study.trials.values() if not t.curve)
     right = max(longest, study.R or 1)
     ax.set_xlim(0.9 if ax.get_xscale() == "log" else 0.5, right * (1.1 if ax.get_xscale() == "log" else 1.0) + 0.5)
@@ -97,8 +126,10 @@ def curves_png(study) -> bytes:
         ax.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("epoch" + ("\n(y axis clipped: the worst 3% of values lie outside)" if clipped else ""))
     ax.set_ylabel(f"{study.metric} ({study.mode})")
-    ax.set_title(f"Learning curves by fate: {len(study.trials)} trial{'s' if len(study.trials) != 1 else ''}"
-                 + (f", {no_curve} without a finished epoch" if no_curve else ""))
+    ax.set_title(
+        f"Learning curves by fate: {len(study.trials)} trial{'s' if len(study.trials) != 1 else ''}"
+        + (f", {no_curve} without a finished epoch" if no_curve else "")
+    )
     if any(t.curve for t in study.trials.values()):
         ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
@@ -113,8 +144,13 @@ def predictions_png(points, omitted: dict, study) -> bytes:
     for key, color in zip(keys, cmap):
         grp = [p for p in paired if (p.from_epoch, p.target_epoch) == key]
         if grp:
-            ax.scatter([p.actual for p in grp], [p.predicted for p in grp], s=18, color=color,
-                       label=f"epoch {key[0]} -> {key[1]} ({len(grp)})")
+            ax.scatter(
+                [p.actual for p in grp],
+                [p.predicted for p in grp],
+                s=18,
+                color=color,
+                label=f"epoch {key[0]} -> {key[1]} ({len(grp)})",
+            )
     if paired:
         vals = [p.actual for p in paired] + [p.predicted for p in paired]
         lo, hi = min(vals), max(vals)
@@ -124,22 +160,36 @@ def predictions_png(points, omitted: dict, study) -> bytes:
         ax.text(0.5, 0.5, "no prediction has an actual value yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(f"actual {study.metric} at target epoch")
     ax.set_ylabel(f"predicted {study.metric}")
-    ax.set_title(f"Predicted vs actual: {len(paired)} of {len(points)} "
-                 f"({omitted.get('no_actual', 0)} omitted: not trained to the target)", fontsize=9)
+    ax.set_title(
+        f"Predicted vs actual: {len(paired)} of {len(points)} "
+        f"({omitted.get('no_actual', 0)} omitted: not trained to the target)",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
 
     # every prediction at its decision point, against the threshold it had to beat
     rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
     for i, key in enumerate(keys):
         grp = [p for p in points if (p.from_epoch, p.target_epoch) == key]
-        for action, marker, color in (("continue", "o", FATE_COLORS[COMPLETED]), ("stop", "x", FATE_COLORS[PRUNED_PREDICTION])):
+        for action, marker, color in (
+            ("continue", "o", FATE_COLORS[COMPLETED]),
+            ("stop", "x", FATE_COLORS[PRUNED_PREDICTION]),
+        ):
             sel = [p for p in grp if p.action == action]
             if sel:
-                ax2.scatter(i + rng.uniform(-0.15, 0.15, len(sel)), [p.predicted for p in sel], marker=marker, s=22,
-                            color=color, label=action)
+                ax2.scatter(
+                    i + rng.uniform(-0.15, 0.15, len(sel)),
+                    [p.predicted for p in sel],
+                    marker=marker,
+                    s=22,
+                    color=color,
+                    label=action,
+                )
         other = [p for p in grp if p.action not in ("continue", "stop")]
         if other:
-            ax2.scatter(i + rng.uniform(-0.15, 0.15, len(other)), [p.predicted for p in other], marker=".", color="grey")
+            ax2.scatter(
+                i + rng.uniform(-0.15, 0.15, len(other)), [p.predicted for p in other], marker=".", color="grey"
+            )
         thresholds = sorted({p.threshold for p in grp if math.isfinite(p.threshold)})
         for th in thresholds:
             ax2.plot([i - 0.3, i + 0.3], [th, th], color="k", lw=1.2)
@@ -158,10 +208,23 @@ def predictions_png(points, omitted: dict, study) -> bytes:
 def best_so_far_png(timeline, study) -> bytes:
     fig, ax = _figure()
     if timeline.epochs:
-        ax.step(timeline.epochs, timeline.best_at_R, where="post", color=FATE_COLORS[COMPLETED], lw=1.8,
-                label=f"best at R={study.R} (trials that reached R)")
-        ax.step(timeline.epochs, timeline.best_any, where="post", color="#4575b4", lw=1.0, ls="--",
-                label="best at any epoch")
+        ax.step(
+            timeline.epochs,
+            timeline.best_at_R,
+            where="post",
+            color=FATE_COLORS[COMPLETED],
+            lw=1.8,
+            label=f"best at R={study.R} (trials that reached R)",
+        )
+        ax.step(
+            timeline.epochs,
+            timeline.best_any,
+            where="post",
+            color="#4575b4",
+            lw=1.0,
+            ls="--",
+            label="best at any epoch",
+        )
     else:
         ax.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center", transform=ax.transAxes)
     if study.budget:
@@ -177,4 +240,3 @@ def best_so_far_png(timeline, study) -> bytes:
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return _png(fig)
-

@@ -1,16 +1,19 @@
 """Predicted versus actual values at the decision points of a study.
 
-Schedulers put a predictor's output in a decision's ``info`` (values *minimised*, method.md 1):
+Schedulers put a predictor's output in a decision's ``info`` (values *minimised*, docs/algorithms.md#conventions):
 
-* ``swift`` (method.md 3.4): ``prediction`` of the value at r_i from the first e_d epochs;
+* ``swift`` (docs/algorithms.md#swift-hyperband): ``prediction`` of the value at r_i from the first e_d epochs;
   ``key = [r_i, e_d]``; threshold ``tau``.
-* ``default``: ``predicted_final`` of the value at R from ``prefix_epochs`` epochs; ``error`` (the
-  predictor's cross-validated RMS error) and ``threshold`` (best final value so far).
+* ``default``: ``predicted`` (the forecast of the value at ``target_epoch``, R or a later rung) from
+  ``rung_epoch`` epochs; ``sigma`` (its cross-validated error) and ``threshold`` (the k-th best
+  pessimistic forecast of the rung). Earlier studies' ``predicted_final`` / ``prefix_epochs`` /
+  ``error`` are read too.
 * any scheduler may give ``target_epoch`` explicitly.
 
 The actual value is the trial's observed value at the target epoch when it was trained that far
 (pruned trials usually were not: those points are counted as omitted, never guessed).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,13 +29,13 @@ class PredictionPoint:
     """One prediction, values in the metric's own direction."""
 
     trial_id: int
-    action: str            # what the scheduler did with it (continue / stop / ...)
-    from_epoch: int        # epochs observed when predicting
-    target_epoch: int      # epoch whose value was predicted
+    action: str  # what the scheduler did with it (continue / stop / ...)
+    from_epoch: int  # epochs observed when predicting
+    target_epoch: int  # epoch whose value was predicted
     predicted: float
-    actual: float          # NaN: not trained to target_epoch
-    error: float           # predictor's own error estimate, NaN if none
-    threshold: float       # value it had to beat, NaN if none
+    actual: float  # NaN: not trained to target_epoch
+    error: float  # predictor's own error estimate, NaN if none
+    threshold: float  # value it had to beat, NaN if none
 
     @property
     def point(self) -> str:
@@ -46,9 +49,22 @@ def _target(info: dict, R) -> tuple[float, int | None, int | None, float, float]
         target = info.get("target_epoch", key[0] if isinstance(key, list) and len(key) == 2 else info.get("r_i"))
         start = key[1] if isinstance(key, list) and len(key) == 2 else info.get("e_d")
         return as_float(info["prediction"]), start, target, as_float(info.get("error")), as_float(info.get("tau"))
+    if "predicted" in info and "target_epoch" in info:  # default: a forecast at a rung (hpoq.schedulers.default)
+        return (
+            as_float(info["predicted"]),
+            info.get("rung_epoch"),
+            info["target_epoch"],
+            as_float(info.get("sigma")),
+            as_float(info.get("threshold")),
+        )
     if "predicted_final" in info:
-        return (as_float(info["predicted_final"]), info.get("prefix_epochs"), info.get("target_epoch", R),
-                as_float(info.get("error")), as_float(info.get("threshold")))
+        return (
+            as_float(info["predicted_final"]),
+            info.get("prefix_epochs"),
+            info.get("target_epoch", R),
+            as_float(info.get("error")),
+            as_float(info.get("threshold")),
+        )
     return None
 
 
@@ -76,8 +92,18 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
             actual = t.value_at(target)
             if not math.isfinite(actual):
                 omitted["no_actual"] += 1
-            points.append(PredictionPoint(t.trial_id, str(d.get("action", "")), start, target, study.sign * pred,
-                                          actual, error, study.sign * threshold if math.isfinite(threshold) else math.nan))
+            points.append(
+                PredictionPoint(
+                    t.trial_id,
+                    str(d.get("action", "")),
+                    start,
+                    target,
+                    study.sign * pred,
+                    actual,
+                    error,
+                    study.sign * threshold if math.isfinite(threshold) else math.nan,
+                )
+            )
     return points, omitted
 
 
@@ -93,7 +119,15 @@ def summarize_points(points: list[PredictionPoint]) -> list[dict]:
         r = math.nan
         if len(paired) >= 3 and np.std(pred) > 0 and np.std(act) > 0:
             r = float(np.corrcoef(pred, act)[0, 1])
-        rows.append({"from_epoch": key[0], "target_epoch": key[1], "predictions": len(group),
-                     "with_actual": len(paired), "stopped": sum(1 for p in group if p.action == "stop"),
-                     "mae": mae, "pearson_r": r})
+        rows.append(
+            {
+                "from_epoch": key[0],
+                "target_epoch": key[1],
+                "predictions": len(group),
+                "with_actual": len(paired),
+                "stopped": sum(1 for p in group if p.action == "stop"),
+                "mae": mae,
+                "pearson_r": r,
+            }
+        )
     return rows

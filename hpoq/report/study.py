@@ -8,6 +8,7 @@ line is ignored by :func:`~hpoq.runtime.journal.read_journal`). ``trials.csv``, 
 ``curves.h5`` are written by the master at the end of a run; when present they are read only to
 say whether they agree with the journal.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.report.fates import FATES, classify_fate
 from hpoq.runtime.journal import JOURNAL_FILE, read_journal
 
@@ -37,11 +38,11 @@ class TrialView:
     trial_id: int
     config: dict = field(default_factory=dict)
     curve: list = field(default_factory=list)
-    epochs_trained: int = 0      # epochs of finished units (a re-run unit counts again)
-    units: int = 0               # finished units
-    failures: int = 0            # failure records (retried or final)
+    epochs_trained: int = 0  # epochs of finished units (a re-run unit counts again)
+    units: int = 0  # finished units
+    failures: int = 0  # failure records (retried or final)
     decisions: list = field(default_factory=list)
-    in_flight: bool = False      # a unit was sent and has no result or failure yet
+    in_flight: bool = False  # a unit was sent and has no result or failure yet
 
     @property
     def fate(self) -> str:
@@ -76,20 +77,20 @@ class StudyOutput:
     metric: str
     mode: str
     budget: int | None
-    status: str                  # finished / interrupted / error / running / no end record
+    status: str  # finished / interrupted / error / running / no end record
     status_detail: str
     trials: dict
-    results: list                # (trial_id, start_epoch, end_epoch, [values]) in journal order
+    results: list  # (trial_id, start_epoch, end_epoch, [values]) in journal order
     end: dict | None
     resumes: int
     records: int
-    torn_bytes: int              # bytes after the last complete record (ignored)
-    files: dict                  # file name -> one-line note
+    torn_bytes: int  # bytes after the last complete record (ignored)
+    files: dict  # file name -> one-line note
     best_file: dict | None = None
     failures: list = field(default_factory=list)  # failure records (retried ones too), journal order
-    costs: list = field(default_factory=list)     # per finished unit: (start_epoch, end_epoch, seconds, ranks)
-    wall_seconds: float = 0.0    # summed over master runs: first to last record of each
-    launch: dict = field(default_factory=dict)    # the latest header or resume record (ranks, groups, pid, host)
+    costs: list = field(default_factory=list)  # per finished unit: (start_epoch, end_epoch, seconds, ranks)
+    wall_seconds: float = 0.0  # summed over master runs: first to last record of each
+    launch: dict = field(default_factory=dict)  # the latest header or resume record (ranks, groups, pid, host)
 
     @property
     def sign(self) -> float:
@@ -113,7 +114,9 @@ class StudyOutput:
         best = None
         for t in self.trials.values():
             v = t.value_at(self.R)
-            if math.isfinite(v) and (best is None or (self.sign * v, t.trial_id) < (self.sign * best[1], best[0].trial_id)):
+            if math.isfinite(v) and (
+                best is None or (self.sign * v, t.trial_id) < (self.sign * best[1], best[0].trial_id)
+            ):
                 best = (t, v)
         return best
 
@@ -144,15 +147,22 @@ def _status(records: list[dict]) -> tuple[str, str, dict | None]:
     end = next((r for r in records[start:] if r["type"] == "end"), None)
     if end is not None:
         status = str(end.get("status", "unknown"))
-        detail = {"finished": "the search finished", "interrupted": "stopped by a signal; resume with run --resume",
-                  "error": f"the master stopped with an error: {end.get('error', '')}"}.get(status, status)
+        detail = {
+            "finished": "the search finished",
+            "interrupted": "stopped by a signal; resume with run --resume",
+            "error": f"the master stopped with an error: {end.get('error', '')}",
+        }.get(status, status)
         return status, detail, end
     launch = records[start]
     alive = _pid_alive(launch.get("pid"), launch.get("host"))
     if alive:
         return "running", f"master pid {launch.get('pid')} on {launch.get('host')} is alive", None
     if alive is False:
-        return "no end record", f"master pid {launch.get('pid')} is gone: killed or crashed; resume with run --resume", None
+        return (
+            "no end record",
+            f"master pid {launch.get('pid')} is gone: killed or crashed; resume with run --resume",
+            None,
+        )
     return "no end record", f"master on host {launch.get('host')!r}: still running there, or killed", None
 
 
@@ -182,7 +192,9 @@ def _read_files(out_dir: str, study: StudyOutput) -> tuple[dict, dict | None]:
             with open(path, newline="", encoding="utf-8") as fh:
                 rows = list(csv.DictReader(fh))
             same = len(rows) == len(study.trials)
-            notes[TRIALS_FILE] = f"{len(rows)} trials" + ("" if same else f" (journal: {len(study.trials)}; written earlier)")
+            notes[TRIALS_FILE] = f"{len(rows)} trials" + (
+                "" if same else f" (journal: {len(study.trials)}; written earlier)"
+            )
         except (OSError, csv.Error, UnicodeDecodeError) as exc:
             notes[TRIALS_FILE] = f"unreadable ({type(exc).__name__}); ignored"
     else:
@@ -196,9 +208,10 @@ def _read_files(out_dir: str, study: StudyOutput) -> tuple[dict, dict | None]:
             epochs = int(table.row_lengths().sum())
             journal_epochs = sum(len(t.curve) for t in study.trials.values())
             agree = table.n_rows == sum(1 for t in study.trials.values() if t.curve) and epochs == journal_epochs
-            notes[CURVES_FILE] = (f"{table.n_rows} curves, {epochs} epochs: "
-                                  + ("agrees with the journal" if agree else f"journal has {journal_epochs} epochs (written earlier)"))
-        except HpoqError as exc:
+            notes[CURVES_FILE] = f"{table.n_rows} curves, {epochs} epochs: " + (
+                "agrees with the journal" if agree else f"journal has {journal_epochs} epochs (written earlier)"
+            )
+        except ConfigError as exc:
             notes[CURVES_FILE] = f"unreadable, curves rebuilt from the journal ({exc})"
     else:
         notes[CURVES_FILE] = "missing; curves rebuilt from the journal's result records"
@@ -206,12 +219,12 @@ def _read_files(out_dir: str, study: StudyOutput) -> tuple[dict, dict | None]:
 
 
 def load_study_output(out_dir: str) -> StudyOutput:
-    """Read ``out_dir`` (raises :class:`HpoqError` if it or its journal is missing or damaged)."""
+    """Read ``out_dir`` (raises :class:`ConfigError` if it or its journal is missing or damaged)."""
     if not os.path.isdir(out_dir):
-        raise HpoqError(f"report: output directory {out_dir!r} does not exist")
+        raise ConfigError(f"report: output directory {out_dir!r} does not exist")
     path = os.path.join(out_dir, JOURNAL_FILE)
     if not os.path.isfile(path):
-        raise HpoqError(f"report: {out_dir!r} has no {JOURNAL_FILE} (not a study output directory)")
+        raise ConfigError(f"report: {out_dir!r} has no {JOURNAL_FILE} (not a study output directory)")
     records, valid_bytes = read_journal(path)
     torn = os.path.getsize(path) - valid_bytes
     header = records[0]
@@ -219,7 +232,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
     algo = spec.get("algorithm") if isinstance(spec.get("algorithm"), dict) else {}
     mode = str(header.get("mode") or "min")
     if mode not in ("min", "max"):
-        raise HpoqError(f"report: journal header has mode {mode!r}; expected 'min' or 'max'")
+        raise ConfigError(f"report: journal header has mode {mode!r}; expected 'min' or 'max'")
 
     trials: dict[int, TrialView] = {}
     results: list = []
@@ -251,7 +264,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
                 values = [as_float(v) for v in rec["metrics"]]
                 if len(t.curve) < start:
                     t.curve.extend([math.nan] * (start - len(t.curve)))
-                t.curve[start:start + len(values)] = values
+                t.curve[start : start + len(values)] = values
                 t.epochs_trained += len(values)
                 t.units += 1
                 results.append((t.trial_id, start, end, values))
@@ -266,21 +279,39 @@ def load_study_output(out_dir: str) -> StudyOutput:
             elif kind == "resume":
                 lost.update(int(u) for u in rec.get("lost_units") or [])
     except (KeyError, TypeError, ValueError) as exc:
-        raise HpoqError(f"report: journal {path!r} has a record without a valid {exc} field") from None
+        raise ConfigError(f"report: journal {path!r} has a record without a valid {exc} field") from None
 
     status, detail, end = _status(records)
     starts = [i for i, r in enumerate(records) if r["type"] in ("header", "resume")] + [len(records)]
-    wall = sum(max(as_float(records[b - 1].get("t")) - as_float(records[a].get("t")), 0.0)
-               for a, b in zip(starts, starts[1:]))
+    wall = sum(
+        max(as_float(records[b - 1].get("t")) - as_float(records[a].get("t")), 0.0) for a, b in zip(starts, starts[1:])
+    )
     for uid, tid in open_units.items():
         if uid not in lost and end is None:
             trials[tid].in_flight = True
     study = StudyOutput(
-        out_dir=out_dir, header=header, name=str(spec.get("name") or os.path.basename(os.path.abspath(out_dir))),
-        algorithm=str(algo.get("name") or "?"), R=_int_or_none(algo.get("R")), eta=_int_or_none(algo.get("eta")),
-        metric=str(header.get("metric") or "metric"), mode=mode, budget=_int_or_none(header.get("budget")),
-        status=status, status_detail=detail, trials=dict(sorted(trials.items())), results=results, end=end,
-        resumes=sum(1 for r in records if r["type"] == "resume"), records=len(records), torn_bytes=torn, files={},
-        failures=failures, costs=costs, wall_seconds=wall if math.isfinite(wall) else 0.0, launch=records[starts[-2]])
+        out_dir=out_dir,
+        header=header,
+        name=str(spec.get("name") or os.path.basename(os.path.abspath(out_dir))),
+        algorithm=str(algo.get("name") or "?"),
+        R=_int_or_none(algo.get("R")),
+        eta=_int_or_none(algo.get("eta")),
+        metric=str(header.get("metric") or "metric"),
+        mode=mode,
+        budget=_int_or_none(header.get("budget")),
+        status=status,
+        status_detail=detail,
+        trials=dict(sorted(trials.items())),
+        results=results,
+        end=end,
+        resumes=sum(1 for r in records if r["type"] == "resume"),
+        records=len(records),
+        torn_bytes=torn,
+        files={},
+        failures=failures,
+        costs=costs,
+        wall_seconds=wall if math.isfinite(wall) else 0.0,
+        launch=records[starts[-2]],
+    )
     study.files, study.best_file = _read_files(out_dir, study)
     return study

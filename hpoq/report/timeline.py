@@ -4,6 +4,7 @@ Every ``result`` record adds its epochs to the running total. Two curves: the be
 among trials that reached R (what a study returns) and the best value observed at any epoch
 (an optimistic lower envelope). Values in the metric's own direction.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,8 @@ from hpoq.report.study import StudyOutput
 
 @dataclass
 class Timeline:
-    epochs: list        # cumulative epochs after each result
-    best_at_R: list     # NaN until a trial reached R
+    epochs: list  # cumulative epochs after each result
+    best_at_R: list  # NaN until a trial reached R
     best_any: list
 
 

@@ -5,21 +5,31 @@ configuration, curve in the metric's own direction, status, failures -- and the 
 progress line and the output files need. Applying every record of a journal in order gives the
 same book as the master had when it wrote them.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-# trial status in outputs, from the last decision / event
-RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = "running", "paused", "promoted", "pruned", "done", "failed"
-_ACTION_STATUS = {"continue": PROMOTED, "pause": PAUSED, "stop": PRUNED, "done": DONE, "failed": FAILED}
+from hpoq.schedulers.base import ACTION_STATUS as _ACTION_STATUS
+from hpoq.schedulers.base import Status
+
+# trial status in outputs, from the last decision / event: the schedulers' one Status enum
+RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = (
+    Status.RUNNING,
+    Status.PAUSED,
+    Status.PROMOTED,
+    Status.PRUNED,
+    Status.DONE,
+    Status.FAILED,
+)
 
 
 @dataclass
 class TrialInfo:
     trial_id: int
     config: dict
-    curve: list = field(default_factory=list)   # metric after epochs 1..len, trainer's own direction
+    curve: list = field(default_factory=list)  # metric after epochs 1..len, trainer's own direction
     status: str = RUNNING
     units: int = 0
     failures: int = 0
@@ -35,8 +45,8 @@ class TrialBook:
     def __init__(self, mode: str = "min"):
         self.mode = mode
         self.trials: dict[int, TrialInfo] = {}
-        self.running: dict[int, int] = {}   # unit_id -> trial_id
-        self.epochs_used = 0                # epochs of finished units
+        self.running: dict[int, int] = {}  # unit_id -> trial_id
+        self.epochs_used = 0  # epochs of finished units
         self.units_done = 0
         self.units_failed = 0
         self.units_dispatched = 0
@@ -68,7 +78,7 @@ class TrialBook:
             self.units_failed += 1
             t = self.trials.get(int(rec["trial_id"]))
             if t is not None:
-                t.failures += 1 if rec.get("counted", True) else 0   # a full disk is not the trial's fault
+                t.failures += 1 if rec.get("counted", True) else 0  # a full disk is not the trial's fault
                 t.reason = str(rec.get("reason", ""))
                 if rec.get("final"):
                     t.status = FAILED
@@ -93,5 +103,11 @@ class TrialBook:
         return max(finite) if self.mode == "max" else min(finite)
 
     def counts(self) -> dict:
-        return {"running": len(self.running), "done": self.count(DONE), "pruned": self.count(PRUNED),
-                "paused": self.count(PAUSED), "failed": self.count(FAILED), "trials": len(self.trials)}
+        return {
+            "running": len(self.running),
+            "done": self.count(DONE),
+            "pruned": self.count(PRUNED),
+            "paused": self.count(PAUSED),
+            "failed": self.count(FAILED),
+            "trials": len(self.trials),
+        }

@@ -3,7 +3,7 @@
 Group ``g`` holds world ranks ``1 + g*k .. (g+1)*k`` (``k = ranks_per_trial``); its lowest rank
 is the leader, which talks to the master. Ranks left over (``(size - 1) % k``) idle until the
 study ends. The groups are fixed for the whole run: one ``COMM_WORLD.Split`` at start (a
-collective over all ranks, integer colours, never ``hash()``; docs/platform.md 2.4), and every
+collective over all ranks, integer colours, never ``hash()``; docs/runtime.md#testing-mpi-on-a-laptop), and every
 unit of a group runs on the same sub-communicator -- the trainer builds its data-parallel world
 (torch.distributed / Horovod) from it.
 """

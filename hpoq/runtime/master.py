@@ -1,6 +1,6 @@
 """The master rank: owns the scheduler (and its predictor), dispatches work units, journals everything.
 
-Loop (method.md 3.8, "poll, never block"; docs/platform.md 2.3); all messages go through a
+Loop (docs/algorithms.md#wall-clock, "poll, never block"; docs/runtime.md#the-master-loop); all messages go through a
 transport (:mod:`hpoq.runtime.transport`), MPI in a job, a fake one in in-process tests::
 
     while the study runs:
@@ -14,10 +14,11 @@ Failures: a unit that fails is retried from the same checkpoint while its config
 at most ``max_retries`` times (default 1, over all its units); the next failure is final and is
 reported with ``on_failure`` (the trial is FAILED, never retried again). An exception
 from ``on_result`` (e.g. a predictor fit inside it) is journaled (``scheduler_error``) and fails
-that unit instead of killing the study; an :class:`HpoqError` (a setting that cannot work, e.g. a
-QPU sampler without a token and without fallback) or an exception from ``suggest``/``on_failure``
-ends the study cleanly: ``end`` record with ``status: error``, workers stopped, exit code 2; an
-:class:`~hpoq.errors.InternalError` (a bug) is journaled the same way and then raised with its traceback.
+that unit instead of killing the study; an :class:`ConfigError` (a setting that cannot work, e.g. a
+QPU sampler without a token and without fallback) ends the study cleanly: ``end`` record with
+``status: error``, workers stopped, exit code 2; an :class:`~hpoq.errors.InternalError` or any other
+exception from ``suggest``/``on_failure`` (a bug in the scheduler) is journaled the same way and then
+raised with its traceback (exit 1).
 Checkpoints (:mod:`hpoq.runtime.checkpoints`): ``OUTDIR/checkpoints/trial-NNNNN`` per trial, deleted
 when the trial is pruned (STOP), failed, or done (DONE) unless it is the best trial so far; paused
 trials keep theirs.
@@ -38,13 +39,14 @@ Faults the master outlives:
   trainer's ``ENOSPC`` is not counted against its trial); if even that cannot be written the
   journal is left at its last complete record and :class:`JournalDead` ends the run.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections import deque
 
-from hpoq.errors import DeadlockError, HpoqError, InternalError
+from hpoq.errors import ConfigError, DeadlockError, InternalError
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
@@ -58,37 +60,58 @@ log = logging.getLogger(__name__)
 
 
 class Master:
-    def __init__(self, transport, layout: GroupLayout, scheduler, journal, book: TrialBook, *, out_dir: str,
-                 poll_interval: float, max_retries: int, mode: str, signals, progress=None, queue=None,
-                 known_trials=None, unit_timeout: float | None = None, lost=None):
-        self.transport = transport   # hpoq.runtime.transport: MPI, or a fake one in tests
+    def __init__(
+        self,
+        transport,
+        layout: GroupLayout,
+        scheduler,
+        journal,
+        book: TrialBook,
+        *,
+        out_dir: str,
+        poll_interval: float,
+        max_retries: int,
+        mode: str,
+        signals,
+        progress=None,
+        queue=None,
+        known_trials=None,
+        unit_timeout: float | None = None,
+        lost=None,
+    ):
+        self.transport = transport  # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
         self.scheduler = scheduler
+        # predict helper's hook: a scheduler that fits models (default) fits them on this thread, never in the loop
+        if hasattr(scheduler, "attach_fit_executor"):
+            from concurrent.futures import ThreadPoolExecutor
+
+            scheduler.attach_fit_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
         self.journal = journal
         self.book = book
         self.out_dir = out_dir
         self.ckpt = Checkpoints(out_dir)
         self.poll = float(poll_interval)
-        self.backoff = Backoff(self.poll)   # the master polls at a constant interval
+        self.backoff = Backoff(self.poll)  # the master polls at a constant interval
         self.max_retries = int(max_retries)
         self.mode = mode
         self.signals = signals
         self.progress = progress
         self.queue: deque[Dispatch] = deque(queue or [])  # retries and lost units, run before suggest()
         self.idle: deque = deque(range(layout.n_groups))
-        self.inflight: dict[int, tuple[int, Dispatch]] = {}   # unit_id -> (group, the unit)
-        self.started: dict[int, float] = {}               # unit_id -> monotonic time it was sent
+        self.inflight: dict[int, tuple[int, Dispatch]] = {}  # unit_id -> (group, the unit)
+        self.started: dict[int, float] = {}  # unit_id -> monotonic time it was sent
         self.unit_timeout = None if unit_timeout is None else float(unit_timeout)
-        self.hung: dict[int, int] = {}                    # timed-out unit_id -> its (retired) group
-        self.held: list[Dispatch] = []                    # retries of timed-out units: for the next job
-        self.lost: list[Dispatch] = list(lost or [])      # units lost in a crash, failed at start
-        self.isolated_running = 0                         # isolated units in flight (nothing else runs then)
-        self.stop_reason: str | None = None               # why the master stopped without a signal
-        self.abort_reason: str | None = None              # why the MPI job must be aborted (hung ranks)
+        self.hung: dict[int, int] = {}  # timed-out unit_id -> its (retired) group
+        self.held: list[Dispatch] = []  # retries of timed-out units: for the next job
+        self.lost: list[Dispatch] = list(lost or [])  # units lost in a crash, failed at start
+        self.isolated_running = 0  # isolated units in flight (nothing else runs then)
+        self.stop_reason: str | None = None  # why the master stopped without a signal
+        self.abort_reason: str | None = None  # why the MPI job must be aborted (hung ranks)
         self.trials_seen: set[int] = set(known_trials or ())
         self.stopping = False
         self.status = "finished"
-        self.master_seconds = 0.0   # CPU time of the master in its loop (benchmark: overhead per unit)
+        self.master_seconds = 0.0  # CPU time of the master in its loop (benchmark: overhead per unit)
         self._outbox: list[tuple[int, Dispatch]] = []  # (leader rank, unit) to send once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
@@ -112,8 +135,9 @@ class Master:
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            self.queue.appendleft(unit.again("resume" if unit.source == "suggest" else unit.source,
-                                             isolate=unit.isolate))
+            self.queue.appendleft(
+                unit.again("resume" if unit.source == "suggest" else unit.source, isolate=unit.isolate)
+            )
             self.disk_full(f"copying the start checkpoint of trial {tid}: {exc.strerror}")
             return False
         group = self.idle.popleft()
@@ -154,7 +178,7 @@ class Master:
             try:
                 unit = self._call("suggest", self.scheduler.suggest)
             except _SchedulerError as err:
-                raise HpoqError(f"the scheduler cannot continue: {err}") from None
+                raise InternalError(f"the scheduler cannot continue: {err}") from err.__cause__
             if unit is None:
                 self.record("idle")
                 return
@@ -213,7 +237,7 @@ class Master:
     def _call(self, name: str, fn, *args):
         try:
             return fn(*args)
-        except HpoqError:
+        except ConfigError:
             raise
         except InternalError as exc:  # a bug in the scheduler: journaled, then it ends the study with its traceback
             self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
@@ -230,8 +254,12 @@ class Master:
         if uid in self.hung:  # a timed-out unit ended after all: its group can work again, its outcome is void
             group = self.hung.pop(uid)
             self.idle.append(group)
-            log.warning("unit %d ended %s after its timeout; outcome ignored, group %d works again", uid,
-                        "ok" if outcome.ok else "with a failure", group)
+            log.warning(
+                "unit %d ended %s after its timeout; outcome ignored, group %d works again",
+                uid,
+                "ok" if outcome.ok else "with a failure",
+                group,
+            )
             return
         if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
@@ -250,8 +278,9 @@ class Master:
         self.record(rtype, **fields)
         self.ckpt.drop_start(unit.trial_id, unit.start_epoch)
         try:
-            decisions = self._call("on_result", self.scheduler.on_result, unit.trial_id,
-                                   minimized(outcome.metrics, outcome.mode))
+            decisions = self._call(
+                "on_result", self.scheduler.on_result, unit.trial_id, minimized(outcome.metrics, outcome.mode)
+            )
         except _SchedulerError as err:
             self._fail(unit, Outcome(uid, reason=f"scheduler error in on_result: {err}", kind="scheduler"), final=True)
             return
@@ -266,12 +295,19 @@ class Master:
         tid, kind = unit.trial_id, outcome.kind
         rtype, fields = outcome.to_record(unit, final=final, counted=counted)
         self.record(rtype, **fields)
-        log.warning("trial %d epochs %d..%d failed (attempt %d%s): %s", tid, unit.start_epoch + 1, unit.end_epoch,
-                    unit.attempt + 1, "" if final else ", will retry", outcome.reason)
+        log.warning(
+            "trial %d epochs %d..%d failed (attempt %d%s): %s",
+            tid,
+            unit.start_epoch + 1,
+            unit.end_epoch,
+            unit.attempt + 1,
+            "" if final else ", will retry",
+            outcome.reason,
+        )
         if not final:
             retry = unit.again("retry", unit.attempt + 1)
             if kind == "timeout":
-                self.held.append(retry)         # the hung rank may still write this trial's checkpoint
+                self.held.append(retry)  # the hung rank may still write this trial's checkpoint
             elif kind == "disk-full":
                 self.queue.appendleft(retry)
             elif kind == "lost":
@@ -283,7 +319,7 @@ class Master:
         try:
             decisions = self._call("on_failure", self.scheduler.on_failure, tid, outcome.reason)
         except _SchedulerError as err:
-            raise HpoqError(f"the scheduler cannot continue: on_failure raised {err}") from None
+            raise InternalError(f"the scheduler cannot continue: on_failure raised {err}") from err.__cause__
         self._decided(outcome.unit_id, decisions)
 
     def check_timeouts(self) -> bool:
@@ -295,8 +331,10 @@ class Master:
         for uid in late:
             group, unit = self._take(uid)
             self.hung[uid] = group
-            reason = (f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
-                      f"{self.layout.ranks(group)} still busy")
+            reason = (
+                f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
+                f"{self.layout.ranks(group)} still busy"
+            )
             self._fail(unit, Outcome(uid, reason=reason, kind="timeout"), final=self._final(unit.trial_id))
         return bool(late)
 
@@ -315,8 +353,11 @@ class Master:
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        busy = {u.trial_id for _, u in self.inflight.values()} | {u.trial_id for u in self.queue} | {
-            u.trial_id for u in self.held}
+        busy = (
+            {u.trial_id for _, u in self.inflight.values()}
+            | {u.trial_id for u in self.queue}
+            | {u.trial_id for u in self.held}
+        )
         status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
         for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record("checkpoint_deleted", trial_id=tid, path=path)
@@ -356,8 +397,10 @@ class Master:
             self.record("stop", signal=self.signals.last)
         if self.signals.count >= 2 and self.inflight:
             log.warning("second stop signal: not waiting for %d running unit(s)", len(self.inflight))
-            self.abort_reason = (f"a second stop signal ({self.signals.last}) while {len(self.inflight)} unit(s) ran; "
-                                 "they run again on resume")
+            self.abort_reason = (
+                f"a second stop signal ({self.signals.last}) while {len(self.inflight)} unit(s) ran; "
+                "they run again on resume"
+            )
             return True
         if handled:
             self.dispatch()
@@ -378,13 +421,15 @@ class Master:
     def _nothing_to_run(self) -> bool:
         """Nothing in flight, nothing to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
         if self.hung or self.held:
-            why = (f"{len(self.hung)} trial group(s) hold a timed-out unit"
-                   + (f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""))
+            why = f"{len(self.hung)} trial group(s) hold a timed-out unit" + (
+                f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""
+            )
             self.stopping, self.status, self.stop_reason = True, "interrupted", why
             self.record("stop", signal=None, reason=why)
             return True
-        raise DeadlockError(f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, "
-                            "and suggest() gives no work")
+        raise DeadlockError(
+            f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, and suggest() gives no work"
+        )
 
     def _finish(self) -> None:
         # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
@@ -400,8 +445,10 @@ class Master:
         """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""
         if self.hung:
             groups = sorted(self.hung.values())
-            return (f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
-                    f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise")
+            return (
+                f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
+                f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise"
+            )
         return self.abort_reason if self.inflight else None
 
     def _final_cleanup(self) -> None:

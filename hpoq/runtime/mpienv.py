@@ -2,7 +2,7 @@
 
 The venv's ``bin/`` goes first on PATH so the ``mpiexec`` of the mpich wheel that mpi4py was
 built against is found; one OpenMP thread and MPICH's heavy yield keep oversubscribed ranks from
-spinning (platform.md 2.4); the repository goes on PYTHONPATH so children import this checkout.
+spinning (docs/runtime.md#testing-mpi-on-a-laptop); the repository goes on PYTHONPATH so children import this checkout.
 """
 
 from __future__ import annotations

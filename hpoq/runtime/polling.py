@@ -1,7 +1,7 @@
 """One back-off helper for every polling loop of the runtime (master, workers, start-up).
 
 Every rank polls (probe + sleep) instead of blocking in ``recv``: a blocked MPICH rank spins at
-100% of a core, which on shared cores steals CPU from training (docs/platform.md 2.3). Right after
+100% of a core, which on shared cores steals CPU from training (docs/runtime.md#the-master-loop). Right after
 activity a loop may poll faster for a short window (a worker expects its next unit within
 milliseconds of sending a result), then falls back to its interval.
 """

@@ -54,7 +54,7 @@ class Replayed:
 
 
 def minimized(metrics, mode: str) -> list[float]:
-    """Metrics as the scheduler sees them: lower is better (method.md 1)."""
+    """Metrics as the scheduler sees them: lower is better (docs/algorithms.md#conventions)."""
     values = [float(v) for v in metrics]
     return [-v for v in values] if mode == "max" else values
 

@@ -5,7 +5,7 @@ the resume can be driven in-process by a fake transport in tests (``tests/test_m
 as well as by real ranks under ``mpiexec``. A transport has ``rank``, ``size``, ``probe(source, tag)``
 -> ``(source, tag)`` of a waiting message or None, ``recv(source, tag)``, ``send(obj, dest, tag)``
 and ``abort(code)``. Nobody blocks in ``recv`` without a probe first: a blocked MPICH rank spins a
-core (docs/platform.md 2.3); see :mod:`hpoq.runtime.polling`.
+core (docs/runtime.md#the-master-loop); see :mod:`hpoq.runtime.polling`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every rank polls (probe + sleep, :mod:`hpoq.runtime.polling`) instead of blocking in ``recv``: a
 blocked MPICH rank spins at 100% of a core, which on shared cores steals CPU from training
-(docs/platform.md 2.3). Right after sending a result a leader polls faster for a short while,
+(docs/runtime.md#the-master-loop). Right after sending a result a leader polls faster for a short while,
 because the next unit usually follows within milliseconds.
 
 A unit fails (and the study goes on) when the trainer raises -- any exception, ``MemoryError``

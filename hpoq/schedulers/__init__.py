@@ -8,9 +8,10 @@ name in :data:`hpoq.predict.PREDICTORS`), ``predictor_params`` and ``warm_curves
 :class:`~hpoq.curves.table.CurveTable` of an earlier study, or None); schedulers that use no
 predictor ignore those three.
 """
+
 from __future__ import annotations
 
-from hpoq.errors import ConfigError, HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import build, import_class, parameter_names
 
 #: registry name -> "module:Class"
@@ -36,16 +37,27 @@ def available_schedulers() -> list[str]:
 def scheduler_class(name: str):
     """The class registered under ``name`` (imported on first use)."""
     if name not in SCHEDULERS:
-        raise HpoqError(f"unknown algorithm {name!r}; available: {', '.join(available_schedulers())}")
+        raise ConfigError(f"unknown algorithm {name!r}; available: {', '.join(available_schedulers())}")
     return import_class("algorithm", name, SCHEDULERS[name])
+
 
 def scheduler_parameters(name: str) -> list[str]:
     """The algorithm's own parameter names (those ``--param key=value`` may set)."""
     return [p for p in parameter_names(scheduler_class(name)) or [] if p not in COMMON_ARGS + PREDICTOR_ARGS]
 
 
-def make_scheduler(name: str, *, R: int, eta: int, sampler, seed: int, predictor: str | None = None,
-                   predictor_params: dict | None = None, warm_curves=None, **params):
+def make_scheduler(
+    name: str,
+    *,
+    R: int,
+    eta: int,
+    sampler,
+    seed: int,
+    predictor: str | None = None,
+    predictor_params: dict | None = None,
+    warm_curves=None,
+    **params,
+):
     """Build algorithm ``name``, its ``params`` checked against its ``parameter_constraints``.
 
     Raises :class:`ConfigError` for an unknown algorithm or parameter (named ``algorithm.params.KEY``),
@@ -57,8 +69,13 @@ def make_scheduler(name: str, *, R: int, eta: int, sampler, seed: int, predictor
     if dedupes(sampler) and not getattr(scheduler_class(name), "supports_dedupe", False):
         raise ConfigError(f"algorithm {name!r} does not support dedupe (skipping repeated configurations)")
     context = {"R": R, "eta": eta, "sampler": sampler, "seed": seed}
-    context.update({k: v for k, v in (("predictor", predictor), ("predictor_params", predictor_params),
-                                      ("warm_curves", warm_curves)) if v is not None})
+    context.update(
+        {
+            k: v
+            for k, v in (("predictor", predictor), ("predictor_params", predictor_params), ("warm_curves", warm_curves))
+            if v is not None
+        }
+    )
     return build("scheduler", name, params, path="algorithm.params", context=context, what=f"algorithm {name!r}")
 
 

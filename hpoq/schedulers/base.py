@@ -4,16 +4,18 @@ A scheduler decides which configuration is trained for how many epochs. It never
 anything: a backend (the MPI runtime or the replay simulator) asks :meth:`Scheduler.suggest`
 for work whenever a worker (trial group) is free, runs the :class:`WorkUnit`, and reports the
 per-epoch metrics with :meth:`Scheduler.on_result`. All metric values handed to a scheduler are
-*minimised* (accuracy-type metrics negated, method.md 1).
+*minimised* (accuracy-type metrics negated, docs/algorithms.md#conventions).
 
 Resources are epochs. A work unit ``(trial_id, start_epoch, end_epoch)`` trains the trial from
 its checkpoint at ``start_epoch`` (0 = from scratch) through ``end_epoch`` and costs
 ``end_epoch - start_epoch`` epochs.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Protocol, Sequence
 
 from hpoq.registry import Anything, Interval
@@ -50,13 +52,48 @@ class WorkUnit:
         return asdict(self)
 
 
-# Decision actions: what happens to a trial after a result (explicit, as in Syne Tune / Ray).
-CONTINUE = "continue"  # more epochs will follow: keep the checkpoint
-PAUSE = "pause"        # waits for a promotion decision: keep the checkpoint
-STOP = "stop"          # pruned or not promotable: the checkpoint may be deleted
-DONE = "done"          # reached the maximum epochs R: final value known
-FAILED = "failed"      # the trainer failed (exception, NaN/inf, out of memory)
-ACTIONS = (CONTINUE, PAUSE, STOP, DONE, FAILED)
+class Action(StrEnum):
+    """What happens to a trial after a result (explicit, as in Syne Tune / Ray). A ``StrEnum``: its
+    members are the strings written to journals and state files ("continue", ...)."""
+
+    CONTINUE = "continue"  # more epochs will follow: keep the checkpoint
+    PAUSE = "pause"  # waits for a promotion decision: keep the checkpoint
+    STOP = "stop"  # pruned or not promotable: the checkpoint may be deleted
+    DONE = "done"  # reached the maximum epochs R: final value known
+    FAILED = "failed"  # the trainer failed (exception, NaN/inf, out of memory)
+
+
+class Status(StrEnum):
+    """Where a trial stands: the one status vocabulary of the schedulers' trials and the runtime's
+    book (:mod:`hpoq.runtime.book`). ``"active"`` and ``"stopped"``, the names of earlier state
+    files, read as RUNNING and PRUNED."""
+
+    RUNNING = "running"  # a unit is in flight or about to be dispatched
+    PAUSED = "paused"  # waits at a rung for a promotion decision
+    PROMOTED = "promoted"  # promoted past a rung; its next unit follows
+    PRUNED = "pruned"  # stopped before R
+    DONE = "done"  # reached R
+    FAILED = "failed"  # its trainer failed
+
+    @classmethod
+    def _missing_(cls, value):
+        return {"active": cls.RUNNING, "stopped": cls.PRUNED}.get(value)
+
+    @classmethod
+    def after(cls, action: str) -> "Status":
+        """The status a decision with ``action`` leaves its trial in."""
+        return ACTION_STATUS[Action(action)]
+
+
+CONTINUE, PAUSE, STOP, DONE, FAILED = Action.CONTINUE, Action.PAUSE, Action.STOP, Action.DONE, Action.FAILED
+ACTIONS = tuple(Action)
+ACTION_STATUS = {
+    Action.CONTINUE: Status.PROMOTED,
+    Action.PAUSE: Status.PAUSED,
+    Action.STOP: Status.PRUNED,
+    Action.DONE: Status.DONE,
+    Action.FAILED: Status.FAILED,
+}
 
 
 @dataclass
@@ -97,8 +134,12 @@ class Scheduler(ABC):
     #: registry name used in study files and ``--algorithm``
     name: str = ""
     #: what every scheduler takes (hpoq.registry); subclasses add their own parameters
-    parameter_constraints = {"R": [Interval(int, 1, None)], "eta": [Interval(int, 2, None)], "sampler": [Anything()],
-                             "seed": [Interval(int, 0, None)]}
+    parameter_constraints = {
+        "R": [Interval(int, 1, None)],
+        "eta": [Interval(int, 2, None)],
+        "sampler": [Anything()],
+        "seed": [Interval(int, 0, None)],
+    }
     #: draws through :func:`hpoq.schedulers.sampling.draw_config`, so a deduplicating sampler's
     #: skipped repeats count as draws (``--dedupe`` is refused for schedulers that do not)
     supports_dedupe: bool = False

@@ -1,16 +1,17 @@
-"""The exact Hyperband schedule (Li et al., JMLR 2018; hpoq method.md 2.1-2.3).
+"""The exact Hyperband schedule (Li et al., JMLR 2018; hpoq docs/algorithms.md#hyperband).
 
 Integer arithmetic throughout: ``s_max`` is the largest ``s`` with ``eta**s <= R`` (floating
 ``log(R, eta)`` is wrong for e.g. R = 243, eta = 3), ``n = ceil((s_max + 1) * eta**s / (s + 1))``,
 ``n_i = n // eta**i`` and ``r_i = round_half_even(R / eta**(s - i))`` computed on a
 :class:`fractions.Fraction` (round-half-up would give 3235 epochs instead of 3213 for R = 100).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,19 @@ class Bracket:
 def check_r_eta(R, eta) -> tuple[int, int]:
     """Validate R (max epochs per configuration, >= 1) and eta (discard rate, integer >= 2)."""
     if isinstance(R, bool) or not isinstance(R, int) and not (isinstance(R, float) and R.is_integer()):
-        raise HpoqError(f"R must be an integer number of epochs, got {R!r}")
+        raise ConfigError(f"R must be an integer number of epochs, got {R!r}")
     if isinstance(eta, bool) or not isinstance(eta, int) and not (isinstance(eta, float) and eta.is_integer()):
-        raise HpoqError(f"eta must be an integer >= 2, got {eta!r}")
+        raise ConfigError(f"eta must be an integer >= 2, got {eta!r}")
     R, eta = int(R), int(eta)
     if R < 1:
-        raise HpoqError(f"R must be at least 1 epoch, got {R}")
+        raise ConfigError(f"R must be at least 1 epoch, got {R}")
     if eta < 2:
-        raise HpoqError(f"eta must be at least 2, got {eta}")
+        raise ConfigError(f"eta must be at least 2, got {eta}")
     return R, eta
 
 
 def s_max_of(R: int, eta: int) -> int:
-    """Largest integer s with eta**s <= R (method.md 2.1)."""
+    """Largest integer s with eta**s <= R (docs/algorithms.md#hyperband)."""
     s = 0
     while eta ** (s + 1) <= R:
         s += 1
@@ -73,8 +74,8 @@ def hyperband_schedule(R: int, eta: int = 2) -> list[Bracket]:
     s_max = s_max_of(R, eta)
     brackets = []
     for s in range(s_max, -1, -1):
-        n = -(-((s_max + 1) * eta ** s) // (s + 1))  # exact ceil division
-        rounds = tuple((n // eta ** i, round_half_even(Fraction(R, eta ** (s - i)))) for i in range(s + 1))
+        n = -(-((s_max + 1) * eta**s) // (s + 1))  # exact ceil division
+        rounds = tuple((n // eta**i, round_half_even(Fraction(R, eta ** (s - i)))) for i in range(s + 1))
         brackets.append(Bracket(s=s, n=n, rounds=rounds))
     return brackets
 

@@ -1,279 +1,631 @@
-"""``default``: hpoq's own algorithm — store-tuned asynchronous successive halving.
+"""``default``: hpoq's own algorithm — successive halving that decides by *predicted* final values,
+inside a budget that never exceeds Hyperband's.
 
-What it does (one worker reduces it to synchronous successive halving; more workers never wait):
+1. **Sample** ``n`` configurations (default: as many as Hyperband at the same R and eta, in the
+   same order, so both train the same draws). Optionally the first ``probes`` are trained straight
+   to R ("probes": full curves early, for the predictor and as candidate answers).
+2. **Rungs** at ``grace * eta**k`` epochs below R, then R (:class:`~hpoq.schedulers.rungs.Rungs`,
+   shared with ``asha``). New configurations go first, then promotions from the *lowest* rung:
+   with one worker every rung is complete before the next is ranked, with W workers no worker
+   waits while any work exists.
+3. **Predict at every rung.** At rung k (epoch e) the trials are ranked by the forecast of their
+   final value (:class:`~hpoq.schedulers.final_predictor.FinalValuePredictor`: warm store plus the
+   study's own curves; a cold study forecasts the latest epoch its promoted trials reached), not
+   by the value observed at e. At most successive halving's ``floor(|rung| / eta)`` go on (best
+   forecast first), and a trial is pruned when even its optimistic forecast
+   ``mean - confidence x sigma`` cannot reach the ``finalists``-th best pessimistic forecast
+   ``mean + confidence x sigma`` of the rung: how many survive follows from the uncertainty
+   (Domhan et al., IJCAI 2015; Baker et al., "Accelerating NAS using performance prediction",
+   2017). Without a forecast (too few curves, ``predictor="none"``) the observed values rank.
+4. **Finalists**: once no rung below R can get another result, the best unpromoted trials (highest
+   rung first; not those pruned by prediction) go on, one rung at a time, until ``finalists``
+   reached R or are on their way there.
+5. **Budget**: every unit is charged when dispatched; nothing is dispatched beyond the epochs
+   Hyperband uses for the same n and R (:func:`hyperband_cap`). Policies are chosen among those
+   whose plan costs less: with a warm store (``warm_curves``) the cheapest plan costing at most
+   ``warm_share`` of Hyperband's epochs that matches Hyperband when replayed on the store, ranked by
+   out-of-fold forecasts (:func:`~hpoq.schedulers.store_replay.choose_policy`); cold (or when no
+   such plan matches), the largest grace whose plan costs at most ``share`` of Hyperband's epochs
+   (the first rung is where ranking is least sure). ``share`` and ``warm_share`` (both 0.6) were set
+   on seeds 0-19 of the shared tables (``benchmarks/hpo_replay.py``).
+6. **Background fits**: a forecast model is used only ``fit_lag`` results after its training data
+   is complete; the MPI master fits it meanwhile on a thread (:meth:`attach_fit_executor`), the
+   simulator inline: the same decisions either way, and a resumed journal replays them exactly.
 
-1. **Sample** ``n`` configurations (default: as many as Hyperband at the same R and eta, drawn in
-   the same order, so both see the same configurations). A configuration identical to one already
-   in the study (same hyperparameters) is not trained twice (``dedupe``).
-2. **Rungs** at ``grace * eta**k`` epochs below R, then R (ASHA's rungs, Li et al. 2020).
-   A trial is promoted from rung k when it ranks in the top ``floor(|rung k| / eta)`` of the
-   results recorded there so far (ties by (value, trial id)); a promotion resumes from the
-   checkpoint. New configurations go first, then promotions from the *lowest* rung: with one
-   worker every rung is complete before the next is ranked (no eager early promotions, which made
-   ASHA spend twice as many epochs on the MLPF table), and with W workers no worker waits while
-   any work exists.
-3. **Finalists**: when the last unit in flight returns and nothing else is runnable, the best
-   unpromoted trials (highest rung first) are promoted together, one rung, as many as trials are
-   still missing at R, until ``finalists`` trials reached R (insurance against one unlucky
-   ranking). Waiting for that last unit is the only point where workers may idle.
-4. **Warm start** (``warm_curves``, the curve store of earlier studies, method.md 3.7): grace and
-   finalists are chosen by :func:`~hpoq.schedulers.store_replay.choose_policy`, which replays
-   Hyperband and every candidate policy on bootstrap studies drawn from the store and keeps the
-   cheapest one that returns configurations as good as Hyperband's there. Curves that cross late
-   get a longer grace. Without a store: grace 1, finalists 2.
-5. **Predictor pruning of finalists** (``predictor``, default ``svr``, fitted on the store and refit
-   as curves of this study reach R): a finalist is not trained on when its predicted final value
-   minus ``margin`` x the predictor's cross-validated error cannot beat the best final value found
-   so far (reason ``"predicted"``; the decision carries prediction, error, threshold and |D|).
-
-Every decision carries the inputs it used; ``state_dict`` records the policy, how it was chosen,
-the predictor settings and all bookkeeping, and a restored scheduler continues identically.
+Every decision carries the inputs it used (observed rank, forecast, sigma, target epoch, training
+size, model key); ``state_dict`` records all bookkeeping and a restored scheduler continues
+identically (forecasts are a pure function of the state).
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import ConfigError, HpoqError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Mapping, Text
-from hpoq.schedulers.asha import ASHA
-from hpoq.schedulers.base import CONTINUE, STOP, Decision, WorkUnit
+from hpoq.errors import ConfigError, InternalError
+from hpoq.registry import Anything, Interval, Mapping, Text
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
 from hpoq.schedulers.final_predictor import FinalValuePredictor
-from hpoq.schedulers.store_replay import candidate_policies, choose_policy
+from hpoq.schedulers.rungs import Rungs, rung_epochs, sh_plan_epochs
+from hpoq.schedulers.sampling import draw_config
+from hpoq.schedulers.store_replay import choose_policy
+from hpoq.schedulers.trials import take_inflight
 from hpoq.seeding import derive_rng
 
 log = logging.getLogger(__name__)
 
-#: (grace, finalists) without a warm store (MLPF table, 20 seeds: Hyperband's answer in 19, at 16% of its epochs)
-COLD_POLICY = (1, 2)
+COLD_FINALISTS = 2
+#: the predictor ``default`` uses unless told otherwise (fast enough to fit at every rung)
+DEFAULT_PREDICTOR = "svr"
 
 
-def config_key(config: dict) -> str:
-    """Identity of a configuration: its hyperparameters, without bookkeeping keys (``_row``)."""
-    return repr(sorted((k, repr(v)) for k, v in config.items() if not str(k).startswith("_")))
+def hyperband_cap(n: int, R: int, eta: int) -> int:
+    """Epochs Hyperband spends on ``n`` configurations at R and eta (its own n: exactly its budget;
+    another n: its budget scaled by n / its n, rounded down)."""
+    hb_n, hb_epochs = hyperband_budget(R, eta)
+    return hb_epochs if n == hb_n else hb_epochs * n // hb_n
 
 
-class DefaultScheduler(ASHA):
+def plan_cost(n: int, R: int, eta: int, grace: int, finalists: int, probes: int = 0) -> int:
+    """Worst-case epochs of a policy: probes to R, successive halving of the rest, and up to
+    ``finalists - 1`` more trials taken to R from the first rung."""
+    rest = max(n - probes, 0)
+    sh = sh_plan_epochs(rest, rung_epochs(R, eta, grace), eta) if rest else 0
+    return probes * R + sh + (finalists - 1) * (R - grace)
+
+
+def cold_grace(n: int, R: int, eta: int, finalists: int, probes: int, budget: float) -> int:
+    """The largest rung epoch whose plan costs at most ``budget`` epochs (1 when none does)."""
+    fits = [g for g in rung_epochs(R, eta)[:-1] if plan_cost(n, R, eta, g, finalists, probes) <= budget]
+    return max(fits) if fits else 1
+
+
+class DefaultScheduler(Scheduler):
     """The project's recommended algorithm (registry name ``default``); see the module docstring.
 
     Parameters: ``R`` (max epochs), ``eta`` (>= 2), ``sampler``, ``seed``, ``n`` (configurations to
     draw; default Hyperband's count), ``grace`` / ``finalists`` (None = chosen from the warm store,
-    or the cold policy (1, 2)), ``dedupe`` (skip configurations already in the study),
-    ``policy_samples`` (bootstrap studies replayed on the store), ``policy_tolerance`` (allowed mean
-    gap to Hyperband on the store, in units of the std of Hyperband's answer there),
-    ``predictor`` / ``predictor_params`` (regressor of the final value used to prune finalists;
-    ``"none"`` disables it), ``margin`` (multiples of its cross-validated error), ``warm_curves``.
+    or the cold rule), ``probes`` (configurations trained to R first), ``confidence`` (sigmas of
+    optimism when pruning by forecast), ``share`` / ``warm_share`` (share of Hyperband's epochs a
+    cold / store-tuned plan may cost), ``policy_samples`` / ``policy_tolerance`` (store replay, see ``choose_policy``),
+    ``min_train`` (curves before a forecast model is fitted), ``fit_lag`` (results that pass between
+    a model's data being complete and its use: the runtime fits it in the background meanwhile),
+    ``predictor`` / ``predictor_params``
+    (any registered predictor; ``"none"`` ranks by observed values only), ``warm_curves``.
     """
 
     name = "default"
-    parameter_constraints = {"grace": [Interval(int, 1, None), None], "finalists": [Interval(int, 1, None), None],
-                             "dedupe": [Boolean()], "policy_samples": [Interval(int, 1, None)],
-                             "policy_tolerance": [Interval(float, 0, None)], "margin": [Interval(float, 0, None)],
-                             "predictor": [Text(), None], "predictor_params": [Mapping(), None],
-                             "warm_curves": [Anything(), None]}
+    supports_dedupe = True
+    parameter_constraints = {
+        "n": [Interval(int, 1, None), None],
+        "grace": [Interval(int, 1, None), None],
+        "finalists": [Interval(int, 1, None), None],
+        "probes": [Interval(int, 0, None)],
+        "confidence": [Interval(float, 0, None)],
+        "share": [Interval(float, 0, 1)],
+        "warm_share": [Interval(float, 0, 1)],
+        "policy_samples": [Interval(int, 1, None)],
+        "policy_tolerance": [Interval(float, 0, None)],
+        "min_train": [Interval(int, 3, None)],
+        "fit_lag": [Interval(int, 0, None)],
+        "predictor": [Text(), None],
+        "predictor_params": [Mapping(), None],
+        "warm_curves": [Anything(), None],
+    }
 
-    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None,
-                 grace: int | None = None, finalists: int | None = None, dedupe: bool = True,
-                 policy_samples: int = 120, policy_tolerance: float = 0.1, margin: float = 2.0,
-                 predictor: str | None = None, predictor_params: dict | None = None, warm_curves=None):
-        R, eta = check_r_eta(R, eta)
-        for name, value in (("grace", grace), ("finalists", finalists)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise HpoqError(f"default: {name} must be an integer >= 1, got {value!r}")
-        if grace is not None and grace > R:
-            raise HpoqError(f"default: grace must not exceed R={R}, got {grace}")
-        if isinstance(policy_samples, bool) or not isinstance(policy_samples, int) or policy_samples < 1:
-            raise HpoqError(f"default: policy_samples must be an integer >= 1, got {policy_samples!r}")
-        if not float(policy_tolerance) >= 0 or not float(margin) >= 0:
-            raise HpoqError("default: policy_tolerance and margin must be >= 0")
-        store = None
-        if warm_curves is not None:
-            if warm_curves.n_epochs < R:
-                raise HpoqError(f"default: the warm curve store has {warm_curves.n_epochs} epochs, fewer than R = {R}")
-            store = warm_curves.minimized()[:, :R]
-            store = store[np.isfinite(store).all(axis=1)]  # curves of a running study's store may stop short of R
-        n_draws = hyperband_budget(R, eta)[0] if n is None else n
-        if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-            raise HpoqError(f"default: n (configurations to sample) must be an integer >= 1, got {n!r}")
-        self.policy_report: dict = {}
-        if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
-            graces = [grace] if grace is not None else sorted({g for g, _ in candidate_policies(R, eta)})
-            counts = [finalists] if finalists is not None else sorted({m for _, m in candidate_policies(R, eta)})
-            chosen, self.policy_report = choose_policy(
-                store, n_draws, R, eta, derive_rng(seed, "policy"), samples=policy_samples,
-                tolerance=float(policy_tolerance), candidates=[(g, m) for g in graces for m in counts])
-            source = "store"
-        else:
-            chosen = (grace or COLD_POLICY[0], finalists or COLD_POLICY[1])
-            source = "given" if grace is not None and finalists is not None else (
-                "cold default" if store is None else "cold default (store has fewer than 2 complete curves)")
-        super().__init__(R=R, eta=eta, sampler=sampler, seed=seed, n=n_draws, grace=chosen[0])
-        self.ignored = []
-        self.finalists = chosen[1]
-        self.policy_source = source
-        self.dedupe = bool(dedupe)
-        self.policy_samples, self.policy_tolerance, self.margin = policy_samples, float(policy_tolerance), float(margin)
-        self.draws = 0                    # configurations drawn from the sampler (duplicates included)
-        self.duplicates = 0
-        self.keys: set[str] = set()
-        self.pruned: set[int] = set()
-        name = "svr" if predictor is None else predictor
-        self.final_predictor = None
+    def __init__(
+        self,
+        *,
+        R: int,
+        eta: int = 2,
+        sampler,
+        seed: int = 0,
+        n: int | None = None,
+        grace: int | None = None,
+        finalists: int | None = None,
+        probes: int = 0,
+        confidence: float = 1.0,
+        share: float = 0.6,
+        warm_share: float = 0.6,
+        policy_samples: int = 120,
+        policy_tolerance: float = 0.1,
+        min_train: int = 12,
+        fit_lag: int = 4,
+        predictor: str | None = None,
+        predictor_params: dict | None = None,
+        warm_curves=None,
+    ):
+        self.R, self.eta = check_r_eta(R, eta)
+        self.n = hyperband_budget(self.R, self.eta)[0] if n is None else n
+        _check_int("n (configurations to sample)", self.n, 1)
+        for label, value in (("grace", grace), ("finalists", finalists)):
+            if value is not None:
+                _check_int(label, value, 1)
+        _check_int("probes", probes, 0)
+        _check_int("policy_samples", policy_samples, 1)
+        _check_int("min_train", min_train, 3)
+        _check_int("fit_lag", fit_lag, 0)
+        if grace is not None and grace > self.R:
+            raise ConfigError(f"default: grace must not exceed R={self.R}, got {grace}")
+        if probes > self.n:
+            raise ConfigError(f"default: probes ({probes}) must not exceed n ({self.n})")
+        if (
+            not float(confidence) >= 0
+            or not float(policy_tolerance) >= 0
+            or not (0 < float(share) <= 1 and 0 < float(warm_share) <= 1)
+        ):
+            raise ConfigError("default: confidence and policy_tolerance must be >= 0, share and warm_share in (0, 1]")
+        self.sampler, self.seed, self.probes = sampler, int(seed), int(probes)
+        self.confidence, self.share, self.warm_share = float(confidence), float(share), float(warm_share)
+        self.policy_samples, self.policy_tolerance = policy_samples, float(policy_tolerance)
+        self.cap = hyperband_cap(self.n, self.R, self.eta)
+        name = DEFAULT_PREDICTOR if predictor is None else predictor
+        self.forecaster = None
         if name != "none":
-            self.final_predictor = FinalValuePredictor(name, dict(predictor_params or {}), seed=seed, R=R,
-                                                       store=warm_curves)
+            self.forecaster = FinalValuePredictor(
+                name, dict(predictor_params or {}), seed=self.seed, R=self.R, store=warm_curves, min_train=min_train
+            )
+        chosen, self.policy_source, self.policy_report = self._choose_policy(warm_curves, grace, finalists)
+        self.grace, self.finalists = chosen
+        first = self.probes * self.R + (self.n - self.probes) * self.grace
+        if first > self.cap:
+            raise ConfigError(
+                f"default: {self.probes} probes to R and grace {self.grace} for {self.n} configurations "
+                f"cost {first} epochs, more than Hyperband's {self.cap} for the same n and R"
+            )
+        self.ladder = Rungs(self.R, self.eta, self.grace)
+        self.rungs = self.ladder.epochs
+        self.min_train, self.fit_lag = min_train, fit_lag
+        self.configs: list[dict] = []
+        self.curves: list[list[float]] = []
+        self.draws = 0  # draws from the sampler, repeats skipped by a dedupe sampler included
+        self.result_order: list[tuple[int, int]] = []  # (rung, trial) of every result, in arrival order
+        self._arrived: list[list[tuple[int, int]]] = [[] for _ in self.rungs]  # per rung: (trial, result index)
+        self.running: dict[int, tuple[int, int]] = {}
+        self.failed: set[int] = set()
+        self.stopped: set[int] = set()
+        self.hopeless: dict[int, dict] = {}  # trial -> forecast that pruned it (cannot reach the k-th best)
+        self.requeue: list[tuple[int, int, int]] = []  # units already charged, dispatched first
+        self.pending: list[Decision] = []
+        self.units = 0
+        self.spent = 0  # epochs charged (dispatched or queued)
+        self._cache: dict = {}  # (rung, rung size, model key) -> survivors; pure function of state
 
-    # ---------------------------------------------------------------- sampling
+    # ---------------------------------------------------------------- policy
+    def _choose_policy(self, warm_curves, grace, finalists):
+        """((grace, finalists), source, report): store-tuned among plans cheaper than Hyperband, or cold.
+
+        With a forecaster, the store replay ranks the candidates' rungs by out-of-fold forecasts on
+        the forecaster's store rows (what the rungs will rank by); without, by the observed values."""
+        store, scores = _store_curves(warm_curves, self.R), None
+        if store is not None and self.forecaster is not None:
+            try:
+                scores = self.forecaster.store_scores(rung_epochs(self.R, self.eta)[:-1])
+            except (ConfigError, InternalError):
+                raise  # a configuration error or a bug: the user must see it
+            except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
+                log.warning(
+                    "default: predictor %r failed on the store (%s: %s); the policy replay ranks by observed values",
+                    self.forecaster.name,
+                    type(exc).__name__,
+                    exc,
+                )
+            if scores is not None:
+                store = self.forecaster.store_curves
+        if store is not None and store.shape[0] >= 2 and (grace is None or finalists is None):
+            graces = [grace] if grace is not None else rung_epochs(self.R, self.eta)[:-1] or [self.R]
+            counts = [finalists] if finalists is not None else [2, 3, 4]
+            limit = self.cap if grace is not None else self.warm_share * self.cap  # a given grace: only the hard cap
+            candidates = [
+                (g, m)
+                for g in graces
+                for m in counts
+                if plan_cost(self.n, self.R, self.eta, g, m, self.probes) <= limit
+            ]
+            if candidates:
+                chosen, report = choose_policy(
+                    store,
+                    self.n,
+                    self.R,
+                    self.eta,
+                    derive_rng(self.seed, "policy"),
+                    samples=self.policy_samples,
+                    tolerance=self.policy_tolerance,
+                    candidates=candidates,
+                    scores=scores,
+                )
+                report.update(
+                    cap=self.cap, share=self.warm_share, ranked_by="observed" if scores is None else "forecast"
+                )
+                if any(row["ok"] for row in report["candidates"]):
+                    return chosen, "store", report
+                # nothing within the share matches Hyperband on the store: the cold rule's plan, store noted
+                g, m = self._cold_policy(grace, finalists)
+                return (g, m), "cold rule (no store candidate matched)", report
+        g, m = self._cold_policy(grace, finalists)
+        source = "given" if grace is not None and finalists is not None else "cold rule"
+        return (
+            (g, m),
+            source,
+            {"cap": self.cap, "share": self.share, "plan": plan_cost(self.n, self.R, self.eta, g, m, self.probes)},
+        )
+
+    def _cold_policy(self, grace, finalists) -> tuple[int, int]:
+        m = finalists or COLD_FINALISTS
+        return grace or cold_grace(self.n, self.R, self.eta, m, self.probes, self.share * self.cap), m
+
+    # ---------------------------------------------------------------- units
+    def _affordable(self, epochs: int) -> bool:
+        return self.spent + epochs <= self.cap
+
+    def _unit(self, tid: int, start: int, end: int, charge: bool = True) -> WorkUnit:
+        if charge:
+            self.spent += end - start
+        self.running[tid] = (start, end)
+        self.units += 1
+        return WorkUnit(trial_id=tid, config=dict(self.configs[tid]), start_epoch=start, end_epoch=end)
+
     def _draw(self) -> WorkUnit | None:
         while self.draws < self.n:
-            config = self.sampler.sample()
+            end = self.R if len(self.configs) < self.probes else self.rungs[0]
+            if not self._affordable(end):
+                return None
+            config = draw_config(self.sampler)
             self.draws += 1
-            key = config_key(config)
-            if self.dedupe and key in self.keys:
-                self.duplicates += 1
+            if config is None:  # a repeat, skipped by the study's dedupe option: the draw counts, costs nothing
                 continue
-            self.keys.add(key)
-            tid = len(self.configs)
             self.configs.append(config)
             self.curves.append([])
-            return self._unit(tid, 0, self.rungs[0])
+            return self._unit(len(self.configs) - 1, 0, end)
         return None
 
-    def _promotable(self, k: int):
-        results = self.rung_results[k]
-        quota = len(results) // self.eta
-        if quota == 0:
-            return None
-        for rank, (value, tid) in enumerate(sorted(results)[:quota]):
-            if tid not in self.promoted[k] and tid not in self.failed and tid not in self.pruned:
-                return tid, {"rung": k, "rung_epoch": self.rungs[k], "value": value, "rank": rank,
-                             "rung_size": len(results), "quota": quota}
-        return None
-
-    def _finalist_candidates(self):
-        """(rung, trial, value) of unpromoted trials, best first: highest rung below R first, then by
-        (value, trial id) within a rung."""
-        for k in range(len(self.rungs) - 2, -1, -1):
-            for value, tid in sorted(self.rung_results[k]):
-                if tid not in self.promoted[k] and tid not in self.failed and tid not in self.pruned:
-                    yield k, tid, value
-
-    def _finalist_candidate(self):
-        return next(self._finalist_candidates(), None)
-
-    def _best_final(self) -> float:
-        finals = [v for v, t in self.rung_results[-1] if t not in self.failed]
-        return min(finals) if finals else math.inf
+    def _promote(self, k: int, tid: int, reason: str, info: dict) -> WorkUnit:
+        self.ladder.promote(k, tid)
+        self.hopeless.pop(tid, None)
+        self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
+        return self._unit(tid, self.rungs[k], self.rungs[k + 1])
 
     def suggest(self) -> WorkUnit | None:
         if self.requeue:
             tid, start, end = self.requeue.pop(0)
-            return self._unit(tid, start, end)
+            return self._unit(tid, start, end, charge=False)
         unit = self._draw()
         if unit is not None:
             return unit
-        for k in range(len(self.rungs) - 1):
-            found = self._promotable(k)
-            if found is not None:
-                return self._promote(k, found[0], found[1], "rung")
+        for k in range(self.ladder.top):
+            for tid, reason, info in self._survivors(k):
+                if tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k)):
+                    return self._promote(k, tid, reason, info)
+        self._plan_finalists()  # a worker is free and the ladder may have settled since the last result
+        if self.requeue:
+            tid, start, end = self.requeue.pop(0)
+            return self._unit(tid, start, end, charge=False)
         return None
 
+    # ---------------------------------------------------------------- forecasts
+    def _arrivals(self, T: int) -> list[tuple[int, int]]:
+        """(trial, result index) of the study trials whose curve reached epoch ``T``, in arrival order
+        (a probe reaches every epoch when it reaches R)."""
+        return [(t, pos) for t, pos in self._arrived[self.ladder.index(T)] if t not in self.failed]
+
+    def _index_result(self, k: int, trial_id: int, pos: int) -> None:
+        """Add result ``pos`` (rung ``k``) to the per-rung arrival lists (a probe arrives at every rung)."""
+        for j in range(len(self.rungs)) if k == self.ladder.top and trial_id < self.probes else (k,):
+            self._arrived[j].append((trial_id, pos))
+
+    def _target(self, k: int, lag: int | None = None) -> tuple[int, int] | None:
+        """(target epoch, training size) of the forecasts at rung ``k``, or None. A study curve counts
+        once ``lag`` (default ``fit_lag``) more results were recorded after it arrived: a model is
+        used only that long after its data is complete, which leaves the runtime that time to fit it
+        in the background, and keeps every decision a pure function of the recorded results."""
+        if self.forecaster is None:
+            return None
+        usable = len(self.result_order) - (self.fit_lag if lag is None else lag)
+        counts = {T: sum(1 for _, pos in self._arrivals(T) if pos < usable) for T in self.rungs[k + 1 :]}
+        return self.forecaster.target(self.rungs[k], self.rungs[k + 1 :], counts)
+
+    def _prefetch(self) -> None:
+        """Start background fits of the models the rungs will use once ``fit_lag`` results passed."""
+        if self.forecaster is None or self.forecaster.executor is None:
+            return
+        for k in range(self.ladder.top):
+            if self.ladder.results[k]:
+                target = self._target(k, lag=0)
+                if target is not None:
+                    study = [(self.configs[t], self.curves[t]) for t, _ in self._arrivals(target[0])]
+                    self.forecaster.prefetch(self.rungs[k], target[0], target[1], study)
+
+    def attach_fit_executor(self, executor) -> None:
+        """Fit forecast models on ``executor`` (e.g. a one-thread pool of the MPI master) as soon as
+        their data is complete, so that a fit never holds up dispatch; decisions do not change."""
+        if self.forecaster is not None:
+            self.forecaster.executor = executor
+
+    def _rung_forecast(self, k: int, tids: list[int], T: int, N: int):
+        """(means, sigmas, meta) forecasting the value at ``T`` of the trials ``tids`` of rung ``k``, or None."""
+        if not tids:
+            return None
+        e = self.rungs[k]
+        study = [(self.configs[t], self.curves[t]) for t, _ in self._arrivals(T)]
+        try:
+            mean, sigma = self.forecaster.forecast(
+                e, T, N, study, [self.configs[t] for t in tids], [self.curves[t][:e] for t in tids]
+            )
+        except (ConfigError, InternalError):
+            raise  # a configuration error or a bug: the user must see it
+        except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
+            log.warning(
+                "default: predictor %r failed at rung %d (%s: %s); ranking by observed values, trial not "
+                "pruned by forecast",
+                self.forecaster.name,
+                k,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        meta = {"target_epoch": T, "n_train": N, "model": f"{self.forecaster.name}:{e}->{T}@{N}"}
+        return mean, sigma, meta
+
+    def _survivors(self, k: int) -> list[tuple[int, str, dict]]:
+        """(trial, reason, info) that go on from rung ``k`` on the results so far, best first."""
+        ranked = self.ladder.ranked(k, self.failed)
+        quota = self.ladder.quota(k)
+        if quota == 0:
+            return []
+        if len(self.ladder.promoted[k]) >= quota:  # never more than successive halving promotes
+            return []
+        target = self._target(k)
+        key = (k, len(self.ladder.results[k]), target)
+        if key not in self._cache:
+            self._cache[key] = self._rank_rung(k, ranked, quota, target)
+        return self._cache[key]
+
+    def _rank_rung(self, k: int, ranked, quota: int, target) -> list[tuple[int, str, dict]]:
+        observed_rank = {t: i for i, (_, t) in enumerate(ranked)}
+        base = {"rung": k, "rung_epoch": self.rungs[k], "quota": quota, "rung_size": len(ranked)}
+        finite = [
+            t for v, t in ranked if math.isfinite(v) and all(math.isfinite(x) for x in self.curves[t][: self.rungs[k]])
+        ]
+        forecast = None if target is None else self._rung_forecast(k, finite, *target)
+        if forecast is None:
+            return [(t, "rung", dict(base, value=v, rank=i)) for i, (v, t) in enumerate(ranked[:quota])]
+        mean, sigma, meta = forecast
+        z = self.confidence
+        order = sorted(range(len(finite)), key=lambda i: (mean[i], finite[i]))
+        m = min(self.finalists, len(finite))
+        threshold = float(np.sort(mean + z * sigma)[m - 1])
+        out = []
+        for pred_rank, i in enumerate(order):
+            t = finite[i]
+            info = dict(
+                base,
+                **meta,
+                value=self.curves[t][self.rungs[k] - 1],
+                rank=observed_rank[t],
+                predicted=float(mean[i]),
+                sigma=float(sigma[i]),
+                pred_rank=pred_rank,
+                threshold=threshold,
+                confidence=z,
+            )
+            if meta["target_epoch"] == self.R and mean[i] - z * sigma[i] > threshold:
+                # pruned only by a forecast of the final value itself, never of an intermediate epoch
+                self.hopeless.setdefault(t, info)
+            elif pred_rank < quota:
+                out.append((t, "rung" if observed_rank[t] < quota else "predicted", info))
+        return out
+
+    # ---------------------------------------------------------------- finalists
+    def _idle(self) -> bool:
+        return (
+            not self.running
+            and not self.requeue
+            and self.draws >= self.n
+            and not any(
+                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
+                for k in range(self.ladder.top)
+                for tid, _, _ in self._survivors(k)
+            )
+        )
+
+    def _finalist_candidates(self):
+        """(rung, trial, value) of unpromoted, not hopeless trials: highest rung first, best value first."""
+        for k in range(self.ladder.top - 1, -1, -1):
+            for value, tid in self.ladder.unpromoted(k, self.failed | set(self.hopeless)):
+                if len(self.curves[tid]) == self.rungs[k]:
+                    yield k, tid, value
+
+    def _settled(self) -> bool:
+        """No rung below R can receive another result: every draw made, nothing queued, no unit in flight
+        except towards R, nothing promotable. (With W workers the finalists start here, beside the
+        trials heading to R, instead of after them; one worker reaches this state at the same points.)"""
+        return (
+            not self.requeue
+            and self.draws >= self.n
+            and all(e == self.R for _, e in self.running.values())
+            and not any(
+                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
+                for k in range(self.ladder.top)
+                for tid, _, _ in self._survivors(k)
+            )
+        )
+
     def _plan_finalists(self) -> None:
-        """When nothing is in flight or runnable: promote the next ``finalists - |rung R|`` candidates
-        at once (queued as the next units, so idle workers take them together), pruning those whose
-        predicted final cannot win; the decisions go out with the result that triggered this."""
-        if self.running or self.requeue or self.draws < self.n:
+        """When settled: queue the next ``finalists - |at or heading to R|`` candidates one rung on (charged now)."""
+        if not self._settled():
             return
-        if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
-            return
-        need = self.finalists - len(self.rung_results[-1])
+        need = self.finalists - len(self.ladder.results[-1]) - len(self.running)
         for k, tid, value in list(self._finalist_candidates()):
             if need <= 0:
                 return
-            info = {"rung": k, "rung_epoch": self.rungs[k], "value": value, "finalists": self.finalists,
-                    "reached_R": len(self.rung_results[-1])}
-            verdict = self._predict_final(tid, k)
-            if verdict is not None:
-                info.update(verdict)
-                if verdict["prunable"]:
-                    self.pruned.add(tid)
-                    self.stopped.add(tid)
-                    self.pending.append(Decision(tid, STOP, self.rungs[k], "predicted", info))
-                    continue
-            self.promoted[k].add(tid)
-            self.pending.append(Decision(tid, CONTINUE, self.rungs[k], "finalist", info))
+            if not self._affordable(self.ladder.step(k)):
+                continue
+            self.ladder.promote(k, tid)
+            self.spent += self.ladder.step(k)
+            self.pending.append(
+                Decision(
+                    tid,
+                    CONTINUE,
+                    self.rungs[k],
+                    "finalist",
+                    {
+                        "rung": k,
+                        "rung_epoch": self.rungs[k],
+                        "value": value,
+                        "finalists": self.finalists,
+                        "reached_R": len(self.ladder.results[-1]),
+                    },
+                )
+            )
             self.requeue.append((tid, self.rungs[k], self.rungs[k + 1]))
             need -= 1
 
-    def _predict_final(self, tid: int, k: int) -> dict | None:
-        """Prediction inputs for pruning trial ``tid`` at rung ``k`` (None without a usable predictor)."""
-        best = self._best_final()
-        if self.final_predictor is None or not math.isfinite(best):
-            return None
-        epoch = self.rungs[k]
-        prefix = np.asarray(self.curves[tid][:epoch], dtype=float)
-        self.final_predictor.add_study_curves(
-            [(self.configs[t], c) for t, c in enumerate(self.curves) if len(c) >= self.R and t not in self.failed])
-        try:
-            out = self.final_predictor.predict(self.configs[tid], prefix)
-        except (ConfigError, InternalError):
-            raise  # a configuration error or a bug: the user must see it, never "not pruned"
-        except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: no pruning
-            log.warning("default: predictor %r failed for trial %d at epoch %d (%s: %s); trial not pruned",
-                        self.final_predictor.name, tid, epoch, type(exc).__name__, exc)
-            return None
-        if out is None:
-            return None
-        mean, error, n_train = out
-        threshold = best
-        return {"predicted_final": mean, "error": error, "margin": self.margin, "threshold": threshold,
-                "n_train": n_train, "prefix_epochs": epoch, "predictor": self.final_predictor.name,
-                "prunable": bool(mean - self.margin * error > threshold)}
-
     # ---------------------------------------------------------------- events
     def _flush(self, decisions: list[Decision]) -> list[Decision]:
-        # plan finalists after this result; their decisions follow the result's own decisions
+        self._prefetch()
         earlier, self.pending = self.pending, []
         self._plan_finalists()
-        planned, self.pending = self.pending, earlier
-        return super()._flush(decisions + planned)
+        out = earlier + decisions + self.pending
+        self.pending = []
+        if self.finished:
+            for tid, curve in enumerate(self.curves):
+                if curve and len(curve) < self.R and tid not in self.failed and tid not in self.stopped:
+                    self.stopped.add(tid)
+                    k = self.ladder.index(len(curve))
+                    if tid in self.hopeless:
+                        out.append(Decision(tid, STOP, len(curve), "predicted", self.hopeless[tid]))
+                    else:
+                        out.append(Decision(tid, STOP, len(curve), "rung", {"final_rung_epoch": self.rungs[k]}))
+        return out
+
+    def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
+        start, end = take_inflight(self.running, trial_id, self.name, "result for")
+        values = [float(v) for v in metrics]
+        if len(values) != end - start:
+            raise InternalError(f"default: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+        self.curves[trial_id] = self.curves[trial_id][:start] + values
+        k = self.ladder.index(end)
+        info = self.ladder.record(k, trial_id, values[-1])
+        self.result_order.append((k, trial_id))
+        self._index_result(k, trial_id, len(self.result_order) - 1)
+        if end == self.R:
+            return self._flush([Decision(trial_id, DONE, end, "completed", info)])
+        return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
+
+    def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
+        start, _ = take_inflight(self.running, trial_id, self.name, "failure of")
+        self.failed.add(trial_id)
+        self._cache.clear()
+        return self._flush([Decision(trial_id, FAILED, start, "failed", {"error": str(reason)})])
 
     @property
     def finished(self) -> bool:
-        if self.requeue or self.running or self.draws < self.n:
-            return False
-        if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
+        if not self._idle():
             return False
         # _plan_finalists ran after the last result: any finalist still possible is queued by now
-        return len(self.rung_results[-1]) >= self.finalists or self._finalist_candidate() is None
+        if self.ladder.reached_top() and len(self.ladder.results[-1]) >= self.finalists:
+            return True
+        return not any(self._affordable(self.ladder.step(k)) for k, _, _ in self._finalist_candidates())
+
+    def best(self) -> dict | None:
+        for k in range(self.ladder.top, -1, -1):
+            ranked = self.ladder.ranked(k, self.failed)
+            if ranked:
+                value, tid = ranked[0]
+                return {"trial_id": tid, "config": dict(self.configs[tid]), "value": value, "epoch": self.rungs[k]}
+        return None
+
+    def epochs_budget_reference(self) -> int | None:
+        return self.cap
 
     # ---------------------------------------------------------------- state
     def settings(self) -> dict:
-        return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "finalists": self.finalists,
-                "rungs": list(self.rungs), "dedupe": self.dedupe, "seed": self.seed,
-                "policy_source": self.policy_source, "policy_samples": self.policy_samples,
-                "policy_tolerance": self.policy_tolerance, "margin": self.margin,
-                "predictor": None if self.final_predictor is None else self.final_predictor.describe()}
+        return {
+            "R": self.R,
+            "eta": self.eta,
+            "n": self.n,
+            "grace": self.grace,
+            "finalists": self.finalists,
+            "probes": self.probes,
+            "rungs": list(self.rungs),
+            "seed": self.seed,
+            "cap": self.cap,
+            "confidence": self.confidence,
+            "share": self.share,
+            "warm_share": self.warm_share,
+            "min_train": self.min_train,
+            "fit_lag": self.fit_lag,
+            "policy_source": self.policy_source,
+            "policy_samples": self.policy_samples,
+            "policy_tolerance": self.policy_tolerance,
+            "predictor": None if self.forecaster is None else self.forecaster.describe(),
+        }
 
     def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["settings"] = self.settings()
-        state["policy_report"] = self.policy_report
-        state["draws"], state["duplicates"] = self.draws, self.duplicates
-        state["keys"] = sorted(self.keys)
-        state["pruned"] = sorted(self.pruned)
-        return state
+        ladder = self.ladder.state_dict()
+        return {
+            "algorithm": self.name,
+            "settings": self.settings(),
+            "policy_report": self.policy_report,
+            "configs": [dict(c) for c in self.configs],
+            "curves": [list(c) for c in self.curves],
+            "rung_results": ladder["results"],
+            "promoted": ladder["promoted"],
+            "failed": sorted(self.failed),
+            "stopped": sorted(self.stopped),
+            "hopeless": {str(t): info for t, info in self.hopeless.items()},
+            # units in flight are lost at a snapshot and suggested again (already charged), before the queued ones
+            "requeue": [[t, s, e] for t, (s, e) in self.running.items()] + [list(u) for u in self.requeue],
+            "pending": [d.to_dict() for d in self.pending],
+            "units": self.units,
+            "spent": self.spent,
+            "draws": self.draws,
+            "result_order": [list(x) for x in self.result_order],
+            "sampler": self.sampler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        settings = state["settings"]
-        if (settings["R"], settings["eta"], settings["n"], settings["grace"], settings["finalists"]) != \
-                (self.R, self.eta, self.n, self.grace, self.finalists):
-            raise HpoqError("default: the saved state was made with other settings "
-                            f"(R, eta, n, grace, finalists) = {(settings['R'], settings['eta'], settings['n'], settings['grace'], settings['finalists'])}")
-        super().load_state_dict(dict(state, settings=dict(settings)))
-        self.draws, self.duplicates = int(state["draws"]), int(state["duplicates"])
-        self.keys = set(state["keys"])
-        self.pruned = set(int(t) for t in state["pruned"])
+        s = state["settings"]
+        mine = (self.R, self.eta, self.n, self.grace, self.finalists, self.probes)
+        theirs = (s["R"], s["eta"], s["n"], s["grace"], s["finalists"], s.get("probes", 0))
+        if theirs != mine:
+            raise ConfigError(
+                f"default: the saved state was made with other settings (R, eta, n, grace, finalists, "
+                f"probes) = {theirs}; this scheduler has {mine}"
+            )
+        self.ladder.load_state_dict(
+            {"epochs": s["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
+        )
+        self.configs = [dict(c) for c in state["configs"]]
+        self.curves = [[float(v) for v in c] for c in state["curves"]]
+        self.failed = set(int(t) for t in state["failed"])
+        self.stopped = set(int(t) for t in state["stopped"])
+        self.hopeless = {int(t): dict(info) for t, info in state["hopeless"].items()}
+        self.requeue = [(int(t), int(a), int(b)) for t, a, b in state["requeue"]]
+        self.pending = [Decision(**d) for d in state["pending"]]
+        self.running, self._cache = {}, {}
+        self.units, self.spent, self.draws = int(state["units"]), int(state["spent"]), int(state["draws"])
+        self.result_order = [(int(k), int(t)) for k, t in state["result_order"]]
+        self._arrived = [[] for _ in self.rungs]
+        for pos, (k, t) in enumerate(self.result_order):
+            self._index_result(k, t, pos)
+        self.sampler.load_state_dict(state["sampler"])
+
+
+def _check_int(label: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"default: {label} must be an integer >= {low}, got {value!r}")
+
+
+def _store_curves(warm_curves, R: int):
+    """Complete minimised store curves [rows, R] (None without a store)."""
+    if warm_curves is None:
+        return None
+    if warm_curves.n_epochs < R:
+        raise ConfigError(f"default: the warm curve store has {warm_curves.n_epochs} epochs, fewer than R = {R}")
+    store = warm_curves.minimized()[:, :R]
+    return store[np.isfinite(store).all(axis=1)]  # curves of a running study's store may stop short of R

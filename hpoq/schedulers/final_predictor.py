@@ -1,12 +1,25 @@
-"""A regressor of the final value (epoch R) from a curve prefix, warm-started from the curve store.
+"""Forecasts of a later value of a curve from its prefix, for the rung decisions of ``default``.
 
-Training data D = the warm store's curves (earlier studies) plus the curves of the running study
-that reached R; one model per prefix length, refit when D has grown since its last fit (method.md
-3.3 ``refit="on_growth"``). The error used as a pruning margin is the root mean square of 5-fold
-cross-validated residuals on D (or the predictor's own ``spread`` where it is larger), in metric
-units, so "cannot beat the best final value" is judged against what the predictor really achieves.
+A forecast at a rung of epoch ``e`` predicts the minimised value at a *target* epoch ``T`` from the
+prefix (values after epochs 1..e) and the hyperparameters, with an uncertainty:
+
+* ``T = R`` (the final value) when enough complete curves exist: the warm store of earlier
+  studies (docs/algorithms.md#where-the-savings-come-from) plus the study's own trials that reached R;
+* otherwise the latest rung epoch above ``e`` that enough of the study's own trials have reached:
+  a cold study learns the mapping from a prefix to later epochs from the trials it promoted.
+
+Training sets are a pure function of the scheduler's state, so that a restored scheduler (and a
+replayed journal) makes the same forecasts: the store (a seeded subset of at most ``max_store``
+curves) plus the *first* ``N`` study trials, in arrival order, that reached ``T``, where ``N`` is
+the largest size on the grid ``min_train * growth**j`` available (a model is refit only when the
+grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
+``folds``-fold cross-validated residuals on that set (or the predictor's own ``spread`` where
+larger), in metric units.
 """
+
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -14,81 +27,196 @@ from hpoq.predict import make_predictor
 from hpoq.seeding import derive_rng
 
 
-class FinalValuePredictor:
-    """Predict the minimised value at epoch ``R`` from ``prefix`` (values of epochs 1..e) and a config.
+def grid_size(count: int, min_train: int, growth: float) -> int:
+    """The largest ``round(min_train * growth**j)`` <= ``count`` (0 below ``min_train``)."""
+    if count < min_train:
+        return 0
+    size, j = min_train, 0
+    while True:
+        nxt = int(round(min_train * growth ** (j + 1)))
+        if nxt > count:
+            return size
+        size, j = max(nxt, size + 1), j + 1
 
-    ``name``/``params``: a registry predictor (``hpoq.predict.make_predictor``); ``store``: a
+
+def stack_with_last(oof: np.ndarray, last: np.ndarray, y: np.ndarray, top: float = 0.25) -> tuple[np.ndarray, float]:
+    """Weights ``(c, a, b)`` of the forecast ``c + a * prediction + b * last`` and its RMSE on ``y``.
+
+    ``oof``: the predictor's out-of-fold predictions; ``last``: the value observed at the prefix's
+    last epoch, the quantity successive halving ranks by. Two least-squares fits are compared,
+    ``y ~ c + a * oof + b * last`` (stacking, Wolpert 1992) and ``y ~ c + b * last``; the stacked one
+    is kept only where the ``top`` fraction it ranks best has a lower mean ``y`` than the fraction
+    the observed value ranks best: the predictor is used where it selects better, not merely where
+    it fits outliers (collapsed runs) better, and never ranks worse than the observed value."""
+    ok = np.isfinite(oof) & np.isfinite(last) & np.isfinite(y)
+    if ok.sum() < 4:
+        return np.array([0.0, 0.0, 1.0]), math.inf
+    oof, last, y = oof[ok], last[ok], y[ok]
+    ones = np.ones_like(y)
+    stacked = np.column_stack([ones, oof, last])
+    coef_s = np.linalg.lstsq(stacked, y, rcond=None)[0]
+    coef_l = np.linalg.lstsq(np.column_stack([ones, last]), y, rcond=None)[0]
+    coef_l = np.array([coef_l[0], 0.0, coef_l[1]])
+    k = max(2, int(round(top * y.size)))
+
+    def top_mean(coef):
+        return float(np.mean(y[np.argsort(stacked @ coef, kind="stable")[:k]]))
+
+    coef = coef_s if top_mean(coef_s) < top_mean(coef_l) else coef_l
+    return coef, float(np.sqrt(np.mean((stacked @ coef - y) ** 2)))
+
+
+class FinalValuePredictor:
+    """Forecasts for ``default``'s rungs (see the module docstring).
+
+    ``name``/``params``: a registry predictor (:func:`hpoq.predict.make_predictor`); ``store``: a
     :class:`~hpoq.curves.table.CurveTable` of earlier studies or None; ``min_train``: curves needed
-    before any prediction is made; ``max_store``: at most this many store curves (a seeded subset)
-    are used, so that a fit stays well under a second.
+    before a model is fitted; ``growth``: the refit grid's factor; ``folds``: cross-validation
+    folds of the uncertainty; ``max_store``: at most this many store curves (a seeded subset).
     """
 
-    def __init__(self, name: str, params: dict, *, seed: int, R: int, store=None, min_train: int = 8, folds: int = 5,
-                 max_store: int = 200):
+    def __init__(
+        self,
+        name: str,
+        params: dict,
+        *,
+        seed: int,
+        R: int,
+        store=None,
+        min_train: int = 12,
+        growth: float = 1.5,
+        folds: int = 3,
+        max_store: int = 200,
+    ):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
-        self.max_store = int(max_store)
-        self.min_train, self.folds = int(min_train), int(folds)
+        self.min_train, self.growth = int(min_train), float(growth)
+        self.folds, self.max_store = int(folds), int(max_store)
         make_predictor(name, **self.params)  # fail early on an unknown predictor or parameter
+        configs, curves = [], np.zeros((0, self.R))
         if store is not None:
-            self.store_configs = [dict(c) for c in store.configs]
-            self.store_curves = np.asarray(store.minimized()[:, :R], dtype=float)
-        else:
-            self.store_configs, self.store_curves = [], np.zeros((0, R))
-        self.study: list[tuple[dict, list]] = []
-        self.models: dict[int, tuple[int, object, float]] = {}   # e -> (|D| at fit, model, cv error)
+            full = np.asarray(store.minimized(), dtype=float)[:, : self.R]
+            keep = np.flatnonzero(np.isfinite(full).all(axis=1)) if full.shape[1] == self.R else np.zeros(0, int)
+            if keep.size > self.max_store:  # a seeded subset keeps every fit well under a second
+                rng = derive_rng(self.seed, "final-predictor-store")
+                keep = np.sort(rng.choice(keep, self.max_store, replace=False))
+            configs, curves = [dict(store.configs[i]) for i in keep], full[keep]
+        self.store_configs, self.store_curves = configs, curves
+        self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
         self.fits = 0
+        self.executor = None  # a concurrent.futures executor for background fits (the MPI master sets one)
+        self.futures: dict = {}  # (e, T, N) -> Future of a background fit
+        self.background_fits = 0  # models taken from a background fit (not in describe(): timing-free state)
 
-    def add_study_curves(self, items) -> None:
-        """Replace the study part of D by ``items``: (config, curve of length >= R) pairs."""
-        self.study = [(dict(c), list(curve[: self.R])) for c, curve in items]
+    @property
+    def store_size(self) -> int:
+        return len(self.store_configs)
 
-    def _data(self):
-        keep = np.flatnonzero(np.isfinite(self.store_curves).all(axis=1))
-        if keep.size > self.max_store:  # a seeded subset keeps fits well under a second
-            keep = np.sort(derive_rng(self.seed, "final-predictor-store").choice(keep, self.max_store, replace=False))
-        configs = [self.store_configs[i] for i in keep]
-        curves = self.store_curves[keep]
-        study = [(c, curve) for c, curve in self.study if np.isfinite(curve).all()]
-        if study:
-            configs += [c for c, _ in study]
-            curves = np.vstack([curves, np.asarray([curve for _, curve in study], dtype=float)])
-        return configs, curves
+    def target(self, e: int, horizons, counts) -> tuple[int, int] | None:
+        """(T, N): the target epoch and training-set size for prefixes of ``e`` epochs, or None.
 
-    def _fit(self, e: int):
-        configs, curves = self._data()
-        n = len(configs)
-        if n < self.min_train:
-            return None
-        cached = self.models.get(e)
-        if cached is not None and cached[0] == n:
-            return cached
-        X, y = curves[:, :e], curves[:, self.R - 1]
-        folds = derive_rng(self.seed, "final-predictor-folds", e, n).permutation(n) % min(self.folds, n)
-        residuals = np.empty(n)
-        for f in np.unique(folds):
-            train, test = folds != f, folds == f
-            model = make_predictor(self.name, **self.params).fit([configs[i] for i in np.flatnonzero(train)], X[train], y[train])
-            residuals[test] = model.predict([configs[i] for i in np.flatnonzero(test)], X[test]).mean - y[test]
+        ``horizons``: candidate target epochs above ``e``, the last one R; ``counts[T]``: study
+        trials that reached ``T`` (and may be used: see ``fit_lag`` in ``default``)."""
+        for T in sorted((h for h in horizons if h > e), reverse=True):
+            extra = self.store_size if T == self.R else 0
+            N = grid_size(extra + counts.get(T, 0), self.min_train, self.growth)
+            if N:
+                return T, N
+        return None
+
+    def _training_set(self, e: int, T: int, N: int, study):
+        """Prefixes [N, e], targets [N] and configs: store first (only for T = R), then the study."""
+        configs, X, y = [], [], []
+        if T == self.R:
+            configs += self.store_configs[:N]
+            X += list(self.store_curves[:N, :e])
+            y += list(self.store_curves[:N, T - 1])
+        for config, curve in study[: N - len(configs)]:
+            configs.append(config)
+            X.append(np.asarray(curve[:e], dtype=float))
+            y.append(float(curve[T - 1]))
+        return configs, np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+
+    def _compute(self, e: int, T: int, N: int, configs, X, y):
+        """(model, stacking weights, cv error, fits): a pure function of its arguments, safe in a thread."""
+        folds = derive_rng(self.seed, "final-predictor-folds", e, T, N).permutation(N) % min(self.folds, N)
+        oof = np.empty(N)
+        for f in range(min(self.folds, N)):
+            train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            model = make_predictor(self.name, **self.params).fit([configs[i] for i in train], X[train], y[train])
+            oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
+        coef, cv_error = stack_with_last(oof, X[:, -1], y)
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
-        self.fits += 1 + len(np.unique(folds))
-        entry = (n, model, float(np.sqrt(np.mean(residuals ** 2))))
-        self.models[e] = entry
-        return entry
+        return model, coef, cv_error, 1 + min(self.folds, N)
 
-    def predict(self, config: dict, prefix) -> tuple[float, float, int] | None:
-        """(predicted final, error, |D|) or None while D is smaller than ``min_train``."""
-        prefix = np.asarray(prefix, dtype=float)
-        if prefix.ndim != 1 or prefix.size < 1 or not np.isfinite(prefix).all():
+    def _fit(self, e: int, T: int, N: int, study):
+        key = (e, T, N)
+        if key not in self.models:
+            future = self.futures.pop(key, None)
+            self.background_fits += future is not None
+            # fitted in the background since its data arrived (prefetch), else here; the same model either way
+            if future is not None:
+                entry = future.result()
+            else:
+                entry = self._compute(e, T, N, *self._training_set(e, T, N, study))
+            self.fits += entry[3]  # counted when used, so the count does not depend on background timing
+            self.models[key] = entry[:3]
+        return self.models[key]
+
+    def prefetch(self, e: int, T: int, N: int, study) -> bool:
+        """Start fitting model ``(e, T, N)`` on :attr:`executor` (the runtime's fit thread) if it is
+        neither fitted nor under way; the training set is copied now. True when a fit was started."""
+        key = (e, T, N)
+        if self.executor is None or key in self.models or key in self.futures:
+            return False
+        self.futures[key] = self.executor.submit(self._compute, e, T, N, *self._training_set(e, T, N, study))
+        return True
+
+    def forecast(self, e: int, T: int, N: int, study, configs, prefixes) -> tuple[np.ndarray, np.ndarray]:
+        """(means [m], uncertainties [m]) of the value at ``T`` for ``m`` prefixes of ``e`` epochs.
+
+        ``study``: (config, curve) of the study trials that reached ``T``, in arrival order (the
+        first ``N - |store part|`` are used)."""
+        model, coef, cv_error = self._fit(e, T, N, study)
+        prefixes = np.asarray(prefixes, dtype=float).reshape(len(configs), e)
+        pred = model.predict(list(configs), prefixes)
+        mean = coef[0] + coef[1] * np.asarray(pred.mean, dtype=float).ravel() + coef[2] * prefixes[:, -1]
+        spread = np.zeros_like(mean) if pred.spread is None else np.asarray(pred.spread, dtype=float).ravel()
+        sigma = np.maximum(cv_error, np.where(np.isfinite(spread), spread, math.inf))
+        return mean, sigma
+
+    def store_scores(self, epochs) -> np.ndarray | None:
+        """The store's curves [rows, R] with the value at each of ``epochs`` (< R) replaced by the
+        out-of-fold forecast of the final value from that prefix (``folds`` folds over the store):
+        what the rung decisions would rank by, for replaying policies on the store. None when the
+        store has fewer than ``min_train`` curves."""
+        n = self.store_size
+        if n < max(self.min_train, self.folds):
             return None
-        fitted = self._fit(prefix.size)
-        if fitted is None:
-            return None
-        n, model, cv_error = fitted
-        pred = model.predict([config], prefix[None, :])
-        spread = 0.0 if pred.spread is None else float(np.asarray(pred.spread).ravel()[0])
-        return float(np.asarray(pred.mean).ravel()[0]), max(cv_error, spread), n
+        scores = self.store_curves.copy()
+        y = self.store_curves[:, self.R - 1]
+        for e in sorted(set(int(e) for e in epochs if e < self.R)):
+            X = self.store_curves[:, :e]
+            folds = derive_rng(self.seed, "store-scores", e).permutation(n) % self.folds
+            oof = np.empty(n)
+            for f in range(self.folds):
+                train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+                model = make_predictor(self.name, **self.params).fit(
+                    [self.store_configs[i] for i in train], X[train], y[train]
+                )
+                oof[test] = np.asarray(model.predict([self.store_configs[i] for i in test], X[test]).mean)
+            self.fits += self.folds
+            coef, _ = stack_with_last(oof, X[:, -1], y)
+            scores[:, e - 1] = coef[0] + coef[1] * oof + coef[2] * X[:, -1]
+        return scores
 
     def describe(self) -> dict:
-        return {"name": self.name, "params": self.params, "store_curves": int(self.store_curves.shape[0]),
-                "max_store": self.max_store,
-                "study_curves": len(self.study), "min_train": self.min_train, "folds": self.folds, "fits": self.fits}
+        return {
+            "name": self.name,
+            "params": self.params,
+            "store_curves": self.store_size,
+            "max_store": self.max_store,
+            "min_train": self.min_train,
+            "growth": self.growth,
+            "folds": self.folds,
+            "fits": self.fits,
+        }

@@ -1,5 +1,5 @@
 """Hyperband, exact, with its brackets side by side (Li et al., JMLR 2018, sec. 3 and its parallel
-version; hpoq method.md 2).
+version; hpoq docs/algorithms.md#hyperband).
 
 The brackets are s = s_max .. 0 (:func:`~hpoq.schedulers.brackets.hyperband_schedule`). In round i
 of a bracket every surviving configuration is trained from its checkpoint at r_{i-1} to r_i
@@ -19,6 +19,7 @@ Decisions: PAUSE when a trial reaches r_i < R, DONE at R, and at the round end C
 promoted and STOP for the rest. The answer is the lowest value at R (ties: lower trial id, i.e.
 earlier draw).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,11 +27,22 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
 from hpoq.schedulers.sampling import draw_config
-from hpoq.schedulers.trials import DONE_, FAILED_, PAUSED, STOPPED, ACTIVE, Trial, best_at, check_metrics, rank_by_value, take_inflight
+from hpoq.schedulers.trials import (
+    ACTIVE,
+    DONE_,
+    FAILED_,
+    PAUSED,
+    STOPPED,
+    Trial,
+    best_at,
+    check_metrics,
+    rank_by_value,
+    take_inflight,
+)
 
 
 @dataclass
@@ -42,7 +54,7 @@ class BracketRun:
     i: int = 0
     members: list = field(default_factory=list)
     queue: deque = field(default_factory=deque)
-    inflight: dict = field(default_factory=dict)   # trial id -> end epoch
+    inflight: dict = field(default_factory=dict)  # trial id -> end epoch
 
     def to_dict(self) -> dict:
         # units in flight are lost work: they go back to the front of the queue on restore
@@ -51,8 +63,9 @@ class BracketRun:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BracketRun":
-        return cls(int(d["b"]), int(d["i"]), [int(t) for t in d["members"]],
-                   deque((int(t), int(e)) for t, e in d["queue"]))
+        return cls(
+            int(d["b"]), int(d["i"]), [int(t) for t in d["members"]], deque((int(t), int(e)) for t, e in d["queue"])
+        )
 
 
 class Hyperband(Scheduler):
@@ -80,8 +93,8 @@ class Hyperband(Scheduler):
         self.brackets = hyperband_schedule(self.R, self.eta)
         self.trials: dict[int, Trial] = {}
         self.next_id = 0
-        self.opened = 0                      # brackets opened so far (their configurations drawn)
-        self.runs: list[BracketRun] = []     # open brackets, in schedule order
+        self.opened = 0  # brackets opened so far (their configurations drawn)
+        self.runs: list[BracketRun] = []  # open brackets, in schedule order
         self._cur: BracketRun | None = None  # the bracket the round hooks act on
 
     # -- the current bracket ----------------------------------------------------------------
@@ -281,20 +294,28 @@ class Hyperband(Scheduler):
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "algorithm": self.name, "R": self.R, "eta": self.eta, "seed": self.seed,
-            "sampler": self.sampler.state_dict(), "next_id": self.next_id,
+            "algorithm": self.name,
+            "R": self.R,
+            "eta": self.eta,
+            "seed": self.seed,
+            "sampler": self.sampler.state_dict(),
+            "next_id": self.next_id,
             "trials": [t.to_dict() for t in self.trials.values()],
-            "opened": self.opened, "runs": [run.to_dict() for run in self.runs],
+            "opened": self.opened,
+            "runs": [run.to_dict() for run in self.runs],
             "current": None if self._cur is None or self._cur not in self.runs else self.runs.index(self._cur),
         }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("algorithm") != self.name or state["R"] != self.R or state["eta"] != self.eta:
-            raise HpoqError(f"{self.name}: state of {state.get('algorithm')!r} R={state.get('R')} eta={state.get('eta')} "
-                            f"does not match R={self.R} eta={self.eta}")
+            raise ConfigError(
+                f"{self.name}: state of {state.get('algorithm')!r} R={state.get('R')} eta={state.get('eta')} "
+                f"does not match R={self.R} eta={self.eta}"
+            )
         if "runs" not in state:
-            raise HpoqError(f"{self.name}: the saved state predates concurrent brackets (no 'runs'); "
-                            "start the study afresh")
+            raise ConfigError(
+                f"{self.name}: the saved state predates concurrent brackets (no 'runs'); start the study afresh"
+            )
         self.sampler.load_state_dict(state["sampler"])
         self.next_id = int(state["next_id"])
         self.trials = {int(d["trial_id"]): Trial.from_dict(d) for d in state["trials"]}

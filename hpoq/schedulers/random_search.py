@@ -4,11 +4,12 @@ It samples as many configurations as Hyperband does at the same R and eta (e.g. 
 R = 100, eta = 2), unless ``n`` is given, so that the two see the same configurations for a seed.
 Units are independent, so any number of workers is kept busy.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
@@ -28,7 +29,7 @@ class RandomSearch(Scheduler):
         self.sampler, self.seed = sampler, int(seed)
         self.n = hyperband_budget(self.R, self.eta)[0] if n is None else int(n)
         if self.n < 1:
-            raise HpoqError(f"{self.name}: n must be at least 1, got {n!r}")
+            raise ConfigError(f"{self.name}: n must be at least 1, got {n!r}")
         self.trials: dict[int, Trial] = {}
         self.inflight: set[int] = set()
         self.requeue: list[int] = []
@@ -76,13 +77,20 @@ class RandomSearch(Scheduler):
         return hyperband_budget(self.R, self.eta)[1]
 
     def state_dict(self) -> dict:
-        return {"algorithm": self.name, "R": self.R, "eta": self.eta, "n": self.n, "seed": self.seed,
-                "sampler": self.sampler.state_dict(), "trials": [t.to_dict() for t in self.trials.values()],
-                "requeue": sorted(self.inflight) + list(self.requeue)}
+        return {
+            "algorithm": self.name,
+            "R": self.R,
+            "eta": self.eta,
+            "n": self.n,
+            "seed": self.seed,
+            "sampler": self.sampler.state_dict(),
+            "trials": [t.to_dict() for t in self.trials.values()],
+            "requeue": sorted(self.inflight) + list(self.requeue),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("algorithm") != self.name or state["R"] != self.R or state["n"] != self.n:
-            raise HpoqError(f"{self.name}: saved state does not match this scheduler (R, n)")
+            raise ConfigError(f"{self.name}: saved state does not match this scheduler (R, n)")
         self.sampler.load_state_dict(state["sampler"])
         self.trials = {int(d["trial_id"]): Trial.from_dict(d) for d in state["trials"]}
         self.inflight = set()

@@ -11,12 +11,13 @@ whose hyperparameters repeat an earlier draw of the study. The draw still counts
 draws keeps fewer members; ``n`` draws of asha/default/random include the skipped ones), so with
 the same seed every algorithm sees the same draws and skips the same ones.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.seeding import derive_rng, derive_seed
 
 
@@ -39,9 +40,9 @@ class TableRowSampler:
         self.seed = int(seed)
         self.rows = np.arange(table.n_rows) if rows is None else np.asarray(rows, dtype=int)
         if self.rows.size == 0:
-            raise HpoqError("the configuration sampler has no table rows to draw from")
+            raise ConfigError("the configuration sampler has no table rows to draw from")
         if self.rows.min() < 0 or self.rows.max() >= table.n_rows:
-            raise HpoqError(f"sampler rows must lie in 0..{table.n_rows - 1}")
+            raise ConfigError(f"sampler rows must lie in 0..{table.n_rows - 1}")
         self.drawn = 0
         self._pass = -1
         self._perm: np.ndarray | None = None
@@ -112,7 +113,7 @@ class DedupeSampler:
 
     def load_state_dict(self, state: dict) -> None:
         if "inner" not in state:
-            raise HpoqError("dedupe: the saved sampler state was made without dedupe")
+            raise ConfigError("dedupe: the saved sampler state was made without dedupe")
         self.inner.load_state_dict(state["inner"])
         self.keys = set(state["keys"])
         self.skipped = int(state["skipped"])
@@ -154,7 +155,7 @@ def split_warm_rows(table: CurveTable, seed: int, warm_fraction: float) -> tuple
     """
     warm_fraction = float(warm_fraction)
     if not 0.0 <= warm_fraction < 1.0:
-        raise HpoqError(f"--warm-fraction must lie in [0, 1), got {warm_fraction:g}")
+        raise ConfigError(f"--warm-fraction must lie in [0, 1), got {warm_fraction:g}")
     if warm_fraction == 0.0:
         return np.arange(table.n_rows), np.zeros(0, dtype=int)
     groups = distinct_config_groups(table)

@@ -1,6 +1,7 @@
 """Choosing how aggressively to stop, by replaying candidate schedules on the warm curve store.
 
-The curve store of earlier studies of the same model family (method.md 3.7, peers.md 2.10) holds
+The curve store of earlier studies of the same model family (docs/algorithms.md#where-the-savings-come-from,
+docs/algorithms.md#hpoqs-default) holds
 full learning curves. Instead of (only) training a regressor on them, :func:`choose_policy`
 replays Hyperband and every candidate successive-halving policy of
 :class:`~hpoq.schedulers.default.DefaultScheduler` on bootstrap samples of the store, and keeps
@@ -12,6 +13,7 @@ shows only after many epochs) get a longer grace; tables ranked by their first e
 :func:`sh_replay` is the one-worker schedule of the default scheduler in closed form (the tests
 check that both give the same epochs and answer).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +22,14 @@ from hpoq.schedulers.asha import asha_rungs
 from hpoq.schedulers.brackets import hyperband_schedule
 
 
-def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) -> tuple[int, int]:
+def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, scores=None) -> tuple[int, int]:
     """(epochs, index of the returned row) of the default scheduler's rule with one worker.
 
-    ``curves``: minimised curves [k, >= R] of the k distinct configurations, in sampling order.
+    ``scores`` (same shape as ``curves``, default ``curves``): what a rung at epoch r ranks by,
+    ``scores[:, r - 1]`` (e.g. forecasts of the final value); the answer is the best observed
+    final value among the trials that reached R.
+
+    ``curves``: minimised curves [k, >= R] of the k configurations drawn, in sampling order.
     Rung by rung (``asha_rungs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
     (ties by sampling order); then, while fewer than ``finalists`` configurations reached R, the
     best unpromoted configurations (highest rung first) are promoted one rung together, as many as
@@ -31,14 +37,16 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int) 
     """
     rungs = asha_rungs(R, eta, grace)
     K = len(rungs)
-    members: list[list[int]] = [[] for _ in rungs]     # trial indices with a result at rung k
+    members: list[list[int]] = [[] for _ in rungs]  # trial indices with a result at rung k
     promoted: list[set[int]] = [set() for _ in rungs]
     k_count = curves.shape[0]
     members[0] = list(range(k_count))
     epochs = k_count * rungs[0]
 
+    scores = curves if scores is None else scores
+
     def ranked(k):
-        col = curves[members[k], rungs[k] - 1]
+        col = scores[members[k], rungs[k] - 1]
         order = np.lexsort((np.asarray(members[k]), col))
         return [members[k][i] for i in order]
 
@@ -100,14 +108,28 @@ def candidate_policies(R: int, eta: int, finalists=(2, 3, 4)) -> list[tuple[int,
     return [(g, m) for g in graces for m in finalists]
 
 
-def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.random.Generator,
-                  samples: int = 60, tolerance: float = 0.1, candidates=None, pool_fraction: float = 0.5,
-                  confidence: float = 1.0, min_match: float = 0.9) -> tuple[tuple[int, int], dict]:
+def choose_policy(
+    store_curves: np.ndarray,
+    n: int,
+    R: int,
+    eta: int,
+    rng: np.random.Generator,
+    samples: int = 60,
+    tolerance: float = 0.1,
+    candidates=None,
+    pool_fraction: float = 0.5,
+    confidence: float = 1.0,
+    min_match: float = 0.9,
+    scores=None,
+) -> tuple[tuple[int, int], dict]:
     """The cheapest candidate that matches Hyperband on ``samples`` studies replayed on the store
-    (see :func:`study_rows`; duplicates are trained once, as the default scheduler does): its mean
+    (see :func:`study_rows`; every draw is trained, repeats included): its mean
     gap to Hyperband's returned final value plus ``confidence`` standard errors is within
     ``tolerance`` x the std of Hyperband's value, and it returns a configuration at least as good
     as Hyperband's in at least ``min_match`` of the studies.
+
+    ``scores``: what the candidates' rungs rank by (see :func:`sh_replay`; default the curves;
+    Hyperband always ranks by the observed values).
 
     Returns ``((grace, finalists), report)``; ``report`` lists every candidate's mean epochs and
     mean gap to Hyperband (in minimised metric units) for the decision log.
@@ -120,10 +142,10 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
     for _ in range(samples):
         rows = study_rows(n_store, n, pool_fraction, rng)
         hb_values.append(curves[rows[hyperband_replay(curves[rows], R, eta)], R - 1])
-        distinct = rows[np.sort(np.unique(rows, return_index=True)[1])]
-        sub = curves[distinct]
+        sub = curves[rows]  # every draw is trained, repeats included (dedupe off, as in the benchmarks)
+        sub_scores = None if scores is None else np.asarray(scores, dtype=float)[rows]
         for c in candidates:
-            epochs, idx = sh_replay(sub, R, eta, c[0], c[1])
+            epochs, idx = sh_replay(sub, R, eta, c[0], c[1], sub_scores)
             gaps[c].append(sub[idx, R - 1] - hb_values[-1])
             costs[c].append(epochs)
     hb_values = np.asarray(hb_values)
@@ -137,14 +159,28 @@ def choose_policy(store_curves: np.ndarray, n: int, R: int, eta: int, rng: np.ra
         gap = float(np.mean(g)) if g.size else float("inf")
         # the mean gap's standard error: a policy must match Hyperband with some confidence
         se = float(np.std(g) / np.sqrt(g.size)) if g.size > 1 else float("inf")
-        table.append({"grace": c[0], "finalists": c[1], "epochs": float(np.mean(costs[c])), "gap": gap,
-                      "gap_se": se, "match": float(np.mean(g <= 0)) if g.size else 0.0,
-                      "ok": bool(gap + confidence * se <= limit and (g.size and np.mean(g <= 0) >= min_match))})
+        table.append(
+            {
+                "grace": c[0],
+                "finalists": c[1],
+                "epochs": float(np.mean(costs[c])),
+                "gap": gap,
+                "gap_se": se,
+                "match": float(np.mean(g <= 0)) if g.size else 0.0,
+                "ok": bool(gap + confidence * se <= limit and (g.size and np.mean(g <= 0) >= min_match)),
+            }
+        )
     ok = [row for row in table if row["ok"]]
     if ok:
         pick = min(ok, key=lambda row: (row["epochs"], row["finalists"], row["grace"]))
     else:  # nothing matches Hyperband on the store: take the candidate closest to it
         pick = min(table, key=lambda row: (row["gap"], row["epochs"]))
-    report = {"samples": samples, "n": n, "store_rows": int(curves.shape[0]), "hyperband_std": hb_std,
-              "limit": limit, "candidates": table}
+    report = {
+        "samples": samples,
+        "n": n,
+        "store_rows": int(curves.shape[0]),
+        "hyperband_std": hb_std,
+        "limit": limit,
+        "candidates": table,
+    }
     return (pick["grace"], pick["finalists"]), report

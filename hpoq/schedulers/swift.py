@@ -1,4 +1,4 @@
-"""Swift-Hyperband, synchronous and faithful to the public workflow (hpoq method.md 3.2-3.6; [P2]).
+"""Swift-Hyperband, synchronous and faithful to the public workflow (hpoq docs/algorithms.md#swift-hyperband; [P2]).
 
 Hyperband's brackets and rounds, with one extra decision point per round at
 ``e_d = r_prev + ceil((r_i - r_prev) * known_curve)``:
@@ -16,8 +16,10 @@ Hyperband's brackets and rounds, with one extra decision point per round at
 Rounds with e_d == r_i (e.g. 2 -> 3 at R = 100) save nothing: configurations reach r_i in one
 unit; rule 2 still decides which of them count as "continued" (their curves enter D[r_i]).
 ``warm_curves`` (an earlier study's :class:`~hpoq.curves.table.CurveTable`) pre-seeds every
-D[r] with its curves that reach r (method.md 3.7); the count is recorded in decision info.
+D[r] with its curves that reach r (docs/algorithms.md#where-the-savings-come-from); the count is recorded in
+decision info.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hpoq.errors import ConfigError, HpoqError, InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
 from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
 from hpoq.schedulers.hyperband import Hyperband
@@ -36,7 +38,8 @@ from hpoq.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-#: the paper's in-loop predictor: NuSVR defaults on the raw curve prefix (method.md 4.2, 4.5)
+#: the paper's in-loop predictor: NuSVR defaults on the raw curve prefix
+#: (docs/predictors.md#features, docs/predictors.md#classical-svr)
 PAPER_PREDICTOR = "svr"
 PAPER_PREDICTOR_PARAMS = {"features": "curve"}
 
@@ -76,7 +79,7 @@ class WarmCurves:
 
 
 class SwiftHyperband(Hyperband):
-    """Synchronous Swift-Hyperband (method.md 3).
+    """Synchronous Swift-Hyperband (docs/algorithms.md#swift-hyperband).
 
     Parameters (defaults = the paper's): ``d`` = 15 full curves needed before a predictor for
     r_i is trained; ``k`` = 0.5, fraction of n_next always fully trained in phase 1;
@@ -88,29 +91,49 @@ class SwiftHyperband(Hyperband):
     """
 
     name = "swift"
-    parameter_constraints = {"d": [Interval(int, 2, None)], "k": [Interval(float, 0, 1)],
-                             "known_curve": [Interval(float, 0, 1, closed="right")],
-                             "threshold_quantile": [Interval(float, 0, 1)], "refit": [Options("never", "on_growth")],
-                             "add_phase2": [Boolean()], "predictor": [Text(), None],
-                             "predictor_params": [Mapping(), None],
-                             "warm_curves": [Anything(), None]}
+    parameter_constraints = {
+        "d": [Interval(int, 2, None)],
+        "k": [Interval(float, 0, 1)],
+        "known_curve": [Interval(float, 0, 1, closed="right")],
+        "threshold_quantile": [Interval(float, 0, 1)],
+        "refit": [Options("never", "on_growth")],
+        "add_phase2": [Boolean()],
+        "predictor": [Text(), None],
+        "predictor_params": [Mapping(), None],
+        "warm_curves": [Anything(), None],
+    }
     #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
     concurrent_brackets = False
 
-    def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, d: int = 15, k: float = 0.5,
-                 known_curve: float = 0.5, threshold_quantile: float = 0.25, refit: str = "never",
-                 add_phase2: bool = False, predictor: str | None = None, predictor_params: dict | None = None,
-                 warm_curves=None):
+    def __init__(
+        self,
+        *,
+        R: int,
+        eta: int = 2,
+        sampler,
+        seed: int = 0,
+        d: int = 15,
+        k: float = 0.5,
+        known_curve: float = 0.5,
+        threshold_quantile: float = 0.25,
+        refit: str = "never",
+        add_phase2: bool = False,
+        predictor: str | None = None,
+        predictor_params: dict | None = None,
+        warm_curves=None,
+    ):
         if int(d) != d or d < 2:
-            raise HpoqError(f"swift: d must be an integer >= 2 (a predictor needs at least 2 training curves), got {d!r}")
+            raise ConfigError(
+                f"swift: d must be an integer >= 2 (a predictor needs at least 2 training curves), got {d!r}"
+            )
         if not 0.0 <= float(k) <= 1.0:
-            raise HpoqError(f"swift: k must lie in [0, 1], got {k!r}")
+            raise ConfigError(f"swift: k must lie in [0, 1], got {k!r}")
         if not 0.0 < float(known_curve) <= 1.0:
-            raise HpoqError(f"swift: known_curve must lie in (0, 1], got {known_curve!r}")
+            raise ConfigError(f"swift: known_curve must lie in (0, 1], got {known_curve!r}")
         if not 0.0 <= float(threshold_quantile) <= 1.0:
-            raise HpoqError(f"swift: threshold_quantile must lie in [0, 1], got {threshold_quantile!r}")
+            raise ConfigError(f"swift: threshold_quantile must lie in [0, 1], got {threshold_quantile!r}")
         if refit not in ("never", "on_growth"):
-            raise HpoqError(f"swift: refit must be 'never' or 'on_growth', got {refit!r}")
+            raise ConfigError(f"swift: refit must be 'never' or 'on_growth', got {refit!r}")
         self.d, self.k = int(d), float(k)
         self.known_curve, self.q = float(known_curve), float(threshold_quantile)
         self.refit, self.add_phase2 = refit, bool(add_phase2)
@@ -121,8 +144,8 @@ class SwiftHyperband(Hyperband):
         # fail on an unknown predictor or parameter now, not mid-run
         build_predictor(self.predictor_name, self.predictor_params, 0)
         self.warm = WarmCurves(warm_curves)
-        self.D: dict[int, list[int]] = {}      # r -> trial ids whose curves (length >= r) are training data
-        self.M: dict[tuple[int, int], object] = {}   # (r, e) -> fitted predictor
+        self.D: dict[int, list[int]] = {}  # r -> trial ids whose curves (length >= r) are training data
+        self.M: dict[tuple[int, int], object] = {}  # (r, e) -> fitted predictor
         self.M_size: dict[tuple[int, int], int] = {}  # (r, e) -> |D[r]| (incl. warm) when fitted
         self.fits = 0
         self._init_round_state()
@@ -151,7 +174,8 @@ class SwiftHyperband(Hyperband):
         return len(self.warm.rows_reaching(r)) + len(self.D.get(r, []))
 
     def _rule2(self) -> str | None:
-        """Reason to continue a configuration in phase 1 (method.md 3.4 rule 2), or None to park."""
+        """Reason to continue a configuration in phase 1 (docs/algorithms.md#swift-hyperband rule 2), or None to
+        park."""
         if self.sent < self.k * self.n_next:
             return "quota"
         if self.inflight_full + self.d_size(self.r_i) < self.d:
@@ -159,8 +183,16 @@ class SwiftHyperband(Hyperband):
         return None
 
     def _rule2_info(self) -> dict:
-        return {"sent": self.sent, "n_next": self.n_next, "k": self.k, "inflight_full": self.inflight_full,
-                "D": self.d_size(self.r_i), "d": self.d, "e_d": self.e, **self._where()}
+        return {
+            "sent": self.sent,
+            "n_next": self.n_next,
+            "k": self.k,
+            "inflight_full": self.inflight_full,
+            "D": self.d_size(self.r_i),
+            "d": self.d,
+            "e_d": self.e,
+            **self._where(),
+        }
 
     # -- round logic ---------------------------------------------------------------------------
     def _start_round(self) -> None:
@@ -233,24 +265,36 @@ class SwiftHyperband(Hyperband):
             if size < self.d:
                 raise InternalError(f"swift: parked configurations at ({r}, {e}) but |D[{r}]| = {size} < d = {self.d}")
             configs, X, y = self._training_set(r, e)
-            self.M[key] = build_predictor(self.predictor_name, self.predictor_params,
-                                          derive_seed(self.seed, "predictor", r, e)).fit(configs, X, y)
+            self.M[key] = build_predictor(
+                self.predictor_name, self.predictor_params, derive_seed(self.seed, "predictor", r, e)
+            ).fit(configs, X, y)
             self.M_size[key] = size
             self.fits += 1
         return self.M[key]
 
     def _select_without_predictor(self, parked, tau: float, exc: Exception) -> list[Decision]:
         """The predictor failed: plain Hyperband for this round (every parked trial goes on to r_i)."""
-        log.warning("swift: predictor %r failed at (r=%d, e=%d): %s: %s; plain Hyperband promotion for this round",
-                    self.predictor_name, self.r_i, self.e, type(exc).__name__, exc)
-        info = {"tau": tau, "predictor": self.predictor_name, "key": [self.r_i, self.e],
-                "error": f"{type(exc).__name__}: {exc}", **self._where()}
+        log.warning(
+            "swift: predictor %r failed at (r=%d, e=%d): %s: %s; plain Hyperband promotion for this round",
+            self.predictor_name,
+            self.r_i,
+            self.e,
+            type(exc).__name__,
+            exc,
+        )
+        info = {
+            "tau": tau,
+            "predictor": self.predictor_name,
+            "key": [self.r_i, self.e],
+            "error": f"{type(exc).__name__}: {exc}",
+            **self._where(),
+        }
         self.selected = [t.trial_id for t in parked]
         self.queue = deque((t.trial_id, self.r_i) for t in parked)
         return [Decision(t.trial_id, CONTINUE, t.epochs, "predictor-failed", info) for t in parked]
 
     def _select(self) -> list[Decision]:
-        """Predictor step and selection (method.md 3.4 steps 5-8)."""
+        """Predictor step and selection (docs/algorithms.md#swift-hyperband steps 5-8)."""
         r, e = self.r_i, self.e
         full_values = [self.trials[t].value_at(r) for t in self.full]
         full_values = [v for v in full_values if math.isfinite(v)]
@@ -268,12 +312,23 @@ class SwiftHyperband(Hyperband):
         S = [t.trial_id for t in parked if p[t.trial_id] < tau]
         fallback = False
         if len(S) + len(self.full) < self.n_next:
-            S = [t.trial_id for t in sorted(parked, key=lambda t: (p[t.trial_id], t.trial_id))][: self.n_next - len(self.full)]
+            S = [t.trial_id for t in sorted(parked, key=lambda t: (p[t.trial_id], t.trial_id))][
+                : self.n_next - len(self.full)
+            ]
             fallback = True
         chosen = set(S)
-        base = {"tau": tau, "quantile": self.q, "predictor": self.predictor_name, "key": [r, e],
-                "n_train": self.M_size[(r, e)], "warm": len(self.warm.rows_reaching(r)), "fallback": fallback,
-                "n_full": len(self.full), "n_next": self.n_next, **self._where()}
+        base = {
+            "tau": tau,
+            "quantile": self.q,
+            "predictor": self.predictor_name,
+            "key": [r, e],
+            "n_train": self.M_size[(r, e)],
+            "warm": len(self.warm.rows_reaching(r)),
+            "fallback": fallback,
+            "n_full": len(self.full),
+            "n_next": self.n_next,
+            **self._where(),
+        }
         decisions = []
         for t in parked:
             info = dict(base, prediction=p[t.trial_id])
@@ -291,11 +346,17 @@ class SwiftHyperband(Hyperband):
         state = super().state_dict()
         # a phase-1 continuation lost in flight is re-suggested from the queue, so it stays counted
         state["swift"] = {
-            "phase": self.phase, "e": self.e, "sent": self.sent, "inflight_full": self.inflight_full,
-            "full": list(self.full), "parked": list(self.parked), "selected": list(self.selected),
+            "phase": self.phase,
+            "e": self.e,
+            "sent": self.sent,
+            "inflight_full": self.inflight_full,
+            "full": list(self.full),
+            "parked": list(self.parked),
+            "selected": list(self.selected),
             "D": [[r, ids] for r, ids in sorted(self.D.items())],
             "M": [[r, e, n] for (r, e), n in sorted(self.M_size.items())],
-            "fits": self.fits, "warm_rows": len(self.warm),
+            "fits": self.fits,
+            "warm_rows": len(self.warm),
         }
         return state
 
@@ -303,7 +364,9 @@ class SwiftHyperband(Hyperband):
         super().load_state_dict(state)
         sw = state["swift"]
         if int(sw["warm_rows"]) != len(self.warm):
-            raise HpoqError(f"swift: state was saved with {sw['warm_rows']} warm curves, this run has {len(self.warm)}")
+            raise ConfigError(
+                f"swift: state was saved with {sw['warm_rows']} warm curves, this run has {len(self.warm)}"
+            )
         self.phase, self.e = int(sw["phase"]), int(sw["e"])
         self.sent, self.inflight_full = int(sw["sent"]), int(sw["inflight_full"])
         self.full, self.parked = [int(t) for t in sw["full"]], [int(t) for t in sw["parked"]]
@@ -319,6 +382,7 @@ class SwiftHyperband(Hyperband):
             saved, self.D[r] = self.D.get(r, []), ids
             configs, X, y = self._training_set(r, e)
             self.D[r] = saved
-            self.M[(r, e)] = build_predictor(self.predictor_name, self.predictor_params,
-                                             derive_seed(self.seed, "predictor", r, e)).fit(configs, X, y)
+            self.M[(r, e)] = build_predictor(
+                self.predictor_name, self.predictor_params, derive_seed(self.seed, "predictor", r, e)
+            ).fit(configs, X, y)
             self.M_size[(r, e)] = n

@@ -6,17 +6,28 @@ continue from their checkpoint to R. Default ``K`` = the number of configuration
 trains to R over all its brackets (the sum of the last rounds' n_s: 16 for R = 100, eta = 2), so
 both train the same number of configurations fully.
 """
+
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
 from hpoq.schedulers.sampling import draw_config, skipped_draws
-from hpoq.schedulers.trials import DONE_, FAILED_, PAUSED, STOPPED, Trial, best_at, check_metrics, rank_by_value, take_inflight
+from hpoq.schedulers.trials import (
+    DONE_,
+    FAILED_,
+    PAUSED,
+    STOPPED,
+    Trial,
+    best_at,
+    check_metrics,
+    rank_by_value,
+    take_inflight,
+)
 
 
 def hyperband_full_trainings(R: int, eta: int) -> int:
@@ -37,10 +48,10 @@ class TopK1Epoch(Scheduler):
         self.n = hyperband_budget(self.R, self.eta)[0] if n is None else int(n)
         self.K = hyperband_full_trainings(self.R, self.eta) if K is None else int(K)
         if self.n < 1 or self.K < 1:
-            raise HpoqError(f"{self.name}: n and K must be at least 1, got n={self.n}, K={self.K}")
+            raise ConfigError(f"{self.name}: n and K must be at least 1, got n={self.n}, K={self.K}")
         self.K = min(self.K, self.n)
         self.trials: dict[int, Trial] = {}
-        self.queue: list[list[int]] = []   # [trial_id, end_epoch] of phase-2 units
+        self.queue: list[list[int]] = []  # [trial_id, end_epoch] of phase-2 units
         self.inflight: dict[int, int] = {}
         self.phase = 1
 
@@ -118,14 +129,22 @@ class TopK1Epoch(Scheduler):
     def state_dict(self) -> dict:
         requeue = [[tid, end] for tid, end in self.inflight.items() if end > 1]
         phase1_lost = [tid for tid, end in self.inflight.items() if end == 1]
-        return {"algorithm": self.name, "R": self.R, "eta": self.eta, "n": self.n, "K": self.K, "seed": self.seed,
-                "sampler": self.sampler.state_dict(), "trials": [t.to_dict() for t in self.trials.values()],
-                "queue": [[tid, 1] for tid in phase1_lost] + requeue + [list(q) for q in self.queue],
-                "phase": self.phase}
+        return {
+            "algorithm": self.name,
+            "R": self.R,
+            "eta": self.eta,
+            "n": self.n,
+            "K": self.K,
+            "seed": self.seed,
+            "sampler": self.sampler.state_dict(),
+            "trials": [t.to_dict() for t in self.trials.values()],
+            "queue": [[tid, 1] for tid in phase1_lost] + requeue + [list(q) for q in self.queue],
+            "phase": self.phase,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("algorithm") != self.name or state["R"] != self.R or state["n"] != self.n or state["K"] != self.K:
-            raise HpoqError(f"{self.name}: saved state does not match this scheduler (R, n, K)")
+            raise ConfigError(f"{self.name}: saved state does not match this scheduler (R, n, K)")
         self.sampler.load_state_dict(state["sampler"])
         self.trials = {int(d["trial_id"]): Trial.from_dict(d) for d in state["trials"]}
         self.queue = [[int(t), int(e)] for t, e in state["queue"]]

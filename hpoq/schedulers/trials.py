@@ -1,17 +1,20 @@
 """Trial bookkeeping shared by the schedulers: configuration, observed curve, status.
 
-A trial's ``curve`` holds the minimised metric after epochs 1..len(curve) (method.md 1); it only
+A trial's ``curve`` holds the minimised metric after epochs 1..len(curve) (docs/algorithms.md#conventions); it only
 grows, by the metrics of finished work units, so the trial can always be resumed from its
 checkpoint at ``len(curve)``.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
 from hpoq.errors import InternalError
+from hpoq.schedulers.base import Status
 
-ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = "active", "paused", "stopped", "done", "failed"
+# the scheduler-side names of the shared statuses (hpoq.schedulers.base.Status)
+ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = Status.RUNNING, Status.PAUSED, Status.PRUNED, Status.DONE, Status.FAILED
 
 
 @dataclass
@@ -19,7 +22,7 @@ class Trial:
     trial_id: int
     config: dict
     curve: list = field(default_factory=list)
-    status: str = ACTIVE
+    status: Status = ACTIVE
     bracket: int = -1
 
     @property
@@ -34,12 +37,23 @@ class Trial:
         return value if math.isfinite(value) else math.inf
 
     def to_dict(self) -> dict:
-        return {"trial_id": self.trial_id, "config": self.config, "curve": list(self.curve),
-                "status": self.status, "bracket": self.bracket}
+        return {
+            "trial_id": self.trial_id,
+            "config": self.config,
+            "curve": list(self.curve),
+            "status": self.status,
+            "bracket": self.bracket,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Trial":
-        return cls(int(d["trial_id"]), dict(d["config"]), [float(v) for v in d["curve"]], d["status"], int(d["bracket"]))
+        return cls(
+            int(d["trial_id"]),
+            dict(d["config"]),
+            [float(v) for v in d["curve"]],
+            Status(d["status"]),
+            int(d["bracket"]),
+        )
 
 
 def take_inflight(inflight, trial_id: int, who: str, event: str):
@@ -59,7 +73,8 @@ def check_metrics(trial: Trial, metrics, expected_end: int) -> list[float]:
     if trial.epochs + len(values) != expected_end:
         raise InternalError(
             f"trial {trial.trial_id}: got {len(values)} epoch metrics, expected {expected_end - trial.epochs} "
-            f"(epochs {trial.epochs + 1}..{expected_end})")
+            f"(epochs {trial.epochs + 1}..{expected_end})"
+        )
     return values
 
 

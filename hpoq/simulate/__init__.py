@@ -6,16 +6,17 @@ so every algorithm sees the same configurations in the same order), the schedule
 :func:`hpoq.schedulers.make_scheduler` (scheduler seed = ``seed``) and drives it with
 :class:`~hpoq.simulate.replay.ReplayBackend`.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from hpoq.curves.table import CurveTable
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.brackets import check_r_eta
 from hpoq.schedulers.sampling import skipped_draws, table_sampler_for
-from hpoq.simulate.replay import ReplayBackend, ReplayResult, SchedulerDeadlock, own_direction, pruned_count
+from hpoq.simulate.replay import ReplayBackend, ReplayResult, SchedulerDeadlock, pruned_count
 
 
 def merge_warm(a: CurveTable | None, b: CurveTable | None) -> CurveTable | None:
@@ -24,36 +25,65 @@ def merge_warm(a: CurveTable | None, b: CurveTable | None) -> CurveTable | None:
         return a if b is None else b
     e = min(a.n_epochs, b.n_epochs)
     curves = np.vstack([a.minimized()[:, :e], b.minimized()[:, :e]])
-    return CurveTable(hp_names=list(a.hp_names), configs=list(a.configs) + list(b.configs), curves=curves,
-                      metric=a.metric, mode="min", source=f"{a.source}+{b.source}",
-                      provenance={"merged": [a.provenance, b.provenance]})
+    return CurveTable(
+        hp_names=list(a.hp_names),
+        configs=list(a.configs) + list(b.configs),
+        curves=curves,
+        metric=a.metric,
+        mode="min",
+        source=f"{a.source}+{b.source}",
+        provenance={"merged": [a.provenance, b.provenance]},
+    )
 
 
 def check_table_for(table: CurveTable, R: int) -> None:
     if table.n_epochs < R:
-        raise HpoqError(f"curve table {table.source or '(in memory)'} has {table.n_epochs} epochs, fewer than R = {R}")
+        raise ConfigError(
+            f"curve table {table.source or '(in memory)'} has {table.n_epochs} epochs, fewer than R = {R}"
+        )
 
 
-def simulate_run(table: CurveTable, algorithm: str, seed: int, R: int, eta: int, workers: int = 1,
-                 predictor: str | None = None, predictor_params: dict | None = None, params: dict | None = None,
-                 warm_fraction: float = 0.0, warm_curves: CurveTable | None = None,
-                 keep_events: bool = False, dedupe: bool = False) -> dict:
+def simulate_run(
+    table: CurveTable,
+    algorithm: str,
+    seed: int,
+    R: int,
+    eta: int,
+    workers: int = 1,
+    predictor: str | None = None,
+    predictor_params: dict | None = None,
+    params: dict | None = None,
+    warm_fraction: float = 0.0,
+    warm_curves: CurveTable | None = None,
+    keep_events: bool = False,
+    dedupe: bool = False,
+) -> dict:
     """One replay run; returns the run entry of ``simulate --json``.
 
-    Keys: ``seed``, ``epochs`` (requested, method.md 1), ``configs`` (draws, skipped repeats included),
+    Keys: ``seed``, ``epochs`` (requested, docs/algorithms.md#conventions), ``configs`` (draws, skipped repeats
+    included),
     ``duplicates`` (draws skipped as repeats, only with ``dedupe``), ``best_final``
     (value at epoch R of the returned configuration, in the table's own direction), ``best_row``,
     ``makespan`` (simulated time units), ``utilization`` (busy / (workers * makespan)),
-    ``pruned`` (trials stopped before R), ``warm_curves`` (rows in the warm store) and ``trace`` ([epochs used, best final so far] pairs; plus
-    ``events`` with ``keep_events``).
+    ``pruned`` (trials stopped before R), ``warm_curves`` (rows in the warm store) and
+    ``trace`` ([epochs used, best final so far] pairs; plus ``events`` with ``keep_events``).
     """
     R, eta = check_r_eta(R, eta)
     check_table_for(table, R)
     sampler, warm_table = table_sampler_for(table, seed, warm_fraction, dedupe=dedupe)
     warm = merge_warm(warm_table, warm_curves)
     # a warm store with shorter (or partial) curves still feeds the predictors of the early rungs
-    scheduler = make_scheduler(algorithm, R=R, eta=eta, sampler=sampler, seed=seed, predictor=predictor,
-                               predictor_params=predictor_params, warm_curves=warm, **(params or {}))
+    scheduler = make_scheduler(
+        algorithm,
+        R=R,
+        eta=eta,
+        sampler=sampler,
+        seed=seed,
+        predictor=predictor,
+        predictor_params=predictor_params,
+        warm_curves=warm,
+        **(params or {}),
+    )
     result: ReplayResult = ReplayBackend(table, scheduler, R=R, workers=workers, keep_events=keep_events).run()
     best = scheduler.best()
     best_row = None if best is None else int(best["config"]["_row"])

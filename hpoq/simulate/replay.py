@@ -6,18 +6,16 @@ takes ``b - a`` time units (or ``(b - a) * time[row]`` with a per-row time colum
 reports the row's minimised values for epochs a+1..b. Events finishing at the same time are
 delivered in dispatch order, so a run is exactly reproducible (cf. Syne Tune's simulator backend).
 """
+
 from __future__ import annotations
 
 import heapq
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from hpoq.curves.table import CurveTable
-from hpoq.errors import DeadlockError, HpoqError
+from hpoq.errors import ConfigError, DeadlockError
 from hpoq.schedulers.base import DONE, STOP, Decision, Scheduler
-
 
 #: the old name of :class:`hpoq.errors.DeadlockError`, shared with the MPI master
 SchedulerDeadlock = DeadlockError
@@ -25,12 +23,12 @@ SchedulerDeadlock = DeadlockError
 
 @dataclass
 class ReplayResult:
-    epochs: int = 0                 # epochs requested over all dispatched units (method.md 1)
+    epochs: int = 0  # epochs requested over all dispatched units (docs/algorithms.md#conventions)
     units: int = 0
-    makespan: float = 0.0           # simulated time when the last unit finished
-    busy: float = 0.0               # sum over units of their duration
+    makespan: float = 0.0  # simulated time when the last unit finished
+    busy: float = 0.0  # sum over units of their duration
     workers: int = 1
-    trace: list = field(default_factory=list)   # [epochs used, best final so far (table direction)]
+    trace: list = field(default_factory=list)  # [epochs used, best final so far (table direction)]
     decisions: list = field(default_factory=list)
     events: list = field(default_factory=list)  # ("unit", trial, a, b, start, end) and decisions, if kept
 
@@ -48,9 +46,9 @@ class ReplayBackend:
 
     def __init__(self, table: CurveTable, scheduler: Scheduler, *, R: int, workers: int = 1, keep_events: bool = False):
         if workers < 1:
-            raise HpoqError(f"--workers must be at least 1, got {workers}")
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
         if table.n_epochs < R:
-            raise HpoqError(f"curve table has {table.n_epochs} epochs, fewer than R = {R}")
+            raise ConfigError(f"curve table has {table.n_epochs} epochs, fewer than R = {R}")
         self.table = table
         self.curves = table.minimized()
         self.scheduler = scheduler
@@ -65,11 +63,11 @@ class ReplayBackend:
     def run(self) -> ReplayResult:
         sched = self.scheduler
         res = ReplayResult(workers=self.workers)
-        heap: list = []          # (finish time, dispatch seq, unit, start time)
+        heap: list = []  # (finish time, dispatch seq, unit, start time)
         free = self.workers
         now = 0.0
         seq = 0
-        best_final = math.inf    # minimised value at R
+        best_final = math.inf  # minimised value at R
         while True:
             while free > 0:
                 unit = sched.suggest()
@@ -88,11 +86,13 @@ class ReplayBackend:
             if not heap:
                 if sched.finished:
                     break
-                raise SchedulerDeadlock(f"scheduler {sched.name!r} deadlocked: no unit in flight, none suggested, not finished")
+                raise SchedulerDeadlock(
+                    f"scheduler {sched.name!r} deadlocked: no unit in flight, none suggested, not finished"
+                )
             now, _, unit, started = heapq.heappop(heap)
             free += 1
             row = int(unit.config["_row"])
-            metrics = self.curves[row, unit.start_epoch:unit.end_epoch]
+            metrics = self.curves[row, unit.start_epoch : unit.end_epoch]
             decisions: list[Decision] = sched.on_result(unit.trial_id, metrics.tolist())
             if self.keep_events:
                 res.events.append(("unit", unit.trial_id, unit.start_epoch, unit.end_epoch, started, now))

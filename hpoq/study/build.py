@@ -6,6 +6,7 @@ so a table study under ``mpiexec`` with one trial group draws the configurations
 ``simulate --workers 1`` draws for the same seed. Declared spaces use
 :class:`hpoq.study.space.SearchSpace` seeded with ``derive_seed(seed, "space")``.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ def load_replay_table(spec: StudySpec):
     metric, mode = trainer_metric(spec)
     table = load_table(spec.trainer["params"]["table"], metric, mode)
     if spec.algorithm["R"] > table.n_epochs:
-        raise ConfigError(f"algorithm.R ({spec.algorithm['R']}) exceeds the {table.n_epochs} epochs of the table "
-                        f"{os.path.basename(table.source)!r}")
+        raise ConfigError(
+            f"algorithm.R ({spec.algorithm['R']}) exceeds the {table.n_epochs} epochs of the table "
+            f"{os.path.basename(table.source)!r}"
+        )
     return table
 
 
@@ -61,8 +64,9 @@ def build_sampler(spec: StudySpec, table=None):
     if spec.space == "table":
         from hpoq.schedulers.sampling import table_sampler_for
 
-        return table_sampler_for(table if table is not None else load_replay_table(spec), spec.seed, spec.warm_fraction,
-                                 dedupe=spec.dedupe)
+        return table_sampler_for(
+            table if table is not None else load_replay_table(spec), spec.seed, spec.warm_fraction, dedupe=spec.dedupe
+        )
     from hpoq.schedulers.sampling import DedupeSampler
     from hpoq.study.space import SearchSpace
 
@@ -83,8 +87,16 @@ def build_scheduler(spec: StudySpec, table=None):
     pred = spec.predictor or {}
     alg = spec.algorithm
     try:
-        return make_scheduler(alg["name"], R=alg["R"], eta=alg["eta"], sampler=sampler, seed=spec.seed,
-                              predictor=pred.get("name"), predictor_params=pred.get("params") if pred else None,
-                              warm_curves=warm, **alg["params"])
+        return make_scheduler(
+            alg["name"],
+            R=alg["R"],
+            eta=alg["eta"],
+            sampler=sampler,
+            seed=spec.seed,
+            predictor=pred.get("name"),
+            predictor_params=pred.get("params") if pred else None,
+            warm_curves=warm,
+            **alg["params"],
+        )
     except ConfigError as exc:
         raise ConfigError(f"algorithm: {exc}") from None

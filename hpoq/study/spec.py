@@ -36,18 +36,33 @@ A study file (every key; ``~`` = null)::
 Paths *inside* the file (``warm_curves`` and the trainer's path parameters, e.g. the table
 trainer's ``table``) are resolved relative to **the study file's directory**; ``out`` and
 ``--out`` relative to the current directory. Unknown keys and wrong types raise
-:class:`~hpoq.errors.HpoqError` naming the key path, e.g. ``algorithm.params.knwon_curve``.
+:class:`~hpoq.errors.ConfigError` naming the key path, e.g. ``algorithm.params.knwon_curve``.
 """
+
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import asdict, dataclass, field
 
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 
-TOP_KEYS = ("name", "seed", "out", "ranks_per_trial", "algorithm", "predictor", "trainer", "space",
-            "warm_fraction", "warm_curves", "poll_interval", "max_retries", "dedupe", "unit_timeout")
+TOP_KEYS = (
+    "name",
+    "seed",
+    "out",
+    "ranks_per_trial",
+    "algorithm",
+    "predictor",
+    "trainer",
+    "space",
+    "warm_fraction",
+    "warm_curves",
+    "poll_interval",
+    "max_retries",
+    "dedupe",
+    "unit_timeout",
+)
 DEFAULT_ETA = 3
 DEFAULT_POLL_INTERVAL = 0.01
 DEFAULT_MAX_RETRIES = 1
@@ -61,17 +76,17 @@ class StudySpec:
     seed: int = 0
     out: str = ""
     ranks_per_trial: int = 1
-    algorithm: dict = field(default_factory=dict)   # {name, R, eta, params}
-    predictor: dict | None = None                   # {name, params} or None
-    trainer: dict = field(default_factory=dict)     # {name, params}
-    space: object = "table"                         # "table" or {param: definition}
+    algorithm: dict = field(default_factory=dict)  # {name, R, eta, params}
+    predictor: dict | None = None  # {name, params} or None
+    trainer: dict = field(default_factory=dict)  # {name, params}
+    space: object = "table"  # "table" or {param: definition}
     warm_fraction: float = 0.0
-    warm_curves: dict | None = None                 # {path, metric, mode} or None
+    warm_curves: dict | None = None  # {path, metric, mode} or None
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     dedupe: bool = False
-    unit_timeout: float | None = None               # seconds per work unit, None = no limit
-    source: str = ""                                # the study file (absolute path)
+    unit_timeout: float | None = None  # seconds per work unit, None = no limit
+    source: str = ""  # the study file (absolute path)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,10 +99,10 @@ class StudySpec:
 # -- small type checkers (each names the key path) ------------------------------------------
 def _mapping(value, path: str, allowed: tuple[str, ...]) -> dict:
     if not isinstance(value, dict):
-        raise HpoqError(f"{path} must be a mapping, got {_kind(value)}")
+        raise ConfigError(f"{path} must be a mapping, got {_kind(value)}")
     for key in value:
         if key not in allowed:
-            raise HpoqError(f"{_join(path, key)}: unknown key (allowed: {', '.join(allowed)})")
+            raise ConfigError(f"{_join(path, key)}: unknown key (allowed: {', '.join(allowed)})")
     return value
 
 
@@ -101,7 +116,7 @@ def _kind(value) -> str:
 
 def _str(value, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise HpoqError(f"{path} must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{path} must be a non-empty string, got {value!r}")
     return value
 
 
@@ -110,15 +125,15 @@ def _int(value, path: str, low: int | None = None) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise HpoqError(f"{path} must be an integer, got {value!r}")
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
     if low is not None and value < low:
-        raise HpoqError(f"{path} must be >= {low}, got {value}")
+        raise ConfigError(f"{path} must be >= {low}, got {value}")
     return int(value)
 
 
 def _float(value, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise HpoqError(f"{path} must be a finite number, got {value!r}")
+        raise ConfigError(f"{path} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -126,10 +141,10 @@ def _params(value, path: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise HpoqError(f"{path} must be a mapping, got {_kind(value)}")
+        raise ConfigError(f"{path} must be a mapping, got {_kind(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise HpoqError(f"{path}: keys must be strings, got {key!r}")
+            raise ConfigError(f"{path}: keys must be strings, got {key!r}")
     return dict(value)
 
 
@@ -163,25 +178,25 @@ def _unique_key_loader():
 
 
 def read_yaml(path: str) -> dict:
-    """Parse a study file; a missing file, a YAML syntax error or a duplicate key is an HpoqError."""
+    """Parse a study file; a missing file, a YAML syntax error or a duplicate key is an ConfigError."""
     import yaml
 
     if not os.path.isfile(path):
-        raise HpoqError(f"study file {path!r} does not exist")
+        raise ConfigError(f"study file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.load(fh, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader subclass
     except DuplicateKeyError as exc:
-        raise HpoqError(f"study file {path!r}: key {exc.key!r} is given twice (line {exc.line})") from None
+        raise ConfigError(f"study file {path!r}: key {exc.key!r} is given twice (line {exc.line})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HpoqError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
+        raise ConfigError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HpoqError(f"study file {path!r} cannot be read ({exc})") from None
+        raise ConfigError(f"study file {path!r} cannot be read ({exc})") from None
     if not isinstance(data, dict):
-        raise HpoqError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
+        raise ConfigError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
     return data
 
 
@@ -197,10 +212,10 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     rpt = _int(data.get("ranks_per_trial", 1), "ranks_per_trial", low=1)
 
     if "algorithm" not in data:
-        raise HpoqError("algorithm: required (at least {name, R})")
+        raise ConfigError("algorithm: required (at least {name, R})")
     alg = _mapping(data["algorithm"], "algorithm", ("name", "R", "eta", "params"))
     if "R" not in alg:
-        raise HpoqError("algorithm.R: required (maximum epochs per configuration)")
+        raise ConfigError("algorithm.R: required (maximum epochs per configuration)")
     algorithm = {
         "name": _str(alg.get("name", "default"), "algorithm.name"),
         "R": _int(alg["R"], "algorithm.R", low=1),
@@ -211,27 +226,30 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     predictor = None
     if data.get("predictor") is not None:
         pred = _mapping(data["predictor"], "predictor", ("name", "params"))
-        predictor = {"name": _str(pred.get("name"), "predictor.name"), "params": _params(pred.get("params"), "predictor.params")}
+        predictor = {
+            "name": _str(pred.get("name"), "predictor.name"),
+            "params": _params(pred.get("params"), "predictor.params"),
+        }
 
     if "trainer" not in data:
-        raise HpoqError("trainer: required (at least {name})")
+        raise ConfigError("trainer: required (at least {name})")
     tr = _mapping(data["trainer"], "trainer", ("name", "params"))
     trainer = {"name": _str(tr.get("name"), "trainer.name"), "params": _params(tr.get("params"), "trainer.params")}
 
     space = data.get("space", "table" if trainer["name"] == "table" else None)  # table trainer: rows by default
     if space is None:
-        raise HpoqError("space: required (a mapping of parameters, or 'table' for the table trainer)")
+        raise ConfigError("space: required (a mapping of parameters, or 'table' for the table trainer)")
     if isinstance(space, str):
         if space != "table":
-            raise HpoqError(f"space must be a mapping of parameters or the word 'table', got {space!r}")
+            raise ConfigError(f"space must be a mapping of parameters or the word 'table', got {space!r}")
     elif not isinstance(space, dict):
-        raise HpoqError(f"space must be a mapping of parameters or the word 'table', got {_kind(space)}")
+        raise ConfigError(f"space must be a mapping of parameters or the word 'table', got {_kind(space)}")
 
     warm_fraction = _float(data.get("warm_fraction", 0.0), "warm_fraction")
     if not 0.0 <= warm_fraction < 1.0:
-        raise HpoqError(f"warm_fraction must lie in [0, 1), got {warm_fraction:g}")
+        raise ConfigError(f"warm_fraction must lie in [0, 1), got {warm_fraction:g}")
     if warm_fraction and space != "table":
-        raise HpoqError("warm_fraction: only meaningful with 'space: table'")
+        raise ConfigError("warm_fraction: only meaningful with 'space: table'")
 
     warm_curves = None
     wc = data.get("warm_curves")
@@ -239,29 +257,43 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
         if isinstance(wc, str):
             wc = {"path": wc}
         wc = _mapping(wc, "warm_curves", ("path", "metric", "mode"))
-        warm_curves = {"path": _resolve(_str(wc.get("path"), "warm_curves.path"), base_dir),
-                       "metric": None if wc.get("metric") is None else _str(wc["metric"], "warm_curves.metric"),
-                       "mode": None if wc.get("mode") is None else _str(wc["mode"], "warm_curves.mode")}
+        warm_curves = {
+            "path": _resolve(_str(wc.get("path"), "warm_curves.path"), base_dir),
+            "metric": None if wc.get("metric") is None else _str(wc["metric"], "warm_curves.metric"),
+            "mode": None if wc.get("mode") is None else _str(wc["mode"], "warm_curves.mode"),
+        }
         if warm_curves["mode"] not in (None, "min", "max"):
-            raise HpoqError(f"warm_curves.mode must be 'min' or 'max', got {warm_curves['mode']!r}")
+            raise ConfigError(f"warm_curves.mode must be 'min' or 'max', got {warm_curves['mode']!r}")
 
     poll = _float(data.get("poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval")
     if not 0.0 < poll <= 10.0:
-        raise HpoqError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
+        raise ConfigError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
     retries = _int(data.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries", low=0)
     dedupe = data.get("dedupe", False)
     if not isinstance(dedupe, bool):
-        raise HpoqError(f"dedupe must be true or false, got {_kind(dedupe)}")
+        raise ConfigError(f"dedupe must be true or false, got {_kind(dedupe)}")
     timeout = None
     if data.get("unit_timeout") is not None:
         timeout = _float(data["unit_timeout"], "unit_timeout")
         if timeout <= 0:
-            raise HpoqError(f"unit_timeout must be a positive number of seconds or null, got {timeout:g}")
-    return StudySpec(name=name, seed=seed, out=out_dir, ranks_per_trial=rpt, algorithm=algorithm,
-                     predictor=predictor, trainer=trainer, space=space, warm_fraction=warm_fraction,
-                     warm_curves=warm_curves, poll_interval=poll, max_retries=retries, dedupe=dedupe,
-                     unit_timeout=timeout,
-                     source=os.path.abspath(source) if source else "")
+            raise ConfigError(f"unit_timeout must be a positive number of seconds or null, got {timeout:g}")
+    return StudySpec(
+        name=name,
+        seed=seed,
+        out=out_dir,
+        ranks_per_trial=rpt,
+        algorithm=algorithm,
+        predictor=predictor,
+        trainer=trainer,
+        space=space,
+        warm_fraction=warm_fraction,
+        warm_curves=warm_curves,
+        poll_interval=poll,
+        max_retries=retries,
+        dedupe=dedupe,
+        unit_timeout=timeout,
+        source=os.path.abspath(source) if source else "",
+    )
 
 
 def _check_signature(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
@@ -284,25 +316,32 @@ def check_study(spec: StudySpec) -> None:
 
     try:
         sched_cls = scheduler_class(spec.algorithm["name"])
-    except HpoqError as exc:
-        raise HpoqError(f"algorithm.name: {exc}") from None
-    _check_signature(sched_cls, spec.algorithm["params"], "algorithm.params", f"algorithm {spec.algorithm['name']!r}",
-                     exclude=COMMON_ARGS + PREDICTOR_ARGS)
+    except ConfigError as exc:
+        raise ConfigError(f"algorithm.name: {exc}") from None
+    _check_signature(
+        sched_cls,
+        spec.algorithm["params"],
+        "algorithm.params",
+        f"algorithm {spec.algorithm['name']!r}",
+        exclude=COMMON_ARGS + PREDICTOR_ARGS,
+    )
     if spec.predictor is not None:
         from hpoq.registry import takes
 
         if not takes(sched_cls, "predictor"):
-            raise HpoqError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
+            raise ConfigError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
         try:
             pred_cls = predictor_class(spec.predictor["name"])
-        except HpoqError as exc:
-            raise HpoqError(f"predictor.name: {exc}") from None
-        _check_signature(pred_cls, spec.predictor["params"], "predictor.params", f"predictor {spec.predictor['name']!r}")
+        except ConfigError as exc:
+            raise ConfigError(f"predictor.name: {exc}") from None
+        _check_signature(
+            pred_cls, spec.predictor["params"], "predictor.params", f"predictor {spec.predictor['name']!r}"
+        )
 
     try:
         tcls = trainer_class(spec.trainer["name"])
-    except HpoqError as exc:
-        raise HpoqError(f"trainer.name: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"trainer.name: {exc}") from None
     _check_signature(tcls, spec.trainer["params"], "trainer.params", f"trainer {spec.trainer['name']!r}")
     base_dir = os.path.dirname(spec.source) if spec.source else os.getcwd()
     for key in getattr(tcls, "path_params", ()):
@@ -313,16 +352,16 @@ def check_study(spec: StudySpec) -> None:
         from hpoq.trainers.table import TableTrainer
 
         if not issubclass(tcls, TableTrainer):
-            raise HpoqError("space: 'table' needs the table trainer (trainer.name: table) or a subclass of it")
+            raise ConfigError("space: 'table' needs the table trainer (trainer.name: table) or a subclass of it")
         table_path = spec.trainer["params"].get("table")
         if not isinstance(table_path, str):
-            raise HpoqError("trainer.params.table: required (path of the curve table to replay)")
+            raise ConfigError("trainer.params.table: required (path of the curve table to replay)")
         if not os.path.isfile(table_path):
-            raise HpoqError(f"trainer.params.table: file {table_path!r} does not exist")
+            raise ConfigError(f"trainer.params.table: file {table_path!r} does not exist")
     else:
         SearchSpace.from_spec(spec.space, seed=0)  # validates every parameter entry
     if spec.warm_curves is not None and not os.path.isfile(spec.warm_curves["path"]):
-        raise HpoqError(f"warm_curves.path: file {spec.warm_curves['path']!r} does not exist")
+        raise ConfigError(f"warm_curves.path: file {spec.warm_curves['path']!r} does not exist")
 
 
 def load_study(path: str, out: str | None = None, check: bool = True) -> StudySpec:

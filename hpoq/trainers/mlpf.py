@@ -14,7 +14,8 @@ Study file::
 mean of per-batch means (see hpoq.mlpf.training).
 
 ``train`` is called on every rank of a trial group with the group's communicator (or None); all
-ranks return the same per-epoch ``val_loss`` list (mlpf.md 1.5, minimised). Divergence (non-finite
+ranks return the same per-epoch ``val_loss`` list (docs/mlpf-data.md#outputs-loss-and-the-hpo-metric, minimised).
+Divergence (non-finite
 loss) and CUDA out-of-memory raise :class:`TrainerError`; bad parameters raise ConfigError.
 The hyperparameters a trial config may set are :data:`hpoq.mlpf.training.TRAIN_DEFAULTS` and
 :data:`hpoq.mlpf.training.MODEL_KEYS` (see :mod:`hpoq.mlpf.search_space`).
