@@ -28,6 +28,8 @@ particleflow: $(STAMP)
 	@$(PY) -c "import mlpf.model.mlpf, mlpf.heptfds.edm4hep_utils.utils_pf" 2>/dev/null || bash jobs/install_particleflow.sh $(PY) || echo "hpoq: particleflow install failed; particleflow tests will be skipped"
 
 test: $(STAMP) horovod particleflow
+	$(PY) -m ruff check hpoq tests benchmarks docs
+	$(PY) -m ruff format --check hpoq tests benchmarks docs
 	$(PY) -m pytest -q -ra tests
 
 run: $(STAMP)

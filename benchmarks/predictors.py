@@ -11,6 +11,7 @@ so ``qsvr`` rows appear when ``hpoq.predict.qsvr`` exists (the table says so oth
 Writes ``DIR/predictors.md`` (the table printed to stdout), ``DIR/predictors.json`` and
 ``DIR/predicted_vs_actual.png`` (one panel per table at 25% known, seed 0 test rows).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hpoq.cli._common import parse_seeds  # noqa: E402
 from hpoq.curves.shared import SHARED_TABLES, load_shared  # noqa: E402
-from hpoq.errors import HpoqError  # noqa: E402
+from hpoq.errors import ConfigError  # noqa: E402
 from hpoq.predict import predictor_class  # noqa: E402
 from hpoq.predict.evaluate import evaluate_predictor  # noqa: E402
 
@@ -39,7 +40,7 @@ def available(name: str) -> str | None:
     try:
         predictor_class(name)
         return None
-    except HpoqError as exc:
+    except ConfigError as exc:
         return str(exc)
 
 
@@ -60,27 +61,50 @@ def run(tables, predictors, fractions, seeds, qsvr_tables, progress=True):
                 t0 = time.perf_counter()
                 r = evaluate_predictor(table, p, f, seeds, return_predictions=(f == 0.25))
                 fit_med = statistics.median(s["fit_seconds"] for s in r["per_seed"])
-                row = {"table": table_name, "predictor": p, "known": f, "known_epochs": r["known_epochs"],
-                       "epochs": r["epochs"], "n": r["n"], "r2": r["r2"], "r2_min": r["r2_min"], "r2_std": r["r2_std"],
-                       "spearman": r["spearman"], "mae": r["mae"], "fit_seconds_median": fit_med,
-                       "spread_mean": (statistics.mean(s["spread_mean"] for s in r["per_seed"])
-                                       if "spread_mean" in r["per_seed"][0] else None),
-                       "spread_error_spearman": (statistics.mean(s["spread_error_spearman"] for s in r["per_seed"])
-                                                 if "spread_error_spearman" in r["per_seed"][0] else None),
-                       "abs_error_mean": statistics.mean(s.get("abs_error_mean", s["mae"]) for s in r["per_seed"])}
+                row = {
+                    "table": table_name,
+                    "predictor": p,
+                    "known": f,
+                    "known_epochs": r["known_epochs"],
+                    "epochs": r["epochs"],
+                    "n": r["n"],
+                    "r2": r["r2"],
+                    "r2_min": r["r2_min"],
+                    "r2_std": r["r2_std"],
+                    "spearman": r["spearman"],
+                    "mae": r["mae"],
+                    "fit_seconds_median": fit_med,
+                    "spread_mean": (
+                        statistics.mean(s["spread_mean"] for s in r["per_seed"])
+                        if "spread_mean" in r["per_seed"][0]
+                        else None
+                    ),
+                    "spread_error_spearman": (
+                        statistics.mean(s["spread_error_spearman"] for s in r["per_seed"])
+                        if "spread_error_spearman" in r["per_seed"][0]
+                        else None
+                    ),
+                    "abs_error_mean": statistics.mean(s.get("abs_error_mean", s["mae"]) for s in r["per_seed"]),
+                }
                 rows.append(row)
                 if f == 0.25:
                     predictions[(table_name, p)] = r["predictions"][0]
                 if progress:
-                    print(f"  {table_name:10s} {p:8s} F={f:<4} R2 {r['r2']:.4f} (min {r['r2_min']:.3f}) "
-                          f"rho {r['spearman']:.3f} fit {fit_med:.3f}s [{time.perf_counter() - t0:.0f}s]",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  {table_name:10s} {p:8s} F={f:<4} R2 {r['r2']:.4f} (min {r['r2_min']:.3f}) "
+                        f"rho {r['spearman']:.3f} fit {fit_med:.3f}s [{time.perf_counter() - t0:.0f}s]",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     return rows, predictions, missing
 
 
 def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -> str:
-    out = [f"Predictor benchmark: mean over seeds {seeds[0]}..{seeds[-1]} of grouped 80/20 splits; "
-           "R2 / Spearman on the 20%; fit = median seconds of one fit (one core).", ""]
+    out = [
+        f"Predictor benchmark: mean over seeds {seeds[0]}..{seeds[-1]} of grouped 80/20 splits; "
+        "R2 / Spearman on the 20%; fit = median seconds of one fit (one core).",
+        "",
+    ]
     head = "| table | predictor | " + " | ".join(f"R2 @{f:g} | rho @{f:g} | fit s @{f:g}" for f in fractions) + " |"
     out += [head, "|" + "---|" * (2 + 3 * len(fractions))]
     by = {(r["table"], r["predictor"], r["known"]): r for r in rows}
@@ -90,7 +114,11 @@ def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -
             for f in fractions:
                 r = by.get((t, p, f))
                 if r is None:
-                    note = "missing" if p in missing else ("not run" if p.startswith("qsvr") and t not in qsvr_tables else "-")
+                    note = (
+                        "missing"
+                        if p in missing
+                        else ("not run" if p.startswith("qsvr") and t not in qsvr_tables else "-")
+                    )
                     cells += [note, "", ""]
                 else:
                     cells += [f"{r['r2']:.4f}", f"{r['spearman']:.3f}", f"{r['fit_seconds_median']:.3f}"]
@@ -103,13 +131,17 @@ def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -
         out.append(f"- svr R2 on mlpf @0.25 = {m['r2']:.4f} (target >= 0.88): {'MET' if m['r2'] >= 0.88 else 'MISSED'}")
     d = by.get(("mlpf", "default", 0.25))
     if d:
-        out.append(f"- default R2 on mlpf @0.25 = {d['r2']:.4f} (target >= 0.93): {'MET' if d['r2'] >= 0.93 else 'MISSED'}")
+        out.append(
+            f"- default R2 on mlpf @0.25 = {d['r2']:.4f} (target >= 0.93): {'MET' if d['r2'] >= 0.93 else 'MISSED'}"
+        )
     at25 = [(t, by.get((t, "default", 0.25)), by.get((t, "svr", 0.25))) for t in tables]
     at25 = [(t, a, b) for t, a, b in at25 if a and b]
     if at25:
         behind = [f"{t} ({a['r2']:.4f} vs {b['r2']:.4f})" for t, a, b in at25 if a["r2"] <= b["r2"]]
-        out.append(f"- default R2 > svr R2 @0.25 on {len(at25) - len(behind)}/{len(at25)} tables (target: every table): "
-                   + ("MET" if not behind else "MISSED on " + ", ".join(behind)))
+        out.append(
+            f"- default R2 > svr R2 @0.25 on {len(at25) - len(behind)}/{len(at25)} tables (target: every table): "
+            + ("MET" if not behind else "MISSED on " + ", ".join(behind))
+        )
     wins, losses = 0, []
     for t in tables:
         for f in fractions:
@@ -120,27 +152,32 @@ def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -
                 else:
                     losses.append(f"{t}@{f:g} ({a['r2']:.4f} vs {b['r2']:.4f})")
     if wins or losses:
-        out.append(f"- default R2 > svr R2 in {wins}/{wins + len(losses)} (table, fraction) cells"
-                   + (f"; not in: {', '.join(losses)}" if losses else ""))
+        out.append(
+            f"- default R2 > svr R2 in {wins}/{wins + len(losses)} (table, fraction) cells"
+            + (f"; not in: {', '.join(losses)}" if losses else "")
+        )
     for qname in [p for p in predictors if p.startswith("qsvr")]:
         q = by.get(("mlpf", qname, 0.25))
         if q:
-            out.append(f"- {qname} on mlpf @0.25: R2 {q['r2']:.4f}, std across split seeds {q['r2_std']:.4f} (the split's "
-                       f"variance included), fit {q['fit_seconds_median']:.2f} s (target <= 3 s); the comparison with svr on "
-                       "the same 80 points and the std across predictor seeds (target <= 0.03) are in "
-                       "benchmarks/results/qsvr_quality.md")
+            out.append(
+                f"- {qname} on mlpf @0.25: R2 {q['r2']:.4f}, std across split seeds {q['r2_std']:.4f} (the split's "
+                f"variance included), fit {q['fit_seconds_median']:.2f} s (target <= 3 s); the comparison with svr on "
+                "the same 80 points and the std across predictor seeds (target <= 0.03) are in "
+                "benchmarks/results/qsvr_quality.md"
+            )
     cal = [r for r in rows if r["predictor"] == "default" and r["spread_mean"] is not None]
     if cal:
         ratio = statistics.median(r["spread_mean"] / max(r["abs_error_mean"], 1e-12) for r in cal)
         rho = statistics.median(r["spread_error_spearman"] for r in cal)
-        out.append(f"- default spread calibration: median over cells of mean(spread) / mean(|error|) = {ratio:.2f} "
-                   f"(1.25 for normal errors: spread is a standard deviation); median Spearman(spread, |error|) = {rho:.2f}")
+        out.append(
+            f"- default spread calibration: median over cells of mean(spread) / mean(|error|) = {ratio:.2f} "
+            f"(1.25 for normal errors: spread is a standard deviation); median Spearman(spread, |error|) = {rho:.2f}"
+        )
     return "\n".join(out) + "\n"
 
 
 def fit_times(predictors, sizes=(15, 50, 100, 236), repeats=5, known=25) -> tuple[str, list]:
     """Median wall and CPU seconds of one fit on MLPF prefixes (25 of 100 epochs) vs training size n."""
-    import numpy as np
 
     from hpoq.predict.evaluate import build_predictor, grouped_split
 
@@ -148,8 +185,10 @@ def fit_times(predictors, sizes=(15, 50, 100, 236), repeats=5, known=25) -> tupl
     V = table.minimized()
     train, _ = grouped_split(table.configs, 0)
     rows = []
-    lines = ["| predictor | " + " | ".join(f"n={n} wall s | n={n} CPU s" for n in sizes) + " |",
-             "|" + "---|" * (1 + 2 * len(sizes))]
+    lines = [
+        "| predictor | " + " | ".join(f"n={n} wall s | n={n} CPU s" for n in sizes) + " |",
+        "|" + "---|" * (1 + 2 * len(sizes)),
+    ]
     for p in predictors:
         if available(p):
             continue
@@ -163,11 +202,15 @@ def fit_times(predictors, sizes=(15, 50, 100, 236), repeats=5, known=25) -> tupl
                 model.fit([table.configs[i] for i in idx], V[idx, :known], V[idx, -1])
                 walls.append(time.perf_counter() - w0)
                 cpus.append(time.process_time() - c0)
-            rows.append({"predictor": p, "n": int(n), "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)})
+            rows.append(
+                {"predictor": p, "n": int(n), "wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
+            )
             cells += [f"{statistics.median(walls):.3f}", f"{statistics.median(cpus):.3f}"]
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
-    head = (f"Fit time vs training size (MLPF, 25 of 100 epochs known; median of {repeats} fits, "
-            "one core, OMP_NUM_THREADS=1; wall includes contention from other processes):")
+    head = (
+        f"Fit time vs training size (MLPF, 25 of 100 epochs known; median of {repeats} fits, "
+        "one core, OMP_NUM_THREADS=1; wall includes contention from other processes):"
+    )
     return head + "\n\n" + "\n".join(lines) + "\n", rows
 
 
@@ -196,7 +239,7 @@ def plot(predictions, path: Path, tables, predictors) -> None:
         ax.set_xlabel("actual (minimised direction)")
         ax.set_ylabel("predicted")
         ax.legend(fontsize=8)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -226,14 +269,19 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows, predictions, missing = run(tables, predictors, fractions, seeds, qsvr_tables)
     md = markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds)
-    timing_md, timing_rows = fit_times([p for p in predictors if not p.startswith("qsvr")],
-                                       sizes=(15, 50, 100) if args.quick else (15, 50, 100, 236))
+    timing_md, timing_rows = fit_times(
+        [p for p in predictors if not p.startswith("qsvr")], sizes=(15, 50, 100) if args.quick else (15, 50, 100, 236)
+    )
     md += "\n" + timing_md
     print(md)
     (out / "predictors.md").write_text(md)
-    (out / "predictors.json").write_text(json.dumps({"rows": rows, "fit_times": timing_rows, "missing": missing, "seeds": seeds}, indent=1))
+    (out / "predictors.json").write_text(
+        json.dumps({"rows": rows, "fit_times": timing_rows, "missing": missing, "seeds": seeds}, indent=1)
+    )
     plot(predictions, out / "predicted_vs_actual.png", tables, predictors)
-    print(f"wrote {out / 'predictors.md'}, {out / 'predictors.json'}, {out / 'predicted_vs_actual.png'}", file=sys.stderr)
+    print(
+        f"wrote {out / 'predictors.md'}, {out / 'predictors.json'}, {out / 'predicted_vs_actual.png'}", file=sys.stderr
+    )
     return 0
 
 

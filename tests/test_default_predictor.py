@@ -1,10 +1,11 @@
 """The ``default`` predictor: accuracy on MLPF, robustness at n = 15, a meaningful spread."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
 from hpoq.curves.shared import load_shared
-from hpoq.errors import HpoqError
+from hpoq.errors import ConfigError
 from hpoq.predict import make_predictor
 from hpoq.predict.default import curve_summary, wide_features
 from hpoq.predict.evaluate import grouped_split
@@ -18,7 +19,10 @@ def mlpf(shared_data):
 def _split(table, seed, known=25):
     train, test = grouped_split(table.configs, seed)
     V = table.minimized()
-    pick = lambda rows: ([table.configs[i] for i in rows], V[rows, :known], V[rows, -1])
+
+    def pick(rows):
+        return ([table.configs[i] for i in rows], V[rows, :known], V[rows, -1])
+
     return pick(train), pick(test)
 
 
@@ -49,8 +53,18 @@ def test_small_training_set_and_no_configs(mlpf):
 
 def test_deterministic_per_seed(mlpf):
     (ctr, ptr, ytr), (cte, pte, _) = _split(mlpf, seed=2)
-    a = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
-    b = make_predictor("default", seed=5, n_trees=20, gbr_trees=20).fit(ctr[:60], ptr[:60], ytr[:60]).predict(cte, pte).mean
+    a = (
+        make_predictor("default", seed=5, n_trees=20, gbr_trees=20)
+        .fit(ctr[:60], ptr[:60], ytr[:60])
+        .predict(cte, pte)
+        .mean
+    )
+    b = (
+        make_predictor("default", seed=5, n_trees=20, gbr_trees=20)
+        .fit(ctr[:60], ptr[:60], ytr[:60])
+        .predict(cte, pte)
+        .mean
+    )
     np.testing.assert_array_equal(a, b)
 
 
@@ -59,8 +73,8 @@ def test_wide_features_keep_the_raw_prefix_and_its_steps():
     W = wide_features(P, n_points=4)
     k = curve_summary(P, 4).shape[1]
     assert W.shape == (2, k + 4 + 3)
-    np.testing.assert_array_equal(W[:, k:k + 4], P)
-    np.testing.assert_array_equal(W[:, k + 4:], [[-1.0, 5.0, -6.0], [0.0, 0.0, 0.0]])  # the spike survives
+    np.testing.assert_array_equal(W[:, k : k + 4], P)
+    np.testing.assert_array_equal(W[:, k + 4 :], [[-1.0, 5.0, -6.0], [0.0, 0.0, 0.0]])  # the spike survives
 
 
 def test_wide_member_is_stacked_and_usable_alone(mlpf):
@@ -74,16 +88,16 @@ def test_wide_member_is_stacked_and_usable_alone(mlpf):
     # a 5-epoch prefix is held whole by the summary: etw is left out, the others are stacked
     short = make_predictor("default", seed=0).fit(ctr, ptr[:, :5], ytr).predict(cte, pte[:, :5])
     assert set(short.info["weights"]) == {"et", "gbr", "bsvr"} and np.isfinite(short.mean).all()
-    with pytest.raises(HpoqError, match="wide_trees"):
+    with pytest.raises(ConfigError, match="wide_trees"):
         make_predictor("default", wide_trees=0)
 
 
 def test_bad_parameters():
-    with pytest.raises(HpoqError, match="member"):
+    with pytest.raises(ConfigError, match="member"):
         make_predictor("default", members="et,knn")
-    with pytest.raises(HpoqError, match="nu"):
+    with pytest.raises(ConfigError, match="nu"):
         make_predictor("default", nu=0.0)
-    with pytest.raises(HpoqError, match=">= 3 prefixes"):
+    with pytest.raises(ConfigError, match=">= 3 prefixes"):
         make_predictor("default").fit(None, np.ones((2, 3)), np.ones(2))
 
 
@@ -93,7 +107,7 @@ def _smooth_table(n=120, epochs=20, known=5):
     rng = np.random.default_rng(0)
     level, rate = rng.uniform(0.2, 1.0, n), rng.uniform(0.1, 0.6, n)
     curves = level[:, None] + np.exp(-rate[:, None] * np.arange(1, epochs + 1))
-    configs = [{"lr": float(10 ** v)} for v in rng.uniform(-4, -1, n)]
+    configs = [{"lr": float(10**v)} for v in rng.uniform(-4, -1, n)]
     return configs, curves[:, :known], curves[:, -1]
 
 
@@ -112,5 +126,5 @@ def test_svr_guard_weights_the_paper_svr_by_grouped_out_of_fold_error(mlpf):
     # on MLPF the stacked trees are better out of fold: svr gets the smaller weight
     (ctr, ptr, ytr), _ = _split(mlpf, seed=1)
     assert make_predictor("default", seed=0).fit(ctr, ptr, ytr).svr_weight < 0.5
-    with pytest.raises(HpoqError, match="svr_guard"):
+    with pytest.raises(ConfigError, match="svr_guard"):
         make_predictor("default", svr_guard="sometimes")

@@ -1,6 +1,6 @@
 """``default``: the pruning predictor — a stacked ensemble on robust curve summaries and ``baker`` features.
 
-Beyond the paper (method.md 4): the paper's NuSVR on ``baker`` features is sensitive to single
+Beyond the paper (docs/predictors.md): the paper's NuSVR on ``baker`` features is sensitive to single
 spikes in the prefix (MLPF curves spike when a run restarts), and one model family does not fit
 every table (on MNIST a few collapsed runs at accuracy 0.1 dominate R², which trees capture
 and an SVR does not). This predictor
@@ -18,7 +18,7 @@ and an SVR does not). This predictor
   first differences, which keep the spikes and late rises that precede a blow-up; on MLPF this
   member has the best inner-CV score at every known fraction; left out for prefixes shorter than
   ``wide_min_epochs``, which the summary already holds whole), ``bsvr`` the paper's NuSVR() on ``baker`` features with
-  its own MinMax X/y, optionally ``svr`` the tuned NuSVR of method.md 4.5 (C = 5.55, nu = 0.903)
+  its own MinMax X/y, optionally ``svr`` the tuned NuSVR of docs/predictors.md#classical-svr (C = 5.55, nu = 0.903)
   on the summaries;
 - weights them by non-negative least squares on ``cv_folds``-fold out-of-fold predictions
   (re-runs of one configuration kept in one fold), shrunk towards equal weights for small n;
@@ -48,6 +48,7 @@ is within +-0.003. ``wide_min_epochs`` = 10 was set after seeing that on the 12-
 (prefixes of 2-6 epochs) ``etw`` only duplicated ``et`` and cost up to 0.015 R2 (seeds 0-9): a rule from
 that observation, not a setting tuned per test fold.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,10 +57,10 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
-from hpoq.registry import Boolean, Interval, Options, Text
+from hpoq.errors import ConfigError
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import HPEncoder
+from hpoq.registry import Boolean, Interval, Options, Text
 
 
 def _running_median(P: np.ndarray, width: int = 3) -> np.ndarray:
@@ -78,11 +79,16 @@ def curve_summary(prefixes: np.ndarray, n_points: int = 10) -> np.ndarray:
     level = smooth[:, -1:]
     k = max(2, int(math.ceil(e / 4)))
     idx = np.unique(np.round(np.linspace(0, e - 1, min(e, n_points))).astype(int))
-    feats = [level, P[:, -1:] - level, smooth[:, idx] - level,
-             P.min(axis=1, keepdims=True) - level, P[:, -k:].min(axis=1, keepdims=True) - level]
+    feats = [
+        level,
+        P[:, -1:] - level,
+        smooth[:, idx] - level,
+        P.min(axis=1, keepdims=True) - level,
+        P[:, -k:].min(axis=1, keepdims=True) - level,
+    ]
     if e >= 2:
         kk = min(k, e)
-        feats.append((smooth[:, -1:] - smooth[:, -kk:-kk + 1]) / (kk - 1))
+        feats.append((smooth[:, -1:] - smooth[:, -kk : -kk + 1]) / (kk - 1))
     return np.hstack(feats)
 
 
@@ -106,7 +112,8 @@ def _rows(configs, rows):
 
 
 class _BakerNuSVR:
-    """The paper's NuSVR() on ``baker`` features with its own MinMax scaling of X and y (method.md 4.5)."""
+    """The paper's NuSVR() on ``baker`` features with its own MinMax scaling of X and y
+    (docs/predictors.md#classical-svr)."""
 
     def fit(self, X, t):
         from sklearn.preprocessing import MinMaxScaler
@@ -128,57 +135,90 @@ class DefaultPredictor(Predictor):
     ``etw``, ``bsvr``, ``svr``), ``weights`` (``stack`` = NNLS on out-of-fold predictions, ``mean``),
     ``n_trees`` (ET, 40), ``min_leaf`` (2), ``max_features`` (fraction per split, 0.66),
     ``gbr_trees`` (60), ``gbr_lr`` (0.25), ``wide_trees`` (``etw``, 40), ``wide_min_epochs`` (``etw``
-    is left out for prefixes shorter than this, 10, unless it is the only member), ``C`` / ``nu`` of the ``svr`` member (5.55 / 0.903),
+    is left out for prefixes shorter than this, 10, unless it is the only member), ``C`` / ``nu`` of the ``svr``
+    member (5.55 / 0.903),
     ``n_points`` (curve shape points, 10), ``cv_folds`` (3; 0 = no CV, the spread is then the
     members' disagreement), ``use_hps`` (True), ``y_scale`` (``std`` | ``iqr``), ``svr_guard``
     (``blend``: the paper's svr blended in by out-of-fold error; ``off``), ``svr_floor`` (its least weight, 0.25).
     """
 
     name = "default"
-    parameter_constraints = {**{k: [Interval(int, 1, None)] for k in ("n_trees", "min_leaf", "n_points", "gbr_trees",
-                                                                      "wide_trees", "wide_min_epochs")},
-                             "max_features": [Interval(float, 0, 1, closed="right")],
-                             "C": [Interval(float, 0, None, closed="neither")],
-                             "nu": [Interval(float, 0, 1, closed="right")], "cv_folds": [Interval(int, 0, None)],
-                             "use_hps": [Boolean()], "members": [Text()], "weights": [Options("stack", "mean")],
-                             "y_scale": [Options("std", "iqr")], "gbr_lr": [Interval(float, 0, None, closed="neither")],
-                             "svr_guard": [Options(*SVR_GUARDS)], "svr_floor": [Interval(float, 0, 1)]}
+    parameter_constraints = {
+        **{
+            k: [Interval(int, 1, None)]
+            for k in ("n_trees", "min_leaf", "n_points", "gbr_trees", "wide_trees", "wide_min_epochs")
+        },
+        "max_features": [Interval(float, 0, 1, closed="right")],
+        "C": [Interval(float, 0, None, closed="neither")],
+        "nu": [Interval(float, 0, 1, closed="right")],
+        "cv_folds": [Interval(int, 0, None)],
+        "use_hps": [Boolean()],
+        "members": [Text()],
+        "weights": [Options("stack", "mean")],
+        "y_scale": [Options("std", "iqr")],
+        "gbr_lr": [Interval(float, 0, None, closed="neither")],
+        "svr_guard": [Options(*SVR_GUARDS)],
+        "svr_floor": [Interval(float, 0, 1)],
+    }
 
-    def __init__(self, seed: int = 0, n_trees: int = 40, min_leaf: int = 2, max_features: float = 0.66,
-                 C: float = 5.55, nu: float = 0.903, n_points: int = 10, cv_folds: int = 3, use_hps: bool = True,
-                 members: str = "et,etw,gbr,bsvr", weights: str = "stack", y_scale: str = "std",
-                 gbr_trees: int = 60, gbr_lr: float = 0.25, wide_trees: int = 40, wide_min_epochs: int = 10,
-                 svr_guard: str = "blend", svr_floor: float = 0.25):
+    def __init__(
+        self,
+        seed: int = 0,
+        n_trees: int = 40,
+        min_leaf: int = 2,
+        max_features: float = 0.66,
+        C: float = 5.55,
+        nu: float = 0.903,
+        n_points: int = 10,
+        cv_folds: int = 3,
+        use_hps: bool = True,
+        members: str = "et,etw,gbr,bsvr",
+        weights: str = "stack",
+        y_scale: str = "std",
+        gbr_trees: int = 60,
+        gbr_lr: float = 0.25,
+        wide_trees: int = 40,
+        wide_min_epochs: int = 10,
+        svr_guard: str = "blend",
+        svr_floor: float = 0.25,
+    ):
         if int(n_trees) < 1 or int(min_leaf) < 1 or not (0 < float(max_features) <= 1):
-            raise HpoqError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
+            raise ConfigError("default: n_trees >= 1, min_leaf >= 1 and max_features in (0, 1] are required")
         if float(C) <= 0 or not (0 < float(nu) <= 1):
-            raise HpoqError(f"default: C must be > 0 and nu in (0, 1], got C={C}, nu={nu}")
+            raise ConfigError(f"default: C must be > 0 and nu in (0, 1], got C={C}, nu={nu}")
         if int(wide_trees) < 1:
-            raise HpoqError(f"default: wide_trees must be >= 1, got {wide_trees}")
+            raise ConfigError(f"default: wide_trees must be >= 1, got {wide_trees}")
         if int(wide_min_epochs) < 1:
-            raise HpoqError(f"default: wide_min_epochs must be >= 1, got {wide_min_epochs}")
+            raise ConfigError(f"default: wide_min_epochs must be >= 1, got {wide_min_epochs}")
         self.wide_trees, self.wide_min_epochs = int(wide_trees), int(wide_min_epochs)
         self.active: list[str] = []  # the members used by the last fit
         if int(cv_folds) < 0 or int(n_points) < 1:
-            raise HpoqError("default: cv_folds >= 0 and n_points >= 1 are required")
+            raise ConfigError("default: cv_folds >= 0 and n_points >= 1 are required")
         self.seed, self.n_trees, self.min_leaf = int(seed), int(n_trees), int(min_leaf)
         self.max_features, self.C, self.nu = float(max_features), float(C), float(nu)
         self.n_points, self.cv_folds, self.use_hps = int(n_points), int(cv_folds), bool(use_hps)
         self.member_names = [m.strip() for m in str(members).split(",") if m.strip()]
         unknown = sorted(set(self.member_names) - set(MEMBERS))
         if unknown or not self.member_names:
-            raise HpoqError(f"default: unknown member(s) {', '.join(unknown) or '(none)'}; available: {', '.join(MEMBERS)}")
+            raise ConfigError(
+                f"default: unknown member(s) {', '.join(unknown) or '(none)'}; available: {', '.join(MEMBERS)}"
+            )
         if weights not in ("stack", "mean"):
-            raise HpoqError(f"default: weights must be 'stack' or 'mean', got {weights!r}")
+            raise ConfigError(f"default: weights must be 'stack' or 'mean', got {weights!r}")
         if svr_guard not in SVR_GUARDS:
-            raise HpoqError(f"default: svr_guard must be one of {', '.join(SVR_GUARDS)}, got {svr_guard!r}")
+            raise ConfigError(f"default: svr_guard must be one of {', '.join(SVR_GUARDS)}, got {svr_guard!r}")
         if not 0.0 <= float(svr_floor) <= 1.0:
-            raise HpoqError(f"default: svr_floor must lie in [0, 1], got {svr_floor!r}")
+            raise ConfigError(f"default: svr_floor must lie in [0, 1], got {svr_floor!r}")
         self.svr_guard, self.svr_floor = svr_guard, float(svr_floor)
-        self.svr_weight = 0.0   # weight of the paper's svr in the final prediction (set by fit)
+        self.svr_weight = 0.0  # weight of the paper's svr in the final prediction (set by fit)
         if y_scale not in ("std", "iqr"):
-            raise HpoqError(f"default: y_scale must be 'std' or 'iqr', got {y_scale!r}")
-        self.weights_mode, self.y_scale_mode, self.gbr_trees, self.gbr_lr = weights, y_scale, int(gbr_trees), float(gbr_lr)
+            raise ConfigError(f"default: y_scale must be 'std' or 'iqr', got {y_scale!r}")
+        self.weights_mode, self.y_scale_mode, self.gbr_trees, self.gbr_lr = (
+            weights,
+            y_scale,
+            int(gbr_trees),
+            float(gbr_lr),
+        )
         self.fit_seconds = 0.0
         self.cv_rmse = None
         self._fitted = False
@@ -216,14 +256,36 @@ class DefaultPredictor(Predictor):
         out = []
         for name in self.active:
             if name == "et":
-                out.append(ExtraTreesRegressor(n_estimators=self.n_trees, min_samples_leaf=leaf,
-                                               max_features=self.max_features, random_state=self.seed, n_jobs=1))
+                out.append(
+                    ExtraTreesRegressor(
+                        n_estimators=self.n_trees,
+                        min_samples_leaf=leaf,
+                        max_features=self.max_features,
+                        random_state=self.seed,
+                        n_jobs=1,
+                    )
+                )
             elif name == "etw":
-                out.append(ExtraTreesRegressor(n_estimators=self.wide_trees, min_samples_leaf=leaf, max_features=0.5,
-                                               random_state=self.seed, n_jobs=1))
+                out.append(
+                    ExtraTreesRegressor(
+                        n_estimators=self.wide_trees,
+                        min_samples_leaf=leaf,
+                        max_features=0.5,
+                        random_state=self.seed,
+                        n_jobs=1,
+                    )
+                )
             elif name == "gbr":
-                out.append(GradientBoostingRegressor(n_estimators=self.gbr_trees, learning_rate=self.gbr_lr, max_depth=3,
-                                                     subsample=0.8, min_samples_leaf=leaf, random_state=self.seed))
+                out.append(
+                    GradientBoostingRegressor(
+                        n_estimators=self.gbr_trees,
+                        learning_rate=self.gbr_lr,
+                        max_depth=3,
+                        subsample=0.8,
+                        min_samples_leaf=leaf,
+                        random_state=self.seed,
+                    )
+                )
             elif name == "svr":
                 out.append(NuSVR(C=self.C, nu=self.nu, gamma="scale"))
             else:
@@ -248,8 +310,9 @@ class DefaultPredictor(Predictor):
         if n < 10:
             return None
         Z = np.hstack([Xsum, disagreement[:, None]])
-        return ExtraTreesRegressor(n_estimators=30, min_samples_leaf=max(3, n // 20), max_features=0.66,
-                                   random_state=self.seed, n_jobs=1).fit(Z, abs_resid)
+        return ExtraTreesRegressor(
+            n_estimators=30, min_samples_leaf=max(3, n // 20), max_features=0.66, random_state=self.seed, n_jobs=1
+        ).fit(Z, abs_resid)
 
     def _folds(self, configs, n: int, folds: int):
         """CV folds; rows with identical hyperparameters (re-runs) stay in one fold, so that the
@@ -297,26 +360,33 @@ class DefaultPredictor(Predictor):
 
     # -- Predictor API -------------------------------------------------------------------------
     def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "DefaultPredictor":
-        from sklearn.model_selection import KFold
         from sklearn.preprocessing import MinMaxScaler
 
         t0 = time.perf_counter()
         P = np.asarray(prefixes, dtype=float)
         y = np.asarray(targets, dtype=float).ravel()
         if P.ndim != 2 or len(P) != len(y) or len(y) < 3 or P.shape[1] < 1:
-            raise HpoqError(f"default: need >= 3 prefixes [n, e >= 1] matching targets [n], got {P.shape} and {y.shape}")
+            raise ConfigError(
+                f"default: need >= 3 prefixes [n, e >= 1] matching targets [n], got {P.shape} and {y.shape}"
+            )
         if not (np.isfinite(P).all() and np.isfinite(y).all()):
-            raise HpoqError("default: prefixes and targets must be finite")
+            raise ConfigError("default: prefixes and targets must be finite")
         self.n_epochs = P.shape[1]
         # a prefix shorter than wide_min_epochs is already held whole by the summary (n_points
         # smoothed epochs), so etw would duplicate et and only add noise to the stacking weights
-        self.active = [m for m in self.member_names
-                       if m != "etw" or self.n_epochs >= self.wide_min_epochs or len(self.member_names) == 1]
+        self.active = [
+            m
+            for m in self.member_names
+            if m != "etw" or self.n_epochs >= self.wide_min_epochs or len(self.member_names) == 1
+        ]
         self.encoder = HPEncoder(log_scale=True).fit(configs if self.use_hps else None)
         X = self._features(configs, P)
         self.x_scaler = MinMaxScaler().fit(X)
-        Xs = {"summary": self.x_scaler.transform(X), "baker": self._baker(configs, P),
-              "wide": self._wide(configs, P, fit=True)}
+        Xs = {
+            "summary": self.x_scaler.transform(X),
+            "baker": self._baker(configs, P),
+            "wide": self._wide(configs, P, fit=True),
+        }
         self.y_center = float(np.median(y))
         q75, q25 = np.percentile(y, [75, 25])
         scale = float(np.std(y)) if self.y_scale_mode == "std" else float(q75 - q25)
@@ -339,14 +409,15 @@ class DefaultPredictor(Predictor):
                 members = self._fit_members(self._members(len(tr)), Xs, t[tr], tr)
                 oof[:, te] = self._predict_members(members, Xs, te)
                 if self.svr_guard != "off":
-                    svr_oof[te] = (self._fit_svr(configs, P, y, tr).predict(_rows(configs, te), P[te]).mean
-                                   - self.y_center) / scale
+                    svr_oof[te] = (
+                        self._fit_svr(configs, P, y, tr).predict(_rows(configs, te), P[te]).mean - self.y_center
+                    ) / scale
             if self.weights_mode == "stack" and k > 1:
                 self.w = self._stack_weights(oof, t)
             if self.svr_guard != "off":
                 self.svr_weight = max(self.svr_floor, self._blend_weight(self.w @ oof, svr_oof, t))
             resid = (1 - self.svr_weight) * (self.w @ oof) + self.svr_weight * svr_oof - t
-            self.cv_rmse = float(np.sqrt(np.mean(resid ** 2)) * scale)
+            self.cv_rmse = float(np.sqrt(np.mean(resid**2)) * scale)
             self.cv_member_rmse = (np.sqrt(np.mean((oof - t) ** 2, axis=1)) * scale).tolist()
             self.disagreement_ref = float(np.sqrt(np.mean(self._disagreement(oof)))) or None
             self.cv_abs_error = float(np.mean(np.abs(resid)) * scale)
@@ -365,9 +436,11 @@ class DefaultPredictor(Predictor):
             P = P[None, :]
         if P.shape[1] != self.n_epochs:
             raise ValueError(f"default: fitted on prefixes of {self.n_epochs} epochs, got {P.shape[1]}")
-        Xs = {"summary": self.x_scaler.transform(self._features(configs, P)),
-              "baker": self._baker(configs, P) if "bsvr" in self.active else None,
-              "wide": self._wide(configs, P)}
+        Xs = {
+            "summary": self.x_scaler.transform(self._features(configs, P)),
+            "baker": self._baker(configs, P) if "bsvr" in self.active else None,
+            "wide": self._wide(configs, P),
+        }
         preds = self._predict_members(self.members, Xs)
         mean = (self.w @ preds) * self.y_scale + self.y_center
         if self.svr_model is not None:
@@ -380,20 +453,42 @@ class DefaultPredictor(Predictor):
             spread = np.maximum(spread, 0.1 * self.cv_abs_error)
         elif self.cv_rmse is not None and self.disagreement_ref:
             rel = disagreement / (self.disagreement_ref * self.y_scale)
-            spread = self.cv_rmse * np.sqrt(0.5 + 0.5 * rel ** 2)
+            spread = self.cv_rmse * np.sqrt(0.5 + 0.5 * rel**2)
         elif self.cv_rmse is not None:
             spread = np.full(len(P), self.cv_rmse)
         else:
             spread = disagreement
-        return Prediction(mean=mean, spread=spread, info={"predictor": self.name, "cv_rmse": self.cv_rmse,
-                                                          "svr_weight": self.svr_weight,
-                                                          "weights": dict(zip(self.active, self.w.round(3).tolist()))})
+        return Prediction(
+            mean=mean,
+            spread=spread,
+            info={
+                "predictor": self.name,
+                "cv_rmse": self.cv_rmse,
+                "svr_weight": self.svr_weight,
+                "weights": dict(zip(self.active, self.w.round(3).tolist())),
+            },
+        )
 
     def describe(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "n_trees": self.n_trees, "min_leaf": self.min_leaf,
-                "max_features": self.max_features, "C": self.C, "nu": self.nu, "n_points": self.n_points,
-                "wide_trees": self.wide_trees, "wide_min_epochs": self.wide_min_epochs, "cv_folds": self.cv_folds, "use_hps": self.use_hps, "cv_rmse": self.cv_rmse,
-                "members": self.member_names, "active_members": self.active,
-                "weights": getattr(self, "w", np.array([])).round(3).tolist(),
-                "svr_guard": self.svr_guard, "svr_floor": self.svr_floor, "svr_weight": self.svr_weight,
-                "fit_seconds": self.fit_seconds}
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "n_trees": self.n_trees,
+            "min_leaf": self.min_leaf,
+            "max_features": self.max_features,
+            "C": self.C,
+            "nu": self.nu,
+            "n_points": self.n_points,
+            "wide_trees": self.wide_trees,
+            "wide_min_epochs": self.wide_min_epochs,
+            "cv_folds": self.cv_folds,
+            "use_hps": self.use_hps,
+            "cv_rmse": self.cv_rmse,
+            "members": self.member_names,
+            "active_members": self.active,
+            "weights": getattr(self, "w", np.array([])).round(3).tolist(),
+            "svr_guard": self.svr_guard,
+            "svr_floor": self.svr_floor,
+            "svr_weight": self.svr_weight,
+            "fit_seconds": self.fit_seconds,
+        }

@@ -1,4 +1,4 @@
-"""``svr``: the classical predictor of the paper, scikit-learn NuSVR (method.md 4.5, [P1], [B17]).
+"""``svr``: the classical predictor of the paper, scikit-learn NuSVR (docs/predictors.md#classical-svr, [P1], [B17]).
 
 Defaults reproduce the paper: ``NuSVR()`` (RBF kernel, nu = 0.5, C = 1.0, gamma = 'scale')
 on ``baker`` features with raw hyperparameters, ``MinMaxScaler`` on X and y fitted on the
@@ -6,6 +6,7 @@ training set, predictions inverse-transformed. ``kind="epsilon"`` gives ``SVR`` 
 ``epsilon`` instead (the 20-point baseline: ``features="stride2", scaler="quantile",
 kind="epsilon", C=67.61, gamma=0.1, epsilon=0.02``).
 """
+
 from __future__ import annotations
 
 import time
@@ -13,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from hpoq.errors import HpoqError
-from hpoq.registry import Boolean, Interval, Options
+from hpoq.errors import ConfigError
 from hpoq.predict.base import Prediction, Predictor, check_fitted
 from hpoq.predict.features import FEATURE_SETS, SCALERS, USES_HPS, HPEncoder, XYScaler, build_features
+from hpoq.registry import Boolean, Interval, Options
 
 
 class SVRPredictor(Predictor):
@@ -30,26 +31,41 @@ class SVRPredictor(Predictor):
     """
 
     name = "svr"
-    parameter_constraints = {"features": [Options(*sorted(FEATURE_SETS))], "scaler": [Options(*SCALERS)],
-                             "kind": [Options("nu", "epsilon")], "C": [Interval(float, 0, None, closed="neither")],
-                             "nu": [Interval(float, 0, 1, closed="right")], "epsilon": [Interval(float, 0, None)],
-                             "gamma": [Options("scale", "auto"), Interval(float, 0, None, closed="neither")],
-                             "hp_log": [Boolean()]}
+    parameter_constraints = {
+        "features": [Options(*sorted(FEATURE_SETS))],
+        "scaler": [Options(*SCALERS)],
+        "kind": [Options("nu", "epsilon")],
+        "C": [Interval(float, 0, None, closed="neither")],
+        "nu": [Interval(float, 0, 1, closed="right")],
+        "epsilon": [Interval(float, 0, None)],
+        "gamma": [Options("scale", "auto"), Interval(float, 0, None, closed="neither")],
+        "hp_log": [Boolean()],
+    }
 
-    def __init__(self, features: str = "baker", scaler: str = "minmax", kind: str = "nu", C: float = 1.0,
-                 nu: float = 0.5, epsilon: float = 0.1, gamma="scale", hp_log: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        features: str = "baker",
+        scaler: str = "minmax",
+        kind: str = "nu",
+        C: float = 1.0,
+        nu: float = 0.5,
+        epsilon: float = 0.1,
+        gamma="scale",
+        hp_log: bool = False,
+        seed: int = 0,
+    ):
         if features not in FEATURE_SETS:
-            raise HpoqError(f"svr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
+            raise ConfigError(f"svr: unknown feature set {features!r}; available: {', '.join(sorted(FEATURE_SETS))}")
         if scaler not in SCALERS:
-            raise HpoqError(f"svr: unknown scaler {scaler!r}; available: {', '.join(SCALERS)}")
+            raise ConfigError(f"svr: unknown scaler {scaler!r}; available: {', '.join(SCALERS)}")
         if kind not in ("nu", "epsilon"):
-            raise HpoqError(f"svr: kind must be 'nu' or 'epsilon', got {kind!r}")
+            raise ConfigError(f"svr: kind must be 'nu' or 'epsilon', got {kind!r}")
         if not (0 < float(nu) <= 1):
-            raise HpoqError(f"svr: nu must lie in (0, 1], got {nu}")
+            raise ConfigError(f"svr: nu must lie in (0, 1], got {nu}")
         if float(C) <= 0:
-            raise HpoqError(f"svr: C must be > 0, got {C}")
+            raise ConfigError(f"svr: C must be > 0, got {C}")
         if not (gamma in ("scale", "auto") or (isinstance(gamma, (int, float)) and gamma > 0)):
-            raise HpoqError(f"svr: gamma must be 'scale', 'auto' or a positive number, got {gamma!r}")
+            raise ConfigError(f"svr: gamma must be 'scale', 'auto' or a positive number, got {gamma!r}")
         self.features, self.scaler_name, self.kind = features, scaler, kind
         self.C, self.nu, self.epsilon, self.gamma = float(C), float(nu), float(epsilon), gamma
         self.hp_log, self.seed = bool(hp_log), int(seed)
@@ -71,7 +87,9 @@ class SVRPredictor(Predictor):
         prefixes = np.asarray(prefixes, dtype=float)
         targets = np.asarray(targets, dtype=float).ravel()
         if prefixes.ndim != 2 or len(prefixes) != len(targets) or len(targets) < 2:
-            raise HpoqError(f"svr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}")
+            raise ConfigError(
+                f"svr: need >= 2 prefixes [n, e] matching targets [n], got {prefixes.shape} and {targets.shape}"
+            )
         self.n_epochs = prefixes.shape[1]
         self.encoder = HPEncoder(log_scale=self.hp_log).fit(configs if self.features in USES_HPS else None)
         X = build_features(self.features, configs, prefixes, self.encoder)
@@ -92,6 +110,15 @@ class SVRPredictor(Predictor):
         return Prediction(mean=mean, spread=None, info={"predictor": self.name})
 
     def describe(self) -> dict:
-        return {"name": self.name, "features": self.features, "scaler": self.scaler_name, "kind": self.kind,
-                "C": self.C, "nu": self.nu, "epsilon": self.epsilon, "gamma": self.gamma, "hp_log": self.hp_log,
-                "fit_seconds": self.fit_seconds}
+        return {
+            "name": self.name,
+            "features": self.features,
+            "scaler": self.scaler_name,
+            "kind": self.kind,
+            "C": self.C,
+            "nu": self.nu,
+            "epsilon": self.epsilon,
+            "gamma": self.gamma,
+            "hp_log": self.hp_log,
+            "fit_seconds": self.fit_seconds,
+        }
