@@ -77,3 +77,22 @@ def test_missing_directory_is_a_one_line_error(tmp_path):
     proc = hpoq("status", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert proc.stderr.startswith("hpoq: error:") and proc.stderr.count("\n") == 1
+
+
+def test_status_names_why_a_study_stopped():
+    """A unit timeout or a full disk is not 'a signal': status says what the journal says."""
+    from hpoq.report.study import _status
+
+    header = {"type": "header", "pid": 1, "host": "h"}
+    signal_end = {"type": "end", "status": "interrupted"}
+    disk_end = {"type": "end", "status": "interrupted", "reason": "disk full (No space left on device)"}
+    hung_end = {
+        "type": "end",
+        "status": "interrupted",
+        "reason": "1 trial group(s) hold a timed-out unit",
+        "abort": "ranks [1] hang in unit 7",
+    }
+    assert "stopped by a signal" in _status([header, signal_end])[1]
+    assert _status([header, disk_end])[1].startswith("stopped: disk full")
+    detail = _status([header, hung_end])[1]
+    assert "timed-out unit" in detail and "ranks [1] hang" in detail and "run --resume" in detail

@@ -147,9 +147,12 @@ def _status(records: list[dict]) -> tuple[str, str, dict | None]:
     end = next((r for r in records[start:] if r["type"] == "end"), None)
     if end is not None:
         status = str(end.get("status", "unknown"))
+        stopped = f"stopped: {end['reason']}" if end.get("reason") else "stopped by a signal"
+        if end.get("abort"):
+            stopped += f" ({end['abort']})"
         detail = {
             "finished": "the search finished",
-            "interrupted": "stopped by a signal; resume with run --resume",
+            "interrupted": f"{stopped}; resume with run --resume",
             "error": f"the master stopped with an error: {end.get('error', '')}",
         }.get(status, status)
         return status, detail, end
