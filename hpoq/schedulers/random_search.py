@@ -13,8 +13,8 @@ from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
-from hpoq.schedulers.sampling import draw_config, skipped_draws
-from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, take_inflight
+from hpoq.schedulers.sampling import skipped_draws
+from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, draw_trial, take_inflight
 
 
 class RandomSearch(Scheduler):
@@ -45,14 +45,7 @@ class RandomSearch(Scheduler):
         return WorkUnit(trial.trial_id, dict(trial.config), 0, self.R)
 
     def _draw(self) -> Trial | None:
-        """A new trial from the next draw; repeats skipped by a deduplicating sampler count as draws."""
-        while len(self.trials) + skipped_draws(self.sampler) < self.n:
-            config = draw_config(self.sampler)
-            if config is not None:
-                trial = Trial(len(self.trials), config)
-                self.trials[trial.trial_id] = trial
-                return trial
-        return None
+        return draw_trial(self.trials, self.sampler, self.n)
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         take_inflight(self.inflight, trial_id, self.name, "result for")

@@ -16,7 +16,7 @@ from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
-from hpoq.schedulers.sampling import draw_config, skipped_draws
+from hpoq.schedulers.sampling import skipped_draws
 from hpoq.schedulers.trials import (
     DONE_,
     FAILED_,
@@ -25,6 +25,7 @@ from hpoq.schedulers.trials import (
     Trial,
     best_at,
     check_metrics,
+    draw_trial,
     rank_by_value,
     take_inflight,
 )
@@ -72,13 +73,7 @@ class TopK1Epoch(Scheduler):
         return len(self.trials) + skipped_draws(self.sampler)
 
     def _draw(self) -> Trial | None:
-        while self._draws() < self.n:
-            config = draw_config(self.sampler)
-            if config is not None:
-                trial = Trial(len(self.trials), config)
-                self.trials[trial.trial_id] = trial
-                return trial
-        return None
+        return draw_trial(self.trials, self.sampler, self.n)
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         end = take_inflight(self.inflight, trial_id, self.name, "result for")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from hpoq.errors import InternalError
 from hpoq.schedulers.base import Status
+from hpoq.schedulers.sampling import draw_config, skipped_draws
 
 # the scheduler-side names of the shared statuses (hpoq.schedulers.base.Status)
 ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = Status.RUNNING, Status.PAUSED, Status.PRUNED, Status.DONE, Status.FAILED
@@ -93,3 +94,17 @@ def best_at(trials, epoch: int) -> dict | None:
     if best is None:
         return None
     return {"trial_id": best.trial_id, "config": dict(best.config), "value": best.value_at(epoch), "epoch": epoch}
+
+
+def draw_trial(trials: dict, sampler, n: int) -> Trial | None:
+    """A new trial from the next draw while fewer than ``n`` draws were made, added to ``trials`` (id -> Trial).
+
+    Repeats skipped by a deduplicating sampler count as draws; None once ``n`` draws are spent.
+    """
+    while len(trials) + skipped_draws(sampler) < n:
+        config = draw_config(sampler)
+        if config is not None:
+            trial = Trial(len(trials), config)
+            trials[trial.trial_id] = trial
+            return trial
+    return None
