@@ -18,6 +18,10 @@ with its own ``__init__`` declares a table, if only ``{}``, to say the merged on
 :class:`~hpoq.errors.ConfigError` naming the key path (``algorithm.params.grace``) -- and then
 constructs the class. A plugin class without a table is checked against its constructor's
 signature instead; this module is the only one that inspects signatures.
+
+A single value checked outside a table (a study file's own keys, R and eta, a bound that depends on
+another argument) goes through :func:`check_int` / :func:`check_number`, which hold it to the same
+notion of an integer and a number as :class:`Interval`.
 """
 
 from __future__ import annotations
@@ -155,6 +159,43 @@ def check_value(path: str, value, constraints: list) -> None:
         raise ConfigError(f"{path} must be {described}, got {value!r}")
 
 
+def _bounds(low, high) -> str:
+    if low is not None and high is not None:
+        return f"in [{low}, {high}]"
+    if low is not None:
+        return f">= {low}"
+    return f"<= {high}" if high is not None else ""
+
+
+def check_int(label: str, value, low: int | None = None, high: int | None = None, *, whole_floats: bool = False) -> int:
+    """``value`` as an int if it is an integer (:class:`Interval` ``int``: never a bool) in ``[low, high]``
+    (None: unbounded), else a ConfigError naming ``label`` (a key path, or ``"asha: grace"``).
+
+    ``whole_floats``: a float with an integer value (``100.0``, as YAML or a command line may give it)
+    is taken as that integer. Messages: ``seed must be an integer >= 0, got 'one'``, ``max_retries
+    must be >= 0, got -1``.
+    """
+    if whole_floats and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    bounds = _bounds(low, high)
+    if not Interval(int).accepts(value):
+        raise ConfigError(f"{label} must be {' '.join(filter(None, ('an integer', bounds)))}, got {value!r}")
+    if not Interval(int, low, high).accepts(value):
+        raise ConfigError(f"{label} must be {bounds}, got {value!r}")
+    return int(value)
+
+
+def check_number(label: str, value, low: float | None = None, high: float | None = None) -> float:
+    """``value`` as a float if it is a finite number (:class:`Interval` ``float``: never a bool) in
+    ``[low, high]`` (None: unbounded), else a ConfigError naming ``label``, as :func:`check_int`."""
+    bounds = _bounds(low, high)
+    if not Interval(float).accepts(value):
+        raise ConfigError(f"{label} must be {' '.join(filter(None, ('a finite number', bounds)))}, got {value!r}")
+    if not Interval(float, low, high).accepts(value):
+        raise ConfigError(f"{label} must be {bounds}, got {value!r}")
+    return float(value)
+
+
 # ------------------------------------------------------------------------------------ tables
 
 
@@ -274,6 +315,8 @@ __all__ = [
     "Text",
     "build",
     "check",
+    "check_int",
+    "check_number",
     "check_value",
     "constraints_of",
     "import_class",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hpoq.errors import ConfigError
+from hpoq.registry import check_int
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,16 @@ class Bracket:
 
 
 def check_r_eta(R, eta) -> tuple[int, int]:
-    """Validate R (max epochs per configuration, >= 1) and eta (discard rate, integer >= 2)."""
-    if isinstance(R, bool) or not isinstance(R, int) and not (isinstance(R, float) and R.is_integer()):
-        raise ConfigError(f"R must be an integer number of epochs, got {R!r}")
-    if isinstance(eta, bool) or not isinstance(eta, int) and not (isinstance(eta, float) and eta.is_integer()):
-        raise ConfigError(f"eta must be an integer >= 2, got {eta!r}")
-    R, eta = int(R), int(eta)
-    if R < 1:
-        raise ConfigError(f"R must be at least 1 epoch, got {R}")
-    if eta < 2:
-        raise ConfigError(f"eta must be at least 2, got {eta}")
-    return R, eta
+    """R (max epochs per configuration, an integer >= 1) and eta (discard rate, an integer >= 2) as ints;
+    a float with an integer value (100.0) is taken as that integer.
+
+    The one place R and eta are validated: a scheduler's constructor calls it once and works on what
+    it returns (:func:`schedule_of`, :func:`budget_of` do not validate again).
+    """
+    return (
+        check_int("R (epochs per configuration)", R, 1, whole_floats=True),
+        check_int("eta (discard rate)", eta, 2, whole_floats=True),
+    )
 
 
 def s_max_of(R: int, eta: int) -> int:
@@ -65,12 +64,18 @@ def round_half_even(x: Fraction) -> int:
 
 
 def hyperband_schedule(R: int, eta: int = 2) -> list[Bracket]:
-    """Brackets from s = s_max down to 0, each ``Bracket(s, n, ((n_i, r_i), ...))``.
+    """Brackets from s = s_max down to 0, each ``Bracket(s, n, ((n_i, r_i), ...))``; R and eta are
+    validated first (:func:`check_r_eta`).
 
     >>> [b.n for b in hyperband_schedule(100, 2)]
     [64, 38, 23, 14, 10, 7, 7]
     """
-    R, eta = check_r_eta(R, eta)
+    return schedule_of(*check_r_eta(R, eta))
+
+
+def schedule_of(R: int, eta: int) -> list[Bracket]:
+    """:func:`hyperband_schedule` for ``R`` and ``eta`` as :func:`check_r_eta` returned them (a scheduler's
+    constructor, which validated them once)."""
     s_max = s_max_of(R, eta)
     brackets = []
     for s in range(s_max, -1, -1):
@@ -82,5 +87,9 @@ def hyperband_schedule(R: int, eta: int = 2) -> list[Bracket]:
 
 def hyperband_budget(R: int, eta: int = 2) -> tuple[int, int]:
     """(configurations sampled, epochs used) by plain Hyperband: (163, 3213) for R = 100, eta = 2."""
-    brackets = hyperband_schedule(R, eta)
+    return budget_of(hyperband_schedule(R, eta))
+
+
+def budget_of(brackets: list[Bracket]) -> tuple[int, int]:
+    """(configurations sampled, epochs used) by the Hyperband ``brackets`` (:func:`schedule_of`)."""
     return sum(b.n for b in brackets), sum(b.epochs() for b in brackets)
