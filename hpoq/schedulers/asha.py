@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Interval
+from hpoq.errors import ConfigError
+from hpoq.registry import Interval, check_int
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
-from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.rungs import Rungs, rung_epochs
 from hpoq.schedulers.sampling import draw_config
-from hpoq.schedulers.trials import take_inflight
+from hpoq.schedulers.trials import check_metrics, take_inflight
 
 #: the rung epochs (kept under this name for the modules that import it from here)
 asha_rungs = rung_epochs
@@ -49,12 +49,10 @@ class ASHA(Scheduler):
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1):
         self.R, self.eta = check_r_eta(R, eta)
-        if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= self.R:
-            raise ConfigError(f"asha: grace must be an integer number of epochs in 1..R={self.R}, got {grace!r}")
+        grace = check_int(f"asha: grace (first-rung epochs, R = {self.R})", grace, 1, self.R)
         if n is None:
-            n = hyperband_budget(self.R, self.eta)[0]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"asha: n (configurations to sample) must be an integer >= 1, got {n!r}")
+            n = budget_of(schedule_of(self.R, self.eta))[0]
+        n = check_int("asha: n (configurations to sample)", n, 1)
         self.sampler = sampler
         self.seed = int(seed)
         self.n = n
@@ -159,9 +157,7 @@ class ASHA(Scheduler):
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
-        values = [float(v) for v in metrics]
-        if len(values) != end - start:
-            raise InternalError(f"asha: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+        values = check_metrics(trial_id, metrics, start, end)
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         info = self.ladder.record(self.ladder.index(end), trial_id, values[-1])  # NaN/inf rank last
         if end == self.R:

@@ -29,7 +29,7 @@ from typing import Sequence
 
 from hpoq.errors import ConfigError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
-from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
+from hpoq.schedulers.brackets import budget_of, check_r_eta, schedule_of
 from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.trials import (
     ACTIVE,
@@ -90,7 +90,7 @@ class Hyperband(Scheduler):
         self.R, self.eta = check_r_eta(R, eta)
         self.sampler = sampler
         self.seed = int(seed)
-        self.brackets = hyperband_schedule(self.R, self.eta)
+        self.brackets = schedule_of(self.R, self.eta)
         self.trials: dict[int, Trial] = {}
         self.next_id = 0
         self.opened = 0  # brackets opened so far (their configurations drawn)
@@ -212,7 +212,7 @@ class Hyperband(Scheduler):
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         end = self._take_inflight(trial_id, "result for")
         trial = self.trials[trial_id]
-        trial.curve.extend(check_metrics(trial, metrics, end))
+        trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, end))
         decisions = self._unit_done(trial)
         if not self.queue and not self.inflight:
             decisions += self._round_complete()
@@ -236,7 +236,7 @@ class Hyperband(Scheduler):
         return best_at(self.trials.values(), self.R)
 
     def epochs_budget_reference(self) -> int | None:
-        return hyperband_budget(self.R, self.eta)[1]
+        return budget_of(self.brackets)[1]
 
     # -- round logic (hooks for subclasses) ----------------------------------------------------
     def _where(self) -> dict:

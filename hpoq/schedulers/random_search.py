@@ -12,7 +12,7 @@ from typing import Sequence
 from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
-from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.sampling import skipped_draws
 from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, draw_trial, take_inflight
 
@@ -27,7 +27,7 @@ class RandomSearch(Scheduler):
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)
         self.sampler, self.seed = sampler, int(seed)
-        self.n = hyperband_budget(self.R, self.eta)[0] if n is None else int(n)
+        self.n = budget_of(schedule_of(self.R, self.eta))[0] if n is None else int(n)
         if self.n < 1:
             raise ConfigError(f"{self.name}: n must be at least 1, got {n!r}")
         self.trials: dict[int, Trial] = {}
@@ -50,7 +50,7 @@ class RandomSearch(Scheduler):
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         take_inflight(self.inflight, trial_id, self.name, "result for")
         trial = self.trials[trial_id]
-        trial.curve.extend(check_metrics(trial, metrics, self.R))
+        trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, self.R))
         trial.status = DONE_
         return [Decision(trial_id, DONE, self.R, "completed", {"value": trial.value_at(self.R)})]
 

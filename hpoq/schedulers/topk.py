@@ -15,7 +15,7 @@ from typing import Sequence
 from hpoq.errors import ConfigError
 from hpoq.registry import Interval
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
-from hpoq.schedulers.brackets import check_r_eta, hyperband_budget, hyperband_schedule
+from hpoq.schedulers.brackets import Bracket, budget_of, check_r_eta, hyperband_budget, hyperband_schedule, schedule_of
 from hpoq.schedulers.sampling import skipped_draws
 from hpoq.schedulers.trials import (
     DONE_,
@@ -33,7 +33,12 @@ from hpoq.schedulers.trials import (
 
 def hyperband_full_trainings(R: int, eta: int) -> int:
     """Configurations Hyperband trains to R: sum over brackets of the last round's n_s."""
-    return sum(b.rounds[-1][0] for b in hyperband_schedule(R, eta))
+    return full_trainings_of(hyperband_schedule(R, eta))
+
+
+def full_trainings_of(brackets: list[Bracket]) -> int:
+    """:func:`hyperband_full_trainings` of the Hyperband ``brackets`` (R and eta validated already)."""
+    return sum(b.rounds[-1][0] for b in brackets)
 
 
 class TopK1Epoch(Scheduler):
@@ -46,8 +51,9 @@ class TopK1Epoch(Scheduler):
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, K: int | None = None):
         self.R, self.eta = check_r_eta(R, eta)
         self.sampler, self.seed = sampler, int(seed)
-        self.n = hyperband_budget(self.R, self.eta)[0] if n is None else int(n)
-        self.K = hyperband_full_trainings(self.R, self.eta) if K is None else int(K)
+        brackets = schedule_of(self.R, self.eta)
+        self.n = budget_of(brackets)[0] if n is None else int(n)
+        self.K = full_trainings_of(brackets) if K is None else int(K)
         if self.n < 1 or self.K < 1:
             raise ConfigError(f"{self.name}: n and K must be at least 1, got n={self.n}, K={self.K}")
         self.K = min(self.K, self.n)
@@ -78,7 +84,7 @@ class TopK1Epoch(Scheduler):
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         end = take_inflight(self.inflight, trial_id, self.name, "result for")
         trial = self.trials[trial_id]
-        trial.curve.extend(check_metrics(trial, metrics, end))
+        trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, end))
         if end >= self.R:
             trial.status = DONE_
             decisions = [Decision(trial_id, DONE, end, "completed", {"value": trial.value_at(end)})]

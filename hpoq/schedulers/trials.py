@@ -68,13 +68,13 @@ def take_inflight(inflight, trial_id: int, who: str, event: str):
     return inflight.pop(trial_id)
 
 
-def check_metrics(trial: Trial, metrics, expected_end: int) -> list[float]:
-    """Validate a unit's per-epoch metrics: one finite-or-not float per requested epoch."""
+def check_metrics(trial_id: int, metrics, start: int, end: int) -> list[float]:
+    """Validate the per-epoch metrics of ``trial_id``'s unit ``start -> end``: one finite-or-not float per
+    epoch ``start + 1 .. end``; InternalError (a backend bug) otherwise."""
     values = [float(v) for v in metrics]
-    if trial.epochs + len(values) != expected_end:
+    if len(values) != end - start:
         raise InternalError(
-            f"trial {trial.trial_id}: got {len(values)} epoch metrics, expected {expected_end - trial.epochs} "
-            f"(epochs {trial.epochs + 1}..{expected_end})"
+            f"trial {trial_id}: got {len(values)} epoch metrics, expected {end - start} (epochs {start + 1}..{end})"
         )
     return values
 
