@@ -47,6 +47,7 @@ from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
 from hpoq.mlpf.model import MiniMLPF, ModelConfig, model_config
 from hpoq.mlpf.optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
 from hpoq.mlpf.sampler import DistributedBatchPlan, validation_batches
+from hpoq.registry import Interval, Options, check_number, check_value
 from hpoq.seeding import derive_seed
 
 CHECKPOINT = "mlpf-state.pt"
@@ -124,9 +125,7 @@ class TrainSettings:
                 raise ConfigError(
                     f"trainer.params.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        pm = self.pad_multiple
-        if pm != "auto" and (isinstance(pm, bool) or not isinstance(pm, int) or pm < 1):
-            raise ConfigError(f"trainer.params.pad_multiple must be 'auto' or a positive integer, got {pm!r}")
+        check_value("trainer.params.pad_multiple", self.pad_multiple, [Options("auto"), Interval(int, 1, None)])
         if self.model_params is not None:
             if self.model != "particleflow":
                 raise ConfigError(
@@ -169,9 +168,7 @@ def split_config(config: dict, model_kind: str = "mini") -> tuple[dict, dict]:
     if train["schedule"] not in SCHEDULES:
         raise ConfigError(f"mlpf: schedule must be one of {', '.join(SCHEDULES)}, got {train['schedule']!r}")
     for key in ("lr", "weight_decay", "warmup_frac", "focal_gamma", "binary_weight"):
-        v = train[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ConfigError(f"mlpf: {key} must be a non-negative number, got {v!r}")
+        check_number(f"mlpf: {key}", train[key], 0)
     if not isinstance(train["token_budget"], int) or train["token_budget"] < 1:
         raise ConfigError(f"mlpf: token_budget must be a positive integer, got {train['token_budget']!r}")
     return model, train

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
+from hpoq.registry import check_int, check_number
 from hpoq.seeding import derive_rng
 
 PARAM_TYPES = ("uniform", "loguniform", "int", "choice")
@@ -77,15 +78,7 @@ class Param:
 
 
 def _number(value, path: str, integer: bool = False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{path} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if integer:
-        if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
-        return int(value)
-    if not math.isfinite(float(value)):
-        raise ConfigError(f"{path} must be finite, got {value!r}")
-    return float(value)
+    return check_int(path, value, whole_floats=True) if integer else check_number(path, value)
 
 
 def _parents_first(params: dict[str, Param], path: str) -> list[Param]:

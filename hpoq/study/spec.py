@@ -41,11 +41,11 @@ trainer's ``table``) are resolved relative to **the study file's directory**; ``
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 
 from hpoq.errors import ConfigError
+from hpoq.registry import check_int, check_number
 
 TOP_KEYS = (
     "name",
@@ -120,23 +120,6 @@ def _str(value, path: str) -> str:
     return value
 
 
-def _int(value, path: str, low: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
-    if low is not None and value < low:
-        raise ConfigError(f"{path} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _float(value, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise ConfigError(f"{path} must be a finite number, got {value!r}")
-    return float(value)
-
-
 def _params(value, path: str) -> dict:
     if value is None:
         return {}
@@ -206,10 +189,10 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
     name = _str(data.get("name", stem), "name")
-    seed = _int(data.get("seed", 0), "seed", low=0)
+    seed = check_int("seed", data.get("seed", 0), 0, whole_floats=True)
     out_dir = out if out is not None else data.get("out", os.path.join("runs", name))
     out_dir = _str(out_dir, "out" if out is None else "--out")
-    rpt = _int(data.get("ranks_per_trial", 1), "ranks_per_trial", low=1)
+    rpt = check_int("ranks_per_trial", data.get("ranks_per_trial", 1), 1, whole_floats=True)
 
     if "algorithm" not in data:
         raise ConfigError("algorithm: required (at least {name, R})")
@@ -218,8 +201,8 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
         raise ConfigError("algorithm.R: required (maximum epochs per configuration)")
     algorithm = {
         "name": _str(alg.get("name", "default"), "algorithm.name"),
-        "R": _int(alg["R"], "algorithm.R", low=1),
-        "eta": _int(alg.get("eta", DEFAULT_ETA), "algorithm.eta", low=2),
+        "R": check_int("algorithm.R", alg["R"], 1, whole_floats=True),
+        "eta": check_int("algorithm.eta", alg.get("eta", DEFAULT_ETA), 2, whole_floats=True),
         "params": _params(alg.get("params"), "algorithm.params"),
     }
 
@@ -245,7 +228,7 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     elif not isinstance(space, dict):
         raise ConfigError(f"space must be a mapping of parameters or the word 'table', got {_kind(space)}")
 
-    warm_fraction = _float(data.get("warm_fraction", 0.0), "warm_fraction")
+    warm_fraction = check_number("warm_fraction", data.get("warm_fraction", 0.0))
     if not 0.0 <= warm_fraction < 1.0:
         raise ConfigError(f"warm_fraction must lie in [0, 1), got {warm_fraction:g}")
     if warm_fraction and space != "table":
@@ -265,16 +248,16 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
         if warm_curves["mode"] not in (None, "min", "max"):
             raise ConfigError(f"warm_curves.mode must be 'min' or 'max', got {warm_curves['mode']!r}")
 
-    poll = _float(data.get("poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval")
+    poll = check_number("poll_interval", data.get("poll_interval", DEFAULT_POLL_INTERVAL))
     if not 0.0 < poll <= 10.0:
         raise ConfigError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
-    retries = _int(data.get("max_retries", DEFAULT_MAX_RETRIES), "max_retries", low=0)
+    retries = check_int("max_retries", data.get("max_retries", DEFAULT_MAX_RETRIES), 0, whole_floats=True)
     dedupe = data.get("dedupe", False)
     if not isinstance(dedupe, bool):
         raise ConfigError(f"dedupe must be true or false, got {_kind(dedupe)}")
     timeout = None
     if data.get("unit_timeout") is not None:
-        timeout = _float(data["unit_timeout"], "unit_timeout")
+        timeout = check_number("unit_timeout", data["unit_timeout"])
         if timeout <= 0:
             raise ConfigError(f"unit_timeout must be a positive number of seconds or null, got {timeout:g}")
     return StudySpec(

@@ -18,14 +18,13 @@ Parameters (``trainer.params``):
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
 from hpoq.atomic import write_atomic
 from hpoq.curves.table import CurveTable, load_table
 from hpoq.errors import ConfigError
-from hpoq.registry import Interval, Options, Text
+from hpoq.registry import Interval, Options, Text, validate
 from hpoq.trainers.base import Trainer, TrainerError
 
 CHECKPOINT_FILE = "table-checkpoint.json"
@@ -45,8 +44,7 @@ class TableTrainer(Trainer):
 
     def __init__(self, table: str, metric: str = "loss", mode: str = "min", sleep: float = 0.0):
         super().__init__(table=table, metric=metric, mode=mode, sleep=sleep)
-        if isinstance(sleep, bool) or not isinstance(sleep, (int, float)) or not math.isfinite(sleep) or sleep < 0:
-            raise ConfigError(f"trainer.params.sleep must be a number of seconds >= 0, got {sleep!r}")
+        validate(TableTrainer, {"sleep": sleep}, "trainer.params")  # built directly, or by a plugin subclass
         if not isinstance(table, str):
             raise ConfigError(f"trainer.params.table must be a path, got {table!r}")
         self.table: CurveTable = load_table(table, metric, mode)

@@ -9,7 +9,6 @@ Units: GeV, mm, T, ns.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from hpoq.errors import ConfigError
 from hpoq.mlpf.generator.calorimeter import CalorimeterSettings
@@ -20,6 +19,7 @@ from hpoq.mlpf.generator.pf import PFSettings
 from hpoq.mlpf.generator.process import ProcessSettings
 from hpoq.mlpf.generator.tracker import Geometry, TrackerSettings
 from hpoq.mlpf.generator.truth import TruthSettings
+from hpoq.registry import Interval
 
 #: settings dataclass of each stage, in pipeline order
 STAGE_SETTINGS = (
@@ -102,7 +102,7 @@ def _checked(key: str, value, ref):
         if not isinstance(value, type(ref)):
             raise ValueError
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not Interval(float).accepts(value):  # a finite number, never a bool
         raise ValueError
     return type(ref)(value)
 
