@@ -15,43 +15,13 @@ from hpoq.schedulers.base import CONTINUE, DONE, STOP
 from hpoq.schedulers.sampling import TableRowSampler
 from hpoq.simulate import simulate_run
 from hpoq.simulate.replay import ReplayBackend
+from tests.drivers import CountingSampler, Driver, decisions_of, drive, span, spans_of
 
 
 def flat_table(values, epochs=4) -> CurveTable:
     """Row i has the constant curve values[i] (lower is better): its rank never changes."""
     curves = np.repeat(np.asarray(values, dtype=float)[:, None], epochs, axis=1)
     return CurveTable(hp_names=["x"], configs=[{"x": i} for i in range(len(values))], curves=curves, metric="loss")
-
-
-class InOrder:
-    """Sampler handing out the table rows 0, 1, 2, ... (to write schedules by hand)."""
-
-    def __init__(self, table):
-        self.table, self.drawn = table, 0
-
-    def sample(self):
-        config = dict(self.table.configs[self.drawn], _row=self.drawn)
-        self.drawn += 1
-        return config
-
-    def state_dict(self):
-        return {"drawn": self.drawn}
-
-    def load_state_dict(self, state):
-        self.drawn = state["drawn"]
-
-
-def drive(sched, table, max_units=10_000):
-    """One worker: returns [(trial, start, end)] and all decisions."""
-    units, decisions = [], []
-    curves = table.minimized()
-    while not sched.finished:
-        unit = sched.suggest()
-        assert unit is not None, "ASHA returned no work with nothing in flight"
-        units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        decisions += sched.on_result(unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch])
-        assert len(units) < max_units
-    return units, decisions
 
 
 def test_rungs_are_powers_of_eta_then_R():
@@ -64,8 +34,9 @@ def test_rungs_are_powers_of_eta_then_R():
 
 def test_promotion_schedule_by_hand():
     table = flat_table([3.0, 1.0, 2.0, 0.0])
-    sched = ASHA(R=4, eta=2, sampler=InOrder(table), seed=0, n=4)
-    units, decisions = drive(sched, table)
+    sched = ASHA(R=4, eta=2, sampler=CountingSampler(), seed=0, n=4)
+    log = drive(sched, table.minimized(), 4)
+    units, decisions = spans_of(log), decisions_of(log)
     # t1 is promoted as soon as it tops a rung of 2; t3 climbs to R once rung 0 has 4 results
     assert units == [(0, 0, 1), (1, 0, 1), (1, 1, 2), (2, 0, 1), (3, 0, 1), (3, 1, 2), (3, 2, 4)]
     assert sum(b - a for _, a, b in units) == 8
@@ -80,8 +51,9 @@ def test_promotion_schedule_by_hand():
 
 def test_tiny_n_still_trains_one_configuration_to_R():
     table = flat_table([3.0, 1.0])
-    sched = ASHA(R=4, eta=2, sampler=InOrder(table), seed=0, n=2)
-    units, decisions = drive(sched, table)
+    sched = ASHA(R=4, eta=2, sampler=CountingSampler(), seed=0, n=2)
+    log = drive(sched, table.minimized(), 4)
+    units, decisions = spans_of(log), decisions_of(log)
     assert units == [(0, 0, 1), (1, 0, 1), (1, 1, 2), (1, 2, 4)]
     assert [d.reason for d in decisions if d.action == CONTINUE] == ["rung", "finish"]
     assert sched.best()["trial_id"] == 1
@@ -93,7 +65,7 @@ def test_default_n_is_hyperbands_and_promotions_resume(mlpf_table):
     table = load_table(str(mlpf_table), "loss")
     sched = make_scheduler("asha", R=100, eta=2, sampler=TableRowSampler(table, 3), seed=3)
     assert sched.n == 163
-    units, _ = drive(sched, table)
+    units = spans_of(drive(sched, table.minimized(), 100))
     starts = {}
     for tid, a, b in units:
         assert a == starts.get(tid, 0), "a promotion must resume where the trial stopped"
@@ -125,32 +97,16 @@ def test_state_round_trip_continues_identically():
     def fresh():
         return ASHA(R=16, eta=2, sampler=TableRowSampler(table, 9), seed=9, n=50)
 
-    full_units, full_decisions = drive(fresh(), table)
-    sched = fresh()
-    units, decisions = [], []
-    for _ in range(40):
-        unit = sched.suggest()
-        units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        decisions += sched.on_result(
-            unit.trial_id, table.curves[unit.config["_row"], unit.start_epoch : unit.end_epoch]
-        )
-    in_flight = sched.suggest()  # lost at the snapshot: must be suggested again after restore
-    state = json.loads(json.dumps(sched.state_dict()))
-    restored = fresh()
-    restored.load_state_dict(state)
-    again = restored.suggest()
-    assert (again.trial_id, again.start_epoch, again.end_epoch) == (
-        in_flight.trial_id,
-        in_flight.start_epoch,
-        in_flight.end_epoch,
-    )
-    units.append((again.trial_id, again.start_epoch, again.end_epoch))
-    decisions += restored.on_result(
-        again.trial_id, table.curves[again.config["_row"], again.start_epoch : again.end_epoch]
-    )
-    rest_units, rest_decisions = drive(restored, table)
-    assert units + rest_units == full_units
-    assert [d.to_dict() for d in decisions + rest_decisions] == [d.to_dict() for d in full_decisions]
+    full = drive(fresh(), table.minimized(), 16)
+    driver = Driver(fresh(), table.minimized(), 16)
+    driver.run(n_units=40)
+    driver.fill()  # one unit in flight, lost at the snapshot: it must be suggested again after the restore
+    (in_flight,) = driver.inflight
+    assert driver.restore(fresh()) == [in_flight]
+    driver.run()
+    assert spans_of(driver.log)[40] == span(in_flight)
+    assert spans_of(driver.log) == spans_of(full)
+    assert json.dumps(driver.log) == json.dumps(full)  # the same units and decisions, with the same inputs
 
 
 def test_same_seed_same_json(mlpf_table):
@@ -163,12 +119,11 @@ def test_same_seed_same_json(mlpf_table):
 
 
 def test_bad_parameters_are_clear_errors():
-    table = flat_table([1.0, 2.0])
     with pytest.raises(ConfigError, match="grace"):
-        ASHA(R=4, eta=2, sampler=InOrder(table), grace=5)
+        ASHA(R=4, eta=2, sampler=CountingSampler(), grace=5)
     with pytest.raises(ConfigError, match="n "):
-        ASHA(R=4, eta=2, sampler=InOrder(table), n=0)
+        ASHA(R=4, eta=2, sampler=CountingSampler(), n=0)
     with pytest.raises(ConfigError, match="eta"):
-        ASHA(R=4, eta=1, sampler=InOrder(table))
+        ASHA(R=4, eta=1, sampler=CountingSampler())
     with pytest.raises(ConfigError, match="no parameter 'bogus'"):
-        make_scheduler("asha", R=4, eta=2, sampler=InOrder(table), seed=0, bogus=1)
+        make_scheduler("asha", R=4, eta=2, sampler=CountingSampler(), seed=0, bogus=1)

@@ -19,6 +19,7 @@ from hpoq.schedulers.store_replay import choose_policy, sh_replay
 from hpoq.seeding import derive_rng
 from hpoq.simulate import simulate_run
 from hpoq.simulate.replay import ReplayBackend
+from tests.drivers import Driver, decisions_of, drive, span, spans_of
 
 
 def synthetic(n=300, R=16, seed=0, early=0.05, late=4.0, cross=0.0):
@@ -33,18 +34,6 @@ def synthetic(n=300, R=16, seed=0, early=0.05, late=4.0, cross=0.0):
     curves += cross * (0.5 - q)[:, None] * np.exp(-(epochs[None, :] - 1) / 2)
     configs = [{"x": float(q[i]), "y": float(a[i])} for i in range(n)]
     return CurveTable(hp_names=["x", "y"], configs=configs, curves=curves, metric="loss")
-
-
-def drive(sched, table, n_units=None):
-    units, decisions = [], []
-    curves = table.minimized()
-    while not sched.finished and (n_units is None or len(units) < n_units):
-        unit = sched.suggest()
-        assert unit is not None, "no work suggested with nothing in flight"
-        units.append((unit.trial_id, unit.start_epoch, unit.end_epoch))
-        values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
-        decisions += sched.on_result(unit.trial_id, values)
-    return units, decisions
 
 
 def test_same_seed_same_json_and_seed_matters():
@@ -69,7 +58,7 @@ def test_one_worker_schedule_equals_its_closed_form():
             n=70,
             predictor="none",
         )
-        units, _ = drive(sched, table)
+        units = spans_of(drive(sched, table.minimized(), 16))
         rows = [c["_row"] for c in sched.configs]
         epochs, best = sh_replay(table.minimized()[rows], 16, 2, grace, finalists)
         assert sum(b - a for _, a, b in units) == epochs
@@ -84,7 +73,7 @@ def test_obvious_best_configuration_is_returned():
     table.curves[best_row] -= 1.0  # clearly the best at every epoch
     sampler = TableRowSampler(table, 0)
     sched = DefaultScheduler(R=16, eta=2, sampler=sampler, seed=0, n=200)
-    drive(sched, table)
+    drive(sched, table.minimized(), 16)
     assert sched.best()["config"]["_row"] == best_row
     assert sched.best()["epoch"] == 16
 
@@ -113,27 +102,19 @@ def test_state_round_trip_mid_run_continues_identically():
             "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
         )
 
-    full_units, full_decisions = drive(fresh(), table)
-    sched = fresh()
-    units, decisions = drive(sched, table, n_units=len(full_units) - 6)
-    lost = sched.suggest()  # in flight at the snapshot: suggested again after the restore
-    state = json.loads(json.dumps(sched.state_dict()))
-    restored = fresh()
-    restored.load_state_dict(state)
-    rest_units, rest_decisions = drive(restored, table)
-    assert rest_units[0] == (lost.trial_id, lost.start_epoch, lost.end_epoch)
-    assert units + rest_units == full_units
-    assert [d.to_dict() for d in decisions + rest_decisions] == [d.to_dict() for d in full_decisions]
-    assert restored.best() == fresh_best(full_units, table)
-
-
-def fresh_best(units, table):
-    sampler, warm = table_sampler_for(table, 11, 0.3)
-    sched = make_scheduler(
-        "default", R=16, eta=2, sampler=sampler, seed=11, warm_curves=warm, finalists=4, confidence=0.5
-    )
-    drive(sched, table)
-    return sched.best()
+    curves = table.minimized()
+    reference = fresh()
+    full = drive(reference, curves, 16)
+    driver = Driver(fresh(), curves, 16)
+    driver.run(n_units=len(full) - 6)
+    driver.fill()  # one unit in flight at the snapshot: suggested again after the restore
+    (lost,) = driver.inflight
+    assert driver.restore(fresh()) == [lost]
+    driver.run()
+    assert spans_of(driver.log)[len(full) - 6] == span(lost)
+    assert spans_of(driver.log) == spans_of(full)
+    assert json.dumps(driver.log) == json.dumps(full)  # the same units and decisions, with the same inputs
+    assert driver.sched.best() == reference.best()
 
 
 def test_warm_store_chooses_the_grace_and_is_recorded():
@@ -189,7 +170,7 @@ def test_rungs_rank_by_the_forecast_final_value_with_inputs_logged():
         sched = make_scheduler(
             "default", R=16, eta=2, sampler=sampler, seed=2, warm_curves=warm, grace=1, finalists=2, predictor=predictor
         )
-        _, decisions = drive(sched, table)
+        decisions = decisions_of(drive(sched, table.minimized(), 16))
         picks[predictor] = sched.best()["value"]
         forecast = [d for d in decisions if "predicted" in d.info]
         if predictor == "none":
@@ -265,7 +246,7 @@ def test_repeated_draws_are_trained_like_any_draw():
     # skipping repeats is a shared simulator option now, not something ``default`` does on its own
     table = synthetic(n=40, R=8, seed=5)
     sched = DefaultScheduler(R=8, eta=2, sampler=TableRowSampler(table, 0), seed=0, n=100, predictor="none")
-    units, _ = drive(sched, table)
+    units = spans_of(drive(sched, table.minimized(), 8))
     assert len(sched.configs) == 100
     assert sum(1 for _, a, _ in units if a == 0) == 100
 
@@ -303,23 +284,10 @@ def test_failed_trials_are_never_resumed_and_the_search_still_ends(algorithm):
     sched = make_scheduler(
         algorithm, R=16, eta=2, sampler=sampler, seed=4, **({"warm_curves": warm} if algorithm == "default" else {})
     )
-    curves = table.minimized()
-    in_flight, failed, decisions = [], set(), []
-    while not sched.finished:
-        while len(in_flight) < 4:  # four workers; trials 3, 10, 17, ... fail in their first unit
-            unit = sched.suggest()
-            if unit is None:
-                break
-            assert unit.trial_id not in failed, "a failed trial was resumed"
-            in_flight.append(unit)
-        assert in_flight, "deadlock"
-        unit = in_flight.pop(0)
-        if unit.trial_id % 7 == 3:
-            failed.add(unit.trial_id)
-            decisions += sched.on_failure(unit.trial_id, "CUDA out of memory")
-        else:
-            values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
-            decisions += sched.on_result(unit.trial_id, values)
+    # four workers; trials 3, 10, 17, ... fail in their first unit (the driver checks that none is resumed)
+    log = drive(sched, table.minimized(), 16, workers=4, fail=lambda n, unit: unit.trial_id % 7 == 3)
+    failed = {unit["trial_id"] for unit, kind, _ in log if kind == "failure"}
+    decisions = decisions_of(log)
     assert failed and sched.best()["trial_id"] not in failed and sched.best()["epoch"] == 16
     assert {d.trial_id for d in decisions if d.action == "failed"} == failed
 

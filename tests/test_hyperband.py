@@ -17,23 +17,7 @@ from hpoq.schedulers.base import CONTINUE, DONE, PAUSE, STOP
 from hpoq.schedulers.brackets import hyperband_budget, hyperband_schedule, s_max_of
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.sampling import DedupeSampler
-
-
-class CountingSampler:
-    """Configurations {"x": i} in order; curves are a deterministic function of x."""
-
-    def __init__(self):
-        self.drawn = 0
-
-    def sample(self):
-        self.drawn += 1
-        return {"x": self.drawn - 1}
-
-    def state_dict(self):
-        return {"drawn": self.drawn}
-
-    def load_state_dict(self, state):
-        self.drawn = state["drawn"]
+from tests.drivers import CountingSampler, Driver, decisions_of, drive, span, units_of
 
 
 def synthetic_curve(x: int, epochs: int) -> np.ndarray:
@@ -41,6 +25,11 @@ def synthetic_curve(x: int, epochs: int) -> np.ndarray:
     rng = np.random.default_rng(x)
     level, rate = rng.uniform(0, 1), rng.uniform(0.05, 0.5)
     return level + np.exp(-rate * np.arange(1, epochs + 1)) * rng.uniform(0, 2)
+
+
+def synthetic(R: int):
+    """The curves :func:`drive` serves: ``synthetic_curve`` of the configuration's x."""
+    return lambda config: synthetic_curve(config["x"], R)
 
 
 def test_schedule_r100_eta2_matches_method_table():
@@ -102,29 +91,12 @@ def test_bad_r_eta_raise(R, eta):
         make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
 
 
-def drive(sched, R, workers=1):
-    """Run ``sched`` to the end with up to ``workers`` units in flight (FIFO completion)."""
-    units, decisions, inflight = [], [], []
-    while True:
-        while len(inflight) < workers:
-            u = sched.suggest()
-            if u is None:
-                break
-            inflight.append(u)
-            units.append(u)
-        if not inflight:
-            assert sched.finished, "scheduler deadlocked"
-            return units, decisions
-        u = inflight.pop(0)
-        curve = synthetic_curve(u.config["x"], R)
-        decisions.extend(sched.on_result(u.trial_id, curve[u.start_epoch : u.end_epoch].tolist()))
-
-
 @settings(max_examples=40, deadline=None)
 @given(R=st.integers(1, 120), eta=st.integers(2, 5), workers=st.integers(1, 7))
 def test_hyperband_invariants(R, eta, workers):
     sched = make_scheduler("hyperband", R=R, eta=eta, sampler=CountingSampler(), seed=0)
-    units, decisions = drive(sched, R, workers)
+    log = drive(sched, synthetic(R), R, workers=workers)
+    units, decisions = units_of(log), decisions_of(log)
     configs, epochs = hyperband_budget(R, eta)
     # budget: epochs requested and configurations sampled are exactly Hyperband's
     assert sum(u.epochs for u in units) == epochs
@@ -183,24 +155,25 @@ class Sequential(Hyperband):
     concurrent_brackets = False
 
 
-def drive_checked(sched, R, workers, curve_of=synthetic_curve):
-    """``drive`` that also checks, whenever a free worker gets nothing, that no bracket has runnable work."""
-    units, decisions, inflight, busy = [], [], [], 0
-    while True:
-        while len(inflight) < workers:
-            u = sched.suggest()
-            if u is None:
-                if sched.concurrent_brackets:
-                    assert not any(run.queue for run in sched.runs) and sched.opened == len(sched.brackets)
-                break
-            inflight.append(u)
-            units.append(u)
-        busy = max(busy, len(inflight))
-        if not inflight:
-            assert sched.finished
-            return units, decisions, busy
-        u = inflight.pop(0)
-        decisions.extend(sched.on_result(u.trial_id, curve_of(u.config["x"], R)[u.start_epoch : u.end_epoch].tolist()))
+class NoIdleWorker:
+    """A :class:`~tests.drivers.Driver` watch: whenever a free worker gets nothing, no bracket has runnable
+    work and none is left to open; ``busy`` is the most units in flight at once."""
+
+    def __init__(self):
+        self.busy = 0
+
+    def __call__(self, sched, inflight, starved):
+        self.busy = max(self.busy, len(inflight))
+        if starved and sched.concurrent_brackets:
+            assert not any(run.queue for run in sched.runs) and sched.opened == len(sched.brackets)
+
+
+def drive_checked(sched, R, workers):
+    """:func:`~tests.drivers.drive` on the synthetic curves, watched by :class:`NoIdleWorker`:
+    (units, decisions, most units in flight)."""
+    watch = NoIdleWorker()
+    log = drive(sched, synthetic(R), R, workers=workers, watch=watch)
+    return units_of(log), decisions_of(log), watch.busy
 
 
 @settings(max_examples=25, deadline=None)
@@ -233,49 +206,38 @@ def test_state_round_trip_with_brackets_side_by_side():
     whole, whole_decisions, _ = drive_checked(
         make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0), R, workers
     )
-    sched = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
-    inflight, done_epochs, decisions = [], 0, []
+    driver = Driver(
+        make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0),
+        synthetic(R),
+        R,
+        workers=workers,
+        watch=NoIdleWorker(),
+    )
 
     # run part of the study, 40 units at a time, until a round was promoted and units of several brackets are in flight
-    def several_brackets_in_flight():
-        return len({sched.trials[u.trial_id].bracket for u in inflight}) >= 2
+    def promoted_and_several_brackets_in_flight(d):
+        promoted = any(x["action"] == CONTINUE for _, _, decisions in d.log for x in decisions)
+        return promoted and len({d.sched.trials[u.trial_id].bracket for u in d.inflight}) >= 2
 
-    while not (any(d.action == CONTINUE for d in decisions) and several_brackets_in_flight()):
-        while len(inflight) < workers and (u := sched.suggest()) is not None:
-            inflight.append(u)
-        u = inflight.pop(0)
-        decisions += sched.on_result(
-            u.trial_id, synthetic_curve(u.config["x"], R)[u.start_epoch : u.end_epoch].tolist()
-        )
-        done_epochs += u.epochs
-    state = json.loads(json.dumps(sched.state_dict()))
-    restored = make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0)
-    restored.load_state_dict(state)
-    lost = sorted((u.trial_id, u.start_epoch, u.end_epoch) for u in inflight)
-    rest, rest_decisions, _ = drive_checked(restored, R, workers)
-    assert set(lost) <= {(u.trial_id, u.start_epoch, u.end_epoch) for u in rest}  # lost work is re-run
+    done_epochs = sum(u.epochs for u in units_of(driver.run(until=promoted_and_several_brackets_in_flight)))
+    lost = sorted(
+        span(u) for u in driver.restore(make_scheduler("hyperband", R=R, eta=2, sampler=CountingSampler(), seed=0))
+    )
+    rest = units_of(driver.run())
+    assert set(lost) <= {span(u) for u in rest}  # lost work is re-run
     assert done_epochs + sum(u.epochs for u in rest) == hyperband_budget(R, 2)[1]
     key = lambda d: (d.trial_id, d.epoch, d.action)  # noqa: E731
-    assert sorted(map(key, decisions + rest_decisions)) == sorted(map(key, whole_decisions))
-    assert restored.best()["value"] == min(synthetic_curve(u.config["x"], R)[R - 1] for u in whole if u.end_epoch == R)
-
-
-class RepeatingSampler(CountingSampler):
-    """Configurations {"x": i % period}: every period-th draw repeats an earlier configuration."""
-
-    def __init__(self, period):
-        super().__init__()
-        self.period = period
-
-    def sample(self):
-        return {"x": super().sample()["x"] % self.period}
+    assert sorted(map(key, decisions_of(driver.log))) == sorted(map(key, whole_decisions))
+    assert driver.sched.best()["value"] == min(
+        synthetic_curve(u.config["x"], R)[R - 1] for u in whole if u.end_epoch == R
+    )
 
 
 def test_dedupe_skips_repeats_and_keeps_the_draw_count():
-    plain = make_scheduler("hyperband", R=100, eta=2, sampler=RepeatingSampler(50), seed=0)
+    plain = make_scheduler("hyperband", R=100, eta=2, sampler=CountingSampler(period=50), seed=0)
     units, _, _ = drive_checked(plain, 100, 1)
     assert (plain.sampler.drawn, len({u.trial_id for u in units})) == (163, 163)  # repeats trained again
-    sched = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(RepeatingSampler(50)), seed=0)
+    sched = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(CountingSampler(period=50)), seed=0)
     units, decisions, _ = drive_checked(sched, 100, 8)
     assert sched.sampler.drawn == 163 and sched.sampler.skipped == 163 - 50
     assert len({u.config["x"] for u in units}) == len({u.trial_id for u in units}) == 50
@@ -286,7 +248,7 @@ def test_dedupe_skips_repeats_and_keeps_the_draw_count():
     assert sched.finished and sched.best() is not None
     # the state keeps the keys seen: a restored scheduler skips the same draws
     state = json.loads(json.dumps(sched.state_dict()))
-    again = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(RepeatingSampler(50)), seed=0)
+    again = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(CountingSampler(period=50)), seed=0)
     again.load_state_dict(state)
     assert again.sampler.skipped == 113 and again.sampler.draw() is None
 

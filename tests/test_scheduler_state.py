@@ -13,6 +13,7 @@ import pytest
 from hpoq.curves.shared import load_shared
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.sampling import table_sampler_for
+from tests.drivers import Driver, drive, span
 
 
 @pytest.fixture(scope="module")
@@ -35,58 +36,32 @@ def build(table, algo, params, warm_fraction, seed):
     return make_scheduler(algo, R=100, eta=2, sampler=sampler, seed=seed, warm_curves=warm, **params)
 
 
-def step(sched, table, log):
-    """One unit on one worker: suggest, serve it from the table, record unit and decisions."""
-    unit = sched.suggest()
-    assert unit is not None, "scheduler returned no unit with nothing in flight"
-    metrics = table.minimized()[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
-    decisions = sched.on_result(unit.trial_id, metrics)
-    log.append((unit.to_dict(), [d.to_dict() for d in decisions]))
-
-
 @pytest.mark.parametrize("algo,params,warm_fraction", CASES)
 def test_round_trip_identical_continuation(mlpf, algo, params, warm_fraction):
-    seed = 5
-    full_log = []
+    seed, curves = 5, mlpf.minimized()
     ref = build(mlpf, algo, params, warm_fraction, seed)
-    while not ref.finished:
-        step(ref, mlpf, full_log)
+    full_log = drive(ref, curves, 100)
     for cut in (len(full_log) // 3, len(full_log) // 2 + 1):
-        log = []
-        first = build(mlpf, algo, params, warm_fraction, seed)
-        for _ in range(cut):
-            step(first, mlpf, log)
-        state = json.loads(json.dumps(first.state_dict()))
-        resumed = build(mlpf, algo, params, warm_fraction, seed)
-        resumed.load_state_dict(state)
-        while not resumed.finished:
-            step(resumed, mlpf, log)
-        assert json.dumps(log) == json.dumps(full_log), f"{algo}: continuation after unit {cut} differs"
-        assert resumed.best() == ref.best()
+        driver = Driver(build(mlpf, algo, params, warm_fraction, seed), curves, 100)
+        driver.run(n_units=cut)
+        driver.restore(build(mlpf, algo, params, warm_fraction, seed))
+        driver.run()
+        assert json.dumps(driver.log) == json.dumps(full_log), f"{algo}: continuation after unit {cut} differs"
+        assert driver.sched.best() == ref.best()
 
 
 @pytest.mark.parametrize("algo", ["hyperband", "swift", "random", "topk-1epoch"])
 def test_units_in_flight_at_snapshot_are_resuggested(mlpf, algo):
     """Units in flight when the state was taken are lost work: the restored scheduler offers them again."""
-    sched = build(mlpf, algo, {}, 0.0, 1)
-    inflight = [sched.suggest() for _ in range(5)]
-    state = json.loads(json.dumps(sched.state_dict()))
-    resumed = build(mlpf, algo, {}, 0.0, 1)
-    resumed.load_state_dict(state)
-    again = [resumed.suggest() for _ in range(5)]
-    assert {(u.trial_id, u.start_epoch, u.end_epoch) for u in again} == {
-        (u.trial_id, u.start_epoch, u.end_epoch) for u in inflight
-    }
+    driver = Driver(build(mlpf, algo, {}, 0.0, 1), mlpf.minimized(), 100, workers=5)
+    driver.fill()
+    lost = driver.restore(build(mlpf, algo, {}, 0.0, 1))
+    assert len(lost) == 5
+    driver.fill()
+    assert {span(u) for u in driver.inflight} == {span(u) for u in lost}
     # and the restored run finishes
-    pending = list(again)
-    while pending or not resumed.finished:
-        if not pending:
-            u = resumed.suggest()
-            assert u is not None
-            pending.append(u)
-        u = pending.pop(0)
-        resumed.on_result(u.trial_id, mlpf.minimized()[u.config["_row"], u.start_epoch : u.end_epoch].tolist())
-    assert resumed.best() is not None
+    driver.run()
+    assert driver.sched.finished and driver.sched.best() is not None
 
 
 def test_state_of_another_algorithm_is_refused(mlpf):
