@@ -34,8 +34,11 @@ from hpoq.predict import PREDICTORS, make_predictor
 from hpoq.predict.base import NotFittedError, Prediction
 from hpoq.predict.samplers import make_sampler
 from hpoq.schedulers import SCHEDULERS, make_scheduler
+from hpoq.schedulers.asha import ASHA
+from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.sampling import table_sampler_for
 from hpoq.trainers import make_trainer
+from hpoq.trainers.table import TableTrainer
 from tests.drivers import drive, mlpf_prefixes
 
 R, ETA = 27, 3
@@ -217,6 +220,28 @@ def test_every_registered_class_declares_its_parameters_once(kind, name):
 def test_bad_parameters_name_their_key_path(mlpf_table, build, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build(str(mlpf_table))
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (lambda t: Hyperband(R=0, eta=2, sampler=None), "R (epochs per configuration) must be >= 1, got 0"),
+        (lambda t: Hyperband(R=9, eta=True, sampler=None), "eta (discard rate) must be an integer >= 2, got True"),
+        (lambda t: ASHA(R=4, eta=2, sampler=None, grace=5), "asha: grace (first-rung epochs, R = 4) must be in [1, 4]"),
+        (lambda t: ASHA(R=4, eta=2, sampler=None, n=0), "asha: n (configurations to sample) must be >= 1, got 0"),
+        (lambda t: TableTrainer(t, sleep=float("nan")), "trainer.params.sleep must be a number in [0, inf), got nan"),
+    ],
+)
+def test_classes_built_directly_check_their_values_too(mlpf_table, build, message):
+    """Outside the registry (R and eta, bounds that depend on another argument, a plugin's base class) a value
+    is checked by registry.check_int / check_number or the class's own table, with the same messages."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(str(mlpf_table))
+
+
+def test_r_and_eta_given_as_whole_floats_are_integers():
+    sched = Hyperband(R=9.0, eta=3.0, sampler=None)
+    assert (sched.R, sched.eta) == (9, 3) and all(type(v) is int for v in (sched.R, sched.eta))
 
 
 def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(tmp_path, mlpf_table):
