@@ -231,3 +231,17 @@ def test_a_scheduler_bug_ends_the_study_with_its_traceback(tmp_path):
     recs = records(out)
     assert any(r["type"] == "scheduler_error" and "ValueError" in r["error"] for r in recs)
     assert recs[-1]["type"] == "end" and recs[-1]["status"] == "error" and ranks.stopped == {1, 2, 3}
+
+
+def test_default_fits_on_the_fit_thread_and_the_end_record_times_them(tmp_path):
+    """``default`` fits its models on the master's fit thread; the end record splits the loop thread's CPU
+    (``master_cpu_s``) from the fits' (``fit_cpu_s``) and gives the waits and the longest pass of the loop."""
+    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3, "fit_lag": 2}}
+    study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
+    code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)))
+    assert code == 0
+    end = records(out)[-1]
+    assert end["status"] == "finished" and end["best"]["trial_id"] == sequential_best(study)["trial_id"]
+    assert end["fit_jobs"] > 0 and end["fit_cpu_s"] > 0 and end["master_cpu_s"] > 0
+    assert 0 <= end["fit_waits"] <= end["fit_jobs"] and end["fit_wait_s"] >= 0
+    assert end["max_dispatch_gap_s"] >= end["fit_wait_s"] / max(end["fit_waits"], 1) >= 0

@@ -107,6 +107,9 @@ def test_full_small_study(tmp_path):
     records = check_complete(out, sequential_best(path))
     header = records[0]
     assert header["groups"] == [[1], [2], [3]] and header["study"]["seed"] == 4 and header["versions"]["hpoq"]
+    end = records[-1]  # the master's own CPU and its longest pass; hyperband fits no model on the fit thread
+    assert 0 < end["master_cpu_s"] and 0 < end["max_dispatch_gap_s"] < end["t"] - header["t"]
+    assert end["fit_cpu_s"] == end["fit_wait_s"] == 0 and end["fit_jobs"] == end["fit_waits"] == 0
     configs = [r for r in records if r["type"] == "config"]
     units = [r for r in records if r["type"] == "unit"]
     assert {u["group"] for u in units} == {0, 1, 2}  # every group trained

@@ -387,6 +387,8 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             epochs=book.epochs_used,
             units=book.units_done,
             master_cpu_s=round(master.master_seconds, 6),
+            **master.fit_stats(),
+            max_dispatch_gap_s=round(master.max_pass_seconds, 6),
             **extra,
         )
         try:

@@ -83,10 +83,12 @@ class Master:
         self.layout = layout
         self.scheduler = scheduler
         # predict helper's hook: a scheduler that fits models (default) fits them on this thread, never in the loop
+        self.fit_pool: TimedExecutor | None = None
         if hasattr(scheduler, "attach_fit_executor"):
             from concurrent.futures import ThreadPoolExecutor
 
-            scheduler.attach_fit_executor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
+            self.fit_pool = TimedExecutor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
+            scheduler.attach_fit_executor(self.fit_pool)
         self.journal = journal
         self.book = book
         self.out_dir = out_dir
@@ -111,7 +113,11 @@ class Master:
         self.trials_seen: set[int] = set(known_trials or ())
         self.stopping = False
         self.status = "finished"
-        self.master_seconds = 0.0  # CPU time of the master in its loop (benchmark: overhead per unit)
+        # benchmarks (end record): CPU time of the master's own thread in its loop (overhead per unit; the
+        # fit thread's CPU is apart, in fit_stats()), and the longest pass of the loop (wall clock, sleep
+        # excluded): the longest a result that arrived or a group that returned one waited for the master
+        self.master_seconds = 0.0
+        self.max_pass_seconds = 0.0
         self._outbox: list[tuple[int, Dispatch]] = []  # (leader rank, unit) to send once the journal is synced
 
     # -- journal helpers ------------------------------------------------------------------------
@@ -365,24 +371,43 @@ class Master:
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
         """Run until the scheduler finishes, a stop signal, a full disk or no usable group; the end status."""
-        cpu0 = time.process_time()
+        cpu0, wall0 = time.thread_time(), time.perf_counter()  # this thread's CPU: not the fit thread's
         try:
             self.fail_lost_units()
             self.dispatch()
             self._flush_outbox()
+            self._pass_ended(wall0)
             while True:
+                wall0 = time.perf_counter()
                 step = self._step()
+                self._pass_ended(wall0)
                 if step:
                     break
                 if step is False:  # nothing happened: sleep instead of spinning
-                    self.master_seconds += time.process_time() - cpu0
+                    self.master_seconds += time.thread_time() - cpu0
                     self.backoff.sleep()
-                    cpu0 = time.process_time()
+                    cpu0 = time.thread_time()
         finally:
-            self.master_seconds += time.process_time() - cpu0
+            self.master_seconds += time.thread_time() - cpu0
             self._sync()
         self._finish()
         return self.status
+
+    def _pass_ended(self, wall0: float) -> None:
+        self.max_pass_seconds = max(self.max_pass_seconds, time.perf_counter() - wall0)
+
+    def fit_stats(self) -> dict:
+        """The background fits so far, for the end record: their CPU seconds on the fit thread and number,
+        and the wall seconds and times the loop waited for one still running when its model was needed."""
+        pool = self.fit_pool
+        if pool is None:
+            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0}
+        return {
+            "fit_cpu_s": round(pool.seconds, 6),
+            "fit_jobs": pool.jobs,
+            "fit_wait_s": round(pool.wait_seconds, 6),
+            "fit_waits": pool.waits,
+        }
 
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
@@ -461,6 +486,52 @@ class Master:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
             self.transport.send({"code": code}, rank, TAG_STOP)
+
+
+class TimedExecutor:
+    """An executor's ``submit`` that times its jobs: :attr:`seconds`, the CPU time they spent on the worker
+    thread, and :attr:`wait_seconds`, the wall time callers of ``result()`` waited for a job not yet done."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.seconds = 0.0  # written by the worker thread only (one thread: no lock needed)
+        self.jobs = 0
+        self.wait_seconds = 0.0  # written by the thread that waits (the master's)
+        self.waits = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        return _TimedFuture(self.executor.submit(self._timed, fn, args, kwargs), self)
+
+    def _timed(self, fn, args, kwargs):
+        cpu0 = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds += time.thread_time() - cpu0
+            self.jobs += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class _TimedFuture:
+    """A future whose ``result()`` counts the time spent waiting for it; anything else is the future's."""
+
+    def __init__(self, future, pool: TimedExecutor):
+        self._future, self._pool = future, pool
+
+    def result(self, timeout=None):
+        if self._future.done():
+            return self._future.result()
+        t0 = time.perf_counter()
+        try:
+            return self._future.result(timeout)
+        finally:
+            self._pool.wait_seconds += time.perf_counter() - t0
+            self._pool.waits += 1
+
+    def __getattr__(self, name):
+        return getattr(self._future, name)
 
 
 class JournalDead(Exception):
