@@ -11,23 +11,28 @@ inside a budget that never exceeds Hyperband's.
 3. **Predict at every rung.** At rung k (epoch e) the trials are ranked by the forecast of their
    final value (:class:`~hpoq.schedulers.final_predictor.FinalValuePredictor`: warm store plus the
    study's own curves; a cold study forecasts the latest epoch its promoted trials reached), not
-   by the value observed at e. At most successive halving's ``floor(|rung| / eta)`` go on (best
-   forecast first), and a trial is pruned when even its optimistic forecast
-   ``mean - confidence x sigma`` cannot reach the ``finalists``-th best pessimistic forecast
-   ``mean + confidence x sigma`` of the rung: how many survive follows from the uncertainty
-   (Domhan et al., IJCAI 2015; Baker et al., "Accelerating NAS using performance prediction",
+   by the value observed at e. Successive halving's ``floor(|rung| / eta)`` go on (best forecast
+   first), and a trial is pruned when even its optimistic forecast ``mean - confidence x sigma``
+   cannot reach the ``finalists``-th best pessimistic forecast ``mean + confidence x sigma`` of the
+   rung (Domhan et al., IJCAI 2015; Baker et al., "Accelerating NAS using performance prediction",
    2017). Without a forecast (too few curves, ``predictor="none"``) the observed values rank.
-4. **Finalists**: once no rung below R can get another result, the best unpromoted trials (highest
-   rung first; not those pruned by prediction) go on, one rung at a time, until ``finalists``
-   reached R or are on their way there.
+4. **Width from uncertainty.** Out of fold, each forecast model ranked its own training set; the
+   share of that ranking needed to keep the training set's best rows (its *reach*,
+   :func:`~hpoq.schedulers.final_predictor.top_reach`) is how wide the rung should be. Trials
+   beyond the quota but within ``reach x |rung|`` go on as ``uncertain``, charged to a pool of
+   ``widen x (cap - plan)`` epochs (each at its expected cost with the rungs above): where forecasts
+   rank well (MNIST, MLPF) nothing widens, where curves cross late (CIFAR-10) rungs widen. Once a
+   rung can receive no more results at least ``finalists`` go on from it, so the finalists climb
+   beside the others; leftover finalists (after failures or pruning) go on one rung at a time from
+   the highest rung once the ladder is settled.
 5. **Budget**: every unit is charged when dispatched; nothing is dispatched beyond the epochs
    Hyperband uses for the same n and R (:func:`hyperband_cap`). Policies are chosen among those
    whose plan costs less: with a warm store (``warm_curves``) the cheapest plan costing at most
    ``warm_share`` of Hyperband's epochs that matches Hyperband when replayed on the store, ranked by
    out-of-fold forecasts (:func:`~hpoq.schedulers.store_replay.choose_policy`); cold (or when no
    such plan matches), the largest grace whose plan costs at most ``share`` of Hyperband's epochs
-   (the first rung is where ranking is least sure). ``share`` and ``warm_share`` (both 0.6) were set
-   on seeds 0-19 of the shared tables (``benchmarks/hpo_replay.py``).
+   (the first rung is where ranking is least sure). ``share`` and ``warm_share`` (both 0.6) and
+   ``widen`` (0.5) were set on seeds 0-19 of the shared tables (``benchmarks/hpo_replay.py``).
 6. **Background fits**: a forecast model is used only ``fit_lag`` results after its training data
    is complete; the MPI master fits it meanwhile on a thread (:meth:`attach_fit_executor`), the
    simulator inline: the same decisions either way, and a resumed journal replays them exactly.
@@ -94,6 +99,7 @@ class DefaultScheduler(Scheduler):
     cold / store-tuned plan may cost), ``policy_samples`` / ``policy_tolerance`` (store replay, see ``choose_policy``),
     ``min_train`` (curves before a forecast model is fitted), ``fit_lag`` (results that pass between
     a model's data being complete and its use: the runtime fits it in the background meanwhile),
+    ``widen`` (share of the epochs between the plan and Hyperband's that uncertain forecasts may add),
     ``predictor`` / ``predictor_params``
     (any registered predictor; ``"none"`` ranks by observed values only), ``warm_curves``.
     """
@@ -112,6 +118,7 @@ class DefaultScheduler(Scheduler):
         "policy_tolerance": [Interval(float, 0, None)],
         "min_train": [Interval(int, 3, None)],
         "fit_lag": [Interval(int, 0, None)],
+        "widen": [Interval(float, 0, 1)],
         "predictor": [Text(), None],
         "predictor_params": [Mapping(), None],
         "warm_curves": [Anything(), None],
@@ -135,6 +142,7 @@ class DefaultScheduler(Scheduler):
         policy_tolerance: float = 0.1,
         min_train: int = 12,
         fit_lag: int = 4,
+        widen: float = 0.5,
         predictor: str | None = None,
         predictor_params: dict | None = None,
         warm_curves=None,
@@ -179,6 +187,12 @@ class DefaultScheduler(Scheduler):
             )
         self.ladder = Rungs(self.R, self.eta, self.grace)
         self.rungs = self.ladder.epochs
+        self.plan = plan_cost(self.n, self.R, self.eta, self.grace, self.finalists, self.probes)
+        self.widen = float(widen)
+        # epochs uncertain forecasts may add beyond the quotas: a share of what the plan leaves under the cap
+        self.extra_pool = self.widen * max(self.cap - self.plan, 0)
+        self.extra: list[set[int]] = [set() for _ in self.rungs]  # per rung: trials promoted as uncertain
+        self.extra_spent = 0.0  # expected epochs of those promotions (see _extra_cost)
         self.min_train, self.fit_lag = min_train, fit_lag
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
@@ -285,6 +299,9 @@ class DefaultScheduler(Scheduler):
 
     def _promote(self, k: int, tid: int, reason: str, info: dict) -> WorkUnit:
         self.ladder.promote(k, tid)
+        if reason == "uncertain":
+            self.extra[k].add(tid)
+            self.extra_spent += self._extra_cost(k)
         self.hopeless.pop(tid, None)
         self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
         return self._unit(tid, self.rungs[k], self.rungs[k + 1])
@@ -297,9 +314,9 @@ class DefaultScheduler(Scheduler):
         if unit is not None:
             return unit
         for k in range(self.ladder.top):
-            for tid, reason, info in self._survivors(k):
-                if tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k)):
-                    return self._promote(k, tid, reason, info)
+            nxt = self._next_promotion(k)
+            if nxt is not None:
+                return self._promote(k, *nxt)
         self._plan_finalists()  # a worker is free and the ladder may have settled since the last result
         if self.requeue:
             tid, start, end = self.requeue.pop(0)
@@ -367,19 +384,62 @@ class DefaultScheduler(Scheduler):
                 exc,
             )
             return None
-        meta = {"target_epoch": T, "n_train": N, "model": f"{self.forecaster.name}:{e}->{T}@{N}"}
+        meta = {
+            "target_epoch": T,
+            "n_train": N,
+            "model": f"{self.forecaster.name}:{e}->{T}@{N}",
+            "reach": self.forecaster.reach(e, T, N, study),
+        }
         return mean, sigma, meta
 
-    def _survivors(self, k: int) -> list[tuple[int, str, dict]]:
-        """(trial, reason, info) that go on from rung ``k`` on the results so far, best first."""
-        ranked = self.ladder.ranked(k, self.failed)
+    def _extra_cost(self, k: int) -> float:
+        """Expected epochs of one promotion out of rung ``k`` beyond the quota: its step, plus the
+        steps above that successive halving gives it with chance ``1 / eta`` per rung."""
+        return float(sum(self.ladder.step(j) / self.eta ** (j - k) for j in range(k, self.ladder.top)))
+
+    def _complete(self, k: int) -> bool:
+        """No further result can arrive at rung ``k``: nothing in flight or queued ends there, every
+        draw is made (rung 0) or the rung below is complete and promotes nothing more."""
+        e = self.rungs[k]
+        if any(end == e for _, end in self.running.values()) or any(end == e for _, _, end in self.requeue):
+            return False
+        if k == 0:
+            return self.draws >= self.n
+        return self._complete(k - 1) and self._next_promotion(k - 1) is None
+
+    def _allowed(self, k: int) -> int:
+        """Promotions out of rung ``k`` by rank: successive halving's quota, and once the rung is complete
+        at least ``finalists`` (so that they climb beside the others instead of one rung at a time after)."""
         quota = self.ladder.quota(k)
+        if quota < self.finalists and self._complete(k):
+            return max(quota, min(self.finalists, len(self.ladder.results[k])))
+        return quota
+
+    def _next_promotion(self, k: int) -> tuple[int, str, dict] | None:
+        """The next (trial, reason, info) to promote out of rung ``k`` now, or None: at most the
+        allowed number by forecast rank, plus ``uncertain`` trials while the widening pool lasts."""
+        if not self._affordable(self.ladder.step(k)):
+            return None
+        allowed = self._allowed(k)
+        base = len(self.ladder.promoted[k]) - len(self.extra[k])
+        for tid, reason, info in self._survivors(k, allowed):
+            if tid in self.ladder.promoted[k]:
+                continue
+            if reason == "uncertain":
+                if self.extra_spent + self._extra_cost(k) <= self.extra_pool:
+                    return tid, reason, info
+            elif base < allowed:
+                return tid, reason, info
+        return None
+
+    def _survivors(self, k: int, quota: int) -> list[tuple[int, str, dict]]:
+        """(trial, reason, info) that go on from rung ``k`` on the results so far, best first, when
+        ``quota`` may go on by rank."""
+        ranked = self.ladder.ranked(k, self.failed)
         if quota == 0:
             return []
-        if len(self.ladder.promoted[k]) >= quota:  # never more than successive halving promotes
-            return []
         target = self._target(k)
-        key = (k, len(self.ladder.results[k]), target)
+        key = (k, len(self.ladder.results[k]), quota, target)
         if key not in self._cache:
             self._cache[key] = self._rank_rung(k, ranked, quota, target)
         return self._cache[key]
@@ -398,7 +458,9 @@ class DefaultScheduler(Scheduler):
         order = sorted(range(len(finite)), key=lambda i: (mean[i], finite[i]))
         m = min(self.finalists, len(finite))
         threshold = float(np.sort(mean + z * sigma)[m - 1])
-        out = []
+        # as wide as the forecast's out-of-fold ranking needed to keep the best rows of its training set
+        width = max(quota, int(math.ceil(meta["reach"] * len(finite))))
+        out, extras = [], []
         for pred_rank, i in enumerate(order):
             t = finite[i]
             info = dict(
@@ -417,7 +479,11 @@ class DefaultScheduler(Scheduler):
                 self.hopeless.setdefault(t, info)
             elif pred_rank < quota:
                 out.append((t, "rung" if observed_rank[t] < quota else "predicted", info))
-        return out
+            elif pred_rank < width:
+                # out of fold, the forecast ranked its training set's best rows this far down: the rung is
+                # widened to that rank while the pool lasts (best forecast first)
+                extras.append((t, "uncertain", dict(info, width=width)))
+        return out + extras
 
     # ---------------------------------------------------------------- finalists
     def _idle(self) -> bool:
@@ -425,11 +491,7 @@ class DefaultScheduler(Scheduler):
             not self.running
             and not self.requeue
             and self.draws >= self.n
-            and not any(
-                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
-                for k in range(self.ladder.top)
-                for tid, _, _ in self._survivors(k)
-            )
+            and not any(self._next_promotion(k) is not None for k in range(self.ladder.top))
         )
 
     def _finalist_candidates(self):
@@ -447,11 +509,7 @@ class DefaultScheduler(Scheduler):
             not self.requeue
             and self.draws >= self.n
             and all(e == self.R for _, e in self.running.values())
-            and not any(
-                tid not in self.ladder.promoted[k] and self._affordable(self.ladder.step(k))
-                for k in range(self.ladder.top)
-                for tid, _, _ in self._survivors(k)
-            )
+            and not any(self._next_promotion(k) is not None for k in range(self.ladder.top))
         )
 
     def _plan_finalists(self) -> None:
@@ -559,6 +617,8 @@ class DefaultScheduler(Scheduler):
             "warm_share": self.warm_share,
             "min_train": self.min_train,
             "fit_lag": self.fit_lag,
+            "widen": self.widen,
+            "extra_pool": self.extra_pool,
             "policy_source": self.policy_source,
             "policy_samples": self.policy_samples,
             "policy_tolerance": self.policy_tolerance,
@@ -575,6 +635,8 @@ class DefaultScheduler(Scheduler):
             "curves": [list(c) for c in self.curves],
             "rung_results": ladder["results"],
             "promoted": ladder["promoted"],
+            "extra": [sorted(x) for x in self.extra],
+            "extra_spent": self.extra_spent,
             "failed": sorted(self.failed),
             "stopped": sorted(self.stopped),
             "hopeless": {str(t): info for t, info in self.hopeless.items()},
@@ -600,6 +662,8 @@ class DefaultScheduler(Scheduler):
         self.ladder.load_state_dict(
             {"epochs": s["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
         )
+        self.extra = [set(int(t) for t in x) for x in state.get("extra", [[] for _ in self.rungs])]
+        self.extra_spent = float(state.get("extra_spent", 0.0))
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
         self.failed = set(int(t) for t in state["failed"])

@@ -66,6 +66,20 @@ def stack_with_last(oof: np.ndarray, last: np.ndarray, y: np.ndarray, top: float
     return coef, float(np.sqrt(np.mean((stacked @ coef - y) ** 2)))
 
 
+def top_reach(forecast: np.ndarray, y: np.ndarray, top: float = 0.05) -> float:
+    """Share of a set, ranked by ``forecast``, that must be kept to keep all of its best rows (the best
+    ``top`` fraction by ``y``, at least 2): 1 / N for a perfect ranking, up to 1 where a best row is
+    forecast last. Out-of-fold forecasts make it an estimate of how wide a rung must be."""
+    ok = np.isfinite(forecast) & np.isfinite(y)
+    forecast, y = forecast[ok], y[ok]
+    if y.size < 2:
+        return 1.0
+    k = max(2, int(math.ceil(top * y.size)))
+    rank = np.empty(y.size, dtype=int)
+    rank[np.argsort(forecast, kind="stable")] = np.arange(y.size)
+    return float((rank[np.argsort(y, kind="stable")[:k]].max() + 1) / y.size)
+
+
 class FinalValuePredictor:
     """Forecasts for ``default``'s rungs (see the module docstring).
 
@@ -146,7 +160,8 @@ class FinalValuePredictor:
             oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
         coef, cv_error = stack_with_last(oof, X[:, -1], y)
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
-        return model, coef, cv_error, 1 + min(self.folds, N)
+        reach = top_reach(coef[0] + coef[1] * oof + coef[2] * X[:, -1], y)
+        return model, coef, cv_error, 1 + min(self.folds, N), reach
 
     def _fit(self, e: int, T: int, N: int, study):
         key = (e, T, N)
@@ -159,8 +174,12 @@ class FinalValuePredictor:
             else:
                 entry = self._compute(e, T, N, *self._training_set(e, T, N, study))
             self.fits += entry[3]  # counted when used, so the count does not depend on background timing
-            self.models[key] = entry[:3]
+            self.models[key] = entry[:3] + entry[4:]
         return self.models[key]
+
+    def reach(self, e: int, T: int, N: int, study) -> float:
+        """:func:`top_reach` of model ``(e, T, N)`` on its out-of-fold forecasts."""
+        return float(self._fit(e, T, N, study)[3])
 
     def prefetch(self, e: int, T: int, N: int, study) -> bool:
         """Start fitting model ``(e, T, N)`` on :attr:`executor` (the runtime's fit thread) if it is
@@ -176,7 +195,7 @@ class FinalValuePredictor:
 
         ``study``: (config, curve) of the study trials that reached ``T``, in arrival order (the
         first ``N - |store part|`` are used)."""
-        model, coef, cv_error = self._fit(e, T, N, study)
+        model, coef, cv_error, _ = self._fit(e, T, N, study)
         prefixes = np.asarray(prefixes, dtype=float).reshape(len(configs), e)
         pred = model.predict(list(configs), prefixes)
         mean = coef[0] + coef[1] * np.asarray(pred.mean, dtype=float).ravel() + coef[2] * prefixes[:, -1]
