@@ -19,7 +19,8 @@ inside a budget that never exceeds Hyperband's.
 4. **Width from uncertainty.** Out of fold, each forecast model ranked its own training set; the
    share of that ranking needed to keep the training set's best rows (its *reach*,
    :func:`~hpoq.schedulers.final_predictor.top_reach`) is how wide the rung should be. Trials
-   beyond the quota but within ``reach x |rung|`` go on as ``uncertain``, charged to a pool of
+   beyond the quota but within ``reach x |rung|``, or in the best ``quota / eta`` by observed value
+   (forecast and observation disagree), go on as ``uncertain``, charged to a pool of
    ``widen x (cap - plan)`` epochs (each at its expected cost with the rungs above): where forecasts
    rank well (MNIST, MLPF) nothing widens, where curves cross late (CIFAR-10) rungs widen. Once a
    rung can receive no more results at least ``finalists`` go on from it, so the finalists climb
@@ -479,9 +480,10 @@ class DefaultScheduler(Scheduler):
                 self.hopeless.setdefault(t, info)
             elif pred_rank < quota:
                 out.append((t, "rung" if observed_rank[t] < quota else "predicted", info))
-            elif pred_rank < width:
-                # out of fold, the forecast ranked its training set's best rows this far down: the rung is
-                # widened to that rank while the pool lasts (best forecast first)
+            elif pred_rank < width or observed_rank[t] < quota / self.eta:
+                # beyond the quota by forecast, but within the width the forecast's out-of-fold ranking of its
+                # training set needed, or ranked well inside the quota by the observed value (forecast and
+                # observation disagree): the rung is widened for it while the pool lasts, best forecast first
                 extras.append((t, "uncertain", dict(info, width=width)))
         return out + extras
 
