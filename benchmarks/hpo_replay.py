@@ -256,6 +256,15 @@ def cell_checks(name, mode, label, rows, checks):
                 f"worst seed {d['epochs_max_ratio']:.2f}x",
             )
         )
+    q = rows.get("default-qsvr")
+    if q is not None and d is not None:
+        checks.append(
+            (
+                f"{name} {mode} seeds {label}: default-qsvr equal quality, epochs within 10% of default's",
+                q["equal"] and abs(q["epochs"] - d["epochs"]) <= 0.10 * d["epochs"],
+                f"gap {q['gap']:+.4g} (tol {q['tolerance']:.3g}); {q['epochs']:.0f} vs {d['epochs']:.0f} epochs",
+            )
+        )
     for peer, p in rows.items():
         if is_peer(peer) and d is not None:
             beats = p["epochs"] < d["epochs"] and p["quality"] <= d["quality"] + 1e-12
