@@ -52,9 +52,9 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Interval, Mapping, Text
+from hpoq.registry import Anything, Interval, Mapping, Text, check_int
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
-from hpoq.schedulers.brackets import check_r_eta, hyperband_budget
+from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.rungs import Rungs, rung_epochs, sh_plan_epochs
 from hpoq.schedulers.sampling import draw_config
@@ -149,15 +149,15 @@ class DefaultScheduler(Scheduler):
         warm_curves=None,
     ):
         self.R, self.eta = check_r_eta(R, eta)
-        self.n = hyperband_budget(self.R, self.eta)[0] if n is None else n
-        _check_int("n (configurations to sample)", self.n, 1)
+        self.n = budget_of(schedule_of(self.R, self.eta))[0] if n is None else n
+        check_int("default: n (configurations to sample)", self.n, 1)
         for label, value in (("grace", grace), ("finalists", finalists)):
             if value is not None:
-                _check_int(label, value, 1)
-        _check_int("probes", probes, 0)
-        _check_int("policy_samples", policy_samples, 1)
-        _check_int("min_train", min_train, 3)
-        _check_int("fit_lag", fit_lag, 0)
+                check_int(f"default: {label}", value, 1)
+        check_int("default: probes", probes, 0)
+        check_int("default: policy_samples", policy_samples, 1)
+        check_int("default: min_train", min_train, 3)
+        check_int("default: fit_lag", fit_lag, 0)
         if grace is not None and grace > self.R:
             raise ConfigError(f"default: grace must not exceed R={self.R}, got {grace}")
         if probes > self.n:
@@ -680,11 +680,6 @@ class DefaultScheduler(Scheduler):
         for pos, (k, t) in enumerate(self.result_order):
             self._index_result(k, t, pos)
         self.sampler.load_state_dict(state["sampler"])
-
-
-def _check_int(label: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"default: {label} must be an integer >= {low}, got {value!r}")
 
 
 def _store_curves(warm_curves, R: int):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from hpoq.errors import ConfigError
+from hpoq.registry import check_int
 
 
 def rung_epochs(R: int, eta: int, grace: int = 1) -> list[int]:
@@ -38,9 +39,8 @@ class Rungs:
     """The rungs of one successive-halving ladder: results per rung and promotions out of it."""
 
     def __init__(self, R: int, eta: int, grace: int = 1):
-        if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= R:
-            raise ConfigError(f"grace must be an integer number of epochs in 1..R={R}, got {grace!r}")
-        self.R, self.eta, self.grace = int(R), int(eta), int(grace)
+        self.R, self.eta = int(R), int(eta)
+        self.grace = check_int(f"grace (first-rung epochs, R = {R})", grace, 1, R)
         self.epochs = rung_epochs(self.R, self.eta, self.grace)
         self.results: list[list[tuple[float, int]]] = [[] for _ in self.epochs]
         self.promoted: list[set[int]] = [set() for _ in self.epochs]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from hpoq.schedulers.asha import asha_rungs
-from hpoq.schedulers.brackets import hyperband_schedule
+from hpoq.schedulers.brackets import schedule_of
 
 
 def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, scores=None) -> tuple[int, int]:
@@ -82,7 +82,7 @@ def hyperband_replay(curves: np.ndarray, R: int, eta: int) -> int:
     """Index of the configuration Hyperband returns when it samples the rows of ``curves`` in order."""
     pos, best = 0, None
     n_rows = curves.shape[0]
-    for bracket in hyperband_schedule(R, eta):
+    for bracket in schedule_of(R, eta):
         T = [(pos + i) % n_rows for i in range(bracket.n)]
         pos += bracket.n
         for n_i, r_i in bracket.rounds:
