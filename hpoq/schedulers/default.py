@@ -59,7 +59,7 @@ from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.rungs import Rungs, rung_epochs, sh_plan_epochs
 from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.store_replay import choose_policy
-from hpoq.schedulers.trials import take_inflight
+from hpoq.schedulers.trials import check_metrics, take_inflight
 from hpoq.seeding import derive_rng
 
 log = logging.getLogger(__name__)
@@ -564,9 +564,7 @@ class DefaultScheduler(Scheduler):
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
         start, end = take_inflight(self.running, trial_id, self.name, "result for")
-        values = [float(v) for v in metrics]
-        if len(values) != end - start:
-            raise InternalError(f"default: trial {trial_id} reported {len(values)} epochs for unit {start}->{end}")
+        values = check_metrics(trial_id, metrics, start, end)
         self.curves[trial_id] = self.curves[trial_id][:start] + values
         k = self.ladder.index(end)
         info = self.ladder.record(k, trial_id, values[-1])
