@@ -23,7 +23,8 @@ Pruner settings (Optuna's defaults and documented usage, eta = 2 where the prune
 Usage: ``benchmarks/peers.py [--seeds 0-19,20-59] [--tables mlpf,...] [--out DIR] [--name peers]``: the
 protocol of :mod:`benchmarks.hpo_replay` (same columns, paired with the same Hyperband runs) for the five
 pruners, written to ``OUT/NAME.md`` and ``OUT/NAME.json``; then ``benchmarks/peers.py --combine
-OUT/hpo_replay.json OUT/peers*.json --out OUT/peers.md`` puts our rows and the pruners' in one table per
+OUT/hpo_replay_seeds0-19.json,OUT/hpo_replay_seeds20-59.json OUT/peers*.json --out OUT/peers.md`` (our summaries
+comma-separated, one per seed set) puts our rows and the pruners' in one table per
 (table, mode, seed set) and checks the peer target. Needs the ``bench`` extra (optuna).
 """
 
@@ -125,6 +126,17 @@ def optuna_run(table, pruner: str, seed: int, R: int, eta: int = 2, warm_fractio
     }
 
 
+def merge_summaries(summaries: list[dict]) -> dict:
+    """One hpo_replay.py JSON summary from several runs of other seed sets (``--seeds 0-19`` and ``20-59``)."""
+    out: dict = {"tables": {}}
+    for summary in summaries:
+        for name, modes in summary.get("tables", {}).items():
+            for mode, sets in modes.items():
+                if mode in ("cold", "warm"):
+                    out["tables"].setdefault(name, {}).setdefault(mode, {}).update(sets)
+    return out
+
+
 def combined_tables(ours: dict, peers: list[dict]) -> tuple[str, list]:
     """Markdown: per (table, mode, seed set) our rows and the pruners' rows in one table (all paired with the
     same Hyperband runs), and the peer target: no pruner with fewer epochs at equal-or-better quality than
@@ -190,7 +202,7 @@ def main(argv=None) -> int:
 
         out = Path(args[args.index("--out") + 1])
         files = [a for a in args[1 : args.index("--out")]]
-        ours = json.loads(Path(files[0]).read_text())
+        ours = merge_summaries([json.loads(Path(f).read_text()) for f in files[0].split(",")])
         peers = [json.loads(Path(f).read_text()) for f in files[1:]]
         text, _ = combined_tables(ours, peers)
         out.write_text(
