@@ -7,6 +7,8 @@ forecast exists. Each promotion or prune carries the inputs it used; this module
   observed values would have promoted it too);
 * *promoted by forecast*: continue ``predicted`` (observed rank outside the rung's quota: the
   forecast promoted it over an observed-better trial);
+* *widened by uncertainty*: continue ``uncertain`` (beyond the quota, within the width the forecast's
+  out-of-fold ranking needed, or ranked well by the observed value against the forecast);
 * *pruned by forecast*: stop ``predicted`` (its optimistic forecast cannot reach the k-th best);
 * *ranked by observed value*: continue ``rung`` without a forecast (too few curves yet, or
   ``--predictor none``); *finalists*: continue ``finalist``.
@@ -22,6 +24,7 @@ from collections import Counter
 KINDS = (
     "promoted, forecast agrees",
     "promoted by forecast",
+    "widened by uncertainty",
     "pruned by forecast",
     "ranked by observed value",
     "finalists",
@@ -33,13 +36,15 @@ def decision_kind(decision: dict) -> str | None:
     action, reason, info = decision.get("action"), decision.get("reason"), decision.get("info")
     forecast = isinstance(info, dict) and "predicted" in info and "target_epoch" in info
     if action == "continue" and reason == "predicted":
-        return KINDS[1]
+        return "promoted by forecast"
+    if action == "continue" and reason == "uncertain":
+        return "widened by uncertainty"
     if action == "stop" and reason == "predicted" and forecast:
-        return KINDS[2]
+        return "pruned by forecast"
     if action == "continue" and reason == "rung":
-        return KINDS[0] if forecast else KINDS[3]
+        return "promoted, forecast agrees" if forecast else "ranked by observed value"
     if action == "continue" and reason == "finalist":
-        return KINDS[4]
+        return "finalists"
     return None
 
 

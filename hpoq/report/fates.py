@@ -10,7 +10,8 @@ failed; the reason names the rule and differs per scheduler:
 * ``asha``: pause ``rung``, continue ``rung`` / ``finish`` (promotion), stop ``rung`` (never
   promoted when the search ended), done ``completed``.
 * ``default``: pause ``rung``, continue ``rung`` (in the rung's quota by observed value) or
-  ``predicted`` (in it only by forecast), continue ``finalist``, stop ``predicted`` (its optimistic
+  ``predicted`` (in it only by forecast), continue ``uncertain`` (beyond it, the rung widened),
+  continue ``finalist``, stop ``predicted`` (its optimistic
   forecast cannot reach the k-th best; info ``predicted``, ``sigma``, ``threshold``) or ``rung``.
 * ``random``: done ``completed``; ``topk-1epoch``: pause ``screened``, continue / stop ``top-k``.
 

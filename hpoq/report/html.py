@@ -217,7 +217,9 @@ def predictor_section(study) -> str:
     note = (
         "Promotions and prunes of default's rungs: 'forecast agrees' = successive halving on the observed values "
         "would have promoted the trial too; 'promoted by forecast' = the forecast promoted it over a trial that was "
-        "better at the rung; 'pruned by forecast' = even its optimistic forecast could not reach the k-th best; "
+        "better at the rung; 'widened by uncertainty' = beyond the quota, kept because the forecast's out-of-fold "
+        "ranking was unsure that far down or the observed value disagreed; 'pruned by forecast' = even its optimistic "
+        "forecast could not reach the k-th best; "
         "'ranked by observed value' = no forecast yet (too few curves) or --predictor none."
     )
     return section("predictor", "What the predictor decided", body, note)
