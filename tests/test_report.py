@@ -487,7 +487,7 @@ def test_predictions_of_the_default_scheduler():
     kinds, models = predictor_decisions(study)
     every = [decision_kind(dec) for t in trials.values() for dec in t.decisions]
     assert [row[1] for row in kinds] == [every.count(k) for k in KINDS]
-    assert sum(row[1] for row in kinds[:3]) == len([i for _, i in made if "model" in i]) > 0
+    assert sum(row[1] for row in kinds[:4]) == len([i for _, i in made if "model" in i]) > 0
     assert sum(c for _, c in models) == len(made)
     html = predictor_section(study)
     assert "What the predictor decided" in html and "promoted by forecast" in html
