@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/predictors.py --out benchmarks/results/predictors
 	$(PY) benchmarks/qsvr_quality.py > benchmarks/results/qsvr_quality.md && cat benchmarks/results/qsvr_quality.md
 	$(PY) benchmarks/mlpf_error_budget.py > benchmarks/results/mlpf_error_budget.md && cat benchmarks/results/mlpf_error_budget.md
-	$(PY) benchmarks/hpo_replay.py --out benchmarks/results
+	$(PY) benchmarks/hpo_replay.py --out benchmarks/results --seeds 0-19 --name hpo_replay_seeds0-19
+	$(PY) benchmarks/hpo_replay.py --out benchmarks/results --seeds 20-59 --name hpo_replay_seeds20-59
 	$(PY) benchmarks/swift_reproduction.py --out benchmarks/results
 	$(PY) benchmarks/runtime.py --out benchmarks/results
 	$(PY) benchmarks/mlpf.py --jobs 2 --out benchmarks/results
