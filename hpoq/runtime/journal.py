@@ -209,9 +209,15 @@ class Journal:
         return n
 
     def close(self) -> None:
+        """Sync the last records (the end record: into the space reserve when the disk is full) and close."""
         if self._fd is not None:
             try:
-                self.sync()
+                try:
+                    self.sync()
+                except JournalWriteError:
+                    if not self.release_reserve():
+                        raise
+                    self.sync()
             finally:
                 os.close(self._fd)
                 self._fd = None
