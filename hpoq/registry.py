@@ -177,23 +177,22 @@ def check_int(label: str, value, low: int | None = None, high: int | None = None
     """
     if whole_floats and isinstance(value, float) and value.is_integer():
         value = int(value)
-    bounds = _bounds(low, high)
-    if not Interval(int).accepts(value):
-        raise ConfigError(f"{label} must be {' '.join(filter(None, ('an integer', bounds)))}, got {value!r}")
-    if not Interval(int, low, high).accepts(value):
-        raise ConfigError(f"{label} must be {bounds}, got {value!r}")
-    return int(value)
+    return int(_check_kind(label, value, int, "an integer", low, high))
 
 
 def check_number(label: str, value, low: float | None = None, high: float | None = None) -> float:
     """``value`` as a float if it is a finite number (:class:`Interval` ``float``: never a bool) in
     ``[low, high]`` (None: unbounded), else a ConfigError naming ``label``, as :func:`check_int`."""
+    return float(_check_kind(label, value, float, "a finite number", low, high))
+
+
+def _check_kind(label: str, value, kind: type, noun: str, low, high):
     bounds = _bounds(low, high)
-    if not Interval(float).accepts(value):
-        raise ConfigError(f"{label} must be {' '.join(filter(None, ('a finite number', bounds)))}, got {value!r}")
-    if not Interval(float, low, high).accepts(value):
+    if not Interval(kind).accepts(value):
+        raise ConfigError(f"{label} must be {' '.join(filter(None, (noun, bounds)))}, got {value!r}")
+    if not Interval(kind, low, high).accepts(value):
         raise ConfigError(f"{label} must be {bounds}, got {value!r}")
-    return float(value)
+    return value
 
 
 # ------------------------------------------------------------------------------------ tables
