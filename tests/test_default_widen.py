@@ -11,7 +11,7 @@ import pytest
 
 from hpoq.curves.shared import load_shared
 from hpoq.curves.table import CurveTable
-from hpoq.schedulers import make_scheduler
+from hpoq.schedulers import make_scheduler, with_worker_defaults
 from hpoq.schedulers.brackets import hyperband_budget
 from hpoq.schedulers.final_predictor import top_reach
 from hpoq.schedulers.sampling import table_sampler_for
@@ -126,3 +126,10 @@ def test_cifar10_cold_widening_recovers_the_late_bloomers():
 
     narrow, wide = answers(widen=0.0), answers(widen=0.3)
     assert wide.mean() > narrow.mean()
+
+
+def test_fit_lag_follows_the_number_of_workers_unless_given():
+    assert with_worker_defaults("default", {}, 16) == {"fit_lag": 16}
+    assert with_worker_defaults("default", {}, 2) == {"fit_lag": 4}
+    assert with_worker_defaults("default", {"fit_lag": 1}, 16) == {"fit_lag": 1}
+    assert with_worker_defaults("hyperband", {}, 16) == {}

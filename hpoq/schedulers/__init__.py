@@ -46,6 +46,12 @@ def scheduler_parameters(name: str) -> list[str]:
     return [p for p in parameter_names(scheduler_class(name)) or [] if p not in COMMON_ARGS + PREDICTOR_ARGS]
 
 
+def with_worker_defaults(name: str, params: dict | None, workers: int) -> dict:
+    """``params`` plus the algorithm's :meth:`~hpoq.schedulers.base.Scheduler.worker_defaults` for
+    ``workers`` parallel workers, where ``params`` does not set them."""
+    return {**scheduler_class(name).worker_defaults(int(workers)), **(params or {})}
+
+
 def make_scheduler(
     name: str,
     *,

@@ -144,6 +144,13 @@ class Scheduler(ABC):
     #: skipped repeats count as draws (``--dedupe`` is refused for schedulers that do not)
     supports_dedupe: bool = False
 
+    @classmethod
+    def worker_defaults(cls, workers: int) -> dict:
+        """Parameters this algorithm sets from the number of parallel workers (trial groups) when the
+        study does not: the MPI runtime resolves them once and records them in the journal header (a
+        resumed study keeps them, whatever its new size), the simulator with ``workers``."""
+        return {}
+
     @abstractmethod
     def suggest(self) -> WorkUnit | None:
         """Next work unit to run, or None if nothing is runnable until another result arrives."""

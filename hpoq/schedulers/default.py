@@ -65,6 +65,8 @@ from hpoq.seeding import derive_rng
 log = logging.getLogger(__name__)
 
 COLD_FINALISTS = 2
+#: results between a forecast model's data being complete and its use, with up to FIT_LAG workers
+FIT_LAG = 4
 #: the predictor ``default`` uses unless told otherwise (fast enough to fit at every rung)
 DEFAULT_PREDICTOR = "svr"
 
@@ -142,7 +144,7 @@ class DefaultScheduler(Scheduler):
         policy_samples: int = 120,
         policy_tolerance: float = 0.1,
         min_train: int = 12,
-        fit_lag: int = 4,
+        fit_lag: int = FIT_LAG,
         widen: float = 0.5,
         predictor: str | None = None,
         predictor_params: dict | None = None,
@@ -209,6 +211,12 @@ class DefaultScheduler(Scheduler):
         self.units = 0
         self.spent = 0  # epochs charged (dispatched or queued)
         self._cache: dict = {}  # (rung, rung size, model key) -> survivors; pure function of state
+
+    @classmethod
+    def worker_defaults(cls, workers: int) -> dict:
+        """``fit_lag``: at least one result per worker passes before a model is used, so that a
+        background fit has about one work unit's time however many groups return results."""
+        return {"fit_lag": max(FIT_LAG, int(workers))}
 
     # ---------------------------------------------------------------- policy
     def _choose_policy(self, warm_curves, grace, finalists):

@@ -13,7 +13,7 @@ import numpy as np
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
-from hpoq.schedulers import make_scheduler
+from hpoq.schedulers import make_scheduler, with_worker_defaults
 from hpoq.schedulers.brackets import check_r_eta
 from hpoq.schedulers.sampling import skipped_draws, table_sampler_for
 from hpoq.simulate.replay import ReplayBackend, ReplayResult, SchedulerDeadlock, pruned_count
@@ -82,7 +82,7 @@ def simulate_run(
         predictor=predictor,
         predictor_params=predictor_params,
         warm_curves=warm,
-        **(params or {}),
+        **with_worker_defaults(algorithm, params, workers),
     )
     result: ReplayResult = ReplayBackend(table, scheduler, R=R, workers=workers, keep_events=keep_events).run()
     best = scheduler.best()
