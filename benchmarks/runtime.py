@@ -4,9 +4,10 @@
    16 / 64`` (64 = oversubscribed on 2 cores); studies (``--overhead-studies``, see ``OVERHEAD_STUDIES``):
    ``hyperband`` R=81 eta=3 (206 work units, no sleep); ``default-qsvr``: ``default`` R=100 eta=2 with
    the ``qsvr`` predictor (simulated annealing, its defaults num_reads 100, num_sweeps 500) fitted on
-   the master's background fit thread (no sleep; 4 and 16 ranks); ``default-qsvr-sleep`` and
-   ``default-qsvr-sleep-lag15``: the same with a tenth of the annealing, 0.2 s per epoch of sleep, and
-   ``fit_lag`` 4 (the default) or 15 (16 ranks): units longer than fits, as in a real study.
+   the master's background fit thread (no sleep; 4 and 16 ranks); ``default-qsvr-sleep-lag4`` and
+   ``default-qsvr-sleep``: the same with a tenth of the annealing, 0.2 s per epoch of sleep, and
+   ``fit_lag`` 4 (the old default) or unset (max(4, trial groups) = 15 at 16 ranks): units longer than
+   fits, as in a real study.
    Overhead per unit = CPU seconds of the master loop's own thread, not sleeping (``end.master_cpu_s``)
    / units; fit CPU = CPU seconds of the fits on the fit thread (``end.fit_cpu_s``); waited = wall
    seconds the loop waited for a fit not done when its model was needed (``end.fit_wait_s``);
@@ -100,22 +101,22 @@ SLEEP = 0.2  # seconds per epoch of the sleeping studies
 OVERHEAD_STUDIES = {
     "hyperband": {"label": "Hyperband R=81 eta=3", "algorithm": {"name": "hyperband", "R": 81, "eta": 3}},
     "default-qsvr": {
-        "label": "default R=100 eta=2, qsvr (SA, defaults)",
+        "label": "default R=100 eta=2, qsvr (SA, defaults), fit_lag unset (max(4, trial groups))",
         "algorithm": {"name": "default", "R": 100, "eta": 2},
         "predictor": {"name": "qsvr", "params": QSVR_PARAMS},
         "most": 16,
     },
-    "default-qsvr-sleep": {
-        "label": f"default R=100 eta=2, qsvr (SA, small), sleep {SLEEP:g} s/epoch",
-        "algorithm": {"name": "default", "R": 100, "eta": 2},
+    "default-qsvr-sleep-lag4": {
+        "label": f"default R=100 eta=2, qsvr (SA, small), sleep {SLEEP:g} s/epoch, fit_lag 4 (the old default)",
+        "algorithm": {"name": "default", "R": 100, "eta": 2, "params": {"fit_lag": 4}},
         "predictor": {"name": "qsvr", "params": QSVR_SMALL},
         "sleep": SLEEP,
         "least": 16,
         "most": 16,
     },
-    "default-qsvr-sleep-lag15": {
-        "label": f"same, fit_lag 15 (= trial groups), sleep {SLEEP:g} s/epoch",
-        "algorithm": {"name": "default", "R": 100, "eta": 2, "params": {"fit_lag": 15}},
+    "default-qsvr-sleep": {
+        "label": f"same, fit_lag unset (15 = trial groups), sleep {SLEEP:g} s/epoch",
+        "algorithm": {"name": "default", "R": 100, "eta": 2},
         "predictor": {"name": "qsvr", "params": QSVR_SMALL},
         "sleep": SLEEP,
         "least": 16,
@@ -177,7 +178,7 @@ def overhead_section(rows: list[dict], repeats: int) -> list[str]:
         "target: master overhead <= 2 ms per unit at 16 ranks, with Hyperband and with `default` + `qsvr` "
         "fitting on the master's background thread. qsvr (SA, defaults): "
         f"`{json.dumps(QSVR_PARAMS)}`; qsvr (SA, small): `{json.dumps(QSVR_SMALL)}`; `default` otherwise with its "
-        "defaults (`fit_lag` 4, `min_train` 12).",
+        "defaults (`fit_lag` unset: max(4, trial groups); `min_train` 12).",
         "",
         "| study | ranks | trial groups | units | master-thread CPU per unit (ms) | max (ms) | fit-thread CPU (s) "
         "| fits on the thread | loop waited for fits (s) | max dispatch gap (ms) | max over runs (ms) | units/s "
