@@ -195,7 +195,6 @@ class DefaultScheduler(Scheduler):
         # epochs uncertain forecasts may add beyond the quotas: a share of what the plan leaves under the cap
         self.extra_pool = self.widen * max(self.cap - self.plan, 0)
         self.extra: list[set[int]] = [set() for _ in self.rungs]  # per rung: trials promoted as uncertain
-        self.extra_spent = 0.0  # expected epochs of those promotions (see _extra_cost)
         self.min_train, self.fit_lag = min_train, fit_lag
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
@@ -310,7 +309,6 @@ class DefaultScheduler(Scheduler):
         self.ladder.promote(k, tid)
         if reason == "uncertain":
             self.extra[k].add(tid)
-            self.extra_spent += self._extra_cost(k)
         self.hopeless.pop(tid, None)
         self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
         return self._unit(tid, self.rungs[k], self.rungs[k + 1])
@@ -406,6 +404,11 @@ class DefaultScheduler(Scheduler):
         steps above that successive halving gives it with chance ``1 / eta`` per rung."""
         return float(sum(self.ladder.step(j) / self.eta ** (j - k) for j in range(k, self.ladder.top)))
 
+    @property
+    def extra_spent(self) -> float:
+        """Expected epochs of the uncertain promotions so far, charged to ``extra_pool``."""
+        return sum(len(tids) * self._extra_cost(k) for k, tids in enumerate(self.extra))
+
     def _complete(self, k: int) -> bool:
         """No further result can arrive at rung ``k``: nothing in flight or queued ends there, every
         draw is made (rung 0) or the rung below is complete and promotes nothing more."""
@@ -496,13 +499,12 @@ class DefaultScheduler(Scheduler):
         return out + extras
 
     # ---------------------------------------------------------------- finalists
+    def _promotable(self) -> bool:
+        """Some rung below R has a trial to promote now."""
+        return any(self._next_promotion(k) is not None for k in range(self.ladder.top))
+
     def _idle(self) -> bool:
-        return (
-            not self.running
-            and not self.requeue
-            and self.draws >= self.n
-            and not any(self._next_promotion(k) is not None for k in range(self.ladder.top))
-        )
+        return not self.running and not self.requeue and self.draws >= self.n and not self._promotable()
 
     def _finalist_candidates(self):
         """(rung, trial, value) of unpromoted, not hopeless trials: highest rung first, best value first."""
@@ -519,7 +521,7 @@ class DefaultScheduler(Scheduler):
             not self.requeue
             and self.draws >= self.n
             and all(e == self.R for _, e in self.running.values())
-            and not any(self._next_promotion(k) is not None for k in range(self.ladder.top))
+            and not self._promotable()
         )
 
     def _plan_finalists(self) -> None:
@@ -644,7 +646,6 @@ class DefaultScheduler(Scheduler):
             "rung_results": ladder["results"],
             "promoted": ladder["promoted"],
             "extra": [sorted(x) for x in self.extra],
-            "extra_spent": self.extra_spent,
             "failed": sorted(self.failed),
             "stopped": sorted(self.stopped),
             "hopeless": {str(t): info for t, info in self.hopeless.items()},
@@ -671,7 +672,6 @@ class DefaultScheduler(Scheduler):
             {"epochs": s["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
         )
         self.extra = [set(int(t) for t in x) for x in state.get("extra", [[] for _ in self.rungs])]
-        self.extra_spent = float(state.get("extra_spent", 0.0))
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
         self.failed = set(int(t) for t in state["failed"])
