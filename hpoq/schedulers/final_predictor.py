@@ -66,6 +66,11 @@ def stack_with_last(oof: np.ndarray, last: np.ndarray, y: np.ndarray, top: float
     return coef, float(np.sqrt(np.mean((stacked @ coef - y) ** 2)))
 
 
+def stacked_forecast(coef: np.ndarray, prediction: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The forecast ``c + a * prediction + b * last`` of :func:`stack_with_last`'s weights ``coef``."""
+    return coef[0] + coef[1] * prediction + coef[2] * last
+
+
 def top_reach(forecast: np.ndarray, y: np.ndarray, top: float = 0.05) -> float:
     """Share of a set, ranked by ``forecast``, that must be kept to keep all of its best rows (the best
     ``top`` fraction by ``y``, at least 2): 1 / N for a perfect ranking, up to 1 where a best row is
@@ -160,7 +165,7 @@ class FinalValuePredictor:
             oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
         coef, cv_error = stack_with_last(oof, X[:, -1], y)
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
-        reach = top_reach(coef[0] + coef[1] * oof + coef[2] * X[:, -1], y)
+        reach = top_reach(stacked_forecast(coef, oof, X[:, -1]), y)
         return model, coef, cv_error, 1 + min(self.folds, N), reach
 
     def _fit(self, e: int, T: int, N: int, study):
@@ -198,7 +203,7 @@ class FinalValuePredictor:
         model, coef, cv_error, _ = self._fit(e, T, N, study)
         prefixes = np.asarray(prefixes, dtype=float).reshape(len(configs), e)
         pred = model.predict(list(configs), prefixes)
-        mean = coef[0] + coef[1] * np.asarray(pred.mean, dtype=float).ravel() + coef[2] * prefixes[:, -1]
+        mean = stacked_forecast(coef, np.asarray(pred.mean, dtype=float).ravel(), prefixes[:, -1])
         spread = np.zeros_like(mean) if pred.spread is None else np.asarray(pred.spread, dtype=float).ravel()
         sigma = np.maximum(cv_error, np.where(np.isfinite(spread), spread, math.inf))
         return mean, sigma
@@ -225,7 +230,7 @@ class FinalValuePredictor:
                 oof[test] = np.asarray(model.predict([self.store_configs[i] for i in test], X[test]).mean)
             self.fits += self.folds
             coef, _ = stack_with_last(oof, X[:, -1], y)
-            scores[:, e - 1] = coef[0] + coef[1] * oof + coef[2] * X[:, -1]
+            scores[:, e - 1] = stacked_forecast(coef, oof, X[:, -1])
         return scores
 
     def describe(self) -> dict:
