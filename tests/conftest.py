@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,24 @@ def mpi_env() -> dict:
 
 def mpiexec() -> str:
     return mpiexec_path()
+
+
+def mpi_cmd(n: int, *args) -> list[str]:
+    """``mpiexec -n N python -m mpi4py -m hpoq.main ARGS``."""
+    return [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", *args]
+
+
+def run_mpi(n: int, *args, timeout: float) -> subprocess.CompletedProcess:
+    """One invocation; the timeout only guards the test run (hitting it fails the test: no outside kill)."""
+    return subprocess.run(mpi_cmd(n, *args), capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=timeout)
+
+
+def start_mpi(n: int, *args) -> subprocess.Popen:
+    """The same invocation started in the background (text pipes for stdout and stderr), for tests that signal,
+    kill or watch it while it runs."""
+    return subprocess.Popen(
+        mpi_cmd(n, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO
+    )
 
 
 # -- Slurm (tests/test_slurm.py) --------------------------------------------------------------------------------

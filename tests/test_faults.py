@@ -9,6 +9,7 @@ disks (tmpfs mounts; skipped where mounting is not allowed), closed pipes. A stu
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MLPF_TABLE, mpi_env, mpiexec
+from conftest import MLPF_TABLE, mpi_env, run_mpi, start_mpi
 
 from hpoq.runtime.journal import read_journal
 from hpoq.study.build import build_scheduler, load_replay_table
@@ -80,13 +81,7 @@ def early_threshold(study: str, first_trials: int = 9) -> tuple[str, float]:
     raise AssertionError("no hyperparameter singles out an early trial; pick another seed")
 
 
-def mpi_cmd(n: int, *args) -> list[str]:
-    return [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", *args]
-
-
-def run_mpi(n: int, *args, timeout: float = 60) -> subprocess.CompletedProcess:
-    """One invocation; the timeout only guards the test run (hitting it fails the test: no outside kill)."""
-    return subprocess.run(mpi_cmd(n, *args), capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=timeout)
+run_mpi = functools.partial(run_mpi, timeout=60)  # a faulty study must end within a minute
 
 
 def hpoq(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
@@ -174,14 +169,7 @@ def test_two_stop_signals_end_a_job_whose_unit_hangs(tmp_path):
     above, _ = top_value_threshold(study)
     study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above})
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        mpi_cmd(3, "run", study, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    proc = start_mpi(3, "run", study, "--out", str(out))
     try:
         wait_for(lambda: journal_has(out, '"type":"idle"') or journal_has(out, '"start_epoch":3'), proc)
         time.sleep(0.5)
@@ -205,14 +193,7 @@ def test_one_stop_signal_ends_a_job_whose_unit_hangs_once_the_unit_times_out(tmp
     above, row = top_value_threshold(study)
     study = write_study(tmp_path, trainer_params={"fault": "hang", "above": above}, unit_timeout=2)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        mpi_cmd(3, "run", study, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    proc = start_mpi(3, "run", study, "--out", str(out))
     try:
         wait_for(lambda: journal_has(out, f'"_row":{row}'), proc)
         (tid,) = bad_trials(out, row)
@@ -259,14 +240,7 @@ def test_dying_rank_counts_as_failed_attempt_and_the_study_finishes(tmp_path):
 def test_second_master_is_refused_and_the_first_finishes_intact(tmp_path):
     study = write_study(tmp_path, trainer="table", trainer_params={"sleep": 0.03})
     out = tmp_path / "out"
-    first = subprocess.Popen(
-        mpi_cmd(4, "run", study, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    first = start_mpi(4, "run", study, "--out", str(out))
     try:
         wait_for(lambda: journal_has(out, '"type":"result"'), first)
         second = run_mpi(2, "run", "--resume", str(out))
@@ -291,14 +265,7 @@ def test_resume_refuses_a_replaced_table(tmp_path):
     shutil.copy(TABLE, table)
     study = write_study(tmp_path, trainer="table", trainer_params={"table": str(table), "sleep": 0.02})
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        mpi_cmd(3, "run", study, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    proc = start_mpi(3, "run", study, "--out", str(out))
     try:
         wait_for(lambda: journal_has(out, '"type":"result"'), proc)
         os.kill(records(out)[0]["pid"], signal.SIGTERM)

@@ -9,15 +9,13 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import mpi_env, mpiexec
+from conftest import start_mpi
 
 from hpoq.main import main
 from hpoq.report import build_report
@@ -183,21 +181,7 @@ def study(tmp_path_factory):
     """Swift-Hyperband on 3 real MPI ranks with a failing trainer; a report is built while it runs."""
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "out"
-    cmd = [
-        mpiexec(),
-        "-n",
-        "3",
-        sys.executable,
-        "-m",
-        "mpi4py",
-        "-m",
-        "hpoq.main",
-        "run",
-        str(_study_file(tmp)),
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=REPO)
+    proc = start_mpi(3, "run", str(_study_file(tmp)), "--out", str(out))
     running = None
     try:
         t0 = time.monotonic()

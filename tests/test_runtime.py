@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import mpi_env, mpiexec
+from conftest import mpi_env, run_mpi, start_mpi
 
 from hpoq.curves.store import read_store
 from hpoq.schedulers.brackets import hyperband_budget
@@ -42,12 +43,7 @@ def study_file(tmp_path, name="s", **over) -> str:
     return str(path)
 
 
-def mpi_cmd(n: int, *args) -> list[str]:
-    return [mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", *args]
-
-
-def run_mpi(n: int, *args, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(mpi_cmd(n, *args), capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=timeout)
+run_mpi = functools.partial(run_mpi, timeout=90)  # a whole study under mpiexec
 
 
 def journal(out) -> list[dict]:
@@ -187,14 +183,7 @@ def test_failing_trainer_plugin(tmp_path):
 def test_resume_after_sigkill_of_the_master(tmp_path):
     path = study_file(tmp_path, trainer={"name": "table", "params": {"table": TABLE, "sleep": 0.03}})
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        mpi_cmd(4, "run", path, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    proc = start_mpi(4, "run", path, "--out", str(out))
     try:
         wait_for(lambda: n_results(out) >= 8, proc)
         pid = journal(out)[0]["pid"]
@@ -243,14 +232,7 @@ def test_stop_signal_leaves_a_resumable_directory(tmp_path, sig, target):
     """SIGTERM to the master; SIGUSR1 (Slurm's pre-timeout signal) to mpiexec, which forwards it to every rank."""
     path = study_file(tmp_path, trainer={"name": "table", "params": {"table": TABLE, "sleep": 0.03}})
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        mpi_cmd(4, "run", path, "--out", str(out)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=mpi_env(),
-        cwd=REPO,
-    )
+    proc = start_mpi(4, "run", path, "--out", str(out))
     try:
         wait_for(lambda: n_results(out) >= 6, proc)
         os.kill(journal(out)[0]["pid"] if target == "master" else proc.pid, getattr(signal, sig))
