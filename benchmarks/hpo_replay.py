@@ -26,15 +26,17 @@ Algorithms: ``hyperband`` (brackets side by side), ``asha``, ``swift``, ``defaul
 and a check of each target of issue 10.
 
 Usage: ``benchmarks/hpo_replay.py [--out DIR] [--seeds 0-19,20-59] [--tables a,b] [--algorithms a,b]
-[--quick] [--plots]``.
+[--quick] [--plots] [--jobs N]``. The "CPU s" column is summed over the seeds, the same whatever ``--jobs``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -94,34 +96,49 @@ def variant_params(algorithm: str) -> dict:
     return {"dedupe": False} if "dedupe" in scheduler_parameters(algorithm) else {}
 
 
-def run_variant(table, name: str, seeds, warm_fraction: float, workers: int = 1):
-    """Run entries of column ``name`` over ``seeds``; returns (runs, wall seconds) or (None, error text)."""
-    R = table.n_epochs
-    t0 = time.perf_counter()
-    try:
-        if is_peer(name):
-            from benchmarks.peers import optuna_run
+#: process pool of ``--jobs`` (None: every seed runs in this process)
+POOL = None
 
-            runs = [optuna_run(table, name, seed, R, 2, warm_fraction) for seed in seeds]
-        else:
-            algorithm, predictor = VARIANTS[name]
-            runs = [
-                simulate_run(
-                    table,
-                    algorithm,
-                    seed,
-                    R,
-                    2,
-                    workers=workers,
-                    predictor=predictor,
-                    params=variant_params(algorithm),
-                    warm_fraction=warm_fraction,
-                )
-                for seed in seeds
-            ]
+
+@functools.lru_cache(maxsize=None)
+def _shared(name: str):
+    return load_shared(name)
+
+
+def run_seed(table_name: str, name: str, seed: int, warm_fraction: float, workers: int = 1) -> tuple[dict, float]:
+    """(run entry, CPU seconds) of column ``name`` on shared table ``table_name`` for one seed."""
+    table, R = _shared(table_name), _shared(table_name).n_epochs
+    t0 = time.process_time()
+    if is_peer(name):
+        from benchmarks.peers import optuna_run
+
+        run = optuna_run(table, name, seed, R, 2, warm_fraction)
+    else:
+        algorithm, predictor = VARIANTS[name]
+        run = simulate_run(
+            table,
+            algorithm,
+            seed,
+            R,
+            2,
+            workers=workers,
+            predictor=predictor,
+            params=variant_params(algorithm),
+            warm_fraction=warm_fraction,
+        )
+    return run, time.process_time() - t0
+
+
+def run_variant(table, name: str, seeds, warm_fraction: float, workers: int = 1):
+    """Run entries of column ``name`` over ``seeds``; returns (runs, CPU seconds summed over the seeds, the
+    same with any ``--jobs``) or (None, error text)."""
+    table_name = table.provenance["shared_table"]
+    args = [(table_name, name, seed, warm_fraction, workers) for seed in seeds]
+    try:
+        done = list(POOL.map(run_seed, *zip(*args))) if POOL is not None else [run_seed(*a) for a in args]
     except Exception as exc:  # a missing or failing algorithm is reported in its row, not fatal
         return None, f"{type(exc).__name__}: {exc}"
-    return runs, time.perf_counter() - t0
+    return [run for run, _ in done], sum(cpu for _, cpu in done)
 
 
 def table_final_std(table) -> float:
@@ -175,7 +192,7 @@ def print_cell(table, name, mode, label, rows, walls, errors, algorithms):
     )
     print(
         "| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
-        "| seeds worse | wall s |"
+        "| seeds worse | CPU s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for alg in algorithms:
@@ -376,6 +393,7 @@ def parse_args(argv):
     )
     parser.add_argument("--quick", action="store_true", help="seeds 0-4, tables mlpf and mnist6, no swift")
     parser.add_argument("--plots", action="store_true", help="PNG plots of best-so-far vs epochs (first seed set)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes running seeds side by side (default 1)")
     parser.add_argument("--no-makespan", action="store_true", help="skip the 50-worker makespan table")
     parser.add_argument(
         "--makespan-only",
@@ -386,7 +404,10 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    global POOL
     args = parse_args(argv)
+    if args.jobs > 1:
+        POOL = ProcessPoolExecutor(args.jobs)
     seed_sets = [(part, parse_seeds(part)) for part in ("0-4" if args.quick else args.seeds).split(",") if part]
     all_seeds = sorted({s for _, seeds in seed_sets for s in seeds})
     tables = ["mlpf", "mnist6"] if args.quick else [t for t in args.tables.split(",") if t]
@@ -453,6 +474,8 @@ def main(argv=None) -> int:
     summary["checks"] = [{"target": label, "met": ok, "measured": detail} for label, ok, detail in checks]
     (out_dir / f"{args.name}.json").write_text(json.dumps(summary, indent=1, default=float))
     sys.stdout = sys.stdout.streams[0]
+    if POOL is not None:
+        POOL.shutdown()
     return 0
 
 

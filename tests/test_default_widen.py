@@ -133,3 +133,22 @@ def test_fit_lag_follows_the_number_of_workers_unless_given():
     assert with_worker_defaults("default", {}, 2) == {"fit_lag": 4}
     assert with_worker_defaults("default", {"fit_lag": 1}, 16) == {"fit_lag": 1}
     assert with_worker_defaults("hyperband", {}, 16) == {}
+
+
+def test_widening_stops_once_the_finalists_reached_R():
+    """TaskSet cold, 50 workers, seed 14: a model refitted on the first trials at R re-ranked rung 0 and widened
+    it, and the chain it started ended at twice Hyperband's makespan. No rung widens once ``finalists`` trials
+    climbed to R (decisions are in the log entry of the result that follows them)."""
+    table = load_shared("taskset")
+    R = table.n_epochs
+    sampler, _ = table_sampler_for(table, 14, 0.0)
+    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=14, **with_worker_defaults("default", {}, 50))
+    log = drive(sched, table.minimized(), R, workers=50)
+    at_R, widened_late = 0, []
+    for unit, kind, decisions in log:
+        if at_R >= sched.finalists:
+            widened_late += [d for d in decisions if d["reason"] == "uncertain"]
+        at_R += kind == "result" and unit["end_epoch"] == R
+    assert sched.extra_spent > 0, "no rung was widened at all"
+    assert not widened_late
+    assert simulate_run(table, "default", 14, R, 2, workers=50)["makespan"] <= 1.2 * R

@@ -22,7 +22,8 @@ inside a budget that never exceeds Hyperband's.
    beyond the quota but within ``reach x |rung|``, or in the best ``quota / eta`` by observed value
    (forecast and observation disagree), go on as ``uncertain``, charged to a pool of
    ``widen x (cap - plan)`` epochs (each at its expected cost with the rungs above): where forecasts
-   rank well (MNIST, MLPF) nothing widens, where curves cross late (CIFAR-10) rungs widen. Once a
+   rank well (MNIST, MLPF) nothing widens, where curves cross late (CIFAR-10) rungs widen, until
+   ``finalists`` trials have climbed to R (a rung widened later would start a chain ending after them). Once a
    rung can receive no more results at least ``finalists`` go on from it, so the finalists climb
    beside the others; leftover finalists (after failures or pruning) go on one rung at a time from
    the highest rung once the ladder is settled.
@@ -429,16 +430,21 @@ class DefaultScheduler(Scheduler):
 
     def _next_promotion(self, k: int) -> tuple[int, str, dict] | None:
         """The next (trial, reason, info) to promote out of rung ``k`` now, or None: at most the
-        allowed number by forecast rank, plus ``uncertain`` trials while the widening pool lasts."""
+        allowed number by forecast rank, plus ``uncertain`` trials while the widening pool lasts and fewer than
+        ``finalists`` trials have climbed to R (probes aside)."""
         if not self._affordable(self.ladder.step(k)):
             return None
         allowed = self._allowed(k)
         base = len(self.ladder.promoted[k]) - len(self.extra[k])
+        # once the finalists climbed to R the study has its answers: a rung widened now (a new model re-ranked
+        # it) would start a chain that ends long after them (at 50 workers, up to twice the makespan); probes
+        # reach R without climbing and do not count
+        widening = sum(t >= self.probes for _, t in self.ladder.results[-1]) < self.finalists
         for tid, reason, info in self._survivors(k, allowed):
             if tid in self.ladder.promoted[k]:
                 continue
             if reason == "uncertain":
-                if self.extra_spent + self._extra_cost(k) <= self.extra_pool:
+                if widening and self.extra_spent + self._extra_cost(k) <= self.extra_pool:
                     return tid, reason, info
             elif base < allowed:
                 return tid, reason, info
