@@ -4,10 +4,11 @@
    16 / 64`` (64 = oversubscribed on 2 cores); studies (``--overhead-studies``, see ``OVERHEAD_STUDIES``):
    ``hyperband`` R=81 eta=3 (206 work units, no sleep); ``default-qsvr``: ``default`` R=100 eta=2 with
    the ``qsvr`` predictor (simulated annealing, its defaults num_reads 100, num_sweeps 500) fitted on
-   the master's background fit thread (no sleep; 4 and 16 ranks); ``default-qsvr-sleep-lag4`` and
-   ``default-qsvr-sleep``: the same with a tenth of the annealing, 0.2 s per epoch of sleep, and
-   ``fit_lag`` 4 (the old default) or unset (max(4, trial groups) = 15 at 16 ranks): units longer than
-   fits, as in a real study.
+   the master's background fit thread (no sleep; 4 and 16 ranks), with the runtime's ``models:
+   when_fitted`` (a model is used once its fit is done, never waited for); ``default-qsvr-lag``: the same
+   with ``models: after_lag`` (a model used ``fit_lag`` results after its data is complete, waited for if
+   its fit is not done; 16 ranks); ``default-qsvr-sleep``: a tenth of the annealing and 0.2 s per epoch of
+   sleep: units longer than fits, as in a real study.
    Overhead per unit = CPU seconds of the master loop's own thread, not sleeping (``end.master_cpu_s``)
    / units; fit CPU = CPU seconds of the fits on the fit thread (``end.fit_cpu_s``); waited = wall
    seconds the loop waited for a fit not done when its model was needed (``end.fit_wait_s``);
@@ -101,21 +102,20 @@ SLEEP = 0.2  # seconds per epoch of the sleeping studies
 OVERHEAD_STUDIES = {
     "hyperband": {"label": "Hyperband R=81 eta=3", "algorithm": {"name": "hyperband", "R": 81, "eta": 3}},
     "default-qsvr": {
-        "label": "default R=100 eta=2, qsvr (SA, defaults), fit_lag unset (max(4, trial groups))",
+        "label": "default R=100 eta=2, qsvr (SA, defaults), models unset (when_fitted)",
         "algorithm": {"name": "default", "R": 100, "eta": 2},
         "predictor": {"name": "qsvr", "params": QSVR_PARAMS},
         "most": 16,
     },
-    "default-qsvr-sleep-lag4": {
-        "label": f"default R=100 eta=2, qsvr (SA, small), sleep {SLEEP:g} s/epoch, fit_lag 4 (the old default)",
-        "algorithm": {"name": "default", "R": 100, "eta": 2, "params": {"fit_lag": 4}},
-        "predictor": {"name": "qsvr", "params": QSVR_SMALL},
-        "sleep": SLEEP,
+    "default-qsvr-lag": {
+        "label": "same, models: after_lag (fit_lag unset: max(4, trial groups))",
+        "algorithm": {"name": "default", "R": 100, "eta": 2, "params": {"models": "after_lag"}},
+        "predictor": {"name": "qsvr", "params": QSVR_PARAMS},
         "least": 16,
         "most": 16,
     },
     "default-qsvr-sleep": {
-        "label": f"same, fit_lag unset (15 = trial groups), sleep {SLEEP:g} s/epoch",
+        "label": f"default R=100 eta=2, qsvr (SA, small), sleep {SLEEP:g} s/epoch, models unset (when_fitted)",
         "algorithm": {"name": "default", "R": 100, "eta": 2},
         "predictor": {"name": "qsvr", "params": QSVR_SMALL},
         "sleep": SLEEP,
@@ -133,7 +133,7 @@ def bench_overhead(tmp: Path, ranks: list[int], repeats: int, name: str = "hyper
     least, most = what.get("least", 0), what.get("most", max(ranks))
     rows = []
     for n in [n for n in ranks if least <= n <= most]:
-        per_unit, rates, walls, fit_cpu, fit_jobs, fit_wait, gaps = [], [], [], [], [], [], []
+        per_unit, rates, walls, fit_cpu, fit_jobs, fit_wait, gaps, models, forecasts = ([] for _ in range(9))
         for k in range(repeats):
             out = tmp / f"ovh-{name}-{n}-{k}"
             t0 = time.perf_counter()
@@ -148,6 +148,9 @@ def bench_overhead(tmp: Path, ranks: list[int], repeats: int, name: str = "hyper
             fit_jobs.append(end["fit_jobs"])
             fit_wait.append(end["fit_wait_s"])
             gaps.append(end["max_dispatch_gap_s"])
+            models.append(sum(r["type"] == "model" for r in recs))
+            decided = [d for r in recs if r["type"] == "decision" for d in r["decisions"]]
+            forecasts.append(sum("model" in (d.get("info") or {}) for d in decided))
             units = end["units"]
         rows.append(
             {
@@ -161,6 +164,8 @@ def bench_overhead(tmp: Path, ranks: list[int], repeats: int, name: str = "hyper
                 "fit_jobs": statistics.median(fit_jobs),
                 "fit_wait_s": statistics.median(fit_wait),
                 "fit_wait_max_s": max(fit_wait),
+                "models": statistics.median(models),
+                "forecasts": statistics.median(forecasts),
                 "gap_ms": 1e3 * statistics.median(gaps),
                 "gap_max_ms": 1e3 * max(gaps),
                 "units_per_s": statistics.median(rates),
@@ -178,16 +183,19 @@ def overhead_section(rows: list[dict], repeats: int) -> list[str]:
         "target: master overhead <= 2 ms per unit at 16 ranks, with Hyperband and with `default` + `qsvr` "
         "fitting on the master's background thread. qsvr (SA, defaults): "
         f"`{json.dumps(QSVR_PARAMS)}`; qsvr (SA, small): `{json.dumps(QSVR_SMALL)}`; `default` otherwise with its "
-        "defaults (`fit_lag` unset: max(4, trial groups); `min_train` 12).",
+        "defaults (`models` unset: the runtime's `when_fitted`, a model is used once its fit is done; `min_train` "
+        "12). Models reported fitted: `model` records in the journal; decisions on a forecast: rung decisions "
+        "whose info names the model they used.",
         "",
         "| study | ranks | trial groups | units | master-thread CPU per unit (ms) | max (ms) | fit-thread CPU (s) "
-        "| fits on the thread | loop waited for fits (s) | max dispatch gap (ms) | max over runs (ms) | units/s "
-        "| wall incl. start-up (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fits on the thread | loop waited for fits (s) | models reported fitted | decisions on a forecast "
+        "| max dispatch gap (ms) | max over runs (ms) | units/s | wall incl. start-up (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['study']} | {r['ranks']} | {r['groups']} | {r['units']} | {r['overhead_ms']:.3f} | "
         f"{r['overhead_max_ms']:.3f} | {r['fit_cpu_s']:.2f} | {r['fit_jobs']:g} | {r['fit_wait_s']:.2f} | "
+        f"{r['models']:g} | {r['forecasts']:g} | "
         f"{r['gap_ms']:.1f} | {r['gap_max_ms']:.1f} | {r['units_per_s']:.1f} | {r['wall_s']:.1f} |"
         for r in rows
     ]
@@ -220,8 +228,9 @@ def overhead_section(rows: list[dict], repeats: int) -> list[str]:
         "",
         "Master-thread CPU is `time.thread_time()` of the loop's thread (the fit thread's CPU is not in it); a "
         "dispatch gap is one pass of the loop from its probe to its last send (fsync of the journal, "
-        "`on_result`, `suggest`, and any wait for a fit still running when its model is needed); the loop waits "
-        "for a fit when `fit_lag` results arrive before the fit is done (`end.fit_wait_s`).",
+        "`on_result`, `suggest`, and any wait for a fit still running when its model is needed); with "
+        "`models: after_lag` the loop waits for a fit when `fit_lag` results arrive before the fit is done "
+        "(`end.fit_wait_s`), with `when_fitted` (the runtime's default) it never waits.",
         "",
     ]
     return lines

@@ -235,8 +235,9 @@ def test_a_scheduler_bug_ends_the_study_with_its_traceback(tmp_path):
 
 def test_default_fits_on_the_fit_thread_and_the_end_record_times_them(tmp_path):
     """``default`` fits its models on the master's fit thread; the end record splits the loop thread's CPU
-    (``master_cpu_s``) from the fits' (``fit_cpu_s``) and gives the waits and the longest pass of the loop."""
-    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3, "fit_lag": 2}}
+    (``master_cpu_s``) from the fits' (``fit_cpu_s``) and gives the waits and the longest pass of the loop.
+    With ``models: after_lag`` the decisions are those of a sequential run (a fit not done is waited for)."""
+    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3, "fit_lag": 2, "models": "after_lag"}}
     study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
     code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)))
     assert code == 0
@@ -269,3 +270,38 @@ def test_default_fit_lag_follows_the_trial_groups_and_a_resume_keeps_it(tmp_path
     (tmp_path / "given").mkdir()
     given = write_study(tmp_path / "given", algorithm=dict(algorithm, params={"min_train": 3, "fit_lag": 2}))
     assert prepare(given, str(tmp_path / "out2"), None, 9).scheduler.fit_lag == 2  # a given value stays
+
+
+def test_default_never_waits_for_a_fit_and_a_resume_replays_the_models(tmp_path):
+    """The runtime's default ``models: when_fitted``: a model is used once the fit thread has it (journaled as a
+    ``model`` record), so the loop never waits for a fit, here with units much shorter than a fit; every
+    forecast decision names a model journaled before it, and a job killed midway resumes through the same
+    models in the same order (the resume checks every replayed decision against the journal)."""
+    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3}}
+    trainer = {"name": "table", "params": {"table": TABLE, "sleep": 0.002}}
+    study, out = write_study(tmp_path, algorithm=algorithm, trainer=trainer), tmp_path / "out"
+    probe = prepare(study, str(tmp_path / "probe"), None, 4)
+    assert probe.lock is None  # a fresh study locks its directory when its master starts
+    assert probe.scheduler.models == "when_fitted"
+    code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan), die_after=60))
+    assert code is None
+    code, _ = run_job(None, out, lambda plan: FakeRanks(4, table_trainer(plan)), resume=True)
+    assert code == 0
+    recs = records(out)
+    assert recs[0]["study"]["algorithm"]["params"]["models"] == "when_fitted"
+    ends = [r for r in recs if r["type"] == "end"]
+    assert ends[-1]["status"] == "finished" and ends[-1]["fit_jobs"] > 0
+    assert all(e.get("fit_waits", 0) == 0 for e in ends)
+    seen, used = set(), 0
+    for r in recs:
+        if r["type"] == "model":
+            seen.add(tuple(r["key"]))
+        elif r["type"] == "decision":
+            for d in r["decisions"]:
+                model = (d.get("info") or {}).get("model")
+                if model:  # "svr:e->T@N"
+                    e, rest = model.split(":")[1].split("->")
+                    T, N = rest.split("@")
+                    assert (int(e), int(T), int(N)) in seen, f"{model} used before it was journaled"
+                    used += 1
+    assert seen and used

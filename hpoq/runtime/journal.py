@@ -40,8 +40,10 @@ Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds)
              ``non-finite``, ``oom``, ``scheduler``, ``timeout`` (``unit_timeout``), ``lost`` (in
              flight when the job died), ``disk-full``), ``counted`` (false: not counted against
              ``max_retries``; a full disk is not the trial's fault).
-``decision`` the scheduler's decisions after a result or final failure: ``unit_id`` (the event
-             that caused them) and ``decisions`` (list of ``{trial_id, action, epoch, reason,
+``model``    a forecast model's background fit is done (``default`` with ``models: when_fitted``):
+             ``key`` [rung epoch, target epoch, training size]; the scheduler uses it from here on.
+``decision`` the scheduler's decisions after a result, a final failure or a model: ``unit_id`` (the
+             event that caused them; null after a model) and ``decisions`` (list of ``{trial_id, action, epoch, reason,
              info}``; ``info`` holds the inputs: values, ranks, predictions, thresholds).
 ``scheduler_error`` a scheduler call raised: ``call``, ``error`` (the unit is then failed).
 ``checkpoint_deleted`` ``trial_id``, ``path``.
@@ -79,6 +81,7 @@ RECORD_TYPES = (
     "result",
     "failure",
     "decision",
+    "model",
     "scheduler_error",
     "checkpoint_deleted",
     "stop",

@@ -292,6 +292,24 @@ class Master:
             return
         self._decided(uid, decisions)
 
+    def models_ready(self) -> bool:
+        """Report the forecast models whose background fit is done (a scheduler with ``fitted_models``, e.g.
+        ``default`` with ``models: when_fitted``): each is journaled (``model``) and handed to
+        ``on_model_ready``, so that the scheduler uses it from now on and a resume replays it at this point.
+        The loop polls them and never waits for a fit. True when a model was reported."""
+        fitted = getattr(self.scheduler, "fitted_models", None)
+        if fitted is None or self.stopping:
+            return False
+        keys = fitted()
+        for key in keys:
+            self.record("model", key=list(key))
+            try:
+                decisions = self._call("on_model_ready", self.scheduler.on_model_ready, key)
+            except _SchedulerError as err:
+                raise InternalError(f"the scheduler cannot continue: {err}") from err.__cause__
+            self._decided(None, decisions)
+        return bool(keys)
+
     def _final(self, tid: int) -> bool:
         """A configuration is retried while its counted failures (over all its units) stay within max_retries."""
         info = self.book.trials.get(tid)
@@ -415,6 +433,7 @@ class Master:
         while (hit := self.transport.probe(tag=TAG_RESULT)) is not None:
             self.on_message(self.transport.recv(hit[0], TAG_RESULT))
             handled = True
+        handled = self.models_ready() or handled
         if self.unit_timeout is not None:
             handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:

@@ -2,7 +2,8 @@
 
 The journal holds every call the master made on its scheduler, in order: ``unit`` records with
 ``source: suggest`` (``suggest()`` returned that unit), ``idle`` (``suggest()`` returned None),
-``result`` (``on_result``), final ``failure`` (``on_failure``). Replaying them on a scheduler
+``result`` (``on_result``), final ``failure`` (``on_failure``), ``model`` (``on_model_ready``: a
+background fit reported done). Replaying them on a scheduler
 freshly built from the study's seed repeats the original computation -- predictor fits on the
 same curves with the same derived seeds included -- so the rebuilt scheduler (and its predictor
 inputs) is the one the killed master had; each replayed call is checked against the record and
@@ -161,6 +162,9 @@ def replay(records: list[dict], scheduler, mode: str) -> Replayed:
                     waiting.appendleft(retry)
                 else:
                     waiting.append(retry)
+        elif kind == "model":  # a background fit the live master reported done: usable from here on
+            out.replayed += 1
+            last_decisions = scheduler.on_model_ready(rec["key"])
         elif kind == "decision":
             if not _same_actions(last_decisions, rec.get("decisions", [])):
                 raise _diverged(line, "different decisions")

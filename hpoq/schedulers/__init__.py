@@ -52,6 +52,12 @@ def with_worker_defaults(name: str, params: dict | None, workers: int) -> dict:
     return {**scheduler_class(name).worker_defaults(int(workers)), **(params or {})}
 
 
+def with_runtime_defaults(name: str, params: dict | None, workers: int) -> dict:
+    """:func:`with_worker_defaults` plus the algorithm's :meth:`~hpoq.schedulers.base.Scheduler.runtime_defaults`
+    (what the MPI runtime sets where ``params`` does not)."""
+    return {**scheduler_class(name).runtime_defaults(), **with_worker_defaults(name, params, workers)}
+
+
 def make_scheduler(
     name: str,
     *,
@@ -85,4 +91,12 @@ def make_scheduler(
     return build("scheduler", name, params, path="algorithm.params", context=context, what=f"algorithm {name!r}")
 
 
-__all__ = ["SCHEDULERS", "available_schedulers", "make_scheduler", "scheduler_class", "scheduler_parameters"]
+__all__ = [
+    "SCHEDULERS",
+    "available_schedulers",
+    "make_scheduler",
+    "scheduler_class",
+    "scheduler_parameters",
+    "with_runtime_defaults",
+    "with_worker_defaults",
+]

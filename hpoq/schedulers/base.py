@@ -151,6 +151,12 @@ class Scheduler(ABC):
         resumed study keeps them, whatever its new size), the simulator with ``workers``."""
         return {}
 
+    @classmethod
+    def runtime_defaults(cls) -> dict:
+        """Parameters the MPI runtime sets when the study does not (recorded in the journal header like
+        :meth:`worker_defaults`); the simulator keeps the class defaults."""
+        return {}
+
     @abstractmethod
     def suggest(self) -> WorkUnit | None:
         """Next work unit to run, or None if nothing is runnable until another result arrives."""

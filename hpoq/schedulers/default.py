@@ -35,9 +35,12 @@ inside a budget that never exceeds Hyperband's.
    such plan matches), the largest grace whose plan costs at most ``share`` of Hyperband's epochs
    (the first rung is where ranking is least sure). ``share`` and ``warm_share`` (both 0.6) and
    ``widen`` (0.5) were set on seeds 0-19 of the shared tables (``benchmarks/hpo_replay.py``).
-6. **Background fits**: a forecast model is used only ``fit_lag`` results after its training data
-   is complete; the MPI master fits it meanwhile on a thread (:meth:`attach_fit_executor`), the
-   simulator inline: the same decisions either way, and a resumed journal replays them exactly.
+6. **Background fits** (``models``): with ``after_lag`` (the simulator's) a forecast model is used
+   only ``fit_lag`` results after its training data is complete, fitted inline or meanwhile on a
+   thread (:meth:`attach_fit_executor`), the same decisions either way. With ``when_fitted`` (the MPI
+   runtime's) the master fits it on a thread and reports it with :meth:`on_model_ready` once fitted
+   (journaled as a ``model`` record); until then the rung ranks with the models it has, so a fit
+   never holds up dispatch. Either way a resumed journal replays the decisions exactly.
 
 Every decision carries the inputs it used (observed rank, forecast, sigma, target epoch, training
 size, model key); ``state_dict`` records all bookkeeping and a restored scheduler continues
@@ -53,7 +56,7 @@ from typing import Sequence
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Interval, Mapping, Text, check_int
+from hpoq.registry import Anything, Interval, Mapping, Options, Text, check_int
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.final_predictor import FinalValuePredictor
@@ -70,6 +73,8 @@ COLD_FINALISTS = 2
 FIT_LAG = 4
 #: the predictor ``default`` uses unless told otherwise (fast enough to fit at every rung)
 DEFAULT_PREDICTOR = "svr"
+#: when a forecast model may be used: ``fit_lag`` results after its data is complete, or once fitted
+MODEL_MODES = ("after_lag", "when_fitted")
 
 
 def hyperband_cap(n: int, R: int, eta: int) -> int:
@@ -104,6 +109,8 @@ class DefaultScheduler(Scheduler):
     ``min_train`` (curves before a forecast model is fitted), ``fit_lag`` (results that pass between
     a model's data being complete and its use: the runtime fits it in the background meanwhile),
     ``widen`` (share of the epochs between the plan and Hyperband's that uncertain forecasts may add),
+    ``models`` (``"after_lag"``: a model is used ``fit_lag`` results after its data is complete;
+    ``"when_fitted"``: once the runtime reports it fitted, see :meth:`on_model_ready`),
     ``predictor`` / ``predictor_params``
     (any registered predictor; ``"none"`` ranks by observed values only), ``warm_curves``.
     """
@@ -123,6 +130,7 @@ class DefaultScheduler(Scheduler):
         "min_train": [Interval(int, 3, None)],
         "fit_lag": [Interval(int, 0, None)],
         "widen": [Interval(float, 0, 1)],
+        "models": [Options(*MODEL_MODES)],
         "predictor": [Text(), None],
         "predictor_params": [Mapping(), None],
         "warm_curves": [Anything(), None],
@@ -147,6 +155,7 @@ class DefaultScheduler(Scheduler):
         min_train: int = 12,
         fit_lag: int = FIT_LAG,
         widen: float = 0.5,
+        models: str = "after_lag",
         predictor: str | None = None,
         predictor_params: dict | None = None,
         warm_curves=None,
@@ -197,6 +206,10 @@ class DefaultScheduler(Scheduler):
         self.extra_pool = self.widen * max(self.cap - self.plan, 0)
         self.extra: list[set[int]] = [set() for _ in self.rungs]  # per rung: trials promoted as uncertain
         self.min_train, self.fit_lag = min_train, fit_lag
+        if models not in MODEL_MODES:
+            raise ConfigError(f"default: models must be one of {', '.join(MODEL_MODES)}, got {models!r}")
+        self.models = models
+        self.ready: list[tuple[int, int, int]] = []  # when_fitted: (e, T, N) of the models reported fitted
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
         self.draws = 0  # draws from the sampler, repeats skipped by a dedupe sampler included
@@ -217,6 +230,11 @@ class DefaultScheduler(Scheduler):
         """``fit_lag``: at least one result per worker passes before a model is used, so that a
         background fit has about one work unit's time however many groups return results."""
         return {"fit_lag": max(FIT_LAG, int(workers))}
+
+    @classmethod
+    def runtime_defaults(cls) -> dict:
+        """``models``: the MPI runtime uses a model once its background fit is done, never waiting for one."""
+        return {"models": "when_fitted"}
 
     # ---------------------------------------------------------------- policy
     def _choose_policy(self, warm_curves, grace, finalists):
@@ -349,12 +367,16 @@ class DefaultScheduler(Scheduler):
         in the background, and keeps every decision a pure function of the recorded results."""
         if self.forecaster is None:
             return None
+        if self.models == "when_fitted" and lag is None:  # the latest target, largest set, reported fitted
+            e = self.rungs[k]
+            return max(((T, N) for m, T, N in self.ready if m == e), default=None)
         usable = len(self.result_order) - (self.fit_lag if lag is None else lag)
         counts = {T: sum(1 for _, pos in self._arrivals(T) if pos < usable) for T in self.rungs[k + 1 :]}
         return self.forecaster.target(self.rungs[k], self.rungs[k + 1 :], counts)
 
     def _prefetch(self) -> None:
-        """Start background fits of the models the rungs will use once ``fit_lag`` results passed."""
+        """Start background fits of the models the rungs will use once ``fit_lag`` results passed (or, with
+        ``models="when_fitted"``, once the runtime reports them fitted)."""
         if self.forecaster is None or self.forecaster.executor is None:
             return
         for k in range(self.ladder.top):
@@ -366,9 +388,28 @@ class DefaultScheduler(Scheduler):
 
     def attach_fit_executor(self, executor) -> None:
         """Fit forecast models on ``executor`` (e.g. a one-thread pool of the MPI master) as soon as
-        their data is complete, so that a fit never holds up dispatch; decisions do not change."""
+        their data is complete; with ``after_lag`` decisions do not change (a model not fitted when
+        needed is waited for), with ``when_fitted`` nothing waits (see :meth:`fitted_models`)."""
         if self.forecaster is not None:
             self.forecaster.executor = executor
+
+    def fitted_models(self) -> list[tuple[int, int, int]]:
+        """``when_fitted``: (e, T, N) of the background fits done but not yet reported with
+        :meth:`on_model_ready`, in the order they were started (polled by the MPI master)."""
+        if self.models != "when_fitted" or self.forecaster is None:
+            return []
+        done = set(self.forecaster.models) | {key for key, f in self.forecaster.futures.items() if f.done()}
+        return [key for key in self.forecaster.started if key in done and key not in self.ready]
+
+    def on_model_ready(self, key) -> list[Decision]:
+        """``when_fitted``: model ``key`` = (e, T, N) may rank rung e from now on (journaled by the runtime
+        as a ``model`` record and replayed in order by a resume, which fits it inline)."""
+        key = tuple(int(v) for v in key)
+        if self.models != "when_fitted":
+            raise InternalError(f"default: on_model_ready({key}) with models={self.models!r}")
+        if key not in self.ready:
+            self.ready.append(key)
+        return self._flush([])
 
     def _rung_forecast(self, k: int, tids: list[int], T: int, N: int):
         """(means, sigmas, meta) forecasting the value at ``T`` of the trials ``tids`` of rung ``k``, or None."""
@@ -633,6 +674,7 @@ class DefaultScheduler(Scheduler):
             "warm_share": self.warm_share,
             "min_train": self.min_train,
             "fit_lag": self.fit_lag,
+            "models": self.models,
             "widen": self.widen,
             "extra_pool": self.extra_pool,
             "policy_source": self.policy_source,
@@ -662,6 +704,7 @@ class DefaultScheduler(Scheduler):
             "spent": self.spent,
             "draws": self.draws,
             "result_order": [list(x) for x in self.result_order],
+            "ready": [list(key) for key in self.ready],
             "sampler": self.sampler.state_dict(),
         }
 
@@ -678,6 +721,7 @@ class DefaultScheduler(Scheduler):
             {"epochs": s["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
         )
         self.extra = [set(int(t) for t in x) for x in state.get("extra", [[] for _ in self.rungs])]
+        self.ready = [tuple(int(v) for v in key) for key in state.get("ready", [])]
         self.configs = [dict(c) for c in state["configs"]]
         self.curves = [[float(v) for v in c] for c in state["curves"]]
         self.failed = set(int(t) for t in state["failed"])

@@ -124,6 +124,7 @@ class FinalValuePredictor:
         self.fits = 0
         self.executor = None  # a concurrent.futures executor for background fits (the MPI master sets one)
         self.futures: dict = {}  # (e, T, N) -> Future of a background fit
+        self.started: list = []  # (e, T, N) of the background fits, in the order they were started
         self.background_fits = 0  # models taken from a background fit (not in describe(): timing-free state)
 
     @property
@@ -193,6 +194,7 @@ class FinalValuePredictor:
         if self.executor is None or key in self.models or key in self.futures:
             return False
         self.futures[key] = self.executor.submit(self._compute, e, T, N, *self._training_set(e, T, N, study))
+        self.started.append(key)
         return True
 
     def forecast(self, e: int, T: int, N: int, study, configs, prefixes) -> tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,11 @@ def simulate_run(
     """
     R, eta = check_r_eta(R, eta)
     check_table_for(table, R)
+    if (params or {}).get("models") == "when_fitted":
+        raise ConfigError(
+            "simulate: models=when_fitted uses a forecast once the MPI runtime reports its background fit done; "
+            "the simulator fits inline, so give models=after_lag (the default) and fit_lag"
+        )
     sampler, warm_table = table_sampler_for(table, seed, warm_fraction, dedupe=dedupe)
     warm = merge_warm(warm_table, warm_curves)
     # a warm store with shorter (or partial) curves still feeds the predictors of the early rungs
