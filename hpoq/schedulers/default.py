@@ -210,6 +210,7 @@ class DefaultScheduler(Scheduler):
             raise ConfigError(f"default: models must be one of {', '.join(MODEL_MODES)}, got {models!r}")
         self.models = models
         self.ready: list[tuple[int, int, int]] = []  # when_fitted: (e, T, N) of the models reported fitted
+        self._reported = 0  # fitted_models: the background fits before this one were all reported
         self.configs: list[dict] = []
         self.curves: list[list[float]] = []
         self.draws = 0  # draws from the sampler, repeats skipped by a dedupe sampler included
@@ -398,8 +399,17 @@ class DefaultScheduler(Scheduler):
         :meth:`on_model_ready`, in the order they were started (polled by the MPI master)."""
         if self.models != "when_fitted" or self.forecaster is None:
             return []
-        done = set(self.forecaster.models) | {key for key, f in self.forecaster.futures.items() if f.done()}
-        return [key for key in self.forecaster.started if key in done and key not in self.ready]
+        out, ready, fc = [], set(self.ready), self.forecaster
+        while self._reported < len(fc.started) and fc.started[self._reported] in ready:
+            self._reported += 1  # not state: where the next poll starts, past the fits already reported
+        for key in fc.started[self._reported :]:
+            if key in ready:
+                continue
+            future = fc.futures.get(key)
+            if key not in fc.models and (future is None or not future.done()):
+                break  # one fit thread: the fits end in the order they started
+            out.append(key)
+        return out
 
     def on_model_ready(self, key) -> list[Decision]:
         """``when_fitted``: model ``key`` = (e, T, N) may rank rung e from now on (journaled by the runtime
@@ -409,7 +419,7 @@ class DefaultScheduler(Scheduler):
             raise InternalError(f"default: on_model_ready({key}) with models={self.models!r}")
         if key not in self.ready:
             self.ready.append(key)
-        return self._flush([])
+        return []  # the rungs re-rank lazily, when asked for work or at the next result: no ranking while all are busy
 
     def _rung_forecast(self, k: int, tids: list[int], T: int, N: int):
         """(means, sigmas, meta) forecasting the value at ``T`` of the trials ``tids`` of rung ``k``, or None."""
