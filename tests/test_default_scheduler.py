@@ -325,6 +325,60 @@ def test_background_fits_change_no_decision():
     assert not runs[1][1].forecaster.futures or all(f.done() for f in runs[1][1].forecaster.futures.values())
 
 
+class InlineExecutor:
+    """An executor whose jobs are done when submitted: background fits end at once, in order."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_when_fitted_uses_a_model_only_once_reported_and_a_snapshot_continues_identically():
+    """``models: when_fitted`` (the runtime's): a rung ranks by a model only after ``on_model_ready``
+    reported it; the models reported travel in the state, so a scheduler restored mid-study makes the same
+    decisions as the one that ran on; ``after_lag`` schedulers have no models to report."""
+    table = synthetic(n=200, R=16, seed=15, late=2.0, cross=2.0)
+    curves = table.minimized()
+
+    def fresh(attach=True):
+        sampler, _ = table_sampler_for(table, 3)  # cold: the targets and training sets grow as trials climb
+        sched = make_scheduler("default", R=16, eta=2, sampler=sampler, seed=3, min_train=4, models="when_fitted")
+        if attach:
+            sched.attach_fit_executor(InlineExecutor())
+        return sched
+
+    def report(sched, inflight, starved):
+        for key in sched.fitted_models():
+            assert key not in sched.ready
+            assert sched.on_model_ready(key) == []
+            reported.append(key)
+
+    reported: list = []
+    first = fresh()
+    reference = drive(first, curves, 16, workers=3, watch=report)
+    used = [d["info"]["model"] for _, _, ds in reference for d in ds if "model" in d["info"]]
+    assert reported and used
+    names = {f"svr:{e}->{T}@{N}" for e, T, N in reported}
+    assert set(used) <= names
+    reported.clear()
+    driver = Driver(fresh(), curves, 16, workers=3, watch=report)
+    driver.run(until=lambda d: len(d.sched.ready) >= 2)  # some models in use, more to come
+    driver.run(n_units=3)
+    assert 2 <= len(driver.sched.ready) < len(first.ready)
+    driver.restore(fresh(attach=False))
+    driver.sched.attach_fit_executor(InlineExecutor())  # as the runtime does after a resume: fits start at once
+    driver.run()
+    assert json.dumps(driver.log) == json.dumps(reference)
+    assert driver.sched.state_dict()["ready"] == first.state_dict()["ready"]
+    after_lag = make_scheduler("default", R=16, eta=2, sampler=table_sampler_for(table, 3, 0.5)[0], seed=3)
+    assert after_lag.models == "after_lag" and after_lag.fitted_models() == []
+    with pytest.raises(ConfigError, match="when_fitted"):
+        simulate_run(table, "default", 0, 16, 2, params={"models": "when_fitted"})
+
+
 @pytest.mark.parametrize("algorithm", ["default", "asha"])
 def test_the_shared_dedupe_option_skips_the_same_draws_as_hyperband(algorithm):
     table = synthetic(n=15, R=8, seed=16)  # Hyperband draws 22 configurations at R = 8: some repeat

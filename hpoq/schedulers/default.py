@@ -393,6 +393,7 @@ class DefaultScheduler(Scheduler):
         needed is waited for), with ``when_fitted`` nothing waits (see :meth:`fitted_models`)."""
         if self.forecaster is not None:
             self.forecaster.executor = executor
+            self._prefetch()  # a resumed scheduler starts fitting what its rungs need now, not at the next result
 
     def fitted_models(self) -> list[tuple[int, int, int]]:
         """``when_fitted``: (e, T, N) of the background fits done but not yet reported with
