@@ -10,6 +10,7 @@ import pytest
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
+from hpoq.runtime.resume import InlineExecutor
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import DONE, STOP
 from hpoq.schedulers.brackets import hyperband_budget
@@ -323,17 +324,6 @@ def test_background_fits_change_no_decision():
     assert runs[1][1].forecaster.background_fits > 0 == runs[0][1].forecaster.background_fits
     assert json.dumps(runs[0][1].state_dict(), sort_keys=True) == json.dumps(runs[1][1].state_dict(), sort_keys=True)
     assert not runs[1][1].forecaster.futures or all(f.done() for f in runs[1][1].forecaster.futures.values())
-
-
-class InlineExecutor:
-    """An executor whose jobs are done when submitted: background fits end at once, in order."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        from concurrent.futures import Future
-
-        future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
 
 
 def test_when_fitted_uses_a_model_only_once_reported_and_a_snapshot_continues_identically():

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
@@ -93,8 +94,24 @@ def _last_master_ended(records: list[dict]) -> bool:
     return False
 
 
+class InlineExecutor:
+    """Runs each submitted job at once and returns its finished future: while a journal is replayed, a
+    scheduler's background fits (``attach_fit_executor``) happen where the live master started them, on the
+    training sets of that moment, so the replayed models are the live ones."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 -- the live fit failed the same way: raised where it is used
+            future.set_exception(exc)
+        return future
+
+
 def replay(records: list[dict], scheduler, mode: str) -> Replayed:
     """Fold ``records`` into ``scheduler`` (built fresh from the study) and a :class:`TrialBook`."""
+    if hasattr(scheduler, "attach_fit_executor"):
+        scheduler.attach_fit_executor(InlineExecutor())  # the master attaches its fit thread after the replay
     book = TrialBook(mode)
     configs: dict[int, dict] = {}
     for rec in records:
