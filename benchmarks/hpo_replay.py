@@ -107,7 +107,8 @@ def _shared(name: str):
 
 def run_seed(table_name: str, name: str, seed: int, warm_fraction: float, workers: int = 1) -> tuple[dict, float]:
     """(run entry, CPU seconds) of column ``name`` on shared table ``table_name`` for one seed."""
-    table, R = _shared(table_name), _shared(table_name).n_epochs
+    table = _shared(table_name)
+    R = table.n_epochs
     t0 = time.process_time()
     if is_peer(name):
         from benchmarks.peers import optuna_run

@@ -414,7 +414,7 @@ class DefaultScheduler(Scheduler):
 
     def on_model_ready(self, key) -> list[Decision]:
         """``when_fitted``: model ``key`` = (e, T, N) may rank rung e from now on (journaled by the runtime
-        as a ``model`` record and replayed in order by a resume, which fits it inline)."""
+        as a ``model`` record and replayed in order by a resume, whose fits run inline where the live ones started)."""
         key = tuple(int(v) for v in key)
         if self.models != "when_fitted":
             raise InternalError(f"default: on_model_ready({key}) with models={self.models!r}")
