@@ -128,10 +128,12 @@ def test_cifar10_cold_widening_recovers_the_late_bloomers():
     assert wide.mean() > narrow.mean()
 
 
-def test_fit_lag_follows_the_number_of_workers_unless_given():
-    assert with_worker_defaults("default", {}, 16) == {"fit_lag": 16}
-    assert with_worker_defaults("default", {}, 2) == {"fit_lag": 4}
-    assert with_worker_defaults("default", {"fit_lag": 1}, 16) == {"fit_lag": 1}
+def test_fit_lag_and_late_widening_follow_the_number_of_workers_unless_given():
+    assert with_worker_defaults("default", {}, 1) == {"fit_lag": 4}
+    assert with_worker_defaults("default", {}, 16) == {"fit_lag": 16, "late_widening": False}
+    assert with_worker_defaults("default", {}, 2) == {"fit_lag": 4, "late_widening": False}
+    given = {"fit_lag": 1, "late_widening": True}
+    assert with_worker_defaults("default", given, 16) == given
     assert with_worker_defaults("hyperband", {}, 16) == {}
 
 
@@ -142,7 +144,8 @@ def test_widening_stops_once_the_finalists_reached_R():
     table = load_shared("taskset")
     R = table.n_epochs
     sampler, _ = table_sampler_for(table, 14, 0.0)
-    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=14, **with_worker_defaults("default", {}, 50))
+    params = with_worker_defaults("default", {"late_widening": True}, 50)  # widened late: this rule alone
+    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=14, **params)
     log = drive(sched, table.minimized(), R, workers=50)
     at_R, widened_late = 0, []
     for unit, kind, decisions in log:
@@ -151,4 +154,28 @@ def test_widening_stops_once_the_finalists_reached_R():
         at_R += kind == "result" and unit["end_epoch"] == R
     assert sched.extra_spent > 0, "no rung was widened at all"
     assert not widened_late
-    assert simulate_run(table, "default", 14, R, 2, workers=50)["makespan"] <= 1.2 * R
+    assert simulate_run(table, "default", 14, R, 2, workers=50, params=params)["makespan"] <= 1.2 * R
+
+
+def test_with_several_workers_a_rung_is_not_widened_once_trials_two_rungs_above_reported():
+    """TaskSet cold, 50 workers, seed 5: a model that arrived after trials had reached epoch 8 re-ranked rung 0
+    (epoch 2) and widened it; the chains it started raised the quotas above them and ended at 67 epochs,
+    against Hyperband's 54. With several workers (``late_widening`` off) no rung widens after the rung two
+    above it has a result, and the makespan is Hyperband's or less."""
+    table = load_shared("taskset")
+    R = table.n_epochs
+    hyperband = simulate_run(table, "hyperband", 5, R, 2, workers=50)["makespan"]
+    late = simulate_run(table, "default", 5, R, 2, workers=50, params={"late_widening": True})
+    assert late["makespan"] > hyperband
+    sampler, _ = table_sampler_for(table, 5, 0.0)
+    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=5, **with_worker_defaults("default", {}, 50))
+    log = drive(sched, table.minimized(), R, workers=50)
+    reported = [0] * len(sched.rungs)  # results per rung, before each entry's decisions
+    for unit, kind, decisions in log:
+        for d in decisions:
+            if d["reason"] == "uncertain":
+                k = d["info"]["rung"]
+                assert k + 2 >= len(sched.rungs) or reported[k + 2] == 0, d
+        if kind == "result":
+            reported[sched.rungs.index(unit["end_epoch"])] += 1
+    assert simulate_run(table, "default", 5, R, 2, workers=50)["makespan"] <= hyperband
