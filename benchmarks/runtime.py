@@ -428,7 +428,7 @@ def main(argv=None) -> int:
                 "units kept | "
                 "lost units counted as failed attempts | other failed units | trials FAILED | same best | "
                 "same units as uninterrupted | epochs |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             sec += [
                 f"| {i} | {r['at']:.2f} | {r['killed']} | {r['before']} | {r['lost']} | {r['kept']} | "
