@@ -250,23 +250,31 @@ def test_default_fits_on_the_fit_thread_and_the_end_record_times_them(tmp_path):
 
 def test_default_fit_lag_follows_the_trial_groups_and_a_resume_keeps_it(tmp_path):
     """Unset, ``fit_lag`` is at least the number of trial groups (a fit has about one unit's time however many
-    groups report); it is resolved once and the journal header keeps it, so a resume on fewer ranks replays the
-    same decisions."""
+    groups report) and ``late_widening`` is off with several groups; both are resolved once and the journal
+    header keeps them, so a resume on fewer ranks (one group, even) replays the same decisions."""
     algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3}}
     study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
     plan = prepare(study, str(out), None, 9)  # 8 trial groups
     assert plan.spec.algorithm["params"]["fit_lag"] == 8 and plan.scheduler.fit_lag == 8
+    assert plan.spec.algorithm["params"]["late_widening"] is False and plan.scheduler.late_widening is False
     ranks = FakeRanks(9, table_trainer(plan), die_after=12)
     master, journal, budget = start_master(ranks, plan, StopSignals(), progress_enabled=False)
     with pytest.raises(JobDied):
         run_master(plan, master, journal, budget)
     plan.lock.release()
     assert records(out)[0]["study"]["algorithm"]["params"]["fit_lag"] == 8
+    assert records(out)[0]["study"]["algorithm"]["params"]["late_widening"] is False
     code, _ = run_job(None, out, lambda plan: FakeRanks(4, table_trainer(plan)), resume=True)  # 3 groups now
     assert code == 0 and records(out)[-1]["status"] == "finished"
     resumed = prepare(None, str(out), str(out), 4)
     assert resumed.scheduler.fit_lag == 8
     resumed.lock.release()
+    one_group = prepare(None, str(out), str(out), 2)
+    assert one_group.scheduler.fit_lag == 8 and one_group.scheduler.late_widening is False
+    one_group.lock.release()
+    (tmp_path / "one").mkdir()
+    fresh = prepare(write_study(tmp_path / "one", algorithm=algorithm), str(tmp_path / "out1"), None, 2)
+    assert fresh.scheduler.fit_lag == 4 and fresh.scheduler.late_widening is True  # one group: time is epochs
     (tmp_path / "given").mkdir()
     given = write_study(tmp_path / "given", algorithm=dict(algorithm, params={"min_train": 3, "fit_lag": 2}))
     assert prepare(given, str(tmp_path / "out2"), None, 9).scheduler.fit_lag == 2  # a given value stays
