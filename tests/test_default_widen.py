@@ -137,16 +137,24 @@ def test_fit_lag_and_late_widening_follow_the_number_of_workers_unless_given():
     assert with_worker_defaults("hyperband", {}, 16) == {}
 
 
+def taskset_cold_at_50_workers(table, seed: int, params: dict | None = None):
+    """(scheduler, event log) of ``default`` with the 50-worker defaults (``params`` on top) on cold TaskSet."""
+    sampler, _ = table_sampler_for(table, seed, 0.0)
+    R = table.n_epochs
+    sched = make_scheduler(
+        "default", R=R, eta=2, sampler=sampler, seed=seed, **with_worker_defaults("default", params, 50)
+    )
+    return sched, drive(sched, table.minimized(), R, workers=50)
+
+
 def test_widening_stops_once_the_finalists_reached_R():
     """TaskSet cold, 50 workers, seed 14: a model refitted on the first trials at R re-ranked rung 0 and widened
     it, and the chain it started ended at twice Hyperband's makespan. No rung widens once ``finalists`` trials
     climbed to R (decisions are in the log entry of the result that follows them)."""
     table = load_shared("taskset")
     R = table.n_epochs
-    sampler, _ = table_sampler_for(table, 14, 0.0)
-    params = with_worker_defaults("default", {"late_widening": True}, 50)  # widened late: this rule alone
-    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=14, **params)
-    log = drive(sched, table.minimized(), R, workers=50)
+    params = {"late_widening": True}  # widened late: this rule alone
+    sched, log = taskset_cold_at_50_workers(table, 14, params)
     at_R, widened_late = 0, []
     for unit, kind, decisions in log:
         if at_R >= sched.finalists:
@@ -167,9 +175,7 @@ def test_with_several_workers_a_rung_is_not_widened_once_trials_two_rungs_above_
     hyperband = simulate_run(table, "hyperband", 5, R, 2, workers=50)["makespan"]
     late = simulate_run(table, "default", 5, R, 2, workers=50, params={"late_widening": True})
     assert late["makespan"] > hyperband
-    sampler, _ = table_sampler_for(table, 5, 0.0)
-    sched = make_scheduler("default", R=R, eta=2, sampler=sampler, seed=5, **with_worker_defaults("default", {}, 50))
-    log = drive(sched, table.minimized(), R, workers=50)
+    sched, log = taskset_cold_at_50_workers(table, 5)
     reported = [0] * len(sched.rungs)  # results per rung, before each entry's decisions
     for unit, kind, decisions in log:
         for d in decisions:

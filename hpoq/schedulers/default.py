@@ -240,7 +240,10 @@ class DefaultScheduler(Scheduler):
         it reported (a model that arrived late re-ranked it) starts chains that end after the rest of
         the study (TaskSet cold at 50 workers: makespan 1.08x Hyperband's with it, 0.98x without);
         with one worker time is epochs, and the rung is widened whenever its model arrives."""
-        return {"fit_lag": max(FIT_LAG, int(workers)), **({} if int(workers) <= 1 else {"late_widening": False})}
+        defaults = {"fit_lag": max(FIT_LAG, int(workers))}
+        if int(workers) > 1:
+            defaults["late_widening"] = False
+        return defaults
 
     @classmethod
     def runtime_defaults(cls) -> dict:
