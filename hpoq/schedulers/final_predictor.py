@@ -119,7 +119,10 @@ class FinalValuePredictor:
                 rng = derive_rng(self.seed, "final-predictor-store")
                 keep = np.sort(rng.choice(keep, self.max_store, replace=False))
             configs, curves = [dict(store.configs[i]) for i in keep], full[keep]
+        else:
+            keep = np.zeros(0, int)
         self.store_configs, self.store_curves = configs, curves
+        self.store_rows = [int(i) for i in keep]  # rows of ``store`` in the training sets, in order
         self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
         self.fits = 0
         self.executor = None  # a concurrent.futures executor for background fits (the MPI master sets one)
@@ -157,7 +160,8 @@ class FinalValuePredictor:
         return configs, np.asarray(X, dtype=float), np.asarray(y, dtype=float)
 
     def _compute(self, e: int, T: int, N: int, configs, X, y):
-        """(model, stacking weights, cv error, fits): a pure function of its arguments, safe in a thread."""
+        """(model, stacking weights, cv error, fits, reach, out-of-fold stacked forecasts of the N training
+        rows): a pure function of its arguments, safe in a thread."""
         folds = derive_rng(self.seed, "final-predictor-folds", e, T, N).permutation(N) % min(self.folds, N)
         oof = np.empty(N)
         for f in range(min(self.folds, N)):
@@ -166,8 +170,8 @@ class FinalValuePredictor:
             oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
         coef, cv_error = stack_with_last(oof, X[:, -1], y)
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
-        reach = top_reach(stacked_forecast(coef, oof, X[:, -1]), y)
-        return model, coef, cv_error, 1 + min(self.folds, N), reach
+        stacked_oof = stacked_forecast(coef, oof, X[:, -1])
+        return model, coef, cv_error, 1 + min(self.folds, N), top_reach(stacked_oof, y), stacked_oof
 
     def _fit(self, e: int, T: int, N: int, study):
         key = (e, T, N)
@@ -187,6 +191,11 @@ class FinalValuePredictor:
         """:func:`top_reach` of model ``(e, T, N)`` on its out-of-fold forecasts."""
         return float(self._fit(e, T, N, study)[3])
 
+    def out_of_fold(self, e: int, T: int, N: int, study) -> np.ndarray:
+        """Stacked out-of-fold forecasts of model ``(e, T, N)``'s training rows: the store's first ones
+        (:attr:`store_rows`), then the study's, in the order of :meth:`_training_set`."""
+        return self._fit(e, T, N, study)[4]
+
     def prefetch(self, e: int, T: int, N: int, study) -> bool:
         """Start fitting model ``(e, T, N)`` on :attr:`executor` (the runtime's fit thread) if it is
         neither fitted nor under way; the training set is copied now. True when a fit was started."""
@@ -202,7 +211,7 @@ class FinalValuePredictor:
 
         ``study``: (config, curve) of the study trials that reached ``T``, in arrival order (the
         first ``N - |store part|`` are used)."""
-        model, coef, cv_error, _ = self._fit(e, T, N, study)
+        model, coef, cv_error = self._fit(e, T, N, study)[:3]
         prefixes = np.asarray(prefixes, dtype=float).reshape(len(configs), e)
         pred = model.predict(list(configs), prefixes)
         mean = stacked_forecast(coef, np.asarray(pred.mean, dtype=float).ravel(), prefixes[:, -1])
