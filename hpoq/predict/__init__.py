@@ -18,6 +18,9 @@ PREDICTORS: dict[str, str] = {
     # the name of qsvr's present defaults before they became qsvr's (study files may still use it)
     "qsvr-tuned": "hpoq.predict.qsvr:QSVRPredictor",
     "default": "hpoq.predict.default:DefaultPredictor",
+    # baselines (docs/predictors.md#baselines): what a predictor must rank better than
+    "last-value": "hpoq.predict.baselines:LastValuePredictor",
+    "power-law": "hpoq.predict.baselines:PowerLawPredictor",
 }
 
 

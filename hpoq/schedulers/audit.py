@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.stats import beta
+
 
 from hpoq.seeding import derive_rng
 
@@ -33,6 +33,8 @@ BUDGET = 0.25
 
 def clopper_pearson(x: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Exact binomial interval for x successes in n trials ((0, 1) for n = 0)."""
+    from scipy.stats import beta  # imported here: scipy.stats costs a second at import
+
     if n <= 0:
         return 0.0, 1.0
     a = 1.0 - confidence
@@ -95,9 +97,7 @@ class Audit:
         """False-prune estimate: ``finals`` maps audited trials that reached R to their value there;
         ``kept_best`` is the best value at R of the trials never stopped. ``epoch`` restricts to stops
         at that checkpoint."""
-        done = [
-            finals[t] for t, rec in self.records.items() if t in finals and (epoch is None or rec.epoch == epoch)
-        ]
+        done = [finals[t] for t, rec in self.records.items() if t in finals and (epoch is None or rec.epoch == epoch)]
         x = sum(1 for v in done if math.isfinite(kept_best) and v < kept_best)
         lo, hi = clopper_pearson(x, len(done))
         pending = sum(1 for t, rec in self.records.items() if t not in finals and (epoch is None or rec.epoch == epoch))

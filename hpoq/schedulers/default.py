@@ -166,27 +166,33 @@ class DefaultScheduler(Hyperband):
         """A test can apply at checkpoint ``c``: evidence exists towards R or the round's end."""
         return len(self.evidence.reached.get(self.R, ())) >= 2 or len(self.evidence.reached.get(r_i, ())) >= 2
 
-    def _test(self, trial: Trial, c: int) -> dict | None:
-        """Inputs of the stop of ``trial`` at checkpoint ``c``, or None to go on."""
+    def _test(self, trial: Trial, c: int) -> tuple[dict, dict | None]:
+        """(what the trial was judged by at checkpoint ``c``, the inputs of its stop or None to go on)."""
         value = trial.value_at(c)
         if not math.isfinite(value):
-            return {"rule": "diverged", "value": value}
+            return {}, {"rule": "diverged", "value": value}
         score = float(self.scorer.scores(c, [(("trial", trial.trial_id), trial.config, trial.curve)])[0])
-        tests = [(self.R, self.incumbent())]
+        judged = {"score": score, "incumbent": self.incumbent()}
+        model = self.scorer.key(c)
+        if model is not None:  # the forecast of the final value, read by the report as a prediction
+            judged.update(
+                predicted=score, target_epoch=self.R, rung_epoch=c, model=f"{model[0]}->{model[1]}@{model[2]}"
+            )
+        tests = [("best", self.R, judged["incumbent"])]
         if self.r_i < self.R:
-            tests.append((self.r_i, self._round_bar(self.r_i)))
-        for h, bar in tests:
+            tests.append(("round", self.r_i, self._round_bar(self.r_i)))
+        for against, h, bar in tests:
             found = kind_test(self.evidence.column(c, h), score, bar, ALPHA, self.protect)
             if found is not None:
-                return {"rule": "evidence", "horizon": h, "score": score, "alpha": ALPHA, **found}
-        return None
+                return judged, {"rule": "evidence", "against": against, "horizon": h, "alpha": ALPHA, **found}
+        return judged, None
 
     def _unit_done(self, trial: Trial) -> list[Decision]:
         c = trial.epochs
         if c >= self.r_i:
             return super()._unit_done(trial)
-        where = {"checkpoint": c, "value": trial.value_at(c), **self._where()}
-        stop = self._test(trial, c)
+        judged, stop = self._test(trial, c)
+        where = {"checkpoint": c, "value": trial.value_at(c), **judged, **self._where()}
         if stop is None:
             self.queue.appendleft((trial.trial_id, self.r_i))
             return [Decision(trial.trial_id, CONTINUE, c, "checkpoint", where)]
@@ -228,7 +234,12 @@ class DefaultScheduler(Hyperband):
             trial.curve.extend(check_metrics(trial_id, metrics, start, self.R))
             trial.status = DONE_
             self._add_evidence(trial, start)
-            info = {"value": trial.value_at(self.R), "audit": dict(self.audit.records[trial_id].stop)}
+            stop = self.audit.records[trial_id].stop
+            info = {
+                "value": trial.value_at(self.R),
+                "stopped_at": stop["checkpoint"],
+                "estimate": self.audit_estimate(),
+            }
             return [Decision(trial_id, DONE, self.R, "audit", info)]
         decisions = super().on_result(trial_id, metrics)
         if trial.status != FAILED_:
@@ -246,8 +257,8 @@ class DefaultScheduler(Hyperband):
     def finished(self) -> bool:
         if not super().finished or self.audit_queue or self.audit_inflight:
             return False
-        # every stop has been made: an audit the budget does not cover now never will be
-        return not any(self.audit.affordable(t) for t in self.audit.waiting)
+        # every stop has been made: if the budget does not cover the next audit now, it never will
+        return not (self.audit.waiting and self.audit.affordable(self.audit.waiting[0]))
 
     # ---------------------------------------------------------------- forecasts (runtime hooks)
     def attach_fit_executor(self, executor) -> None:
@@ -276,7 +287,9 @@ class DefaultScheduler(Hyperband):
             if t.epochs >= self.R and t.trial_id not in self.stops and t.status != FAILED_
         ]
         out = self.audit.estimate(finals, min(kept, default=math.inf), epoch)
-        out["stops"] = sum(1 for info in self.stops.values() if epoch is None or info["checkpoint"] == epoch)
+        out["stops"] = sum(
+            1 for info in self.stops.values() if info["rule"] == "evidence" and epoch in (None, info["checkpoint"])
+        )
         return out
 
     # ---------------------------------------------------------------- state

@@ -23,7 +23,8 @@ import math
 
 import numpy as np
 
-from hpoq.predict import make_predictor
+from hpoq.predict import make_predictor, predictor_class
+from hpoq.registry import takes
 from hpoq.seeding import derive_rng
 
 
@@ -110,6 +111,8 @@ class FinalValuePredictor:
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
         self.min_train, self.growth = int(min_train), float(growth)
         self.folds, self.max_store = int(folds), int(max_store)
+        if takes(predictor_class(name), "horizon"):  # an extrapolating predictor forecasts epoch R
+            self.params.setdefault("horizon", self.R)
         make_predictor(name, **self.params)  # fail early on an unknown predictor or parameter
         configs, curves = [], np.zeros((0, self.R))
         if store is not None:
