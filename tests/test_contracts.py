@@ -112,6 +112,7 @@ FAST = {
     "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
     "qsvr-tuned": {"num_reads": 20, "num_sweeps": 200},
     "default": {"n_trees": 20},
+    "power-law": {"horizon": 100},  # extrapolates to the final epoch of the MLPF curves
 }
 
 

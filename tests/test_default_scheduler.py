@@ -165,7 +165,7 @@ def test_a_forecast_scores_the_trials_once_a_model_is_fitted(reliable):
     scored = [d["info"] for _, _, ds in log for d in ds if d["reason"] in ("checkpoint", "evidence")]
     forecast = [i for i in scored if "predicted" in i]
     assert forecast and all(i["target_epoch"] == 16 and i["predicted"] == i["score"] for i in forecast)
-    assert all("->16@" in i["model"] for i in forecast)
+    assert all(i["model"].startswith(f"svr:{i['checkpoint']}->16@") for i in forecast)
 
 
 def test_fits_reported_by_the_runtime_are_used_only_once_reported(reliable):

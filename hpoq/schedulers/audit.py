@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass
 
 
-
 from hpoq.seeding import derive_rng
 
 #: confidence of the reported intervals

@@ -175,9 +175,8 @@ class DefaultScheduler(Hyperband):
         judged = {"score": score, "incumbent": self.incumbent()}
         model = self.scorer.key(c)
         if model is not None:  # the forecast of the final value, read by the report as a prediction
-            judged.update(
-                predicted=score, target_epoch=self.R, rung_epoch=c, model=f"{model[0]}->{model[1]}@{model[2]}"
-            )
+            name = f"{self.scorer.forecaster.name}:{c}->{model[1]}@{model[2]}"
+            judged.update(predicted=score, target_epoch=self.R, rung_epoch=c, model=name)
         tests = [("best", self.R, judged["incumbent"])]
         if self.r_i < self.R:
             tests.append(("round", self.r_i, self._round_bar(self.r_i)))
