@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 from hpoq.seeding import derive_rng
 
 #: confidence of the reported intervals

@@ -163,8 +163,11 @@ class DefaultScheduler(Hyperband):
         return done[self.n_keep - 1] if len(done) >= self.n_keep else math.inf
 
     def _active(self, c: int, r_i: int) -> bool:
-        """A test can apply at checkpoint ``c``: evidence exists towards R or the round's end."""
-        return len(self.evidence.reached.get(self.R, ())) >= 2 or len(self.evidence.reached.get(r_i, ())) >= 2
+        """A test can apply at checkpoint ``c``: enough evidence towards R or the round's end (see kind_test)."""
+        enough = 1.0 / ALPHA
+        return len(self.evidence.reached.get(self.R, ())) >= enough or (
+            r_i < self.R and len(self.evidence.reached.get(r_i, ())) >= enough
+        )
 
     def _test(self, trial: Trial, c: int) -> tuple[dict, dict | None]:
         """(what the trial was judged by at checkpoint ``c``, the inputs of its stop or None to go on)."""

@@ -15,8 +15,9 @@ of the ``n`` evidence curves misses all ``G`` that ended better than ``b*``:
 at ``h``" (cf. Good, "Permutation Tests", 2000; the ranking-loss view of Hyper-Tune, Li et al.,
 PVLDB 2022). A trial in the best ``protect`` share of the evidence at ``c`` is never stopped: its
 kind would be almost every curve, so "none of its kind beat the bar" would only say that the bar is
-high. Where curves cross late, trials that looked as bad at ``c`` ended well, ``b*`` beats the bar
-and nothing is stopped; where ranks hold, stopping needs enough evidence to be significant, so a
+high. Nothing is stopped on fewer than ``1 / alpha`` curves: a late bloomer rarer than that would not
+have shown up among them. Where curves cross late, trials that looked as bad at ``c`` ended well, ``b*``
+beats the bar and nothing is stopped; where ranks hold, stopping needs enough evidence to be significant, so a
 study without a store starts hedged, as Hyperband, and stops more as its curves accrue.
 
 :class:`Evidence` keeps, per (``c``, ``h``), the evidence sorted by score with suffix minima of the
@@ -132,7 +133,7 @@ def kind_test(column: Column, score: float, bar: float, alpha: float, protect: f
     than ``protect x n`` evidence curves scored better than (one in the best ``protect`` share) is never
     stopped."""
     n = len(column)
-    if n < 2 or not math.isfinite(bar):
+    if n < 1.0 / alpha or not math.isfinite(bar):  # too few curves for an event rarer than alpha to show up
         return None
     m, kind_best, better = column.kind(score)
     if m == 0 or not kind_best > bar or n - m < protect * n:
