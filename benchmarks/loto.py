@@ -39,7 +39,7 @@ FAMILIES = {
     "taskset": [f"taskset/{i}" for i in range(12)],
 }
 #: candidate settings of default's constants (the most cautious first)
-CANDIDATES = [{"protect": p} for p in (0.5, 0.4, 0.3, 0.2)]
+CANDIDATES = [{"protect": p} for p in (0.5, 0.35, 0.2)]
 
 
 def run_one(table_name: str, params: dict, seed: int, warm_fraction: float) -> tuple[int, float | None]:

@@ -341,7 +341,9 @@ def make_scorer(predictor: str | None, params: dict | None, seed: int, R: int, w
     name = DEFAULT_PREDICTOR if predictor is None else predictor
     if name == "none":
         return ObservedScore()
-    forecaster = FinalValuePredictor(name, dict(params or {}), seed=seed, R=R, store=warm_curves, min_train=MIN_TRAIN)
+    forecaster = FinalValuePredictor(
+        name, dict(params or {}), seed=seed, R=R, store=warm_curves, min_train=MIN_TRAIN, stack=False
+    )
     return ForecastScore(forecaster, R, fit_lag)
 
 

@@ -91,8 +91,10 @@ class FinalValuePredictor:
         growth: float = 1.5,
         folds: int = 3,
         max_store: int = 200,
+        stack: bool = True,
     ):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
+        self.stack = bool(stack)
         self.min_train, self.growth = int(min_train), float(growth)
         self.folds, self.max_store = int(folds), int(max_store)
         if takes(predictor_class(name), "horizon"):  # an extrapolating predictor forecasts epoch R
@@ -155,7 +157,10 @@ class FinalValuePredictor:
             train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             model = make_predictor(self.name, **self.params).fit([configs[i] for i in train], X[train], y[train])
             oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
-        coef, cv_error = stack_with_last(oof, X[:, -1], y)
+        if self.stack:
+            coef, cv_error = stack_with_last(oof, X[:, -1], y)
+        else:  # the predictor's own forecast (a ranking needs no calibration on the last value)
+            coef, cv_error = np.array([0.0, 1.0, 0.0]), float(np.sqrt(np.mean((oof - y) ** 2)))
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
         return model, coef, cv_error, 1 + min(self.folds, N), stacked_forecast(coef, oof, X[:, -1])
 
