@@ -18,7 +18,9 @@ evidence says cannot change its answer (docs/algorithms.md#hpoqs-default).
 3. **Audited stops** (:class:`~hpoq.schedulers.audit.Audit`): a seeded random ``audit`` share of the
    stopped trials is trained to R anyway, paid from the stops' savings; their outcomes estimate the
    false-prune rate with an exact interval (:meth:`audit_estimate`, shown by ``status`` and the report)
-   and join the evidence.
+   and join the evidence. **Rescues**: when a worker would otherwise idle (with one worker: once
+   Hyperband's brackets are done), the stopped trial that ranked best at its stop is trained to R, while
+   ``RESCUE`` of the saved epochs lasts: a wrong stop is most likely one of those.
 4. **A unit ends at the next checkpoint where a test can apply** (evidence exists there), else at the
    round's end, as in Hyperband: without evidence nothing is split.
 
@@ -51,6 +53,9 @@ from hpoq.schedulers.trials import ACTIVE, DONE_, FAILED_, STOPPED, Trial, check
 ALPHA = 0.01
 #: share of a checkpoint's evidence whose best-scored trials are never stopped (set leave-one-table-out)
 PROTECT = 0.35
+#: share of the epochs the stops saved that is spent, once Hyperband's brackets are done, on training the
+#: best-scored stopped trials to R anyway (rescues: a stop that was wrong is most likely one of those)
+RESCUE = 0.25
 #: share of the stopped trials audited (trained to R anyway)
 AUDIT = 0.05
 #: results between a forecast model's training data being complete and its use (simulator default)
@@ -107,7 +112,9 @@ class DefaultScheduler(Hyperband):
         self.evidence_order: list[tuple[int, int]] = []  # (trial, horizon) of each evidence row, in order
         self.stops: dict[int, dict] = {}  # trial -> inputs of the test that stopped it (audited ones too)
         self.audit_queue: deque = deque()  # audits to run again after a restore (charged)
-        self.audit_inflight: set[int] = set()
+        self.audit_inflight: set[int] = set()  # audited or rescued trials on their way to R
+        self.rescued: list[int] = []  # stopped trials trained to R anyway, best-scored first
+        self.rescue_spent = 0
         self.round_sizes: dict[int, int] = {}  # bracket index -> members at the start of its round
         self._rebuild_evidence()
 
@@ -210,12 +217,11 @@ class DefaultScheduler(Hyperband):
     def suggest(self) -> WorkUnit | None:
         tid = self.audit_queue.popleft() if self.audit_queue else self.audit.next_affordable()
         if tid is not None:
-            trial = self.trials[tid]
-            self.audit_inflight.add(tid)
-            return WorkUnit(tid, dict(trial.config), trial.epochs, self.R)
+            return self._to_R(tid)
         run = self._runnable()
         if run is None:
-            return None
+            tid = self._next_rescue()  # a worker would idle: rescue the best-looking stop the savings cover
+            return None if tid is None else self._to_R(tid)
         self._cur = run
         tid, end = run.queue.popleft()
         trial = self.trials[tid]
@@ -224,6 +230,31 @@ class DefaultScheduler(Hyperband):
         trial.status = ACTIVE
         run.inflight[tid] = end
         return WorkUnit(tid, dict(trial.config), start, end)
+
+    def _to_R(self, tid: int) -> WorkUnit:
+        """A unit training audited or rescued trial ``tid`` to R (charged when it was chosen)."""
+        trial = self.trials[tid]
+        trial.status = ACTIVE
+        self.audit_inflight.add(tid)
+        return WorkUnit(tid, dict(trial.config), trial.epochs, self.R)
+
+    def _next_rescue(self) -> int | None:
+        """The stopped trial ranked best at its stop (smallest share of its evidence scored better) whose training
+        to R the rescue budget (RESCUE of the epochs the stops saved) covers, charged; None if there is none."""
+        budget = RESCUE * self.audit.saved - self.rescue_spent
+        best = min(
+            (
+                ((info["evidence"] - info["kind"]) / info["evidence"], tid)
+                for tid, info in self.stops.items()
+                if info["rule"] == "evidence" and tid not in self.audit.records and tid not in self.rescued
+            ),
+            default=None,
+        )
+        if best is None or self.R - self.trials[best[1]].epochs > budget:
+            return None
+        self.rescued.append(best[1])
+        self.rescue_spent += self.R - self.trials[best[1]].epochs
+        return best[1]
 
     def on_result(self, trial_id: int, metrics) -> list[Decision]:
         trial = self.trials.get(trial_id)
@@ -236,13 +267,10 @@ class DefaultScheduler(Hyperband):
             trial.curve.extend(check_metrics(trial_id, metrics, start, self.R))
             trial.status = DONE_
             self._add_evidence(trial, start)
-            stop = self.audit.records[trial_id].stop
-            info = {
-                "value": trial.value_at(self.R),
-                "stopped_at": stop["checkpoint"],
-                "estimate": self.audit_estimate(),
-            }
-            return [Decision(trial_id, DONE, self.R, "audit", info)]
+            info = {"value": trial.value_at(self.R), "stopped_at": self.stops[trial_id]["checkpoint"]}
+            if trial_id in self.rescued:
+                return [Decision(trial_id, DONE, self.R, "rescue", info)]
+            return [Decision(trial_id, DONE, self.R, "audit", dict(info, estimate=self.audit_estimate()))]
         decisions = super().on_result(trial_id, metrics)
         if trial.status != FAILED_:
             self._add_evidence(trial, start)
@@ -259,8 +287,19 @@ class DefaultScheduler(Hyperband):
     def finished(self) -> bool:
         if not super().finished or self.audit_queue or self.audit_inflight:
             return False
-        # every stop has been made: if the budget does not cover the next audit now, it never will
-        return not (self.audit.waiting and self.audit.affordable(self.audit.waiting[0]))
+        # every stop has been made: if the budget does not cover the next audit (or rescue) now, it never will
+        if self.audit.waiting and self.audit.affordable(self.audit.waiting[0]):
+            return False
+        return self._next_rescue_cost() is None
+
+    def _next_rescue_cost(self) -> int | None:
+        """What the next rescue would cost if the budget covers it, else None (no state changes)."""
+        rescued, spent = list(self.rescued), self.rescue_spent
+        tid = self._next_rescue()
+        if tid is None:
+            return None
+        self.rescued, self.rescue_spent = rescued, spent
+        return self.R - self.trials[tid].epochs
 
     # ---------------------------------------------------------------- forecasts (runtime hooks)
     def attach_fit_executor(self, executor) -> None:
@@ -316,6 +355,8 @@ class DefaultScheduler(Hyperband):
             # audits in flight at a snapshot are lost work: run again (already charged)
             audit_queue=sorted(self.audit_inflight) + list(self.audit_queue),
             round_sizes={str(b): n for b, n in self.round_sizes.items()},
+            rescued=list(self.rescued),
+            rescue_spent=self.rescue_spent,
             evidence_order=[list(x) for x in self.evidence_order],
             scorer=self.scorer.state_dict(),
         )
@@ -331,6 +372,7 @@ class DefaultScheduler(Hyperband):
         self.audit.load_state_dict(state["audit"])
         self.audit_queue, self.audit_inflight = deque(int(t) for t in state["audit_queue"]), set()
         self.round_sizes = {int(b): int(n) for b, n in state["round_sizes"].items()}
+        self.rescued, self.rescue_spent = [int(t) for t in state["rescued"]], int(state["rescue_spent"])
         self.evidence_order = [(int(t), int(h)) for t, h in state["evidence_order"]]
         self.scorer.load_state_dict(state["scorer"], self.trials)
         self._rebuild_evidence()
