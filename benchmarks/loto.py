@@ -3,7 +3,8 @@
 Families: ``mlpf``; ``mnist`` (mnist6, mnist4, mnist4rs42: one model family); ``cifar10``; ``lcbench``;
 ``taskset`` (the 12 tasks of ``shared/data/taskset_dyhpo``, counted as one family). For every candidate
 setting of the constants, ``default`` runs on every table of every family, cold and warm (half the table's
-configurations as the store), on the development seeds (0-19 by default; the first 5 of them on each TaskSet task), paired with Hyperband on the same
+configurations as the store), on the development seeds (0-19 by default; the first 5 of them on each
+TaskSet task), paired with Hyperband on the same
 draws (the protocol of ``benchmarks/hpo_replay.py``: equal quality = mean answer within 0.25 x Hyperband's
 seed-to-seed std).
 

@@ -17,7 +17,7 @@ from hpoq.errors import ConfigError
 from hpoq.runtime.resume import InlineExecutor
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.audit import BUDGET, Audit, clopper_pearson
-from hpoq.schedulers.base import STOP
+from hpoq.schedulers.base import PAUSE, STOP
 from hpoq.schedulers.brackets import hyperband_budget
 from hpoq.schedulers.default import ALPHA, DefaultScheduler
 from hpoq.schedulers.evidence import Column, kind_p_value, kind_test
@@ -77,8 +77,10 @@ def test_late_bloomers_are_not_stopped_where_their_kind_ended_well(late):
 def test_every_stop_carries_a_significant_test(reliable):
     sched = build(reliable, 4, warm=0.5)
     log = drive(sched, reliable.minimized(), 16)
-    stops = [d for _, _, ds in log for d in ds if d["action"] == STOP and d["reason"] == "evidence"]
-    assert stops
+    stops = [d for _, _, ds in log for d in ds if d["action"] == PAUSE and d["reason"] == "evidence"]
+    finals = {d["trial_id"] for _, _, ds in log for d in ds if d["action"] == STOP and d["reason"] == "evidence"}
+    kept_on = set(sched.audit.records) | set(sched.rescued)
+    assert stops and finals == {d["trial_id"] for d in stops} - kept_on  # confirmed when the study ends
     for d in stops:
         info = d["info"]
         if info["rule"] == "diverged":

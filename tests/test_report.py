@@ -95,7 +95,11 @@ VOCABULARY = {
         COMPLETED,
     ),
     "default evidence stop": (
-        [d("continue", "checkpoint", 1, score=460.0), d("stop", "evidence", 2, rule="evidence", p=0.001, bar=450.0)],
+        [
+            d("continue", "checkpoint", 1, score=460.0),
+            d("pause", "evidence", 2, rule="evidence", p=0.001, bar=450.0),
+            d("stop", "evidence", 2, rule="evidence", p=0.001, bar=450.0),
+        ],
         PRUNED_PREDICTION,
     ),
     "default audited": (

@@ -4,10 +4,12 @@
 Each decision carries the inputs it used; this module counts them by kind (:data:`KINDS`):
 
 * *passed a checkpoint*: continue ``checkpoint`` (the test found no reason to stop it);
-* *stopped: cannot beat the study's best*: stop ``evidence`` against the value at R;
-* *stopped before its round's cut*: stop ``evidence`` against the round's cut at its end;
+* *stopped: cannot beat the study's best*: pause ``evidence`` against the value at R (the trial is out
+  of the race; its checkpoint is kept for a rescue until the study ends, when a ``stop`` confirms it);
+* *stopped before its round's cut*: pause ``evidence`` against the round's cut at its end;
 * *stopped: diverged*: a non-finite value;
 * *audited*: a stop drawn for the audit (continue ``audit``), trained to R anyway;
+* *rescued*: a stop trained to R anyway when a worker would have idled (done ``rescue``);
 * *kept / cut by Hyperband's round*: Hyperband's own promotions and cuts at a round's end.
 
 :func:`audit_summary` turns the audited trials into the false-prune estimate: of the trials stopped, an
@@ -27,6 +29,7 @@ KINDS = (
     "stopped before its round's cut",
     "stopped: diverged",
     "audited (trained to R anyway)",
+    "rescued (trained to R anyway)",
     "kept by Hyperband's round",
     "cut by Hyperband's round",
 )
@@ -39,7 +42,9 @@ def decision_kind(decision: dict) -> str | None:
         return "passed a checkpoint"
     if action == "continue" and reason == "audit":
         return "audited (trained to R anyway)"
-    if action == "stop" and reason == "evidence":
+    if action == "done" and reason == "rescue":
+        return "rescued (trained to R anyway)"
+    if action == "pause" and reason == "evidence":
         if info.get("rule") == "diverged":
             return "stopped: diverged"
         return (

@@ -10,9 +10,10 @@ failed; the reason names the rule and differs per scheduler:
 * ``asha``: pause ``rung``, continue ``rung`` / ``finish`` (promotion), stop ``rung`` (never
   promoted when the search ended), done ``completed``.
 * ``default``: Hyperband's vocabulary, plus continue ``checkpoint`` (passed a stop test between two
-  round ends), stop ``evidence`` (the test stopped it: info ``rule``, ``p``, ``bar`` and, with a
-  forecaster, ``predicted``), continue ``audit`` (a stop drawn for the audit, trained to R anyway) and
-  done ``audit``. Studies of earlier versions also hold continue ``rung`` / ``predicted`` /
+  round ends), pause ``evidence`` (the test stopped it: info ``rule``, ``p``, ``bar`` and, with a
+  forecaster, ``predicted``; confirmed by a stop ``evidence`` when the study ends), continue ``audit``
+  (a stop drawn for the audit, trained to R anyway), done ``audit`` and done ``rescue``. Studies of
+  earlier versions also hold continue ``rung`` / ``predicted`` /
   ``uncertain`` / ``finalist`` and stop ``predicted``.
 * ``random``: done ``completed``; ``topk-1epoch``: pause ``screened``, continue / stop ``top-k``.
 

@@ -41,7 +41,7 @@ import numpy as np
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Interval, Mapping, Text
 from hpoq.schedulers.audit import Audit
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, STOP, Decision, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, WorkUnit
 from hpoq.schedulers.evidence import Evidence, kind_test
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.hyperband import Hyperband
@@ -114,6 +114,7 @@ class DefaultScheduler(Hyperband):
         self.audit_queue: deque = deque()  # audits to run again after a restore (charged)
         self.audit_inflight: set[int] = set()  # audited or rescued trials on their way to R
         self.rescued: list[int] = []  # stopped trials trained to R anyway, best-scored first
+        self.finally_stopped: set[int] = set()  # stopped trials whose final STOP was decided (study finished)
         self.rescue_spent = 0
         self.round_sizes: dict[int, int] = {}  # bracket index -> members at the start of its round
         self._rebuild_evidence()
@@ -210,8 +211,8 @@ class DefaultScheduler(Hyperband):
         if stop["rule"] != "diverged" and self.audit.on_stop(trial.trial_id, c, self.r_i, info):
             trial.status = ACTIVE
             return [Decision(trial.trial_id, CONTINUE, c, "audit", info)]
-        trial.status = STOPPED
-        return [Decision(trial.trial_id, STOP, c, "evidence", info)]
+        trial.status = STOPPED  # out of Hyperband's rounds; paused outside, its checkpoint kept for a rescue
+        return [Decision(trial.trial_id, PAUSE, c, "evidence", info)]
 
     # ---------------------------------------------------------------- units
     def suggest(self) -> WorkUnit | None:
@@ -257,6 +258,20 @@ class DefaultScheduler(Hyperband):
         return best[1]
 
     def on_result(self, trial_id: int, metrics) -> list[Decision]:
+        return self._final_stops(self._on_result(trial_id, metrics))
+
+    def _final_stops(self, decisions: list[Decision]) -> list[Decision]:
+        """Once the study is finished, a stopped trial is stopped for good (its checkpoint may go)."""
+        if not self.finished:
+            return decisions
+        for tid, info in self.stops.items():
+            trial = self.trials[tid]
+            if trial.status == STOPPED and tid not in self.finally_stopped:
+                self.finally_stopped.add(tid)
+                decisions.append(Decision(tid, STOP, trial.epochs, "evidence", info))
+        return decisions
+
+    def _on_result(self, trial_id: int, metrics) -> list[Decision]:
         trial = self.trials.get(trial_id)
         if trial is None:
             raise InternalError(f"{self.name}: result for trial {trial_id}, which has no unit in flight")
@@ -280,8 +295,9 @@ class DefaultScheduler(Hyperband):
         if trial_id in self.audit_inflight:
             self.audit_inflight.discard(trial_id)
             self.trials[trial_id].status = FAILED_
-            return [Decision(trial_id, FAILED, self.trials[trial_id].epochs, "failed", {"error": str(reason)})]
-        return super().on_failure(trial_id, reason)
+            failed = Decision(trial_id, FAILED, self.trials[trial_id].epochs, "failed", {"error": str(reason)})
+            return self._final_stops([failed])
+        return self._final_stops(super().on_failure(trial_id, reason))
 
     @property
     def finished(self) -> bool:
@@ -356,6 +372,7 @@ class DefaultScheduler(Hyperband):
             audit_queue=sorted(self.audit_inflight) + list(self.audit_queue),
             round_sizes={str(b): n for b, n in self.round_sizes.items()},
             rescued=list(self.rescued),
+            finally_stopped=sorted(self.finally_stopped),
             rescue_spent=self.rescue_spent,
             evidence_order=[list(x) for x in self.evidence_order],
             scorer=self.scorer.state_dict(),
@@ -373,6 +390,7 @@ class DefaultScheduler(Hyperband):
         self.audit_queue, self.audit_inflight = deque(int(t) for t in state["audit_queue"]), set()
         self.round_sizes = {int(b): int(n) for b, n in state["round_sizes"].items()}
         self.rescued, self.rescue_spent = [int(t) for t in state["rescued"]], int(state["rescue_spent"])
+        self.finally_stopped = {int(t) for t in state["finally_stopped"]}
         self.evidence_order = [(int(t), int(h)) for t, h in state["evidence_order"]]
         self.scorer.load_state_dict(state["scorer"], self.trials)
         self._rebuild_evidence()
