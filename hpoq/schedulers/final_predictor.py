@@ -9,8 +9,8 @@ with an uncertainty, learnt from the warm store of earlier studies
 Training sets are a pure function of the scheduler's state, so that a restored scheduler (and a
 replayed journal) makes the same forecasts: the store (a seeded subset of at most ``max_store``
 curves) plus the *first* ``N`` study trials, in arrival order, that reached ``T``, where ``N`` is
-the largest size on the grid ``min_train * growth**j`` available (a model is refit only when the
-grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
+the largest size on the grid ``min_train * growth**j`` available, at most ``2 x max_store`` (a model is
+refit only when the grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
 ``folds``-fold cross-validated residuals on that set (or the predictor's own ``spread`` where
 larger), in metric units.
 """
@@ -130,7 +130,8 @@ class FinalValuePredictor:
         trials that reached ``T`` (and may be used: see ``fit_lag`` in ``default``)."""
         for T in sorted((h for h in horizons if h > e), reverse=True):
             extra = self.store_size if T == self.R else 0
-            N = grid_size(extra + counts.get(T, 0), self.min_train, self.growth)
+            # capped: a fit costs the same however many curves a long study has finished
+            N = grid_size(min(extra + counts.get(T, 0), 2 * self.max_store), self.min_train, self.growth)
             if N:
                 return T, N
         return None
