@@ -28,9 +28,6 @@ from hpoq.schedulers.rungs import Rungs, rung_epochs
 from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.trials import check_metrics, take_inflight
 
-#: the rung epochs (kept under this name for the modules that import it from here)
-asha_rungs = rung_epochs
-
 
 class ASHA(Scheduler):
     """Asynchronous successive halving with promotions (registry name ``asha``).
