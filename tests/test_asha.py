@@ -11,8 +11,8 @@ from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.asha import ASHA
-from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.base import CONTINUE, DONE, STOP
+from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.sampling import TableRowSampler
 from hpoq.simulate import simulate_run
 from hpoq.simulate.replay import ReplayBackend

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.brackets import schedule_of
+from hpoq.schedulers.rungs import rung_epochs
 
 
 def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, scores=None) -> tuple[int, int]:
