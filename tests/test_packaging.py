@@ -97,7 +97,7 @@ import importlib, pkgutil, sys, json
 import hpoq
 skipped, imported = [], []
 for info in pkgutil.walk_packages(hpoq.__path__, "hpoq."):
-    if info.name.startswith("hpoq.mlpf"):
+    if info.name.startswith("hpoq.mlpf") or info.name == "hpoq.__main__":
         skipped.append(info.name)
         continue
     importlib.import_module(info.name)
