@@ -360,8 +360,9 @@ def end_quality(name: str, runs: list, hb_runs: list) -> dict:
 
 def average_ranks(cells: dict, tables, methods, workers: int) -> dict:
     """{fraction: {method: mean rank}} over (table, seed) pairs where every method in ``methods`` ran that
-    seed; ranks by normalized regret at the fraction of Hyperband's epochs (ties share)."""
-    out: dict = {}
+    seed (their number under ``"pairs"``); ranks by normalized regret at the fraction of Hyperband's epochs
+    (ties share)."""
+    out: dict = {"pairs": 0}
     for f in FRACTIONS:
         per_method: dict = {m: [] for m in methods}
         for name in tables:
@@ -371,7 +372,9 @@ def average_ranks(cells: dict, tables, methods, workers: int) -> dict:
             runs = {m: {r["seed"]: r for r in cells[(name, m, workers)]["runs"]} for m in methods}
             table = _cached_peer_table(name)
             budget = cells[(name, "hyperband", workers)]["budget"]
-            for seed in set.intersection(*[set(v) for v in runs.values()]):
+            seeds = set.intersection(*[set(v) for v in runs.values()])
+            out["pairs"] += len(seeds) if f == FRACTIONS[0] else 0
+            for seed in seeds:
                 values = {m: normalized_regret(table, best_at(runs[m][seed]["trace"], f * budget)) for m in methods}
                 for m, rank in ranks(values).items():
                     per_method[m].append(rank)
@@ -430,7 +433,7 @@ def report(tables, methods, out_dir: Path, name: str = "peers_model") -> dict:
     from benchmarks.hpo_replay import fmt_value
 
     cells = load_cells(tables, methods, WORKERS)
-    summary: dict = {"cells": {}, "ranks": {}, "targets": [], "ran": {}}
+    summary: dict = {"cells": {}, "targets": [], "ran": {}}
     lines = [
         "# Model-based peers beside hpoq (benchmarks/peers_model.py)",
         "",
@@ -474,7 +477,7 @@ def report(tables, methods, out_dir: Path, name: str = "peers_model") -> dict:
                     f"{'yes' if q['equal'] else 'NO'} | {q['worse']}/{q['seeds']}{no} | {cell['wall_s']:.0f} |"
                 )
                 summary["cells"].setdefault(tname, {}).setdefault(str(workers), {})[method] = {
-                    **{k: v for k, v in m.items() if not k.endswith("per_seed")},
+                    **{k: v for k, v in m.items() if k != "regret_per_seed"},
                     "end": q,
                     "version": cell["version"],
                     "wall_s": cell["wall_s"],
@@ -493,24 +496,30 @@ def report(tables, methods, out_dir: Path, name: str = "peers_model") -> dict:
 
 
 def rank_section(cells, tables, methods, summary) -> list:
+    """Average ranks per worker count, twice: the methods that ran every table (over all tables), and every
+    method that ran anything (over the tables where all of them ran); each over the seeds all of them ran."""
     lines = []
     for workers in WORKERS:
-        have = [m for m in methods if all((t, m, workers) in cells for t in tables)]
-        if "default" not in have:
-            continue
-        r = average_ranks(cells, tables, have, workers)
-        summary["ranks"][str(workers)] = r
-        lines += [
-            f"## Average rank over the {len(tables)} tables and their seeds, {workers} worker"
-            f"{'s' if workers > 1 else ''} (normalized regret at a fraction of Hyperband's epochs; 1 = best; "
-            f"methods that ran every table)",
-            "",
-            "| method | @25% | @50% | @100% |",
-            "|---|---|---|---|",
-        ]
-        for m in sorted(have, key=lambda m: r["1.0"][m]):
-            lines.append(f"| {m} | {r['0.25'][m]:.2f} | {r['0.5'][m]:.2f} | {r['1.0'][m]:.2f} |")
-        lines.append("")
+        ran = [m for m in methods if any((t, m, workers) in cells for t in tables)]
+        every_table = [m for m in ran if all((t, m, workers) in cells for t in tables)]
+        common = [t for t in tables if all((t, m, workers) in cells for m in ran)]
+        views = [("ranks", every_table, tables, "methods that ran every table")]
+        views.append(("ranks_all_methods", ran, common, f"every method, on the tables all ran: {', '.join(common)}"))
+        for key, have, over, what in views:
+            if "default" not in have or not over:
+                continue
+            r = average_ranks(cells, over, have, workers)
+            summary.setdefault(key, {})[str(workers)] = r
+            lines += [
+                f"## Average rank, {workers} worker{'s' if workers > 1 else ''}: {what} ({r['pairs']} (table, seed) "
+                "pairs; normalized regret at a fraction of Hyperband's epochs; 1 = best, ties share)",
+                "",
+                "| method | @25% | @50% | @100% |",
+                "|---|---|---|---|",
+            ]
+            for m in sorted(have, key=lambda m: r["1.0"][m]):
+                lines.append(f"| {m} | {r['0.25'][m]:.2f} | {r['0.5'][m]:.2f} | {r['1.0'][m]:.2f} |")
+            lines.append("")
     return lines
 
 
@@ -526,14 +535,19 @@ def target_section(summary, tables) -> list:
             if "default" not in rows or not peers:
                 continue
             cells_seen += 1
-            d = rows["default"]["epochs_to_hb"]
-            best_peer = min(
-                peers, key=lambda m: math.inf if peers[m]["epochs_to_hb"] is None else peers[m]["epochs_to_hb"]
-            )
-            p = peers[best_peer]["epochs_to_hb"]
+            # each peer against default's median over the same seeds (peers may have run fewer)
+            default_by_seed = dict(zip(rows["default"]["seed_list"], rows["default"]["epochs_to_hb_per_seed"]))
+            pairs = {}
+            for m, r in peers.items():
+                budget = summary["cells"][tname][w]["hyperband"]["epochs_mean"]
+                mine = median_censored([default_by_seed.get(s) for s in r["seed_list"]], budget)
+                pairs[m] = (mine, r["epochs_to_hb"])
+            best_peer = min(pairs, key=lambda m: math.inf if pairs[m][1] is None else pairs[m][1])
+            d, p = pairs[best_peer]
             win = d is not None and (p is None or d < p)
             wins += win
-            detail.append(f"{tname} w{w}: {_fmt(d)} vs {best_peer} {_fmt(p)}")
+            n = len(peers[best_peer]["seed_list"])
+            detail.append(f"{tname} w{w}: {_fmt(d)} vs {best_peer} {_fmt(p)} ({n} seeds)")
     checks.append(
         (
             "default reaches Hyperband's final quality in fewer epochs (median) than the best peer, >= 9 of 14 cells",
@@ -569,7 +583,7 @@ def target_section(summary, tables) -> list:
             "; ".join(late) or "every table",
         )
     )
-    for w, r in summary["ranks"].items():
+    for w, r in summary.get("ranks", {}).items():
         for f in map(str, FRACTIONS):
             best = min((v, m) for m, v in r[f].items() if v is not None)
             checks.append(

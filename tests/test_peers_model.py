@@ -171,7 +171,8 @@ def test_cell_metrics_and_ranks_pair_seeds_with_hyperband():
     pm._PEER_TABLES["small"] = peer
     cells = {("small", "hyperband", 1): {"runs": hb, "budget": budget}, ("small", "asha", 1): {"runs": asha}}
     r = average_ranks(cells, ["small"], ["hyperband", "asha"], 1)
-    assert set(r) == {"0.25", "0.5", "1.0"} and all(1.0 <= v <= 2.0 for v in r["1.0"].values())
+    assert set(r) == {"pairs", "0.25", "0.5", "1.0"} and r["pairs"] == 3
+    assert all(1.0 <= v <= 2.0 for v in r["1.0"].values())
     assert sum(r["1.0"].values()) == pytest.approx(3.0)  # ranks of two methods sum to 3 on every seed
 
 
