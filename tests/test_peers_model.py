@@ -19,17 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import peers_harness as h  # noqa: E402
 from benchmarks.peers_driver import ask_tell_loop  # noqa: E402
-from benchmarks.peers_harness import (  # noqa: E402
-    Ledger,
-    PeerTable,
-    best_at,
-    median_censored,
-    normalized_regret,
-    ranks,
-    reach,
-    units_to_ledger,
-)
 from benchmarks.peers_model import PEERS, average_ranks, cell_metrics, hpoq_table_run, to_peer_table  # noqa: E402
 from hpoq.curves.table import CurveTable  # noqa: E402
 
@@ -56,7 +47,7 @@ def test_table_adapter_round_trips_and_maps_configurations_to_their_rows(tmp_pat
     table = small_table(time=True)
     peer = to_peer_table(table, "small")
     peer.dump(tmp_path / "t.json")
-    back = PeerTable.load(tmp_path / "t.json")
+    back = h.PeerTable.load(tmp_path / "t.json")
     assert back.R == 8 and back.eta == 2 and back.n_rows == 40
     np.testing.assert_allclose(back.curves, table.minimized())
     np.testing.assert_allclose(back.seconds_per_epoch, table.time)
@@ -72,7 +63,7 @@ def test_table_adapter_round_trips_and_maps_configurations_to_their_rows(tmp_pat
 def test_ledger_pays_each_epoch_once_stops_at_budget_and_tracks_the_answer_at_R():
     peer = to_peer_table(small_table(), "small")
     R = peer.R
-    ledger = Ledger(peer, budget=20)
+    ledger = h.Ledger(peer, budget=20)
     assert ledger.unit("t0", 3, 0, 2, 0.0, 2.0)
     # a promoted trial resumes: epochs 1-2 are not paid again
     assert ledger.unit("t0", 3, 0, R, 2.0, 8.0) and ledger.epochs == R
@@ -93,7 +84,7 @@ def test_units_are_counted_in_the_order_their_epochs_finish():
     R = peer.R
     # two workers: a long unit and a short one that ends first; the budget cuts the long one's last epochs
     units = [("long", 0, 0, R, 0.0, float(R)), ("short", 1, 0, 2, 0.0, 2.0)]
-    ledger = units_to_ledger(Ledger(peer, budget=R), units)
+    ledger = h.units_to_ledger(h.Ledger(peer, budget=R), units)
     assert ledger.epochs == R and ledger.trained == {"long": R - 2, "short": 2}
     assert ledger.trace == []  # nothing reached R within the budget
 
@@ -148,12 +139,12 @@ def test_metrics_reach_regret_rank_and_censoring():
     finals = peer.finals()
     best, worst = float(finals.min()), float(finals.max())
     trace = [[10, 5.0, worst], [30, 9.0, best]]
-    assert reach(trace, best) == (30, 9.0) and reach(trace, best - 1) == (None, None)
-    assert best_at(trace, 9) == math.inf and best_at(trace, 10) == worst and best_at(trace, 99) == best
-    assert normalized_regret(peer, math.inf) == 1.0 and normalized_regret(peer, best) == 0.0
-    assert normalized_regret(peer, worst) == 1.0
-    assert ranks({"a": 0.1, "b": 0.1, "c": 0.5}) == {"a": 1.5, "b": 1.5, "c": 3.0}
-    assert median_censored([10, None, 30], 100) == 30 and median_censored([None, None, 5], 100) is None
+    assert h.reach(trace, best) == (30, 9.0) and h.reach(trace, best - 1) == (None, None)
+    assert h.best_at(trace, 9) == math.inf and h.best_at(trace, 10) == worst and h.best_at(trace, 99) == best
+    assert h.normalized_regret(peer, math.inf) == 1.0 and h.normalized_regret(peer, best) == 0.0
+    assert h.normalized_regret(peer, worst) == 1.0
+    assert h.ranks({"a": 0.1, "b": 0.1, "c": 0.5}) == {"a": 1.5, "b": 1.5, "c": 3.0}
+    assert h.median_censored([10, None, 30], 100) == 30 and h.median_censored([None, None, 5], 100) is None
 
 
 def test_cell_metrics_and_ranks_pair_seeds_with_hyperband():
