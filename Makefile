@@ -48,7 +48,9 @@ bench: $(STAMP)
 
 # The model-based peers (benchmarks/peers_model.py), each in its own venv under benchmarks/.venvs (their pins
 # conflict with hpoq's and with each other); never part of `make test`. `make peers` builds the venvs, reruns
-# every cell (7 tables x 20 seeds x 1 and 50 workers; hours on 2 cores) and writes benchmarks/results/peers_model*.
+# every cell in benchmarks/results/peers_model_runs with its own seeds and writes benchmarks/results/peers_model*;
+# `make peers PEERS_RUN="--seeds 0-19 --workers 1,50"` runs (or completes) the whole grid first (many CPU-hours).
+PEERS_RUN ?= --rerun
 PEERS_VENVS := benchmarks/.venvs
 PEERS_PIP := pip install -q
 peers-venvs:
@@ -66,7 +68,7 @@ peers-venvs:
 	  $(PEERS_VENVS)/dehb/bin/$(PEERS_PIP) "dehb==0.1.2" && touch $(PEERS_VENVS)/dehb/.installed )
 
 peers: $(STAMP) peers-venvs
-	$(PY) benchmarks/peers_model.py run --fresh --seeds 0-19 --workers 1,50
+	$(PY) benchmarks/peers_model.py run $(PEERS_RUN)
 	$(PY) benchmarks/peers_model.py report
 
 clean:

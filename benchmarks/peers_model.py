@@ -34,9 +34,10 @@ Metrics (``report``):
   best final within 0.25 x Hyperband's seed-to-seed std), for the answer at the end of each run.
 
 Usage (hpoq's venv): ``benchmarks/peers_model.py run [--tables a,b] [--methods a,b] [--seeds 0-19]
-[--workers 1,50] [--fresh]`` (cells already in ``benchmarks/results/peers_model_runs/`` are kept unless
-``--fresh``; a peer whose venv is missing is skipped with a message), then ``benchmarks/peers_model.py
-report`` (markdown ``peers_model.md``, ``peers_model.json`` and ``peers_model_<table>_w<W>.png`` in
+[--workers 1,50] [--fresh]`` (seeds a cell in ``benchmarks/results/peers_model_runs/`` already holds are
+kept unless ``--fresh``; a peer whose venv is missing is skipped with a message), or ``run --rerun`` (every
+cell on disk again with its own seeds: ``make peers``), then ``benchmarks/peers_model.py report``
+(markdown ``peers_model.md``, ``peers_model.json`` and ``peers_model_<table>_w<W>.png`` in
 ``benchmarks/results``).
 """
 
@@ -276,6 +277,19 @@ def run_main(args) -> int:
     """Run every (table, method, workers) cell for the seeds it does not hold yet (all with ``--fresh``)."""
     from hpoq.cli._common import parse_seeds
 
+    if args.rerun:  # every cell on disk again, with its own seeds (what `make peers` does)
+        for path in sorted(RUNS.glob("*/*_w*.json")):
+            cell = json.loads(path.read_text())
+            again = argparse.Namespace(
+                seeds=",".join(map(str, cell["seeds"])),
+                workers=str(cell["workers"]),
+                tables=cell["table"],
+                methods=cell["method"],
+                fresh=True,
+                rerun=False,
+            )
+            run_main(again)
+        return 0
     seeds = parse_seeds(args.seeds)
     for workers in [int(w) for w in args.workers.split(",")]:
         for name in args.tables.split(","):
@@ -613,6 +627,9 @@ def parse_args(argv):
     run.add_argument("--seeds", default="0-19")
     run.add_argument("--workers", default=",".join(map(str, WORKERS)))
     run.add_argument("--fresh", action="store_true", help="rerun cells already on disk")
+    run.add_argument(
+        "--rerun", action="store_true", help="rerun every cell on disk with its own seeds (ignores the other options)"
+    )
     rep.add_argument("--out", default=str(RESULTS))
     rep.add_argument("--name", default="peers_model")
     return parser.parse_args(argv)
