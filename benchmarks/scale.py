@@ -1,0 +1,426 @@
+"""Campaign scale (issue 25): decision cost per work unit as a study grows, the master at many ranks, and the
+journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also writes ``DIR/scale.md``.
+
+1. **replay** (``--parts replay``): every scheduler replayed on the MLPF table (``load_shared("mlpf")``,
+   295 rows, R = 100, eta = 2, seed 0, one simulated worker unless ``--workers``) with ``n`` configurations
+   (``--sizes``, default 10^3, 10^4, 10^5; the sampler draws the table's rows in one seeded permutation after
+   another, as ``simulate --param n=N`` does). Each cell runs in its own process: CPU seconds of the whole replay
+   (scheduler, dispatcher, simulated clock) with the predictors' ``fit`` calls timed apart and excluded, per work
+   unit; the same over the last tenth of the units (the marginal cost, which grows when a decision's cost grows
+   with the study); and the process's peak resident memory (``ru_maxrss``; the interpreter, numpy and the table
+   account for the ``base`` column). A cell stops after ``--max-cpu`` CPU seconds (default 600): it then shows
+   the units it reached and ``>=`` before its time, and its last-tenth cost is that of the units it ran.
+   ``hyperband`` and ``swift`` draw Hyperband's own schedule (163 configurations at R = 100, eta = 2): they have
+   no ``n``, and run once at that size.
+
+2. **master** (``--parts master``): the real master (:class:`hpoq.runtime.master.Master`, its journal, checkpoints and
+   dispatcher, built by :func:`hpoq.runtime.launch.prepare` and :func:`~hpoq.runtime.launch.start_master` as ``hpoq
+   run`` does) with ``--ranks`` simulated ranks (default 64, 256, 1024; one rank per trial group: ranks - 1 groups)
+   on an in-process transport: a unit sent to a leader is trained at once by the real ``table`` trainer through
+   :func:`hpoq.runtime.worker.run_unit` (its checkpoint written, as a real rank does) and its outcome waits for the
+   master's next probe. Instant units: the master is the bottleneck. The trainer's time is measured apart and taken
+   out: units/s = units / (wall time of the master loop - the simulated ranks' time). Journal: records written,
+   fsyncs (batches), records per fsync, fsyncs per second and the seconds spent in them.
+   ``--master-studies``: ``random`` (n = 20 units per group, every unit R epochs: the master's own cost) and
+   ``asha`` (n = 20 configurations per group: the scheduler's cost included).
+
+Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
+scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled.
+
+Usage: ``python benchmarks/scale.py [--parts replay,master] [--sizes 1000,10000,100000] [--algorithms asha,...]
+[--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha] [--out benchmarks/results]``. Run under ``nice -n 10`` on a shared machine; compare
+cells as ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: column name -> (algorithm, predictor, takes n): as in benchmarks/hpo_replay.py and benchmarks/fingerprint.py
+VARIANTS = {
+    "asha": ("asha", None, True),
+    "random": ("random", None, True),
+    "topk-1epoch": ("topk-1epoch", None, True),
+    "default": ("default", None, True),
+    "default-nopred": ("default", "none", True),
+    "hyperband": ("hyperband", None, False),
+    "swift": ("swift", None, False),
+}
+R, ETA, SEED = 100, 2, 0
+SIZES = (1_000, 10_000, 100_000)
+
+
+# -- 1. replay: one cell per process ------------------------------------------------------------
+class OutOfTime(Exception):
+    """The cell spent its CPU budget: it stops where it is and reports what it ran."""
+
+
+class FitClock:
+    """CPU seconds inside predictors' ``fit`` (outermost call only: an ensemble's inner fits count once)."""
+
+    def __init__(self):
+        self.seconds, self.fits, self._depth = 0.0, 0, 0
+
+    def wrap(self, cls) -> None:
+        fit = cls.__dict__.get("fit")
+        if fit is None or getattr(fit, "_timed", False):
+            return
+
+        def timed(inner_self, *args, **kwargs):
+            if self._depth:
+                return fit(inner_self, *args, **kwargs)
+            self._depth += 1
+            t0 = time.process_time()
+            try:
+                return fit(inner_self, *args, **kwargs)
+            finally:
+                self._depth -= 1
+                self.seconds += time.process_time() - t0
+                self.fits += 1
+
+        timed._timed = True
+        cls.fit = timed
+
+    def install(self) -> None:
+        """Time the ``fit`` of every registered predictor class and of every class it inherits from."""
+        from hpoq.predict import PREDICTORS, predictor_class
+
+        for name in PREDICTORS:
+            for cls in predictor_class(name).__mro__:
+                if "fit" in cls.__dict__ and cls.__module__.startswith("hpoq."):
+                    self.wrap(cls)
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> dict:
+    """Replay one scheduler at ``n`` configurations; CPU, fit CPU, units and memory (see the module docstring)."""
+    from hpoq.curves.shared import load_shared
+    from hpoq.schedulers import make_scheduler, with_worker_defaults
+    from hpoq.schedulers.sampling import table_sampler_for
+    from hpoq.simulate.replay import ReplayBackend
+
+    algorithm, predictor, takes_n = VARIANTS[variant]
+    table = load_shared("mlpf")
+    clock = FitClock()
+    clock.install()
+    sampler, _ = table_sampler_for(table, SEED)
+    params = {"n": int(n)} if takes_n else {}
+    scheduler = make_scheduler(
+        algorithm,
+        R=R,
+        eta=ETA,
+        sampler=sampler,
+        seed=SEED,
+        predictor=predictor,
+        **with_worker_defaults(algorithm, params, workers),
+    )
+    base = rss_mb()
+    progress: list[tuple[int, float, float]] = []  # (units answered, CPU so far, fit CPU so far)
+    on_result = scheduler.on_result
+    t0 = time.process_time()
+
+    def counted(trial_id, metrics):
+        out = on_result(trial_id, metrics)
+        cpu = time.process_time() - t0
+        progress.append((len(progress) + 1, cpu, clock.seconds))
+        if cpu > max_cpu:
+            raise OutOfTime
+        return out
+
+    scheduler.on_result = counted
+    complete = True
+    try:
+        ReplayBackend(table, scheduler, R=R, workers=workers).run()
+    except OutOfTime:
+        complete = False
+    cpu = time.process_time() - t0
+    units = len(progress)
+    tail = progress[-max(units // 10, 1) :] if units else []
+    if len(tail) >= 2:
+        (u0, c0, f0), (u1, c1, f1) = tail[0], tail[-1]
+        last_ms = 1e3 * ((c1 - c0) - (f1 - f0)) / max(u1 - u0, 1)
+    else:
+        last_ms = float("nan")
+    return {
+        "variant": variant,
+        "n": n if takes_n else int(getattr(sampler, "drawn", 0)),
+        "configs": int(getattr(sampler, "drawn", 0)),
+        "units": units,
+        "complete": complete,
+        "cpu_s": cpu,
+        "fit_s": clock.seconds,
+        "fits": clock.fits,
+        "per_unit_ms": 1e3 * (cpu - clock.seconds) / max(units, 1),
+        "last_tenth_ms": last_ms,
+        "base_mb": base,
+        "peak_mb": rss_mb(),
+        "max_cpu": max_cpu,
+    }
+
+
+def run_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> dict:
+    """:func:`replay_cell` in a fresh process (its own peak memory); a crash is reported as such."""
+    cmd = [sys.executable, __file__, "_cell", variant, str(n or 0), str(workers), str(max_cpu)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    if proc.returncode != 0:
+        return {"variant": variant, "n": n, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def replay_section(rows: list[dict], workers: int) -> list[str]:
+    lines = [
+        "## Scheduler CPU per work unit in replay",
+        "",
+        f"MLPF table (295 rows), R = {R}, eta = {ETA}, seed {SEED}, {workers} simulated worker(s); one process per "
+        "cell. CPU: the whole replay (scheduler, dispatcher, simulated clock) without the predictors' fits (timed "
+        "apart); last tenth: CPU per unit over the last 10% of the units, the marginal cost; memory: peak RSS of "
+        "the cell's process (base: after imports and the table). `>=`: stopped at its CPU budget before the end.",
+        "",
+        "| algorithm | n | units | CPU s (fits excl.) | CPU/unit ms | last tenth ms/unit | fits | fit CPU s "
+        "| base MB | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {r['n']} | error: {r['error']} | | | | | | | |")
+            continue
+        ge = "" if r["complete"] else ">= "
+        stop = "" if r["complete"] else f" (stopped at {r['max_cpu']:g} s)"
+        lines.append(
+            f"| {r['variant']} | {r['n']:,} | {r['units']:,}{stop} | {ge}{r['cpu_s'] - r['fit_s']:.1f} | "
+            f"{ge}{r['per_unit_ms']:.3f} | {r['last_tenth_ms']:.3f} | {r['fits']} | {r['fit_s']:.1f} | "
+            f"{r['base_mb']:.0f} | {r['peak_mb']:.0f} |"
+        )
+    lines.append("")
+    return lines
+
+
+# -- 2. the master at many simulated ranks ----------------------------------------------------
+TABLE = REPO.parent / "shared" / "data" / "mlpf_perfpred" / "mlpf_delphes_trainings_processed.csv.gz"
+#: --master-studies name -> algorithm section of the study (n: configurations per trial group)
+MASTER_STUDIES = {
+    "random": {"name": "random", "R": 9, "eta": 3},
+    "asha": {"name": "asha", "R": 9, "eta": 3},
+}
+PER_GROUP = 20  # configurations per trial group: every group runs many units
+
+
+class InstantRanks:
+    """The worker ranks of a job in-process, for the master (rank 0): each unit is trained at once by the real
+    trainer and answered at the master's next probe, oldest first. :attr:`seconds`: wall time spent training
+    (taken out of the master's)."""
+
+    def __init__(self, size: int, trainer):
+        from collections import deque
+
+        self.size, self.rank, self.trainer = size, 0, trainer
+        self.inbox = deque()  # (source, payload) of results waiting for the master
+        self.seconds, self.units, self.stopped = 0.0, 0, 0
+
+    def probe(self, source=None, tag=None):
+        from hpoq.runtime.groups import TAG_RESULT
+
+        if self.inbox and tag in (None, TAG_RESULT) and source in (None, self.inbox[0][0]):
+            return self.inbox[0][0], TAG_RESULT
+        return None
+
+    def recv(self, source, tag):
+        src, payload = self.inbox.popleft()
+        assert src == source, (src, source)
+        return payload
+
+    def send(self, obj, dest, tag):
+        from hpoq.dispatch import Dispatch
+        from hpoq.runtime.groups import TAG_STOP
+        from hpoq.runtime.worker import run_unit
+
+        if tag == TAG_STOP:
+            self.stopped += 1
+            return
+        t0 = time.perf_counter()
+        outcome = run_unit(self.trainer, Dispatch.from_message(obj), None)
+        self.inbox.append((dest, outcome.to_message()))
+        self.seconds += time.perf_counter() - t0
+        self.units += 1
+
+    def abort(self, code):
+        raise RuntimeError(f"the master aborted the job ({code})")
+
+
+def master_cell(name: str, ranks: int, workdir: str) -> dict:
+    """Run study ``name`` on ``ranks`` simulated ranks in-process; throughput and journal figures."""
+    import yaml
+
+    from hpoq.runtime.launch import prepare, run_master, start_master
+    from hpoq.runtime.signals import StopSignals
+    from hpoq.trainers import make_trainer
+
+    groups = ranks - 1
+    algorithm = dict(MASTER_STUDIES[name], params={"n": PER_GROUP * groups})
+    doc = {
+        "name": f"scale-{name}-{ranks}",
+        "seed": SEED,
+        "algorithm": algorithm,
+        "space": "table",
+        "poll_interval": 0.001,
+        "trainer": {"name": "table", "params": {"table": str(TABLE)}},
+    }
+    study = Path(workdir) / f"{name}-{ranks}.yaml"
+    study.write_text(yaml.safe_dump(doc))
+    out = Path(workdir) / f"out-{name}-{ranks}"
+    plan = prepare(str(study), str(out), None, ranks)
+    transport = InstantRanks(ranks, make_trainer("table", plan.spec.trainer["params"]))
+    master, journal, budget = start_master(transport, plan, StopSignals(), progress_enabled=False)
+    syncs = {"n": 0, "records": 0, "seconds": 0.0, "bytes": 0}
+    sync = journal.sync
+
+    def counted_sync():
+        if journal.dirty:
+            syncs["n"] += 1
+            syncs["records"] += len(journal._pending)
+            syncs["bytes"] += sum(len(b) for b in journal._pending)
+            t0 = time.perf_counter()
+            sync()
+            syncs["seconds"] += time.perf_counter() - t0
+
+    journal.sync = counted_sync
+    loop = {}
+    run = master.run
+
+    def timed_run():
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return run()
+        finally:
+            loop["wall"], loop["cpu"] = time.perf_counter() - t0, time.process_time() - c0
+
+    master.run = timed_run
+    t0 = time.perf_counter()
+    try:
+        code = run_master(plan, master, journal, budget)
+    finally:
+        plan.lock.release()
+    total = time.perf_counter() - t0
+    units = transport.units
+    master_wall = loop["wall"] - transport.seconds
+    return {
+        "study": name,
+        "ranks": ranks,
+        "groups": groups,
+        "n": PER_GROUP * groups,
+        "code": code,
+        "units": units,
+        "loop_wall_s": loop["wall"],
+        "ranks_s": transport.seconds,
+        "units_per_s": units / master_wall if master_wall > 0 else float("nan"),
+        "master_ms_per_unit": 1e3 * master_wall / max(units, 1),
+        "end_s": total - loop["wall"],
+        "records": journal.records,
+        "fsyncs": syncs["n"],
+        "records_per_fsync": syncs["records"] / max(syncs["n"], 1),
+        "fsyncs_per_s": syncs["n"] / master_wall if master_wall > 0 else float("nan"),
+        "fsync_s": syncs["seconds"],
+        "journal_mb": (out / "journal.jsonl").stat().st_size / 2**20,
+    }
+
+
+def run_master_cell(name: str, ranks: int) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hpoq-scale-") as tmp:
+        cmd = [sys.executable, __file__, "_master", name, str(ranks), tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if proc.returncode != 0:
+        return {"study": name, "ranks": ranks, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def master_section(rows: list[dict]) -> list[str]:
+    lines = [
+        "## The master at many simulated ranks",
+        "",
+        f"In-process transport, one rank per trial group, instant units of the `table` trainer (MLPF table; R = 9, "
+        f"eta = 3, n = {PER_GROUP} configurations per group); the ranks' training time is measured and taken out of "
+        "the master's. units/s: units / (the master loop's wall time - the ranks' time); end: the end record and "
+        "output files after the loop. Target: >= 2,000 units/s at 1,024 ranks.",
+        "",
+        "| study | ranks | groups | n | units | units/s | master ms/unit | journal records | fsyncs "
+        "| records/fsync | fsyncs/s | fsync s | journal MB | end s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['study']} | {r['ranks']} | error: {r['error']} |" + " |" * 11)
+            continue
+        lines.append(
+            f"| {r['study']} | {r['ranks']:,} | {r['groups']:,} | {r['n']:,} | {r['units']:,} | "
+            f"{r['units_per_s']:,.0f} | {r['master_ms_per_unit']:.3f} | {r['records']:,} | {r['fsyncs']:,} | "
+            f"{r['records_per_fsync']:.1f} | {r['fsyncs_per_s']:.1f} | {r['fsync_s']:.2f} | {r['journal_mb']:.1f} | "
+            f"{r['end_s']:.1f} |"
+        )
+    lines.append("")
+    return lines
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_cell":
+        variant, n, workers, max_cpu = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
+        print(json.dumps(replay_cell(variant, n or None, workers, max_cpu)))
+        return 0
+    if argv and argv[0] == "_master":
+        print(json.dumps(master_cell(argv[1], int(argv[2]), argv[3])))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="replay")
+    ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    ap.add_argument("--algorithms", default=",".join(VARIANTS))
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--max-cpu", type=float, default=600.0, help="CPU seconds per replay cell before it stops")
+    ap.add_argument("--ranks", default="64,256,1024")
+    ap.add_argument("--master-studies", default=",".join(MASTER_STUDIES))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    parts = args.parts.split(",")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    lines = ["# Campaign scale (benchmarks/scale.py)", ""]
+    if "replay" in parts:
+        rows = []
+        for variant in args.algorithms.split(","):
+            for n in sizes if VARIANTS[variant][2] else [None]:
+                row = run_cell(variant, n, args.workers, args.max_cpu)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        lines += replay_section(rows, args.workers)
+    if "master" in parts:
+        rows = []
+        for name in args.master_studies.split(","):
+            for ranks in [int(r) for r in args.ranks.split(",")]:
+                row = run_master_cell(name, ranks)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+        lines += master_section(rows)
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "scale.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
