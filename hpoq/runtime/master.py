@@ -334,6 +334,7 @@ class Master:
         finally:
             self.master_seconds += time.thread_time() - cpu0
             self._sync()
+            self.ckpt.wait()
         self._finish()
         return self.status
 
@@ -412,6 +413,7 @@ class Master:
         elif self.status == "finished":
             self._final_cleanup()
         self._sync()
+        self.ckpt.wait()  # the checkpoints the last decisions freed are gone when the run ends
 
     def hung_ranks_reason(self) -> str | None:
         """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""
