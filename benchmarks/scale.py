@@ -24,11 +24,20 @@ journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also wri
    ``--master-studies``: ``random`` (n = 20 units per group, every unit R epochs: the master's own cost) and
    ``asha`` (n = 20 configurations per group: the scheduler's cost included).
 
-Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
-scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled.
+3. **journal** (``--parts journal``): a study of ``--trials`` configurations (default 10^5; ``asha``, R = 9, eta =
+   3, on 1,024 simulated ranks as in part 2, but the ranks answer from the table without writing checkpoints) is
+   journaled once, then read: ``hpoq status`` (a fresh process, wall time; and the call alone, in-process), the
+   resume of a copy cut at 95% of its lines (a master killed mid-run: no snapshot, no end record) until its master
+   is ready to dispatch (:func:`~hpoq.runtime.launch.prepare` and :func:`~hpoq.runtime.launch.start_master`), and
+   ``hpoq report`` (in-process); each in its own process, with its peak memory.
 
-Usage: ``python benchmarks/scale.py [--parts replay,master] [--sizes 1000,10000,100000] [--algorithms asha,...]
-[--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha] [--out benchmarks/results]``.
+Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
+scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled;
+on a 10^5-trial journal ``status`` <= 2 s, resume ready to dispatch <= 30 s, ``report`` <= 60 s.
+
+Usage: ``python benchmarks/scale.py [--parts replay,master,journal] [--sizes 1000,10000,100000]
+[--algorithms asha,...] [--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha]
+[--trials 100000] [--out benchmarks/results]``.
 Run under ``nice -n 10`` on a shared machine; compare
 cells as ratios within one run.
 """
@@ -226,10 +235,11 @@ class InstantRanks:
     trainer and answered at the master's next probe, oldest first. :attr:`seconds`: wall time spent training
     (taken out of the master's)."""
 
-    def __init__(self, size: int, trainer):
+    def __init__(self, size: int, trainer, curves=None):
         from collections import deque
 
         self.size, self.rank, self.trainer = size, 0, trainer
+        self.curves = curves  # a table's curves (own direction): answer from them, no trainer, no checkpoints
         self.inbox = deque()  # (source, payload) of results waiting for the master
         self.seconds, self.cpu, self.units, self.stopped = 0.0, 0.0, 0, 0
 
@@ -254,8 +264,12 @@ class InstantRanks:
             self.stopped += 1
             return
         t0, c0 = time.perf_counter(), time.process_time()
-        outcome = run_unit(self.trainer, Dispatch.from_message(obj), None)
-        self.inbox.append((dest, outcome.to_message()))
+        if self.curves is None:
+            outcome = run_unit(self.trainer, Dispatch.from_message(obj), None).to_message()
+        else:
+            row, start, end = obj["config"]["_row"], obj["start_epoch"], obj["end_epoch"]
+            outcome = {"unit_id": obj["unit_id"], "ok": True, "metrics": self.curves[row, start:end].tolist()}
+        self.inbox.append((dest, outcome))
         self.seconds += time.perf_counter() - t0
         self.cpu += time.process_time() - c0
         self.units += 1
@@ -409,11 +423,178 @@ def master_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+# -- 3. the journal's readers at 10^5 trials ------------------------------------------------------
+def journal_write(out: str, trials: int, ranks: int = 1024) -> dict:
+    """Journal an ``asha`` study of ``trials`` configurations in ``out`` (in-process, instant units answered from
+    the table, no checkpoints); the seconds it took and the journal's size."""
+    import yaml
+
+    from hpoq.curves.table import load_table
+    from hpoq.runtime.launch import prepare, run_master, start_master
+
+    doc = {
+        "name": f"scale-journal-{trials}",
+        "seed": SEED,
+        "algorithm": {"name": "asha", "R": 9, "eta": 3, "params": {"n": int(trials)}},
+        "space": "table",
+        "poll_interval": 0.001,
+        "trainer": {"name": "table", "params": {"table": str(TABLE)}},
+    }
+    study = Path(out).with_suffix(".yaml")
+    study.write_text(yaml.safe_dump(doc))
+    t0 = time.perf_counter()
+    plan = prepare(str(study), out, None, ranks)
+    transport = InstantRanks(ranks, None, load_table(str(TABLE), "loss").curves)
+    master, journal, budget = start_master(transport, plan, TimeLimit(1e9), progress_enabled=False)
+    try:
+        run_master(plan, master, journal, budget)
+    finally:
+        plan.lock.release()
+    path = Path(out) / "journal.jsonl"
+    return {"seconds": time.perf_counter() - t0, "records": journal.records, "mb": path.stat().st_size / 2**20}
+
+
+def cut_journal(src: str, dst: str, fraction: float = 0.95) -> int:
+    """Copy study directory ``src`` to ``dst`` with its journal cut after ``fraction`` of its lines (a master
+    killed there: no snapshot, no end record); the lines kept."""
+    import shutil
+
+    os.makedirs(dst)
+    for name in ("journal.jsonl",):
+        lines = (Path(src) / name).read_bytes().splitlines(keepends=True)
+        keep = int(len(lines) * fraction)
+        (Path(dst) / name).write_bytes(b"".join(lines[:keep]))
+    if (Path(src) / "checkpoints").is_dir():
+        shutil.copytree(Path(src) / "checkpoints", Path(dst) / "checkpoints")
+    return keep
+
+
+def reader_cell(what: str, out: str) -> dict:
+    """One reader of study directory ``out``, timed in this process: status, resume or report."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    if what == "status":
+        import contextlib
+        import io
+
+        from hpoq.main import main as hpoq_main
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = hpoq_main(["status", out])
+        note = f"exit {code}"
+    elif what == "resume":
+        from hpoq.curves.table import load_table
+        from hpoq.runtime.launch import prepare, start_master
+
+        plan = prepare(None, out, out, 1024)
+        transport = InstantRanks(1024, None, load_table(str(TABLE), "loss").curves)
+        master, journal, _ = start_master(transport, plan, TimeLimit(1e9), progress_enabled=False)
+        note = f"replayed {plan.resume.replayed} calls, {len(master.dispatcher.queue)} units queued"
+        journal.close()
+        plan.lock.release()
+    else:
+        from hpoq.report import build_report
+
+        report = build_report(out)
+        note = f"{len(report.study.trials)} trials, {report.n_predictions} predictions"
+    return {
+        "what": what,
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
+        "process_cpu_s": time.process_time(),  # with the interpreter's start and the imports
+        "peak_mb": rss_mb(),
+        "note": note,
+    }
+
+
+def journal_part(trials: int, where: str | None = None) -> list[str]:
+    """Journal the study (in ``where``, kept, unless it holds one already), then time its readers."""
+    import tempfile
+
+    tmp = None if where else tempfile.TemporaryDirectory(prefix="hpoq-scale-journal-")
+    base = where or tmp.name
+    out, cut = os.path.join(base, "study"), os.path.join(base, "killed")
+    facts = os.path.join(base, "journaled.json")
+    if not os.path.exists(facts):
+        Path(facts).write_text(_child("_journal_write", out, str(trials)))
+        cut_journal(out, cut)
+    wrote = json.loads(Path(facts).read_text())
+    print(json.dumps(wrote), file=sys.stderr, flush=True)
+    kept = sum(1 for _ in open(os.path.join(cut, "journal.jsonl"), "rb"))
+    rows = []
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    t0, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, "-m", "hpoq.main", "status", out], capture_output=True, env=env, cwd=REPO)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    rows.append(
+        {
+            "what": "`hpoq status` (a new process)",
+            "seconds": time.perf_counter() - t0,
+            "cpu_s": cpu,
+            "process_cpu_s": cpu,
+            "peak_mb": None,
+            "note": f"exit {proc.returncode}",
+        }
+    )
+    for what, where_ in (("status", out), ("resume", cut), ("report", out)):
+        if what == "resume":  # a resume appends to the journal: each measurement on a fresh copy
+            import shutil
+
+            fresh = cut + "-resumed"
+            shutil.rmtree(fresh, ignore_errors=True)
+            shutil.copytree(cut, fresh)
+            where_ = fresh
+        row = json.loads(_child("_reader", what, where_))
+        row["what"] = {"status": "status, the call alone", "resume": "resume, ready to dispatch"}.get(what, what)
+        if what == "resume":
+            row["note"] = f"journal cut at {kept:,} lines; " + row["note"]
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+    lines = [
+        "## The journal's readers",
+        "",
+        f"`asha` R = 9, eta = 3, n = {trials:,} configurations on 1,024 simulated ranks (in-process, instant units "
+        f"answered from the MLPF table): {wrote['records']:,} records, {wrote['mb']:.0f} MB, journaled in "
+        f"{wrote['seconds']:.0f} s. Each reader in its own process (peak memory of that process); the resume reads "
+        "a copy cut at 95% of the lines (a master killed mid-run) until its master is ready to dispatch. Targets: "
+        "status <= 2 s, resume <= 30 s, report <= 60 s. On a shared machine the wall time also counts the time "
+        "other processes held the cores: the CPU seconds are what a free core gives.",
+        "",
+        "| reader | wall s | CPU s | CPU s with start-up and imports | peak MB | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        peak = "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+        lines.append(
+            f"| {r['what']} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | {r['process_cpu_s']:.1f} | {peak} | {r['note']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _child(*args: str) -> str:
+    """Run this script with ``args`` in a fresh process; its last line of output."""
+    cmd = [sys.executable, __file__, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_cell":
         variant, n, workers, max_cpu = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
         print(json.dumps(replay_cell(variant, n or None, workers, max_cpu)))
+        return 0
+    if argv and argv[0] == "_journal_write":
+        print(json.dumps(journal_write(argv[1], int(argv[2]))))
+        return 0
+    if argv and argv[0] == "_reader":
+        print(json.dumps(reader_cell(argv[1], argv[2])))
         return 0
     if argv and argv[0] == "_master":
         print(json.dumps(master_cell(argv[1], int(argv[2]), argv[3], float(argv[4]))))
@@ -426,6 +607,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-cpu", type=float, default=600.0, help="CPU seconds per replay cell before it stops")
     ap.add_argument("--ranks", default="64,256,1024")
     ap.add_argument("--master-studies", default=",".join(MASTER_STUDIES))
+    ap.add_argument("--trials", type=int, default=100_000, help="configurations of the journal part's study")
+    ap.add_argument("--journal-dir", default=None, help="keep (or reuse) the journal part's study in this folder")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     parts = args.parts.split(",")
@@ -447,6 +630,8 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         lines += master_section(rows)
+    if "journal" in parts:
+        lines += journal_part(args.trials, args.journal_dir)
     print("\n".join(lines))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
