@@ -31,13 +31,18 @@ journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also wri
    is ready to dispatch (:func:`~hpoq.runtime.launch.prepare` and :func:`~hpoq.runtime.launch.start_master`), and
    ``hpoq report`` (in-process); each in its own process, with its peak memory.
 
+4. **mpiexec** (``--parts mpiexec``): the same studies as part 2 under a real ``mpiexec -n N`` (``--mpi-ranks``,
+   default 16, 64, 128; oversubscribed on this machine's 2 cores, every rank its own Python process) with the
+   ``table`` trainer: units/s over the study loop (first unit record to the end record) and the master's CPU per
+   unit (``end.master_cpu_s``), from the journal.
+
 Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
 scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled;
 on a 10^5-trial journal ``status`` <= 2 s, resume ready to dispatch <= 30 s, ``report`` <= 60 s.
 
 Usage: ``python benchmarks/scale.py [--parts replay,master,journal] [--sizes 1000,10000,100000]
 [--algorithms asha,...] [--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha]
-[--trials 100000] [--out benchmarks/results]``.
+[--trials 100000] [--mpi-ranks 16,64,128] [--out benchmarks/results]``.
 Run under ``nice -n 10`` on a shared machine; compare
 cells as ratios within one run.
 """
@@ -584,6 +589,73 @@ def _child(*args: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+# -- 4. under a real mpiexec --------------------------------------------------------------------
+def mpiexec_cell(name: str, ranks: int) -> dict:
+    """Run study ``name`` (part 2's, ``PER_GROUP`` configurations per group) under ``mpiexec -n ranks``."""
+    import tempfile
+
+    import yaml
+
+    from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path
+
+    groups = ranks - 1
+    with tempfile.TemporaryDirectory(prefix="hpoq-scale-mpi-") as tmp:
+        doc = {
+            "name": f"scale-mpi-{name}-{ranks}",
+            "seed": SEED,
+            "algorithm": dict(MASTER_STUDIES[name], params={"n": PER_GROUP * groups}),
+            "space": "table",
+            "poll_interval": 0.01,
+            "trainer": {"name": "table", "params": {"table": str(TABLE)}},
+        }
+        study, out = Path(tmp) / "study.yaml", Path(tmp) / "out"
+        study.write_text(yaml.safe_dump(doc))
+        cmd = [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", str(study)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [*cmd, "--out", str(out)], capture_output=True, text=True, env=mpi_child_env(), cwd=REPO, timeout=3600
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            return {"study": name, "ranks": ranks, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200]}
+        recs = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    end = recs[-1]
+    first = next(r["t"] for r in recs if r["type"] == "unit")
+    return {
+        "study": name,
+        "ranks": ranks,
+        "groups": groups,
+        "units": end["units"],
+        "units_per_s": end["units"] / (end["t"] - first),
+        "master_cpu_ms_per_unit": 1e3 * end["master_cpu_s"] / end["units"],
+        "wall_s": wall,
+    }
+
+
+def mpiexec_section(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Under a real mpiexec",
+        "",
+        f"`mpiexec -n N` on this machine's 2 cores (oversubscribed: every rank a Python process that polls), one "
+        f"rank per trial group, the `table` trainer (no sleep; it writes its checkpoint), R = 9, eta = 3, n = "
+        f"{PER_GROUP} configurations per group. units/s: units / (end record - first unit record); master CPU: "
+        "`end.master_cpu_s` / units; wall: the whole `mpiexec` with start-up.",
+        "",
+        "| study | ranks | units | units/s | master CPU ms/unit | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['study']} | {r['ranks']} | error: {r['error']} | | | |")
+            continue
+        lines.append(
+            f"| {r['study']} | {r['ranks']} | {r['units']:,} | {r['units_per_s']:,.0f} | "
+            f"{r['master_cpu_ms_per_unit']:.3f} | {r['wall_s']:.0f} |"
+        )
+    lines.append("")
+    return lines
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_cell":
@@ -609,6 +681,7 @@ def main(argv=None) -> int:
     ap.add_argument("--master-studies", default=",".join(MASTER_STUDIES))
     ap.add_argument("--trials", type=int, default=100_000, help="configurations of the journal part's study")
     ap.add_argument("--journal-dir", default=None, help="keep (or reuse) the journal part's study in this folder")
+    ap.add_argument("--mpi-ranks", default="16,64,128")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     parts = args.parts.split(",")
@@ -630,6 +703,13 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         lines += master_section(rows)
+    if "mpiexec" in parts:
+        rows = []
+        for name in args.master_studies.split(","):
+            for ranks in [int(r) for r in args.mpi_ranks.split(",")]:
+                rows.append(mpiexec_cell(name, ranks))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        lines += mpiexec_section(rows)
     if "journal" in parts:
         lines += journal_part(args.trials, args.journal_dir)
     print("\n".join(lines))
