@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 
 from hpoq.errors import ConfigError
@@ -63,3 +65,31 @@ def parse_params(items: list[str] | None) -> dict:
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=None, sort_keys=False, default=numpy_default)
     sys.stdout.write("\n")
+
+
+# what a dataset directory of ``generate-data`` / ``convert-events`` holds: the manifest, and shards (or their
+# temporary and stats-less forms) under train/ and val/
+_SHARD = re.compile(r"(?:train|val)/\.?shard-\d{5}-of-\d{5}\.h5(?:\.nostats)?(?:\.tmp\d+)?")
+
+
+def check_dataset_out(out: str) -> None:
+    """Refuse (one line) a dataset ``--out`` that holds anything but an hpoq dataset (finished or not)."""
+    from hpoq.writable import refuse_foreign_dir
+
+    def ours(rel: str) -> bool:
+        return rel in ("dataset.json", "train/", "val/") or _SHARD.fullmatch(rel) is not None
+
+    refuse_foreign_dir(out, "--out", ours, "an hpoq dataset")
+
+
+def check_out_file(out: str, inputs, overwrite: bool) -> None:
+    """Refuse (one line) an ``--out`` file that is one of the command's ``inputs``, or exists without ``--overwrite``."""
+    from hpoq.writable import same_file
+
+    for src in inputs:
+        if src and (same_file(out, src) or os.path.abspath(out) == os.path.abspath(src)):
+            raise ConfigError(f"--out {out!r} is the input {src!r}; write the output to another file")
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out!r} is a directory; give a file name")
+    if os.path.lexists(out) and not overwrite:
+        raise ConfigError(f"--out {out!r} exists; hpoq will not replace it: choose another name or pass --overwrite")

@@ -211,6 +211,16 @@ class Journal:
         self._pending.clear()
         return n
 
+    def abandon(self) -> None:
+        """Close and delete a journal whose header never became durable (a failed start)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def close(self) -> None:
         """Sync the last records (the end record: into the space reserve when the disk is full) and close."""
         if self._fd is not None:
@@ -225,6 +235,23 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
                 self.release_reserve()
+
+
+def unstarted(path: str) -> bool:
+    """Is ``path`` a journal whose start never became durable: empty, or a torn header and nothing else?
+
+    A master killed (or out of space) between creating the journal and syncing its header leaves
+    one; nothing depends on it, so a plain rerun may replace it.
+    """
+    try:
+        if os.path.getsize(path) > RESERVE_BYTES:  # no header is that long
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read()
+    except OSError:
+        return False
+    opening = b'{"type":"header"'
+    return b"\n" not in head and (head.startswith(opening) or opening.startswith(head))
 
 
 def read_journal(path: str) -> tuple[list[dict], int]:
