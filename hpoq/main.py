@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, turn bad input into one line and exit 2; every line written passes the secret mask."""
+    from hpoq.logsetup import mask_std_streams
+
+    before = mask_std_streams()
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = before
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from hpoq.logsetup import configure_logging
@@ -100,6 +111,9 @@ def _closed_pipe() -> int:
 
 
 def console_main() -> None:
+    from hpoq.logsetup import mask_std_streams
+
+    mask_std_streams()  # for the life of the process: a traceback at exit is masked too
     sys.exit(main())
 
 

@@ -133,7 +133,6 @@ def pack_events(events) -> tuple[dict, dict]:
 
 def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf") -> None:
     """Write one shard atomically (tmp + rename). Timestamps are off so equal input gives equal bytes."""
-    import h5py
 
     if compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")

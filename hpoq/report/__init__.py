@@ -90,6 +90,7 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
     ``html_path`` defaults to ``OUTDIR/report.html``; the PNGs go to the folder of the same name
     without ``.html`` (``OUTDIR/report/``). The HTML embeds them, so it works alone when copied.
     """
+    from hpoq.logsetup import redact
     from hpoq.report.brackets import bracket_rows
     from hpoq.report.html import render
     from hpoq.report.plots import best_so_far_png, curves_png, predictions_png
@@ -117,6 +118,7 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
     if points:
         figures["predictions.png"] = (predictions_png(points, omitted, study), "predicted versus actual")
     page = render(study, figures, summarize_points(points), omitted, len(points), bracket_rows(study))
+    page = redact(page)  # failure reasons and errors shown may echo a secret of the study
 
     pngs = []
     try:

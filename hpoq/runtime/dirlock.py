@@ -19,11 +19,13 @@ import fcntl
 import json
 import os
 import socket
+import struct
 import time
 
 from hpoq.errors import ConfigError
 
 LOCK_FILE = ".hpoq.lock"
+_FLOCK = "hhqqi4x"  # struct flock on Linux (64-bit off_t), padded to its 32 bytes
 
 
 def _holder(path: str) -> str:
@@ -69,6 +71,32 @@ class DirLock:
         except OSError:
             pass  # the lock holds without the note (a full disk); the refused master then says "holder unknown"
         return cls(path, fd)
+
+    @staticmethod
+    def holder(out_dir: str) -> int | bool | None:
+        """Who holds the lock of ``out_dir``, asked without taking it (``F_GETLK``).
+
+        The holder's pid (0 when the kernel does not say, as for a holder on another NFS client),
+        False when nobody holds it (no master runs there, whatever the journal's header says: its pid
+        may long belong to another process), None when it cannot be told (no lock file, no read access).
+        For other processes (``status``) only: a master that opened its own lock file would drop its lock.
+        """
+        path = os.path.join(out_dir, LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid}: would a write lock
+            # on the whole file conflict, and with whom?
+            query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        l_type, _, _, _, l_pid = struct.unpack(_FLOCK, answer)
+        return False if l_type == fcntl.F_UNLCK else max(int(l_pid), 0)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -115,6 +115,8 @@ def dumps(record: dict) -> str:
     return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
 
 
+# records whose text fields (reason, error, abort) are masked like every line hpoq writes
+_MASKED_TYPES = frozenset({"failure", "scheduler_error", "stop", "end"})
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_FILE = ".hpoq.reserve"
 RESERVE_BYTES = 1 << 20  # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
@@ -176,6 +178,10 @@ class Journal:
             return False
 
     def write(self, rtype: str, **fields) -> dict:
+        if rtype in _MASKED_TYPES:  # their error texts may echo a secret; the header keeps the study as given
+            from hpoq.logsetup import redact
+
+            fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         record = {"type": rtype, "t": round(time.time(), 6), **fields}
         self._pending.append((dumps(record) + "\n").encode("utf-8"))
         self.records += 1
@@ -237,6 +243,48 @@ class Journal:
                 self.release_reserve()
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_metric(value) -> bool:
+    """A number as the journal writes one: a JSON number, or "nan" / "inf" / "-inf" (see :func:`_encode`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf")
+
+
+# the fields a reader (book, resume, report) takes as integers, by record type
+_INT_FIELDS = {
+    "config": ("trial_id",),
+    "unit": ("unit_id", "trial_id", "start_epoch", "end_epoch"),
+    "result": ("unit_id", "trial_id", "start_epoch", "end_epoch"),
+    "failure": ("unit_id", "trial_id"),
+}
+
+
+def record_problem(rec: dict, first: bool = False) -> str | None:
+    """Why a parsed record cannot be used (None if it can): what every reader of it would trip over.
+
+    The header must carry this format's ``version``; ``config``, ``unit``, ``result`` and
+    ``failure`` records their integer ids; a ``result`` a list of numbers as ``metrics``.
+    """
+    if first and rec.get("type") == "header" and rec.get("version") != FORMAT_VERSION:
+        return (
+            f"the header has journal format version {rec.get('version')!r}; this hpoq reads version "
+            f"{FORMAT_VERSION} (written by another hpoq version, or a damaged file)"
+        )
+    kind = rec.get("type")
+    for key in _INT_FIELDS.get(kind, ()):
+        if not _is_int(rec.get(key)):
+            return f"the {kind} record's {key} is {rec.get(key)!r}, not an integer (damaged file)"
+    if kind == "config" and not isinstance(rec.get("config"), dict):
+        return "the config record has no configuration mapping (damaged file)"
+    if kind == "result":
+        metrics = rec.get("metrics")
+        if not isinstance(metrics, list) or not all(_is_metric(v) for v in metrics):
+            return f"the result record's metrics {str(metrics)[:60]} are not a list of numbers (damaged file)"
+    return None
+
+
 def unstarted(path: str) -> bool:
     """Is ``path`` a journal whose start never became durable: empty, or a torn header and nothing else?
 
@@ -278,6 +326,9 @@ def read_journal(path: str) -> tuple[list[dict], int]:
             if last:
                 break
             raise ConfigError(f"journal {path!r}: line {i + 1} is not a JSON record (damaged file)") from None
+        problem = record_problem(rec, first=not records)
+        if problem:
+            raise ConfigError(f"journal {path!r}: line {i + 1}: {problem}")
         records.append(rec)
         offset = end
     if not records or records[0].get("type") != "header":
