@@ -45,22 +45,21 @@ def write_atomic(path, data: bytes | str, fsync: bool = False) -> None:
 
 @contextmanager
 def atomic_h5(path, **options):
-    """Yield a writable ``h5py.File`` held in memory; on success write its image to ``path`` atomically.
+    """Yield a writable ``h5py.File`` held in memory; on success write its bytes to ``path`` atomically.
 
     HDF5 never touches the disk itself: on a full disk (or quota, or I/O error) libhdf5 prints its
     error stack, leaves the file object half-closed and crashes the interpreter at exit (exit 139).
     Written this way the failure is one ``OSError`` from :func:`write_atomic` (the temporary file
-    removed, ``path`` untouched). The image is byte-identical to the file HDF5 would have written;
-    it costs the file's size in memory once more. ``options``: ``h5py.File`` options (``track_order``).
+    removed, ``path`` untouched). The file lives in a ``BytesIO`` (h5py's file-object driver), whose
+    gaps read as zeros like a file's holes, so the bytes are those HDF5 writes to disk (the core
+    driver's image is not: its unwritten regions hold whatever the memory held). It costs the file's
+    size in memory once more. ``options``: ``h5py.File`` options (``track_order``).
     """
+    import io
+
     import h5py
 
-    # the core driver without a backing store opens nothing; the name only labels the file
-    f = h5py.File("/dev/null/hpoq-in-memory.h5", "w", driver="core", backing_store=False, **options)
-    try:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", **options) as f:
         yield f
-        f.flush()
-        image = f.id.get_file_image()
-    finally:
-        f.close()
-    write_atomic(path, image)
+    write_atomic(path, buffer.getvalue())

@@ -33,8 +33,15 @@ def _command_modules():
             yield module
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, except that a bad command line is one ``hpoq: error:`` line (exit 2), not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"hpoq: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hpoq",
         description="Hyperparameter optimisation with learning-curve prediction (Swift-Hyperband, SVR, QUBO-SVR).",
     )

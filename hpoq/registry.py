@@ -44,6 +44,8 @@ KINDS = {
 
 def _first_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (where a SyntaxError is: file and line)."""
+    if isinstance(exc, SystemExit):
+        return f"it calls sys.exit({exc.code!r})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, SyntaxError) and exc.filename and f"line {exc.lineno}" not in text:
         text += f" ({exc.filename}, line {exc.lineno})"
@@ -64,7 +66,7 @@ def import_class(kind: str, name: str, target: str):
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
         raise ConfigError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() as it is imported
         if module_name == "hpoq" or module_name.startswith("hpoq."):
             raise  # a bug of hpoq's own modules keeps its traceback
         # a user's plugin module that does not import (ImportError, SyntaxError, an error at import time)

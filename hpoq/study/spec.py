@@ -184,6 +184,8 @@ def read_yaml(path: str) -> dict:
         raise ConfigError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"study file {path!r} cannot be read ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"study file {path!r} is nested too deeply to be a study") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
     return data
