@@ -26,7 +26,6 @@ skipped otherwise), ``strace`` for the kill-before-header case. About 6 minutes 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
 import os
@@ -46,6 +45,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "tests"))
+
+from test_faults import early_threshold, echoing_endpoint, top_value_threshold, tree, user_dir, wait_for  # noqa: E402
 
 from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path  # noqa: E402
 
@@ -105,9 +108,9 @@ class Box:
         return str(path)
 
     # -- commands ----------------------------------------------------------------------------------
-    def cli(self, *args, env=None, timeout=120, cwd=None) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], env, timeout, cwd) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "hpoq.main", *map(str, args)],
+            argv,
             capture_output=True,
             text=True,
             env=env or self.env,
@@ -115,21 +118,16 @@ class Box:
             timeout=timeout,
             errors="replace",
         )
+
+    def cli(self, *args, env=None, timeout=120, cwd=None) -> subprocess.CompletedProcess:
+        return self._run([sys.executable, "-m", "hpoq.main", *map(str, args)], env, timeout, cwd)
 
     def mpi_argv(self, n: int, *args, mpi4py: bool = False) -> list[str]:
         head = [mpiexec_path(), "-n", str(n), sys.executable] + (["-m", "mpi4py"] if mpi4py else [])
         return [*head, "-m", "hpoq.main", *map(str, args)]
 
     def mpi(self, n: int, *args, env=None, timeout=120, mpi4py: bool = False, cwd=None):
-        return subprocess.run(
-            self.mpi_argv(n, *args, mpi4py=mpi4py),
-            capture_output=True,
-            text=True,
-            env=env or self.env,
-            cwd=cwd or self.root,
-            timeout=timeout,
-            errors="replace",
-        )
+        return self._run(self.mpi_argv(n, *args, mpi4py=mpi4py), env, timeout, cwd)
 
     def start(self, n: int, *args) -> subprocess.Popen:
         return subprocess.Popen(
@@ -152,18 +150,6 @@ class Box:
 
 
 # -- what "held" means --------------------------------------------------------------------------------------------
-def tree(root: Path) -> dict:
-    """relative path -> (bytes or None for a folder, mtime_ns) of everything under ``root``."""
-    out = {}
-    for path in sorted(Path(root).rglob("*")):
-        if path.is_symlink():
-            out[str(path.relative_to(root))] = ("link", os.readlink(path))
-            continue
-        st = path.lstat()
-        out[str(path.relative_to(root))] = (None if path.is_dir() else path.read_bytes(), st.st_mtime_ns)
-    return out
-
-
 def tree_diff(before: dict, after: dict) -> str | None:
     changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
     gone, new = sorted(before.keys() - after.keys()), sorted(after.keys() - before.keys())
@@ -504,163 +490,83 @@ def _(box):
 
 
 # == the command line ===============================================================================================
-CLI_CASES = [
-    # (name, argv, fragment)
-    ("no-subcommand", [], "SUBCOMMAND"),
-    ("unknown-subcommand", ["simulat"], "simulat"),
-    ("unknown-option", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--etaa", "3"], "--etaa"),
-    ("int-option-text", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--eta", "x"], "--eta"),
-    ("choice-option", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--mode", "up"], "--mode"),
-    ("required-missing", ["simulate", "--algorithm", "hyperband"], "--table"),
-    ("seeds-empty", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", ""], "--seeds"),
-    ("seeds-text", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "a-b"], "--seeds"),
-    ("seeds-reversed", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "5-2"], "--seeds"),
-    ("seeds-negative", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "-1"], "--seeds"),
-    (
-        "seeds-huge-range",
-        ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-99999999999"],
-        "--seeds",
-    ),
-    ("seeds-many", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--seeds", "0-2000000"], "--seeds"),
-    (
-        "seeds-huge-value",
-        ["predict-eval", "--table", "mlpf", "--known", "0.5", "--seeds", "99999999999999999999"],
-        "--seeds",
-    ),
-    ("eta-one", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--eta", "1"], "eta"),
-    ("R-zero", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--R", "0"], "R"),
-    ("R-beyond-table", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--R", "1000"], "R"),
-    ("workers-zero", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--workers", "0"], "--workers"),
-    (
-        "warm-fraction-one",
-        ["simulate", "--table", "mlpf", "--algorithm", "default", "--warm-fraction", "1"],
-        "--warm-fraction",
-    ),
-    (
-        "warm-fraction-text",
-        ["simulate", "--table", "mlpf", "--algorithm", "default", "--warm-fraction", "x"],
-        "--warm-fraction",
-    ),
-    ("algorithm-unknown", ["simulate", "--table", "mlpf", "--algorithm", "hyperbandd"], "hyperbandd"),
-    ("algorithm-param-unknown", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--param", "foo=1"], "foo"),
-    ("param-no-equals", ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--param", "foo"], "--param"),
-    ("predictor-unknown", ["simulate", "--table", "mlpf", "--algorithm", "default", "--predictor", "svrr"], "svrr"),
-    (
-        "time-column-shared",
-        ["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--time-column", "nosuch"],
-        "--time-column",
-    ),
-    (
-        "time-column-csv",
-        ["simulate", "--table", TABLE, "--metric", "loss", "--algorithm", "hyperband", "--time-column", "nosuch"],
-        "nosuch",
-    ),
-    ("metric-mismatch-shared", ["simulate", "--table", "mlpf", "--metric", "acc", "--algorithm", "hyperband"], "acc"),
-    ("mode-mismatch-shared", ["predict-eval", "--table", "mlpf", "--mode", "max", "--known", "0.5"], "max"),
-    ("metric-missing-csv", ["simulate", "--table", TABLE, "--algorithm", "hyperband"], "--metric"),
-    ("table-unknown-name", ["simulate", "--table", "mlpff", "--algorithm", "hyperband"], "mlpff"),
-    ("known-zero", ["predict-eval", "--table", "mlpf", "--known", "0"], "--known"),
-    ("known-one", ["predict-eval", "--table", "mlpf", "--known", "1"], "--known"),
-    ("known-text", ["predict-eval", "--table", "mlpf", "--known", "half"], "--known"),
-    ("known-nan", ["predict-eval", "--table", "mlpf", "--known", "nan"], "--known"),
-    (
-        "target-epoch-beyond",
-        ["predict-eval", "--table", "mlpf", "--known", "0.5", "--target-epoch", "1000", "--seeds", "0"],
-        "1000",
-    ),
-    (
-        "target-epoch-zero",
-        ["predict-eval", "--table", "mlpf", "--known", "0.5", "--target-epoch", "0", "--seeds", "0"],
-        "target",
-    ),
+CLI_CASES = [  # (name, argv, fragment the line must name); {T} is the MLPF table's path
+    ("no-subcommand", "", "SUBCOMMAND"),
+    ("unknown-subcommand", "simulat", "simulat"),
+    ("unknown-option", "simulate --table mlpf --algorithm hyperband --etaa 3", "--etaa"),
+    ("int-option-text", "simulate --table mlpf --algorithm hyperband --eta x", "--eta"),
+    ("choice-option", "simulate --table mlpf --algorithm hyperband --mode up", "--mode"),
+    ("required-missing", "simulate --algorithm hyperband", "--table"),
+    ("seeds-empty", "simulate --table mlpf --algorithm hyperband --seeds ''", "--seeds"),
+    ("seeds-text", "simulate --table mlpf --algorithm hyperband --seeds a-b", "--seeds"),
+    ("seeds-reversed", "simulate --table mlpf --algorithm hyperband --seeds 5-2", "--seeds"),
+    ("seeds-negative", "simulate --table mlpf --algorithm hyperband --seeds -1", "--seeds"),
+    ("seeds-huge-range", "simulate --table mlpf --algorithm hyperband --seeds 0-99999999999", "--seeds"),
+    ("seeds-many", "simulate --table mlpf --algorithm hyperband --seeds 0-2000000", "--seeds"),
+    ("seeds-huge-value", "predict-eval --table mlpf --known 0.5 --seeds 99999999999999999999", "--seeds"),
+    ("eta-one", "simulate --table mlpf --algorithm hyperband --eta 1", "eta"),
+    ("R-zero", "simulate --table mlpf --algorithm hyperband --R 0", "R"),
+    ("R-beyond-table", "simulate --table mlpf --algorithm hyperband --R 1000", "R"),
+    ("workers-zero", "simulate --table mlpf --algorithm hyperband --workers 0", "--workers"),
+    ("warm-fraction-one", "simulate --table mlpf --algorithm default --warm-fraction 1", "--warm-fraction"),
+    ("warm-fraction-text", "simulate --table mlpf --algorithm default --warm-fraction x", "--warm-fraction"),
+    ("algorithm-unknown", "simulate --table mlpf --algorithm hyperbandd", "hyperbandd"),
+    ("algorithm-param-unknown", "simulate --table mlpf --algorithm hyperband --param foo=1", "foo"),
+    ("param-no-equals", "simulate --table mlpf --algorithm hyperband --param foo", "--param"),
+    ("predictor-unknown", "simulate --table mlpf --algorithm default --predictor svrr", "svrr"),
+    ("time-column-shared", "simulate --table mlpf --algorithm hyperband --time-column nosuch", "--time-column"),
+    ("time-column-csv", "simulate --table {T} --metric loss --algorithm hyperband --time-column nosuch", "nosuch"),
+    ("metric-mismatch-shared", "simulate --table mlpf --metric acc --algorithm hyperband", "acc"),
+    ("mode-mismatch-shared", "predict-eval --table mlpf --mode max --known 0.5", "max"),
+    ("metric-missing-csv", "simulate --table {T} --algorithm hyperband", "--metric"),
+    ("table-unknown-name", "simulate --table mlpff --algorithm hyperband", "mlpff"),
+    ("known-zero", "predict-eval --table mlpf --known 0", "--known"),
+    ("known-one", "predict-eval --table mlpf --known 1", "--known"),
+    ("known-text", "predict-eval --table mlpf --known half", "--known"),
+    ("known-nan", "predict-eval --table mlpf --known nan", "--known"),
+    ("target-epoch-beyond", "predict-eval --table mlpf --known 0.5 --target-epoch 1000 --seeds 0", "1000"),
+    ("target-epoch-zero", "predict-eval --table mlpf --known 0.5 --target-epoch 0 --seeds 0", "target"),
     (
         "predictor-param-bad",
-        [
-            "predict-eval",
-            "--table",
-            "mlpf",
-            "--known",
-            "0.5",
-            "--predictor",
-            "qsvr",
-            "--param",
-            "num_reads=x",
-            "--seeds",
-            "0",
-        ],
+        "predict-eval --table mlpf --known 0.5 --predictor qsvr --param num_reads=x --seeds 0",
         "num_reads",
     ),
-    (
-        "predictor-param-unknown",
-        ["predict-eval", "--table", "mlpf", "--known", "0.5", "--predictor", "svr", "--param", "Cc=1", "--seeds", "0"],
-        "Cc",
-    ),
+    ("predictor-param-unknown", "predict-eval --table mlpf --known 0.5 --predictor svr --param Cc=1 --seeds 0", "Cc"),
     (
         "sampler-unknown",
-        [
-            "predict-eval",
-            "--table",
-            "mlpf",
-            "--known",
-            "0.5",
-            "--predictor",
-            "qsvr",
-            "--param",
-            "sampler=quantum",
-            "--seeds",
-            "0",
-        ],
+        "predict-eval --table mlpf --known 0.5 --predictor qsvr --param sampler=quantum --seeds 0",
         "quantum",
     ),
-    ("events-zero", ["generate-data", "--out", "d", "--events", "0", "--seed", "0"], "--events"),
-    ("events-text", ["generate-data", "--out", "d", "--events", "many", "--seed", "0"], "--events"),
-    ("seed-negative-data", ["generate-data", "--out", "d", "--events", "10", "--seed", "-1"], "--seed"),
-    ("shards-zero", ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--shards", "0"], "--shards"),
-    (
-        "val-fraction-one",
-        ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--val-fraction", "1"],
-        "--val-fraction",
-    ),
-    (
-        "compression-unknown",
-        ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--compression", "zip"],
-        "zip",
-    ),
-    ("preset-unknown", ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--preset", "lhc"], "lhc"),
-    (
-        "generator-knob-unknown",
-        ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--param", "pu_maen=3"],
-        "pu_maen",
-    ),
-    (
-        "data-workers-zero",
-        ["generate-data", "--out", "d", "--events", "10", "--seed", "0", "--workers", "0"],
-        "--workers",
-    ),
-    ("convert-extension", ["convert", "mlpf", "--out", "t.txt"], "t.txt"),
-    ("convert-missing-source", ["convert", "nope.npz", "--out", "t.csv"], "nope.npz"),
-    ("convert-csv-without-metric", ["convert", TABLE, "--out", "t.csv"], "--metric"),
-    ("convert-task-unknown", ["convert", "taskset", "--task", "nosuchtask", "--out", "t.csv"], "nosuchtask"),
-    ("convert-events-missing", ["convert-events", "nope.parquet", "--out", "d"], "nope.parquet"),
-    ("convert-events-not-parquet", ["convert-events", "s.yaml", "--out", "d"], "s.yaml"),
-    (
-        "convert-events-val-fraction",
-        ["convert-events", "s.yaml", "--out", "d", "--val-fraction", "2"],
-        "--val-fraction",
-    ),
-    ("validate-ranks-zero", ["validate", "s.yaml", "--ranks", "0"], "rank"),
-    ("validate-ranks-one", ["validate", "s.yaml", "--ranks", "1"], "rank"),
-    ("status-missing", ["status", "nowhere"], "nowhere"),
-    ("report-missing", ["report", "nowhere"], "nowhere"),
-    ("resume-missing", ["run", "--resume", "nowhere"], "nowhere"),
-    ("run-nothing", ["run"], "study"),
+    ("events-zero", "generate-data --out d --events 0 --seed 0", "--events"),
+    ("events-text", "generate-data --out d --events many --seed 0", "--events"),
+    ("seed-negative-data", "generate-data --out d --events 10 --seed -1", "--seed"),
+    ("shards-zero", "generate-data --out d --events 10 --seed 0 --shards 0", "--shards"),
+    ("val-fraction-one", "generate-data --out d --events 10 --seed 0 --val-fraction 1", "--val-fraction"),
+    ("compression-unknown", "generate-data --out d --events 10 --seed 0 --compression zip", "zip"),
+    ("preset-unknown", "generate-data --out d --events 10 --seed 0 --preset lhc", "lhc"),
+    ("generator-knob-unknown", "generate-data --out d --events 10 --seed 0 --param pu_maen=3", "pu_maen"),
+    ("data-workers-zero", "generate-data --out d --events 10 --seed 0 --workers 0", "--workers"),
+    ("convert-extension", "convert mlpf --out t.txt", "t.txt"),
+    ("convert-missing-source", "convert nope.npz --out t.csv", "nope.npz"),
+    ("convert-csv-without-metric", "convert {T} --out t.csv", "--metric"),
+    ("convert-task-unknown", "convert taskset --task nosuchtask --out t.csv", "nosuchtask"),
+    ("convert-events-missing", "convert-events nope.parquet --out d", "nope.parquet"),
+    ("convert-events-not-parquet", "convert-events s.yaml --out d", "s.yaml"),
+    ("convert-events-val-fraction", "convert-events s.yaml --out d --val-fraction 2", "--val-fraction"),
+    ("validate-ranks-zero", "validate s.yaml --ranks 0", "rank"),
+    ("validate-ranks-one", "validate s.yaml --ranks 1", "rank"),
+    ("status-missing", "status nowhere", "nowhere"),
+    ("report-missing", "report nowhere", "nowhere"),
+    ("resume-missing", "run --resume nowhere", "nowhere"),
+    ("run-nothing", "run", "study"),
 ]
 
 
-def _cli_case(argv, fragment):
+def _cli_case(argv: str, fragment: str):
     def run(box: Box) -> list[str]:
         box.study()
-        return refused_writing_nothing(box, lambda: box.cli(*argv), fragment)
+        args = [a.replace("{T}", TABLE) if a != "''" else "" for a in argv.split()]
+        return refused_writing_nothing(box, lambda: box.cli(*args), fragment)
 
     return run
 
@@ -757,18 +663,6 @@ for _name, _file, _data, _fragment in TABLE_CASES:
 
 
 # == output places ==================================================================================================
-def user_dir(path: Path) -> Path:
-    (path / "checkpoints" / "trial-00001").mkdir(parents=True)
-    (path / "checkpoints" / "trial-00001" / "model.pt").write_bytes(b"the user's model")
-    for name in ("trials.csv", "best.yaml", "curves.h5", "notes.txt", "report.html"):
-        (path / name).write_text(f"the user's {name}\n")
-    (path / "report").mkdir()
-    (path / "report" / "curves.png").write_bytes(b"the user's figure")
-    (path / "train").mkdir()
-    (path / "train" / "shard-00000-of-00001.h5").write_bytes(b"the user's shard-named file")
-    return path
-
-
 _FINISHED: dict = {}
 _FINISHED_LOCK = threading.Lock()
 
@@ -1055,17 +949,6 @@ for _what in ("missing", "a file", "no journal", "journal is a directory", "unst
 
 
 # == runtime faults =================================================================================================
-def _wait(predicate, proc, timeout=60.0) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise RuntimeError(f"mpiexec ended early ({proc.returncode}): {proc.stderr.read()[-300:]}")
-        time.sleep(0.02)
-    raise RuntimeError("timed out waiting")
-
-
 def _journal_has(out: Path, text: str, count: int = 1) -> bool:
     path = out / "journal.jsonl"
     return path.exists() and path.read_text().count(text) >= count
@@ -1074,7 +957,7 @@ def _journal_has(out: Path, text: str, count: int = 1) -> bool:
 def _stop_at(box: Box, out: Path, study: str, sig, at_results: int, resume: bool = False):
     proc = box.start(3, *(["run", "--resume", out] if resume else ["run", study, "--out", out]))
     try:
-        _wait(lambda: _journal_has(out, '"type":"result"', at_results), proc)
+        wait_for(lambda: _journal_has(out, '"type":"result"', at_results), proc)
         pid = next(r for r in reversed(records(out)) if r["type"] in ("header", "resume"))["pid"]
         os.kill(pid, sig)
         proc.wait(timeout=60)
@@ -1136,9 +1019,6 @@ case("runtime faults", "SIGUSR1, then resume")(_signal_then_resume(signal.SIGUSR
 
 def _faulty_threshold(box: Box, fault: str) -> tuple[float, int]:
     """A dropout threshold that exactly one sampled configuration exceeds (GOOD's seed), and that row."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_faults import top_value_threshold  # the tests' own helper, in-process
-
     return top_value_threshold(
         box.study(name="probe.yaml", trainer={"name": FAULTY, "params": {"table": TABLE, "fault": fault}})
     )
@@ -1185,7 +1065,7 @@ def _(box):
     out = box.root / "out"
     first = box.start(3, "run", study, "--out", out)
     try:
-        _wait(lambda: _journal_has(out, '"type":"result"'), first)
+        wait_for(lambda: _journal_has(out, '"type":"result"'), first)
         second = box.mpi(2, "run", "--resume", out)
         first.wait(timeout=60)
     finally:
@@ -1213,9 +1093,6 @@ def _(box):
 
 @case("runtime faults", "the disk fills mid-run, then space is freed")
 def _(box):
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_faults import early_threshold
-
     param, above = early_threshold(
         box.study(name="probe.yaml", trainer={"name": FAULTY, "params": {"table": TABLE, "fault": "fill"}})
     )
@@ -1353,29 +1230,6 @@ ENV_SECRET, CONF_SECRET, STUDY_SECRET = "env-secret-value-0451", "conf-secret-pl
 SECRETS = (ENV_SECRET, CONF_SECRET, STUDY_SECRET)
 
 
-@contextlib.contextmanager
-def echoing_endpoint():
-    import http.server
-
-    class Echo(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f'{{"error_code": 401, "error_msg": "Invalid token: {self.headers.get("X-Auth-Token")}"}}'.encode()
-            self.send_response(401)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/sapi/v2/"
-    finally:
-        server.shutdown()
-
-
 def _secret_env(box: Box, endpoint: str) -> dict:
     conf = box.root / "dwave.conf"
     conf.write_text(f"[defaults]\ntoken = {CONF_SECRET}\nendpoint = {endpoint}\n")
@@ -1396,77 +1250,38 @@ def _secret_cli_case(argv_of):
     return run
 
 
+QSVR_EVAL = "predict-eval --table mlpf --known 0.5 --seeds 0 --predictor qsvr".split()
+DEBUG_ALL = ["--log-level", "DEBUG", "--log-level-all"]
 SECRET_CLI = {
-    "env secret echoed by a --param error": lambda b: [
-        "predict-eval",
-        "--table",
-        "mlpf",
-        "--known",
-        "0.5",
-        "--seeds",
-        "0",
-        "--predictor",
-        "qsvr",
-        "--param",
-        f"num_reads={ENV_SECRET}",
-    ],
+    "env secret echoed by a --param error": lambda b: [*QSVR_EVAL, "--param", f"num_reads={ENV_SECRET}"],
     "D-Wave style token echoed by a --param error": lambda b: [
-        "predict-eval",
-        "--table",
-        "mlpf",
-        "--known",
-        "0.5",
-        "--seeds",
-        "0",
-        "--predictor",
-        "qsvr",
+        *QSVR_EVAL,
         "--param",
         "num_reads=DEV-" + "a" * 16 + "3333",
     ],
     "dwave.conf token echoed by a 401 at DEBUG (--log-level-all)": lambda b: [
-        "--log-level",
-        "DEBUG",
-        "--log-level-all",
-        "predict-eval",
-        "--table",
-        "mlpf",
-        "--known",
-        "0.5",
-        "--seeds",
-        "0",
-        "--predictor",
-        "qsvr",
+        *DEBUG_ALL,
+        *QSVR_EVAL,
         "--param",
         "sampler=dwave",
     ],
     "dwave.conf token at DEBUG (hpoq loggers only)": lambda b: [
         "--log-level",
         "DEBUG",
-        "predict-eval",
-        "--table",
-        "mlpf",
-        "--known",
-        "0.5",
-        "--seeds",
-        "0",
-        "--predictor",
-        "qsvr",
+        *QSVR_EVAL,
         "--param",
         "sampler=dwave",
     ],
-    "study secret in validate's output": lambda b: [
-        "validate",
-        b.study(trainer={"name": KEYED, "params": {"table": TABLE, "api_key": STUDY_SECRET}}),
-    ],
-    "study secret in a bad trainer parameter": lambda b: [
-        "validate",
-        b.study(trainer={"name": "table", "params": {"table": TABLE, "api_key": STUDY_SECRET}}),
-    ],
-    "study secret as a bad value": lambda b: [
-        "validate",
-        b.study(trainer={"name": KEYED, "params": {"table": TABLE, "api_key": STUDY_SECRET, "sleep": STUDY_SECRET}}),
-    ],
+    "study secret in validate's output": lambda b: ["validate", b.study(trainer=_keyed())],
+    "study secret in a bad trainer parameter": lambda b: ["validate", b.study(trainer=_keyed(name="table"))],
+    "study secret as a bad value": lambda b: ["validate", b.study(trainer=_keyed(sleep=STUDY_SECRET))],
 }
+
+
+def _keyed(name: str = KEYED, **params) -> dict:
+    return {"name": name, "params": {"table": TABLE, "api_key": STUDY_SECRET, **params}}
+
+
 for _name, _argv in SECRET_CLI.items():
     case("secrets", _name)(_secret_cli_case(_argv))
 
@@ -1475,23 +1290,7 @@ for _name, _argv in SECRET_CLI.items():
 def _(box):
     token = "DEV-0123456789abcdef0123456789abcdef01234567"
     env = dict(box.env, DWAVE_API_TOKEN=token, DWAVE_API_ENDPOINT="file:///nonexistent/sapi/v2/")
-    proc = box.cli(
-        "--log-level",
-        "DEBUG",
-        "--log-level-all",
-        "predict-eval",
-        "--table",
-        "mlpf",
-        "--known",
-        "0.5",
-        "--seeds",
-        "0",
-        "--predictor",
-        "qsvr",
-        "--param",
-        "sampler=dwave",
-        env=env,
-    )
+    proc = box.cli(*DEBUG_ALL, *QSVR_EVAL, "--param", "sampler=dwave", env=env)
     return ["token printed"] if "0123456789abcdef" in proc.stdout + proc.stderr else []
 
 

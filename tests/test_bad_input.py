@@ -223,7 +223,7 @@ def test_resume_of_a_damaged_journal_writes_nothing(tmp_path, journal_lines, how
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("hpoq: error:")], proc.stderr
     assert "Traceback" not in proc.stderr
     assert (out / "journal.jsonl").read_text() == text
-    assert sorted(p.name for p in out.iterdir()) == [".hpoq.lock", "journal.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["journal.jsonl"]  # not even a lock file
 
 
 # -- the command line ------------------------------------------------------------------------------------------

@@ -537,6 +537,9 @@ def tree(root: Path) -> dict:
     out = {}
     for path in sorted(Path(root).rglob("*")):
         st = path.lstat()
+        if path.is_symlink():
+            out[str(path.relative_to(root))] = ("link", os.readlink(path), st.st_mtime_ns)
+            continue
         kind = "dir" if path.is_dir() else "file"
         out[str(path.relative_to(root))] = (kind, None if kind == "dir" else path.read_bytes(), st.st_mtime_ns)
     return out
@@ -875,6 +878,7 @@ def test_status_asks_the_directory_lock_not_the_headers_pid(tmp_path):
 ENV_SECRET = "env-secret-value-0451"  # not in D-Wave's ABC-hex shape: known from its variable's name
 CONF_SECRET = "conf-secret-plain-7741"  # a dwave.conf token of a non-standard shape
 STUDY_SECRET = "study-secret-key-2208"  # a plugin's api_key in the study file
+QSVR_EVAL = "predict-eval --table mlpf --known 0.5 --seeds 0 --predictor qsvr".split()
 
 
 @contextmanager
@@ -937,35 +941,8 @@ def test_no_secret_is_written_anywhere_but_the_journal_header(tmp_path):
             ["status", str(out), "--json"],
             ["report", str(out)],
             ["validate", study],
-            [
-                "predict-eval",
-                "--table",
-                "mlpf",
-                "--known",
-                "0.5",
-                "--seeds",
-                "0",
-                "--predictor",
-                "qsvr",
-                "--param",
-                f"num_reads={ENV_SECRET}",
-            ],
-            [
-                "--log-level",
-                "DEBUG",
-                "--log-level-all",
-                "predict-eval",
-                "--table",
-                "mlpf",
-                "--known",
-                "0.5",
-                "--seeds",
-                "0",
-                "--predictor",
-                "qsvr",
-                "--param",
-                "sampler=dwave",
-            ],
+            [*QSVR_EVAL, "--param", f"num_reads={ENV_SECRET}"],
+            ["--log-level", "DEBUG", "--log-level-all", *QSVR_EVAL, "--param", "sampler=dwave"],
         ):
             runs.append(hpoq(*argv, env=env, timeout=120))
         assert "Invalid token: ***" in runs[-1].stderr  # the endpoint did echo the token, masked

@@ -41,15 +41,19 @@ def _holder(path: str) -> str:
 class DirLock:
     """The master's lock on its output directory; :meth:`acquire` raises ConfigError when another holds it."""
 
-    def __init__(self, path: str, fd: int):
+    def __init__(self, path: str, fd: int, created: bool = False):
         self.path = path
         self._fd = fd
+        self.created = created  # this lock made the file (a refused resume removes it again)
 
     @classmethod
     def acquire(cls, out_dir: str) -> "DirLock":
         path = os.path.join(out_dir, LOCK_FILE)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(path, os.O_RDWR), False
         except OSError as exc:
             raise ConfigError(f"cannot write in output directory {out_dir!r} ({exc.strerror})") from None
         try:
@@ -70,7 +74,16 @@ class DirLock:
             os.pwrite(fd, info.encode("utf-8"), 0)
         except OSError:
             pass  # the lock holds without the note (a full disk); the refused master then says "holder unknown"
-        return cls(path, fd)
+        return cls(path, fd, created)
+
+    def discard(self) -> None:
+        """Release the lock and remove its file if this lock made it: a refused start leaves the directory as it was."""
+        if self.created and self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.release()
 
     @staticmethod
     def holder(out_dir: str) -> int | bool | None:

@@ -100,20 +100,24 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
             f"start it again with: run STUDY.yaml --out {out_dir}"
         )
     lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
-    records, valid = read_journal(path)
     try:
-        spec = StudySpec.from_dict(records[0]["study"])
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
-    spec.out = out_dir
-    check_study(spec)
-    changed = changed_inputs(records[0].get("inputs"))
-    if changed and not allow_changed:
-        raise ConfigError(
-            f"--resume: input {changed[0]} since the study started"
-            + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
-            + "; restore it, or pass --allow-changed-inputs to continue on the new data"
-        )
+        records, valid = read_journal(path)
+        try:
+            spec = StudySpec.from_dict(records[0]["study"])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
+        spec.out = out_dir
+        check_study(spec)
+        changed = changed_inputs(records[0].get("inputs"))
+        if changed and not allow_changed:
+            raise ConfigError(
+                f"--resume: input {changed[0]} since the study started"
+                + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+                + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+            )
+    except BaseException:
+        lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
     return spec, records, valid, lock, tuple(changed)
 
 
@@ -142,13 +146,15 @@ def _check_fresh_out_dir(out_dir: str) -> None:
 
 
 def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
-    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing but the lock)."""
-    from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing).
+
+    A resume holds the directory's lock from here on; a refused one lets it go and removes the lock
+    file if it made it.
+    """
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
 
-    lock, changed = None, ()
+    lock, changed, records, valid = None, (), None, 0
     if resume:
         spec, records, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
         out_dir = spec.out
@@ -159,6 +165,19 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         out_dir = spec.out
         _check_fresh_out_dir(out_dir)
         check_writable_dir(out_dir, "output directory")
+    try:
+        return _plan(spec, out_dir, world_size, lock, changed, resume, records, valid)
+    except BaseException:
+        if lock is not None:
+            lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
+
+
+def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, records, valid) -> Plan:
+    """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
+    from hpoq.schedulers import with_runtime_defaults
+    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
