@@ -323,7 +323,8 @@ def _other_table() -> bytes:
 SECRET = "SECRET-0123456789abcdef0123456789abcdef01234567"
 
 
-def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
+def tiny_table(tmp_path) -> Path:
+    """12 curves of 8 epochs: enough for predict-eval, small enough that QSVR fits in a moment."""
     table = tmp_path / "tiny.csv"
     table.write_text(
         "a,b,"
@@ -334,6 +335,11 @@ def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
             for i in range(12)
         )
     )
+    return table
+
+
+def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
+    table = tiny_table(tmp_path)
     env = dict(mpi_env(), DWAVE_API_TOKEN=SECRET, DWAVE_API_ENDPOINT="file:///nonexistent/sapi/v2/")
     proc = hpoq(
         "--log-level",
@@ -651,7 +657,9 @@ def test_run_into_a_users_directory_deletes_nothing_and_a_new_or_empty_one_works
         assert proc.returncode == 0 and records(out)[-1]["status"] == "finished", proc.stderr
 
 
-def test_report_never_writes_over_the_studys_inputs_or_bookkeeping(tmp_path, finished):
+def test_report_never_writes_over_the_studys_inputs_or_bookkeeping(tmp_path, finished, capsys):
+    from hpoq.main import main
+
     out = finished["out"]
     places = {
         out / "journal.jsonl": "journal.jsonl",
@@ -664,14 +672,13 @@ def test_report_never_writes_over_the_studys_inputs_or_bookkeeping(tmp_path, fin
     watched = [out, finished["study"].parent]
     before = [tree(w) for w in watched]
     for target, what in places.items():
-        proc = hpoq("report", str(out), "--out", str(target))
-        line = one_error_line(proc)
-        assert proc.returncode == 2 and what in line and "never writes there" in line, (target, line)
+        assert main(["report", str(out), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and what in err and "never writes there" in err, (target, err)
     assert [tree(w) for w in watched] == before
     again = tmp_path / "r.html"  # an hpoq report (and its figures) may be replaced
     for _ in range(2):
-        proc = hpoq("report", str(out), "--out", str(again))
-        assert proc.returncode == 0, proc.stderr
+        assert main(["report", str(out), "--out", str(again)]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["best_so_far.png", "curves.png"]
 
 
@@ -757,23 +764,12 @@ def test_bad_input_under_mpiexec_is_one_line_without_abort_lines(tmp_path, launc
 
 # -- HDF5 on a full disk ---------------------------------------------------------------------------------------
 def test_hdf5_writers_on_a_full_disk_say_one_line_and_leave_nothing(tmp_path):
-    with tmpfs(tmp_path / "disk", "200k") as disk:
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        data = ["generate-data", "--out", str(disk / "d"), "--events", "400", "--seed", "0"]
         for argv in (
             ["convert", "mlpf", "--out", str(disk / "t.h5")],
-            ["generate-data", "--out", str(disk / "d"), "--events", "2000", "--seed", "0"],
-            [
-                "generate-data",
-                "--out",
-                str(disk / "d"),
-                "--events",
-                "2000",
-                "--seed",
-                "0",
-                "--shards",
-                "3",
-                "--workers",
-                "2",
-            ],
+            data,
+            [*data, "--shards", "3", "--workers", "2"],
         ):
             proc = hpoq(*argv)
             line = one_error_line(proc)
@@ -878,7 +874,6 @@ def test_status_asks_the_directory_lock_not_the_headers_pid(tmp_path):
 ENV_SECRET = "env-secret-value-0451"  # not in D-Wave's ABC-hex shape: known from its variable's name
 CONF_SECRET = "conf-secret-plain-7741"  # a dwave.conf token of a non-standard shape
 STUDY_SECRET = "study-secret-key-2208"  # a plugin's api_key in the study file
-QSVR_EVAL = "predict-eval --table mlpf --known 0.5 --seeds 0 --predictor qsvr".split()
 
 
 @contextmanager
@@ -912,6 +907,8 @@ def echoing_endpoint():
 def test_no_secret_is_written_anywhere_but_the_journal_header(tmp_path):
     """Environment, dwave.conf and study secrets through run (a plugin that echoes them when it fails), status,
     report, validate, a bad --param and a 401 that echoes the token at DEBUG with --log-level-all."""
+    qsvr_eval = ["predict-eval", "--table", str(tiny_table(tmp_path)), "--metric", "loss", "--known", "0.5"]
+    qsvr_eval += ["--seeds", "0", "--predictor", "qsvr"]
     with echoing_endpoint() as endpoint:
         conf = tmp_path / "dwave.conf"
         conf.write_text(f"[defaults]\ntoken = {CONF_SECRET}\nendpoint = {endpoint}\n")
@@ -941,8 +938,8 @@ def test_no_secret_is_written_anywhere_but_the_journal_header(tmp_path):
             ["status", str(out), "--json"],
             ["report", str(out)],
             ["validate", study],
-            [*QSVR_EVAL, "--param", f"num_reads={ENV_SECRET}"],
-            ["--log-level", "DEBUG", "--log-level-all", *QSVR_EVAL, "--param", "sampler=dwave"],
+            [*qsvr_eval, "--param", f"num_reads={ENV_SECRET}"],
+            ["--log-level", "DEBUG", "--log-level-all", *qsvr_eval, "--param", "sampler=dwave"],
         ):
             runs.append(hpoq(*argv, env=env, timeout=120))
         assert "Invalid token: ***" in runs[-1].stderr  # the endpoint did echo the token, masked
