@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
+from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import LOCK_FILE, DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
 from hpoq.runtime.journal import (
-    FORMAT_VERSION,
     JOURNAL_FILE,
     RESERVE_FILE,
     Journal,
@@ -101,14 +101,14 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
         )
     lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
     try:
-        records, valid = read_journal(path)
+        recs, valid = read_journal(path)
         try:
-            spec = StudySpec.from_dict(records[0]["study"])
+            spec = StudySpec.from_dict(recs[0]["study"])
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
         spec.out = out_dir
         check_study(spec)
-        changed = changed_inputs(records[0].get("inputs"))
+        changed = changed_inputs(recs[0].get("inputs"))
         if changed and not allow_changed:
             raise ConfigError(
                 f"--resume: input {changed[0]} since the study started"
@@ -118,7 +118,7 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
     except BaseException:
         lock.discard()  # a refused resume writes nothing, not even the lock file
         raise
-    return spec, records, valid, lock, tuple(changed)
+    return spec, recs, valid, lock, tuple(changed)
 
 
 # what a start that failed before its header was durable may leave (and a rerun replaces)
@@ -154,9 +154,9 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
 
-    lock, changed, records, valid = None, (), None, 0
+    lock, changed, recs, valid = None, (), None, 0
     if resume:
-        spec, records, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
+        spec, recs, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
         out_dir = spec.out
     else:
         if not study:
@@ -166,14 +166,14 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         _check_fresh_out_dir(out_dir)
         check_writable_dir(out_dir, "output directory")
     try:
-        return _plan(spec, out_dir, world_size, lock, changed, resume, records, valid)
+        return _plan(spec, out_dir, world_size, lock, changed, resume, recs, valid)
     except BaseException:
         if lock is not None:
             lock.discard()  # a refused resume writes nothing, not even the lock file
         raise
 
 
-def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, records, valid) -> Plan:
+def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, recs, valid) -> Plan:
     """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
     from hpoq.schedulers import with_runtime_defaults
     from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
@@ -195,9 +195,9 @@ def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume,
         changed=changed,
     )
     if resume:
-        plan.resume = replay(records, scheduler, mode)
+        plan.resume = replay(recs, scheduler, mode)
         plan.journal_bytes = valid
-        plan.records = len(records)
+        plan.records = len(recs)
     return plan
 
 
@@ -306,8 +306,7 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
                 "sampler": derive_seed(spec.seed, "rows") if spec.space == "table" else derive_seed(spec.seed, "space"),
                 "scheduler": spec.seed,
             }
-            header = dict(
-                version=FORMAT_VERSION,
+            header = records.Header(
                 study=spec.to_dict(),
                 seeds=seeds,
                 versions=_versions(),
@@ -321,15 +320,16 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
         journal = Journal.open_append(path, plan.journal_bytes)
         journal.make_reserve()
         r = plan.resume
-        journal.write(
-            "resume",
-            replayed=r.replayed,
-            from_snapshot=r.from_snapshot,
-            lost_units=r.lost_units,
-            counted_lost=[u.unit_id for u in r.lost_counted],
-            queue=len(r.queue),
-            **({"changed_inputs": list(plan.changed)} if plan.changed else {}),
-            **info,
+        journal.append(
+            records.Resume(
+                replayed=r.replayed,
+                from_snapshot=r.from_snapshot,
+                lost_units=r.lost_units,
+                counted_lost=[u.unit_id for u in r.lost_counted],
+                queue=len(r.queue),
+                changed_inputs=list(plan.changed) if plan.changed else None,
+                **info,
+            )
         )
         journal.sync()
     except OSError as exc:
@@ -348,7 +348,7 @@ def _make_dirs(path: str) -> list[str]:
     return missing[::-1]
 
 
-def _start_journal(plan: Plan, path: str, header: dict) -> Journal:
+def _start_journal(plan: Plan, path: str, header: records.Header) -> Journal:
     """Make the directory, lock it, write the header durably; a failure on the way undoes all of it.
 
     Until the header is on disk nothing depends on the directory, so a start that fails (a full
@@ -370,7 +370,7 @@ def _start_journal(plan: Plan, path: str, header: dict) -> Journal:
             os.unlink(path)  # a start that never got going: its empty journal
         journal = Journal.create(path)
         journal.make_reserve()
-        journal.write("header", **header)
+        journal.append(header)
         journal.sync()
     except BaseException:
         if journal is not None:
@@ -416,7 +416,8 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises ConfigError when the
     directory cannot be written or is locked by another master.
     """
-    from hpoq.runtime.master import Master
+    from hpoq.dispatch import Dispatcher
+    from hpoq.runtime.master import LoopSettings, Master
     from hpoq.runtime.progress import Progress
     from hpoq.schedulers.brackets import hyperband_budget
 
@@ -432,28 +433,25 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        book, queue, known, lost = TrialBook(plan.mode), [], (), []
+        book, queue, lost = TrialBook(plan.mode), [], []
     else:
         r = plan.resume
-        book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
+        book, queue, lost = r.book, r.queue, r.lost_counted
         book.running.clear()
-    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(
-        transport,
-        plan.layout,
+    dispatcher = Dispatcher(
         plan.scheduler,
-        journal,
-        book,
-        out_dir=plan.out_dir,
-        poll_interval=spec.poll_interval,
+        plan.layout.n_groups,
         max_retries=spec.max_retries,
-        mode=plan.mode,
-        signals=signals,
-        progress=progress,
         queue=queue,
-        known_trials=known,
-        unit_timeout=spec.unit_timeout,
-        lost=lost,
+        failures={tid: t.failures for tid, t in book.trials.items()},
+        next_unit_id=book.next_unit_id,
+        known_trials=book.trials,
+        ranks=plan.layout.ranks,
+    )
+    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
+    settings = LoopSettings(plan.out_dir, spec.poll_interval, plan.mode, spec.unit_timeout)
+    master = Master(
+        transport, plan.layout, dispatcher, journal, book, settings, signals=signals, progress=progress, lost=lost
     )
     return master, journal, budget
 
@@ -497,16 +495,17 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
         extra = {"error": error} if error else {}
         extra.update({"reason": master.stop_reason} if master.stop_reason else {})
         extra.update({"abort": abort} if abort else {})
-        journal.write(
-            "end",
-            status=status,
-            best=best_record(best, plan.mode),
-            epochs=book.epochs_used,
-            units=book.units_done,
-            master_cpu_s=round(master.master_seconds, 6),
-            **master.fit_stats(),
-            max_dispatch_gap_s=round(master.max_pass_seconds, 6),
-            **extra,
+        journal.append(
+            records.End(
+                status=status,
+                best=best_record(best, plan.mode),
+                epochs=book.epochs_used,
+                units=book.units_done,
+                master_cpu_s=round(master.master_seconds, 6),
+                **master.fit_stats(),
+                max_dispatch_gap_s=round(master.max_pass_seconds, 6),
+                **extra,
+            )
         )
         try:
             journal.close()
