@@ -55,6 +55,7 @@ class MLPFTrainer(Trainer):
         "pad_multiple": [Options("auto"), Interval(int, 1, None)],
         "val_loss": [Options("global", "batch_mean")],
         "objective": [Options("val_loss", "jet_iqr_over_median", "jet_median_deviation", "jet_match_fraction")],
+        "deterministic": [Boolean()],
     }
     metric = "val_loss"
     mode = "min"
@@ -86,6 +87,7 @@ class MLPFTrainer(Trainer):
         pad_multiple="auto",
         val_loss: str = "global",
         objective: str = "val_loss",
+        deterministic: bool = False,
     ):
         params = dict(
             data=data,
@@ -111,6 +113,7 @@ class MLPFTrainer(Trainer):
             pad_multiple=pad_multiple,
             val_loss=val_loss,
             objective=objective,
+            deterministic=deterministic,
         )
         super().__init__(**params)
         from hpoq.mlpf.distributed import BACKENDS
@@ -154,4 +157,12 @@ class MLPFTrainer(Trainer):
         try:
             return train_unit(self._settings(), config, start_epoch, end_epoch, checkpoint_dir, comm)
         except TrainingFailed as exc:
-            raise TrainerError(str(exc)) from None
+            raise TrainerError(str(exc), kind=exc.kind) from None
+
+    def wants_gpu(self) -> bool:
+        """On CUDA unless ``device: cpu`` or no GPU is visible (the runtime then gives this rank its own GPU)."""
+        if self.params["device"] == "cpu":
+            return False
+        import torch
+
+        return torch.cuda.is_available()
