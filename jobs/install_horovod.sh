@@ -36,12 +36,12 @@ PY_ABS="$(command -v "$PY" || echo "$PY")"
 BIN_DIR="$(cd "$(dirname "$PY_ABS")" && pwd)"
 export PATH="$BIN_DIR:$PATH"
 
-TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)" || {
+TORCH_INFO="$("$PY" -c 'import torch; print(torch.__version__, torch.version.cuda or "")' 2>/dev/null)" || {
     echo "install_horovod: torch is not importable with $PY; install torch first" >&2
     exit 2
 }
 # CUDA build? torch with CUDA, and a toolkit (nvcc) to compile Horovod's CUDA kernels
-TORCH_CUDA="$("$PY" -c 'import torch; print(torch.version.cuda or "")' 2>/dev/null || true)"
+read -r TORCH_VERSION TORCH_CUDA <<<"$TORCH_INFO"
 NVCC="$(command -v nvcc 2>/dev/null || true)"
 [ -z "$NVCC" ] && [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ] && NVCC="$CUDA_HOME/bin/nvcc"
 WANT_CUDA="${HPOQ_HOROVOD_CUDA:-auto}"
@@ -54,14 +54,14 @@ elif [ -z "$NVCC" ]; then
 else
     GPU_BUILD=nccl WHY="torch CUDA $TORCH_CUDA, toolkit $(dirname "$(dirname "$NVCC")")"
 fi
-if [ "$WANT_CUDA" = 1 ] && [ -z "$GPU_BUILD" ]; then
-    echo "install_horovod: HPOQ_HOROVOD_CUDA=1 but no CUDA build is possible: $WHY" >&2
-    exit 2
-fi
 if [ -n "$GPU_BUILD" ]; then
     echo "install_horovod: plan: CUDA build with NCCL ($WHY)"
 else
     echo "install_horovod: plan: CPU-only build ($WHY)"
+fi
+if [ "$WANT_CUDA" = 1 ] && [ -z "$GPU_BUILD" ]; then
+    echo "install_horovod: HPOQ_HOROVOD_CUDA=1 but no CUDA build is possible: $WHY" >&2
+    exit 2
 fi
 [ "${HPOQ_HOROVOD_PLAN:-0}" = 1 ] && exit 0
 

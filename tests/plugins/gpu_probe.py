@@ -31,7 +31,7 @@ class GpuProbe(TableTrainer):
         settings = TrainSettings(data="-", device=self.device, backend=self.backend)
         line = {
             "rank": MPI.COMM_WORLD.Get_rank(),
-            "node": MPI.Get_processor_name(),
+            "node": os.environ.get("PMI_HOSTNAME") or MPI.Get_processor_name(),  # hydra's (fake) host name
             "group_size": 1 if comm is None else comm.Get_size(),
             "device": str(device),
             "backend": backend,
