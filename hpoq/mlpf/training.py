@@ -40,7 +40,7 @@ import torch
 from hpoq.atomic import atomic_path, write_atomic
 from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
-from hpoq.mlpf import upstream
+from hpoq.mlpf import jets, upstream
 from hpoq.mlpf.batches import LazyEvents, PreparedEvents
 from hpoq.mlpf.distributed import make_backend, pick_device
 from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
@@ -508,6 +508,7 @@ def _run(
             pad,
             secondary=secondary,
             val_loss=settings.val_loss,
+            jet_config=jets.jet_config(manifest.get("schema")),
         )
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
@@ -588,19 +589,21 @@ def evaluate(
     pad: int = 1,
     secondary: bool = False,
     val_loss: str = "global",
+    jet_config=None,
 ) -> dict:
     """Fixed-weight (default) loss terms over the whole val split.
 
     ``val_loss`` ``global``: from all-reduced sums and counts; ``batch_mean``: each batch's terms
     normalised by its own counts, averaged over all batches of all ranks (upstream's convention).
     With ``secondary``: jet pT response (median, IQR/median, |median - 1|, match fraction; FastJet
-    anti-kt, hpoq.mlpf.jets) and the MET resolution (IQR of MET_pred - genMET, GeV), from
-    all-reduced fixed-bin histograms, so every rank gets the same numbers.
+    with ``jet_config``, hpoq.mlpf.jets.jet_config of the dataset's schema) and the MET resolution
+    (IQR of MET_pred - genMET, GeV), from all-reduced fixed-bin histograms, so every rank gets the
+    same numbers.
     """
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
     per_batch = torch.zeros(5, dtype=torch.float64)  # sums of per-batch total and terms; number of batches
-    hist = _SecondaryHistograms() if secondary else None
+    hist = _SecondaryHistograms(jet_config) if secondary else None
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
         with autocast():
@@ -632,12 +635,14 @@ def evaluate(
 
 
 class _SecondaryHistograms:
-    """Fixed-bin histograms of jet responses and MET residuals, all-reduced at the end."""
+    """Fixed-bin histograms of jet responses and MET residuals, all-reduced at the end; jets as
+    ``jet_config`` defines them (hpoq.mlpf.jets: upstream's for converted CLIC, hpoq's for synthetic events)."""
 
-    def __init__(self):
+    def __init__(self, jet_config=None):
         from hpoq.mlpf import jets
 
         self.jets = jets
+        self.jet_config = jet_config or jets.SYNTHETIC
         self.n_r, self.n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
         self.hist = np.zeros(self.n_r + self.n_m + 2)  # ratio histogram, MET histogram, (gen jets, matched)
 
@@ -647,7 +652,7 @@ class _SecondaryHistograms:
         mask = b["mask"].cpu().numpy()
         events = [parts[i][mask[i]] for i in range(len(evs))]
         genjets = [val.event_genjets(int(e)) for e in evs]
-        ratios = np.concatenate([np.zeros(0)] + jets.jet_pt_ratios_batch(events, genjets))
+        ratios = np.concatenate([np.zeros(0)] + jets.ratios_for(events, genjets, self.jet_config))
         self.hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
         self.hist[-2:] += (ratios.size, float((ratios > 0).sum()))
         for p_i, ev_i in zip(events, evs):

@@ -128,10 +128,29 @@ class MLPFTrainer(Trainer):
         from hpoq.mlpf.training import OBJECTIVES
 
         self._settings().validate()
+        self._check_data(data)
         self.metric = objective
         self.mode = OBJECTIVES[objective][1]
         if model == "particleflow":
             self._check_upstream(model_params or {})
+
+    @staticmethod
+    def _check_data(data: str) -> None:
+        """A missing, damaged or empty dataset fails the study at validation (exit 2, nothing written), not
+        every trial at its first epoch."""
+        from hpoq.mlpf.events import read_manifest
+
+        try:
+            manifest = read_manifest(data)
+        except ConfigError as exc:
+            raise ConfigError(f"trainer.params.data: {exc}") from None
+        for split in ("train", "val"):
+            n = int((manifest["splits"].get(split) or {}).get("n_events", 0))
+            if n < 1:
+                raise ConfigError(
+                    f"trainer.params.data: {data}: the {split} split has no events; regenerate the dataset "
+                    "('hpoq generate-data' with --val-fraction > 0, or 'hpoq convert-events')"
+                )
 
     @staticmethod
     def _check_upstream(model_params: dict) -> None:
