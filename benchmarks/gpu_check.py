@@ -86,6 +86,7 @@ def probe_device_map(out: str) -> None:
         group = split_groups(world, layout)
         gpus.release()
         rec = {"rpt": rpt, "rank": world.Get_rank(), "node": node, "group": layout.group_of(world.Get_rank())}
+        rec["visible"] = os.environ.get("CUDA_VISIBLE_DEVICES")  # a launcher's binding (jobs/gpu_bind.sh)
         try:
             rec["index"] = gpus.assign_gpus(world, group is not None and torch.cuda.is_available())
         except ConfigError as exc:

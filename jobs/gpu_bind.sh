@@ -2,7 +2,8 @@
 # Optional: bind each Slurm task of an hpoq job to one GPU with CUDA_VISIBLE_DEVICES; the master (task 0)
 # gets none. hpoq gives every worker rank of a node its own GPU by itself (hpoq/runtime/gpus.py), under
 # srun and mpiexec alike; this wrapper only hides the other GPUs from each rank, for sites or libraries
-# that want that.   srun [...] bash jobs/gpu_bind.sh python -m hpoq.main run STUDY.yaml
+# that want that.   srun --kill-on-bad-exit=1 [...] bash jobs/gpu_bind.sh python -m hpoq.main run STUDY.yaml
+# (--kill-on-bad-exit: a task refused here ends the step, instead of leaving the others waiting in MPI).
 #
 # Task 0 (the master) is on the job's first node with local id 0 under Slurm's block and cyclic
 # distributions; every other task of a node takes, in local-id order, the next of the GPUs Slurm gave
