@@ -299,12 +299,20 @@ class Check:
 
     # 6
     def table_study(self) -> None:
+        import yaml
+
         from hpoq.runtime.mpienv import mpi_child_env, mpiexec_path
 
-        out = self.tmp / "table-study"
+        out, study = self.tmp / "table-study", REPO / "examples" / "mlpf-table.yaml"
+        if self.dry:  # the same study at R = 9: a third of the units
+            doc = yaml.safe_load(study.read_text())
+            doc["algorithm"]["R"] = 9
+            doc["trainer"]["params"]["table"] = str((study.parent / doc["trainer"]["params"]["table"]).resolve())
+            study = self.tmp / "mlpf-table-R9.yaml"
+            study.write_text(yaml.safe_dump(doc))
         t = time.perf_counter()
         cmd = [mpiexec_path(), "-n", "4", sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run"]
-        cmd += [str(REPO / "examples" / "mlpf-table.yaml"), "--out", str(out)]
+        cmd += [str(study), "--out", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=mpi_child_env(), cwd=REPO, timeout=300)
         wall = time.perf_counter() - t
         ok = proc.returncode == 0 and (out / "best.yaml").exists()

@@ -116,7 +116,8 @@ def _hpoq(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.mpi
-def test_a_missing_or_empty_mlpf_dataset_is_one_line_exit_2_before_anything_is_written(tmp_path):
+def test_a_missing_or_empty_mlpf_dataset_is_one_line_exit_2_before_anything_is_written(tmp_path, capsys):
+    from hpoq.main import main
     from hpoq.mlpf.writer import generate_dataset
 
     empty = tmp_path / "empty"
@@ -124,11 +125,13 @@ def test_a_missing_or_empty_mlpf_dataset_is_one_line_exit_2_before_anything_is_w
     no_val = tmp_path / "no-val"
     generate_dataset(no_val, 20, seed=1, preset="easy", shards=1, val_fraction=0.0)
     cases = [(tmp_path / "missing", "does not exist"), (empty, "dataset.json is missing"), (no_val, "val split")]
-    for data, why in cases:
+    for data, why in cases:  # the CLI in-process (one torch import for the three)
         study = _mlpf_study(tmp_path, data)
-        valid = _hpoq("validate", str(study), "--build")
-        assert valid.returncode == 2 and valid.stdout == "", valid.stdout
-        assert valid.stderr.count("\n") == 1 and "trainer.params.data" in valid.stderr and why in valid.stderr
+        capsys.readouterr()
+        assert main(["validate", str(study), "--build"]) == 2
+        valid = capsys.readouterr()
+        assert valid.out == "", valid.out
+        assert valid.err.count("\n") == 1 and "trainer.params.data" in valid.err and why in valid.err, valid.err
     # the run (the issue's case: no directory; the others fail in the same trainer check): refused by the
     # workers' trainers before the master writes anything
     study = _mlpf_study(tmp_path, cases[0][0])
