@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from conftest import MLPF_TABLE, mpi_env, mpiexec
 
-from hpoq.errors import ConfigError
-from hpoq.mlpf import distributed
-from hpoq.mlpf.training import ModelSpec, TrainSettings, pad_multiple, train_unit, uses_bf16
-from hpoq.runtime import gpus
+torch = pytest.importorskip("torch", reason="the GPU path needs torch (pip install 'hpoq[mlpf]')")
+
+from hpoq.errors import ConfigError  # noqa: E402
+from hpoq.mlpf import distributed  # noqa: E402
+from hpoq.mlpf.training import ModelSpec, TrainSettings, pad_multiple, train_unit, uses_bf16  # noqa: E402
+from hpoq.runtime import gpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_CUDA = str(REPO / "tests" / "fake_cuda.py")
@@ -313,8 +314,8 @@ def test_every_rng_state_is_saved_and_restored(monkeypatch):
 
 
 def test_cuda_out_of_memory_fails_the_trial_with_kind_oom(small_data, tmp_path, monkeypatch):
+    from hpoq.dispatch import Dispatch
     from hpoq.mlpf.model import MiniMLPF
-    from hpoq.runtime.protocol import Dispatch
     from hpoq.runtime.worker import run_unit
     from hpoq.trainers.mlpf import MLPFTrainer
 

@@ -117,6 +117,7 @@ def _hpoq(*args) -> subprocess.CompletedProcess:
 
 @pytest.mark.mpi
 def test_a_missing_or_empty_mlpf_dataset_is_one_line_exit_2_before_anything_is_written(tmp_path, capsys):
+    pytest.importorskip("torch", reason="the MLPF trainer needs torch (pip install 'hpoq[mlpf]')")
     from hpoq.main import main
     from hpoq.mlpf.writer import generate_dataset
 

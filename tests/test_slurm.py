@@ -521,6 +521,7 @@ GPU_CHECK = str(REPO / "benchmarks" / "gpu_check.py")
 
 
 def fake_gpu_env(**extra) -> dict:
+    pytest.importorskip("torch", reason="the GPU path needs torch (pip install 'hpoq[mlpf]')")
     env = env_with(REPO / "tests" / "plugins")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     env.update(HPOQ_FAKE_GPUS="4", **extra)
