@@ -178,3 +178,14 @@ def test_the_generic_job_scripts_log_is_ignored_by_git(tmp_path):
         assert proc.returncode == 0, "hpoq-<job>.out in the submit directory is not ignored"
     finally:
         probe.unlink()
+
+
+def test_every_example_and_the_study_the_juwels_script_names_validate(capsys):
+    from hpoq.main import main
+
+    juwels = (REPO / "jobs" / "slurm_juwels_booster.sbatch").read_text()
+    named = [w for w in juwels.split() if w.startswith("examples/") and w.endswith(".yaml")]
+    assert named and all((REPO / n).is_file() for n in named), named
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        capsys.readouterr()
+        assert main(["validate", str(example)]) == 0, (example.name, capsys.readouterr().err)
