@@ -316,7 +316,7 @@ class Check:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=mpi_child_env(), cwd=REPO, timeout=300)
         wall = time.perf_counter() - t
         ok = proc.returncode == 0 and (out / "best.yaml").exists()
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1].split("; outputs in")[0]
         self.row("4-rank study of the table trainer", f"{wall:.1f} s, exit {proc.returncode}: {last[:200]}", ok)
 
     def environment(self) -> str:
