@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from hpoq.atomic import atomic_path
+from hpoq.atomic import atomic_h5
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
@@ -122,28 +122,27 @@ def write_store(
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError(f"curve store: output directory {directory!r} does not exist")
-    h5py = _h5py()
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _create_layout(
-                f,
-                table.metric,
-                table.mode,
-                table.hp_names,
-                prov,
-                table.source,
-                table.dropped,
-                n=n,
-                epochs=epochs,
-                with_time=with_time or time is not None,
-            )
-            if n:
-                f["curves"][...] = curves
-                f["lengths"][...] = lengths
-                f["configs"][...] = np.asarray(configs, dtype=object)
-                f["trial_ids"][...] = np.asarray(ids, dtype=object)
-                if time is not None:
-                    f["time"][...] = time
+    _h5py()  # a clear error when h5py is missing
+    with atomic_h5(path) as f:  # in memory first: a full disk is one OSError, not an HDF5 crash
+        _create_layout(
+            f,
+            table.metric,
+            table.mode,
+            table.hp_names,
+            prov,
+            table.source,
+            table.dropped,
+            n=n,
+            epochs=epochs,
+            with_time=with_time or time is not None,
+        )
+        if n:
+            f["curves"][...] = curves
+            f["lengths"][...] = lengths
+            f["configs"][...] = np.asarray(configs, dtype=object)
+            f["trial_ids"][...] = np.asarray(ids, dtype=object)
+            if time is not None:
+                f["time"][...] = time
 
 
 def _open_existing(path: str, mode: str = "r"):
