@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: a bare torch requirement pulls a multi-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[mpi,dwave,test,bench]"
+	$(PY) -m pip install -q -e ".[mpi,dwave,mlpf,test,bench]"
 	touch $(STAMP)
 
 horovod: $(STAMP)

@@ -42,6 +42,19 @@ KINDS = {
 }
 
 
+#: top-level package -> the extra of hpoq that installs it (``pip install 'hpoq[EXTRA]'``)
+EXTRAS = {"torch": "mlpf", "fastjet": "mlpf", "dimod": "dwave", "dwave": "dwave", "mpi4py": "mpi"}
+
+
+def missing_package(what: str, exc: ModuleNotFoundError) -> ConfigError:
+    """The one-line error for ``what`` (e.g. ``trainer 'mlpf'``) when package ``exc.name`` is not installed,
+    naming the extra of hpoq that installs it."""
+    package = (exc.name or "").partition(".")[0]
+    extra = EXTRAS.get(package)
+    hint = f": pip install 'hpoq[{extra}]'" if extra else ""
+    return ConfigError(f"{what} needs the missing package {package or exc.name!r}{hint}")
+
+
 def import_class(kind: str, name: str, target: str):
     """Import ``target`` (``"package.module:Class"``) registered as ``kind`` ``name``.
 
@@ -55,7 +68,7 @@ def import_class(kind: str, name: str, target: str):
     except ModuleNotFoundError as exc:
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
-        raise ConfigError(f"{kind} {name!r} needs the missing package {exc.name!r}") from None
+        raise missing_package(f"{kind} {name!r}", exc) from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"{kind} {name!r}: {module_name} has no class {class_name}")
@@ -300,6 +313,8 @@ def build(
             check_value(f"{parent}.{key}", value, table[key])
     try:
         return cls(**params, **context)
+    except ModuleNotFoundError as exc:  # a package of an extra that is not installed (torch for mlpf)
+        raise missing_package(what, exc) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what}: bad parameters ({exc})") from None
 
@@ -319,6 +334,7 @@ __all__ = [
     "check_value",
     "constraints_of",
     "import_class",
+    "missing_package",
     "parameter_names",
     "resolve",
     "takes",

@@ -20,6 +20,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
 
 
+class _WithoutTorch:
+    """``HPOQ_WITHOUT_TORCH=1``: importing torch or fastjet fails, as on an install without ``hpoq[mlpf]``
+    (the MLPF tests skip; every other test must pass, tests/test_packaging.py)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "fastjet"):
+            raise ModuleNotFoundError(f"No module named {name!r} (HPOQ_WITHOUT_TORCH=1)", name=name)
+
+
+if os.environ.get("HPOQ_WITHOUT_TORCH") == "1":
+    sys.meta_path.insert(0, _WithoutTorch())
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -10,53 +10,9 @@ line (the master killed while writing) is ignored by :func:`read_journal` and cu
 disk) is cut back to the last whole record; a 1 MiB reserve file (``.hpoq.reserve``) set aside at
 start gives room for the records of a clean stop.
 
-Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds). Types:
-
-``header``   first line: ``version`` (journal format), ``study`` (the validated spec, see
-             :class:`hpoq.study.spec.StudySpec`), ``seeds`` (master seed and derived seeds),
-             ``versions`` (hpoq, python, numpy, mpi4py, MPI library), ``world_size``,
-             ``groups`` (list of rank lists), ``pid``/``host`` of the master, ``metric``/``mode``
-             of the trainer, ``budget`` (epochs plain Hyperband uses at the same R, eta),
-             ``inputs`` (``{key path: {path, kind, sha256}}`` of the table, dataset, warm curves;
-             :mod:`hpoq.runtime.inputs`).
-``resume``   a resumed master starts: ``pid``, ``host``, ``world_size``, ``groups``, ``replayed``
-             (records replayed), ``from_snapshot`` (line number of the snapshot used or null),
-             ``lost_units`` (unit ids that were in flight when the previous master stopped;
-             they are run again), ``counted_lost`` (those of them counted as failed attempts
-             because the job died; their ``failure`` records follow), ``changed_inputs`` (with
-             ``--allow-changed-inputs``).
-``config``   a trial's configuration, the first time it is dispatched: ``trial_id``, ``config``.
-``unit``     a work unit sent to a trial group: ``unit_id``, ``trial_id``, ``start_epoch``,
-             ``end_epoch``, ``group`` (index), ``ranks`` (world ranks), ``attempt`` (0 = first
-             try), ``source`` (``suggest``: from the scheduler; ``retry``: a failed unit tried
-             again; ``resume``: re-run after a restart), ``checkpoint_dir``, ``isolated`` (true:
-             run alone, a re-run of a unit lost when its job died).
-``idle``     the scheduler's ``suggest()`` returned None while a group was free (replayed too).
-``result``   a unit finished: ``unit_id``, ``trial_id``, ``start_epoch``, ``end_epoch``,
-             ``metrics`` (per epoch, in the trainer's own direction), ``mode``, ``seconds``
-             (training time on the group leader), ``group``.
-``failure``  a unit failed: ``unit_id``, ``trial_id``, ``reason``, ``attempt``, ``final`` (True:
-             reported to the scheduler as FAILED; False: it is retried), ``kind`` (``trainer``,
-             ``non-finite``, ``oom``, ``scheduler``, ``timeout`` (``unit_timeout``), ``lost`` (in
-             flight when the job died), ``disk-full``), ``counted`` (false: not counted against
-             ``max_retries``; a full disk is not the trial's fault).
-``model``    a forecast model's background fit is done (``default`` with ``models: when_fitted``):
-             ``key`` [rung epoch, target epoch, training size]; the scheduler uses it from here on.
-``decision`` the scheduler's decisions after a result, a final failure or a model: ``unit_id`` (the
-             event that caused them; null after a model) and ``decisions`` (list of ``{trial_id, action, epoch, reason,
-             info}``; ``info`` holds the inputs: values, ranks, predictions, thresholds).
-``scheduler_error`` a scheduler call raised: ``call``, ``error`` (the unit is then failed).
-``checkpoint_deleted`` ``trial_id``, ``path``.
-``stop``     the master stops handing out work: ``signal`` (SIGTERM/SIGUSR1, or null) and
-             ``reason`` (without a signal: a full disk, or groups holding timed-out units).
-``snapshot`` the scheduler's ``state_dict()`` (``state``) and the runtime's pending ``queue``
-             (units to run before asking the scheduler again), written at a clean stop when no
-             unit is in flight; resume loads it instead of replaying what came before.
-``end``      last line of a master run: ``status`` (``finished``, ``interrupted`` or ``error``),
-             ``best`` (scheduler's best), ``epochs`` (epochs trained so far), ``units``,
-             ``error`` (for ``error``), ``reason`` (why it stopped without a signal), ``abort``
-             (why the MPI job is aborted next: ranks still run timed-out units, or a second stop
-             signal left units running).
+Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds); the types and their
+fields are the dataclasses of :mod:`hpoq.journal.records` (format version
+:data:`~hpoq.journal.records.FORMAT_VERSION`).
 """
 
 from __future__ import annotations
@@ -68,26 +24,10 @@ import os
 import time
 
 from hpoq.errors import ConfigError
+from hpoq.journal.records import Record
 from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
-FORMAT_VERSION = 1
-RECORD_TYPES = (
-    "header",
-    "resume",
-    "config",
-    "unit",
-    "idle",
-    "result",
-    "failure",
-    "decision",
-    "model",
-    "scheduler_error",
-    "checkpoint_deleted",
-    "stop",
-    "snapshot",
-    "end",
-)
 
 
 def _default(obj):
@@ -175,7 +115,14 @@ class Journal:
         except FileNotFoundError:
             return False
 
+    def append(self, record: Record) -> dict:
+        """Buffer ``record`` (:meth:`sync` writes it), stamped with the time; the JSON object written."""
+        line = self.write(record.type, **record.fields())
+        record.t = line["t"]
+        return line
+
     def write(self, rtype: str, **fields) -> dict:
+        """Buffer the record ``{"type": rtype, "t": now, **fields}``; see :meth:`append` for typed records."""
         record = {"type": rtype, "t": round(time.time(), 6), **fields}
         self._pending.append((dumps(record) + "\n").encode("utf-8"))
         self.records += 1

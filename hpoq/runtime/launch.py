@@ -26,11 +26,12 @@ from dataclasses import dataclass
 
 from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
+from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
-from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
+from hpoq.runtime.journal import JOURNAL_FILE, Journal, is_disk_full, read_journal
 from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.resume import Replayed, replay
 from hpoq.runtime.signals import StopSignals
@@ -253,31 +254,32 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
                 "sampler": derive_seed(spec.seed, "rows") if spec.space == "table" else derive_seed(spec.seed, "space"),
                 "scheduler": spec.seed,
             }
-            journal.write(
-                "header",
-                version=FORMAT_VERSION,
-                study=spec.to_dict(),
-                seeds=seeds,
-                versions=_versions(),
-                metric=plan.metric,
-                mode=plan.mode,
-                budget=budget,
-                inputs=fingerprints(spec),
-                **info,
+            journal.append(
+                records.Header(
+                    study=spec.to_dict(),
+                    seeds=seeds,
+                    versions=_versions(),
+                    metric=plan.metric,
+                    mode=plan.mode,
+                    budget=budget,
+                    inputs=fingerprints(spec),
+                    **info,
+                )
             )
         else:
             journal = Journal.open_append(path, plan.journal_bytes)
             journal.make_reserve()
             r = plan.resume
-            journal.write(
-                "resume",
-                replayed=r.replayed,
-                from_snapshot=r.from_snapshot,
-                lost_units=r.lost_units,
-                counted_lost=[u.unit_id for u in r.lost_counted],
-                queue=len(r.queue),
-                **({"changed_inputs": list(plan.changed)} if plan.changed else {}),
-                **info,
+            journal.append(
+                records.Resume(
+                    replayed=r.replayed,
+                    from_snapshot=r.from_snapshot,
+                    lost_units=r.lost_units,
+                    counted_lost=[u.unit_id for u in r.lost_counted],
+                    queue=len(r.queue),
+                    changed_inputs=list(plan.changed) if plan.changed else None,
+                    **info,
+                )
             )
         journal.sync()
     except OSError as exc:
@@ -303,7 +305,8 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises ConfigError when the
     directory cannot be written or is locked by another master.
     """
-    from hpoq.runtime.master import Master
+    from hpoq.dispatch import Dispatcher
+    from hpoq.runtime.master import LoopSettings, Master
     from hpoq.runtime.progress import Progress
     from hpoq.schedulers.brackets import hyperband_budget
 
@@ -319,28 +322,25 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        book, queue, known, lost = TrialBook(plan.mode), [], (), []
+        book, queue, lost = TrialBook(plan.mode), [], []
     else:
         r = plan.resume
-        book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
+        book, queue, lost = r.book, r.queue, r.lost_counted
         book.running.clear()
-    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(
-        transport,
-        plan.layout,
+    dispatcher = Dispatcher(
         plan.scheduler,
-        journal,
-        book,
-        out_dir=plan.out_dir,
-        poll_interval=spec.poll_interval,
+        plan.layout.n_groups,
         max_retries=spec.max_retries,
-        mode=plan.mode,
-        signals=signals,
-        progress=progress,
         queue=queue,
-        known_trials=known,
-        unit_timeout=spec.unit_timeout,
-        lost=lost,
+        failures={tid: t.failures for tid, t in book.trials.items()},
+        next_unit_id=book.next_unit_id,
+        known_trials=book.trials,
+        ranks=plan.layout.ranks,
+    )
+    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
+    settings = LoopSettings(plan.out_dir, spec.poll_interval, plan.mode, spec.unit_timeout)
+    master = Master(
+        transport, plan.layout, dispatcher, journal, book, settings, signals=signals, progress=progress, lost=lost
     )
     return master, journal, budget
 
@@ -384,16 +384,17 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
         extra = {"error": error} if error else {}
         extra.update({"reason": master.stop_reason} if master.stop_reason else {})
         extra.update({"abort": abort} if abort else {})
-        journal.write(
-            "end",
-            status=status,
-            best=best_record(best, plan.mode),
-            epochs=book.epochs_used,
-            units=book.units_done,
-            master_cpu_s=round(master.master_seconds, 6),
-            **master.fit_stats(),
-            max_dispatch_gap_s=round(master.max_pass_seconds, 6),
-            **extra,
+        journal.append(
+            records.End(
+                status=status,
+                best=best_record(best, plan.mode),
+                epochs=book.epochs_used,
+                units=book.units_done,
+                master_cpu_s=round(master.master_seconds, 6),
+                **master.fit_stats(),
+                max_dispatch_gap_s=round(master.max_pass_seconds, 6),
+                **extra,
+            )
         )
         try:
             journal.close()

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 
+from hpoq.dispatch import Dispatch
 from hpoq.runtime.groups import (
     GTAG_DONE,
     GTAG_STOP,
@@ -31,7 +32,7 @@ from hpoq.runtime.groups import (
 )
 from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
-from hpoq.runtime.protocol import Dispatch, Outcome
+from hpoq.runtime.protocol import Outcome
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 

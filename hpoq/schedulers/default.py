@@ -120,6 +120,7 @@ class DefaultScheduler(Scheduler):
 
     name = "default"
     supports_dedupe = True
+    background_fits = True
     parameter_constraints = {
         "n": [Interval(int, 1, None), None],
         "grace": [Interval(int, 1, None), None],

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpoq.schedulers.asha import asha_rungs
 from hpoq.schedulers.brackets import schedule_of
+from hpoq.schedulers.rungs import rung_epochs
 
 
 def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, scores=None) -> tuple[int, int]:
@@ -30,12 +30,12 @@ def sh_replay(curves: np.ndarray, R: int, eta: int, grace: int, finalists: int, 
     final value among the trials that reached R.
 
     ``curves``: minimised curves [k, >= R] of the k configurations drawn, in sampling order.
-    Rung by rung (``asha_rungs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
+    Rung by rung (``rung_epochs(R, eta, grace)``) the best ``floor(n_rung / eta)`` are promoted
     (ties by sampling order); then, while fewer than ``finalists`` configurations reached R, the
     best unpromoted configurations (highest rung first) are promoted one rung together, as many as
     are missing at R, and any rung whose quota grew by that promotes its next best.
     """
-    rungs = asha_rungs(R, eta, grace)
+    rungs = rung_epochs(R, eta, grace)
     K = len(rungs)
     members: list[list[int]] = [[] for _ in rungs]  # trial indices with a result at rung k
     promoted: list[set[int]] = [set() for _ in rungs]
@@ -104,7 +104,7 @@ def study_rows(n_store: int, n: int, pool_fraction: float, rng: np.random.Genera
 
 def candidate_policies(R: int, eta: int, finalists=(2, 3, 4)) -> list[tuple[int, int]]:
     """(grace, finalists) pairs: every rung below R as the grace, each number of finalists."""
-    graces = asha_rungs(R, eta)[:-1] or [R]
+    graces = rung_epochs(R, eta)[:-1] or [R]
     return [(g, m) for g in graces for m in finalists]
 
 
