@@ -16,10 +16,6 @@ class ConfigError(Exception):
     """
 
 
-#: the old name of :class:`ConfigError`, kept while other branches still use it
-HpoqError = ConfigError
-
-
 class InternalError(RuntimeError):
     """A broken internal contract: a bug in hpoq (or in a plugin), not in the user's input.
 

@@ -10,8 +10,9 @@ import pytest
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler
-from hpoq.schedulers.asha import ASHA, asha_rungs
+from hpoq.schedulers.asha import ASHA
 from hpoq.schedulers.base import CONTINUE, DONE, STOP
+from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.sampling import TableRowSampler
 from hpoq.simulate import simulate_run
 from hpoq.simulate.replay import ReplayBackend
@@ -25,11 +26,11 @@ def flat_table(values, epochs=4) -> CurveTable:
 
 
 def test_rungs_are_powers_of_eta_then_R():
-    assert asha_rungs(100, 2) == [1, 2, 4, 8, 16, 32, 64, 100]
-    assert asha_rungs(12, 2) == [1, 2, 4, 8, 12]
-    assert asha_rungs(50, 3) == [1, 3, 9, 27, 50]
-    assert asha_rungs(8, 2, grace=2) == [2, 4, 8]
-    assert asha_rungs(1, 2) == [1]
+    assert rung_epochs(100, 2) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert rung_epochs(12, 2) == [1, 2, 4, 8, 12]
+    assert rung_epochs(50, 3) == [1, 3, 9, 27, 50]
+    assert rung_epochs(8, 2, grace=2) == [2, 4, 8]
+    assert rung_epochs(1, 2) == [1]
 
 
 def test_promotion_schedule_by_hand():

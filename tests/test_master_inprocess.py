@@ -17,12 +17,12 @@ import pytest
 import yaml
 from conftest import MLPF_TABLE
 
+from hpoq.dispatch import Dispatch
 from hpoq.errors import InternalError
 from hpoq.main import main as hpoq_main
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK
 from hpoq.runtime.journal import read_journal
 from hpoq.runtime.launch import prepare, run_master, start_master
-from hpoq.runtime.protocol import Dispatch
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.worker import run_unit
 from hpoq.schedulers.brackets import hyperband_budget
@@ -103,9 +103,10 @@ def sequential_best(path: str) -> dict:
     return scheduler.best()
 
 
-def run_job(study, out, ranks_of, resume=False) -> tuple[int, FakeRanks]:
-    """One invocation of the study on fake ranks: ``ranks_of(plan)`` builds them; (exit code or None, ranks)."""
-    plan = prepare(None if resume else study, str(out), str(out) if resume else None, 4)
+def run_job(study, out, ranks_of, resume=False, world: int = 4) -> tuple[int, FakeRanks]:
+    """One invocation of the study on ``world`` fake ranks: ``ranks_of(plan)`` builds them; (exit code or None,
+    ranks)."""
+    plan = prepare(None if resume else study, str(out), str(out) if resume else None, world)
     ranks = ranks_of(plan)
     master, journal, budget = start_master(ranks, plan, StopSignals(), progress_enabled=False)
     try:

@@ -10,17 +10,18 @@ import sys
 import h5py
 import numpy as np
 import pytest
-import torch
 
-from hpoq.errors import ConfigError
-from hpoq.mlpf import events as ev
-from hpoq.mlpf.batches import PreparedEvents
-from hpoq.mlpf.generator import generate_event, generate_events, make_config
-from hpoq.mlpf.loss import DEFAULT_WEIGHTS, combine, loss_sums
-from hpoq.mlpf.model import MiniMLPF, model_config
-from hpoq.mlpf.sampler import DistributedBatchPlan
-from hpoq.mlpf.training import TrainSettings, train_unit
-from hpoq.mlpf.writer import generate_dataset
+torch = pytest.importorskip("torch", reason="the MLPF tests need torch (pip install 'hpoq[mlpf]')")
+
+from hpoq.errors import ConfigError  # noqa: E402
+from hpoq.mlpf import events as ev  # noqa: E402
+from hpoq.mlpf.batches import PreparedEvents  # noqa: E402
+from hpoq.mlpf.generator import generate_event, generate_events, make_config  # noqa: E402
+from hpoq.mlpf.loss import DEFAULT_WEIGHTS, combine, loss_sums  # noqa: E402
+from hpoq.mlpf.model import MiniMLPF, model_config  # noqa: E402
+from hpoq.mlpf.sampler import DistributedBatchPlan  # noqa: E402
+from hpoq.mlpf.training import TrainSettings, train_unit  # noqa: E402
+from hpoq.mlpf.writer import generate_dataset  # noqa: E402
 
 torch.set_num_threads(1)
 

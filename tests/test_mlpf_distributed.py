@@ -13,8 +13,9 @@ import sys
 import textwrap
 
 import pytest
-import torch
-from conftest import mpi_env, mpiexec
+
+torch = pytest.importorskip("torch", reason="the MLPF tests need torch (pip install 'hpoq[mlpf]')")
+from conftest import mpi_env, mpiexec  # noqa: E402
 
 pytestmark = pytest.mark.mpi
 

@@ -11,10 +11,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from hpoq.errors import ConfigError
-from hpoq.mlpf import upstream
+torch = pytest.importorskip("torch", reason="the MLPF tests need torch (pip install 'hpoq[mlpf]')")
+
+from hpoq.errors import ConfigError  # noqa: E402
+from hpoq.mlpf import upstream  # noqa: E402
 
 pytestmark = pytest.mark.skipif(upstream.unavailable_reason() is not None, reason=str(upstream.unavailable_reason()))
 

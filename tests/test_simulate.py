@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from hpoq.curves.table import CurveTable, load_table
-from hpoq.errors import ConfigError
+from hpoq.errors import ConfigError, DeadlockError
 from hpoq.main import main
 from hpoq.schedulers.base import Scheduler
 from hpoq.schedulers.sampling import TableRowSampler, distinct_config_groups, split_warm_rows, table_sampler_for
 from hpoq.seeding import derive_seed
 from hpoq.simulate import simulate_run
-from hpoq.simulate.replay import ReplayBackend, SchedulerDeadlock
+from hpoq.simulate.replay import ReplayBackend
 
 
 def toy_table(n=60, epochs=20, time=None, dup=0) -> CurveTable:
@@ -130,7 +130,7 @@ class Stuck(Scheduler):
 
 
 def test_deadlock_is_loud():
-    with pytest.raises(SchedulerDeadlock, match="deadlocked"):
+    with pytest.raises(DeadlockError, match="deadlocked"):
         ReplayBackend(toy_table(), Stuck(), R=10).run()
 
 

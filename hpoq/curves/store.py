@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from hpoq.atomic import atomic_path
+from hpoq.atomic import atomic_h5
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
@@ -88,11 +88,16 @@ def _create_layout(
         f.create_dataset("time", shape=(n,), maxshape=(None,), dtype="f8", chunks=(256,), fillvalue=np.nan)
 
 
-def write_store(path: str, table: CurveTable, provenance: dict | None = None) -> None:
+def write_store(
+    path: str, table: CurveTable, provenance: dict | None = None, trial_ids: list | None = None, with_time: bool = False
+) -> None:
     """Write ``table`` to the HDF5 store ``path`` atomically (temp file in the same folder, then rename).
 
-    ``provenance`` is merged over ``table.provenance``. Everything is validated before the
-    temp file is created, so bad input leaves nothing behind.
+    ``provenance`` is merged over ``table.provenance``; ``trial_ids`` (one per row, JSON values) are the rows'
+    trial ids (default ``null``: rows of a table); ``with_time``: a ``time`` dataset even when the table has no
+    times (NaN), as a :class:`CurveStore` keeps one. Everything is validated before the temp file is created, so
+    bad input leaves nothing behind. One write per dataset: a study's 10^5 curves take a second, where
+    :meth:`CurveStore.append` flushes every row.
     """
     _check_mode(table.mode)
     curves = np.asarray(table.curves, dtype=np.float64)
@@ -111,31 +116,33 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
     time = None if table.time is None else np.asarray(table.time, dtype=np.float64)
     if time is not None and time.shape != (n,):
         raise ConfigError(f"curve store: time must have one value per row, got shape {time.shape}")
+    ids = ["null"] * n if trial_ids is None else [_dumps(t) for t in trial_ids]
+    if len(ids) != n:
+        raise ConfigError(f"curve store: {len(ids)} trial ids for {n} curves")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError(f"curve store: output directory {directory!r} does not exist")
-    h5py = _h5py()
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _create_layout(
-                f,
-                table.metric,
-                table.mode,
-                table.hp_names,
-                prov,
-                table.source,
-                table.dropped,
-                n=n,
-                epochs=epochs,
-                with_time=time is not None,
-            )
-            if n:
-                f["curves"][...] = curves
-                f["lengths"][...] = lengths
-                f["configs"][...] = np.asarray(configs, dtype=object)
-                f["trial_ids"][...] = np.asarray(["null"] * n, dtype=object)
-                if time is not None:
-                    f["time"][...] = time
+    _h5py()  # a clear error when h5py is missing
+    with atomic_h5(path) as f:  # in memory first: a full disk is one OSError, not an HDF5 crash
+        _create_layout(
+            f,
+            table.metric,
+            table.mode,
+            table.hp_names,
+            prov,
+            table.source,
+            table.dropped,
+            n=n,
+            epochs=epochs,
+            with_time=with_time or time is not None,
+        )
+        if n:
+            f["curves"][...] = curves
+            f["lengths"][...] = lengths
+            f["configs"][...] = np.asarray(configs, dtype=object)
+            f["trial_ids"][...] = np.asarray(ids, dtype=object)
+            if time is not None:
+                f["time"][...] = time
 
 
 def _open_existing(path: str, mode: str = "r"):

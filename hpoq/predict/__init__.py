@@ -15,8 +15,6 @@ PREDICTORS: dict[str, str] = {
     "svr": "hpoq.predict.svr:SVRPredictor",
     "qsvr": "hpoq.predict.qsvr:QSVRPredictor",
     "qsvr-paper": "hpoq.predict.qsvr:QSVRPaperPredictor",
-    # the name of qsvr's present defaults before they became qsvr's (study files may still use it)
-    "qsvr-tuned": "hpoq.predict.qsvr:QSVRPredictor",
     "default": "hpoq.predict.default:DefaultPredictor",
     # baselines (docs/predictors.md#baselines): what a predictor must rank better than
     "last-value": "hpoq.predict.baselines:LastValuePredictor",

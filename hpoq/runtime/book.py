@@ -11,18 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hpoq.schedulers.base import ACTION_STATUS as _ACTION_STATUS
-from hpoq.schedulers.base import Status
-
-# trial status in outputs, from the last decision / event: the schedulers' one Status enum
-RUNNING, PAUSED, PROMOTED, PRUNED, DONE, FAILED = (
-    Status.RUNNING,
-    Status.PAUSED,
-    Status.PROMOTED,
-    Status.PRUNED,
-    Status.DONE,
-    Status.FAILED,
-)
+from hpoq.schedulers.base import ACTION_STATUS, Status
 
 
 @dataclass
@@ -30,7 +19,7 @@ class TrialInfo:
     trial_id: int
     config: dict
     curve: list = field(default_factory=list)  # metric after epochs 1..len, trainer's own direction
-    status: str = RUNNING
+    status: str = Status.RUNNING
     units: int = 0
     failures: int = 0
     reason: str = ""
@@ -63,7 +52,7 @@ class TrialBook:
             self.next_unit_id = max(self.next_unit_id, uid + 1)
             t = self.trials.get(tid)
             if t is not None:
-                t.status, t.units = RUNNING, t.units + 1
+                t.status, t.units = Status.RUNNING, t.units + 1
         elif kind == "result":
             self.running.pop(int(rec["unit_id"]), None)
             t = self.trials.get(int(rec["trial_id"]))
@@ -73,6 +62,7 @@ class TrialBook:
             if t is not None:
                 t.curve[start:] = metrics
                 t.seconds += float(rec.get("seconds") or 0.0)
+                t.reason = ""  # an earlier failure was retried and this unit went through: no longer the story
         elif kind == "failure":
             self.running.pop(int(rec["unit_id"]), None)
             self.units_failed += 1
@@ -81,12 +71,12 @@ class TrialBook:
                 t.failures += 1 if rec.get("counted", True) else 0  # a full disk is not the trial's fault
                 t.reason = str(rec.get("reason", ""))
                 if rec.get("final"):
-                    t.status = FAILED
+                    t.status = Status.FAILED
         elif kind == "decision":
             for d in rec.get("decisions", []):
                 t = self.trials.get(int(d["trial_id"]))
-                if t is not None and d.get("action") in _ACTION_STATUS:
-                    t.status = _ACTION_STATUS[d["action"]]
+                if t is not None and d.get("action") in ACTION_STATUS:
+                    t.status = ACTION_STATUS[d["action"]]
                     if d.get("action") in ("stop", "done") and not t.reason:
                         t.reason = str(d.get("reason", ""))
         elif kind == "resume":
@@ -105,9 +95,9 @@ class TrialBook:
     def counts(self) -> dict:
         return {
             "running": len(self.running),
-            "done": self.count(DONE),
-            "pruned": self.count(PRUNED),
-            "paused": self.count(PAUSED),
-            "failed": self.count(FAILED),
+            "done": self.count(Status.DONE),
+            "pruned": self.count(Status.PRUNED),
+            "paused": self.count(Status.PAUSED),
+            "failed": self.count(Status.FAILED),
             "trials": len(self.trials),
         }

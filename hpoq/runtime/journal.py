@@ -10,53 +10,9 @@ line (the master killed while writing) is ignored by :func:`read_journal` and cu
 disk) is cut back to the last whole record; a 1 MiB reserve file (``.hpoq.reserve``) set aside at
 start gives room for the records of a clean stop.
 
-Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds). Types:
-
-``header``   first line: ``version`` (journal format), ``study`` (the validated spec, see
-             :class:`hpoq.study.spec.StudySpec`), ``seeds`` (master seed and derived seeds),
-             ``versions`` (hpoq, python, numpy, mpi4py, MPI library), ``world_size``,
-             ``groups`` (list of rank lists), ``pid``/``host`` of the master, ``metric``/``mode``
-             of the trainer, ``budget`` (epochs plain Hyperband uses at the same R, eta),
-             ``inputs`` (``{key path: {path, kind, sha256}}`` of the table, dataset, warm curves;
-             :mod:`hpoq.runtime.inputs`).
-``resume``   a resumed master starts: ``pid``, ``host``, ``world_size``, ``groups``, ``replayed``
-             (records replayed), ``from_snapshot`` (line number of the snapshot used or null),
-             ``lost_units`` (unit ids that were in flight when the previous master stopped;
-             they are run again), ``counted_lost`` (those of them counted as failed attempts
-             because the job died; their ``failure`` records follow), ``changed_inputs`` (with
-             ``--allow-changed-inputs``).
-``config``   a trial's configuration, the first time it is dispatched: ``trial_id``, ``config``.
-``unit``     a work unit sent to a trial group: ``unit_id``, ``trial_id``, ``start_epoch``,
-             ``end_epoch``, ``group`` (index), ``ranks`` (world ranks), ``attempt`` (0 = first
-             try), ``source`` (``suggest``: from the scheduler; ``retry``: a failed unit tried
-             again; ``resume``: re-run after a restart), ``checkpoint_dir``, ``isolated`` (true:
-             run alone, a re-run of a unit lost when its job died).
-``idle``     the scheduler's ``suggest()`` returned None while a group was free (replayed too).
-``result``   a unit finished: ``unit_id``, ``trial_id``, ``start_epoch``, ``end_epoch``,
-             ``metrics`` (per epoch, in the trainer's own direction), ``mode``, ``seconds``
-             (training time on the group leader), ``group``.
-``failure``  a unit failed: ``unit_id``, ``trial_id``, ``reason``, ``attempt``, ``final`` (True:
-             reported to the scheduler as FAILED; False: it is retried), ``kind`` (``trainer``,
-             ``non-finite``, ``oom``, ``scheduler``, ``timeout`` (``unit_timeout``), ``lost`` (in
-             flight when the job died), ``disk-full``), ``counted`` (false: not counted against
-             ``max_retries``; a full disk is not the trial's fault).
-``model``    a forecast model's background fit is done (``default`` with ``models: when_fitted``):
-             ``key`` [rung epoch, target epoch, training size]; the scheduler uses it from here on.
-``decision`` the scheduler's decisions after a result, a final failure or a model: ``unit_id`` (the
-             event that caused them; null after a model) and ``decisions`` (list of ``{trial_id, action, epoch, reason,
-             info}``; ``info`` holds the inputs: values, ranks, predictions, thresholds).
-``scheduler_error`` a scheduler call raised: ``call``, ``error`` (the unit is then failed).
-``checkpoint_deleted`` ``trial_id``, ``path``.
-``stop``     the master stops handing out work: ``signal`` (SIGTERM/SIGUSR1, or null) and
-             ``reason`` (without a signal: a full disk, or groups holding timed-out units).
-``snapshot`` the scheduler's ``state_dict()`` (``state``) and the runtime's pending ``queue``
-             (units to run before asking the scheduler again), written at a clean stop when no
-             unit is in flight; resume loads it instead of replaying what came before.
-``end``      last line of a master run: ``status`` (``finished``, ``interrupted`` or ``error``),
-             ``best`` (scheduler's best), ``epochs`` (epochs trained so far), ``units``,
-             ``error`` (for ``error``), ``reason`` (why it stopped without a signal), ``abort``
-             (why the MPI job is aborted next: ranks still run timed-out units, or a second stop
-             signal left units running).
+Every record is one JSON object with ``"type"`` and ``"t"`` (Unix time, seconds); the types and their
+fields are the dataclasses of :mod:`hpoq.journal.records` (format version
+:data:`~hpoq.journal.records.FORMAT_VERSION`).
 """
 
 from __future__ import annotations
@@ -68,26 +24,10 @@ import os
 import time
 
 from hpoq.errors import ConfigError
+from hpoq.journal.records import FORMAT_VERSION, Record, from_record
 from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
-FORMAT_VERSION = 1
-RECORD_TYPES = (
-    "header",
-    "resume",
-    "config",
-    "unit",
-    "idle",
-    "result",
-    "failure",
-    "decision",
-    "model",
-    "scheduler_error",
-    "checkpoint_deleted",
-    "stop",
-    "snapshot",
-    "end",
-)
 
 
 def _default(obj):
@@ -112,9 +52,16 @@ def _encode(value):
 
 
 def dumps(record: dict) -> str:
-    return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
+    """One JSON line; NaN/inf as strings (:func:`_encode`). The walk over every value that encodes them runs
+    only when the plain encoding fails on one (or on a key JSON has no form for): most records have none."""
+    try:
+        return json.dumps(record, default=_default, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
 
 
+# records whose text fields (reason, error, abort) are masked like every line hpoq writes
+_MASKED_TYPES = frozenset({"failure", "scheduler_error", "stop", "end"})
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_FILE = ".hpoq.reserve"
 RESERVE_BYTES = 1 << 20  # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
@@ -175,7 +122,18 @@ class Journal:
         except FileNotFoundError:
             return False
 
+    def append(self, record: Record) -> dict:
+        """Buffer ``record`` (:meth:`sync` writes it), stamped with the time; the JSON object written."""
+        line = self.write(record.type, **record.fields())
+        record.t = line["t"]
+        return line
+
     def write(self, rtype: str, **fields) -> dict:
+        """Buffer the record ``{"type": rtype, "t": now, **fields}``; see :meth:`append` for typed records."""
+        if rtype in _MASKED_TYPES:  # their error texts may echo a secret; the header keeps the study as given
+            from hpoq.logsetup import redact
+
+            fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         record = {"type": rtype, "t": round(time.time(), 6), **fields}
         self._pending.append((dumps(record) + "\n").encode("utf-8"))
         self.records += 1
@@ -211,6 +169,16 @@ class Journal:
         self._pending.clear()
         return n
 
+    def abandon(self) -> None:
+        """Close and delete a journal whose header never became durable (a failed start)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def close(self) -> None:
         """Sync the last records (the end record: into the space reserve when the disk is full) and close."""
         if self._fd is not None:
@@ -225,6 +193,49 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
                 self.release_reserve()
+
+
+def _is_metric(value) -> bool:
+    """A number as the journal writes one: a JSON number, or "nan" / "inf" / "-inf" (see :func:`_encode`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf")
+
+
+def record_problem(rec: dict, first: bool = False) -> str | None:
+    """Why a parsed line cannot be used (None if it can): what every reader of it would trip over.
+
+    The header must carry this format's ``version``; every record must be a valid typed record
+    (:func:`hpoq.journal.records.from_record`: its fields there, of their types), a ``result``'s
+    ``metrics`` numbers. ``status`` and ``report`` refuse what ``run --resume`` would.
+    """
+    if first and rec.get("type") == "header" and rec.get("version") != FORMAT_VERSION:
+        return (
+            f"the header has journal format version {rec.get('version')!r}; this hpoq reads version "
+            f"{FORMAT_VERSION} (written by another hpoq version, or a damaged file)"
+        )
+    try:
+        from_record(rec)
+    except ConfigError as exc:
+        return f"{exc} (damaged file)"
+    if rec["type"] == "result" and not all(_is_metric(v) for v in rec["metrics"]):
+        return f"the result record's metrics {str(rec['metrics'])[:60]} are not all numbers (damaged file)"
+    return None
+
+
+def unstarted(path: str) -> bool:
+    """Is ``path`` a journal whose start never became durable: empty, or a torn header and nothing else?
+
+    A master killed (or out of space) between creating the journal and syncing its header leaves
+    one; nothing depends on it, so a plain rerun may replace it.
+    """
+    try:
+        if os.path.getsize(path) > RESERVE_BYTES:  # no header is that long
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read()
+    except OSError:
+        return False
+    opening = b'{"type":"header"'
+    return b"\n" not in head and (head.startswith(opening) or opening.startswith(head))
 
 
 def read_journal(path: str) -> tuple[list[dict], int]:
@@ -251,6 +262,9 @@ def read_journal(path: str) -> tuple[list[dict], int]:
             if last:
                 break
             raise ConfigError(f"journal {path!r}: line {i + 1} is not a JSON record (damaged file)") from None
+        problem = record_problem(rec, first=not records)
+        if problem:
+            raise ConfigError(f"journal {path!r}: line {i + 1}: {problem}")
         records.append(rec)
         offset = end
     if not records or records[0].get("type") != "header":

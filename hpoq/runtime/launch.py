@@ -26,17 +26,27 @@ from dataclasses import dataclass
 
 from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
+from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
-from hpoq.runtime.dirlock import DirLock
+from hpoq.runtime.dirlock import LOCK_FILE, DirLock
+from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
-from hpoq.runtime.journal import FORMAT_VERSION, JOURNAL_FILE, Journal, is_disk_full, read_journal
+from hpoq.runtime.journal import (
+    JOURNAL_FILE,
+    RESERVE_FILE,
+    Journal,
+    is_disk_full,
+    read_journal,
+    unstarted,
+)
 from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.resume import Replayed, replay
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
+from hpoq.writable import refuse_foreign_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,48 +95,90 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
     path = _journal_path(out_dir)
     if not os.path.isfile(path):
         raise ConfigError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
-    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
-    records, valid = read_journal(path)
-    try:
-        spec = StudySpec.from_dict(records[0]["study"])
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
-    spec.out = out_dir
-    check_study(spec)
-    changed = changed_inputs(records[0].get("inputs"))
-    if changed and not allow_changed:
+    if unstarted(path):
         raise ConfigError(
-            f"--resume: input {changed[0]} since the study started"
-            + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
-            + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+            f"--resume: the study in {out_dir!r} never started (its journal has no header); "
+            f"start it again with: run STUDY.yaml --out {out_dir}"
         )
-    return spec, records, valid, lock, tuple(changed)
+    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
+    try:
+        recs, valid = read_journal(path)
+        try:
+            spec = StudySpec.from_dict(recs[0]["study"])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
+        spec.out = out_dir
+        check_study(spec)
+        changed = changed_inputs(recs[0].get("inputs"))
+        if changed and not allow_changed:
+            raise ConfigError(
+                f"--resume: input {changed[0]} since the study started"
+                + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+                + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+            )
+    except BaseException:
+        lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
+    return spec, recs, valid, lock, tuple(changed)
+
+
+# what a start that failed before its header was durable may leave (and a rerun replaces)
+_START_LEFTOVERS = (LOCK_FILE, RESERVE_FILE)
+
+
+def _check_fresh_out_dir(out_dir: str) -> None:
+    """A new study writes only into a new or empty directory, or one left by a start that never got going.
+
+    Anything else -- a user's files, another tool's output, a study (its journal has a header) --
+    is refused in one line before anything is written: the study's outputs (``trials.csv``,
+    ``checkpoints/``, ...) would replace or delete what is there.
+    """
+    journal = _journal_path(out_dir)
+    if os.path.exists(journal) and not unstarted(journal):
+        raise ConfigError(
+            f"output directory {out_dir!r} already holds a study journal; "
+            f"continue it with 'run --resume {out_dir}' or choose another --out"
+        )
+
+    def ours(rel: str) -> bool:
+        return rel in _START_LEFTOVERS or rel == JOURNAL_FILE  # the journal: unstarted, checked above
+
+    refuse_foreign_dir(out_dir, "output directory", ours, "an hpoq study")
 
 
 def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
-    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing but the lock)."""
-    from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing).
+
+    A resume holds the directory's lock from here on; a refused one lets it go and removes the lock
+    file if it made it.
+    """
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
 
-    lock, changed = None, ()
+    lock, changed, recs, valid = None, (), None, 0
     if resume:
-        spec, records, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
+        spec, recs, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
         out_dir = spec.out
     else:
         if not study:
             raise ConfigError("run: give a study file (run STUDY.yaml) or --resume OUTDIR")
         spec = load_study(study, out=out)
         out_dir = spec.out
-        if os.path.exists(_journal_path(out_dir)):
-            raise ConfigError(
-                f"output directory {out_dir!r} already holds a study journal; "
-                f"continue it with 'run --resume {out_dir}' or choose another --out"
-            )
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise ConfigError(f"output directory {out_dir!r} exists and is not a directory")
+        _check_fresh_out_dir(out_dir)
         check_writable_dir(out_dir, "output directory")
+    try:
+        return _plan(spec, out_dir, world_size, lock, changed, resume, recs, valid)
+    except BaseException:
+        if lock is not None:
+            lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
+
+
+def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, recs, valid) -> Plan:
+    """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
+    from hpoq.schedulers import with_runtime_defaults
+    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
@@ -144,9 +196,9 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         changed=changed,
     )
     if resume:
-        plan.resume = replay(records, scheduler, mode)
+        plan.resume = replay(recs, scheduler, mode)
         plan.journal_bytes = valid
-        plan.records = len(records)
+        plan.records = len(recs)
     return plan
 
 
@@ -204,7 +256,13 @@ def master_main(
             for rank in range(1, size):
                 world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
             book = plan.resume.book
-            write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
+            try:  # the output files again, from the journal (they may have been lost or never written)
+                write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
+            except OSError as exc:
+                if not is_disk_full(exc) and exc.errno != errno.EROFS:
+                    raise
+                _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
+                return 2
             return 0
         setup = {
             "ok": True,
@@ -215,6 +273,10 @@ def master_main(
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
+        try:
+            assign_gpus(world, False)  # the workers' collective; the master needs no GPU
+        except ConfigError:
+            pass  # the workers report it in their ready messages
         ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:
@@ -244,18 +306,12 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
     spec, path = plan.spec, _journal_path(plan.out_dir)
     try:
         if plan.resume is None:
-            os.makedirs(plan.out_dir, exist_ok=True)
-            plan.lock = DirLock.acquire(plan.out_dir)
-            journal = Journal.create(path)
-            journal.make_reserve()
             seeds = {
                 "study": spec.seed,
                 "sampler": derive_seed(spec.seed, "rows") if spec.space == "table" else derive_seed(spec.seed, "space"),
                 "scheduler": spec.seed,
             }
-            journal.write(
-                "header",
-                version=FORMAT_VERSION,
+            header = records.Header(
                 study=spec.to_dict(),
                 seeds=seeds,
                 versions=_versions(),
@@ -265,25 +321,87 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
                 inputs=fingerprints(spec),
                 **info,
             )
-        else:
-            journal = Journal.open_append(path, plan.journal_bytes)
-            journal.make_reserve()
-            r = plan.resume
-            journal.write(
-                "resume",
+            return _start_journal(plan, path, header)
+        journal = Journal.open_append(path, plan.journal_bytes)
+        journal.make_reserve()
+        r = plan.resume
+        journal.append(
+            records.Resume(
                 replayed=r.replayed,
                 from_snapshot=r.from_snapshot,
                 lost_units=r.lost_units,
                 counted_lost=[u.unit_id for u in r.lost_counted],
                 queue=len(r.queue),
-                **({"changed_inputs": list(plan.changed)} if plan.changed else {}),
+                changed_inputs=list(plan.changed) if plan.changed else None,
                 **info,
             )
+        )
         journal.sync()
     except OSError as exc:
         where = exc.filename or plan.out_dir
         raise ConfigError(f"cannot write the study in {plan.out_dir!r}: {where}: {exc.strerror}") from None
     return journal
+
+
+def _make_dirs(path: str) -> list[str]:
+    """``os.makedirs(path)``; the folders it created, outermost first."""
+    missing, here = [], os.path.abspath(path)
+    while not os.path.exists(here):
+        missing.append(here)
+        here = os.path.dirname(here)
+    os.makedirs(path, exist_ok=True)
+    return missing[::-1]
+
+
+def _start_journal(plan: Plan, path: str, header: records.Header) -> Journal:
+    """Make the directory, lock it, write the header durably; a failure on the way undoes all of it.
+
+    Until the header is on disk nothing depends on the directory, so a start that fails (a full
+    disk, a quota, an I/O error) removes what it made -- journal, space reserve, lock file and the
+    folders it created -- and a plain rerun finds the directory as the user left it. (A start killed
+    on the way leaves an empty journal, which :func:`_check_fresh_out_dir` lets a rerun replace.)
+    """
+    created = _make_dirs(plan.out_dir)
+    try:
+        plan.lock = DirLock.acquire(plan.out_dir)  # another master's ConfigError: nothing of ours to undo
+    except BaseException:
+        _remove_empty(created)
+        raise
+    journal = None
+    try:
+        if os.path.exists(path):
+            if not unstarted(path):  # a master started here since prepare() looked
+                raise ConfigError(f"output directory {plan.out_dir!r} already holds a study journal")
+            os.unlink(path)  # a start that never got going: its empty journal
+        journal = Journal.create(path)
+        journal.make_reserve()
+        journal.append(header)
+        journal.sync()
+    except BaseException:
+        if journal is not None:
+            journal.abandon()
+            _unlink(journal.reserve_path)
+        _unlink(plan.lock.path)
+        plan.lock.release()
+        plan.lock = None
+        _remove_empty(created)
+        raise
+    return journal
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_empty(folders: list[str]) -> None:
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:
@@ -303,7 +421,8 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     Needs no MPI beyond ``transport``: in-process tests pass a fake one. Raises ConfigError when the
     directory cannot be written or is locked by another master.
     """
-    from hpoq.runtime.master import Master
+    from hpoq.dispatch import Dispatcher
+    from hpoq.runtime.master import LoopSettings, Master
     from hpoq.runtime.progress import Progress
     from hpoq.schedulers.brackets import hyperband_budget
 
@@ -319,28 +438,25 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        book, queue, known, lost = TrialBook(plan.mode), [], (), []
+        book, queue, lost = TrialBook(plan.mode), [], []
     else:
         r = plan.resume
-        book, queue, known, lost = r.book, r.queue, set(r.book.trials), r.lost_counted
+        book, queue, lost = r.book, r.queue, r.lost_counted
         book.running.clear()
-    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
-    master = Master(
-        transport,
-        plan.layout,
+    dispatcher = Dispatcher(
         plan.scheduler,
-        journal,
-        book,
-        out_dir=plan.out_dir,
-        poll_interval=spec.poll_interval,
+        plan.layout.n_groups,
         max_retries=spec.max_retries,
-        mode=plan.mode,
-        signals=signals,
-        progress=progress,
         queue=queue,
-        known_trials=known,
-        unit_timeout=spec.unit_timeout,
-        lost=lost,
+        failures={tid: t.failures for tid, t in book.trials.items()},
+        next_unit_id=book.next_unit_id,
+        known_trials=book.trials,
+        ranks=plan.layout.ranks,
+    )
+    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
+    settings = LoopSettings(plan.out_dir, spec.poll_interval, plan.mode, spec.unit_timeout)
+    master = Master(
+        transport, plan.layout, dispatcher, journal, book, settings, signals=signals, progress=progress, lost=lost
     )
     return master, journal, budget
 
@@ -384,16 +500,17 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
         extra = {"error": error} if error else {}
         extra.update({"reason": master.stop_reason} if master.stop_reason else {})
         extra.update({"abort": abort} if abort else {})
-        journal.write(
-            "end",
-            status=status,
-            best=best_record(best, plan.mode),
-            epochs=book.epochs_used,
-            units=book.units_done,
-            master_cpu_s=round(master.master_seconds, 6),
-            **master.fit_stats(),
-            max_dispatch_gap_s=round(master.max_pass_seconds, 6),
-            **extra,
+        journal.append(
+            records.End(
+                status=status,
+                best=best_record(best, plan.mode),
+                epochs=book.epochs_used,
+                units=book.units_done,
+                master_cpu_s=round(master.master_seconds, 6),
+                **master.fit_stats(),
+                max_dispatch_gap_s=round(master.max_pass_seconds, 6),
+                **extra,
+            )
         )
         try:
             journal.close()

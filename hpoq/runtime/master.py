@@ -44,73 +44,76 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from dataclasses import dataclass
 
-from hpoq.errors import ConfigError, DeadlockError, InternalError
+from hpoq.dispatch import Dispatch, Dispatcher
+from hpoq.errors import DeadlockError
+from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
 from hpoq.runtime.polling import Backoff
-from hpoq.runtime.protocol import Dispatch, Outcome
-from hpoq.runtime.resume import LOST_REASON, minimized
+from hpoq.runtime.protocol import Outcome
+from hpoq.runtime.resume import LOST_REASON
 from hpoq.schedulers.base import DONE, FAILED, STOP
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """The master loop's settings: the study directory, the poll interval (seconds), the trainer's metric
+    direction (``min``/``max``) and the seconds a unit may run (None: no limit)."""
+
+    out_dir: str
+    poll_interval: float
+    mode: str = "min"
+    unit_timeout: float | None = None
+
+
 class Master:
+    """The loop of rank 0 around a :class:`~hpoq.dispatch.Dispatcher` (see the module docstring): messages,
+    the journal, checkpoints, timeouts, signals and a full disk. ``lost``: units in flight when the previous
+    job died, failed (and retried isolated) before anything is dispatched."""
+
     def __init__(
         self,
         transport,
         layout: GroupLayout,
-        scheduler,
+        dispatcher: Dispatcher,
         journal,
         book: TrialBook,
+        settings: LoopSettings,
         *,
-        out_dir: str,
-        poll_interval: float,
-        max_retries: int,
-        mode: str,
         signals,
         progress=None,
-        queue=None,
-        known_trials=None,
-        unit_timeout: float | None = None,
-        lost=None,
+        lost=(),
     ):
         self.transport = transport  # hpoq.runtime.transport: MPI, or a fake one in tests
         self.layout = layout
-        self.scheduler = scheduler
-        # predict helper's hook: a scheduler that fits models (default) fits them on this thread, never in the loop
+        self.dispatcher = dispatcher
+        self.scheduler = dispatcher.scheduler
+        # a scheduler that fits models in the background fits them on this thread, never in the loop
         self.fit_pool: TimedExecutor | None = None
-        if hasattr(scheduler, "attach_fit_executor"):
+        if self.scheduler.background_fits:
             from concurrent.futures import ThreadPoolExecutor
 
             self.fit_pool = TimedExecutor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
-            scheduler.attach_fit_executor(self.fit_pool)
+            self.scheduler.attach_fit_executor(self.fit_pool)
         self.journal = journal
         self.book = book
-        self.out_dir = out_dir
-        self.ckpt = Checkpoints(out_dir)
-        self.poll = float(poll_interval)
-        self.backoff = Backoff(self.poll)  # the master polls at a constant interval
-        self.max_retries = int(max_retries)
-        self.mode = mode
+        self.out_dir, self.mode = settings.out_dir, settings.mode
+        self.ckpt = Checkpoints(settings.out_dir)
+        self.backoff = Backoff(float(settings.poll_interval))  # the master polls at a constant interval
         self.signals = signals
         self.progress = progress
-        self.queue: deque[Dispatch] = deque(queue or [])  # retries and lost units, run before suggest()
-        self.idle: deque = deque(range(layout.n_groups))
-        self.inflight: dict[int, tuple[int, Dispatch]] = {}  # unit_id -> (group, the unit)
         self.started: dict[int, float] = {}  # unit_id -> monotonic time it was sent
-        self.unit_timeout = None if unit_timeout is None else float(unit_timeout)
+        self.unit_timeout = None if settings.unit_timeout is None else float(settings.unit_timeout)
         self.hung: dict[int, int] = {}  # timed-out unit_id -> its (retired) group
-        self.held: list[Dispatch] = []  # retries of timed-out units: for the next job
-        self.lost: list[Dispatch] = list(lost or [])  # units lost in a crash, failed at start
-        self.isolated_running = 0  # isolated units in flight (nothing else runs then)
+        self.lost: list[Dispatch] = list(lost)  # units lost in a crash, failed at start
         self.stop_reason: str | None = None  # why the master stopped without a signal
         self.abort_reason: str | None = None  # why the MPI job must be aborted (hung ranks)
-        self.trials_seen: set[int] = set(known_trials or ())
         self.stopping = False
         self.status = "finished"
         # benchmarks (end record): CPU time of the master's own thread in its loop (overhead per unit; the
@@ -119,76 +122,58 @@ class Master:
         self.master_seconds = 0.0
         self.max_pass_seconds = 0.0
         self._outbox: list[tuple[int, Dispatch]] = []  # (leader rank, unit) to send once the journal is synced
+        self._gc_due = False  # decisions may have freed checkpoints since the last collection
 
-    # -- journal helpers ------------------------------------------------------------------------
-    def record(self, rtype: str, **fields) -> dict:
-        rec = self.journal.write(rtype, **fields)
-        self.book.apply(rec)
-        return rec
+    # -- journal --------------------------------------------------------------------------------
+    def record(self, record: records.Record) -> None:
+        self.book.apply(self.journal.append(record))
 
-    def checkpoint_dir(self, trial_id: int) -> str:
-        return self.ckpt.trial_dir(trial_id)
+    def _journal_events(self) -> list[records.Record]:
+        """Journal what the dispatcher did since the last call; decisions free checkpoints."""
+        events = self.dispatcher.drain()
+        for event in events:
+            self.record(event)
+            if isinstance(event, records.SchedulerError):
+                log.error("scheduler %s() raised %s", event.call, event.error)
+            elif isinstance(event, records.Decisions):
+                self.ckpt.decided(d.trial_id for d in event.decisions if d.action in (STOP, FAILED, DONE))
+                self._gc_due = True
+        return events
 
     # -- dispatch -------------------------------------------------------------------------------
-    def _send(self, unit: Dispatch) -> bool:
-        """Journal and queue one unit for a free group; False (unit put back, stop) when the disk is full."""
-        tid = unit.trial_id
+    def dispatch(self) -> None:
+        """Give every free group a unit; the scheduler is asked only while it yields units."""
+        while not self.stopping:
+            try:
+                unit = self.dispatcher.next_unit()
+            finally:
+                self._journal_events()
+            if unit is None or not self._prepare_start(unit):
+                return
+            self.dispatcher.start(unit, checkpoint_dir=self.ckpt.trial_dir(unit.trial_id))
+            self._journal_events()
+            self._outbox.append((self.layout.leader(unit.group), unit))
+
+    def _prepare_start(self, unit: Dispatch) -> bool:
+        """Keep (a new unit) or put back (a retry, a re-run) the trial's start checkpoint; False (the unit
+        goes back to the queue, the master stops) when the disk is full."""
         try:
             if unit.source == "suggest":
-                self.ckpt.keep_start(tid, unit.start_epoch)
+                self.ckpt.keep_start(unit.trial_id, unit.start_epoch)
             else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-                self.ckpt.restore_start(tid, unit.start_epoch)
+                self.ckpt.restore_start(unit.trial_id, unit.start_epoch)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            self.queue.appendleft(
-                unit.again("resume" if unit.source == "suggest" else unit.source, isolate=unit.isolate)
-            )
-            self.disk_full(f"copying the start checkpoint of trial {tid}: {exc.strerror}")
+            self.dispatcher.put_back(unit)
+            self.disk_full(f"copying the start checkpoint of trial {unit.trial_id}: {exc.strerror}")
             return False
-        group = self.idle.popleft()
-        if tid not in self.trials_seen:
-            self.trials_seen.add(tid)
-            self.record("config", trial_id=tid, config=unit.config)
-        unit.unit_id, unit.checkpoint_dir = self.book.next_unit_id, self.checkpoint_dir(tid)
-        self.record("unit", **unit.to_record(group, self.layout.ranks(group)))
-        self.inflight[unit.unit_id] = (group, unit)
-        self.isolated_running += unit.isolate
-        self._outbox.append((self.layout.leader(group), unit))
         return True
 
-    def _take(self, uid: int) -> tuple[int, Dispatch]:
-        """Remove a unit from the ones in flight: (its group, the unit)."""
-        group, unit = self.inflight.pop(uid)
+    def _release(self, uid: int, free: bool = True) -> Dispatch:
+        """A unit is no longer in flight (its group works again unless ``free`` is False)."""
         self.started.pop(uid, None)
-        self.isolated_running -= unit.isolate
-        return group, unit
-
-    def _isolating(self) -> bool:
-        """An isolated unit runs, or waits at the head of the queue for the running ones to end."""
-        if self.isolated_running:
-            return True
-        return bool(self.queue) and self.queue[0].isolate and bool(self.inflight)
-
-    def dispatch(self) -> None:
-        """Give every free group a unit; call suggest() only while it yields units."""
-        while self.idle and not self.stopping:
-            if self._isolating():
-                return
-            if self.queue:
-                if not self._send(self.queue.popleft()):
-                    return
-                continue
-            if self.scheduler.finished:
-                return
-            try:
-                unit = self._call("suggest", self.scheduler.suggest)
-            except _SchedulerError as err:
-                raise InternalError(f"the scheduler cannot continue: {err}") from err.__cause__
-            if unit is None:
-                self.record("idle")
-                return
-            self._send(Dispatch.from_work_unit(unit))
+        return self.dispatcher.release(uid, free=free)
 
     def _sync(self) -> None:
         try:
@@ -207,21 +192,16 @@ class Master:
         except JournalWriteError as again:
             self.journal.drop_pending()
             raise JournalDead(str(again)) from again
-        self._unsend_outbox()
+        for _, unit in reversed(self._outbox):  # journaled but not sent: back to the queue (a re-run)
+            self.started.pop(unit.unit_id, None)
+            self.dispatcher.put_back(unit)
+        self._outbox.clear()
         self.disk_full(exc.strerror or str(exc))
         try:
             self.journal.sync()  # the stop record, in the reserve's space
         except JournalWriteError as again:
             self.journal.drop_pending()
             raise JournalDead(str(again)) from again
-
-    def _unsend_outbox(self) -> None:
-        """Units journaled but not yet sent go back to the queue (the stop's snapshot keeps them)."""
-        for _, unit in reversed(self._outbox):
-            group, _ = self._take(unit.unit_id)
-            self.idle.appendleft(group)
-            self.queue.appendleft(unit.again("resume", isolate=unit.isolate))
-        self._outbox.clear()
 
     def disk_full(self, what: str) -> None:
         """Stop handing out work, as SIGTERM does; the directory stays resumable once space is freed."""
@@ -230,9 +210,12 @@ class Master:
             log.error("the disk of %s is full (%s): stopping after the running work units", self.out_dir, what)
             if not self.stopping:
                 self.stopping, self.status = True, "interrupted"
-                self.record("stop", signal=None, reason=self.stop_reason)
+                self.record(records.Stop(signal=None, reason=self.stop_reason))
 
     def _flush_outbox(self) -> None:
+        if self._gc_due:  # once per pass of the loop: the answer (scheduler.best()) is not asked per result
+            self._gc_due = False
+            self._collect_checkpoints()
         self._sync()  # the record of every unit is on disk before the unit starts
         now = time.monotonic()
         for dest, unit in self._outbox:
@@ -240,26 +223,13 @@ class Master:
             self.started[unit.unit_id] = now
         self._outbox.clear()
 
-    def _call(self, name: str, fn, *args):
-        try:
-            return fn(*args)
-        except ConfigError:
-            raise
-        except InternalError as exc:  # a bug in the scheduler: journaled, then it ends the study with its traceback
-            self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
-            raise
-        except Exception as exc:  # noqa: BLE001 -- logged; fatal only when the scheduler cannot go on
-            self.record("scheduler_error", call=name, error=f"{type(exc).__name__}: {exc}")
-            log.error("scheduler %s() raised %s: %s", name, type(exc).__name__, exc)
-            raise _SchedulerError(name, exc) from exc
-
     # -- events -------------------------------------------------------------------------------
     def on_message(self, msg: dict) -> None:
         outcome = Outcome.from_message(msg, self.mode)
         uid = outcome.unit_id
         if uid in self.hung:  # a timed-out unit ended after all: its group can work again, its outcome is void
             group = self.hung.pop(uid)
-            self.idle.append(group)
+            self.dispatcher.free_worker(group)
             log.warning(
                 "unit %d ended %s after its timeout; outcome ignored, group %d works again",
                 uid,
@@ -267,124 +237,84 @@ class Master:
                 group,
             )
             return
-        if uid not in self.inflight:  # cannot happen with the protocol; never crash the study on it
+        if uid not in self.dispatcher.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
-        group, unit = self._take(uid)
-        self.idle.append(group)
+        unit = self._release(uid)
         if outcome.kind == "disk-full":
-            self._fail(unit, outcome, final=False, counted=False)
+            self._fail(unit, "disk-full", outcome.reason)
             self.disk_full(f"trial {unit.trial_id}'s trainer: {outcome.reason}")
             return
         if not outcome.ok:
-            # a configuration is retried while its failures (over all its units) stay within max_retries
-            self._fail(unit, outcome, final=self._final(unit.trial_id))
+            self._fail(unit, outcome.kind, outcome.reason)
             return
-        rtype, fields = outcome.to_record(unit, group)
-        self.record(rtype, **fields)
         self.ckpt.drop_start(unit.trial_id, unit.start_epoch)
         try:
-            decisions = self._call(
-                "on_result", self.scheduler.on_result, unit.trial_id, minimized(outcome.metrics, outcome.mode)
-            )
-        except _SchedulerError as err:
-            self._fail(unit, Outcome(uid, reason=f"scheduler error in on_result: {err}", kind="scheduler"), final=True)
-            return
-        self._decided(uid, decisions)
+            self.dispatcher.result(unit, outcome.result_record(unit))
+        finally:
+            self._journal_events()
 
     def models_ready(self) -> bool:
-        """Report the forecast models whose background fit is done (a scheduler with ``fitted_models``, e.g.
-        ``default`` with ``models: when_fitted``): each is journaled (``model``) and handed to
-        ``on_model_ready``, so that the scheduler uses it from now on and a resume replays it at this point.
-        The loop polls them and never waits for a fit. True when a model was reported."""
-        fitted = getattr(self.scheduler, "fitted_models", None)
-        if fitted is None or self.stopping:
+        """Report the forecast models whose background fit is done (``default`` with ``models: when_fitted``):
+        each is journaled (``model``) and handed to ``on_model_ready``, so that the scheduler uses it from now
+        on and a resume replays it at this point. The loop polls them and never waits for a fit. True when a
+        model was reported."""
+        if not self.scheduler.background_fits or self.stopping:
             return False
-        keys = fitted()
-        for key in keys:
-            self.record("model", key=list(key))
-            try:
-                decisions = self._call("on_model_ready", self.scheduler.on_model_ready, key)
-            except _SchedulerError as err:
-                raise InternalError(f"the scheduler cannot continue: {err}") from err.__cause__
-            self._decided(None, decisions)
-        return bool(keys)
+        try:
+            self.dispatcher.poll_models()
+        finally:
+            events = self._journal_events()
+        return any(isinstance(e, records.Model) for e in events)
 
-    def _final(self, tid: int) -> bool:
-        """A configuration is retried while its counted failures (over all its units) stay within max_retries."""
-        info = self.book.trials.get(tid)
-        return (info.failures if info is not None else 0) >= self.max_retries
-
-    def _fail(self, unit: Dispatch, outcome: Outcome, final: bool, counted: bool = True) -> None:
-        tid, kind = unit.trial_id, outcome.kind
-        rtype, fields = outcome.to_record(unit, final=final, counted=counted)
-        self.record(rtype, **fields)
+    def _fail(self, unit: Dispatch, kind: str, reason: str) -> None:
+        """A failed attempt: the dispatcher retries it or, past ``max_retries``, reports it to the scheduler."""
+        try:
+            self.dispatcher.fail(unit, kind, reason)
+        finally:
+            events = self._journal_events()
+        final = any(isinstance(e, records.Failure) and e.final for e in events)
         log.warning(
             "trial %d epochs %d..%d failed (attempt %d%s): %s",
-            tid,
+            unit.trial_id,
             unit.start_epoch + 1,
             unit.end_epoch,
             unit.attempt + 1,
             "" if final else ", will retry",
-            outcome.reason,
+            reason,
         )
-        if not final:
-            retry = unit.again("retry", unit.attempt + 1)
-            if kind == "timeout":
-                self.held.append(retry)  # the hung rank may still write this trial's checkpoint
-            elif kind == "disk-full":
-                self.queue.appendleft(retry)
-            elif kind == "lost":
-                self.queue.appendleft(unit.again("retry", unit.attempt + 1, isolate=True))  # first, and alone
-            else:
-                self.queue.append(retry)
-            return
-        self.ckpt.drop_start(tid, unit.start_epoch)
-        try:
-            decisions = self._call("on_failure", self.scheduler.on_failure, tid, outcome.reason)
-        except _SchedulerError as err:
-            raise InternalError(f"the scheduler cannot continue: on_failure raised {err}") from err.__cause__
-        self._decided(outcome.unit_id, decisions)
+        if final:
+            self.ckpt.drop_start(unit.trial_id, unit.start_epoch)
 
     def check_timeouts(self) -> bool:
         """Fail every unit running longer than ``unit_timeout``; True if one did."""
         if self.unit_timeout is None:
             return False
         now = time.monotonic()
-        late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in self.inflight]
+        inflight = self.dispatcher.inflight
+        late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in inflight]
         for uid in late:
-            group, unit = self._take(uid)
-            self.hung[uid] = group
+            unit = self._release(uid, free=False)
+            self.hung[uid] = unit.group
             reason = (
                 f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
-                f"{self.layout.ranks(group)} still busy"
+                f"{self.layout.ranks(unit.group)} still busy"
             )
-            self._fail(unit, Outcome(uid, reason=reason, kind="timeout"), final=self._final(unit.trial_id))
+            self._fail(unit, "timeout", reason)
         return bool(late)
 
     def fail_lost_units(self) -> None:
         """Units in flight when the previous job died count as failed attempts (journaled before any dispatch)."""
         lost, self.lost = self.lost, []
         for unit in reversed(lost):  # each retry goes to the head of the queue: this keeps their order
-            self._fail(unit, Outcome(unit.unit_id, reason=LOST_REASON, kind="lost"), final=self._final(unit.trial_id))
-
-    def _decided(self, uid: int, decisions) -> None:
-        if not decisions:
-            return
-        self.record("decision", unit_id=uid, decisions=[d.to_dict() for d in decisions])
-        self.ckpt.decided(d.trial_id for d in decisions if d.action in (STOP, FAILED, DONE))
-        self._collect_checkpoints()
+            self._fail(unit, "lost", LOST_REASON)
 
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
-        busy = (
-            {u.trial_id for _, u in self.inflight.values()}
-            | {u.trial_id for u in self.queue}
-            | {u.trial_id for u in self.held}
-        )
+        busy = self.dispatcher.busy_trials()
         status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
         for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
-            self.record("checkpoint_deleted", trial_id=tid, path=path)
+            self.record(records.CheckpointDeleted(tid, path))
 
     # -- main loop ------------------------------------------------------------------------------
     def run(self) -> str:
@@ -408,6 +338,7 @@ class Master:
         finally:
             self.master_seconds += time.thread_time() - cpu0
             self._sync()
+            self.ckpt.wait()
         self._finish()
         return self.status
 
@@ -418,13 +349,17 @@ class Master:
         """The background fits so far, for the end record: their CPU seconds on the fit thread and number,
         and the wall seconds and times the loop waited for one still running when its model was needed."""
         pool = self.fit_pool
+        # the scheduler's own count, fits made in the master loop included (swift fits inline, no fit pool)
+        fits = getattr(self.scheduler, "fits", None)
+        own = {} if fits is None else {"predictor_fits": int(fits)}
         if pool is None:
-            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0}
+            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
         return {
             "fit_cpu_s": round(pool.seconds, 6),
             "fit_jobs": pool.jobs,
             "fit_wait_s": round(pool.wait_seconds, 6),
             "fit_waits": pool.waits,
+            **own,
         }
 
     def _step(self) -> bool | None:
@@ -438,11 +373,12 @@ class Master:
             handled = self.check_timeouts() or handled
         if self.signals.requested and not self.stopping:
             self.stopping, self.status = True, "interrupted"
-            self.record("stop", signal=self.signals.last)
-        if self.signals.count >= 2 and self.inflight:
-            log.warning("second stop signal: not waiting for %d running unit(s)", len(self.inflight))
+            self.record(records.Stop(signal=self.signals.last))
+        inflight = self.dispatcher.inflight
+        if self.signals.count >= 2 and inflight:
+            log.warning("second stop signal: not waiting for %d running unit(s)", len(inflight))
             self.abort_reason = (
-                f"a second stop signal ({self.signals.last}) while {len(self.inflight)} unit(s) ran; "
+                f"a second stop signal ({self.signals.last}) while {len(inflight)} unit(s) ran; "
                 "they run again on resume"
             )
             return True
@@ -451,8 +387,8 @@ class Master:
         self._flush_outbox()
         if self.progress is not None:
             self.progress.update(self)
-        if not self.inflight:
-            if self.stopping or (self.scheduler.finished and not self.queue and not self.held):
+        if not inflight:
+            if self.stopping or (self.scheduler.finished and not self.dispatcher.queue):
                 return True
             if not handled:
                 self.dispatch()
@@ -464,26 +400,31 @@ class Master:
 
     def _nothing_to_run(self) -> bool:
         """Nothing in flight, nothing to send: stop for a restart if timeouts hold work, else the scheduler stalled."""
-        if self.hung or self.held:
+        held = self.dispatcher.held()
+        if self.hung or held:
             why = f"{len(self.hung)} trial group(s) hold a timed-out unit" + (
-                f" and {len(self.held)} retry(ies) of timed-out units wait for a restart" if self.held else ""
+                f" and {len(held)} retry(ies) of timed-out units wait for a restart" if held else ""
             )
             self.stopping, self.status, self.stop_reason = True, "interrupted", why
-            self.record("stop", signal=None, reason=why)
+            self.record(records.Stop(signal=None, reason=why))
             return True
         raise DeadlockError(
             f"scheduler {self.scheduler.name!r} stalled: not finished, nothing in flight, and suggest() gives no work"
         )
 
     def _finish(self) -> None:
+        if self._gc_due and self.status != "finished":  # what the last decisions freed (finished: all below)
+            self._gc_due = False
+            self._collect_checkpoints()
         # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
         # units in flight back into its own queue, so a retry waiting here would run twice after a resume.
         # Otherwise the resume replays the journal, which knows the retries.
-        if self.stopping and not self.inflight and not self.queue and not self.held:
-            self.record("snapshot", state=self.scheduler.state_dict(), queue=[])
+        if self.stopping and not self.dispatcher.inflight and not self.dispatcher.queue:
+            self.record(records.Snapshot(state=self.scheduler.state_dict(), queue=[]))
         elif self.status == "finished":
             self._final_cleanup()
         self._sync()
+        self.ckpt.wait()  # the checkpoints the last decisions freed are gone when the run ends
 
     def hung_ranks_reason(self) -> str | None:
         """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""
@@ -493,13 +434,13 @@ class Master:
                 f"rank(s) {[r for g in groups for r in self.layout.ranks(g)]} still run timed-out "
                 f"unit(s) {sorted(self.hung)} and cannot be stopped otherwise"
             )
-        return self.abort_reason if self.inflight else None
+        return self.abort_reason if self.dispatcher.inflight else None
 
     def _final_cleanup(self) -> None:
         """The search is over: no trial can be promoted, so only the best trial keeps its checkpoint."""
         best = self.scheduler.best()
         for tid, path in self.ckpt.keep_only(None if not best else int(best["trial_id"])):
-            self.record("checkpoint_deleted", trial_id=tid, path=path)
+            self.record(records.CheckpointDeleted(tid, path))
 
     def stop_workers(self, code: int = 0) -> None:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
@@ -555,10 +496,3 @@ class _TimedFuture:
 
 class JournalDead(Exception):
     """The journal cannot be written even after freeing the space reserve; nothing more is recorded."""
-
-
-class _SchedulerError(Exception):
-    def __init__(self, call: str, exc: BaseException):
-        super().__init__(f"{call}: {type(exc).__name__}: {exc}")
-        self.call = call
-        self.exc = exc

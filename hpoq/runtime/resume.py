@@ -30,14 +30,14 @@ previous master ended:
 from __future__ import annotations
 
 import json
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from hpoq.dispatch import Dispatch, Dispatcher
 from hpoq.errors import ConfigError
+from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.journal import dumps
-from hpoq.runtime.protocol import Dispatch
 
 LOST_REASON = (
     "lost: the job ended while this unit ran (a rank died: crash, OOM kill, os._exit; or the master was killed)"
@@ -55,12 +55,6 @@ class Replayed:
     finished: bool = False  # the journal ends with a "finished" end record
 
 
-def minimized(metrics, mode: str) -> list[float]:
-    """Metrics as the scheduler sees them: lower is better (docs/algorithms.md#conventions)."""
-    values = [float(v) for v in metrics]
-    return [-v for v in values] if mode == "max" else values
-
-
 def _diverged(line: int, what: str) -> ConfigError:
     return ConfigError(
         f"cannot resume: replaying the journal diverged at line {line} ({what}); the scheduler did not "
@@ -70,26 +64,21 @@ def _diverged(line: int, what: str) -> ConfigError:
 
 def _same_actions(decisions, recorded: list) -> bool:
     got = [(int(d.trial_id), d.action) for d in decisions or []]
-    want = [(int(d["trial_id"]), d["action"]) for d in recorded]
+    want = [(int(d.trial_id), d.action) for d in recorded]
     return got == want
 
 
-def _requeue(pending: dict[int, Dispatch], keep: set) -> list[Dispatch]:
-    """The units in ``pending`` not in ``keep``, queued again (source ``resume``); they leave ``pending``."""
-    return [pending.pop(uid).again("resume") for uid in [u for u in pending if u not in keep]]
-
-
-def _last_master_ended(records: list[dict]) -> bool:
+def _last_master_ended(journal: list[records.Record]) -> bool:
     """Did the last master (after the last header/resume record) end knowingly?
 
     True with its ``end`` record, or with a ``stop`` record of a signal: a job stopped from outside
     (Slurm's SIGTERM, then SIGKILL after its grace time) loses its running units through no fault
     of theirs, and must not turn preemptions into failed trials.
     """
-    for rec in reversed(records):
-        if rec["type"] == "end" or (rec["type"] == "stop" and rec.get("signal")):
+    for rec in reversed(journal):
+        if isinstance(rec, records.End) or (isinstance(rec, records.Stop) and rec.signal):
             return True
-        if rec["type"] in ("header", "resume"):
+        if isinstance(rec, (records.Header, records.Resume)):
             return False
     return False
 
@@ -108,92 +97,128 @@ class InlineExecutor:
         return future
 
 
-def replay(records: list[dict], scheduler, mode: str) -> Replayed:
-    """Fold ``records`` into ``scheduler`` (built fresh from the study) and a :class:`TrialBook`."""
-    if hasattr(scheduler, "attach_fit_executor"):
-        scheduler.attach_fit_executor(InlineExecutor())  # the master attaches its fit thread after the replay
+def _parse(journal: list[dict]) -> list[records.Record]:
+    out = []
+    for line, rec in enumerate(journal, 1):
+        try:
+            out.append(records.from_record(rec))
+        except ConfigError as exc:
+            raise ConfigError(f"cannot resume: journal line {line}: {exc}") from None
+    return out
+
+
+class _Replay:
+    """The journal's scheduler calls fed, in order, to a :class:`Dispatcher` around a fresh scheduler."""
+
+    def __init__(self, journal: list[records.Record], scheduler):
+        self.configs = {r.trial_id: r.config for r in journal if isinstance(r, records.Config)}
+        self.dispatcher = Dispatcher(scheduler, None, known_trials=self.configs)
+        self.replayed = 0
+        self.decisions = None  # of the last event, to compare with the decision record that follows
+        self.failed_by_dispatcher: set[int] = set()  # units the dispatcher failed (on_result raised)
+
+    def unit(self, rec: records.Unit, line: int) -> None:
+        d = self.dispatcher
+        if rec.source == "suggest":
+            unit = d.next_unit()
+            self.replayed += 1
+            if unit is None or unit.key != rec.key:
+                raise _diverged(line, f"suggest() gave {None if unit is None else unit.key}, the journal has {rec.key}")
+            recorded = self.configs.get(unit.trial_id)
+            if recorded is not None and json.loads(dumps(unit.config)) != recorded:
+                raise _diverged(line, f"trial {unit.trial_id} got another configuration")
+        else:
+            match = next((w for w in d.queue if w.key == rec.key), None)
+            if match is None:
+                raise _diverged(line, f"re-dispatched unit {rec.key} was not waiting")
+            d.queue.remove(match)
+        d.start(Dispatch.from_record(rec, self.configs.get(rec.trial_id)), group=rec.group, unit_id=rec.unit_id)
+
+    def idle(self, line: int) -> None:
+        unit = self.dispatcher.next_unit()
+        self.replayed += 1
+        if unit is not None:
+            raise _diverged(line, f"suggest() gave trial {unit.trial_id}, the journal has none")
+
+    def _in_flight(self, unit_id, line: int, what: str) -> Dispatch:
+        if unit_id not in self.dispatcher.inflight:
+            raise _diverged(line, f"{what} of unit {unit_id}, which was not in flight")
+        return self.dispatcher.release(unit_id, free=False)
+
+    def result(self, rec: records.Result, line: int) -> None:
+        unit = self._in_flight(rec.unit_id, line, "result")
+        self.replayed += 1
+        self.decisions = self.dispatcher.result(unit, rec)
+        failed = [e for e in self.dispatcher.drain() if isinstance(e, records.Failure)]
+        self.failed_by_dispatcher.update(e.unit_id for e in failed)  # their failure records follow
+
+    def failure(self, rec: records.Failure, line: int) -> None:
+        if rec.unit_id in self.failed_by_dispatcher:  # on_result raised: replayed with the result
+            self.failed_by_dispatcher.discard(rec.unit_id)
+            return
+        unit = self._in_flight(rec.unit_id, line, "failure")
+        decisions = self.dispatcher.fail(unit, rec.kind, rec.reason, counted=rec.counted, final=rec.final)
+        if rec.final:
+            self.replayed += 1
+            self.decisions = decisions
+
+    def model(self, rec: records.Model) -> None:  # a background fit the live master reported done
+        self.replayed += 1
+        self.decisions = self.dispatcher.model_ready(rec.key)
+
+    def decision(self, rec: records.Decisions, line: int) -> None:
+        if not _same_actions(self.decisions, rec.decisions):
+            raise _diverged(line, "different decisions")
+        self.decisions = None
+
+    def feed(self, rec: records.Record, line: int) -> None:
+        if isinstance(rec, records.Unit):
+            self.unit(rec, line)
+        elif isinstance(rec, records.Idle):
+            self.idle(line)
+        elif isinstance(rec, records.Result):
+            self.result(rec, line)
+        elif isinstance(rec, records.Failure):
+            self.failure(rec, line)
+        elif isinstance(rec, records.Model):
+            self.model(rec)
+        elif isinstance(rec, records.Decisions):
+            self.decision(rec, line)
+        elif isinstance(rec, records.Resume):  # units it counted as failed stay in flight: their failures follow
+            self.dispatcher.restart(keep=set(rec.counted_lost))
+        self.dispatcher.drain()
+
+
+def replay(journal: list[dict], scheduler, mode: str) -> Replayed:
+    """Fold ``journal`` (its records, in order) into ``scheduler`` (built fresh from the study) and a
+    :class:`TrialBook`."""
+    scheduler.attach_fit_executor(InlineExecutor())  # the master attaches its fit thread after the replay
     book = TrialBook(mode)
-    configs: dict[int, dict] = {}
-    for rec in records:
+    for rec in journal:
         book.apply(rec)
-        if rec["type"] == "config":
-            configs[int(rec["trial_id"])] = rec["config"]
-    snap = max((i for i, r in enumerate(records) if r["type"] == "snapshot"), default=None)
-    waiting: deque = deque()
-    start = 0
+    typed = _parse(journal)
+    snap = max((i for i, r in enumerate(typed) if isinstance(r, records.Snapshot)), default=None)
+    run = _Replay(typed, scheduler)
     out = Replayed(book=book)
+    start = 0
     if snap is not None:
         try:
-            scheduler.load_state_dict(records[snap]["state"])
+            scheduler.load_state_dict(typed[snap].state)
         except Exception as exc:  # noqa: BLE001 -- any failure to restore is a resume error
             raise ConfigError(
                 f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})"
             ) from None
-        waiting.extend(Dispatch.from_entry(e) for e in records[snap].get("queue", []))
+        run.dispatcher.queue.extend(Dispatch.from_message(e) for e in typed[snap].queue)
         start = snap + 1
         out.from_snapshot = snap + 1
-    pending: dict[int, Dispatch] = {}
-    last_decisions = None
-    for i in range(start, len(records)):
-        rec, line = records[i], i + 1
-        kind = rec["type"]
-        if kind == "unit":
-            key = (int(rec["trial_id"]), int(rec["start_epoch"]), int(rec["end_epoch"]))
-            if rec.get("source", "suggest") == "suggest":
-                unit = scheduler.suggest()
-                out.replayed += 1
-                if unit is None or (unit.trial_id, unit.start_epoch, unit.end_epoch) != key:
-                    got = None if unit is None else (unit.trial_id, unit.start_epoch, unit.end_epoch)
-                    raise _diverged(line, f"suggest() gave {got}, the journal has {key}")
-                recorded = configs.get(unit.trial_id)
-                if recorded is not None and json.loads(dumps(unit.config)) != recorded:
-                    raise _diverged(line, f"trial {unit.trial_id} got another configuration")
-            else:
-                match = next((w for w in waiting if w.key == key), None)
-                if match is None:
-                    raise _diverged(line, f"re-dispatched unit {key} was not waiting")
-                waiting.remove(match)
-            pending[int(rec["unit_id"])] = Dispatch.from_record(rec, configs.get(int(rec["trial_id"])))
-        elif kind == "idle":
-            unit = scheduler.suggest()
-            out.replayed += 1
-            if unit is not None:
-                raise _diverged(line, f"suggest() gave trial {unit.trial_id}, the journal has none")
-        elif kind == "result":
-            pending.pop(int(rec["unit_id"]), None)
-            out.replayed += 1
-            try:
-                last_decisions = scheduler.on_result(
-                    int(rec["trial_id"]), minimized(rec["metrics"], rec.get("mode", mode))
-                )
-            except Exception:  # noqa: BLE001 -- the live run failed the unit; the failure record follows
-                last_decisions = None
-        elif kind == "failure":
-            unit = pending.pop(int(rec["unit_id"]), None)
-            if rec.get("final"):
-                out.replayed += 1
-                last_decisions = scheduler.on_failure(int(rec["trial_id"]), str(rec.get("reason", "")))
-            elif unit is not None:  # queued as the live master queued it (Master._fail)
-                retry = unit.again("retry", unit.attempt + 1, isolate=rec.get("kind") == "lost")
-                if rec.get("kind") in ("lost", "disk-full"):
-                    waiting.appendleft(retry)
-                else:
-                    waiting.append(retry)
-        elif kind == "model":  # a background fit the live master reported done: usable from here on
-            out.replayed += 1
-            last_decisions = scheduler.on_model_ready(rec["key"])
-        elif kind == "decision":
-            if not _same_actions(last_decisions, rec.get("decisions", [])):
-                raise _diverged(line, "different decisions")
-            last_decisions = None
-        elif kind == "resume":  # units it counted as failed stay pending: their failure records follow
-            waiting = deque(_requeue(pending, set(rec.get("counted_lost") or ())) + list(waiting))
-    out.lost_units = sorted(pending)
-    if _last_master_ended(records):
-        lost = _requeue(pending, set())
-    else:
-        out.lost_counted = [pending[uid] for uid in sorted(pending)]
-        lost = []
-    out.queue = lost + list(waiting)
-    out.finished = records[-1]["type"] == "end" and records[-1].get("status") == "finished"
+    for i in range(start, len(typed)):
+        run.feed(typed[i], i + 1)
+    d = run.dispatcher
+    out.replayed = run.replayed
+    out.lost_units = sorted(d.inflight)
+    if not _last_master_ended(typed):
+        out.lost_counted = [d.release(uid, free=False) for uid in sorted(d.inflight)]
+    d.restart()  # what was in flight runs again first; retries held for this job may run
+    out.queue = list(d.queue)
+    out.finished = isinstance(typed[-1], records.End) and typed[-1].status == "finished"
     return out

@@ -17,6 +17,10 @@ import logging
 import math
 import time
 
+from hpoq.dispatch import Dispatch
+from hpoq.errors import ConfigError
+from hpoq.logsetup import add_secrets, redact, study_secrets
+from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import (
     GTAG_DONE,
     GTAG_STOP,
@@ -31,7 +35,7 @@ from hpoq.runtime.groups import (
 )
 from hpoq.runtime.journal import is_disk_full
 from hpoq.runtime.polling import FAST_POLL_S, Backoff, wait_for
-from hpoq.runtime.protocol import Dispatch, Outcome
+from hpoq.runtime.protocol import Outcome
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 
@@ -41,7 +45,7 @@ FAST_WINDOW_S = 0.05  # how long to poll fast after a result, seconds
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or getattr(exc, "kind", None) == "oom":  # a TrainerError(kind="oom")
         return True
     name = type(exc).__name__
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
@@ -62,6 +66,7 @@ def run_unit(trainer, unit: Dispatch, comm) -> Outcome:
             out.reason, out.kind = f"{type(exc).__name__}: {exc}", "disk-full"
         else:
             out.reason = f"{type(exc).__name__}: {exc}"
+        out.reason = redact(out.reason)  # a plugin's error may echo its credentials
         return out
     out.seconds = time.perf_counter() - t0
     try:
@@ -133,19 +138,26 @@ def worker_main(world) -> int:
         _, setup = _wait_recv(world, 0, (TAG_SETUP,), Backoff(0.01))
         if not setup.get("ok"):
             return int(setup.get("code", 2))  # rank 0 has printed why
+        add_secrets(study_secrets(setup.get("trainer")))  # a plugin's api_key: masked in what this rank writes
         poll = Backoff(float(setup["poll_interval"]), FAST_POLL_S, FAST_WINDOW_S)
         layout = GroupLayout(world.size, int(setup["ranks_per_trial"]))
         gcomm = split_groups(world_comm, layout)
-        trainer, ready = None, {"ok": True}
+        trainer, ready, wants_gpu = None, {"ok": True}, False
         if gcomm is not None:
             try:
                 trainer = make_trainer(setup["trainer"]["name"], setup["trainer"]["params"])
                 ready.update(metric=getattr(trainer, "metric", ""), mode=getattr(trainer, "mode", "min"))
+                wants_gpu = bool(getattr(trainer, "wants_gpu", lambda: False)())
             except Exception as exc:  # noqa: BLE001 -- reported to the master, which stops the study cleanly
                 ready = {
                     "ok": False,
                     "error": f"rank {world.rank}: cannot build trainer {setup['trainer']['name']!r}: {exc}",
                 }
+        try:  # collective over the world, the master included: one GPU per worker rank of a node
+            assign_gpus(world_comm, wants_gpu)
+        except ConfigError as exc:
+            if ready.get("ok"):
+                ready = {"ok": False, "error": str(exc)}
         world.send(ready, 0, TAG_READY)
         if gcomm is None:  # the master, or a rank left over by the group split: wait for the end
             _, msg = _wait_recv(world, 0, (TAG_STOP,), Backoff(max(poll.interval, 0.1)))

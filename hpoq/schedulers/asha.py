@@ -24,12 +24,9 @@ from hpoq.errors import ConfigError
 from hpoq.registry import Interval, check_int
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
-from hpoq.schedulers.rungs import Rungs, rung_epochs
+from hpoq.schedulers.rungs import Rungs
 from hpoq.schedulers.sampling import draw_config
 from hpoq.schedulers.trials import check_metrics, take_inflight
-
-#: the rung epochs (kept under this name for the modules that import it from here)
-asha_rungs = rung_epochs
 
 
 class ASHA(Scheduler):

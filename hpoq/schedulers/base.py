@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Protocol, Sequence
 
+from hpoq.errors import InternalError
 from hpoq.registry import Anything, Interval
 
 
@@ -65,8 +66,7 @@ class Action(StrEnum):
 
 class Status(StrEnum):
     """Where a trial stands: the one status vocabulary of the schedulers' trials and the runtime's
-    book (:mod:`hpoq.runtime.book`). ``"active"`` and ``"stopped"``, the names of earlier state
-    files, read as RUNNING and PRUNED."""
+    book (:mod:`hpoq.runtime.book`)."""
 
     RUNNING = "running"  # a unit is in flight or about to be dispatched
     PAUSED = "paused"  # waits at a rung for a promotion decision
@@ -74,10 +74,6 @@ class Status(StrEnum):
     PRUNED = "pruned"  # stopped before R
     DONE = "done"  # reached R
     FAILED = "failed"  # its trainer failed
-
-    @classmethod
-    def _missing_(cls, value):
-        return {"active": cls.RUNNING, "stopped": cls.PRUNED}.get(value)
 
     @classmethod
     def after(cls, action: str) -> "Status":
@@ -113,6 +109,13 @@ class Decision:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Decision":
+        """A decision from :meth:`to_dict` (e.g. read back from a journal)."""
+        return cls(
+            int(d["trial_id"]), str(d["action"]), int(d["epoch"]), str(d.get("reason", "")), dict(d.get("info") or {})
+        )
 
 
 class Scheduler(ABC):
@@ -189,3 +192,23 @@ class Scheduler(ABC):
     def epochs_budget_reference(self) -> int | None:
         """Epochs plain Hyperband would use at the same R and eta (for progress displays)."""
         return None
+
+    # -- background fits: the protocol of a scheduler that fits models off the backend's loop ------------
+    #: True when the scheduler fits models in the background: the MPI master then gives it a fit thread
+    #: (:meth:`attach_fit_executor`) and reports finished fits (:meth:`fitted_models`, :meth:`on_model_ready`)
+    background_fits: bool = False
+
+    def attach_fit_executor(self, executor) -> None:
+        """Fit models on ``executor`` (``submit(fn, *args) -> future``) instead of inline; a resume attaches
+        one that runs each job at once. The default scheduler fits nothing."""
+        return None
+
+    def fitted_models(self) -> list:
+        """Keys of the background fits done and not yet reported with :meth:`on_model_ready`, in the order
+        they were started (polled by the MPI master; none by default)."""
+        return []
+
+    def on_model_ready(self, key) -> list[Decision]:
+        """The model ``key`` of :meth:`fitted_models` may be used from now on (journaled as a ``model``
+        record, replayed by a resume); returns decisions."""
+        raise InternalError(f"{self.name}: on_model_ready({key}), but it fits no models in the background")

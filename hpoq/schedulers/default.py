@@ -41,13 +41,13 @@ import numpy as np
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Interval, Mapping, Text
 from hpoq.schedulers.audit import Audit
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Status, WorkUnit
 from hpoq.schedulers.evidence import Evidence, kind_test
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.scores import MIN_TRAIN, ForecastScore, ObservedScore
-from hpoq.schedulers.trials import ACTIVE, DONE_, FAILED_, STOPPED, Trial, check_metrics
+from hpoq.schedulers.trials import Trial, check_metrics
 
 #: significance of a stop (hpoq.schedulers.evidence): a conventional level, not tuned
 ALPHA = 0.01
@@ -76,6 +76,7 @@ class DefaultScheduler(Hyperband):
     """
 
     name = "default"
+    background_fits = True
     parameter_constraints = {
         "protect": [Interval(float, 0, 1)],
         "audit": [Interval(float, 0, 1)],
@@ -209,9 +210,9 @@ class DefaultScheduler(Hyperband):
         info = {**where, **stop}
         self.stops[trial.trial_id] = info
         if stop["rule"] != "diverged" and self.audit.on_stop(trial.trial_id, c, self.r_i, info):
-            trial.status = ACTIVE
+            trial.status = Status.RUNNING
             return [Decision(trial.trial_id, CONTINUE, c, "audit", info)]
-        trial.status = STOPPED  # out of Hyperband's rounds; paused outside, its checkpoint kept for a rescue
+        trial.status = Status.PRUNED  # out of Hyperband's rounds; paused outside, its checkpoint kept for a rescue
         return [Decision(trial.trial_id, PAUSE, c, "evidence", info)]
 
     # ---------------------------------------------------------------- units
@@ -228,14 +229,14 @@ class DefaultScheduler(Hyperband):
         trial = self.trials[tid]
         start = trial.epochs
         end = next((c for c in self.checkpoints if start < c < end and self._active(c, end)), end)
-        trial.status = ACTIVE
+        trial.status = Status.RUNNING
         run.inflight[tid] = end
         return WorkUnit(tid, dict(trial.config), start, end)
 
     def _to_R(self, tid: int) -> WorkUnit:
         """A unit training audited or rescued trial ``tid`` to R (charged when it was chosen)."""
         trial = self.trials[tid]
-        trial.status = ACTIVE
+        trial.status = Status.RUNNING
         self.audit_inflight.add(tid)
         return WorkUnit(tid, dict(trial.config), trial.epochs, self.R)
 
@@ -266,7 +267,7 @@ class DefaultScheduler(Hyperband):
             return decisions
         for tid, info in self.stops.items():
             trial = self.trials[tid]
-            if trial.status == STOPPED and tid not in self.finally_stopped:
+            if trial.status == Status.PRUNED and tid not in self.finally_stopped:
                 self.finally_stopped.add(tid)
                 decisions.append(Decision(tid, STOP, trial.epochs, "evidence", info))
         return decisions
@@ -280,21 +281,21 @@ class DefaultScheduler(Hyperband):
         if trial_id in self.audit_inflight:
             self.audit_inflight.discard(trial_id)
             trial.curve.extend(check_metrics(trial_id, metrics, start, self.R))
-            trial.status = DONE_
+            trial.status = Status.DONE
             self._add_evidence(trial, start)
             info = {"value": trial.value_at(self.R), "stopped_at": self.stops[trial_id]["checkpoint"]}
             if trial_id in self.rescued:
                 return [Decision(trial_id, DONE, self.R, "rescue", info)]
             return [Decision(trial_id, DONE, self.R, "audit", dict(info, estimate=self.audit_estimate()))]
         decisions = super().on_result(trial_id, metrics)
-        if trial.status != FAILED_:
+        if trial.status != Status.FAILED:
             self._add_evidence(trial, start)
         return decisions
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
         if trial_id in self.audit_inflight:
             self.audit_inflight.discard(trial_id)
-            self.trials[trial_id].status = FAILED_
+            self.trials[trial_id].status = Status.FAILED
             failed = Decision(trial_id, FAILED, self.trials[trial_id].epochs, "failed", {"error": str(reason)})
             return self._final_stops([failed])
         return self._final_stops(super().on_failure(trial_id, reason))
@@ -341,7 +342,7 @@ class DefaultScheduler(Hyperband):
         kept = [
             t.value_at(self.R)
             for t in self.trials.values()
-            if t.epochs >= self.R and t.trial_id not in self.stops and t.status != FAILED_
+            if t.epochs >= self.R and t.trial_id not in self.stops and t.status != Status.FAILED
         ]
         out = self.audit.estimate(finals, min(kept, default=math.inf), epoch)
         out["stops"] = sum(

@@ -10,7 +10,8 @@ Training sets are a pure function of the scheduler's state, so that a restored s
 replayed journal) makes the same forecasts: the store (a seeded subset of at most ``max_store``
 curves) plus the *first* ``N`` study trials, in arrival order, that reached ``T``, where ``N`` is
 the largest size on the grid ``min_train * growth**j`` available, at most ``2 x max_store`` (a model is
-refit only when the grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
+refit only when the grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The
+uncertainty is the root mean square of
 ``folds``-fold cross-validated residuals on that set (or the predictor's own ``spread`` where
 larger), in metric units.
 """

@@ -28,21 +28,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from hpoq.errors import ConfigError
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, Status, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, schedule_of
 from hpoq.schedulers.sampling import draw_config
-from hpoq.schedulers.trials import (
-    ACTIVE,
-    DONE_,
-    FAILED_,
-    PAUSED,
-    STOPPED,
-    Trial,
-    best_at,
-    check_metrics,
-    rank_by_value,
-    take_inflight,
-)
+from hpoq.schedulers.trials import Trial, best_at, check_metrics, rank_by_value, take_inflight
 
 
 @dataclass
@@ -197,7 +186,7 @@ class Hyperband(Scheduler):
         self._cur = run
         tid, end = run.queue.popleft()
         trial = self.trials[tid]
-        trial.status = ACTIVE
+        trial.status = Status.RUNNING
         run.inflight[tid] = end
         return WorkUnit(tid, dict(trial.config), trial.epochs, end)
 
@@ -221,7 +210,7 @@ class Hyperband(Scheduler):
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
         self._take_inflight(trial_id, "failure of")
         trial = self.trials[trial_id]
-        trial.status = FAILED_
+        trial.status = Status.FAILED
         decisions = [Decision(trial_id, FAILED, trial.epochs, "failed", {"error": str(reason), **self._where()})]
         decisions += self._unit_failed(trial)
         if not self.queue and not self.inflight:
@@ -255,9 +244,9 @@ class Hyperband(Scheduler):
         value = trial.value_at(trial.epochs)
         info = {"value": value, **self._where()}
         if trial.epochs >= self.R:
-            trial.status = DONE_
+            trial.status = Status.DONE
             return Decision(trial.trial_id, DONE, trial.epochs, "completed", info)
-        trial.status = PAUSED
+        trial.status = Status.PAUSED
         return Decision(trial.trial_id, PAUSE, trial.epochs, reason, info)
 
     def _round_complete(self) -> list[Decision]:
@@ -280,8 +269,8 @@ class Hyperband(Scheduler):
             info = {"rank": rank, "keep": keep, "value": t.value_at(self.r_i), "cutoff": cutoff, **where}
             if t in promoted:
                 decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "promoted", dict(info, next_r=next_r)))
-            elif t.status not in (STOPPED, FAILED_):
-                t.status = STOPPED
+            elif t.status not in (Status.PRUNED, Status.FAILED):
+                t.status = Status.PRUNED
                 decisions.append(Decision(t.trial_id, STOP, t.epochs, "rung", info))
         self.i += 1
         self.members = [t.trial_id for t in promoted]

@@ -11,10 +11,10 @@ from typing import Sequence
 
 from hpoq.errors import ConfigError
 from hpoq.registry import Interval
-from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.base import DONE, FAILED, Decision, Scheduler, Status, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.sampling import skipped_draws
-from hpoq.schedulers.trials import DONE_, FAILED_, Trial, best_at, check_metrics, draw_trial, take_inflight
+from hpoq.schedulers.trials import Trial, best_at, check_metrics, draw_trial, take_inflight
 
 
 class RandomSearch(Scheduler):
@@ -51,12 +51,12 @@ class RandomSearch(Scheduler):
         take_inflight(self.inflight, trial_id, self.name, "result for")
         trial = self.trials[trial_id]
         trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, self.R))
-        trial.status = DONE_
+        trial.status = Status.DONE
         return [Decision(trial_id, DONE, self.R, "completed", {"value": trial.value_at(self.R)})]
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
         take_inflight(self.inflight, trial_id, self.name, "failure of")
-        self.trials[trial_id].status = FAILED_
+        self.trials[trial_id].status = Status.FAILED
         return [Decision(trial_id, FAILED, 0, "failed", {"error": str(reason)})]
 
     @property

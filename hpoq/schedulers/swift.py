@@ -31,9 +31,9 @@ import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
-from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision
+from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Status
 from hpoq.schedulers.hyperband import Hyperband
-from hpoq.schedulers.trials import PAUSED, STOPPED, Trial
+from hpoq.schedulers.trials import Trial
 from hpoq.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class SwiftHyperband(Hyperband):
                 self.queue.appendleft((tid, self.r_i))  # continue on the freed worker first
                 return [Decision(tid, CONTINUE, trial.epochs, reason, info)]
             self.parked.append(tid)
-            trial.status = PAUSED
+            trial.status = Status.PAUSED
             return [Decision(tid, PAUSE, trial.epochs, "parked", info)]
         # reached r_i: a phase-1 continuation, or a degenerate round's single unit
         if self.degenerate:
@@ -335,7 +335,7 @@ class SwiftHyperband(Hyperband):
             if t.trial_id in chosen:
                 decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "predicted", info))
             else:
-                t.status = STOPPED
+                t.status = Status.PRUNED
                 decisions.append(Decision(t.trial_id, STOP, t.epochs, "predicted", info))
         self.selected = list(S)
         self.queue = deque((tid, r) for tid in S)

@@ -14,21 +14,10 @@ from typing import Sequence
 
 from hpoq.errors import ConfigError
 from hpoq.registry import Interval
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, Status, WorkUnit
 from hpoq.schedulers.brackets import Bracket, budget_of, check_r_eta, hyperband_budget, hyperband_schedule, schedule_of
 from hpoq.schedulers.sampling import skipped_draws
-from hpoq.schedulers.trials import (
-    DONE_,
-    FAILED_,
-    PAUSED,
-    STOPPED,
-    Trial,
-    best_at,
-    check_metrics,
-    draw_trial,
-    rank_by_value,
-    take_inflight,
-)
+from hpoq.schedulers.trials import Trial, best_at, check_metrics, draw_trial, rank_by_value, take_inflight
 
 
 def hyperband_full_trainings(R: int, eta: int) -> int:
@@ -86,17 +75,17 @@ class TopK1Epoch(Scheduler):
         trial = self.trials[trial_id]
         trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, end))
         if end >= self.R:
-            trial.status = DONE_
+            trial.status = Status.DONE
             decisions = [Decision(trial_id, DONE, end, "completed", {"value": trial.value_at(end)})]
         else:
-            trial.status = PAUSED
+            trial.status = Status.PAUSED
             decisions = [Decision(trial_id, PAUSE, end, "screened", {"value": trial.value_at(end)})]
         return decisions + self._maybe_select()
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
         take_inflight(self.inflight, trial_id, self.name, "failure of")
         trial = self.trials[trial_id]
-        trial.status = FAILED_
+        trial.status = Status.FAILED
         return [Decision(trial_id, FAILED, trial.epochs, "failed", {"error": str(reason)})] + self._maybe_select()
 
     def _maybe_select(self) -> list[Decision]:
@@ -111,8 +100,8 @@ class TopK1Epoch(Scheduler):
             info = {"rank": rank, "K": self.K, "value": t.value_at(1), "cutoff": cutoff}
             if t in keep:
                 decisions.append(Decision(t.trial_id, CONTINUE, 1, "top-k", info))
-            elif t.status != FAILED_:
-                t.status = STOPPED
+            elif t.status != Status.FAILED:
+                t.status = Status.PRUNED
                 decisions.append(Decision(t.trial_id, STOP, 1, "top-k", info))
         self.queue = [[t.trial_id, self.R] for t in keep]
         return decisions

@@ -14,16 +14,13 @@ from hpoq.errors import InternalError
 from hpoq.schedulers.base import Status
 from hpoq.schedulers.sampling import draw_config, skipped_draws
 
-# the scheduler-side names of the shared statuses (hpoq.schedulers.base.Status)
-ACTIVE, PAUSED, STOPPED, DONE_, FAILED_ = Status.RUNNING, Status.PAUSED, Status.PRUNED, Status.DONE, Status.FAILED
-
 
 @dataclass
 class Trial:
     trial_id: int
     config: dict
     curve: list = field(default_factory=list)
-    status: Status = ACTIVE
+    status: Status = Status.RUNNING
     bracket: int = -1
 
     @property
@@ -32,7 +29,7 @@ class Trial:
 
     def value_at(self, epoch: int) -> float:
         """Value after ``epoch`` epochs, +inf if not reached or failed (ranks last)."""
-        if self.status == FAILED_ or len(self.curve) < epoch or epoch < 1:
+        if self.status == Status.FAILED or len(self.curve) < epoch or epoch < 1:
             return math.inf
         value = float(self.curve[epoch - 1])
         return value if math.isfinite(value) else math.inf

@@ -16,7 +16,7 @@ from hpoq.errors import ConfigError
 from hpoq.schedulers import make_scheduler, with_worker_defaults
 from hpoq.schedulers.brackets import check_r_eta
 from hpoq.schedulers.sampling import skipped_draws, table_sampler_for
-from hpoq.simulate.replay import ReplayBackend, ReplayResult, SchedulerDeadlock, pruned_count
+from hpoq.simulate.replay import ReplayBackend, ReplayResult, pruned_count
 
 
 def merge_warm(a: CurveTable | None, b: CurveTable | None) -> CurveTable | None:
@@ -152,4 +152,4 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-__all__ = ["simulate_run", "summarize", "table_best", "merge_warm", "ReplayBackend", "SchedulerDeadlock"]
+__all__ = ["simulate_run", "summarize", "table_best", "merge_warm", "ReplayBackend"]

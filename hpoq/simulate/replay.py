@@ -1,10 +1,11 @@
 """The replay backend: a simulated clock, W workers (trial groups), epochs served from a curve table.
 
-It drives any :class:`~hpoq.schedulers.base.Scheduler` exactly as the MPI runtime does: whenever
-a worker is free it asks :meth:`suggest`; a unit ``(trial, a, b)`` of table row ``config["_row"]``
-takes ``b - a`` time units (or ``(b - a) * time[row]`` with a per-row time column) and then
-reports the row's minimised values for epochs a+1..b. Events finishing at the same time are
-delivered in dispatch order, so a run is exactly reproducible (cf. Syne Tune's simulator backend).
+It drives any :class:`~hpoq.schedulers.base.Scheduler` exactly as the MPI runtime does, through the
+same :class:`~hpoq.dispatch.Dispatcher`: whenever a worker is free it asks :meth:`suggest`; a unit
+``(trial, a, b)`` of table row ``config["_row"]`` takes ``b - a`` time units (or ``(b - a) * time[row]``
+with a per-row time column) and then reports the row's minimised values for epochs a+1..b. Events
+finishing at the same time are delivered in dispatch order, so a run is exactly reproducible (cf. Syne
+Tune's simulator backend).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import math
 from dataclasses import dataclass, field
 
 from hpoq.curves.table import CurveTable
+from hpoq.dispatch import Dispatcher
 from hpoq.errors import ConfigError, DeadlockError
+from hpoq.journal import records
 from hpoq.schedulers.base import DONE, STOP, Decision, Scheduler
-
-#: the old name of :class:`hpoq.errors.DeadlockError`, shared with the MPI master
-SchedulerDeadlock = DeadlockError
 
 
 @dataclass
@@ -61,39 +61,36 @@ class ReplayBackend:
         return epochs * per_epoch
 
     def run(self) -> ReplayResult:
+        """Run the scheduler to its end through a :class:`~hpoq.dispatch.Dispatcher` on ``workers`` workers."""
         sched = self.scheduler
+        dispatcher = Dispatcher(sched, self.workers, tolerate_errors=False)
         res = ReplayResult(workers=self.workers)
-        heap: list = []  # (finish time, dispatch seq, unit, start time)
-        free = self.workers
+        heap: list = []  # (finish time, unit id = dispatch order, start time)
         now = 0.0
-        seq = 0
         best_final = math.inf  # minimised value at R
         while True:
-            while free > 0:
-                unit = sched.suggest()
-                if unit is None:
-                    break
-                row = int(unit.config["_row"])
+            while (unit := dispatcher.next_unit()) is not None:
+                dispatcher.start(unit)
                 if unit.end_epoch > self.R or unit.start_epoch < 0 or unit.end_epoch <= unit.start_epoch:
-                    raise SchedulerDeadlock(f"{sched.name}: invalid unit {unit}")
-                duration = self._cost(row, unit.epochs)
-                heapq.heappush(heap, (now + duration, seq, unit, now))
-                seq += 1
-                free -= 1
-                res.epochs += unit.epochs
+                    raise DeadlockError(f"{sched.name}: invalid unit {unit}")
+                duration = self._cost(int(unit.config["_row"]), unit.end_epoch - unit.start_epoch)
+                heapq.heappush(heap, (now + duration, unit.unit_id, now))
+                res.epochs += unit.end_epoch - unit.start_epoch
                 res.units += 1
                 res.busy += duration
             if not heap:
                 if sched.finished:
                     break
-                raise SchedulerDeadlock(
+                raise DeadlockError(
                     f"scheduler {sched.name!r} deadlocked: no unit in flight, none suggested, not finished"
                 )
-            now, _, unit, started = heapq.heappop(heap)
-            free += 1
+            now, uid, started = heapq.heappop(heap)
+            unit = dispatcher.release(uid)
             row = int(unit.config["_row"])
             metrics = self.curves[row, unit.start_epoch : unit.end_epoch]
-            decisions: list[Decision] = sched.on_result(unit.trial_id, metrics.tolist())
+            record = records.Result(uid, unit.trial_id, unit.start_epoch, unit.end_epoch, metrics.tolist())
+            decisions: list[Decision] = dispatcher.result(unit, record)
+            dispatcher.drain()
             if self.keep_events:
                 res.events.append(("unit", unit.trial_id, unit.start_epoch, unit.end_epoch, started, now))
                 res.events.extend(("decision", d.trial_id, d.action, d.epoch, d.reason) for d in decisions)
@@ -122,4 +119,4 @@ def own_direction(table: CurveTable, value: float) -> float:
     return -value if table.mode == "max" else value
 
 
-__all__ = ["ReplayBackend", "ReplayResult", "SchedulerDeadlock", "pruned_count", "completed_count", "own_direction"]
+__all__ = ["ReplayBackend", "ReplayResult", "pruned_count", "completed_count", "own_direction"]

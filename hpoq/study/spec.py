@@ -88,6 +88,12 @@ class StudySpec:
     unit_timeout: float | None = None  # seconds per work unit, None = no limit
     source: str = ""  # the study file (absolute path)
 
+    def __post_init__(self) -> None:
+        from hpoq.logsetup import add_secrets, study_secrets
+
+        # values under secret keys (a trainer's api_key) are masked in every line written from now on
+        add_secrets(study_secrets([self.algorithm, self.predictor, self.trainer, self.space, self.warm_curves]))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -178,9 +184,22 @@ def read_yaml(path: str) -> dict:
         raise ConfigError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"study file {path!r} cannot be read ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"study file {path!r} is nested too deeply to be a study") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
     return data
+
+
+def _check_name(name: str) -> str:
+    """A study's name names it (and its default folder ``runs/<name>``): it must not be a path."""
+    bad = [c for c in name if c in "/\\\0" or not c.isprintable()]
+    if not name.strip() or name in (".", "..") or bad:
+        raise ConfigError(
+            f"name {name!r} must be a plain name, not a path (no '/', '\\', '.' or '..', no control characters); "
+            "put the output directory in 'out' or pass --out"
+        )
+    return name
 
 
 def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySpec:
@@ -188,7 +207,7 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     _mapping(data, "", TOP_KEYS)
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
-    name = _str(data.get("name", stem), "name")
+    name = _check_name(_str(data.get("name", stem), "name"))
     seed = check_int("seed", data.get("seed", 0), 0, whole_floats=True)
     out_dir = out if out is not None else data.get("out", os.path.join("runs", name))
     out_dir = _str(out_dir, "out" if out is None else "--out")
