@@ -20,19 +20,11 @@ import numpy as np
 
 from hpoq.errors import ConfigError
 from hpoq.predict.base import Prediction, Predictor, check_fitted
+from hpoq.predict.features import _check_prefixes
 from hpoq.registry import Interval
 
 #: the power-law exponents tried per curve
-ALPHAS = np.geomspace(0.05, 4.0, 40)
-
-
-def _prefixes(prefixes, who: str) -> np.ndarray:
-    P = np.asarray(prefixes, dtype=float)
-    if P.ndim == 1:
-        P = P[None, :]
-    if P.ndim != 2 or P.shape[1] < 1:
-        raise ConfigError(f"{who}: prefixes must be [n, e] with e >= 1, got shape {P.shape}")
-    return P
+ALPHAS = np.geomspace(0.05, 4.0, 160)
 
 
 class LastValuePredictor(Predictor):
@@ -47,7 +39,7 @@ class LastValuePredictor(Predictor):
         self.n_epochs = None
 
     def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "LastValuePredictor":
-        P = _prefixes(prefixes, "last-value")
+        P = _check_prefixes(prefixes)
         y = np.asarray(targets, dtype=float).ravel()
         if len(y) != len(P) or len(y) < 2:
             raise ConfigError(f"last-value: need >= 2 prefixes matching targets, got {P.shape} and {y.shape}")
@@ -60,7 +52,7 @@ class LastValuePredictor(Predictor):
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
         check_fitted(self.coef is not None, "last-value")
-        P = _prefixes(prefixes, "last-value")
+        P = _check_prefixes(prefixes)
         return Prediction(mean=self.coef[0] + self.coef[1] * P[:, -1], spread=None, info={"predictor": self.name})
 
     def describe(self) -> dict:
@@ -103,14 +95,14 @@ class PowerLawPredictor(Predictor):
         self.n_epochs = None
 
     def fit(self, configs: Sequence[dict] | None, prefixes: np.ndarray, targets: np.ndarray) -> "PowerLawPredictor":
-        self.n_epochs = _prefixes(prefixes, "power-law").shape[1]
+        self.n_epochs = _check_prefixes(prefixes).shape[1]
         if self.horizon is None:
             raise ConfigError("power-law: give the target epoch as predictor_params horizon (the scheduler sets R)")
         return self
 
     def predict(self, configs: Sequence[dict] | None, prefixes: np.ndarray) -> Prediction:
         check_fitted(self.n_epochs is not None, "power-law")
-        P = _prefixes(prefixes, "power-law")
+        P = _check_prefixes(prefixes)
         mean, rms = power_law_extrapolate(P, max(self.horizon, P.shape[1]))
         reach = np.log(max(self.horizon, P.shape[1]) / P.shape[1]) + 1.0
         return Prediction(mean=mean, spread=rms * reach, info={"predictor": self.name})
