@@ -14,12 +14,15 @@ background (the MPI master's fit thread, :meth:`prefetch`).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
-from hpoq.errors import InternalError
+from hpoq.errors import ConfigError, InternalError
 from hpoq.schedulers.final_predictor import FinalValuePredictor
+
+log = logging.getLogger("hpoq.schedulers.default")
 
 #: curves a forecast model needs (store and study together) before it scores anything
 MIN_TRAIN = 12
@@ -77,6 +80,7 @@ class ForecastScore(ObservedScore):
         # fit_lag None: the keys the runtime reported fitted, in order (a model is used only once reported)
         self.ready: list[tuple[int, int, int]] | None = [] if fit_lag is None else None
         self._reported = 0  # fitted_models: the background fits before this one were all reported (not state)
+        self.failed: str | None = None  # the predictor's error, once a fit failed: observed values rank from then on
 
     def finished(self, key, config, curve) -> None:
         self.finals.append((key, config, curve, self.results))
@@ -89,7 +93,9 @@ class ForecastScore(ObservedScore):
         return [f for f in self.finals if f[3] <= self.results - lag]
 
     def key(self, c: int, lag: int | None = None):
-        """(c, R, N) of the model scoring checkpoint ``c`` now, or None."""
+        """(c, R, N) of the model scoring checkpoint ``c`` now, or None (also once a fit failed)."""
+        if self.failed is not None:
+            return None
         if self.ready is not None and lag is None:
             return max((k for k in self.ready if k[0] == c), default=None)
         lag = self.fit_lag if lag is None else lag
@@ -108,6 +114,22 @@ class ForecastScore(ObservedScore):
         key = self.key(c)
         if key is None:
             return super().scores(c, rows)
+        try:
+            return self._forecast_scores(c, key, rows)
+        except (ConfigError, InternalError):
+            raise  # a configuration error or a bug: the user must see it
+        except Exception as exc:  # noqa: BLE001 - a failing fit never stops the search: observed values rank
+            self.failed = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "default: predictor %r failed at checkpoint %d (%s); ranking by observed values from now on, "
+                "trial not pruned by forecast",
+                self.forecaster.name,
+                c,
+                self.failed,
+            )
+            return super().scores(c, rows)
+
+    def _forecast_scores(self, c: int, key, rows) -> np.ndarray:
         study = self._study()
         oof, index = self.forecaster.out_of_fold(*key, study), self._training_keys(key[2])
         out = np.empty(len(rows))
