@@ -132,6 +132,11 @@ class Scheduler(ABC):
     * :meth:`state_dict` / :meth:`load_state_dict` round-trip through JSON; a restored
       scheduler continues exactly as the original would (units in flight at the time of the
       snapshot are lost work and are suggested again).
+
+    The base owns the trial ledger (:attr:`ledger`, :class:`hpoq.schedulers.trials.Ledger`: configurations,
+    curves, units in flight, requeue, draws, statuses) and saves it with one generic :meth:`state_dict`;
+    an algorithm adds what it decides (:meth:`decision_state`) and what the state must have been made
+    with (:meth:`settings`).
     """
 
     #: registry name used in study files and ``--algorithm``
@@ -160,6 +165,11 @@ class Scheduler(ABC):
         :meth:`worker_defaults`); the simulator keeps the class defaults."""
         return {}
 
+    def __init__(self, sampler) -> None:
+        from hpoq.schedulers.trials import Ledger
+
+        self.ledger = Ledger(sampler)
+
     @abstractmethod
     def suggest(self) -> WorkUnit | None:
         """Next work unit to run, or None if nothing is runnable until another result arrives."""
@@ -181,13 +191,41 @@ class Scheduler(ABC):
     def best(self) -> dict | None:
         """The answer so far: ``{"trial_id", "config", "value", "epoch"}`` or None."""
 
-    @abstractmethod
-    def state_dict(self) -> dict:
-        """JSON-serialisable state (configs, curves so far, rung bookkeeping, sampler position)."""
+    def settings(self) -> dict:
+        """What a saved state must have been made with to be loaded (R, eta, n, ...): compared on load."""
+        return {}
 
-    @abstractmethod
+    def decision_state(self) -> dict:
+        """What the algorithm decided beyond the ledger (rungs, brackets, phases), JSON-serialisable."""
+        return {}
+
+    def load_decision_state(self, state: dict) -> None:
+        """Restore :meth:`decision_state` (the ledger is loaded first)."""
+        return None
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state: the settings, the ledger (configs, curves so far, sampler position) and
+        the algorithm's decision state."""
+        return {
+            "algorithm": self.name,
+            "settings": self.settings(),
+            "ledger": self.ledger.state_dict(),
+            "decisions": self.decision_state(),
+        }
+
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`; in-flight units at snapshot time are re-suggested."""
+        """Restore from :meth:`state_dict`; in-flight units at snapshot time are re-suggested. ConfigError for
+        the state of another algorithm or of other settings."""
+        from hpoq.errors import ConfigError
+
+        if state.get("algorithm") != self.name or "ledger" not in state:
+            raise ConfigError(f"{self.name}: the saved state is not one of {self.name!r} in this format")
+        theirs, mine = state.get("settings"), self.settings()
+        if theirs != mine:
+            diff = ", ".join(f"{k}={theirs.get(k)!r}" for k in mine if theirs.get(k) != mine[k])
+            raise ConfigError(f"{self.name}: the saved state was made with {diff}; this scheduler has {mine}")
+        self.ledger.load_state_dict(state["ledger"])
+        self.load_decision_state(state["decisions"])
 
     def epochs_budget_reference(self) -> int | None:
         """Epochs plain Hyperband would use at the same R and eta (for progress displays)."""

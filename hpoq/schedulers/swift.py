@@ -253,9 +253,9 @@ class SwiftHyperband(Hyperband):
     def _training_set(self, r: int, e: int):
         warm_rows = self.warm.rows_reaching(r)
         ids = self.D.get(r, [])
-        prefixes = [self.warm.curves[i, :e] for i in warm_rows] + [self.trials[t].curve[:e] for t in ids]
-        targets = [self.warm.curves[i, r - 1] for i in warm_rows] + [self.trials[t].curve[r - 1] for t in ids]
-        configs = [self.warm.configs[i] for i in warm_rows] + [self.trials[t].config for t in ids]
+        prefixes = [self.warm.curves[i, :e] for i in warm_rows] + [self.ledger.trials[t].curve[:e] for t in ids]
+        targets = [self.warm.curves[i, r - 1] for i in warm_rows] + [self.ledger.trials[t].curve[r - 1] for t in ids]
+        configs = [self.warm.configs[i] for i in warm_rows] + [self.ledger.trials[t].config for t in ids]
         return configs, np.asarray(prefixes, dtype=np.float64), np.asarray(targets, dtype=np.float64)
 
     def _predictor_for(self, r: int, e: int):
@@ -296,10 +296,10 @@ class SwiftHyperband(Hyperband):
     def _select(self) -> list[Decision]:
         """Predictor step and selection (docs/algorithms.md#swift-hyperband steps 5-8)."""
         r, e = self.r_i, self.e
-        full_values = [self.trials[t].value_at(r) for t in self.full]
+        full_values = [self.ledger.trials[t].value_at(r) for t in self.full]
         full_values = [v for v in full_values if math.isfinite(v)]
         tau = float(np.quantile(full_values, self.q)) if full_values else -math.inf
-        parked = [self.trials[t] for t in self.parked]
+        parked = [self.ledger.trials[t] for t in self.parked]
         X = np.asarray([t.curve[:e] for t in parked], dtype=np.float64)
         try:
             model = self._predictor_for(r, e)
@@ -342,10 +342,23 @@ class SwiftHyperband(Hyperband):
         return decisions
 
     # -- state ----------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        # a phase-1 continuation lost in flight is re-suggested from the queue, so it stays counted
-        state["swift"] = {
+    def settings(self) -> dict:
+        return {
+            **super().settings(),
+            "d": self.d,
+            "k": self.k,
+            "known_curve": self.known_curve,
+            "threshold_quantile": self.q,
+            "refit": self.refit,
+            "add_phase2": self.add_phase2,
+            "predictor": self.predictor_name,
+            "warm_rows": len(self.warm),
+        }
+
+    def decision_state(self) -> dict:
+        # a phase-1 continuation lost in flight is re-suggested from the ledger, so it stays counted
+        return {
+            **super().decision_state(),
             "phase": self.phase,
             "e": self.e,
             "sent": self.sent,
@@ -356,26 +369,19 @@ class SwiftHyperband(Hyperband):
             "D": [[r, ids] for r, ids in sorted(self.D.items())],
             "M": [[r, e, n] for (r, e), n in sorted(self.M_size.items())],
             "fits": self.fits,
-            "warm_rows": len(self.warm),
         }
-        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        sw = state["swift"]
-        if int(sw["warm_rows"]) != len(self.warm):
-            raise ConfigError(
-                f"swift: state was saved with {sw['warm_rows']} warm curves, this run has {len(self.warm)}"
-            )
-        self.phase, self.e = int(sw["phase"]), int(sw["e"])
-        self.sent, self.inflight_full = int(sw["sent"]), int(sw["inflight_full"])
-        self.full, self.parked = [int(t) for t in sw["full"]], [int(t) for t in sw["parked"]]
-        self.selected = [int(t) for t in sw["selected"]]
-        self.D = {int(r): [int(t) for t in ids] for r, ids in sw["D"]}
-        self.fits = int(sw["fits"])
+    def load_decision_state(self, state: dict) -> None:
+        super().load_decision_state(state)
+        self.phase, self.e = int(state["phase"]), int(state["e"])
+        self.sent, self.inflight_full = int(state["sent"]), int(state["inflight_full"])
+        self.full, self.parked = [int(t) for t in state["full"]], [int(t) for t in state["parked"]]
+        self.selected = [int(t) for t in state["selected"]]
+        self.D = {int(r): [int(t) for t in ids] for r, ids in state["D"]}
+        self.fits = int(state["fits"])
         # predictors are deterministic functions of their training set: refit on the same curves
         self.M, self.M_size = {}, {}
-        for r, e, n in sw["M"]:
+        for r, e, n in state["M"]:
             r, e, n = int(r), int(e), int(n)
             warm_rows = self.warm.rows_reaching(r)
             ids = self.D.get(r, [])[: n - len(warm_rows)]
