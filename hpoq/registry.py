@@ -30,6 +30,7 @@ import importlib
 import inspect
 import math
 import numbers
+from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
 
@@ -151,6 +152,24 @@ class Mapping:
         return "a mapping"
 
 
+class Plugin:
+    """A plugin of ``kind`` (a QUBO sampler, ...): ``{name, params}``, a registered name, or the object itself,
+    built once by the caller and passed in (dwave-system's samplers and composites)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, str):
+            return bool(value)
+        if isinstance(value, dict):
+            return PluginSpec.problem(value) is None
+        return not isinstance(value, (bool, numbers.Number, list, tuple))
+
+    def __str__(self) -> str:
+        return f"a {self.kind}: {{name, params}}, a name, or a {self.kind} object"
+
+
 class Anything:
     """Any value (objects handed over by code, such as a sampler or a curve table)."""
 
@@ -159,6 +178,59 @@ class Anything:
 
     def __str__(self) -> str:
         return "anything"
+
+
+@dataclass
+class PluginSpec:
+    """A plugin named in a study file -- the algorithm, the predictor, the trainer, a predictor's QUBO sampler:
+    its registered name (or ``package.module:Class``) and its parameters."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    @staticmethod
+    def problem(value: dict) -> str | None:
+        """Why the mapping ``value`` is not ``{name, params}`` (None if it is)."""
+        unknown = [k for k in value if k not in ("name", "params")]
+        if unknown:
+            return f"unknown key {unknown[0]!r} (allowed: name, params)"
+        if not isinstance(value.get("name"), str) or not value.get("name"):
+            return f"name must be a non-empty string, got {value.get('name')!r}"
+        params = value.get("params")
+        if params is not None and not (isinstance(params, dict) and all(isinstance(k, str) for k in params)):
+            return f"params must be a mapping with string keys, got {params!r}"
+        return None
+
+    @classmethod
+    def parse(cls, value, path: str) -> "PluginSpec":
+        """From a study file's ``{name, params}`` (or a bare name); ConfigError naming ``path`` otherwise."""
+        if isinstance(value, str) and value:
+            return cls(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping {{name, params}}, got {value!r}")
+        problem = cls.problem(value)
+        if problem:
+            raise ConfigError(f"{path}: {problem}")
+        return cls(value["name"], dict(value.get("params") or {}))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+def check_spec(value: dict, path: str) -> None:
+    """ConfigError naming ``path`` unless ``value`` is a plugin's ``{name, params}``."""
+    PluginSpec.parse(value, path)
+
+
+def build_nested(cls, params: dict, path: str) -> dict:
+    """``params`` with every parameter ``cls`` builds from a nested ``{name, params}`` (its ``nested_plugins``,
+    e.g. qsvr's ``sampler``) built now, once: the object is then shared by every instance the caller makes
+    (a scheduler builds a predictor per model). Errors name ``path.key``."""
+    out = dict(params)
+    for key, builder in getattr(cls, "nested_plugins", {}).items():
+        if isinstance(out.get(key), (dict, str)):
+            out[key] = builder(out[key], path=f"{path}.{key}")
+    return out
 
 
 def _accepts(constraint, value) -> bool:
@@ -266,6 +338,15 @@ def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
             check_value(f"{path}.{key}", value, table[key])
 
 
+def check_known(cls, params: dict, what: str, exclude: tuple = ()) -> None:
+    """ConfigError for a key of ``params`` that ``cls``'s table does not name (a class built directly, whose
+    constructor takes ``**settings``)."""
+    allowed = [n for n in constraints_of(cls) or {} if n not in exclude]
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(f"{what}: no such parameter {key!r} (parameters: {', '.join(allowed)})")
+
+
 def validate(cls, arguments: dict, path: str) -> None:
     """Check a constructor's ``arguments`` (``locals()`` on entry) against ``cls``'s table, so that a
     class built directly, not through :func:`build`, is held to the same constraints; errors name
@@ -326,9 +407,14 @@ __all__ = [
     "KINDS",
     "Mapping",
     "Options",
+    "Plugin",
+    "PluginSpec",
     "Text",
     "build",
+    "build_nested",
     "check",
+    "check_known",
+    "check_spec",
     "check_int",
     "check_number",
     "check_value",

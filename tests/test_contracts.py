@@ -108,8 +108,8 @@ def test_scheduler_ends_when_every_unit_fails(mlpf, name):
 
 #: fast settings where the defaults take seconds per fit (the contract is the same)
 FAST = {
-    "qsvr": {"num_reads": 20, "num_sweeps": 200},
-    "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
+    "qsvr": {"sampler": {"name": "sa", "params": {"num_reads": 20, "num_sweeps": 200}}},
+    "qsvr-paper": {"sampler": {"name": "sa", "params": {"num_reads": 20, "num_sweeps": 200}}},
     "default": {"n_trees": 20},
 }
 
@@ -206,7 +206,10 @@ def test_every_registered_class_declares_its_parameters_once(kind, name):
             "algorithm.params.k: no such parameter",
         ),
         (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
-        (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
+        (
+            lambda t: make_predictor("qsvr", sampler={"name": "sa", "params": {"num_reads": 0}}),
+            "predictor.params.sampler.params.num_reads must be an integer",
+        ),
         (
             lambda t: make_predictor("default", weights="median"),
             "predictor.params.weights must be 'stack' or 'mean', got 'median'",
