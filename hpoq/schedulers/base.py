@@ -165,7 +165,8 @@ class Scheduler(ABC):
         :meth:`worker_defaults`); the simulator keeps the class defaults."""
         return {}
 
-    def __init__(self, sampler) -> None:
+    def __init__(self, sampler=None) -> None:
+        """``sampler``: the :class:`ConfigSampler` the ledger draws new configurations from."""
         from hpoq.schedulers.trials import Ledger
 
         self.ledger = Ledger(sampler)

@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, check_known, takes, validate
 from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Status
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import Trial
@@ -78,14 +79,27 @@ class WarmCurves:
         return [int(i) for i in np.flatnonzero(ok)]
 
 
+@dataclass(frozen=True)
+class SwiftRule:
+    """Swift-Hyperband's decision rule, with the paper's defaults (docs/algorithms.md#swift-hyperband): ``d``
+    full curves needed before a predictor for r_i is trained (>= 2); ``k``, the share of n_next always
+    trained fully in phase 1; ``known_curve``, the position of the decision point inside a round (a share of
+    its epochs); ``threshold_quantile``; ``refit`` (``never`` | ``on_growth``); ``add_phase2`` (phase-2
+    completions enter D)."""
+
+    d: int = 15
+    k: float = 0.5
+    known_curve: float = 0.5
+    threshold_quantile: float = 0.25
+    refit: str = "never"
+    add_phase2: bool = False
+
+
 class SwiftHyperband(Hyperband):
     """Synchronous Swift-Hyperband (docs/algorithms.md#swift-hyperband).
 
-    Parameters (defaults = the paper's): ``d`` = 15 full curves needed before a predictor for
-    r_i is trained; ``k`` = 0.5, fraction of n_next always fully trained in phase 1;
-    ``known_curve`` = 0.5, position of the decision point inside a round (fraction of the
-    round's epochs); ``threshold_quantile`` = 0.25; ``refit`` = ``"never"`` | ``"on_growth"``;
-    ``add_phase2`` = False (phase-2 completions do not enter D); ``predictor`` = ``"svr"`` with
+    Parameters: the fields of :class:`SwiftRule` (the paper's defaults: ``d`` 15, ``k`` 0.5, ``known_curve``
+    0.5, ``threshold_quantile`` 0.25, ``refit`` ``"never"``, ``add_phase2`` False); ``predictor`` = ``"svr"`` with
     ``predictor_params`` ``{"features": "curve"}`` (NuSVR defaults on the raw prefix); any
     registered predictor name works. ``warm_curves``: curve store of earlier studies or None.
     """
@@ -112,31 +126,17 @@ class SwiftHyperband(Hyperband):
         eta: int = 2,
         sampler,
         seed: int = 0,
-        d: int = 15,
-        k: float = 0.5,
-        known_curve: float = 0.5,
-        threshold_quantile: float = 0.25,
-        refit: str = "never",
-        add_phase2: bool = False,
         predictor: str | None = None,
         predictor_params: dict | None = None,
         warm_curves=None,
+        **rule,
     ):
-        if int(d) != d or d < 2:
-            raise ConfigError(
-                f"swift: d must be an integer >= 2 (a predictor needs at least 2 training curves), got {d!r}"
-            )
-        if not 0.0 <= float(k) <= 1.0:
-            raise ConfigError(f"swift: k must lie in [0, 1], got {k!r}")
-        if not 0.0 < float(known_curve) <= 1.0:
-            raise ConfigError(f"swift: known_curve must lie in (0, 1], got {known_curve!r}")
-        if not 0.0 <= float(threshold_quantile) <= 1.0:
-            raise ConfigError(f"swift: threshold_quantile must lie in [0, 1], got {threshold_quantile!r}")
-        if refit not in ("never", "on_growth"):
-            raise ConfigError(f"swift: refit must be 'never' or 'on_growth', got {refit!r}")
-        self.d, self.k = int(d), float(k)
-        self.known_curve, self.q = float(known_curve), float(threshold_quantile)
-        self.refit, self.add_phase2 = refit, bool(add_phase2)
+        validate(type(self), rule, "swift")
+        check_known(type(self), rule, "swift", exclude=("predictor", "predictor_params", "warm_curves"))
+        self.rule = replace(SwiftRule(), **rule)
+        self.d, self.k = int(self.rule.d), float(self.rule.k)
+        self.known_curve, self.q = float(self.rule.known_curve), float(self.rule.threshold_quantile)
+        self.refit, self.add_phase2 = self.rule.refit, bool(self.rule.add_phase2)
         self.predictor_name = predictor or PAPER_PREDICTOR
         if predictor_params is None and self.predictor_name == PAPER_PREDICTOR:
             predictor_params = dict(PAPER_PREDICTOR_PARAMS)
