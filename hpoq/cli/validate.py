@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from hpoq.cli._common import print_json
     from hpoq.errors import ConfigError
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.build import assemble, load_replay_table, trainer_metric
     from hpoq.study.spec import load_study
 
     spec = load_study(args.study)
@@ -37,7 +37,7 @@ def run(args) -> int:
     if args.build:
         from hpoq.trainers import make_trainer
 
-        build_scheduler(spec, load_replay_table(spec))
+        assemble(spec)
         try:
             make_trainer(spec.trainer["name"], spec.trainer["params"])
         except ConfigError as exc:

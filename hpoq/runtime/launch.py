@@ -107,7 +107,7 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
 def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
     """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing but the lock)."""
     from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.build import assemble
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
 
@@ -132,20 +132,19 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
         alg["params"] = with_runtime_defaults(alg["name"], alg["params"], layout.n_groups)
-    metric, mode = trainer_metric(spec)
-    scheduler = build_scheduler(spec, load_replay_table(spec))
+    parts = assemble(spec)
     plan = Plan(
         spec=spec,
         out_dir=out_dir,
         layout=layout,
-        scheduler=scheduler,
-        metric=metric,
-        mode=mode,
+        scheduler=parts.scheduler,
+        metric=parts.metric,
+        mode=parts.mode,
         lock=lock,
         changed=changed,
     )
     if resume:
-        plan.resume = replay(records, scheduler, mode)
+        plan.resume = replay(records, parts.scheduler, parts.mode)
         plan.journal_bytes = valid
         plan.records = len(records)
     return plan
