@@ -92,13 +92,43 @@ ACTION_STATUS = {
 }
 
 
+@dataclass(frozen=True)
+class Forecast:
+    """A predictor's forecast behind a decision, in one shape for every algorithm (the report reads it): the
+    value at ``target_epoch`` predicted from the first ``from_epoch`` epochs (minimised,
+    docs/algorithms.md#conventions), the predictor's own ``error`` estimate (None: none), the ``threshold``
+    the forecast was compared with (None: none) and the ``model`` that made it."""
+
+    value: float
+    from_epoch: int
+    target_epoch: int
+    error: float | None = None
+    threshold: float | None = None
+    model: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Forecast":
+        def number(key):
+            return None if d.get(key) is None else float(d[key])
+
+        return cls(
+            float(d["value"]),
+            int(d["from_epoch"]),
+            int(d["target_epoch"]),
+            number("error"),
+            number("threshold"),
+            str(d.get("model", "")),
+        )
+
+
 @dataclass
 class Decision:
     """One decision about one trial, with the inputs it used (logged to the journal).
 
     ``reason`` names the rule, e.g. ``"rung"`` (ranked out at a rung), ``"predicted"`` (the
     predictor said it cannot win), ``"quota"`` (continued to collect predictor data),
-    ``"completed"``. ``info`` holds the inputs: prediction, threshold, predictor key, |D|, ...
+    ``"completed"``. ``info`` holds the inputs: prediction, threshold, predictor key, |D|, ...;
+    ``forecast`` the predictor's forecast the decision used, if any.
     """
 
     trial_id: int
@@ -106,15 +136,25 @@ class Decision:
     epoch: int
     reason: str = ""
     info: dict = field(default_factory=dict)
+    forecast: Forecast | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.forecast is None:
+            del d["forecast"]  # a decision without one reads as before
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Decision":
         """A decision from :meth:`to_dict` (e.g. read back from a journal)."""
+        forecast = d.get("forecast")
         return cls(
-            int(d["trial_id"]), str(d["action"]), int(d["epoch"]), str(d.get("reason", "")), dict(d.get("info") or {})
+            int(d["trial_id"]),
+            str(d["action"]),
+            int(d["epoch"]),
+            str(d.get("reason", "")),
+            dict(d.get("info") or {}),
+            None if forecast is None else Forecast.from_dict(forecast),
         )
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, check_known, takes, validate
-from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Status
+from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Forecast, Status
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import Trial
 from hpoq.seeding import derive_seed
@@ -329,14 +329,16 @@ class SwiftHyperband(Hyperband):
             "n_next": self.n_next,
             **self._where(),
         }
+        model = f"{self.predictor_name}:{e}->{r}@{self.M_size[(r, e)]}"
         decisions = []
         for t in parked:
             info = dict(base, prediction=p[t.trial_id])
+            forecast = Forecast(p[t.trial_id], e, r, threshold=tau, model=model)
             if t.trial_id in chosen:
-                decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "predicted", info))
+                decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "predicted", info, forecast))
             else:
                 t.status = Status.PRUNED
-                decisions.append(Decision(t.trial_id, STOP, t.epochs, "predicted", info))
+                decisions.append(Decision(t.trial_id, STOP, t.epochs, "predicted", info, forecast))
         self.selected = list(S)
         self.queue = deque((tid, r) for tid in S)
         return decisions
