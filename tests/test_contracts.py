@@ -275,6 +275,7 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
 def test_mlpf_trainer_tables_list_what_training_accepts():
     """The trainer's table repeats hpoq.mlpf.training's option lists literally (so that naming the trainer
     does not import torch): they must not drift apart."""
+    pytest.importorskip("torch", reason="hpoq.mlpf.training needs torch (pip install 'hpoq[mlpf]')")
     from hpoq.mlpf import training
     from hpoq.trainers.mlpf import MLPFTrainer
 
