@@ -28,7 +28,6 @@ STILL_OVER = {
     ("init", "hpoq/trainers/mlpf.py:MLPFTrainer"): 24,
     ("function", "hpoq/report/study.py:load_study_output"): 97,
     ("function", "hpoq/study/spec.py:parse_study"): 94,
-    ("function", "hpoq/predict/evaluate.py:evaluate_predictor"): 79,
     ("function", "hpoq/report/plots.py:predictions_png"): 67,
     ("function", "hpoq/report/plots.py:curves_png"): 67,
 }
