@@ -84,8 +84,20 @@ class Interval:
     (None: unbounded); ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``. Booleans are
     never numbers here."""
 
-    def __init__(self, kind: type, low=None, high=None, closed: str = "both"):
+    def __init__(self, kind: type, low=None, high=None, closed: str = "both", text: str | None = None):
         self.kind, self.low, self.high, self.closed = kind, low, high, closed
+        self.text = text  # how the range reads in a message ("a positive number of seconds"), if not as bounds
+
+    def range_text(self) -> str:
+        """The range alone: ``>= 0``, ``> 0``, ``in [0, 1)`` (or :attr:`text`)."""
+        if self.text:
+            return self.text
+        low_closed, high_closed = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.high is None and self.low is not None:
+            return f"{'>=' if low_closed else '>'} {self.low:g}"
+        if self.low is None and self.high is not None:
+            return f"{'<=' if high_closed else '<'} {self.high:g}"
+        return str(self).split(" ", 2)[-1] if self.low is not None else "any"
 
     def accepts(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.kind is int else numbers.Real):
@@ -222,6 +234,14 @@ def check_spec(value: dict, path: str) -> None:
     PluginSpec.parse(value, path)
 
 
+def check_nested(cls, params: dict, path: str) -> None:
+    """Check (without building anything) the parameters ``cls`` builds from a nested ``{name, params}`` (its
+    ``nested_plugins``); errors name ``path.key.params.name``."""
+    for key, builder in getattr(cls, "nested_plugins", {}).items():
+        if isinstance(params.get(key), (dict, str)):
+            builder(params[key], path=f"{path}.{key}", build=False)
+
+
 def build_nested(cls, params: dict, path: str) -> dict:
     """``params`` with every parameter ``cls`` builds from a nested ``{name, params}`` (its ``nested_plugins``,
     e.g. qsvr's ``sampler``) built now, once: the object is then shared by every instance the caller makes
@@ -231,6 +251,44 @@ def build_nested(cls, params: dict, path: str) -> dict:
         if isinstance(out.get(key), (dict, str)):
             out[key] = builder(out[key], path=f"{path}.{key}")
     return out
+
+
+def check_section(values, table: dict, path: str, *, whole_floats: bool = False) -> dict:
+    """A study file's section ``values`` checked against ``table`` (key -> constraints, as a class's
+    ``parameter_constraints``): an unknown key or a bad value is a ConfigError naming ``path.key``. With
+    ``whole_floats`` a float with an integer value is taken as that integer where an integer is expected
+    (``R: 9.0``). Returns the checked values."""
+    if not isinstance(values, dict):
+        kind = "null" if values is None else type(values).__name__
+        raise ConfigError(f"{path or 'a study file'} must be a mapping, got {kind}")
+    out = {}
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in table:
+            raise ConfigError(f"{where}: unknown key (allowed: {', '.join(table)})")
+        wants_int = any(isinstance(c, Interval) and c.kind is int for c in table[key])
+        if whole_floats and wants_int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        _check_setting(where, value, table[key])
+        out[key] = value
+    return out
+
+
+def _check_setting(where: str, value, constraints: list) -> None:
+    """:func:`check_value` for a study file's own key; a number says what is wrong with it as
+    :func:`check_int` / :func:`check_number` do: its kind (``seed must be an integer``), else its range
+    (``max_retries must be >= 0``)."""
+    numbers_ = [c for c in constraints if isinstance(c, Interval)]
+    if len(numbers_) != 1 or any(c is not None and c is not numbers_[0] for c in constraints):
+        check_value(where, value, constraints)
+        return
+    if value is None and None in constraints:
+        return
+    interval = numbers_[0]
+    (check_int if interval.kind is int else check_number)(where, value)  # the kind
+    if not interval.accepts(value):
+        null = " or null" if None in constraints else ""
+        raise ConfigError(f"{where} must be {interval.range_text()}{null}, got {value!r}")
 
 
 def _accepts(constraint, value) -> bool:
@@ -414,6 +472,8 @@ __all__ = [
     "build_nested",
     "check",
     "check_known",
+    "check_nested",
+    "check_section",
     "check_spec",
     "check_int",
     "check_number",

@@ -266,7 +266,7 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
         path = tmp_path / f"{algorithm}.yaml"
         path.write_text(yaml.safe_dump(doc))
         if takes_predictor:
-            assert load_study(str(path)).predictor["name"] == "svr"
+            assert load_study(str(path)).predictor.name == "svr"
         else:
             with pytest.raises(ConfigError, match=f"algorithm '{algorithm}' uses no predictor"):
                 load_study(str(path))

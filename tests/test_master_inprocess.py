@@ -117,7 +117,7 @@ def run_job(study, out, ranks_of, resume=False, world: int = 4) -> tuple[int, Fa
 
 
 def table_trainer(plan):
-    return make_trainer(plan.spec.trainer["name"], plan.spec.trainer["params"])
+    return make_trainer(plan.spec.trainer.name, plan.spec.trainer.params)
 
 
 def records(out) -> list[dict]:
@@ -256,8 +256,8 @@ def test_default_fit_lag_follows_the_trial_groups_and_a_resume_keeps_it(tmp_path
     algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3}}
     study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
     plan = prepare(study, str(out), None, 9)  # 8 trial groups
-    assert plan.spec.algorithm["params"]["fit_lag"] == 8 and plan.scheduler.fit_lag == 8
-    assert plan.spec.algorithm["params"]["late_widening"] is False and plan.scheduler.late_widening is False
+    assert plan.spec.algorithm.params["fit_lag"] == 8 and plan.scheduler.fit_lag == 8
+    assert plan.spec.algorithm.params["late_widening"] is False and plan.scheduler.late_widening is False
     ranks = FakeRanks(9, table_trainer(plan), die_after=12)
     master, journal, budget = start_master(ranks, plan, StopSignals(), progress_enabled=False)
     with pytest.raises(JobDied):

@@ -27,7 +27,6 @@ STILL_OVER = {
     ("function", "hpoq/trainers/mlpf.py:__init__"): 70,  # issue 21 adds to its parameters
     ("init", "hpoq/trainers/mlpf.py:MLPFTrainer"): 24,
     ("function", "hpoq/report/study.py:load_study_output"): 97,
-    ("function", "hpoq/study/spec.py:parse_study"): 94,
     ("function", "hpoq/report/plots.py:predictions_png"): 67,
     ("function", "hpoq/report/plots.py:curves_png"): 67,
 }

@@ -39,13 +39,11 @@ def run(args) -> int:
 
         assemble(spec)
         try:
-            make_trainer(spec.trainer["name"], spec.trainer["params"])
+            make_trainer(spec.trainer.name, spec.trainer.params)
         except ConfigError as exc:
             raise ConfigError(f"trainer: {exc}") from None
         except Exception as exc:  # noqa: BLE001 -- a plugin's own error, reported in one line
-            raise ConfigError(
-                f"trainer {spec.trainer['name']!r} cannot be built: {type(exc).__name__}: {exc}"
-            ) from None
+            raise ConfigError(f"trainer {spec.trainer.name!r} cannot be built: {type(exc).__name__}: {exc}") from None
     elif spec.space == "table":
         load_replay_table(spec)  # table readable, R within its epochs
     metric, mode = trainer_metric(spec)
@@ -53,8 +51,8 @@ def run(args) -> int:
         {
             "valid": True,
             "study": spec.name,
-            "algorithm": spec.algorithm,
-            "trainer": spec.trainer["name"],
+            "algorithm": spec.algorithm.to_dict(),
+            "trainer": spec.trainer.name,
             "metric": metric,
             "mode": mode,
             "ranks_per_trial": spec.ranks_per_trial,

@@ -50,7 +50,7 @@ from hpoq.predict.qubo import (
     textbook_bias,
     to_bqm,
 )
-from hpoq.predict.samplers import ALIASES, make_sampler
+from hpoq.predict.samplers import ALIASES, check_sampler, make_sampler
 from hpoq.registry import Boolean, Interval, Options, Plugin, check_known, check_spec, validate
 from hpoq.seeding import derive_rng, derive_seed
 
@@ -167,10 +167,11 @@ SAMPLER_DEFAULTS = {
 }
 
 
-def qubo_sampler(sampler=None, path: str = "predictor.params.sampler"):
+def qubo_sampler(sampler=None, path: str = "predictor.params.sampler", build: bool = True):
     """The annealing sampler of a ``qsvr`` predictor, built once: ``sampler`` itself when it is a sampler
     object, else built from ``{name, params}`` (or a name) with :data:`SAMPLER_DEFAULTS` where ``params``
-    is silent (:func:`hpoq.predict.samplers.make_sampler`; errors name ``path``)."""
+    is silent (:func:`hpoq.predict.samplers.make_sampler`; errors name ``path``). ``build`` False: only
+    check the parameters (opens no QPU connection)."""
     if sampler is None:
         sampler = {"name": "sa"}
     if isinstance(sampler, str):
@@ -180,6 +181,8 @@ def qubo_sampler(sampler=None, path: str = "predictor.params.sampler"):
     check_spec(sampler, path)
     name = ALIASES.get(str(sampler["name"]).lower(), str(sampler["name"]).lower())
     params = {**SAMPLER_DEFAULTS.get(name, {}), **(sampler.get("params") or {})}
+    if not build:
+        return check_sampler(name, params, path=f"{path}.params")
     return make_sampler(name, path=f"{path}.params", **params)
 
 

@@ -467,6 +467,22 @@ def sampler_class(name: str):
     return globals()[SAMPLER_CLASSES[key]]
 
 
+def check_sampler(name: str, params: dict, path: str = "sampler") -> None:
+    """Check ``params`` of the sampler ``name`` as :func:`make_sampler` would, building nothing (no QPU
+    connection); errors name ``path.key``."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SAMPLER_CLASSES:
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    params = dict(params)
+    if key == "dwave":
+        check_value(f"{path}.fallback", params.pop("fallback", True), [Boolean()])
+        fallback = {k: params.pop(k) for k in ("num_sweeps",) if k in params}
+        if "sa_num_reads" in params:
+            fallback["num_reads"] = params.pop("sa_num_reads")
+        check(sampler_class("sa"), fallback, f"{path}.fallback", f"sampler {name!r}")
+    check(sampler_class(key), params, path, f"sampler {name!r}")
+
+
 def make_sampler(
     name: str = "sa",
     *,

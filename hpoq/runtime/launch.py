@@ -131,7 +131,7 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
-        alg["params"] = with_runtime_defaults(alg["name"], alg["params"], layout.n_groups)
+        alg.params = with_runtime_defaults(alg.name, alg.params, layout.n_groups)
     parts = assemble(spec)
     plan = Plan(
         spec=spec,
@@ -210,7 +210,7 @@ def master_main(
             "ok": True,
             "ranks_per_trial": spec.ranks_per_trial,
             "poll_interval": spec.poll_interval,
-            "trainer": spec.trainer,
+            "trainer": spec.trainer.to_dict(),
         }
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
@@ -316,7 +316,7 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
         "world_size": transport.size,
         "groups": plan.layout.groups(),
     }
-    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm.R, spec.algorithm.eta)[1]
     journal = _open_journal(plan, info, budget)
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
@@ -404,7 +404,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
                 spec.name,
                 plan.metric,
                 plan.mode,
-                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]},
+                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm.name},
             )
         except OSError as exc:
             if not is_disk_full(exc) and exc.errno != errno.EROFS:

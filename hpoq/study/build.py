@@ -23,8 +23,8 @@ def trainer_metric(spec: StudySpec) -> tuple[str, str]:
     from hpoq.trainers import trainer_class
     from hpoq.trainers.table import TableTrainer
 
-    params = spec.trainer["params"]
-    cls = trainer_class(spec.trainer["name"])
+    params = spec.trainer.params
+    cls = trainer_class(spec.trainer.name)
     if issubclass(cls, TableTrainer):  # the metric is a constructor parameter (default loss, min)
         return str(params.get("metric", "loss")), str(params.get("mode", "min"))
     return str(params.get("metric", cls.metric)), str(params.get("mode", cls.mode))
@@ -37,15 +37,15 @@ def load_replay_table(spec: StudySpec):
     from hpoq.curves.table import load_table
 
     metric, mode = trainer_metric(spec)
-    table = load_table(spec.trainer["params"]["table"], metric, mode)
+    table = load_table(spec.trainer.params["table"], metric, mode)
     _check_epochs(spec, table)
     return table
 
 
 def _check_epochs(spec: StudySpec, table) -> None:
-    if spec.algorithm["R"] > table.n_epochs:
+    if spec.algorithm.R > table.n_epochs:
         raise ConfigError(
-            f"algorithm.R ({spec.algorithm['R']}) exceeds the {table.n_epochs} epochs of the table "
+            f"algorithm.R ({spec.algorithm.R}) exceeds the {table.n_epochs} epochs of the table "
             f"{os.path.basename(table.source or '(in memory)')!r}"
         )
 
@@ -54,7 +54,7 @@ def load_warm_curves(spec: StudySpec):
     """The ``warm_curves`` file as a CurveTable (HDF5 curve store or CSV table), or None."""
     if spec.warm_curves is None:
         return None
-    path = spec.warm_curves["path"]
+    path = spec.warm_curves.path
     if path.endswith((".h5", ".hdf5")):
         from hpoq.curves.store import read_store
 
@@ -62,7 +62,7 @@ def load_warm_curves(spec: StudySpec):
     from hpoq.curves.table import load_table
 
     metric, mode = trainer_metric(spec)
-    return load_table(path, spec.warm_curves["metric"] or metric, spec.warm_curves["mode"] or mode)
+    return load_table(path, spec.warm_curves.metric or metric, spec.warm_curves.mode or mode)
 
 
 def build_sampler(spec: StudySpec, table=None):
@@ -137,19 +137,19 @@ def assemble(spec: StudySpec, *, table=None, warm_curves=None, workers: int | No
     sampler, split = build_sampler(spec, table)
     warm = merge_warm(split, warm_curves if warm_curves is not None else load_warm_curves(spec))
     alg = spec.algorithm
-    params = alg["params"] if workers is None else with_worker_defaults(alg["name"], alg["params"], workers)
+    params = alg.params if workers is None else with_worker_defaults(alg.name, alg.params, workers)
     pred = spec.predictor
     predictor_params = None  # none given: the algorithm's own settings of its predictor (swift: the paper's)
-    if pred is not None and pred["params"]:
-        predictor_params = build_nested(predictor_class(pred["name"]), pred["params"], "predictor.params")
+    if pred is not None and pred.params:
+        predictor_params = build_nested(predictor_class(pred.name), pred.params, "predictor.params")
     try:
         scheduler = make_scheduler(
-            alg["name"],
-            R=alg["R"],
-            eta=alg["eta"],
+            alg.name,
+            R=alg.R,
+            eta=alg.eta,
             sampler=sampler,
             seed=spec.seed,
-            predictor=None if pred is None else pred["name"],
+            predictor=None if pred is None else pred.name,
             predictor_params=predictor_params,
             warm_curves=warm,
             **params,
