@@ -21,7 +21,8 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 horovod: $(STAMP)
-	@$(PY) -c "import horovod.torch" 2>/dev/null || bash jobs/install_horovod.sh $(PY) || echo "hpoq: Horovod build failed; Horovod tests will be skipped"
+	@$(PY) -c "import horovod.torch as h, torch, sys; sys.exit(0 if h.nccl_built() or not torch.version.cuda else 1)" 2>/dev/null \
+		|| bash jobs/install_horovod.sh $(PY) || echo "hpoq: Horovod build failed; Horovod tests will be skipped"
 
 # upstream MLPF for `model: particleflow` (--no-deps recipe; never replaces torch); tests skip without it
 particleflow: $(STAMP)

@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
-# Bind each Slurm task to one GPU; the master (global rank 0) gets none.
-# With block distribution the master shares node 0 with GPU ranks: there local ids 1..G map to
-# GPUs 0..G-1, on every other node local ids 0..G-1 map to GPUs 0..G-1.
+# Optional: bind each Slurm task of an hpoq job to one GPU with CUDA_VISIBLE_DEVICES; the master (task 0)
+# gets none. hpoq gives every worker rank of a node its own GPU by itself (hpoq/runtime/gpus.py), under
+# srun and mpiexec alike; this wrapper only hides the other GPUs from each rank, for sites or libraries
+# that want that.   srun --kill-on-bad-exit=1 [...] bash jobs/gpu_bind.sh python -m hpoq.main run STUDY.yaml
+# (--kill-on-bad-exit: a task refused here ends the step, instead of leaving the others waiting in MPI).
+#
+# Task 0 (the master) is on the job's first node with local id 0 under Slurm's block and cyclic
+# distributions; every other task of a node takes, in local-id order, the next of the GPUs Slurm gave
+# the step on that node (CUDA_VISIBLE_DEVICES as Slurm set it, else 0..SLURM_GPUS_ON_NODE-1), so the
+# rule holds on any number of nodes however many tasks each holds. A node with more worker tasks than
+# GPUs is refused in one line (exit 2): set --ntasks-per-node (the JUWELS script shows how).
 set -euo pipefail
 if [ "${SLURM_PROCID:-0}" = "0" ]; then
   export CUDA_VISIBLE_DEVICES=""
-elif [ "${SLURM_NODEID:-0}" = "0" ]; then
-  export CUDA_VISIBLE_DEVICES=$(( ${SLURM_LOCALID:-1} - 1 ))
-else
-  export CUDA_VISIBLE_DEVICES=${SLURM_LOCALID:-0}
+  exec "$@"
 fi
+if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
+  IFS=, read -r -a GPUS <<<"$CUDA_VISIBLE_DEVICES"
+else
+  GPUS=()
+  for ((i = 0; i < ${SLURM_GPUS_ON_NODE:-0}; i++)); do GPUS+=("$i"); done
+fi
+SLOT=${SLURM_LOCALID:-0}
+[ "${SLURM_NODEID:-0}" = "0" ] && SLOT=$((SLOT - 1))   # the master holds local id 0 of the first node
+if [ "$SLOT" -ge "${#GPUS[@]}" ]; then
+  echo "hpoq: error: gpu_bind.sh: task ${SLURM_PROCID} is worker $((SLOT + 1)) of node ${SLURMD_NODENAME:-${SLURM_NODEID:-?}}, which has ${#GPUS[@]} GPU(s); at most one worker task per GPU (sbatch --ntasks-per-node)" >&2
+  exit 2
+fi
+export CUDA_VISIBLE_DEVICES=${GPUS[$SLOT]}
 exec "$@"

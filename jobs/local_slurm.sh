@@ -12,7 +12,9 @@
 #  - a one-node slurm.conf in $HPOQ_SLURM_DIR (default /tmp/hpoq-slurm): no cgroups, no systemd, no
 #    accounting (proctrack/linuxproc, task/none), SlurmUser=root, MpiDefault=pmi2 (the PyPI mpich wheel
 #    speaks PMI2), partition `cpu` with CPUs=$HPOQ_SLURM_CPUS (default 8) declared whatever the machine has
-#    (SlurmdParameters=config_overrides), so 4-5 mostly-polling MPI ranks fit on 2 cores;
+#    (SlurmdParameters=config_overrides), so 4-5 mostly-polling MPI ranks fit on 2 cores, and RealMemory=
+#    the machine's MemTotal (HPOQ_SLURM_MEM_MB), so `--mem` requests up to it are accepted (memory is not
+#    a consumable resource: CR_CPU);
 #  - /etc/slurm/slurm.conf -> that file when /etc/slurm/slurm.conf is absent, so plain `srun` finds it
 #    (otherwise export SLURM_CONF=$HPOQ_SLURM_DIR/slurm.conf, as `up` prints);
 #  - slurmctld -D and slurmd -D in the background; their pids go to $HPOQ_SLURM_DIR/pids/.
@@ -25,6 +27,8 @@ CONF=$DIR/slurm.conf
 PIDS=$DIR/pids
 NODE=${HPOQ_SLURM_NODE:-hpoq-node}
 CPUS=${HPOQ_SLURM_CPUS:-8}
+# the node's memory as Slurm sees it, MiB: the machine's (a declared RealMemory=1 makes `srun --mem=1G` fail)
+MEM_MB=${HPOQ_SLURM_MEM_MB:-$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)}
 CTLD_PORT=${HPOQ_SLURM_CTLD_PORT:-6817}
 SLURMD_PORT=${HPOQ_SLURM_SLURMD_PORT:-6818}
 PACKAGES="slurm-wlm munge"
@@ -116,7 +120,7 @@ FirstJobId=$(( ($(date +%s) % 600000) * 100 + 1 ))
 KillWait=10
 MinJobAge=600
 InactiveLimit=0
-NodeName=$NODE NodeHostname=$(uname -n) NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+NodeName=$NODE NodeHostname=$(uname -n) NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
   mv "$CONF.new" "$CONF"
@@ -160,7 +164,7 @@ up() {
   start_daemon slurmctld slurmctld -D -c -f "$CONF"
   start_daemon slurmd slurmd -D -f "$CONF" -N "$NODE"
   wait_idle
-  say "node $NODE idle ($CPUS CPUs, partition cpu, MpiDefault=pmi2); config $CONF"
+  say "node $NODE idle ($CPUS CPUs, $MEM_MB MiB, partition cpu, MpiDefault=pmi2); config $CONF"
   [ "$(readlink "$ETC_CONF" 2>/dev/null)" = "$CONF" ] || say "clients need: export SLURM_CONF=$CONF"
 }
 

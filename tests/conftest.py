@@ -92,20 +92,37 @@ def slurm_env() -> dict:
 
 @functools.lru_cache(maxsize=1)
 def slurm_skip_reason() -> str | None:
-    """None when a Slurm answers with a usable node, else why the Slurm tests skip (they fail on CI instead)."""
+    """None when a Slurm answers with a usable node, else why the Slurm tests skip (they fail where
+    HPOQ_REQUIRE_SLURM=1, as on CI once its Slurm is up)."""
+    return find_slurm_problem(slurm_env())
+
+
+def find_slurm_problem(env: dict) -> str | None:
+    """Why no Slurm can run the tests with ``env`` (client commands missing, no controller answering, no
+    usable node), or None. Never raises: a Slurm that is not there is a skip, not an error."""
     import shutil
     import subprocess
 
     start = "start one with: bash jobs/local_slurm.sh up (root; installs Debian's slurm-wlm and munge)"
-    if not (shutil.which("sinfo") and shutil.which("sbatch") and shutil.which("srun")):
-        return f"no Slurm client commands (sinfo, sbatch, srun); {start}"
-    try:
-        proc = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True, env=slurm_env(), timeout=15
-        )
-    except subprocess.TimeoutExpired:
-        return f"sinfo does not answer; {start}"
+    missing = [
+        c for c in ("sinfo", "sbatch", "srun", "scontrol", "scancel") if not shutil.which(c, path=env.get("PATH"))
+    ]
+    if missing:
+        return f"no Slurm client commands ({', '.join(missing)}); {start}"
+
+    def ask(*cmd) -> tuple[int | None, str]:
+        try:
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=15)
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            return None, type(exc).__name__
+        return proc.returncode, proc.stdout.strip() or proc.stderr.strip()
+
+    code, text = ask("scontrol", "ping")
+    if code != 0 or " is UP" not in text:
+        first = text.splitlines()[0][:120] if text else "no answer"
+        return f"no Slurm controller answers (scontrol ping: {first}); {start}"
+    code, text = ask("sinfo", "-h", "-o", "%T")
     usable = {"idle", "mixed", "allocated", "completing"}  # '*' / '~' suffixes: not responding / powered off
-    if proc.returncode != 0 or not {s for s in proc.stdout.split() if s in usable}:
-        return f"no usable Slurm node (sinfo: {proc.stdout.strip() or proc.stderr.strip()[:100]}); {start}"
+    if code != 0 or not usable & set(text.split()):
+        return f"no usable Slurm node (sinfo: {' '.join(text.split())[:120] or 'no answer'}); {start}"
     return None

@@ -159,20 +159,25 @@ def test_cli_writes_shards_equal_to_upstream_arrays(upstream_files, tmp_path):
         np.testing.assert_array_equal(np.diff(arrays.offsets), [len(r["X"]) for r in expected])
 
 
-def test_converted_dataset_trains(upstream_files, tmp_path):
+def test_converted_dataset_trains(upstream_files, tmp_path, monkeypatch):
     pytest.importorskip("torch", reason="training needs torch (pip install 'hpoq[mlpf]')")
+    from hpoq.mlpf import jets
     from hpoq.mlpf.training import TrainSettings, train_unit
     from hpoq.mlpf.upstream_data import convert_events
 
     convert_events([upstream_files], tmp_path / "d", val_fraction=0.2)
+    used = []  # the jet metrics of converted CLIC events use upstream's definition (ee_genkt, dR 0.1, 5 GeV)
+    real = jets.ratios_for
+    monkeypatch.setattr(jets, "ratios_for", lambda e, g, config: used.append(config) or real(e, g, config))
     curve = train_unit(
-        TrainSettings(data=str(tmp_path / "d"), R=1, backend="none", device="cpu"),
+        TrainSettings(data=str(tmp_path / "d"), R=1, backend="none", device="cpu", secondary_metrics=True),
         {"token_budget": 64},
         0,
         1,
         tmp_path / "ck",
     )
     assert len(curve) == 1 and np.isfinite(curve[0])
+    assert used and set(used) == {jets.CLIC}
 
 
 def test_bad_inputs_fail_cleanly(upstream_files, tmp_path):

@@ -98,3 +98,83 @@ def test_response_summary_and_unmatched_jets():
     s = jets.response_summary(r)
     assert s["match_fraction"] == 0.5 and s["median"] == r[0]
     assert jets.jet_pt_ratios(np.zeros((0, 14)), gen).tolist() == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------- converted CLIC events: upstream's jets
+
+
+def direct_ee_genkt(p4: np.ndarray, radius: float, p: float = -1.0) -> np.ndarray:
+    """Inclusive e+e- generalised-kt jets (FastJet manual eq. 12-13): d_ij = min(E_i^2p, E_j^2p)
+    (1 - cos theta_ij) / (1 - cos R), d_iB = E_i^2p (R < pi), E-scheme, by the definition."""
+    objs = [np.asarray(v, float) for v in p4]
+    done = []
+    while objs:
+        P = np.array(objs)
+        e2p = P[:, 3] ** (2 * p)
+        unit = P[:, :3] / np.linalg.norm(P[:, :3], axis=1, keepdims=True)
+        cos = np.clip(unit @ unit.T, -1.0, 1.0)
+        dij = np.minimum(e2p[:, None], e2p[None, :]) * (1 - cos) / (1 - np.cos(radius))
+        np.fill_diagonal(dij, np.inf)
+        i, j = np.unravel_index(np.argmin(dij), dij.shape)
+        if dij[i, j] < e2p.min():
+            merged = objs[i] + objs[j]
+            objs = [o for k, o in enumerate(objs) if k not in (i, j)] + [merged]
+        else:
+            done.append(objs.pop(int(np.argmin(e2p))))
+    return np.array(done).reshape(-1, 4)
+
+
+def test_clic_jets_are_upstreams_definition():
+    """Converted CLIC data (schema clic) gets upstream's JET_CONFIG['clic']; hpoq's synthetic events keep
+    anti-kt 0.4 matched within 0.2."""
+    assert jets.jet_config("clic") == jets.CLIC and jets.jet_config("synthetic-clic") == jets.SYNTHETIC
+    assert (jets.CLIC.algorithm, jets.CLIC.radius, jets.CLIC.match_dr, jets.CLIC.min_pt) == ("ee_genkt", 0.4, 0.1, 5.0)
+    assert (jets.SYNTHETIC.algorithm, jets.SYNTHETIC.match_dr, jets.SYNTHETIC.min_pt) == ("antikt", 0.2, 0.0)
+    conf = pytest.importorskip("mlpf.conf")  # upstream particleflow, where `make particleflow` installed it
+    up = conf.JET_CONFIG["clic"]
+    assert (up["algo"], up["r"], up["p"], up["match_dr"], up["ptcut"]) == (
+        "ee_genkt_algorithm",
+        jets.CLIC.radius,
+        -1.0,
+        jets.CLIC.match_dr,
+        jets.CLIC.min_pt,
+    )
+
+
+def test_fastjet_ee_genkt_equals_the_direct_definition(events):
+    particles = [e.ytarget for e in events[:12]]
+    fj = jets.cluster_jets(particles, radius=0.4, algorithm="ee_genkt")
+    for p, mine in zip(particles, fj):
+        ref = _to_pt_eta_phi_e(direct_ee_genkt(jets.particle_p4(p), 0.4))
+        assert mine.shape == ref.shape
+        np.testing.assert_allclose(mine, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_clic_matching_uses_delta_r_0_1_and_the_5_gev_cut():
+    # one particle = one jet at eta 0.15 from the first gen jet: within 0.2, not within 0.1
+    p = np.zeros((1, 14), np.float32)
+    p[0, 0], p[0, 2], p[0, 3], p[0, 4], p[0, 5] = 1, 30.0, 0.15, 0.0, 1.0
+    p[0, 6] = 30.0 * np.cosh(0.15)
+    gen = np.array([[30.0, 0.0, 0.0, 30.0], [4.0, 1.5, 2.0, 9.0]])  # the second is below upstream's 5 GeV cut
+    synth = jets.ratios_for([p], [gen], jets.SYNTHETIC)[0]
+    clic = jets.ratios_for([p], [gen], jets.CLIC)[0]
+    assert synth.shape == (2,) and 0.95 < synth[0] < 1.05 and synth[1] == 0.0
+    assert clic.tolist() == [0.0]  # the 4 GeV gen jet is dropped, the other is not matched at 0.1
+    p[0, 3] = 0.05
+    p[0, 6] = 30.0 * np.cosh(0.05)
+    assert 0.95 < jets.ratios_for([p], [gen], jets.CLIC)[0][0] < 1.05
+    p[0, 2] = 4.0  # a 4 GeV reconstructed jet is below the cut too
+    assert jets.ratios_for([p], [gen], jets.CLIC)[0].tolist() == [0.0]
+
+
+def test_training_uses_the_datasets_jet_definition(tmp_path, monkeypatch):
+    from hpoq.mlpf.training import TrainSettings, train_unit
+    from hpoq.mlpf.writer import generate_dataset
+
+    generate_dataset(tmp_path / "d", 60, seed=2, preset="clic", shards=1, val_fraction=0.25)
+    used = []
+    real = jets.ratios_for
+    monkeypatch.setattr(jets, "ratios_for", lambda e, g, config: used.append(config) or real(e, g, config))
+    settings = TrainSettings(data=str(tmp_path / "d"), R=1, backend="none", device="cpu", secondary_metrics=True)
+    train_unit(settings, {"token_budget": 512}, 0, 1, tmp_path / "c")
+    assert used and set(used) == {jets.SYNTHETIC}

@@ -223,7 +223,7 @@ class End(Record):
     """Last line of a master run: ``status`` (finished, interrupted, error), the answer and what it cost."""
 
     type: ClassVar[str] = "end"
-    omitted_when_default: ClassVar[tuple[str, ...]] = ("error", "reason", "abort")
+    omitted_when_default: ClassVar[tuple[str, ...]] = ("error", "reason", "abort", "predictor_fits")
     status: str
     best: dict | None = None
     epochs: int = 0
@@ -233,6 +233,7 @@ class End(Record):
     fit_jobs: int = 0
     fit_wait_s: float = 0.0
     fit_waits: int = 0
+    predictor_fits: int | None = None  # the scheduler's own count (swift's inline fits included), if it keeps one
     max_dispatch_gap_s: float = 0.0
     error: str | None = None
     reason: str | None = None

@@ -25,6 +25,7 @@ nccl on GPU. ``horovod``: ``hvd.init(comm=group)``, ``DistributedOptimizer(op=Su
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import socket
 
@@ -33,6 +34,8 @@ import torch
 from hpoq.errors import ConfigError
 
 BACKENDS = ("auto", "horovod", "torch", "none")
+
+log = logging.getLogger(__name__)
 
 
 def horovod_available() -> bool:
@@ -43,35 +46,85 @@ def horovod_available() -> bool:
     return True
 
 
-def resolve_backend(name: str, comm) -> str:
-    """The concrete backend for ``name`` (auto = horovod when importable, else torch; size 1 = none)."""
+def horovod_has_cuda() -> bool:
+    """The installed Horovod takes CUDA tensors (built with NCCL or CUDA; ``horovodrun --check-build``)."""
+    import horovod.torch as hvd
+
+    return bool(hvd.nccl_built()) or bool(hvd.cuda_built())
+
+
+_FALLBACK_LOGGED = False
+
+
+def resolve_backend(name: str, comm, device=None) -> str:
+    """The concrete backend for ``name`` on ``device`` (size 1: none).
+
+    ``auto``: Horovod when it imports and, on CUDA, was built with CUDA; otherwise torch.distributed
+    (gloo on CPU, NCCL on CUDA), with one warning when a CPU-only Horovod is passed over on GPUs.
+    ``horovod`` on CUDA with a CPU-only Horovod is refused: it would reject the GPU gradients.
+    """
+    global _FALLBACK_LOGGED
     if name not in BACKENDS:
         raise ConfigError(f"unknown data-parallel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if comm is None or comm.Get_size() == 1:
         return "none"  # one process: nothing to synchronise, whatever backend was asked for
+    on_cuda = device is not None and torch.device(device).type == "cuda"
     if name == "auto":
-        return "horovod" if horovod_available() else "torch"
+        if not horovod_available():
+            return "torch"
+        if not on_cuda or horovod_has_cuda():
+            return "horovod"
+        if not _FALLBACK_LOGGED and comm.Get_rank() == 0 and _first_group(comm):
+            log.warning(
+                "the installed Horovod was built without CUDA (horovodrun --check-build: no NCCL): "
+                "backend auto trains with torch.distributed over NCCL on the GPUs"
+            )
+        _FALLBACK_LOGGED = True
+        return "torch"
     if name == "none":
         raise ConfigError("backend 'none' cannot train on a trial group of more than one rank")
+    if name == "horovod" and on_cuda and horovod_available() and not horovod_has_cuda():
+        raise ConfigError(
+            "backend 'horovod' on CUDA, but the installed Horovod was built without CUDA (no NCCL); rebuild it "
+            "with 'bash jobs/install_horovod.sh .venv/bin/python' where nvcc is found, or use backend: auto or torch"
+        )
     return name
 
 
-def pick_device(preference: str, comm) -> torch.device:
-    """cpu, or cuda:<local rank mod #GPUs> when CUDA is present and ``preference`` is auto/cuda."""
+def _first_group(comm) -> bool:
+    """This group holds the lowest worker rank of the job (world rank 1 under hpoq run, 0 in scripts)."""
+    try:
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD.Get_rank() <= 1
+    except Exception:  # noqa: BLE001 -- a fake communicator in tests
+        return True
+
+
+def pick_device(preference: str, comm=None) -> torch.device:
+    """cpu, or the CUDA device of this rank when CUDA is present and ``preference`` is auto/cuda.
+
+    Under ``hpoq run`` the runtime has given this rank its own GPU (:mod:`hpoq.runtime.gpus`);
+    elsewhere (scripts calling :func:`hpoq.mlpf.training.train_unit` on their own communicator)
+    the same rule is applied to ``comm``'s ranks, all of which train: a collective over ``comm``
+    the first time, remembered for the process.
+    """
+    from hpoq.runtime import gpus
+
     if preference not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {preference!r}")
     if preference == "cpu" or not torch.cuda.is_available():
         if preference == "cuda":
             raise ConfigError("device 'cuda' requested but CUDA is not available")
         return torch.device("cpu")
-    local_rank = 0
-    if comm is not None:
-        from mpi4py import MPI
-
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        local_rank = node.Get_rank()
-        node.Free()
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+    index = gpus.assigned_gpu()
+    if index is None:
+        if comm is None:
+            index = gpus.plan_node([gpus.visible_gpus()])[0]
+            torch.cuda.set_device(index)
+        else:
+            index = gpus.assign_gpus(comm, True)
+    return torch.device("cuda", index)
 
 
 class NoBackend:
@@ -144,11 +197,24 @@ class TorchBackend(NoBackend):
         if self.rank != 0:
             store = dist.TCPStore(host, port, self.size, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
         self._store = store
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        extra = {}
+        if device.type == "cuda":  # NCCL: one GPU per rank, bound before the communicator is made
+            torch.cuda.set_device(device)
+            extra["device_id"] = device
         dist.init_process_group(
-            backend, store=store, rank=self.rank, world_size=self.size, timeout=datetime.timedelta(seconds=timeout_s)
+            self.dist_backend(device),
+            store=store,
+            rank=self.rank,
+            world_size=self.size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            **extra,
         )
         self.dist = dist
+
+    @staticmethod
+    def dist_backend(device) -> str:
+        """torch.distributed's backend for ``device``: nccl on CUDA, gloo on CPU."""
+        return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
     def broadcast(self, model, optimizer) -> None:
         with torch.no_grad():
@@ -176,7 +242,10 @@ class TorchBackend(NoBackend):
             i += n
 
     def barrier(self) -> None:
-        self.dist.barrier()
+        if self.device.type == "cuda":
+            self.dist.barrier(device_ids=[self.device.index])
+        else:
+            self.dist.barrier()
 
     def close(self) -> None:
         if self.dist.is_initialized():
@@ -228,7 +297,7 @@ class HorovodBackend(NoBackend):
 
 
 def make_backend(name: str, comm, device, store_host: str | None = None):
-    kind = resolve_backend(name, comm)
+    kind = resolve_backend(name, comm, device)
     if kind == "none":
         return NoBackend(comm, device)
     if kind == "torch":

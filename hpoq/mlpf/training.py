@@ -40,7 +40,7 @@ import torch
 from hpoq.atomic import atomic_path, write_atomic
 from hpoq.errors import ConfigError
 from hpoq.mlpf import events as ev
-from hpoq.mlpf import upstream
+from hpoq.mlpf import jets, upstream
 from hpoq.mlpf.batches import LazyEvents, PreparedEvents
 from hpoq.mlpf.distributed import make_backend, pick_device
 from hpoq.mlpf.loss import DEFAULT_WEIGHTS, LossWeights, combine, loss_sums
@@ -82,7 +82,13 @@ INPUT_NORMS = ("auto", "standard", "none")
 
 
 class TrainingFailed(Exception):
-    """Divergence (non-finite loss) or out-of-memory: the trial fails, the study goes on."""
+    """Divergence (non-finite loss) or out-of-memory: the trial fails, the study goes on.
+
+    ``kind``: ``oom`` for out of memory, else None (the runtime's ``trainer``)."""
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -95,7 +101,7 @@ class TrainSettings:
     backend: str = "auto"  # auto | horovod | torch | none
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast on CUDA where supported, fp32 on CPU) | fp32 | bf16 (CPU too)
     micro_batches: int = 1  # batches per rank per optimiser step (gradient accumulation)
     max_train_events: int | None = None
     max_val_events: int | None = None
@@ -113,6 +119,7 @@ class TrainSettings:
     pad_multiple: object = "auto"  # events padded to a multiple of this (auto: 8 on CUDA, 1 on CPU; x LSH bin size)
     val_loss: str = "global"  # global (sums / global counts) | batch_mean (upstream: mean of per-batch means)
     objective: str = "val_loss"  # the returned curve: a key of OBJECTIVES
+    deterministic: bool = False  # deterministic CUDA kernels (bitwise-equal resume on GPU; slower)
 
     def validate(self) -> "TrainSettings":
         for name, allowed in (
@@ -228,7 +235,24 @@ def _atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, epoch: int, meta: dict) -> None:
+def rng_state(device) -> dict:
+    """Every RNG the training loop draws from: torch's CPU generator and, on CUDA, the device's."""
+    state = {"rng_cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    """Restore what :func:`rng_state` saved (a CUDA state only onto a CUDA device)."""
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if torch.device(device).type == "cuda" and "rng_cuda" in state:
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+
+
+def save_checkpoint(
+    directory: Path, model, optimizer, plan, global_step: int, epoch: int, meta: dict, device="cpu"
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     inner = optimizer.state_dict()
     state = {
@@ -237,10 +261,8 @@ def save_checkpoint(directory: Path, model, optimizer, plan, global_step: int, e
         "global_step": int(global_step),
         "epoch": int(epoch),
         "sampler": plan.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
+        **rng_state(device),
     }
-    if torch.cuda.is_available():
-        state["rng_cuda"] = torch.cuda.get_rng_state_all()
     _atomic_torch_save(state, directory / CHECKPOINT)
     write_atomic(
         directory / CHECKPOINT_META,
@@ -320,6 +342,26 @@ def pad_multiple(settings: TrainSettings, spec: ModelSpec, device) -> int:
     return math.lcm(base, spec.pad_multiple)
 
 
+def uses_bf16(precision: str, device) -> bool:
+    """bf16 autocast? ``auto``: on a CUDA device that supports bf16 (compute capability 8.0+), fp32
+    elsewhere; ``bf16``: on any device (CPU autocast too: slow, but the same code path); ``fp32``: never."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"mlpf: precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "auto":
+        return torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def use_deterministic_cuda(on: bool = True) -> None:
+    """Deterministic CUDA kernels (``deterministic: true``): a resumed unit then equals the unit trained
+    straight through bit for bit on GPUs too (atomics in scatter/index backward make it differ in the
+    last bits otherwise). cuBLAS needs its workspace setting before its first call."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on)
+
+
 # ------------------------------------------------------------------ the unit
 
 
@@ -349,9 +391,9 @@ def train_unit(
     manifest, train, val, bounds = load_data(settings)
     spec = MODEL_FACTORIES[settings.model](settings, model_over, manifest)
     device = pick_device(settings.device, comm)
-    use_bf16 = device.type == "cuda" and settings.precision in ("auto", "bf16")
-    if settings.precision == "bf16" and device.type != "cuda":
-        raise ConfigError("mlpf: precision bf16 needs a CUDA device (CPU trains in fp32)")
+    use_bf16 = uses_bf16(settings.precision, device)
+    if device.type == "cuda":
+        use_deterministic_cuda(settings.deterministic)
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     backend = make_backend(settings.backend, comm, device, store_host=settings.store_host)
     try:
@@ -372,8 +414,12 @@ def train_unit(
             use_bf16,
         )
         return (curve, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if return_state else curve
+    except torch.cuda.OutOfMemoryError as exc:  # outside the training step (validation, the model's .to(device))
+        raise TrainingFailed(f"out of memory: {str(exc)[:100]}", kind="oom") from None
     finally:
         backend.close()
+        if device.type == "cuda":  # give the failed (or finished) unit's cached blocks back for the next unit
+            torch.cuda.empty_cache()
 
 
 def _run(
@@ -429,11 +475,11 @@ def _run(
     optimizer = backend.wrap(model, optimizer, settings.micro_batches)
     global_step = 0
     if start_epoch > 0:
-        global_step = _restore(load_checkpoint(ckpt_dir, start_epoch, meta, device), model, optimizer, plan)
+        global_step = _restore(load_checkpoint(ckpt_dir, start_epoch, meta, device), model, optimizer, plan, device)
     backend.broadcast(model, optimizer)
     pad = pad_multiple(settings, spec, device)
     secondary = settings.secondary_metrics or settings.objective != "val_loss"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     curve = []
     lr = lr_at(global_step, total_steps, float(hp["lr"]), hp["schedule"], float(hp["warmup_frac"]))
     for epoch in range(start_epoch, end_epoch):
@@ -462,6 +508,7 @@ def _run(
             pad,
             secondary=secondary,
             val_loss=settings.val_loss,
+            jet_config=jets.jet_config(manifest.get("schema")),
         )
         train_tot = backend.allreduce_sum(train_acc.to(device)).cpu()
         val_loss = float(val_terms["total"])
@@ -472,17 +519,17 @@ def _run(
             raise TrainingFailed(f"diverged at epoch {epoch + 1}: val_loss {val_loss} (lr {hp['lr']:g})")
         curve.append(objective_value(val_terms, settings.objective))
     if rank == 0:
-        save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta)
+        save_checkpoint(ckpt_dir, model, optimizer, plan, global_step, end_epoch, meta, device)
     backend.barrier()  # nobody starts the next unit before the checkpoint is on disk
     return curve, model
 
 
-def _restore(state: dict, model, optimizer, plan) -> int:
+def _restore(state: dict, model, optimizer, plan, device="cpu") -> int:
     """Load a checkpoint's model, optimizer, sampler and RNG state; returns its global step."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     plan.load_state_dict(state["sampler"])
-    torch.set_rng_state(state["rng_cpu"].cpu())
+    set_rng_state(state, device)
     return int(state["global_step"])
 
 
@@ -505,7 +552,7 @@ def _accumulate_gradients(model, batches, backend, weights, autocast, device, ep
             terms["total"].backward()
             step_loss += float(terms["total"].detach())
     except torch.cuda.OutOfMemoryError as exc:
-        raise TrainingFailed(f"out of memory at epoch {epoch + 1}: {str(exc)[:100]}") from None
+        raise TrainingFailed(f"out of memory at epoch {epoch + 1}: {str(exc)[:100]}", kind="oom") from None
     return step_loss
 
 
@@ -542,19 +589,21 @@ def evaluate(
     pad: int = 1,
     secondary: bool = False,
     val_loss: str = "global",
+    jet_config=None,
 ) -> dict:
     """Fixed-weight (default) loss terms over the whole val split.
 
     ``val_loss`` ``global``: from all-reduced sums and counts; ``batch_mean``: each batch's terms
     normalised by its own counts, averaged over all batches of all ranks (upstream's convention).
     With ``secondary``: jet pT response (median, IQR/median, |median - 1|, match fraction; FastJet
-    anti-kt, hpoq.mlpf.jets) and the MET resolution (IQR of MET_pred - genMET, GeV), from
-    all-reduced fixed-bin histograms, so every rank gets the same numbers.
+    with ``jet_config``, hpoq.mlpf.jets.jet_config of the dataset's schema) and the MET resolution
+    (IQR of MET_pred - genMET, GeV), from all-reduced fixed-bin histograms, so every rank gets the
+    same numbers.
     """
     model.eval()
     acc = torch.zeros(5, dtype=torch.float64)
     per_batch = torch.zeros(5, dtype=torch.float64)  # sums of per-batch total and terms; number of batches
-    hist = _SecondaryHistograms() if secondary else None
+    hist = _SecondaryHistograms(jet_config) if secondary else None
     for evs in validation_batches(val.n_elements, token_budget, backend.size, backend.rank):
         b = val.batch(evs, pad_multiple=pad, device=device)
         with autocast():
@@ -586,12 +635,14 @@ def evaluate(
 
 
 class _SecondaryHistograms:
-    """Fixed-bin histograms of jet responses and MET residuals, all-reduced at the end."""
+    """Fixed-bin histograms of jet responses and MET residuals, all-reduced at the end; jets as
+    ``jet_config`` defines them (hpoq.mlpf.jets: upstream's for converted CLIC, hpoq's for synthetic events)."""
 
-    def __init__(self):
+    def __init__(self, jet_config=None):
         from hpoq.mlpf import jets
 
         self.jets = jets
+        self.jet_config = jet_config or jets.SYNTHETIC
         self.n_r, self.n_m = jets.RATIO_EDGES.size - 1, jets.MET_EDGES.size - 1
         self.hist = np.zeros(self.n_r + self.n_m + 2)  # ratio histogram, MET histogram, (gen jets, matched)
 
@@ -601,7 +652,7 @@ class _SecondaryHistograms:
         mask = b["mask"].cpu().numpy()
         events = [parts[i][mask[i]] for i in range(len(evs))]
         genjets = [val.event_genjets(int(e)) for e in evs]
-        ratios = np.concatenate([np.zeros(0)] + jets.jet_pt_ratios_batch(events, genjets))
+        ratios = np.concatenate([np.zeros(0)] + jets.ratios_for(events, genjets, self.jet_config))
         self.hist[:n_r] += jets.histogram(ratios[ratios > 0], jets.RATIO_EDGES)
         self.hist[-2:] += (ratios.size, float((ratios > 0).sum()))
         for p_i, ev_i in zip(events, evs):

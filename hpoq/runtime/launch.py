@@ -29,6 +29,7 @@ from hpoq.errors import ConfigError, InternalError
 from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
 from hpoq.runtime.dirlock import DirLock
+from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
 from hpoq.runtime.journal import JOURNAL_FILE, Journal, is_disk_full, read_journal
@@ -215,6 +216,10 @@ def master_main(
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
         split_groups(world, plan.layout)
+        try:
+            assign_gpus(world, False)  # the workers' collective; the master needs no GPU
+        except ConfigError:
+            pass  # the workers report it in their ready messages
         ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
         errors = [r["error"] for r in ready if not r.get("ok")]
         if errors:

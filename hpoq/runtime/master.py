@@ -333,13 +333,17 @@ class Master:
         """The background fits so far, for the end record: their CPU seconds on the fit thread and number,
         and the wall seconds and times the loop waited for one still running when its model was needed."""
         pool = self.fit_pool
+        # the scheduler's own count, fits made in the master loop included (swift fits inline, no fit pool)
+        fits = getattr(self.scheduler, "fits", None)
+        own = {} if fits is None else {"predictor_fits": int(fits)}
         if pool is None:
-            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0}
+            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
         return {
             "fit_cpu_s": round(pool.seconds, 6),
             "fit_jobs": pool.jobs,
             "fit_wait_s": round(pool.wait_seconds, 6),
             "fit_waits": pool.waits,
+            **own,
         }
 
     def _step(self) -> bool | None:

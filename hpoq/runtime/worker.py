@@ -18,6 +18,8 @@ import math
 import time
 
 from hpoq.dispatch import Dispatch
+from hpoq.errors import ConfigError
+from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import (
     GTAG_DONE,
     GTAG_STOP,
@@ -42,7 +44,7 @@ FAST_WINDOW_S = 0.05  # how long to poll fast after a result, seconds
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or getattr(exc, "kind", None) == "oom":  # a TrainerError(kind="oom")
         return True
     name = type(exc).__name__
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
@@ -137,16 +139,22 @@ def worker_main(world) -> int:
         poll = Backoff(float(setup["poll_interval"]), FAST_POLL_S, FAST_WINDOW_S)
         layout = GroupLayout(world.size, int(setup["ranks_per_trial"]))
         gcomm = split_groups(world_comm, layout)
-        trainer, ready = None, {"ok": True}
+        trainer, ready, wants_gpu = None, {"ok": True}, False
         if gcomm is not None:
             try:
                 trainer = make_trainer(setup["trainer"]["name"], setup["trainer"]["params"])
                 ready.update(metric=getattr(trainer, "metric", ""), mode=getattr(trainer, "mode", "min"))
+                wants_gpu = bool(getattr(trainer, "wants_gpu", lambda: False)())
             except Exception as exc:  # noqa: BLE001 -- reported to the master, which stops the study cleanly
                 ready = {
                     "ok": False,
                     "error": f"rank {world.rank}: cannot build trainer {setup['trainer']['name']!r}: {exc}",
                 }
+        try:  # collective over the world, the master included: one GPU per worker rank of a node
+            assign_gpus(world_comm, wants_gpu)
+        except ConfigError as exc:
+            if ready.get("ok"):
+                ready = {"ok": False, "error": str(exc)}
         world.send(ready, 0, TAG_READY)
         if gcomm is None:  # the master, or a rank left over by the group split: wait for the end
             _, msg = _wait_recv(world, 0, (TAG_STOP,), Backoff(max(poll.interval, 0.1)))

@@ -14,8 +14,13 @@ from typing import Any
 class TrainerError(Exception):
     """A trial failed in a way the study survives (bad hyperparameters, divergence, OOM).
 
-    The runtime marks the trial FAILED with ``str(exc)`` as the reason and goes on.
+    The runtime marks the trial FAILED with ``str(exc)`` as the reason and goes on; ``kind``
+    (``oom`` for out of memory) goes into the journal's failure record.
     """
+
+    def __init__(self, message: str = "", kind: str | None = None):
+        super().__init__(message)
+        self.kind = kind
 
 
 class Trainer(ABC):
@@ -40,6 +45,15 @@ class Trainer(ABC):
         links until the unit's result is journaled, and restores it when the unit is retried or
         re-run after a crash. ``checkpoint_dir`` must be on a filesystem rank 0 can see.
         """
+
+    def wants_gpu(self) -> bool:
+        """True when :meth:`train` will put its work on a CUDA device of this rank.
+
+        The MPI runtime then gives every such worker rank of a node its own GPU before the first unit
+        and makes it the current CUDA device (:mod:`hpoq.runtime.gpus`); the rank's index is
+        :func:`hpoq.runtime.gpus.assigned_gpu`.
+        """
+        return False
 
     #: "min" or "max": direction of the returned metric
     mode: str = "min"

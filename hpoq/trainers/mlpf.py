@@ -55,6 +55,7 @@ class MLPFTrainer(Trainer):
         "pad_multiple": [Options("auto"), Interval(int, 1, None)],
         "val_loss": [Options("global", "batch_mean")],
         "objective": [Options("val_loss", "jet_iqr_over_median", "jet_median_deviation", "jet_match_fraction")],
+        "deterministic": [Boolean()],
     }
     metric = "val_loss"
     mode = "min"
@@ -86,6 +87,7 @@ class MLPFTrainer(Trainer):
         pad_multiple="auto",
         val_loss: str = "global",
         objective: str = "val_loss",
+        deterministic: bool = False,
     ):
         params = dict(
             data=data,
@@ -111,6 +113,7 @@ class MLPFTrainer(Trainer):
             pad_multiple=pad_multiple,
             val_loss=val_loss,
             objective=objective,
+            deterministic=deterministic,
         )
         super().__init__(**params)
         from hpoq.mlpf.distributed import BACKENDS
@@ -125,10 +128,29 @@ class MLPFTrainer(Trainer):
         from hpoq.mlpf.training import OBJECTIVES
 
         self._settings().validate()
+        self._check_data(data)
         self.metric = objective
         self.mode = OBJECTIVES[objective][1]
         if model == "particleflow":
             self._check_upstream(model_params or {})
+
+    @staticmethod
+    def _check_data(data: str) -> None:
+        """A missing, damaged or empty dataset fails the study at validation (exit 2, nothing written), not
+        every trial at its first epoch."""
+        from hpoq.mlpf.events import read_manifest
+
+        try:
+            manifest = read_manifest(data)
+        except ConfigError as exc:
+            raise ConfigError(f"trainer.params.data: {exc}") from None
+        for split in ("train", "val"):
+            n = int((manifest["splits"].get(split) or {}).get("n_events", 0))
+            if n < 1:
+                raise ConfigError(
+                    f"trainer.params.data: {data}: the {split} split has no events; regenerate the dataset "
+                    "('hpoq generate-data' with --val-fraction > 0, or 'hpoq convert-events')"
+                )
 
     @staticmethod
     def _check_upstream(model_params: dict) -> None:
@@ -154,4 +176,12 @@ class MLPFTrainer(Trainer):
         try:
             return train_unit(self._settings(), config, start_epoch, end_epoch, checkpoint_dir, comm)
         except TrainingFailed as exc:
-            raise TrainerError(str(exc)) from None
+            raise TrainerError(str(exc), kind=exc.kind) from None
+
+    def wants_gpu(self) -> bool:
+        """On CUDA unless ``device: cpu`` or no GPU is visible (the runtime then gives this rank its own GPU)."""
+        if self.params["device"] == "cpu":
+            return False
+        import torch
+
+        return torch.cuda.is_available()
