@@ -378,6 +378,7 @@ def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
 
 def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int, quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
+    from hpoq.runtime.master import fit_stats
     from hpoq.runtime.outputs import best_record, write_outputs
 
     spec, book = plan.spec, master.book
@@ -395,7 +396,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
                 epochs=book.epochs_used,
                 units=book.units_done,
                 master_cpu_s=round(master.master_seconds, 6),
-                **master.fit_stats(),
+                **fit_stats(master.fit_pool, master.scheduler),
                 max_dispatch_gap_s=round(master.max_pass_seconds, 6),
                 **extra,
             )

@@ -115,7 +115,7 @@ class Master:
         self.abort_reason: str | None = None  # why the MPI job must be aborted (hung ranks)
         self.stopping, self.status = False, "finished"
         # benchmarks (end record): CPU time of the master's own thread in its loop (overhead per unit; the
-        # fit thread's CPU is apart, in fit_stats()), and the longest pass of the loop (wall clock, sleep
+        # fit thread's CPU is apart, in fit_stats), and the longest pass of the loop (wall clock, sleep
         # excluded): the longest a result that arrived or a group that returned one waited for the master
         self.master_seconds = 0.0
         self.max_pass_seconds = 0.0
@@ -329,23 +329,6 @@ class Master:
     def _pass_ended(self, wall0: float) -> None:
         self.max_pass_seconds = max(self.max_pass_seconds, time.perf_counter() - wall0)
 
-    def fit_stats(self) -> dict:
-        """The background fits so far, for the end record: their CPU seconds on the fit thread and number,
-        and the wall seconds and times the loop waited for one still running when its model was needed."""
-        pool = self.fit_pool
-        # the scheduler's own count, fits made in the master loop included (swift fits inline, no fit pool)
-        fits = getattr(self.scheduler, "fits", None)
-        own = {} if fits is None else {"predictor_fits": int(fits)}
-        if pool is None:
-            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
-        return {
-            "fit_cpu_s": round(pool.seconds, 6),
-            "fit_jobs": pool.jobs,
-            "fit_wait_s": round(pool.wait_seconds, 6),
-            "fit_waits": pool.waits,
-            **own,
-        }
-
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
         handled = False
@@ -426,6 +409,22 @@ class Master:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
             self.transport.send({"code": code}, rank, TAG_STOP)
+
+
+def fit_stats(pool: "TimedExecutor | None", scheduler) -> dict:
+    """The model fits of a master run, for the end record: the background fits' CPU seconds on the fit thread
+    and number, the wall seconds and times the loop waited for one still running when its model was needed,
+    and the scheduler's own count (:attr:`~hpoq.schedulers.base.Scheduler.fits`; swift fits inline)."""
+    own = {} if scheduler.fits is None else {"predictor_fits": int(scheduler.fits)}
+    if pool is None:
+        return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
+    return {
+        "fit_cpu_s": round(pool.seconds, 6),
+        "fit_jobs": pool.jobs,
+        "fit_wait_s": round(pool.wait_seconds, 6),
+        "fit_waits": pool.waits,
+        **own,
+    }
 
 
 class TimedExecutor:

@@ -273,6 +273,8 @@ class Scheduler(ABC):
         return None
 
     # -- background fits: the protocol of a scheduler that fits models off the backend's loop ------------
+    #: predictor fits so far by the scheduler's own count (the end record's ``predictor_fits``); None: not counted
+    fits: int | None = None
     #: True when the scheduler fits models in the background: the MPI master then gives it a fit thread
     #: (:meth:`attach_fit_executor`) and reports finished fits (:meth:`fitted_models`, :meth:`on_model_ready`)
     background_fits: bool = False
