@@ -141,6 +141,13 @@ class Check:
         self.t0 = time.perf_counter()
         self.data = tmp / "data"
 
+    def settings(self, **kw):
+        """One process's TrainSettings for a 2-epoch unit on this check's data and device."""
+        from hpoq.mlpf.training import TrainSettings
+
+        base = dict(data=str(self.data), R=2, backend="none", device=self.device, preset=self.sizes["preset"])
+        return TrainSettings(**base, num_threads=1 if self.dry else None, **kw)
+
     def row(self, step: str, numbers: str, ok: bool | None) -> None:
         verdict = "skipped" if ok is None else ("PASS" if ok else "FAIL")
         self.rows.append((step, numbers, verdict))
@@ -194,22 +201,12 @@ class Check:
     def _epochs(self, model: str, precision: str, tag: str) -> dict:
         import torch
 
-        from hpoq.mlpf.training import METRICS_LOG, TrainSettings, train_unit
+        from hpoq.mlpf.training import METRICS_LOG, train_unit
 
         extra = {}
         if model == "particleflow":
             extra = dict(model="particleflow", model_params=self.sizes["upstream"])
-        settings = TrainSettings(
-            data=str(self.data),
-            R=2,
-            backend="none",
-            seed=1,
-            device=self.device,
-            precision=precision,
-            preset=self.sizes["preset"],
-            num_threads=None if not self.dry else 1,
-            **extra,
-        )
+        settings = self.settings(seed=1, precision=precision, **extra)
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         ckpt = self.tmp / f"{model}-{tag}"
@@ -269,20 +266,12 @@ class Check:
     def resume(self) -> None:
         import torch
 
-        from hpoq.mlpf.training import TrainSettings, train_unit
+        from hpoq.mlpf.training import train_unit
 
         config = {"token_budget": self.sizes["token_budget"], "dropout": 0.1, "lr": 2e-3}
         parts, ok = [], True
         for deterministic in (True, False):
-            settings = TrainSettings(
-                data=str(self.data),
-                R=2,
-                backend="none",
-                seed=2,
-                device=self.device,
-                preset=self.sizes["preset"],
-                deterministic=deterministic,
-            )
+            settings = self.settings(seed=2, deterministic=deterministic)
             tag = "det" if deterministic else "nondet"
             straight, s_state = train_unit(settings, config, 0, 2, self.tmp / f"straight-{tag}", return_state=True)
             first = train_unit(settings, config, 0, 1, self.tmp / f"resumed-{tag}")
@@ -316,7 +305,7 @@ class Check:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=mpi_child_env(), cwd=REPO, timeout=300)
         wall = time.perf_counter() - t
         ok = proc.returncode == 0 and (out / "best.yaml").exists()
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1].split("; outputs in")[0]
         self.row("4-rank study of the table trainer", f"{wall:.1f} s, exit {proc.returncode}: {last[:200]}", ok)
 
     def environment(self) -> str:

@@ -33,6 +33,33 @@ def write_atomic(path, data: bytes | str, fsync: bool = False) -> None:
     """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with atomic_path(path, fsync=fsync) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+    try:
+        with atomic_path(path, fsync=fsync) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write or fsync names no file: say which one it was
+            exc.filename = os.fspath(path)
+        raise
+
+
+@contextmanager
+def atomic_h5(path, **options):
+    """Yield a writable ``h5py.File`` held in memory; on success write its bytes to ``path`` atomically.
+
+    HDF5 never touches the disk itself: on a full disk (or quota, or I/O error) libhdf5 prints its
+    error stack, leaves the file object half-closed and crashes the interpreter at exit (exit 139).
+    Written this way the failure is one ``OSError`` from :func:`write_atomic` (the temporary file
+    removed, ``path`` untouched). The file lives in a ``BytesIO`` (h5py's file-object driver), whose
+    gaps read as zeros like a file's holes, so the bytes are those HDF5 writes to disk (the core
+    driver's image is not: its unwritten regions hold whatever the memory held). It costs the file's
+    size in memory once more. ``options``: ``h5py.File`` options (``track_order``).
+    """
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", **options) as f:
+        yield f
+    write_atomic(path, buffer.getvalue())

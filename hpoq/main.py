@@ -33,8 +33,15 @@ def _command_modules():
             yield module
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, except that a bad command line is one ``hpoq: error:`` line (exit 2), not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"hpoq: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hpoq",
         description="Hyperparameter optimisation with learning-curve prediction (Swift-Hyperband, SVR, QUBO-SVR).",
     )
@@ -59,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, turn bad input into one line and exit 2; every line written passes the secret mask."""
+    from hpoq.logsetup import mask_std_streams
+
+    before = mask_std_streams()
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = before
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from hpoq.logsetup import configure_logging
@@ -100,6 +118,9 @@ def _closed_pipe() -> int:
 
 
 def console_main() -> None:
+    from hpoq.logsetup import mask_std_streams
+
+    mask_std_streams()  # for the life of the process: a traceback at exit is masked too
     sys.exit(main())
 
 

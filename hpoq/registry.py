@@ -56,6 +56,16 @@ def missing_package(what: str, exc: ModuleNotFoundError) -> ConfigError:
     return ConfigError(f"{what} needs the missing package {package or exc.name!r}{hint}")
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (where a SyntaxError is: file and line)."""
+    if isinstance(exc, SystemExit):
+        return f"it calls sys.exit({exc.code!r})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SyntaxError) and exc.filename and f"line {exc.lineno}" not in text:
+        text += f" ({exc.filename}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def import_class(kind: str, name: str, target: str):
     """Import ``target`` (``"package.module:Class"``) registered as ``kind`` ``name``.
 
@@ -70,6 +80,11 @@ def import_class(kind: str, name: str, target: str):
         if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"{kind} {name!r}: module {module_name} cannot be imported (not found)") from None
         raise missing_package(f"{kind} {name!r}", exc) from None
+    except (Exception, SystemExit) as exc:  # SystemExit: a module that calls sys.exit() as it is imported
+        if module_name == "hpoq" or module_name.startswith("hpoq."):
+            raise  # a bug of hpoq's own modules keeps its traceback
+        # a user's plugin module that does not import (ImportError, SyntaxError, an error at import time)
+        raise ConfigError(f"{kind} {name!r}: module {module_name} fails to import: {_first_line(exc)}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"{kind} {name!r}: {module_name} has no class {class_name}")

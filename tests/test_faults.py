@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MLPF_TABLE, mpi_env, run_mpi, start_mpi
+from conftest import MLPF_TABLE, mpi_cmd, mpi_env, run_mpi, start_mpi
 
 from hpoq.runtime.journal import read_journal
 from hpoq.study.build import build_scheduler, load_replay_table
@@ -323,7 +323,8 @@ def _other_table() -> bytes:
 SECRET = "SECRET-0123456789abcdef0123456789abcdef01234567"
 
 
-def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
+def tiny_table(tmp_path) -> Path:
+    """12 curves of 8 epochs: enough for predict-eval, small enough that QSVR fits in a moment."""
     table = tmp_path / "tiny.csv"
     table.write_text(
         "a,b,"
@@ -334,6 +335,11 @@ def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
             for i in range(12)
         )
     )
+    return table
+
+
+def test_dwave_token_never_reaches_stderr_at_debug(tmp_path):
+    table = tiny_table(tmp_path)
     env = dict(mpi_env(), DWAVE_API_TOKEN=SECRET, DWAVE_API_ENDPOINT="file:///nonexistent/sapi/v2/")
     proc = hpoq(
         "--log-level",
@@ -506,7 +512,7 @@ def test_journal_on_a_full_disk_keeps_whole_records_and_writes_again_from_its_re
     with tmpfs(tmp_path / "disk", "256k") as disk:
         journal = Journal.create(str(disk / "journal.jsonl"))
         journal.make_reserve(64 * 1024)
-        journal.write("header", study={}, pad="h" * 100)
+        journal.write("header", version=1, study={}, pad="h" * 100)
         journal.sync()
         with open(disk / "filler.bin", "wb", buffering=0) as fh:  # another writer takes the rest of the disk
             try:
@@ -529,3 +535,423 @@ def test_journal_on_a_full_disk_keeps_whole_records_and_writes_again_from_its_re
         after, _ = read_journal(str(disk / "journal.jsonl"))
         assert after[: len(written)] == written and after[len(written)]["i"] == written[-1]["i"] + 1
         assert after[-1]["type"] == "end"
+
+
+# == issue 20: nothing a user types may cost them data =============================================================
+def tree(root: Path) -> dict:
+    """Every entry under ``root``: relative path -> (kind, bytes, mtime_ns) -- what 'nothing changed' compares."""
+    out = {}
+    for path in sorted(Path(root).rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            out[str(path.relative_to(root))] = ("link", os.readlink(path), st.st_mtime_ns)
+            continue
+        kind = "dir" if path.is_dir() else "file"
+        out[str(path.relative_to(root))] = (kind, None if kind == "dir" else path.read_bytes(), st.st_mtime_ns)
+    return out
+
+
+def user_dir(path: Path) -> Path:
+    """A user's directory holding files with the names hpoq writes (and folders it deletes)."""
+    (path / "checkpoints" / "trial-00001").mkdir(parents=True)
+    (path / "checkpoints" / "trial-00001" / "model.pt").write_bytes(b"the user's model")
+    for name in ("trials.csv", "best.yaml", "curves.h5", "notes.txt", "report.html"):
+        (path / name).write_text(f"the user's {name}\n")
+    (path / "report").mkdir()
+    (path / "report" / "curves.png").write_bytes(b"the user's figure")
+    (path / "train").mkdir()
+    (path / "train" / "shard-00000-of-00001.h5").write_bytes(b"the user's shard-named file")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict:
+    """A finished table study (its directory, study file and a copy of its table)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    table = tmp / "table.csv.gz"
+    shutil.copy(TABLE, table)
+    study = write_study(tmp, trainer="table", trainer_params={"table": str(table), "sleep": 0.0})
+    out = tmp / "out"
+    proc = run_mpi(3, "run", study, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return {"out": out, "study": Path(study), "table": table}
+
+
+def _parquet_input(tmp_path: Path) -> str:
+    """Two events in upstream MLPF's parquet layout (``convert-events`` input); skips without awkward."""
+    pytest.importorskip("awkward")
+    pytest.importorskip("pyarrow")
+    import numpy as np
+    from test_convert_events import _event, write_upstream_parquet
+
+    path = tmp_path / "clic_1.parquet"
+    rng = np.random.default_rng(0)
+    write_upstream_parquet(path, [_event(rng, 3, 4), _event(rng, 2, 5)])
+    return str(path)
+
+
+# every subcommand that writes to --out: (target) -> argv; a new one must add its case here
+OUT_CASES = {
+    "run": lambda tmp, finished, target: mpi_cmd(3, "run", str(finished["study"]), "--out", str(target)),
+    "report": lambda tmp, finished, target: hpoq_cmd(
+        "report", str(finished["out"]), "--out", str(target / "report.html" if target.is_dir() else target)
+    ),
+    "convert": lambda tmp, finished, target: hpoq_cmd(
+        "convert", "mlpf", "--out", str(target / "trials.csv" if target.is_dir() else target)
+    ),
+    "generate-data": lambda tmp, finished, target: hpoq_cmd(
+        "generate-data", "--out", str(target), "--events", "20", "--seed", "0"
+    ),
+    "convert-events": lambda tmp, finished, target: hpoq_cmd(
+        "convert-events", _parquet_input(tmp), "--out", str(target)
+    ),
+}
+
+
+def hpoq_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "hpoq.main", *args]
+
+
+def _commands_with_out() -> list[str]:
+    from hpoq.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sorted(n for n, p in sub.choices.items() if any("--out" in a.option_strings for a in p._actions))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("target", ["user-file", "user-dir"])
+@pytest.mark.parametrize("command", _commands_with_out())
+def test_no_subcommand_writes_over_a_users_file_or_into_a_users_directory(tmp_path, finished, command, target):
+    """The targets' sweep: every subcommand with --out, pointed at a user's file or non-study directory."""
+    assert command in OUT_CASES, f"subcommand {command!r} writes --out: add its case to OUT_CASES"
+    home = tmp_path / "home"
+    home.mkdir()
+    if target == "user-file":
+        place = home / "mine.csv"
+        place.write_text("the user's table\n1,2,3\n")
+    else:
+        place = user_dir(home / "mine")
+    argv = OUT_CASES[command](tmp_path, finished, place)
+    before, study_before = tree(home), tree(finished["out"])
+    time.sleep(0.01)  # a rewrite of the same bytes would still move the mtimes
+    proc = subprocess.run(argv, capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=120)
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert str(place) in line or place.name in line, line
+    assert tree(home) == before  # nothing of the user's deleted, modified or added to
+    assert tree(finished["out"]) == study_before
+
+
+@pytest.mark.mpi
+def test_run_into_a_users_directory_deletes_nothing_and_a_new_or_empty_one_works(tmp_path, finished):
+    mine = user_dir(tmp_path / "mine")
+    before = tree(mine)
+    proc = run_mpi(3, "run", str(finished["study"]), "--out", str(mine))
+    line = one_error_line(proc)
+    assert "is not empty and is not an hpoq study" in line and "checkpoints/" in line
+    assert tree(mine) == before
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new" / "deeper"):
+        proc = run_mpi(3, "run", str(finished["study"]), "--out", str(out))
+        assert proc.returncode == 0 and records(out)[-1]["status"] == "finished", proc.stderr
+
+
+def test_report_never_writes_over_the_studys_inputs_or_bookkeeping(tmp_path, finished, capsys):
+    from hpoq.main import main
+
+    out = finished["out"]
+    places = {
+        out / "journal.jsonl": "journal.jsonl",
+        out / "trials.csv": "trials.csv",
+        finished["study"]: "the study file",
+        finished["table"]: "an input of the study (trainer.params.table)",
+        out / "checkpoints" / "r.html": "checkpoints",
+        out / "checkpoints.html": "the figures' folder",
+    }
+    watched = [out, finished["study"].parent]
+    before = [tree(w) for w in watched]
+    for target, what in places.items():
+        assert main(["report", str(out), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and what in err and "never writes there" in err, (target, err)
+    assert [tree(w) for w in watched] == before
+    again = tmp_path / "r.html"  # an hpoq report (and its figures) may be replaced
+    for _ in range(2):
+        assert main(["report", str(out), "--out", str(again)]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["best_so_far.png", "curves.png"]
+
+
+# -- a start that fails before its header is durable -----------------------------------------------------------
+@pytest.mark.mpi
+def test_a_start_on_a_full_disk_leaves_nothing_and_a_rerun_works_once_space_is_freed(tmp_path):
+    study = write_study(tmp_path, trainer="table")
+    with tmpfs(tmp_path / "disk", "512k") as disk:  # the journal fits, its 1 MiB space reserve does not
+        (disk / "empty").mkdir()
+        for out in (disk / "out", disk / "empty"):
+            proc = run_mpi(3, "run", study, "--out", str(out))
+            line = one_error_line(proc)
+            assert proc.returncode == 2 and "No space left on device" in line, proc.stderr
+        assert sorted(p.name for p in disk.rglob("*")) == ["empty"]  # as the user left it
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)  # space is freed
+        for out in (disk / "out", disk / "empty"):
+            again = run_mpi(3, "run", study, "--out", str(out))
+            assert again.returncode == 0 and records(out)[-1]["status"] == "finished", again.stderr
+
+
+@pytest.mark.mpi
+def test_a_start_killed_before_its_header_leaves_a_directory_a_rerun_accepts(tmp_path):
+    """SIGKILL of the master at the first fallocate (its space reserve: the journal exists, still empty)."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("no strace to kill the master at a chosen system call")
+    from conftest import mpiexec
+
+    study = write_study(tmp_path, trainer="table")
+    out = tmp_path / "out"
+    python = [sys.executable, "-m", "mpi4py", "-m", "hpoq.main", "run", study, "--out", str(out)]
+    killed_master = [
+        strace,
+        "-qq",
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fallocate",
+        "-e",
+        "inject=fallocate:signal=KILL",
+    ]
+    argv = [mpiexec(), "-n", "1", *killed_master, *python, ":", "-n", "2", *python]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=mpi_env(), cwd=REPO, timeout=60)
+    assert proc.returncode != 0
+    left = sorted(p.name for p in out.iterdir())
+    assert left == [".hpoq.lock", ".hpoq.reserve", "journal.jsonl"] and (out / "journal.jsonl").stat().st_size == 0
+    resumed = run_mpi(3, "run", "--resume", str(out))
+    assert "never started" in one_error_line(resumed) and resumed.returncode == 2
+    again = run_mpi(3, "run", study, "--out", str(out))
+    assert again.returncode == 0 and records(out)[-1]["status"] == "finished", again.stderr
+
+
+# -- one line under mpiexec ------------------------------------------------------------------------------------
+@pytest.mark.mpi
+@pytest.mark.parametrize("launcher", ["plain", "mpi4py"])
+def test_bad_input_under_mpiexec_is_one_line_without_abort_lines(tmp_path, launcher):
+    from conftest import mpiexec
+
+    good = write_study(tmp_path, trainer="table")
+    bad_seed = tmp_path / "bad.yaml"
+    bad_seed.write_text(Path(good).read_text().replace("seed: 4", "seed: x"))
+    (tmp_path / "broken_plugin.py").write_text("class T(:\n")
+    plugin = write_study(tmp_path, name="p", trainer="broken_plugin:T")
+    unbuildable = write_study(tmp_path, name="u", trainer_params={"fault": "no-such-fault"})  # fails on the workers
+    mine = user_dir(tmp_path / "mine")
+    cases = [
+        (["run", str(bad_seed)], "seed must be an integer"),
+        (["run", plugin], "broken_plugin"),
+        (["run", unbuildable, "--out", str(tmp_path / "u-out")], "cannot build trainer"),
+        (["run", good, "--out", str(mine)], "is not an hpoq study"),
+        (["run", "--resume", str(tmp_path / "nowhere")], "nothing to resume"),
+    ]
+    env = dict(mpi_env(), PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+    head = [mpiexec(), "-n", "3", sys.executable] + (["-m", "mpi4py"] if launcher == "mpi4py" else [])
+    for args, message in cases:
+        proc = subprocess.run(
+            [*head, "-m", "hpoq.main", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+        )
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in one_error_line(proc), proc.stderr
+        assert "Abort" not in proc.stderr and proc.stdout == ""
+
+
+# -- HDF5 on a full disk ---------------------------------------------------------------------------------------
+def test_hdf5_writers_on_a_full_disk_say_one_line_and_leave_nothing(tmp_path):
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        data = ["generate-data", "--out", str(disk / "d"), "--events", "400", "--seed", "0"]
+        for argv in (
+            ["convert", "mlpf", "--out", str(disk / "t.h5")],
+            data,
+            [*data, "--shards", "3", "--workers", "2"],
+        ):
+            proc = hpoq(*argv)
+            line = one_error_line(proc)
+            assert proc.returncode == 2 and "No space left on device" in line, (
+                argv,
+                proc.returncode,
+                proc.stderr[-2000:],
+            )
+            assert list(disk.iterdir()) == [], argv  # no temporary file, no empty folder
+
+
+@pytest.mark.mpi
+def test_curves_h5_on_a_full_disk_is_one_line_and_the_journal_stays_whole(tmp_path):
+    """Output files rewritten from the journal with three pages free: trials.csv and best.yaml fit, curves.h5 not."""
+    study = write_study(tmp_path, trainer="table")
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        out = disk / "out"
+        assert run_mpi(3, "run", study, "--out", str(out)).returncode == 0
+        journal, curves = (out / "journal.jsonl").read_bytes(), (out / "curves.h5").read_bytes()
+        assert len(curves) > 4 * 4096
+        (disk / "spacer").write_bytes(b"\0" * 3 * 4096)
+        filler = subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=4k"], capture_output=True)
+        assert b"No space left" in filler.stderr
+        (disk / "spacer").unlink()
+        proc = run_mpi(3, "run", "--resume", str(out))  # a finished study: its output files are written again
+        line = one_error_line(proc)
+        assert proc.returncode == 2 and "curves.h5" in line and "No space left on device" in line, proc.stderr
+        assert (out / "journal.jsonl").read_bytes() == journal and (out / "curves.h5").read_bytes() == curves
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and "tmp" in p.name) == []
+        (disk / "filler").unlink()
+        assert hpoq("status", str(out)).returncode == 0
+
+
+# -- journal and status ----------------------------------------------------------------------------------------
+@pytest.mark.mpi
+def test_a_trial_that_completed_after_a_lost_unit_keeps_no_failure_reason(tmp_path):
+    study = write_study(tmp_path, trainer="table", trainer_params={"sleep": 0.05})
+    out = tmp_path / "out"
+    proc = start_mpi(3, "run", study, "--out", str(out))
+    try:
+        wait_for(lambda: journal_has(out, '"type":"result"'), proc)
+        os.kill(records(out)[0]["pid"], signal.SIGKILL)  # the master dies with units in flight
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    again = run_mpi(3, "run", "--resume", str(out))
+    assert again.returncode == 0, again.stderr
+    recs = records(out)
+    lost = {r["trial_id"] for r in recs if r["type"] == "failure" and r["kind"] == "lost"}
+    assert lost, "the kill must have caught a unit in flight"
+    rows = trials_csv(out)
+    for tid in lost:
+        assert rows[tid]["status"] in ("done", "pruned") and not rows[tid]["reason"].startswith("lost"), rows[tid]
+
+
+def _take_pid(pid: int, tries: int = 200):
+    """A real process (``sleep``) with pid ``pid``, by setting the kernel's last pid (root); None if it did not land."""
+    for _ in range(tries):
+        try:
+            with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+                fh.write(str(pid - 1))
+        except OSError:
+            return None
+        child = subprocess.Popen(["sleep", "120"])
+        if child.pid == pid:
+            return child
+        child.kill()
+        child.wait()
+    return None
+
+
+@pytest.mark.mpi
+def test_status_asks_the_directory_lock_not_the_headers_pid(tmp_path):
+    study = write_study(tmp_path, trainer="table", trainer_params={"sleep": 0.2})
+    out = tmp_path / "out"
+    proc = start_mpi(3, "run", study, "--out", str(out))
+    try:
+        wait_for(lambda: journal_has(out, '"type":"result"'), proc)
+        running = hpoq("status", str(out))
+        assert running.returncode == 3 and ": running (" in running.stdout
+        master = records(out)[0]["pid"]
+        os.kill(master, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    impostor = _take_pid(master)  # the dead master's pid now belongs to another process
+    if impostor is None:
+        pytest.skip("cannot place a process at a chosen pid here (needs root and /proc/sys/kernel/ns_last_pid)")
+    try:
+        status = hpoq("status", str(out), "--json")
+        facts = json.loads(status.stdout)
+        assert status.returncode == 3 and facts["status"] == "no end record", facts
+        assert "no master holds the directory's lock" in facts["detail"]
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
+# -- secrets ---------------------------------------------------------------------------------------------------
+ENV_SECRET = "env-secret-value-0451"  # not in D-Wave's ABC-hex shape: known from its variable's name
+CONF_SECRET = "conf-secret-plain-7741"  # a dwave.conf token of a non-standard shape
+STUDY_SECRET = "study-secret-key-2208"  # a plugin's api_key in the study file
+
+
+@contextmanager
+def echoing_endpoint():
+    """A local SAPI endpoint that answers 401 with the token it was sent in its body (as some do)."""
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f'{{"error_code": 401, "error_msg": "Invalid token: {self.headers.get("X-Auth-Token")}"}}'.encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sapi/v2/"
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.mpi
+def test_no_secret_is_written_anywhere_but_the_journal_header(tmp_path):
+    """Environment, dwave.conf and study secrets through run (a plugin that echoes them when it fails), status,
+    report, validate, a bad --param and a 401 that echoes the token at DEBUG with --log-level-all."""
+    qsvr_eval = ["predict-eval", "--table", str(tiny_table(tmp_path)), "--metric", "loss", "--known", "0.5"]
+    qsvr_eval += ["--seeds", "0", "--predictor", "qsvr"]
+    with echoing_endpoint() as endpoint:
+        conf = tmp_path / "dwave.conf"
+        conf.write_text(f"[defaults]\ntoken = {CONF_SECRET}\nendpoint = {endpoint}\n")
+        env = dict(mpi_env(), HPOQ_TEST_API_KEY=ENV_SECRET, DWAVE_CONFIG_FILE=str(conf))
+        env.pop("DWAVE_API_TOKEN", None)
+        env.pop("DWAVE_API_ENDPOINT", None)
+        study = write_study(
+            tmp_path,
+            trainer="tests.plugins.keyed:KeyedTableTrainer",
+            trainer_params={"api_key": STUDY_SECRET, "refuse_above": 0.45},
+        )
+        out = tmp_path / "out"
+        runs = [
+            subprocess.run(
+                mpi_cmd(3, "run", study, "--out", str(out)),
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=REPO,
+                timeout=120,
+            )
+        ]
+        failures = [r for r in records(out) if r["type"] == "failure"]
+        assert failures and runs[0].returncode == 0, runs[0].stderr  # the plugin did fail, and said so
+        for argv in (
+            ["status", str(out)],
+            ["status", str(out), "--json"],
+            ["report", str(out)],
+            ["validate", study],
+            [*qsvr_eval, "--param", f"num_reads={ENV_SECRET}"],
+            ["--log-level", "DEBUG", "--log-level-all", *qsvr_eval, "--param", "sampler=dwave"],
+        ):
+            runs.append(hpoq(*argv, env=env, timeout=120))
+        assert "Invalid token: ***" in runs[-1].stderr  # the endpoint did echo the token, masked
+    secrets = (ENV_SECRET, CONF_SECRET, STUDY_SECRET)
+    for proc in runs:
+        for secret in secrets:
+            assert secret not in proc.stdout + proc.stderr, (proc.args, secret)
+    header, *rest = (out / "journal.jsonl").read_text().splitlines()
+    assert STUDY_SECRET in header  # the journal header keeps the study as the user wrote it: resume needs it
+    assert all(s not in line for line in rest for s in secrets)
+    assert "***" in " ".join(r["reason"] for r in failures)
+    for path in out.rglob("*"):
+        if path.is_file() and path.name != "journal.jsonl":
+            data = path.read_bytes()
+            assert all(s.encode() not in data for s in secrets), path

@@ -16,21 +16,14 @@ from hpoq.mlpf import jets  # noqa: E402
 from hpoq.mlpf.generator import generate_events, make_config  # noqa: E402
 
 
-def direct_antikt(p4: np.ndarray, radius: float) -> np.ndarray:
-    """Inclusive anti-kt jets (px, py, pz, E) of four-vectors ``p4`` [n, 4], by the definition."""
+def direct_inclusive(p4: np.ndarray, distances) -> np.ndarray:
+    """Inclusive jets (px, py, pz, E) of four-vectors ``p4`` [n, 4] by a sequential-recombination definition:
+    ``distances(P) -> (d_ij, d_iB)``; merge the closest pair while it beats every beam distance (E-scheme)."""
     objs = [np.asarray(v, float) for v in p4]
     done = []
     while objs:
-        P = np.array(objs)
-        pt2 = P[:, 0] ** 2 + P[:, 1] ** 2
-        y = 0.5 * np.log((P[:, 3] + P[:, 2]) / (P[:, 3] - P[:, 2]))
-        phi = np.arctan2(P[:, 1], P[:, 0])
-        dphi = np.abs(phi[:, None] - phi[None, :])
-        dphi = np.minimum(dphi, 2 * np.pi - dphi)
-        dr2 = (y[:, None] - y[None, :]) ** 2 + dphi**2
-        dij = np.minimum(1 / pt2[:, None], 1 / pt2[None, :]) * dr2 / radius**2
+        dij, diB = distances(np.array(objs))
         np.fill_diagonal(dij, np.inf)
-        diB = 1 / pt2
         i, j = np.unravel_index(np.argmin(dij), dij.shape)
         if dij[i, j] < diB.min():
             merged = objs[i] + objs[j]
@@ -38,6 +31,21 @@ def direct_antikt(p4: np.ndarray, radius: float) -> np.ndarray:
         else:
             done.append(objs.pop(int(np.argmin(diB))))
     return np.array(done).reshape(-1, 4)
+
+
+def direct_antikt(p4: np.ndarray, radius: float) -> np.ndarray:
+    """Inclusive anti-kt jets, by the definition."""
+
+    def distances(P):
+        pt2 = P[:, 0] ** 2 + P[:, 1] ** 2
+        y = 0.5 * np.log((P[:, 3] + P[:, 2]) / (P[:, 3] - P[:, 2]))
+        phi = np.arctan2(P[:, 1], P[:, 0])
+        dphi = np.abs(phi[:, None] - phi[None, :])
+        dphi = np.minimum(dphi, 2 * np.pi - dphi)
+        dr2 = (y[:, None] - y[None, :]) ** 2 + dphi**2
+        return np.minimum(1 / pt2[:, None], 1 / pt2[None, :]) * dr2 / radius**2, 1 / pt2
+
+    return direct_inclusive(p4, distances)
 
 
 def _to_pt_eta_phi_e(p4: np.ndarray) -> np.ndarray:
@@ -105,23 +113,15 @@ def test_response_summary_and_unmatched_jets():
 
 def direct_ee_genkt(p4: np.ndarray, radius: float, p: float = -1.0) -> np.ndarray:
     """Inclusive e+e- generalised-kt jets (FastJet manual eq. 12-13): d_ij = min(E_i^2p, E_j^2p)
-    (1 - cos theta_ij) / (1 - cos R), d_iB = E_i^2p (R < pi), E-scheme, by the definition."""
-    objs = [np.asarray(v, float) for v in p4]
-    done = []
-    while objs:
-        P = np.array(objs)
+    (1 - cos theta_ij) / (1 - cos R), d_iB = E_i^2p (R < pi), by the definition."""
+
+    def distances(P):
         e2p = P[:, 3] ** (2 * p)
         unit = P[:, :3] / np.linalg.norm(P[:, :3], axis=1, keepdims=True)
         cos = np.clip(unit @ unit.T, -1.0, 1.0)
-        dij = np.minimum(e2p[:, None], e2p[None, :]) * (1 - cos) / (1 - np.cos(radius))
-        np.fill_diagonal(dij, np.inf)
-        i, j = np.unravel_index(np.argmin(dij), dij.shape)
-        if dij[i, j] < e2p.min():
-            merged = objs[i] + objs[j]
-            objs = [o for k, o in enumerate(objs) if k not in (i, j)] + [merged]
-        else:
-            done.append(objs.pop(int(np.argmin(e2p))))
-    return np.array(done).reshape(-1, 4)
+        return np.minimum(e2p[:, None], e2p[None, :]) * (1 - cos) / (1 - np.cos(radius)), e2p
+
+    return direct_inclusive(p4, distances)
 
 
 def test_clic_jets_are_upstreams_definition():

@@ -187,8 +187,8 @@ def test_table_trainer_replays_and_needs_its_checkpoint(tmp_path):
 def test_journal_tolerates_a_torn_last_line_and_cuts_it(tmp_path):
     path = str(tmp_path / "journal.jsonl")
     j = Journal.create(path)
-    j.write("header", study={})
-    j.write("unit", unit_id=0, value=float("inf"))
+    j.write("header", version=1, study={})
+    j.write("unit", unit_id=0, trial_id=0, start_epoch=0, end_epoch=1, value=float("inf"))
     j.close()
     with open(path, "a") as fh:
         fh.write('{"type": "result", "unit_id": 0, "metr')  # killed mid-write

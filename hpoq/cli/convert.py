@@ -25,6 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", help="TaskSet task name or index, or 'all' to pool the 12 tasks")
     parser.add_argument("--configs", help="LCBench configs.csv.gz (default: next to the npz)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def run(args) -> int:
@@ -40,10 +41,13 @@ def run(args) -> int:
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise ConfigError(f"--out {out!r}: directory {out_dir!r} does not exist")
+    from hpoq.cli._common import check_out_file
     from hpoq.writable import check_writable_dir
 
+    shared = not os.path.exists(args.src) and args.src in SHARED_TABLES
+    check_out_file(out, [str(SHARED_TABLES[args.src].path) if shared else args.src, args.configs], args.overwrite)
     check_writable_dir(out_dir, "--out")
-    if not os.path.exists(args.src) and args.src in SHARED_TABLES:
+    if shared:
         options = {"task": args.task} if args.task is not None and args.src == "taskset" else {}
         table = load_shared(args.src, **options)
         if args.metric is not None and args.metric != table.metric:

@@ -31,8 +31,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from hpoq.cli._common import print_json
+    from hpoq.cli._common import check_dataset_out, print_json
     from hpoq.mlpf.upstream_data import convert_events, summary
+    from hpoq.writable import check_writable_dir
+
+    check_dataset_out(args.out)
+    check_writable_dir(args.out, "--out")
 
     manifest = convert_events(
         args.src,

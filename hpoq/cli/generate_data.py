@@ -27,10 +27,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from hpoq.cli._common import parse_params, print_json
+    from hpoq.cli._common import check_dataset_out, parse_params, print_json
     from hpoq.mlpf.writer import generate_dataset
     from hpoq.writable import check_writable_dir
 
+    check_dataset_out(args.out)
     check_writable_dir(args.out, "--out")
 
     manifest = generate_dataset(

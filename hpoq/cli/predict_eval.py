@@ -33,11 +33,13 @@ def add_arguments(parser) -> None:
 
 def load_any_table(src: str, metric: str | None, mode: str | None, time_column: str | None = None):
     """A CSV table, an HDF5 store or a shared table name -> CurveTable (ConfigError on bad input)."""
+    from hpoq.cli._common import check_time_column
     from hpoq.curves.shared import SHARED_TABLES, load_shared
     from hpoq.curves.table import load_table
     from hpoq.errors import ConfigError
 
     if not os.path.exists(src) and src in SHARED_TABLES:
+        check_time_column(time_column, src, "a shared table")
         table = load_shared(src)
         if metric is not None and metric != table.metric:
             raise ConfigError(f"shared table {src!r} has metric {table.metric!r}, not {metric!r}")
@@ -47,6 +49,7 @@ def load_any_table(src: str, metric: str | None, mode: str | None, time_column: 
     if src.endswith((".h5", ".hdf5")):
         from hpoq.curves.store import read_store
 
+        check_time_column(time_column, src, "an HDF5 curve store (its per-row times are used as stored)")
         table = read_store(src)
         if metric is not None and metric != table.metric:
             raise ConfigError(f"curve store {src!r} holds metric {table.metric!r}, not {metric!r}")

@@ -84,13 +84,17 @@ def _load_shared(name: str, metric, mode):
 
 def load_curves(path_or_name: str, metric, mode, time_column=None):
     """A CurveTable from a CSV path, an HDF5 curve store or a shared-table name."""
+    from hpoq.cli._common import check_time_column
+
     if not os.path.exists(path_or_name):
         table = _load_shared(path_or_name, metric, mode)
         if table is not None:
+            check_time_column(time_column, path_or_name, "a shared table")
             return table
     if path_or_name.endswith((".h5", ".hdf5")):
         from hpoq.curves.store import read_store
 
+        check_time_column(time_column, path_or_name, "an HDF5 curve store (its per-row times are used as stored)")
         return read_store(path_or_name)
     if metric is None:
         raise ConfigError(f"--metric is required for the table {path_or_name!r} (not a file or shared table name?)")

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from hpoq.atomic import atomic_path
+from hpoq.atomic import atomic_h5
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
 from hpoq.jsonable import numpy_default
@@ -114,28 +114,27 @@ def write_store(path: str, table: CurveTable, provenance: dict | None = None) ->
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError(f"curve store: output directory {directory!r} does not exist")
-    h5py = _h5py()
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _create_layout(
-                f,
-                table.metric,
-                table.mode,
-                table.hp_names,
-                prov,
-                table.source,
-                table.dropped,
-                n=n,
-                epochs=epochs,
-                with_time=time is not None,
-            )
-            if n:
-                f["curves"][...] = curves
-                f["lengths"][...] = lengths
-                f["configs"][...] = np.asarray(configs, dtype=object)
-                f["trial_ids"][...] = np.asarray(["null"] * n, dtype=object)
-                if time is not None:
-                    f["time"][...] = time
+    _h5py()  # a clear error when h5py is missing
+    with atomic_h5(path) as f:  # in memory first: a full disk is one OSError, not an HDF5 crash
+        _create_layout(
+            f,
+            table.metric,
+            table.mode,
+            table.hp_names,
+            prov,
+            table.source,
+            table.dropped,
+            n=n,
+            epochs=epochs,
+            with_time=time is not None,
+        )
+        if n:
+            f["curves"][...] = curves
+            f["lengths"][...] = lengths
+            f["configs"][...] = np.asarray(configs, dtype=object)
+            f["trial_ids"][...] = np.asarray(["null"] * n, dtype=object)
+            if time is not None:
+                f["time"][...] = time
 
 
 def _open_existing(path: str, mode: str = "r"):
@@ -260,6 +259,15 @@ class CurveStore:
             _create_layout(self._f, metric, mode, hp_names or [], provenance or {}, with_time=True)
             self._f.flush()
             self._index = {}
+
+    @classmethod
+    def inside(cls, h5file, metric: str, mode: str = "min", hp_names=None, provenance=None) -> "CurveStore":
+        """A new store in the open, empty ``h5file`` (:func:`hpoq.atomic.atomic_h5`'s); its owner closes it."""
+        _check_mode(mode)
+        store = cls.__new__(cls)
+        store.path, store._f, store._index = str(h5file.filename), h5file, {}
+        _create_layout(h5file, metric, mode, hp_names or [], provenance or {}, with_time=True)
+        return store
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> "CurveStore":

@@ -133,6 +133,9 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
         raise ConfigError(f"curve table {path!r} is empty") from None
     except csv.Error as exc:
         raise ConfigError(f"curve table {path!r} is not valid CSV ({exc})") from None
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:  # one would silently replace the other in every row
+        raise ConfigError(f"curve table {path!r}: column {twice[0]!r} appears more than once in the header")
     columns = _Columns.of(path, header, metric, time_column)
     configs, rows, times, dropped = columns.read(path, reader)
     if not rows:

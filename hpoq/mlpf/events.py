@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpoq.atomic import atomic_path, write_atomic
+from hpoq.atomic import atomic_h5, write_atomic
 from hpoq.errors import ConfigError
 from hpoq.mlpf.schema import SCHEMA_VERSION, Y_FEATURES
 
@@ -133,7 +133,6 @@ def pack_events(events) -> tuple[dict, dict]:
 
 def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf") -> None:
     """Write one shard atomically (tmp + rename). Timestamps are off so equal input gives equal bytes."""
-    import h5py
 
     if compression not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
@@ -148,7 +147,7 @@ def write_shard(path: Path, arrays: dict, attrs: dict, compression: str = "lzf")
             else {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         )
     )
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+    with atomic_h5(path, track_order=False) as f:  # in memory first: a full disk is one OSError, not a crash
         for key in (
             "schema_version",
             "schema",

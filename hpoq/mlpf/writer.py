@@ -120,9 +120,28 @@ def generate_dataset(
     if (out / ev.MANIFEST).exists() and not overwrite:
         raise ConfigError(f"{out / ev.MANIFEST} exists; choose another --out or pass --overwrite")
     plan = _plan(n_events, val_fraction, shards)
+    made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     if (out / ev.MANIFEST).exists():
         os.remove(out / ev.MANIFEST)  # the dataset is unfinished until the new manifest lands
+    try:
+        return _generate(out, plan, cfg, seed, compression, workers, n_events, memory_bytes)
+    except BaseException:
+        # a full disk, a kill of a worker, a bad knob: nothing half-written stays behind
+        for split in plan:
+            for rel, _, _ in plan[split]:
+                for path in (out / rel, out / (rel + ".nostats")):
+                    path.unlink(missing_ok=True)
+        for folder in [out / split for split in plan] + made:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _generate(out: Path, plan: dict, cfg, seed: int, compression: str, workers: int, n_events: int, memory_bytes):
+    """The shards of ``plan`` and the manifest, written into the existing folder ``out``."""
     source = {"generator": cfg.to_dict(), "seed": int(seed), "n_events_requested": int(n_events)}
     jobs = [
         (str(out), rel, lo, hi, cfg.to_dict(), int(seed), compression, source)

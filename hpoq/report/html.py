@@ -264,10 +264,23 @@ def brackets_section(brackets: list[dict]) -> str:
     )
 
 
+#: how every report page begins: ``report`` replaces an existing file only when it begins so
+REPORT_MARK = "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: "
+
+
+def is_report_page(path: str) -> bool:
+    """Is ``path`` a page that ``report`` wrote?"""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(REPORT_MARK)) == REPORT_MARK.encode()
+    except OSError:
+        return False
+
+
 def render(study, figures: dict, pred_rows: list[dict], omitted: dict, n_points: int, brackets: list[dict]) -> str:
     """The page. ``figures``: file name -> (PNG bytes, alt text)."""
     head = (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>hpoq report: {esc(study.name)}</title>"
+        f"{REPORT_MARK}{esc(study.name)}</title>"
         f"<style>{_STYLE}</style></head><body>\n<h1>hpoq report: {esc(study.name)}</h1>\n"
         f"<p class='note'>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))} from "
         f"{esc(study.out_dir)} ({study.records} journal records"

@@ -39,6 +39,20 @@ FATE_COLORS = {
 _DRAW_ORDER = (PRUNED_RUNG, STOPPED_OTHER, PRUNED_PREDICTION, UNFINISHED, FAILED, COMPLETED)
 
 
+#: the PNGs' Software text chunk: how ``report`` knows a figure it may replace is one it wrote
+PNG_SOFTWARE = "hpoq report"
+
+
+def is_report_png(path: str) -> bool:
+    """Is ``path`` a PNG that ``report`` wrote (its Software text chunk says so)?"""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)  # text chunks come before the image data
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"Software\x00" + PNG_SOFTWARE.encode() in head
+
+
 def _figure(width=8.0, height=4.8, ncols=1):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -51,7 +65,7 @@ def _figure(width=8.0, height=4.8, ncols=1):
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": PNG_SOFTWARE})
     return buf.getvalue()
 
 

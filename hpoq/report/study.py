@@ -17,7 +17,9 @@ import socket
 from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
+from hpoq.logsetup import add_secrets, study_secrets
 from hpoq.report.fates import FATES, classify_fate
+from hpoq.runtime.dirlock import DirLock
 from hpoq.runtime.journal import JOURNAL_FILE, read_journal
 
 TRIALS_FILE, BEST_FILE, CURVES_FILE = "trials.csv", "best.yaml", "curves.h5"
@@ -141,8 +143,13 @@ def _pid_alive(pid, host) -> bool | None:
     return True
 
 
-def _status(records: list[dict]) -> tuple[str, str, dict | None]:
-    """Status of the latest master run (after the last header/resume record)."""
+def _status(records: list[dict], out_dir: str | None = None) -> tuple[str, str, dict | None]:
+    """Status of the latest master run (after the last header/resume record).
+
+    Without an end record, the directory's lock says whether a master runs (:meth:`DirLock.holder`):
+    the header's pid may belong to another process by now. Only where the lock cannot be asked
+    (no lock file, no access) does the pid decide, on the master's host.
+    """
     start = max(i for i, r in enumerate(records) if r["type"] in ("header", "resume"))
     end = next((r for r in records[start:] if r["type"] == "end"), None)
     if end is not None:
@@ -157,6 +164,17 @@ def _status(records: list[dict]) -> tuple[str, str, dict | None]:
         }.get(status, status)
         return status, detail, end
     launch = records[start]
+    holder = DirLock.holder(out_dir) if out_dir else None
+    if holder is False:
+        return (
+            "no end record",
+            f"no master holds the directory's lock: the master (pid {launch.get('pid')} on {launch.get('host')}) "
+            "was killed or crashed; resume with run --resume",
+            None,
+        )
+    if holder is not None:
+        pid = holder or launch.get("pid")
+        return "running", f"a master holds the directory's lock (pid {pid}; started on {launch.get('host')})", None
     alive = _pid_alive(launch.get("pid"), launch.get("host"))
     if alive:
         return "running", f"master pid {launch.get('pid')} on {launch.get('host')} is alive", None
@@ -232,6 +250,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
     torn = os.path.getsize(path) - valid_bytes
     header = records[0]
     spec = header.get("study") if isinstance(header.get("study"), dict) else {}
+    add_secrets(study_secrets(spec))  # the header keeps them; nothing shown from it may
     algo = spec.get("algorithm") if isinstance(spec.get("algorithm"), dict) else {}
     mode = str(header.get("mode") or "min")
     if mode not in ("min", "max"):
@@ -284,7 +303,7 @@ def load_study_output(out_dir: str) -> StudyOutput:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"report: journal {path!r} has a record without a valid {exc} field") from None
 
-    status, detail, end = _status(records)
+    status, detail, end = _status(records, out_dir)
     starts = [i for i, r in enumerate(records) if r["type"] in ("header", "resume")] + [len(records)]
     wall = sum(
         max(as_float(records[b - 1].get("t")) - as_float(records[a].get("t")), 0.0) for a, b in zip(starts, starts[1:])

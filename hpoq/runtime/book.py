@@ -62,6 +62,7 @@ class TrialBook:
             if t is not None:
                 t.curve[start:] = metrics
                 t.seconds += float(rec.get("seconds") or 0.0)
+                t.reason = ""  # an earlier failure was retried and this unit went through: no longer the story
         elif kind == "failure":
             self.running.pop(int(rec["unit_id"]), None)
             self.units_failed += 1

@@ -24,7 +24,7 @@ import os
 import time
 
 from hpoq.errors import ConfigError
-from hpoq.journal.records import Record
+from hpoq.journal.records import FORMAT_VERSION, Record, from_record
 from hpoq.jsonable import numpy_default
 
 JOURNAL_FILE = "journal.jsonl"
@@ -55,6 +55,8 @@ def dumps(record: dict) -> str:
     return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
 
 
+# records whose text fields (reason, error, abort) are masked like every line hpoq writes
+_MASKED_TYPES = frozenset({"failure", "scheduler_error", "stop", "end"})
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 RESERVE_FILE = ".hpoq.reserve"
 RESERVE_BYTES = 1 << 20  # set aside at start, freed when the disk fills: room for the stop, snapshot and end records
@@ -123,6 +125,10 @@ class Journal:
 
     def write(self, rtype: str, **fields) -> dict:
         """Buffer the record ``{"type": rtype, "t": now, **fields}``; see :meth:`append` for typed records."""
+        if rtype in _MASKED_TYPES:  # their error texts may echo a secret; the header keeps the study as given
+            from hpoq.logsetup import redact
+
+            fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         record = {"type": rtype, "t": round(time.time(), 6), **fields}
         self._pending.append((dumps(record) + "\n").encode("utf-8"))
         self.records += 1
@@ -158,6 +164,16 @@ class Journal:
         self._pending.clear()
         return n
 
+    def abandon(self) -> None:
+        """Close and delete a journal whose header never became durable (a failed start)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def close(self) -> None:
         """Sync the last records (the end record: into the space reserve when the disk is full) and close."""
         if self._fd is not None:
@@ -172,6 +188,49 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
                 self.release_reserve()
+
+
+def _is_metric(value) -> bool:
+    """A number as the journal writes one: a JSON number, or "nan" / "inf" / "-inf" (see :func:`_encode`)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf")
+
+
+def record_problem(rec: dict, first: bool = False) -> str | None:
+    """Why a parsed line cannot be used (None if it can): what every reader of it would trip over.
+
+    The header must carry this format's ``version``; every record must be a valid typed record
+    (:func:`hpoq.journal.records.from_record`: its fields there, of their types), a ``result``'s
+    ``metrics`` numbers. ``status`` and ``report`` refuse what ``run --resume`` would.
+    """
+    if first and rec.get("type") == "header" and rec.get("version") != FORMAT_VERSION:
+        return (
+            f"the header has journal format version {rec.get('version')!r}; this hpoq reads version "
+            f"{FORMAT_VERSION} (written by another hpoq version, or a damaged file)"
+        )
+    try:
+        from_record(rec)
+    except ConfigError as exc:
+        return f"{exc} (damaged file)"
+    if rec["type"] == "result" and not all(_is_metric(v) for v in rec["metrics"]):
+        return f"the result record's metrics {str(rec['metrics'])[:60]} are not all numbers (damaged file)"
+    return None
+
+
+def unstarted(path: str) -> bool:
+    """Is ``path`` a journal whose start never became durable: empty, or a torn header and nothing else?
+
+    A master killed (or out of space) between creating the journal and syncing its header leaves
+    one; nothing depends on it, so a plain rerun may replace it.
+    """
+    try:
+        if os.path.getsize(path) > RESERVE_BYTES:  # no header is that long
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read()
+    except OSError:
+        return False
+    opening = b'{"type":"header"'
+    return b"\n" not in head and (head.startswith(opening) or opening.startswith(head))
 
 
 def read_journal(path: str) -> tuple[list[dict], int]:
@@ -198,6 +257,9 @@ def read_journal(path: str) -> tuple[list[dict], int]:
             if last:
                 break
             raise ConfigError(f"journal {path!r}: line {i + 1} is not a JSON record (damaged file)") from None
+        problem = record_problem(rec, first=not records)
+        if problem:
+            raise ConfigError(f"journal {path!r}: line {i + 1}: {problem}")
         records.append(rec)
         offset = end
     if not records or records[0].get("type") != "header":

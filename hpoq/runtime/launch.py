@@ -28,17 +28,25 @@ from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
 from hpoq.journal import records
 from hpoq.runtime.book import TrialBook
-from hpoq.runtime.dirlock import DirLock
+from hpoq.runtime.dirlock import LOCK_FILE, DirLock
 from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
 from hpoq.runtime.inputs import changed_inputs, fingerprints
-from hpoq.runtime.journal import JOURNAL_FILE, Journal, is_disk_full, read_journal
+from hpoq.runtime.journal import (
+    JOURNAL_FILE,
+    RESERVE_FILE,
+    Journal,
+    is_disk_full,
+    read_journal,
+    unstarted,
+)
 from hpoq.runtime.polling import Backoff, wait_for
 from hpoq.runtime.resume import Replayed, replay
 from hpoq.runtime.signals import StopSignals
 from hpoq.runtime.transport import MPITransport
 from hpoq.seeding import derive_seed
 from hpoq.study.spec import StudySpec
+from hpoq.writable import refuse_foreign_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,48 +95,90 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
     path = _journal_path(out_dir)
     if not os.path.isfile(path):
         raise ConfigError(f"--resume: {out_dir!r} has no {JOURNAL_FILE}; nothing to resume")
-    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
-    records, valid = read_journal(path)
-    try:
-        spec = StudySpec.from_dict(records[0]["study"])
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
-    spec.out = out_dir
-    check_study(spec)
-    changed = changed_inputs(records[0].get("inputs"))
-    if changed and not allow_changed:
+    if unstarted(path):
         raise ConfigError(
-            f"--resume: input {changed[0]} since the study started"
-            + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
-            + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+            f"--resume: the study in {out_dir!r} never started (its journal has no header); "
+            f"start it again with: run STUDY.yaml --out {out_dir}"
         )
-    return spec, records, valid, lock, tuple(changed)
+    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
+    try:
+        recs, valid = read_journal(path)
+        try:
+            spec = StudySpec.from_dict(recs[0]["study"])
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
+        spec.out = out_dir
+        check_study(spec)
+        changed = changed_inputs(recs[0].get("inputs"))
+        if changed and not allow_changed:
+            raise ConfigError(
+                f"--resume: input {changed[0]} since the study started"
+                + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+                + "; restore it, or pass --allow-changed-inputs to continue on the new data"
+            )
+    except BaseException:
+        lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
+    return spec, recs, valid, lock, tuple(changed)
+
+
+# what a start that failed before its header was durable may leave (and a rerun replaces)
+_START_LEFTOVERS = (LOCK_FILE, RESERVE_FILE)
+
+
+def _check_fresh_out_dir(out_dir: str) -> None:
+    """A new study writes only into a new or empty directory, or one left by a start that never got going.
+
+    Anything else -- a user's files, another tool's output, a study (its journal has a header) --
+    is refused in one line before anything is written: the study's outputs (``trials.csv``,
+    ``checkpoints/``, ...) would replace or delete what is there.
+    """
+    journal = _journal_path(out_dir)
+    if os.path.exists(journal) and not unstarted(journal):
+        raise ConfigError(
+            f"output directory {out_dir!r} already holds a study journal; "
+            f"continue it with 'run --resume {out_dir}' or choose another --out"
+        )
+
+    def ours(rel: str) -> bool:
+        return rel in _START_LEFTOVERS or rel == JOURNAL_FILE  # the journal: unstarted, checked above
+
+    refuse_foreign_dir(out_dir, "output directory", ours, "an hpoq study")
 
 
 def prepare(study: str | None, out: str | None, resume, world_size: int, allow_changed: bool = False) -> Plan:
-    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing but the lock)."""
-    from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import assemble
+    """Everything rank 0 checks before any rank starts work (raises ConfigError; writes nothing).
+
+    A resume holds the directory's lock from here on; a refused one lets it go and removes the lock
+    file if it made it.
+    """
     from hpoq.study.spec import load_study
     from hpoq.writable import check_writable_dir
 
-    lock, changed = None, ()
+    lock, changed, recs, valid = None, (), None, 0
     if resume:
-        spec, records, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
+        spec, recs, valid, lock, changed = _prepare_resume(study, out, resume, allow_changed)
         out_dir = spec.out
     else:
         if not study:
             raise ConfigError("run: give a study file (run STUDY.yaml) or --resume OUTDIR")
         spec = load_study(study, out=out)
         out_dir = spec.out
-        if os.path.exists(_journal_path(out_dir)):
-            raise ConfigError(
-                f"output directory {out_dir!r} already holds a study journal; "
-                f"continue it with 'run --resume {out_dir}' or choose another --out"
-            )
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise ConfigError(f"output directory {out_dir!r} exists and is not a directory")
+        _check_fresh_out_dir(out_dir)
         check_writable_dir(out_dir, "output directory")
+    try:
+        return _plan(spec, out_dir, world_size, lock, changed, resume, recs, valid)
+    except BaseException:
+        if lock is not None:
+            lock.discard()  # a refused resume writes nothing, not even the lock file
+        raise
+
+
+def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, recs, valid) -> Plan:
+    """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
+    from hpoq.schedulers import with_runtime_defaults
+    from hpoq.study.build import assemble
+
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
@@ -145,9 +195,9 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
         changed=changed,
     )
     if resume:
-        plan.resume = replay(records, parts.scheduler, parts.mode)
+        plan.resume = replay(recs, parts.scheduler, parts.mode)
         plan.journal_bytes = valid
-        plan.records = len(records)
+        plan.records = len(recs)
     return plan
 
 
@@ -187,8 +237,6 @@ def master_main(
     progress_enabled: bool | None = None,
     allow_changed_inputs: bool = False,
 ) -> int:
-    from hpoq.runtime.outputs import write_outputs
-
     size = world.Get_size()
     signals = StopSignals(role="master").install()
     try:
@@ -199,14 +247,9 @@ def master_main(
             for rank in range(1, size):
                 world.send({"ok": False}, dest=rank, tag=TAG_SETUP)
             return 2
-        spec = plan.spec
         if plan.resume is not None and plan.resume.finished:
-            print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
-            for rank in range(1, size):
-                world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
-            book = plan.resume.book
-            write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
-            return 0
+            return _already_finished(world, plan)
+        spec = plan.spec
         setup = {
             "ok": True,
             "ranks_per_trial": spec.ranks_per_trial,
@@ -220,23 +263,47 @@ def master_main(
             assign_gpus(world, False)  # the workers' collective; the master needs no GPU
         except ConfigError:
             pass  # the workers report it in their ready messages
-        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
-        errors = [r["error"] for r in ready if not r.get("ok")]
-        if errors:
-            _error(errors[0])
-            layout = plan.layout
-            for rank in [layout.leader(g) for g in range(layout.n_groups)] + layout.idle_ranks():
-                world.send({"code": 2}, dest=rank, tag=TAG_STOP)
+        if not _workers_ready(world, plan):
             return 2
-        modes = {r["mode"] for r in ready if r.get("mode")}
-        if modes and modes != {plan.mode}:
-            plan.mode = modes.pop()  # the trainer instance knows its direction best
-        metrics = {r["metric"] for r in ready if r.get("metric")}
-        if metrics:
-            plan.metric = sorted(metrics)[0]
         return _run(world, plan, signals, progress_enabled)
     finally:
         signals.restore()
+
+
+def _already_finished(world, plan: Plan) -> int:
+    """A resume of a finished study: the workers go home, the output files are written again from the
+    journal (they may have been lost or never written); the exit code."""
+    from hpoq.runtime.outputs import write_outputs
+
+    print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
+    for rank in range(1, world.Get_size()):
+        world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
+    try:
+        write_outputs(plan.out_dir, plan.resume.book, plan.scheduler.best(), plan.spec.name, plan.metric, plan.mode)
+    except OSError as exc:
+        if not is_disk_full(exc) and exc.errno != errno.EROFS:
+            raise
+        _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
+        return 2
+    return 0
+
+
+def _workers_ready(world, plan: Plan) -> bool:
+    """Wait for every worker's trainer; False (the error printed, the workers stopped) if one failed. The
+    trainers' own metric and direction go into ``plan``."""
+    ready = _poll_ready(MPITransport(world), world.Get_size() - 1, min(plan.spec.poll_interval, 0.01))
+    errors = [r["error"] for r in ready if not r.get("ok")]
+    if errors:
+        _error(errors[0])
+        _stop_all(world, plan.layout, 2)
+        return False
+    modes = {r["mode"] for r in ready if r.get("mode")}
+    if modes and modes != {plan.mode}:
+        plan.mode = modes.pop()  # the trainer instance knows its direction best
+    metrics = {r["metric"] for r in ready if r.get("metric")}
+    if metrics:
+        plan.metric = sorted(metrics)[0]
+    return True
 
 
 def _stop_all(world, layout: GroupLayout, code: int) -> None:
@@ -249,47 +316,102 @@ def _open_journal(plan: Plan, info: dict, budget: int) -> Journal:
     spec, path = plan.spec, _journal_path(plan.out_dir)
     try:
         if plan.resume is None:
-            os.makedirs(plan.out_dir, exist_ok=True)
-            plan.lock = DirLock.acquire(plan.out_dir)
-            journal = Journal.create(path)
-            journal.make_reserve()
             seeds = {
                 "study": spec.seed,
                 "sampler": derive_seed(spec.seed, "rows") if spec.space == "table" else derive_seed(spec.seed, "space"),
                 "scheduler": spec.seed,
             }
-            journal.append(
-                records.Header(
-                    study=spec.to_dict(),
-                    seeds=seeds,
-                    versions=_versions(),
-                    metric=plan.metric,
-                    mode=plan.mode,
-                    budget=budget,
-                    inputs=fingerprints(spec),
-                    **info,
-                )
+            header = records.Header(
+                study=spec.to_dict(),
+                seeds=seeds,
+                versions=_versions(),
+                metric=plan.metric,
+                mode=plan.mode,
+                budget=budget,
+                inputs=fingerprints(spec),
+                **info,
             )
-        else:
-            journal = Journal.open_append(path, plan.journal_bytes)
-            journal.make_reserve()
-            r = plan.resume
-            journal.append(
-                records.Resume(
-                    replayed=r.replayed,
-                    from_snapshot=r.from_snapshot,
-                    lost_units=r.lost_units,
-                    counted_lost=[u.unit_id for u in r.lost_counted],
-                    queue=len(r.queue),
-                    changed_inputs=list(plan.changed) if plan.changed else None,
-                    **info,
-                )
+            return _start_journal(plan, path, header)
+        journal = Journal.open_append(path, plan.journal_bytes)
+        journal.make_reserve()
+        r = plan.resume
+        journal.append(
+            records.Resume(
+                replayed=r.replayed,
+                from_snapshot=r.from_snapshot,
+                lost_units=r.lost_units,
+                counted_lost=[u.unit_id for u in r.lost_counted],
+                queue=len(r.queue),
+                changed_inputs=list(plan.changed) if plan.changed else None,
+                **info,
             )
+        )
         journal.sync()
     except OSError as exc:
         where = exc.filename or plan.out_dir
         raise ConfigError(f"cannot write the study in {plan.out_dir!r}: {where}: {exc.strerror}") from None
     return journal
+
+
+def _make_dirs(path: str) -> list[str]:
+    """``os.makedirs(path)``; the folders it created, outermost first."""
+    missing, here = [], os.path.abspath(path)
+    while not os.path.exists(here):
+        missing.append(here)
+        here = os.path.dirname(here)
+    os.makedirs(path, exist_ok=True)
+    return missing[::-1]
+
+
+def _start_journal(plan: Plan, path: str, header: records.Header) -> Journal:
+    """Make the directory, lock it, write the header durably; a failure on the way undoes all of it.
+
+    Until the header is on disk nothing depends on the directory, so a start that fails (a full
+    disk, a quota, an I/O error) removes what it made -- journal, space reserve, lock file and the
+    folders it created -- and a plain rerun finds the directory as the user left it. (A start killed
+    on the way leaves an empty journal, which :func:`_check_fresh_out_dir` lets a rerun replace.)
+    """
+    created = _make_dirs(plan.out_dir)
+    try:
+        plan.lock = DirLock.acquire(plan.out_dir)  # another master's ConfigError: nothing of ours to undo
+    except BaseException:
+        _remove_empty(created)
+        raise
+    journal = None
+    try:
+        if os.path.exists(path):
+            if not unstarted(path):  # a master started here since prepare() looked
+                raise ConfigError(f"output directory {plan.out_dir!r} already holds a study journal")
+            os.unlink(path)  # a start that never got going: its empty journal
+        journal = Journal.create(path)
+        journal.make_reserve()
+        journal.append(header)
+        journal.sync()
+    except BaseException:
+        if journal is not None:
+            journal.abandon()
+            _unlink(journal.reserve_path)
+        _unlink(plan.lock.path)
+        plan.lock.release()
+        plan.lock = None
+        _remove_empty(created)
+        raise
+    return journal
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove_empty(folders: list[str]) -> None:
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _run(world, plan: Plan, signals: StopSignals, progress_enabled) -> int:

@@ -3,12 +3,14 @@
 ``srun python -m hpoq.main run STUDY.yaml`` (the design card's command) and ``mpiexec -n N python -m
 hpoq.main run ...`` work without ``-m mpi4py``:
 
-- **Abort on failure.** When the MPI world has more than one rank, an uncaught exception, a
-  KeyboardInterrupt or a non-zero exit status on any rank makes that rank call
-  ``MPI.COMM_WORLD.Abort(status)`` at exit, so the launcher ends every rank instead of leaving the
-  others waiting for a message that never comes. This is mpi4py's own mechanism
-  (:func:`mpi4py.run.set_abort_status`, the function ``python -m mpi4py`` calls), so running under
-  ``python -m mpi4py`` as well changes nothing.
+- **Abort on failure.** When the MPI world has more than one rank, an uncaught exception or a
+  KeyboardInterrupt on any rank makes that rank call ``MPI.COMM_WORLD.Abort(status)`` at exit, so
+  the launcher ends every rank instead of leaving the others waiting for a message that never
+  comes. This is mpi4py's own mechanism (:func:`mpi4py.run.set_abort_status`, the function
+  ``python -m mpi4py`` calls), so running under ``python -m mpi4py`` as well changes nothing.
+- **One line for bad input.** A non-zero exit status that ``run`` *returns* is one every rank
+  returns together (rank 0 told the others to stop): MPI is finalized instead of aborted, so the
+  user reads hpoq's one ``hpoq: error:`` line and no ``Abort(2) on node N`` line per rank.
 - **Launch check.** A launcher whose process-management interface does not match the MPI library
   (``srun --mpi=none``, or pmix for the PyPI mpich wheel, which speaks PMI2) starts N processes that
   each see an MPI world of size 1: N studies racing on one output directory. When the launcher says
@@ -94,10 +96,29 @@ def _abort_on_failure(run):
             _abort_status(exc if isinstance(exc, (SystemExit, KeyboardInterrupt)) else 1)
             raise
         if code:
-            _abort_status(int(code))
+            _end_together()
         return code
 
     return guarded
+
+
+def _end_together() -> None:
+    """Finalize MPI: every rank returns an exit status only when all ranks end together.
+
+    That is :func:`hpoq.runtime.launch.run_on_all_ranks`' contract: rank 0 returns once it told
+    every other rank to stop (bad input found before any work, a worker that could not build its
+    trainer, the end of a study that stopped with status 2), and the other ranks return only on
+    that word. ``MPI_Abort`` is then not needed, and it would print one ``Abort(N) on node ...`` line per
+    rank after the one line that says what was wrong. A finalized MPI makes the abort status that
+    ``python -m mpi4py`` sets for a non-zero exit a no-op. (A failure that does not end every rank
+    -- an exception, a hung rank -- still aborts the job.)
+    """
+    from mpi4py import MPI
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
 
 
 def install(args) -> None:

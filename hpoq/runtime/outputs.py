@@ -16,7 +16,7 @@ import csv
 import math
 import os
 
-from hpoq.atomic import atomic_path, write_atomic
+from hpoq.atomic import atomic_h5, atomic_path, write_atomic
 from hpoq.runtime.book import TrialBook
 
 TRIALS_FILE = "trials.csv"
@@ -104,12 +104,12 @@ def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, prove
         for k in t.config:
             if k not in hp_names and not k.startswith("_"):
                 hp_names.append(k)
-    with atomic_path(path) as tmp:
-        with CurveStore(tmp, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {}) as store:
-            for tid in sorted(book.trials):
-                t = book.trials[tid]
-                if t.curve:
-                    store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
+    with atomic_h5(path) as f:  # in memory first: a full disk is one OSError, not an HDF5 crash
+        store = CurveStore.inside(f, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {})
+        for tid in sorted(book.trials):
+            t = book.trials[tid]
+            if t.curve:
+                store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
 
 
 def write_outputs(

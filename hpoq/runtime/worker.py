@@ -19,6 +19,7 @@ import time
 
 from hpoq.dispatch import Dispatch
 from hpoq.errors import ConfigError
+from hpoq.logsetup import add_secrets, redact, study_secrets
 from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import (
     GTAG_DONE,
@@ -65,6 +66,7 @@ def run_unit(trainer, unit: Dispatch, comm) -> Outcome:
             out.reason, out.kind = f"{type(exc).__name__}: {exc}", "disk-full"
         else:
             out.reason = f"{type(exc).__name__}: {exc}"
+        out.reason = redact(out.reason)  # a plugin's error may echo its credentials
         return out
     out.seconds = time.perf_counter() - t0
     try:
@@ -136,6 +138,7 @@ def worker_main(world) -> int:
         _, setup = _wait_recv(world, 0, (TAG_SETUP,), Backoff(0.01))
         if not setup.get("ok"):
             return int(setup.get("code", 2))  # rank 0 has printed why
+        add_secrets(study_secrets(setup.get("trainer")))  # a plugin's api_key: masked in what this rank writes
         poll = Backoff(float(setup["poll_interval"]), FAST_POLL_S, FAST_WINDOW_S)
         layout = GroupLayout(world.size, int(setup["ranks_per_trial"]))
         gcomm = split_groups(world_comm, layout)

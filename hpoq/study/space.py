@@ -151,6 +151,29 @@ def parse_param(name: str, spec, path: str, declared) -> Param:
     return Param(name=name, kind=kind, low=low, high=high, log=log or kind == "loguniform", when=when)
 
 
+def _check_reachable(parent: Param, allowed: tuple, path: str) -> None:
+    """Each value of a ``when`` clause must be one the parent can take, else the parameter is never drawn."""
+    if parent.kind in ("uniform", "loguniform"):
+        raise ConfigError(
+            f"{path}: {parent.name!r} is a continuous ({parent.kind}) parameter, which never takes one given "
+            "value; condition on a choice or int parameter"
+        )
+    for value in allowed:
+        if parent.kind == "choice":
+            ok = value in parent.values  # the test Param.active makes
+            among = f"among the values of {parent.name!r}, {list(parent.values)}"
+        else:
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and float(value).is_integer()
+                and parent.low <= value <= parent.high
+            )
+            among = f"an integer {parent.name!r} can take, in [{parent.low}, {parent.high}]"
+        if not ok:
+            raise ConfigError(f"{path}: {value!r} is not {among}, so this parameter would never be drawn")
+
+
 class SearchSpace:
     """Seeded sampler over declared hyperparameters (a :class:`ConfigSampler`)."""
 
@@ -171,6 +194,9 @@ class SearchSpace:
                     f"{path}: parameter names must be non-empty strings not starting with '_', got {name!r}"
                 )
         params = {name: parse_param(name, entry, f"{path}.{name}", spec) for name, entry in spec.items()}
+        for p in params.values():
+            for parent, allowed in p.when.items():
+                _check_reachable(params[parent], allowed, f"{path}.{p.name}.when.{parent}")
         return cls(_parents_first(params, path), seed)
 
     def sample(self) -> dict:

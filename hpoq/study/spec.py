@@ -42,7 +42,7 @@ trainer's ``table``) are resolved relative to **the study file's directory**; ``
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 from hpoq.errors import ConfigError
 from hpoq.registry import Boolean, Interval, Mapping, Options, PluginSpec, Text, check_section
@@ -120,6 +120,8 @@ class StudySpec:
     source: str = ""  # the study file (absolute path)
 
     def __post_init__(self) -> None:
+        from hpoq.logsetup import add_secrets, study_secrets
+
         # the sections as dataclasses, also when given as the mappings of a journal header (to_dict)
         if isinstance(self.algorithm, dict):
             self.algorithm = AlgorithmSpec(**self.algorithm)
@@ -129,6 +131,9 @@ class StudySpec:
             self.trainer = PluginSpec(**self.trainer)
         if isinstance(self.warm_curves, dict):
             self.warm_curves = CurvesFile(**self.warm_curves)
+        # values under secret keys (a trainer's api_key) are masked in every line written from now on
+        sections = [self.algorithm, self.predictor, self.trainer, self.space, self.warm_curves]
+        add_secrets(study_secrets([asdict(s) if is_dataclass(s) else s for s in sections]))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -189,9 +194,22 @@ def read_yaml(path: str) -> dict:
         raise ConfigError(f"study file {path!r} is not valid YAML ({problem}{where})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"study file {path!r} cannot be read ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"study file {path!r} is nested too deeply to be a study") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study file {path!r} must hold a mapping of keys, got {_kind(data)}")
     return data
+
+
+def _check_name(name: str) -> str:
+    """A study's name names it (and its default folder ``runs/<name>``): it must not be a path."""
+    bad = [c for c in name if c in "/\\\0" or not c.isprintable()]
+    if not name.strip() or name in (".", "..") or bad:
+        raise ConfigError(
+            f"name {name!r} must be a plain name, not a path (no '/', '\\', '.' or '..', no control characters); "
+            "put the output directory in 'out' or pass --out"
+        )
+    return name
 
 
 def _section(data: dict, key: str, why: str) -> dict:
@@ -240,7 +258,7 @@ def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySp
     values = check_section(data, STUDY_KEYS, "", whole_floats=True)
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
     stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
-    name = values.get("name", stem)
+    name = _check_name(values.get("name", stem))
     if out is not None and (not isinstance(out, str) or not out):
         raise ConfigError(f"--out must be a non-empty string, got {out!r}")
     out_dir = out if out is not None else values.get("out", os.path.join("runs", name))
