@@ -26,7 +26,7 @@ import numpy as np
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
-from hpoq.registry import takes
+from hpoq.registry import build_nested, takes
 
 MIN_ROWS = 10
 
@@ -134,11 +134,15 @@ def evaluate_predictor(
     return_predictions: bool = False,
 ) -> dict:
     """Run the protocol above; raises :class:`ConfigError` for bad inputs (checked before any fit)."""
+    from hpoq.predict import predictor_class
+
     seeds = list(seeds)
     target_epoch, e = _check_protocol(table, predictor, known, seeds, target_epoch)
     values = table.minimized()
     prefixes, targets = values[:, :e], values[:, target_epoch - 1]
-    build_predictor(predictor, seeds[0], params)  # bad parameters -> ConfigError before any fit
+    # a nested sampler (qsvr's) built once, shared by every fit; bad parameters -> ConfigError before any fit
+    params = build_nested(predictor_class(predictor), params or {}, "predictor.params")
+    build_predictor(predictor, seeds[0], params)
     splits = [_one_split(table, build_predictor(predictor, seed, params), seed, prefixes, targets) for seed in seeds]
     per_seed = [s for s, _ in splits]
     r2s = np.array([s["r2"] for s in per_seed])
