@@ -12,7 +12,7 @@ import pytest
 from hpoq.dispatch import Dispatch, Dispatcher
 from hpoq.errors import InternalError
 from hpoq.journal import records
-from hpoq.runtime.journal import read_journal
+from hpoq.runtime.journal import read_journal, read_records
 from hpoq.runtime.resume import replay
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import Scheduler
@@ -207,14 +207,15 @@ def test_master_replay_and_resume_drive_a_scheduler_alike(tmp_path, algorithm):
     # the simulator, on the same study (as the header resolved it) and one worker
     spec = StudySpec.from_dict(recs[0]["study"])
     table = load_replay_table(spec)
-    sim = ReplayBackend(table, build_scheduler(spec, table), R=spec.algorithm["R"], keep_events=True).run()
+    sim = ReplayBackend(table, build_scheduler(spec, table), R=spec.algorithm.R, keep_events=True).run()
     assert [e[:4] if e[0] == "unit" else e for e in sim.events] == master
 
     # the resume: the whole journal replays on a fresh scheduler without a divergence, every call counted
     calls = sum(
         r["type"] in ("result", "idle", "model") or (r["type"] == "unit" and r["source"] == "suggest") for r in recs
     )
-    assert replay(recs, build_scheduler(spec, table), recs[0]["mode"]).replayed == calls
+    typed = read_records(str(out / "journal.jsonl"))[0]
+    assert replay(typed, build_scheduler(spec, table), recs[0]["mode"]).replayed == calls
     # a job that died after any number of units resumes to the same units and decisions (its lost unit again)
     for n in (len(master) // 6, len(master) // 3):
         cut = tmp_path / f"died{n}"

@@ -1,14 +1,11 @@
 """Predicted versus actual values at the decision points of a study.
 
-Schedulers put a predictor's output in a decision's ``info`` (values *minimised*, docs/algorithms.md#conventions):
-
-* ``swift`` (docs/algorithms.md#swift-hyperband): ``prediction`` of the value at r_i from the first e_d epochs;
-  ``key = [r_i, e_d]``; threshold ``tau``.
-* ``default``: ``predicted`` (the forecast of the value at ``target_epoch``, R or a later rung) from
-  ``rung_epoch`` epochs; ``sigma`` (its cross-validated error) and ``threshold`` (the k-th best
-  pessimistic forecast of the rung). Earlier studies' ``predicted_final`` / ``prefix_epochs`` /
-  ``error`` are read too.
-* any scheduler may give ``target_epoch`` explicitly.
+A decision carries the forecast it used as a typed ``forecast`` (:class:`hpoq.schedulers.base.Forecast`:
+value, from and target epoch, error, threshold; values *minimised*, docs/algorithms.md#conventions), the
+same shape for every algorithm (swift's and default's decisions write it). Decisions without one, in journals
+written before the field, are read from their ``info`` (:func:`_from_info`): ``prediction`` with
+``key = [r_i, e_d]`` and ``tau`` (swift), ``predicted`` from ``rung_epoch`` to ``target_epoch`` (default),
+or an earlier ``predicted_final`` / ``prefix_epochs`` / ``error``.
 
 The actual value is the trial's observed value at the target epoch when it was trained that far
 (pruned trials usually were not: those points are counted as omitted, never guessed).
@@ -42,8 +39,16 @@ class PredictionPoint:
         return f"{self.from_epoch} -> {self.target_epoch}"
 
 
-def _target(info: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
-    """(predicted minimised, from epoch, target epoch, error, threshold) of one decision's info."""
+def _forecast(decision, R) -> tuple[float, int | None, int | None, float, float] | None:
+    """(predicted minimised, from epoch, target epoch, error, threshold) of one decision, or None."""
+    f = decision.forecast
+    if f is not None:
+        return as_float(f.value), f.from_epoch, f.target_epoch, as_float(f.error), as_float(f.threshold)
+    return _from_info(decision.info, R)
+
+
+def _from_info(info: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
+    """:func:`_forecast` of a decision without a typed forecast, from the inputs in its info."""
     if "prediction" in info:
         key = info.get("key")
         target = info.get("target_epoch", key[0] if isinstance(key, list) and len(key) == 2 else info.get("r_i"))
@@ -73,16 +78,13 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
     points, omitted = [], {"no_actual": 0, "no_target": 0}
     for t in study.trials.values():
         for d in t.decisions:
-            info = d.get("info")
-            if not isinstance(info, dict):
-                continue
-            found = _target(info, study.R)
+            found = _forecast(d, study.R)
             if found is None:
                 continue
             pred, start, target, error, threshold = found
             try:
                 target = int(target)
-                start = int(start) if start is not None else int(d.get("epoch", 0))
+                start = int(start) if start is not None else int(d.epoch)
             except (TypeError, ValueError):
                 omitted["no_target"] += 1
                 continue
@@ -95,7 +97,7 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
             points.append(
                 PredictionPoint(
                     t.trial_id,
-                    str(d.get("action", "")),
+                    str(d.action),
                     start,
                     target,
                     study.sign * pred,

@@ -25,7 +25,7 @@ import queue
 import shutil
 import threading
 
-# trial states (hpoq.runtime.book) whose checkpoint is no longer needed
+# trial states (hpoq.schedulers.base.Status, as hpoq.journal.state keeps them) whose checkpoint is no longer needed
 TERMINAL = ("done", "pruned", "failed")
 
 
@@ -76,6 +76,11 @@ class Checkpoints:
         shutil.rmtree(src, ignore_errors=True)
         if start > 0:
             link_tree(copy, src)
+
+    def prepare_start(self, trial_id: int, start: int, new: bool) -> None:
+        """Before a unit starts: keep the state at ``start`` (``new``: the scheduler's unit), or put it back (a
+        retry or re-run: the trial directory may hold a later or half-written state)."""
+        (self.keep_start if new else self.restore_start)(trial_id, start)
 
     def drop_start(self, trial_id: int, start: int) -> None:
         """The unit's outcome is final: its start copy goes once the journal says so (:meth:`flush`)."""

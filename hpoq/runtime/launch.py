@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
 from hpoq.journal import records
-from hpoq.runtime.book import TrialBook
+from hpoq.journal.state import StudyState
 from hpoq.runtime.dirlock import LOCK_FILE, DirLock
 from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
@@ -37,7 +37,7 @@ from hpoq.runtime.journal import (
     RESERVE_FILE,
     Journal,
     is_disk_full,
-    read_journal,
+    read_records,
     unstarted,
 )
 from hpoq.runtime.polling import Backoff, wait_for
@@ -102,14 +102,14 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
         )
     lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
     try:
-        recs, valid = read_journal(path)
+        recs, valid = read_records(path)
         try:
-            spec = StudySpec.from_dict(recs[0]["study"])
+            spec = StudySpec.from_dict(recs[0].study)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
         spec.out = out_dir
         check_study(spec)
-        changed = changed_inputs(recs[0].get("inputs"))
+        changed = changed_inputs(recs[0].inputs)
         if changed and not allow_changed:
             raise ConfigError(
                 f"--resume: input {changed[0]} since the study started"
@@ -177,26 +177,25 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
 def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, recs, valid) -> Plan:
     """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
     from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.build import assemble
 
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
-        alg["params"] = with_runtime_defaults(alg["name"], alg["params"], layout.n_groups)
-    metric, mode = trainer_metric(spec)
-    scheduler = build_scheduler(spec, load_replay_table(spec))
+        alg.params = with_runtime_defaults(alg.name, alg.params, layout.n_groups)
+    parts = assemble(spec)
     plan = Plan(
         spec=spec,
         out_dir=out_dir,
         layout=layout,
-        scheduler=scheduler,
-        metric=metric,
-        mode=mode,
+        scheduler=parts.scheduler,
+        metric=parts.metric,
+        mode=parts.mode,
         lock=lock,
         changed=changed,
     )
     if resume:
-        plan.resume = replay(recs, scheduler, mode)
+        plan.resume = replay(recs, parts.scheduler, parts.mode)
         plan.journal_bytes = valid
         plan.records = len(recs)
     return plan
@@ -238,8 +237,6 @@ def master_main(
     progress_enabled: bool | None = None,
     allow_changed_inputs: bool = False,
 ) -> int:
-    from hpoq.runtime.outputs import write_outputs
-
     size = world.Get_size()
     signals = StopSignals(role="master").install()
     try:
@@ -250,25 +247,14 @@ def master_main(
             for rank in range(1, size):
                 world.send({"ok": False}, dest=rank, tag=TAG_SETUP)
             return 2
-        spec = plan.spec
         if plan.resume is not None and plan.resume.finished:
-            print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
-            for rank in range(1, size):
-                world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
-            book = plan.resume.book
-            try:  # the output files again, from the journal (they may have been lost or never written)
-                write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
-            except OSError as exc:
-                if not is_disk_full(exc) and exc.errno != errno.EROFS:
-                    raise
-                _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
-                return 2
-            return 0
+            return _already_finished(world, plan)
+        spec = plan.spec
         setup = {
             "ok": True,
             "ranks_per_trial": spec.ranks_per_trial,
             "poll_interval": spec.poll_interval,
-            "trainer": spec.trainer,
+            "trainer": spec.trainer.to_dict(),
         }
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
@@ -277,23 +263,47 @@ def master_main(
             assign_gpus(world, False)  # the workers' collective; the master needs no GPU
         except ConfigError:
             pass  # the workers report it in their ready messages
-        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
-        errors = [r["error"] for r in ready if not r.get("ok")]
-        if errors:
-            _error(errors[0])
-            layout = plan.layout
-            for rank in [layout.leader(g) for g in range(layout.n_groups)] + layout.idle_ranks():
-                world.send({"code": 2}, dest=rank, tag=TAG_STOP)
+        if not _workers_ready(world, plan):
             return 2
-        modes = {r["mode"] for r in ready if r.get("mode")}
-        if modes and modes != {plan.mode}:
-            plan.mode = modes.pop()  # the trainer instance knows its direction best
-        metrics = {r["metric"] for r in ready if r.get("metric")}
-        if metrics:
-            plan.metric = sorted(metrics)[0]
         return _run(world, plan, signals, progress_enabled)
     finally:
         signals.restore()
+
+
+def _already_finished(world, plan: Plan) -> int:
+    """A resume of a finished study: the workers go home, the output files are written again from the
+    journal (they may have been lost or never written); the exit code."""
+    from hpoq.runtime.outputs import write_outputs
+
+    print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
+    for rank in range(1, world.Get_size()):
+        world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
+    try:
+        write_outputs(plan.out_dir, plan.resume.state, plan.scheduler.best(), plan.spec.name, plan.metric, plan.mode)
+    except OSError as exc:
+        if not is_disk_full(exc) and exc.errno != errno.EROFS:
+            raise
+        _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
+        return 2
+    return 0
+
+
+def _workers_ready(world, plan: Plan) -> bool:
+    """Wait for every worker's trainer; False (the error printed, the workers stopped) if one failed. The
+    trainers' own metric and direction go into ``plan``."""
+    ready = _poll_ready(MPITransport(world), world.Get_size() - 1, min(plan.spec.poll_interval, 0.01))
+    errors = [r["error"] for r in ready if not r.get("ok")]
+    if errors:
+        _error(errors[0])
+        _stop_all(world, plan.layout, 2)
+        return False
+    modes = {r["mode"] for r in ready if r.get("mode")}
+    if modes and modes != {plan.mode}:
+        plan.mode = modes.pop()  # the trainer instance knows its direction best
+    metrics = {r["metric"] for r in ready if r.get("metric")}
+    if metrics:
+        plan.metric = sorted(metrics)[0]
+    return True
 
 
 def _stop_all(world, layout: GroupLayout, code: int) -> None:
@@ -433,30 +443,30 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
         "world_size": transport.size,
         "groups": plan.layout.groups(),
     }
-    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm.R, spec.algorithm.eta)[1]
     journal = _open_journal(plan, info, budget)
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        book, queue, lost = TrialBook(plan.mode), [], []
+        state, queue, lost = StudyState(plan.mode), [], []
     else:
         r = plan.resume
-        book, queue, lost = r.book, r.queue, r.lost_counted
-        book.running.clear()
+        state, queue, lost = r.state, r.queue, r.lost_counted
+        state.running.clear()
     dispatcher = Dispatcher(
         plan.scheduler,
         plan.layout.n_groups,
         max_retries=spec.max_retries,
         queue=queue,
-        failures={tid: t.failures for tid, t in book.trials.items()},
-        next_unit_id=book.next_unit_id,
-        known_trials=book.trials,
+        failures={tid: t.failures for tid, t in state.trials.items()},
+        next_unit_id=state.next_unit_id,
+        known_trials=[tid for tid, t in state.trials.items() if t.config],
         ranks=plan.layout.ranks,
     )
-    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
+    progress = Progress(budget, plan.mode, initial=state.epochs_used, enabled=progress_enabled)
     settings = LoopSettings(plan.out_dir, spec.poll_interval, plan.mode, spec.unit_timeout)
     master = Master(
-        transport, plan.layout, dispatcher, journal, book, settings, signals=signals, progress=progress, lost=lost
+        transport, plan.layout, dispatcher, journal, state, settings, signals=signals, progress=progress, lost=lost
     )
     return master, journal, budget
 
@@ -490,9 +500,10 @@ def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
 
 def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int, quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
+    from hpoq.runtime.master import fit_stats
     from hpoq.runtime.outputs import best_record, write_outputs
 
-    spec, book = plan.spec, master.book
+    spec, state = plan.spec, master.state
     best = plan.scheduler.best()
     code = 2 if error or master.stop_reason and master.stop_reason.startswith("disk full") else 0
     abort = master.hung_ranks_reason()
@@ -504,10 +515,10 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             records.End(
                 status=status,
                 best=best_record(best, plan.mode),
-                epochs=book.epochs_used,
-                units=book.units_done,
+                epochs=state.epochs_used,
+                units=state.units_done,
                 master_cpu_s=round(master.master_seconds, 6),
-                **master.fit_stats(),
+                **fit_stats(master.fit_pool, master.scheduler),
                 max_dispatch_gap_s=round(master.max_pass_seconds, 6),
                 **extra,
             )
@@ -516,12 +527,12 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             journal.close()
             write_outputs(
                 plan.out_dir,
-                book,
+                state,
                 best,
                 spec.name,
                 plan.metric,
                 plan.mode,
-                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]},
+                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm.name},
             )
         except OSError as exc:
             if not is_disk_full(exc) and exc.errno != errno.EROFS:
@@ -529,7 +540,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
             code = 2
     if not quiet:  # an internal error speaks with its traceback instead
-        _closing_line(plan, master, status, error, book, best, budget, abort)
+        _closing_line(plan, master, status, error, state, best, budget, abort)
     if abort:
         sys.stderr.flush()
         master.transport.abort(code)  # never returns: hung ranks cannot be stopped otherwise
@@ -538,7 +549,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
 
 
 def _closing_line(
-    plan: Plan, master, status: str, error: str | None, book, best, budget: int, abort: str | None
+    plan: Plan, master, status: str, error: str | None, state, best, budget: int, abort: str | None
 ) -> None:
     from hpoq.runtime.outputs import best_record
 
@@ -556,7 +567,7 @@ def _closing_line(
             "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
         )
         print(
-            f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs "
+            f"hpoq: study {plan.spec.name!r} finished: {what}; {state.epochs_used} epochs "
             f"(plain Hyperband: {budget}); "
             f"outputs in {plan.out_dir}",
             file=sys.stderr,
