@@ -781,6 +781,17 @@ def test_hdf5_writers_on_a_full_disk_say_one_line_and_leave_nothing(tmp_path):
             assert list(disk.iterdir()) == [], argv  # no temporary file, no empty folder
 
 
+def test_a_report_on_a_full_disk_says_one_line_and_leaves_nothing(tmp_path, finished, capsys):
+    from hpoq.main import main
+
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=4k"], capture_output=True)
+        assert main(["report", str(finished["out"]), "--out", str(disk / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No space left on device" in err, err
+        assert [p.name for p in disk.iterdir()] == ["filler"]  # no figure, no folder for them
+
+
 @pytest.mark.mpi
 def test_curves_h5_on_a_full_disk_is_one_line_and_the_journal_stays_whole(tmp_path):
     """Output files rewritten from the journal with three pages free: trials.csv and best.yaml fit, curves.h5 not."""
