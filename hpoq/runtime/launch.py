@@ -100,9 +100,10 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
             f"--resume: the study in {out_dir!r} never started (its journal has no header); "
             f"start it again with: run STUDY.yaml --out {out_dir}"
         )
-    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
+    read_journal(path)  # a damaged journal is refused before anything, even a lock file, is made
+    lock = DirLock.acquire(out_dir)
     try:
-        recs, valid = read_journal(path)
+        recs, valid = read_journal(path)  # again under the lock: another master may have been appending
         try:
             spec = StudySpec.from_dict(recs[0]["study"])
         except (KeyError, TypeError) as exc:
