@@ -313,8 +313,9 @@ def run_dehb(table: PeerTable, method: str, seed: int, workers: int, budget: int
 
 def ask_tell_loop(table: PeerTable, seed: int, workers: int, budget: int, ask, tell) -> dict:
     """``workers`` simulated workers: ask while one is free and the budget is not spent (epochs dispatched);
-    each job trains its configuration's nearest row from the lineage's checkpoint to its epochs; tell the
-    value at its last epoch when it finishes. The ledger then counts epochs in the order they finish."""
+    each job trains its configuration's nearest row from the lineage's checkpoint to its epochs (starting once
+    a predecessor still training has finished); tell the value at its last epoch when it finishes. The ledger
+    then counts epochs in the order they finish."""
     rng = np.random.default_rng(seed)
     pool = WorkerPool(table, workers)
     trained: dict = {}  # lineage -> (row, epochs trained)
@@ -323,15 +324,16 @@ def ask_tell_loop(table: PeerTable, seed: int, workers: int, budget: int, ask, t
     while True:
         while pool.free > 0 and dispatched < budget:
             job = ask()
-            if any(j["lineage"] == job["lineage"] for *_, j in pool.running):
-                raise ValueError(f"the peer continues lineage {job['lineage']!r} while it is still running")
+            # NePS's ASHA may promote a trial still training (pending results count in its rungs): the
+            # continuation waits on its worker for the predecessor's checkpoint
+            before = max((end for end, _, _, j in pool.running if j["lineage"] == job["lineage"]), default=0.0)
             row, done = trained.get(job["lineage"], (None, 0))
             if row is None:
                 row = table.nearest_row(job["config"], rng)
             start = min(done, job["epochs"])
             job.update(row=row, start=start, paid=job["epochs"] - start)
             trained[job["lineage"]] = (row, max(done, job["epochs"]))
-            t0, t1 = pool.submit(job, row, max(job["paid"], 0))
+            t0, t1 = pool.submit(job, row, max(job["paid"], 0), not_before=before)
             units.append((job["lineage"], row, start, job["epochs"], t0, t1))
             dispatched += job["paid"]
         if not pool.running:

@@ -208,8 +208,10 @@ class WorkerPool:
     def free(self) -> int:
         return self.workers - len(self.running)
 
-    def submit(self, job, row: int, epochs: int) -> tuple[float, float]:
-        start = self.now
+    def submit(self, job, row: int, epochs: int, not_before: float = 0.0) -> tuple[float, float]:
+        """Start ``job`` on a free worker now, or at ``not_before`` if later (a continuation waits for the
+        checkpoint of its predecessor); returns (start, end)."""
+        start = max(self.now, not_before)
         end = start + epochs * float(self.table.seconds_per_epoch[row])
         self.running.append((end, self.seq, start, job))
         self.seq += 1

@@ -504,6 +504,7 @@ def report(tables, methods, out_dir: Path, name: str = "peers_model") -> dict:
                 lines += [f"![{tname}, {workers} workers]({png.name})", ""]
     lines += rank_section(cells, tables, methods, summary)
     lines += target_section(summary, tables)
+    lines += summary_section(summary, tables)
     (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
     (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -611,6 +612,35 @@ def target_section(summary, tables) -> list:
     lines = ["## Targets of issue 23 (peers against default), as measured", "", "| target | met | measured |"]
     lines.append("|---|---|---|")
     lines += [f"| {t} | {'yes' if ok else 'NO'} | {m} |" for t, ok, m in checks]
+    return lines + [""]
+
+
+def summary_section(summary, tables) -> list:
+    """One line per (table, workers): median epochs to Hyperband's final quality (seeds that reached it) of
+    Hyperband, default, topk-1epoch and the peer with the lowest median, and which peers ran how many seeds."""
+
+    def cell(r):
+        return f"{_fmt(r['epochs_to_hb'])} ({r['reached']}/{r['seeds']})"
+
+    lines = [
+        "## Summary: median epochs until the incumbent reaches Hyperband's final quality (seeds that did)",
+        "",
+        "| table | workers | hyperband | default | topk-1epoch | best peer | peers run (seeds) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for w in map(str, WORKERS):
+        for tname in tables:
+            rows = summary["cells"].get(tname, {}).get(w, {})
+            if "default" not in rows:
+                continue
+            peers = {m: r for m, r in rows.items() if m in PEERS}
+            best = min(peers, key=lambda m: (peers[m]["epochs_to_hb"] or math.inf, -peers[m]["reached"]), default=None)
+            ran = ", ".join(f"{m} ({r['seeds']})" for m, r in peers.items()) or "none"
+            lines.append(
+                f"| {tname} | {w} | {cell(rows['hyperband'])} | {cell(rows['default'])} | "
+                f"{cell(rows['topk-1epoch']) if 'topk-1epoch' in rows else 'n/a'} | "
+                f"{f'{best} {cell(peers[best])}' if best else 'n/a'} | {ran} |"
+            )
     return lines + [""]
 
 
