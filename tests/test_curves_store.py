@@ -105,3 +105,32 @@ def test_write_store_validates_before_writing(tmp_path, mlpf_table):
     assert os.listdir(tmp_path) == []
     with pytest.raises(ConfigError, match="directory"):
         write_store(str(tmp_path / "no" / "x.h5"), load_table(str(mlpf_table), "loss"))
+
+
+def test_a_study_s_curves_are_written_at_once_and_reopen_for_appending(tmp_path):
+    """outputs.write_curves_store: one write of every trial with a curve (trial order, own lengths, seconds per
+    epoch), the same store an append per trial gave: trial ids, configs, NaN padding, and appendable again."""
+    from hpoq.runtime.book import TrialBook, TrialInfo
+    from hpoq.runtime.outputs import write_curves_store
+
+    book = TrialBook("max")
+    book.trials = {
+        2: TrialInfo(2, {"lr": 0.1, "_row": 5}, [0.5, 0.6, 0.7], seconds=3.0),
+        0: TrialInfo(0, {"lr": 0.01, "act": "relu", "_row": 1}, [0.2], seconds=0.5),
+        1: TrialInfo(1, {"lr": 1.0}, []),  # never trained: no row
+    }
+    path = str(tmp_path / "curves.h5")
+    write_curves_store(book, path, "acc", "max", provenance={"study": "s"})
+    t = read_store(path)
+    assert read_store_trial_ids(path) == [0, 2] and t.hp_names == ["lr", "act"] and t.mode == "max"
+    assert t.configs == [{"lr": 0.01, "act": "relu", "_row": 1}, {"lr": 0.1, "_row": 5}]
+    assert t.lengths.tolist() == [1, 3] and t.provenance == {"study": "s"}
+    np.testing.assert_array_equal(t.curves[1], [0.5, 0.6, 0.7])
+    assert t.curves[0, 0] == 0.2 and np.isnan(t.curves[0, 1:]).all()
+    np.testing.assert_allclose(t.time, [0.5, 1.0])
+    with CurveStore(path) as store:
+        assert 2 in store and 1 not in store
+        store.append(1, {"lr": 1.0}, [0.9])
+    assert read_store_trial_ids(path) == [0, 2, 1]
+    write_curves_store(TrialBook(), str(tmp_path / "empty.h5"), "loss", "min")
+    assert read_store(str(tmp_path / "empty.h5")).n_rows == 0

@@ -34,22 +34,37 @@ class Record:
     def fields(self) -> dict:
         """The record's fields (without ``type`` and ``t``), in declaration order, as JSON values."""
         out = {}
-        for f in dataclasses.fields(self):
-            if f.name == "t":
+        for name, default in _field_defaults(type(self)):
+            value = getattr(self, name)
+            if name in self.omitted_when_default and value == default:
                 continue
-            value = getattr(self, f.name)
-            if f.name in self.omitted_when_default and value == f.default:
-                continue
-            out[f.name] = _to_json(value)
+            out[name] = _to_json(value)
         return out
 
     def to_record(self) -> dict:
         return {"type": self.type, "t": self.t, **self.fields()}
 
 
+_FIELD_DEFAULTS: dict[type, tuple] = {}
+
+
+def _field_defaults(cls) -> tuple:
+    """(name, default) of a record class's fields but ``t``, in declaration order (looked up once per class)."""
+    fields = _FIELD_DEFAULTS.get(cls)
+    if fields is None:
+        fields = _FIELD_DEFAULTS[cls] = tuple((f.name, f.default) for f in dataclasses.fields(cls) if f.name != "t")
+    return fields
+
+
 def _to_json(value):
-    if isinstance(value, Decision):
-        return value.to_dict()
+    if isinstance(value, Decision):  # Decision.to_dict's fields, without its deep copy: the line is written at once
+        return {
+            "trial_id": value.trial_id,
+            "action": value.action,
+            "epoch": value.epoch,
+            "reason": value.reason,
+            "info": value.info,
+        }
     if isinstance(value, list):
         return [_to_json(v) for v in value]
     return value

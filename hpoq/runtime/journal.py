@@ -52,7 +52,12 @@ def _encode(value):
 
 
 def dumps(record: dict) -> str:
-    return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
+    """One JSON line; NaN/inf as strings (:func:`_encode`). The walk over every value that encodes them runs
+    only when the plain encoding fails on one (or on a key JSON has no form for): most records have none."""
+    try:
+        return json.dumps(record, default=_default, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError):
+        return json.dumps(_encode(record), default=_default, allow_nan=False, separators=(",", ":"))
 
 
 # records whose text fields (reason, error, abort) are masked like every line hpoq writes

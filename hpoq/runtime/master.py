@@ -122,6 +122,7 @@ class Master:
         self.master_seconds = 0.0
         self.max_pass_seconds = 0.0
         self._outbox: list[tuple[int, Dispatch]] = []  # (leader rank, unit) to send once the journal is synced
+        self._gc_due = False  # decisions may have freed checkpoints since the last collection
 
     # -- journal --------------------------------------------------------------------------------
     def record(self, record: records.Record) -> None:
@@ -136,7 +137,7 @@ class Master:
                 log.error("scheduler %s() raised %s", event.call, event.error)
             elif isinstance(event, records.Decisions):
                 self.ckpt.decided(d.trial_id for d in event.decisions if d.action in (STOP, FAILED, DONE))
-                self._collect_checkpoints()
+                self._gc_due = True
         return events
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -212,6 +213,9 @@ class Master:
                 self.record(records.Stop(signal=None, reason=self.stop_reason))
 
     def _flush_outbox(self) -> None:
+        if self._gc_due:  # once per pass of the loop: the answer (scheduler.best()) is not asked per result
+            self._gc_due = False
+            self._collect_checkpoints()
         self._sync()  # the record of every unit is on disk before the unit starts
         now = time.monotonic()
         for dest, unit in self._outbox:
@@ -334,6 +338,7 @@ class Master:
         finally:
             self.master_seconds += time.thread_time() - cpu0
             self._sync()
+            self.ckpt.wait()
         self._finish()
         return self.status
 
@@ -408,6 +413,9 @@ class Master:
         )
 
     def _finish(self) -> None:
+        if self._gc_due and self.status != "finished":  # what the last decisions freed (finished: all below)
+            self._gc_due = False
+            self._collect_checkpoints()
         # A snapshot only when the runtime holds no unit of its own: a scheduler's state_dict() puts its
         # units in flight back into its own queue, so a retry waiting here would run twice after a resume.
         # Otherwise the resume replays the journal, which knows the retries.
@@ -416,6 +424,7 @@ class Master:
         elif self.status == "finished":
             self._final_cleanup()
         self._sync()
+        self.ckpt.wait()  # the checkpoints the last decisions freed are gone when the run ends
 
     def hung_ranks_reason(self) -> str | None:
         """Why the MPI job must be aborted, or None: ranks still run a timed-out unit, or a second signal left units."""

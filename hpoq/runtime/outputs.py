@@ -16,7 +16,7 @@ import csv
 import math
 import os
 
-from hpoq.atomic import atomic_h5, atomic_path, write_atomic
+from hpoq.atomic import atomic_path, write_atomic
 from hpoq.runtime.book import TrialBook
 
 TRIALS_FILE = "trials.csv"
@@ -97,19 +97,32 @@ def _plain(obj):
 
 
 def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, provenance: dict | None = None) -> None:
-    from hpoq.curves.store import CurveStore
+    """Every trial with a curve, in trial order, as one curve store written at once (:func:`write_store`)."""
+    import numpy as np
+
+    from hpoq.curves.store import write_store
+    from hpoq.curves.table import CurveTable
 
     hp_names: list[str] = []
     for t in book.trials.values():
         for k in t.config:
             if k not in hp_names and not k.startswith("_"):
                 hp_names.append(k)
-    with atomic_h5(path) as f:  # in memory first: a full disk is one OSError, not an HDF5 crash
-        store = CurveStore.inside(f, metric=metric, mode=mode, hp_names=hp_names, provenance=provenance or {})
-        for tid in sorted(book.trials):
-            t = book.trials[tid]
-            if t.curve:
-                store.append(tid, t.config, t.curve, time=(t.seconds / t.epochs) if t.epochs else None)
+    trials = [book.trials[tid] for tid in sorted(book.trials) if book.trials[tid].curve]
+    lengths = np.array([t.epochs for t in trials], dtype=np.int64)
+    curves = np.full((len(trials), int(lengths.max(initial=0))), np.nan)
+    for row, t in enumerate(trials):
+        curves[row, : t.epochs] = t.curve
+    table = CurveTable(
+        hp_names=hp_names,
+        configs=[t.config for t in trials],
+        curves=curves,
+        metric=metric,
+        mode=mode,
+        time=np.array([t.seconds / t.epochs for t in trials], dtype=np.float64),
+        lengths=lengths,
+    )
+    write_store(path, table, provenance, trial_ids=[t.trial_id for t in trials], with_time=True)
 
 
 def write_outputs(

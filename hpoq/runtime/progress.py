@@ -76,8 +76,8 @@ class Progress:
                 v = float(best["value"])
                 postfix["best"] = f"{-v if self.mode == 'max' else v:.5g}"
             self._bar.set_postfix(postfix, refresh=True)
-        if force or now - self._last_log >= self.log_every:
-            self._last_log = now
+        if (force or now - self._last_log >= self.log_every) and log.isEnabledFor(logging.INFO):
+            self._last_log = now  # the line asks for counts over every trial and for the answer: only when logged
             log.info("%s", self.line(master))
 
     def close(self, master=None) -> None:
