@@ -52,8 +52,11 @@ SLOW_PLUGIN = textwrap.dedent("""
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
 """)
 
-# A plugin whose train() raises a BaseException on some rows: it escapes the worker's `except Exception`.
+# A plugin whose train() raises a BaseException on some rows: it escapes the worker's `except Exception`. Only
+# world rank 1 raises: the other ranks then wait in MPI, and only the abort ends the job (two ranks escaping at
+# once could end it without an abort line, by the launcher's own clean-up).
 ESCAPING_PLUGIN = textwrap.dedent("""
+    from mpi4py import MPI
     from hpoq.trainers.table import TableTrainer
 
     class Escape(BaseException):
@@ -61,7 +64,7 @@ ESCAPING_PLUGIN = textwrap.dedent("""
 
     class EscapingTrainer(TableTrainer):
         def train(self, config, start_epoch, end_epoch, checkpoint_dir, comm=None):
-            if int(config["_row"]) % 3 == 0:
+            if int(config["_row"]) % 3 == 0 and MPI.COMM_WORLD.Get_rank() == 1:
                 raise Escape(f"row {config['_row']}: not an Exception, so no worker handler catches it")
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
 """)
@@ -258,7 +261,10 @@ def test_without_slurm_mpiexec_ranks_abort_and_a_fake_srun_none_launch_is_refuse
         cwd=REPO,
         timeout=240,
     )
-    assert proc.returncode != 0 and "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
+    # the job ended (the other ranks wait in MPI until the abort) with the abort status of an exception; the
+    # "Abort(1) on node 1" line itself is not asserted: mpiexec drops it now and then (its output forwarding
+    # ends with the job; 2 runs in 8 under load)
+    assert proc.returncode == 1 and "not an Exception" in proc.stderr, proc.stderr
     tasks = []
     for rank in range(2):
         task_env = {
