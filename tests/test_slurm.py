@@ -476,6 +476,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_pa
     assert resume["from_snapshot"] is not None and resume["replayed"] == 0
     text = log.read_text()
     assert "requeueing job" in text and "restart 1" in text
+    assert "continue with: run --resume" not in text and "the job script (slurm_generic.sbatch) says next" in text
 
 
 @slurm
@@ -491,6 +492,8 @@ def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit
     assert not any(r["type"] == "end" and r["status"] == "finished" for r in first)
     assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in first)  # the limit's SIGTERM reached it
     assert "requeueing" not in job.log.read_text()  # TERM stops without a requeue: resubmitting is the user's call
+    assert "resume it with the same sbatch command" in job.log.read_text()
+    assert "continue with: run --resume" not in job.log.read_text()  # the script's line says how, not the master
     job.flag.unlink()  # the second submission trains at table speed
     second = sbatch(["--time=10", *job.args], job.env)
     info = wait_job(second, job.env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, job.log)
@@ -517,6 +520,7 @@ def test_scontrol_requeue_is_reported_as_a_requeue_and_the_job_resumes_by_itself
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", text
     assert f"hpoq: Slurm requeued job {job}" in text and "do not resubmit" in text, text
     assert "resume it with the same sbatch command" not in text
+    assert "continue with: run --resume" not in text and "the job script (slurm_generic.sbatch) says next" in text
     records = check_same_as_uninterrupted(out, path)
     assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in records)
 
