@@ -65,8 +65,8 @@ def _to_json(value):
             "reason": value.reason,
             "info": value.info,
         }
-    if isinstance(value, list):
-        return [_to_json(v) for v in value]
+    if isinstance(value, list) and value and isinstance(value[0], (Decision, list)):
+        return [_to_json(v) for v in value]  # a record's lists are of one kind: numbers need no walk
     return value
 
 
