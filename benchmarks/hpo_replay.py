@@ -1,4 +1,9 @@
-"""Replay benchmark under the fair protocol (issue 10): every algorithm on every shared table, cold and warm.
+"""Replay benchmark under the fair protocol: every algorithm on every shared table and on the stress family, cold
+and warm.
+
+Tables: the 7 shared tables and the stress family of generated tables (:mod:`hpoq.curves.stress`,
+``stress0`` .. ``stress1``: one knob for how misleading the early epochs are; ``stress0`` and ``stress0.25``
+are the levels whose early ranks are reliable). ``taskset/<i>`` names one of TaskSet's 12 tasks.
 
 Protocol. For each table (R = its number of epochs, eta = 2) and each mode, cold (no curve store)
 and warm (``--warm-fraction 0.5``: half of the table's distinct configurations form the store of
@@ -19,11 +24,17 @@ Columns (per table, mode and seed set), all paired by seed against ``hyperband``
 - seeds worse: seeds whose best_final is worse than Hyperband's for that seed ("no answer": every trial
   was pruned and nothing reached R; such a seed counts with the table's worst final value).
 
+- epochs to Hyperband's answer (the "anytime" column, cold tables): median over seeds of the epochs
+  after which the run's best value at R is first at least as good as Hyperband's final one (a seed that
+  never gets there counts as infinite);
+- ``default``'s audit: the share of (table, mode, seed) runs whose false-prune interval contains the
+  true rate (known here from the table: every stopped trial's value at R against the best of the kept).
+
 Algorithms: ``hyperband`` (brackets side by side), ``asha``, ``swift``, ``default``,
 ``default-nopred`` (``default`` with ``--predictor none``: the ablation), and with
 ``--algorithms`` also ``topk-1epoch``, ``random`` and the Optuna pruners of
 :mod:`benchmarks.peers` (``optuna-hyperband``, ...). Then the makespan at 50 simulated workers,
-and a check of each target of issue 10.
+and a check of each target of issue 24.
 
 Usage: ``benchmarks/hpo_replay.py [--out DIR] [--seeds 0-19,20-59] [--tables a,b] [--algorithms a,b]
 [--quick] [--plots] [--jobs N]``. The "CPU s" column is summed over the seeds, the same whatever ``--jobs``.
@@ -45,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hpoq.cli._common import parse_seeds  # noqa: E402
 from hpoq.curves.shared import SHARED_TABLES, load_shared  # noqa: E402
+from hpoq.curves.stress import STRESS_LEVELS, load_stress, stress_name  # noqa: E402
 from hpoq.schedulers import scheduler_parameters  # noqa: E402
 from hpoq.simulate import simulate_run  # noqa: E402
 
@@ -60,6 +72,9 @@ VARIANTS = {
     "random": ("random", None),
 }
 ALGORITHMS = ["hyperband", "asha", "swift", "default", "default-nopred"]
+STRESS_TABLES = [stress_name(level) for level in STRESS_LEVELS]
+#: the stress levels whose early ranks are reliable (savings target)
+RELIABLE_STRESS = [stress_name(0.0), stress_name(0.25)]
 MODES = {"cold": 0.0, "warm": 0.5}
 SEED_SETS = "0-19,20-59"
 MAKESPAN_WORKERS = 50
@@ -102,6 +117,17 @@ POOL = None
 
 @functools.lru_cache(maxsize=None)
 def _shared(name: str):
+    return load_named(name)
+
+
+def load_named(name: str):
+    """A benchmark table by name: a shared table, ``stress<level>``, or ``taskset/<task index>``."""
+    if name.startswith("stress"):
+        return load_stress(name)
+    if name.startswith("taskset/"):
+        table = load_shared("taskset", task=name.split("/", 1)[1])
+        table.provenance["shared_table"] = name
+        return table
     return load_shared(name)
 
 
@@ -162,6 +188,7 @@ def fair_row(table, runs, hb_runs, unit: float) -> dict:
     """Paired statistics of ``runs`` against Hyperband's runs of the same seeds."""
     assert [r["seed"] for r in runs] == [h["seed"] for h in hb_runs]
     values, hb = answer_values(table, runs), answer_values(table, hb_runs)
+    reach = [epochs_to(r, h["best_final"], table) for r, h in zip(runs, hb_runs)]
     epochs = float(np.mean([r["epochs"] for r in runs]))
     hb_epochs = float(np.mean([h["epochs"] for h in hb_runs]))
     regret = (values - hb) / unit
@@ -179,6 +206,35 @@ def fair_row(table, runs, hb_runs, unit: float) -> dict:
         "seeds": len(runs),
         "no_answer": sum(1 for r in runs if r["best_final"] is None),
         "epochs_max_ratio": float(max(r["epochs"] / h["epochs"] for r, h in zip(runs, hb_runs))),
+        "to_hb_answer": float(np.median(reach)),
+        "audit": audit_cover(runs),
+    }
+
+
+def epochs_to(run: dict, target, table) -> float:
+    """Epochs after which ``run``'s best value at R first equals or beats ``target`` (Hyperband's final one,
+    table direction); infinite if it never does."""
+    if target is None:
+        return 0.0
+    goal = minimised(table, target)
+    for epochs, value in run.get("trace", []):
+        if minimised(table, value) <= goal + 1e-12:
+            return float(epochs)
+    return float("inf")
+
+
+def audit_cover(runs) -> dict | None:
+    """How many runs' false-prune intervals contain the true rate (runs that stopped and audited something)."""
+    audits = [r["audit"] for r in runs if r.get("audit") and r["audit"].get("true_rate") is not None]
+    if not audits:
+        return None
+    inside = sum(1 for a in audits if a["low"] - 1e-12 <= a["true_rate"] <= a["high"] + 1e-12)
+    return {
+        "runs": len(audits),
+        "covered": inside,
+        "audited": sum(a["audited"] for a in audits),
+        "true_mean": float(np.mean([a["true_rate"] for a in audits])),
+        "estimate_mean": float(np.mean([a["rate"] for a in audits if a["rate"] is not None] or [np.nan])),
     }
 
 
@@ -193,18 +249,19 @@ def print_cell(table, name, mode, label, rows, walls, errors, algorithms):
     )
     print(
         "| algorithm | epochs | saving vs HB | best_final mean ± std | equal quality | regret mean | regret worst "
-        "| seeds worse | CPU s |"
+        "| seeds worse | epochs to HB's answer (median) | CPU s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for alg in algorithms:
         if alg in errors:
-            print(f"| {alg} | n/a | | | | | | | ({errors[alg][:80]}) |")
+            print(f"| {alg} | n/a | | | | | | | | ({errors[alg][:80]}) |")
             continue
         r = rows[alg]
         print(
             f"| {alg} | {r['epochs']:.0f} | {100 * r['saving']:.1f}% | {fmt_value(table, r['quality'], r['std'])} | "
             f"{'yes' if r['equal'] else 'NO'} | {r['regret_mean']:+.4f} | {r['regret_worst']:+.4f} | "
-            f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | {walls[alg]:.1f} |"
+            f"{r['worse']}/{r['seeds']}{f' ({no} no answer)' if (no := r['no_answer']) else ''} | "
+            f"{r['to_hb_answer']:.0f} | {walls[alg]:.1f} |"
         )
     print()
 
@@ -257,7 +314,7 @@ def run_cell(table, warm_fraction, algorithms, seeds):
 
 
 def cell_checks(name, mode, label, rows, checks):
-    """Targets of issue 10 about one (table, mode, seed set)."""
+    """Targets about one (table, mode, seed set)."""
     d = rows.get("default")
     if d is not None:
         checks.append(
@@ -272,6 +329,15 @@ def cell_checks(name, mode, label, rows, checks):
                 f"{name} {mode} seeds {label}: default epochs never above Hyperband's",
                 d["epochs_max_ratio"] <= 1.0,
                 f"worst seed {d['epochs_max_ratio']:.2f}x",
+            )
+        )
+    h = rows.get("hyperband")
+    if d is not None and h is not None and mode == "cold":
+        checks.append(
+            (
+                f"{name} cold seeds {label}: default reaches Hyperband's answer no later than Hyperband (median)",
+                d["to_hb_answer"] <= h["to_hb_answer"],
+                f"{d['to_hb_answer']:.0f} vs {h['to_hb_answer']:.0f}",
             )
         )
     q = rows.get("default-qsvr")
@@ -302,18 +368,31 @@ def predictor_earns(default: dict, nopred: dict) -> bool:
 
 
 def summary_checks(label, cells, checks):
-    """Targets over all cells of one seed set: mean savings, the predictor's worth."""
-    for mode, target in (("cold", 0.35), ("warm", 0.50)):
-        savings = [rows["default"]["saving"] for (name, m), rows in cells.items() if m == mode and "default" in rows]
+    """Targets over all cells of one seed set: mean savings, the predictor's worth, the audit's coverage."""
+    shared = {k: v for k, v in cells.items() if k[0] in SHARED_TABLES}
+    for mode, target in (("cold", 0.45), ("warm", 0.50)):
+        savings = [rows["default"]["saving"] for (name, m), rows in shared.items() if m == mode and "default" in rows]
         if savings:
             avg = float(np.mean(savings))
             checks.append(
                 (
-                    f"seeds {label}: mean saving {mode} >= {100 * target:.0f}%",
+                    f"seeds {label}: mean saving {mode} >= {100 * target:.0f}% (shared tables)",
                     avg >= target,
                     f"{100 * avg:.1f}% over {len(savings)} tables",
                 )
             )
+    reliable = [
+        (k, rows["default"]["saving"]) for k, rows in cells.items() if k[0] in RELIABLE_STRESS and "default" in rows
+    ]
+    if reliable:
+        worst = min(reliable, key=lambda kv: kv[1])
+        checks.append(
+            (
+                f"seeds {label}: saving >= 40% on the stress tables with reliable early ranks",
+                worst[1] >= 0.40,
+                ", ".join(f"{n} {m} {100 * v:.1f}%" for (n, m), v in reliable),
+            )
+        )
     earns = [
         f"{name} {mode}"
         for (name, mode), rows in cells.items()
@@ -327,6 +406,17 @@ def summary_checks(label, cells, checks):
                 f"{len(earns)} cells: {', '.join(earns) or 'none'}",
             )
         )
+    audits = [rows["default"]["audit"] for rows in cells.values() if "default" in rows and rows["default"].get("audit")]
+    if audits:
+        runs, covered = sum(a["runs"] for a in audits), sum(a["covered"] for a in audits)
+        checks.append(
+            (
+                f"seeds {label}: the audit's interval contains the true false-prune rate in >= 90% of runs",
+                covered >= 0.9 * runs,
+                f"{covered} of {runs} runs with stops ({100 * covered / runs:.1f}%); "
+                f"{sum(a['audited'] for a in audits)} audited trials",
+            )
+        )
 
 
 def makespan_section(tables, seed_sets, all_seeds, summary, checks, algorithms=MAKESPAN_ALGORITHMS):
@@ -337,7 +427,7 @@ def makespan_section(tables, seed_sets, all_seeds, summary, checks, algorithms=M
     print("| table | mode | seeds | " + " | ".join(algorithms) + " | default / HB | HB utilization |")
     print("|---|---|---|" + "---|" * len(algorithms) + "---|---|")
     for name in tables:
-        table = load_shared(name)
+        table = load_named(name)
         for mode, warm_fraction in MODES.items():
             runs = {a: run_variant(table, a, all_seeds, warm_fraction, workers=MAKESPAN_WORKERS)[0] for a in algorithms}
             for label, seeds in seed_sets:
@@ -386,7 +476,11 @@ def parse_args(argv):
         default=SEED_SETS,
         help="comma-separated seed sets, each reported on its own, e.g. 0-19,20-59 (default) or 0-4",
     )
-    parser.add_argument("--tables", default=",".join(SHARED_TABLES), help="comma-separated shared table names")
+    parser.add_argument(
+        "--tables",
+        default=",".join(list(SHARED_TABLES) + STRESS_TABLES),
+        help="comma-separated table names: shared tables, stress<level>, taskset/<task> (default: shared and stress)",
+    )
     parser.add_argument(
         "--algorithms",
         default=",".join(ALGORITHMS),
@@ -432,7 +526,7 @@ def main(argv=None) -> int:
         "Seeds worse: seeds with a worse best_final than Hyperband's.\n"
     )
     for name in [] if args.makespan_only else tables:
-        table = load_shared(name)
+        table = load_named(name)
         unit = table_final_std(table)
         summary["tables"][name] = {"final_std": unit}
         for mode, warm_fraction in MODES.items():

@@ -1,4 +1,5 @@
-"""Predictor benchmark (issue 2): R², Spearman and fit time per shared table, predictor and known fraction.
+"""Predictor benchmark (issue 2): R², Spearman and fit time per shared table, predictor and known fraction;
+with ``--ranks``, rank quality where curves cross (issue 24).
 
 Protocol: :func:`hpoq.predict.evaluate.evaluate_predictor` (target = last epoch, prefix =
 ceil(F x epochs), grouped 80/20 splits with random_state = seed, means over seeds; fit seconds
@@ -10,6 +11,14 @@ so ``qsvr`` rows appear when ``hpoq.predict.qsvr`` exists (the table says so oth
 
 Writes ``DIR/predictors.md`` (the table printed to stdout), ``DIR/predictors.json`` and
 ``DIR/predicted_vs_actual.png`` (one panel per table at 25% known, seed 0 test rows).
+
+``--ranks`` instead judges predictors where it matters to a rung decision, on the tables whose curves
+cross (CIFAR-10, LCBench, TaskSet and the stress family's crossing levels), at 10% and 25% known:
+Spearman with the final value and the share of the true best 10% kept in the predicted best third
+(:func:`hpoq.predict.evaluate.top_kept`). Besides the registered predictors (the baselines ``last-value``
+and ``power-law`` among them), ``default-forecast`` is the forecast ``default`` itself scores trials by:
+its predictor (``svr``) inside :class:`~hpoq.schedulers.final_predictor.FinalValuePredictor`, fitted on
+the training split as its store (at most 200 curves, a seeded subset). Writes ``DIR/ranks.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hpoq.cli._common import parse_seeds  # noqa: E402
@@ -176,6 +188,72 @@ def markdown(rows, predictors, tables, fractions, missing, qsvr_tables, seeds) -
     return "\n".join(out) + "\n"
 
 
+#: the tables whose curves cross (rank quality), and the predictors judged there
+RANK_TABLES = ("cifar10", "lcbench", "taskset", "stress0.25", "stress0.5", "stress1")
+RANK_PREDICTORS = ("last-value", "power-law", "svr", "default", "default-forecast")
+
+
+def default_forecast(table, known: float, seeds) -> dict:
+    """Spearman and top_kept of ``default``'s own forecasts (see the module docstring), means over seeds."""
+    from hpoq.predict.evaluate import grouped_split, known_epochs, score
+    from hpoq.schedulers.default import DEFAULT_PREDICTOR
+    from hpoq.schedulers.final_predictor import FinalValuePredictor
+    from hpoq.schedulers.scores import MIN_TRAIN
+
+    R = table.n_epochs
+    e = known_epochs(known, R)
+    values = table.minimized()
+    scores = []
+    for seed in seeds:
+        train, test = grouped_split(table.configs, seed)
+        fp = FinalValuePredictor(
+            DEFAULT_PREDICTOR, {}, seed=seed, R=R, store=table.subset(train), min_train=MIN_TRAIN, stack=False
+        )
+        _, N = fp.target(e, [R], {R: 0})
+        mean, _ = fp.forecast(e, R, N, [], [table.configs[i] for i in test], values[test, :e])
+        scores.append(score(values[test, R - 1], mean))
+    return {k: float(np.mean([s[k] for s in scores])) for k in ("spearman", "top_kept")}
+
+
+def rank_quality(tables, predictors, seeds, fractions=(0.1, 0.25)) -> str:
+    """Markdown: Spearman and top_kept per (table, fraction, predictor), and the issue-24 checks."""
+    from benchmarks.hpo_replay import load_named
+
+    rows = {}
+    for t in tables:
+        table = load_named(t)
+        for f in fractions:
+            for p in predictors:
+                if p == "default-forecast":
+                    rows[t, f, p] = default_forecast(table, f, seeds)
+                else:
+                    r = evaluate_predictor(table, p, f, seeds)
+                    rows[t, f, p] = {"spearman": r["spearman"], "top_kept": r["top_kept"]}
+                print(f"  {t} @{f:g} {p}: {rows[t, f, p]}", file=sys.stderr, flush=True)
+    out = [
+        f"Rank quality where curves cross: mean over seeds {seeds[0]}..{seeds[-1]} of grouped 80/20 splits; rho = "
+        "Spearman with the final value, kept = share of the true best 10% in the predicted best third.",
+        "",
+        "| table | known | " + " | ".join(f"{p} rho | {p} kept" for p in predictors) + " |",
+        "|---|---|" + "---|---|" * len(predictors),
+    ]
+    for t in tables:
+        for f in fractions:
+            cells = [f"{rows[t, f, p]['spearman']:.3f} | {rows[t, f, p]['top_kept']:.2f}" for p in predictors]
+            out.append(f"| {t} | {f:g} | " + " | ".join(cells) + " |")
+    out += ["", "| target | met | measured |", "|---|---|---|"]
+    for t in tables:
+        for f in fractions:
+            d, last = rows[t, f, "default-forecast"], rows[t, f, "last-value"]
+            gain = d["spearman"] - last["spearman"]
+            out.append(
+                f"| {t} @{f:g}: default's forecasts beat last-value in Spearman by >= 0.03 and keep >= 90% of the "
+                f"best 10% in their top third | {'yes' if gain >= 0.03 and d['top_kept'] >= 0.9 else 'NO'} | "
+                f"rho {d['spearman']:.3f} vs {last['spearman']:.3f} ({gain:+.3f}), kept {d['top_kept']:.2f} |"
+            )
+    return "\n".join(out) + "\n"
+
+
 def fit_times(predictors, sizes=(15, 50, 100, 236), repeats=5, known=25) -> tuple[str, list]:
     """Median wall and CPU seconds of one fit on MLPF prefixes (25 of 100 epochs) vs training size n."""
 
@@ -255,7 +333,16 @@ def main(argv=None) -> int:
     ap.add_argument("--qsvr-tables", default="mlpf", help="tables on which qsvr runs (it is slow); 'all' for all")
     ap.add_argument("--seeds", default=None, help="default 0-4 (0-1 with --quick)")
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
+    ap.add_argument("--ranks", action="store_true", help="rank quality on the crossing tables (writes ranks.md)")
     args = ap.parse_args(argv)
+    if args.ranks:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tables = args.tables.split(",") if args.tables else list(RANK_TABLES)
+        md = rank_quality(tables, list(RANK_PREDICTORS), parse_seeds(args.seeds or "0-4"))
+        print(md)
+        (out / "ranks.md").write_text(md)
+        return 0
     tables = args.tables.split(",") if args.tables else (list(QUICK_TABLES) if args.quick else list(SHARED_TABLES))
     unknown = [t for t in tables if t not in SHARED_TABLES]
     if unknown:

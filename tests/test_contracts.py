@@ -111,6 +111,7 @@ FAST = {
     "qsvr": {"num_reads": 20, "num_sweeps": 200},
     "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
     "default": {"n_trees": 20},
+    "power-law": {"horizon": 100},  # extrapolates to the final epoch of the MLPF curves
 }
 
 

@@ -192,7 +192,7 @@ def _events(recs: list[dict]) -> list[tuple]:
         {"name": "hyperband", "R": 9, "eta": 3},
         {"name": "asha", "R": 9, "eta": 3},
         {"name": "swift", "R": 9, "eta": 3, "params": {"d": 3}},
-        {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3, "fit_lag": 2, "models": "after_lag"}},
+        {"name": "default", "R": 27, "eta": 3, "params": {"fit_lag": 2}},
     ],
     ids=lambda a: a["name"],
 )

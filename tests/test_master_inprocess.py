@@ -9,6 +9,7 @@ delivered (a crash). The same studies also run under ``mpiexec`` in test_runtime
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from conftest import MLPF_TABLE
 
 from hpoq.dispatch import Dispatch
 from hpoq.errors import InternalError
+from hpoq.main import main as hpoq_main
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK
 from hpoq.runtime.journal import read_journal
 from hpoq.runtime.launch import prepare, run_master, start_master
@@ -235,71 +237,40 @@ def test_a_scheduler_bug_ends_the_study_with_its_traceback(tmp_path):
 
 
 def test_default_fits_on_the_fit_thread_and_the_end_record_times_them(tmp_path):
-    """``default`` fits its models on the master's fit thread; the end record splits the loop thread's CPU
-    (``master_cpu_s``) from the fits' (``fit_cpu_s``) and gives the waits and the longest pass of the loop.
-    With ``models: after_lag`` the decisions are those of a sequential run (a fit not done is waited for)."""
-    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3, "fit_lag": 2, "models": "after_lag"}}
-    study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
+    """``default`` fits its forecast models on the master's fit thread; the end record splits the loop thread's
+    CPU (``master_cpu_s``) from the fits' (``fit_cpu_s``) and gives the waits and the longest pass of the loop.
+    With ``fit_lag`` set, a model is used that many results after its data is complete (a fit not done by then
+    is waited for)."""
+    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"fit_lag": 2}}
+    study, out = write_study(tmp_path, algorithm=algorithm, warm_fraction=0.5), tmp_path / "out"
     code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)))
     assert code == 0
     end = records(out)[-1]
-    assert end["status"] == "finished" and end["best"]["trial_id"] == sequential_best(study)["trial_id"]
+    assert end["status"] == "finished" and end["best"]["epoch"] == 27
     assert end["fit_jobs"] > 0 and end["fit_cpu_s"] > 0 and end["master_cpu_s"] > 0
     assert 0 <= end["fit_waits"] <= end["fit_jobs"] and end["fit_wait_s"] >= 0
     assert end["max_dispatch_gap_s"] >= end["fit_wait_s"] / max(end["fit_waits"], 1) >= 0
 
 
-def test_default_fit_lag_follows_the_trial_groups_and_a_resume_keeps_it(tmp_path):
-    """Unset, ``fit_lag`` is at least the number of trial groups (a fit has about one unit's time however many
-    groups report) and ``late_widening`` is off with several groups; both are resolved once and the journal
-    header keeps them, so a resume on fewer ranks (one group, even) replays the same decisions."""
-    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3}}
-    study, out = write_study(tmp_path, algorithm=algorithm), tmp_path / "out"
-    plan = prepare(study, str(out), None, 9)  # 8 trial groups
-    assert plan.spec.algorithm["params"]["fit_lag"] == 8 and plan.scheduler.fit_lag == 8
-    assert plan.spec.algorithm["params"]["late_widening"] is False and plan.scheduler.late_widening is False
-    ranks = FakeRanks(9, table_trainer(plan), die_after=12)
-    master, journal, budget = start_master(ranks, plan, StopSignals(), progress_enabled=False)
-    with pytest.raises(JobDied):
-        run_master(plan, master, journal, budget)
-    plan.lock.release()
-    assert records(out)[0]["study"]["algorithm"]["params"]["fit_lag"] == 8
-    assert records(out)[0]["study"]["algorithm"]["params"]["late_widening"] is False
-    code, _ = run_job(None, out, lambda plan: FakeRanks(4, table_trainer(plan)), resume=True)  # 3 groups now
-    assert code == 0 and records(out)[-1]["status"] == "finished"
-    resumed = prepare(None, str(out), str(out), 4)
-    assert resumed.scheduler.fit_lag == 8
-    resumed.lock.release()
-    one_group = prepare(None, str(out), str(out), 2)
-    assert one_group.scheduler.fit_lag == 8 and one_group.scheduler.late_widening is False
-    one_group.lock.release()
-    (tmp_path / "one").mkdir()
-    fresh = prepare(write_study(tmp_path / "one", algorithm=algorithm), str(tmp_path / "out1"), None, 2)
-    assert fresh.scheduler.fit_lag == 4 and fresh.scheduler.late_widening is True  # one group: time is epochs
-    (tmp_path / "given").mkdir()
-    given = write_study(tmp_path / "given", algorithm=dict(algorithm, params={"min_train": 3, "fit_lag": 2}))
-    assert prepare(given, str(tmp_path / "out2"), None, 9).scheduler.fit_lag == 2  # a given value stays
-
-
-def test_default_never_waits_for_a_fit_and_a_resume_replays_the_models(tmp_path):
-    """The runtime's default ``models: when_fitted``: a model is used once the fit thread has it (journaled as a
+def test_default_never_waits_for_a_fit_and_a_resume_replays_the_models(tmp_path, capsys):
+    """The runtime's default ``fit_lag: null``: a model is used once the fit thread has it (journaled as a
     ``model`` record), so the loop never waits for a fit, here with units much shorter than a fit; every
     forecast decision names a model journaled before it, and a job killed midway resumes through the same
     models in the same order (the resume checks every replayed decision against the journal)."""
-    algorithm = {"name": "default", "R": 27, "eta": 3, "params": {"min_train": 3}}
+    algorithm = {"name": "default", "R": 27, "eta": 3}
     trainer = {"name": "table", "params": {"table": TABLE, "sleep": 0.002}}
-    study, out = write_study(tmp_path, algorithm=algorithm, trainer=trainer), tmp_path / "out"
+    study, out = write_study(tmp_path, algorithm=algorithm, trainer=trainer, warm_fraction=0.5), tmp_path / "out"
     probe = prepare(study, str(tmp_path / "probe"), None, 4)
     assert probe.lock is None  # a fresh study locks its directory when its master starts
-    assert probe.scheduler.models == "when_fitted"
+    assert probe.scheduler.scorer.fit_lag is None
     code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan), die_after=60))
     assert code is None
     code, _ = run_job(None, out, lambda plan: FakeRanks(4, table_trainer(plan)), resume=True)
     assert code == 0
     recs = records(out)
-    assert recs[0]["study"]["algorithm"]["params"]["models"] == "when_fitted"
+    assert recs[0]["study"]["algorithm"]["params"]["fit_lag"] is None
     ends = [r for r in recs if r["type"] == "end"]
-    assert ends[-1]["status"] == "finished" and ends[-1]["fit_jobs"] > 0
+    assert ends[-1]["status"] == "finished"
     assert all(e.get("fit_waits", 0) == 0 for e in ends)
     seen, used = set(), 0
     for r in recs:
@@ -314,3 +285,8 @@ def test_default_never_waits_for_a_fit_and_a_resume_replays_the_models(tmp_path)
                     assert (int(e), int(T), int(N)) in seen, f"{model} used before it was journaled"
                     used += 1
     assert seen and used
+    capsys.readouterr()
+    assert hpoq_main(["status", str(out), "--json"]) == 0  # status shows default's audit
+    audit = json.loads(capsys.readouterr().out)["audit"]
+    stops = sum(1 for r in recs if r["type"] == "decision" for d in r["decisions"] if d["reason"] == "evidence")
+    assert audit["stops"] <= stops and audit["stops"] + audit["audited"] + audit["pending"] > 0

@@ -94,6 +94,18 @@ VOCABULARY = {
         [d("pause", "rung", 3), d("continue", "finalist", 3, predicted_final=449.0), d("done", "completed", 9)],
         COMPLETED,
     ),
+    "default evidence stop": (
+        [
+            d("continue", "checkpoint", 1, score=460.0),
+            d("pause", "evidence", 2, rule="evidence", p=0.001, bar=450.0),
+            d("stop", "evidence", 2, rule="evidence", p=0.001, bar=450.0),
+        ],
+        PRUNED_PREDICTION,
+    ),
+    "default audited": (
+        [d("continue", "audit", 2, rule="evidence", p=0.001), d("done", "audit", 9, value=449.0)],
+        COMPLETED,
+    ),
     "random completed": ([d("done", "completed", 9)], COMPLETED),
     "topk screened out": ([d("pause", "screened"), d("stop", "top-k", rank=5, K=2)], PRUNED_RUNG),
     "unknown stop reason": ([d("pause", "rung"), d("stop", "budget-exhausted")], STOPPED_OTHER),
@@ -115,7 +127,7 @@ def test_fate_of_each_scheduler_vocabulary(case):
         ("asha", {}),
         ("random", {"n": 6}),
         ("topk-1epoch", {}),
-        ("default", {"grace": 1, "finalists": 3}),
+        ("default", {"protect": 0.2, "audit": 0.5}),
     ],
 )
 def test_fates_of_real_scheduler_decisions(algorithm, params):
@@ -404,11 +416,13 @@ def test_report_out_folder_must_exist(study, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err and not target.parent.exists()
 
 
-def test_predictions_of_the_default_scheduler():
-    """``default`` puts its rung forecasts (``predicted`` at ``target_epoch`` from ``rung_epoch``) in its
-    decisions; the report reads them as prediction points and counts what the predictor decided."""
+def test_predictions_and_audit_of_the_default_scheduler():
+    """``default`` puts the forecast that scored a trial at a checkpoint (``predicted`` of the value at
+    ``target_epoch`` = R from ``rung_epoch``) in its decisions; the report reads them as prediction points,
+    counts the decisions by kind and turns the audited stops into the false-prune estimate, the same as the
+    scheduler's own."""
     from hpoq.curves.table import load_table
-    from hpoq.report.decisions import KINDS, decision_kind, predictor_decisions
+    from hpoq.report.decisions import KINDS, audit_line, audit_summary, decision_kind, predictor_decisions
     from hpoq.report.html import predictor_section
     from hpoq.report.predictions import extract_predictions
     from hpoq.report.study import StudyOutput, TrialView
@@ -418,22 +432,21 @@ def test_predictions_of_the_default_scheduler():
     table = load_table(TABLE, "loss", "min")
     curves = table.minimized()
     rows = np.arange(table.n_rows)
+    R = 64  # a study long enough for its stops to pay for audits
     scheduler = make_scheduler(
         "default",
         R=R,
-        eta=ETA,
+        eta=2,
         sampler=TableRowSampler(table, 1, rows=rows[:200]),
         seed=1,
-        warm_curves=table.subset(rows[240:]),
-        grace=1,
-        finalists=4,
-        n=60,
+        warm_curves=table.subset(rows[200:]),
+        predictor="svr",
+        protect=0.0,
+        audit=1.0,
     )
     trials: dict = {}
     while not scheduler.finished:
         unit = scheduler.suggest()
-        if unit is None:
-            break
         t = trials.setdefault(unit.trial_id, TrialView(unit.trial_id, dict(unit.config)))
         values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
         t.curve[unit.start_epoch :] = values
@@ -445,7 +458,7 @@ def test_predictions_of_the_default_scheduler():
         name="default",
         algorithm="default",
         R=R,
-        eta=ETA,
+        eta=2,
         metric="loss",
         mode="min",
         budget=None,
@@ -462,19 +475,19 @@ def test_predictions_of_the_default_scheduler():
     points, omitted = extract_predictions(study)
     made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted" in dec["info"]]
     assert len(points) == len(made) > 0 and omitted["no_target"] == 0
-    assert omitted["no_actual"] == sum(1 for tid, info in made if len(trials[tid].curve) < info["target_epoch"])
     for p, (tid, info) in zip(points, made):
-        assert (p.trial_id, p.target_epoch, p.from_epoch) == (tid, info["target_epoch"], info["rung_epoch"])
-        assert (p.predicted, p.error, p.threshold) == (info["predicted"], info["sigma"], info["threshold"])
-        if len(trials[tid].curve) >= info["target_epoch"]:
-            assert p.actual == trials[tid].curve[info["target_epoch"] - 1]
+        assert (p.trial_id, p.target_epoch, p.from_epoch, p.predicted) == (tid, R, info["rung_epoch"], info["score"])
     kinds, models = predictor_decisions(study)
     every = [decision_kind(dec) for t in trials.values() for dec in t.decisions]
     assert [row[1] for row in kinds] == [every.count(k) for k in KINDS]
-    assert sum(row[1] for row in kinds[:4]) == len([i for _, i in made if "model" in i]) > 0
-    assert sum(c for _, c in models) == len(made)
+    assert sum(c for _, c in models) == sum(1 for _, info in made if "model" in info) > 0
+    mine, theirs = audit_summary(study), scheduler.audit_estimate()
+    assert mine["audited"] == theirs["audited"] > 0 and mine["false_prunes"] == theirs["false_prunes"]
+    assert mine["stops"] == theirs["stops"]
+    assert (mine["low"], mine["high"]) == (theirs["low"], theirs["high"])
+    assert "audit: of the" in audit_line(mine)
     html = predictor_section(study)
-    assert "What the predictor decided" in html and "promoted by forecast" in html
+    assert "What the predictor decided" in html and "passed a checkpoint" in html
 
 
 def test_report_of_a_study_that_just_started(study, tmp_path):

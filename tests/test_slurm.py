@@ -321,13 +321,13 @@ def test_slurm_tests_skip_without_a_controller_and_fail_only_where_one_is_requir
 @needs_slurm
 def test_srun_gives_the_same_best_as_mpiexec(tmp_path):
     """The design card's launch, `srun -n 4 python -m hpoq.main run` (no -m mpi4py), against mpiexec. One trial
-    group of 3 ranks and ``models: after_lag``: with several groups the order in which results arrive, and with the
-    runtime's ``when_fitted`` the moment a fit is done, steer default's decisions, so two runs need not agree
+    group of 3 ranks and ``fit_lag: 4``: with several groups the order in which results arrive, and with the
+    runtime's ``fit_lag: null`` the moment a fit is done, steer default's decisions, so two runs need not agree
     whatever the launcher."""
     env = env_with()
     doc = yaml.safe_load((REPO / "examples" / "mlpf-table.yaml").read_text())
     doc["ranks_per_trial"] = 3
-    doc["algorithm"]["params"] = {"models": "after_lag"}
+    doc["algorithm"]["params"] = {"fit_lag": 4}
     doc["trainer"]["params"]["table"] = TABLE
     study = str(tmp_path / "mlpf-table.yaml")
     Path(study).write_text(yaml.safe_dump(doc))

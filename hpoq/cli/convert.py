@@ -1,7 +1,9 @@
 """``hpoq convert SRC --out OUT``: write a learning-curve source as a CSV table or an HDF5 store.
 
 SRC is a CSV/CSV.gz table (``--metric`` required), the CIFAR-10 JSON, an LCBench npz, the
-TaskSet npz, an HDF5 curve store, or the name of a shared table (``mlpf``, ``lcbench``, ...).
+TaskSet npz, an HDF5 curve store, the name of a shared table (``mlpf``, ``lcbench``, ...), or a
+generated stress table, ``stress<level>`` (:mod:`hpoq.curves.stress`: ``stress0`` never crosses,
+``stress1`` has late bloomers with inverted early ranks).
 OUT ending in ``.csv`` / ``.csv.gz`` gets the table form, ``.h5`` / ``.hdf5`` the HDF5 store.
 """
 
@@ -54,6 +56,10 @@ def run(args) -> int:
             raise ConfigError(
                 f"shared table {args.src!r} has metric {table.metric!r}; convert the source file for another metric"
             )
+    elif not os.path.exists(args.src) and args.src.startswith("stress"):
+        from hpoq.curves.stress import load_stress
+
+        table = load_stress(args.src)
     else:
         table = convert_source(args.src, metric=args.metric, mode=args.mode, task=args.task, configs=args.configs)
     if args.mode is not None:

@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from hpoq.cli._common import print_json
     from hpoq.errors import ConfigError
+    from hpoq.report.decisions import audit_line, audit_summary
     from hpoq.report.study import load_study_output
 
     try:
@@ -45,6 +46,9 @@ def run(args) -> int:
         "resumes": study.resumes,
         "best": best,
     }
+    audit = audit_summary(study)
+    if audit is not None:  # default: the false-prune estimate of its audited stops
+        facts["audit"] = audit
     if args.json:
         print_json(facts)
     else:
@@ -59,4 +63,6 @@ def run(args) -> int:
             print(
                 f"  best {study.metric}: {best.get('value')} (trial {best.get('trial_id')}, epoch {best.get('epoch')})"
             )
+        if audit is not None:
+            print(f"  {audit_line(audit)}")
     return 0 if study.status == "finished" else 3

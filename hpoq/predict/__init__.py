@@ -16,6 +16,9 @@ PREDICTORS: dict[str, str] = {
     "qsvr": "hpoq.predict.qsvr:QSVRPredictor",
     "qsvr-paper": "hpoq.predict.qsvr:QSVRPaperPredictor",
     "default": "hpoq.predict.default:DefaultPredictor",
+    # baselines (docs/predictors.md#baselines): what a predictor must rank better than
+    "last-value": "hpoq.predict.baselines:LastValuePredictor",
+    "power-law": "hpoq.predict.baselines:PowerLawPredictor",
 }
 
 

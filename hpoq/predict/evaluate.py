@@ -11,7 +11,8 @@ For a curve table with ``epochs`` epochs and known fraction F:
 - the predictor is built with ``make_predictor(name, seed=seed, **params)`` (``seed`` only if
   it takes one), fitted on the 80% and scored on the 20%.
 
-Result keys (stable, relied on): ``r2``, ``mae``, ``spearman`` (means over seeds), ``r2_min``,
+Result keys (stable, relied on): ``r2``, ``mae``, ``spearman``, ``top_kept`` (the share of the true best
+10% kept in the predicted best third; means over seeds), ``r2_min``,
 ``n``, ``epochs``, ``known_epochs``, ``fit_seconds`` (mean per fit), plus ``r2_std``,
 ``predictor``, ``seeds``, ``per_seed`` and table facts.
 """
@@ -57,18 +58,30 @@ def grouped_split(configs, seed: int, test_size: float = 0.2) -> tuple[np.ndarra
     return np.sort(train), np.sort(test)
 
 
-def build_predictor(name: str, seed: int, params: dict | None = None):
-    """``make_predictor(name, seed=seed, **params)``, passing ``seed`` only where accepted."""
+def build_predictor(name: str, seed: int, params: dict | None = None, horizon: int | None = None):
+    """``make_predictor(name, seed=seed, **params)``, passing ``seed`` (and the target epoch ``horizon`` to an
+    extrapolating predictor) only where accepted."""
     from hpoq.predict import make_predictor, predictor_class
 
     params = dict(params or {})
     if takes(predictor_class(name), "seed"):
         params.setdefault("seed", int(seed))
+    if horizon is not None and takes(predictor_class(name), "horizon"):
+        params.setdefault("horizon", int(horizon))
     return make_predictor(name, **params)
 
 
+def top_kept(y_true: np.ndarray, y_pred: np.ndarray, top: float = 0.1, kept: float = 1 / 3) -> float:
+    """Share of the true best ``top`` fraction (lowest targets, at least 1) that the predictions rank in their
+    best ``kept`` fraction: what a rung that keeps a third by forecast keeps of the winners."""
+    n = len(y_true)
+    best = np.argsort(y_true, kind="stable")[: max(1, int(round(top * n)))]
+    keep = set(np.argsort(y_pred, kind="stable")[: max(1, int(round(kept * n)))].tolist())
+    return float(np.mean([i in keep for i in best]))
+
+
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """R², MAE and Spearman rank correlation of predictions."""
+    """R², MAE, Spearman rank correlation and :func:`top_kept` of predictions."""
     from scipy.stats import spearmanr
     from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -78,6 +91,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         "r2": float(r2_score(y_true, y_pred)),
         "mae": float(mean_absolute_error(y_true, y_pred)),
         "spearman": float(rho),
+        "top_kept": top_kept(y_true, y_pred),
     }
 
 
@@ -115,11 +129,11 @@ def evaluate_predictor(
         )
     values = table.minimized()
     prefixes, targets = values[:, :e], values[:, target_epoch - 1]
-    build_predictor(predictor, seeds[0], params)  # bad parameters -> ConfigError before any fit
+    build_predictor(predictor, seeds[0], params, target_epoch)  # bad parameters -> ConfigError before any fit
     per_seed, preds = [], []
     for seed in seeds:
         train, test = grouped_split(table.configs, seed)
-        model = build_predictor(predictor, seed, params)
+        model = build_predictor(predictor, seed, params, target_epoch)
         t0 = time.perf_counter()
         model.fit([table.configs[i] for i in train], prefixes[train], targets[train])
         fit_s = time.perf_counter() - t0
@@ -141,6 +155,7 @@ def evaluate_predictor(
         "r2": float(r2s.mean()),
         "mae": float(np.mean([s["mae"] for s in per_seed])),
         "spearman": float(np.mean([s["spearman"] for s in per_seed])),
+        "top_kept": float(np.mean([s["top_kept"] for s in per_seed])),
         "r2_min": float(r2s.min()),
         "r2_std": float(r2s.std()),
         "n": int(table.n_rows),

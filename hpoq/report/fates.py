@@ -9,10 +9,12 @@ failed; the reason names the rule and differs per scheduler:
   or stop ``predicted`` (info ``prediction``, ``tau``), pause ``full`` / ``selected``.
 * ``asha``: pause ``rung``, continue ``rung`` / ``finish`` (promotion), stop ``rung`` (never
   promoted when the search ended), done ``completed``.
-* ``default``: pause ``rung``, continue ``rung`` (in the rung's quota by observed value) or
-  ``predicted`` (in it only by forecast), continue ``uncertain`` (beyond it, the rung widened),
-  continue ``finalist``, stop ``predicted`` (its optimistic
-  forecast cannot reach the k-th best; info ``predicted``, ``sigma``, ``threshold``) or ``rung``.
+* ``default``: Hyperband's vocabulary, plus continue ``checkpoint`` (passed a stop test between two
+  round ends), pause ``evidence`` (the test stopped it: info ``rule``, ``p``, ``bar`` and, with a
+  forecaster, ``predicted``; confirmed by a stop ``evidence`` when the study ends), continue ``audit``
+  (a stop drawn for the audit, trained to R anyway), done ``audit`` and done ``rescue``. Studies of
+  earlier versions also hold continue ``rung`` / ``predicted`` /
+  ``uncertain`` / ``finalist`` and stop ``predicted``.
 * ``random``: done ``completed``; ``topk-1epoch``: pause ``screened``, continue / stop ``top-k``.
 
 The fate is decided by the *last* decision about the trial: a stop is "pruned by prediction"
@@ -45,7 +47,7 @@ FATE_LABELS = {
 #: stop reasons that mean "ranked out by observed values"
 RUNG_REASONS = frozenset({"rung", "top-k"})
 #: stop reasons that mean "a predictor said it cannot win"
-PREDICTION_REASONS = frozenset({"predicted", "prediction"})
+PREDICTION_REASONS = frozenset({"predicted", "prediction", "evidence"})
 #: decision-info keys that hold a predicted value (see :mod:`hpoq.report.predictions`)
 PREDICTION_KEYS = ("prediction", "predicted_final", "predicted")
 

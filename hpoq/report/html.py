@@ -205,22 +205,23 @@ def predictions_section(study, figures: dict, pred_rows: list[dict], omitted: di
 
 
 def predictor_section(study) -> str:
-    """``default``'s rung decisions by kind and the forecast models behind them (empty for other algorithms)."""
+    """``default``'s decisions by kind, the forecast models behind them and its audit (empty for other
+    algorithms)."""
     if study.algorithm != "default":
         return ""
-    from hpoq.report.decisions import predictor_decisions
+    from hpoq.report.decisions import audit_line, audit_summary, predictor_decisions
 
     kinds, models = predictor_decisions(study)
     body = table(["decision", "decisions", "trials"], kinds)
     if models:
-        body += table(["forecast model (predictor:prefix epochs->target epoch@training curves)", "decisions"], models)
+        body += table(["forecast model (predictor:checkpoint epoch->R@training curves)", "decisions"], models)
+    body += f"<p>{html.escape(audit_line(audit_summary(study)))}</p>"
     note = (
-        "Promotions and prunes of default's rungs: 'forecast agrees' = successive halving on the observed values "
-        "would have promoted the trial too; 'promoted by forecast' = the forecast promoted it over a trial that was "
-        "better at the rung; 'widened by uncertainty' = beyond the quota, kept because the forecast's out-of-fold "
-        "ranking was unsure that far down or the observed value disagreed; 'pruned by forecast' = even its optimistic "
-        "forecast could not reach the k-th best; "
-        "'ranked by observed value' = no forecast yet (too few curves) or --predictor none."
+        "default runs Hyperband's brackets and tests a trial at each checkpoint between two round ends: it is "
+        "stopped when the curves that scored at least as badly there all ended worse than what it had to beat "
+        "(the study's best, or its round's cut), with p <= alpha; a random share of the stops is audited "
+        "(trained to R anyway) to estimate how often a stop was wrong. Hyperband's own round ends keep or cut "
+        "trials as in Hyperband."
     )
     return section("predictor", "What the predictor decided", body, note)
 

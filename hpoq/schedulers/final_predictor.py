@@ -1,18 +1,17 @@
-"""Forecasts of a later value of a curve from its prefix, for the rung decisions of ``default``.
+"""Forecasts of a later value of a curve from its prefix, which ``default`` scores its trials by
+(:mod:`hpoq.schedulers.scores`).
 
-A forecast at a rung of epoch ``e`` predicts the minimised value at a *target* epoch ``T`` from the
-prefix (values after epochs 1..e) and the hyperparameters, with an uncertainty:
-
-* ``T = R`` (the final value) when enough complete curves exist: the warm store of earlier
-  studies (docs/algorithms.md#where-the-savings-come-from) plus the study's own trials that reached R;
-* otherwise the latest rung epoch above ``e`` that enough of the study's own trials have reached:
-  a cold study learns the mapping from a prefix to later epochs from the trials it promoted.
+A forecast at a checkpoint of epoch ``e`` predicts the minimised value at a *target* epoch ``T`` (``default``
+asks for ``T = R``, the final value) from the prefix (values after epochs 1..e) and the hyperparameters,
+with an uncertainty, learnt from the warm store of earlier studies
+(docs/algorithms.md#where-the-savings-come-from) plus the study's own trials that reached ``T``.
 
 Training sets are a pure function of the scheduler's state, so that a restored scheduler (and a
 replayed journal) makes the same forecasts: the store (a seeded subset of at most ``max_store``
 curves) plus the *first* ``N`` study trials, in arrival order, that reached ``T``, where ``N`` is
-the largest size on the grid ``min_train * growth**j`` available (a model is refit only when the
-grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The uncertainty is the root mean square of
+the largest size on the grid ``min_train * growth**j`` available, at most ``2 x max_store`` (a model is
+refit only when the grid steps, cf. docs/algorithms.md#swift-hyperband ``refit="on_growth"``). The
+uncertainty is the root mean square of
 ``folds``-fold cross-validated residuals on that set (or the predictor's own ``spread`` where
 larger), in metric units.
 """
@@ -23,7 +22,8 @@ import math
 
 import numpy as np
 
-from hpoq.predict import make_predictor
+from hpoq.predict import make_predictor, predictor_class
+from hpoq.registry import takes
 from hpoq.seeding import derive_rng
 
 
@@ -71,20 +71,6 @@ def stacked_forecast(coef: np.ndarray, prediction: np.ndarray, last: np.ndarray)
     return coef[0] + coef[1] * prediction + coef[2] * last
 
 
-def top_reach(forecast: np.ndarray, y: np.ndarray, top: float = 0.05) -> float:
-    """Share of a set, ranked by ``forecast``, that must be kept to keep all of its best rows (the best
-    ``top`` fraction by ``y``, at least 2): 1 / N for a perfect ranking, up to 1 where a best row is
-    forecast last. Out-of-fold forecasts make it an estimate of how wide a rung must be."""
-    ok = np.isfinite(forecast) & np.isfinite(y)
-    forecast, y = forecast[ok], y[ok]
-    if y.size < 2:
-        return 1.0
-    k = max(2, int(math.ceil(top * y.size)))
-    rank = np.empty(y.size, dtype=int)
-    rank[np.argsort(forecast, kind="stable")] = np.arange(y.size)
-    return float((rank[np.argsort(y, kind="stable")[:k]].max() + 1) / y.size)
-
-
 class FinalValuePredictor:
     """Forecasts for ``default``'s rungs (see the module docstring).
 
@@ -106,10 +92,14 @@ class FinalValuePredictor:
         growth: float = 1.5,
         folds: int = 3,
         max_store: int = 200,
+        stack: bool = True,
     ):
         self.name, self.params, self.seed, self.R = name, dict(params), int(seed), int(R)
+        self.stack = bool(stack)
         self.min_train, self.growth = int(min_train), float(growth)
         self.folds, self.max_store = int(folds), int(max_store)
+        if takes(predictor_class(name), "horizon"):  # an extrapolating predictor forecasts epoch R
+            self.params.setdefault("horizon", self.R)
         make_predictor(name, **self.params)  # fail early on an unknown predictor or parameter
         configs, curves = [], np.zeros((0, self.R))
         if store is not None:
@@ -119,7 +109,10 @@ class FinalValuePredictor:
                 rng = derive_rng(self.seed, "final-predictor-store")
                 keep = np.sort(rng.choice(keep, self.max_store, replace=False))
             configs, curves = [dict(store.configs[i]) for i in keep], full[keep]
+        else:
+            keep = np.zeros(0, int)
         self.store_configs, self.store_curves = configs, curves
+        self.store_rows = [int(i) for i in keep]  # rows of ``store`` in the training sets, in order
         self.models: dict = {}  # (e, T, N) -> (model, stacking weights, cv error)
         self.fits = 0
         self.executor = None  # a concurrent.futures executor for background fits (the MPI master sets one)
@@ -138,7 +131,8 @@ class FinalValuePredictor:
         trials that reached ``T`` (and may be used: see ``fit_lag`` in ``default``)."""
         for T in sorted((h for h in horizons if h > e), reverse=True):
             extra = self.store_size if T == self.R else 0
-            N = grid_size(extra + counts.get(T, 0), self.min_train, self.growth)
+            # capped: a fit costs the same however many curves a long study has finished
+            N = grid_size(min(extra + counts.get(T, 0), 2 * self.max_store), self.min_train, self.growth)
             if N:
                 return T, N
         return None
@@ -157,17 +151,20 @@ class FinalValuePredictor:
         return configs, np.asarray(X, dtype=float), np.asarray(y, dtype=float)
 
     def _compute(self, e: int, T: int, N: int, configs, X, y):
-        """(model, stacking weights, cv error, fits): a pure function of its arguments, safe in a thread."""
+        """(model, stacking weights, cv error, fits, out-of-fold stacked forecasts of the N training rows):
+        a pure function of its arguments, safe in a thread."""
         folds = derive_rng(self.seed, "final-predictor-folds", e, T, N).permutation(N) % min(self.folds, N)
         oof = np.empty(N)
         for f in range(min(self.folds, N)):
             train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             model = make_predictor(self.name, **self.params).fit([configs[i] for i in train], X[train], y[train])
             oof[test] = np.asarray(model.predict([configs[i] for i in test], X[test]).mean)
-        coef, cv_error = stack_with_last(oof, X[:, -1], y)
+        if self.stack:
+            coef, cv_error = stack_with_last(oof, X[:, -1], y)
+        else:  # the predictor's own forecast (a ranking needs no calibration on the last value)
+            coef, cv_error = np.array([0.0, 1.0, 0.0]), float(np.sqrt(np.mean((oof - y) ** 2)))
         model = make_predictor(self.name, **self.params).fit(configs, X, y)
-        reach = top_reach(stacked_forecast(coef, oof, X[:, -1]), y)
-        return model, coef, cv_error, 1 + min(self.folds, N), reach
+        return model, coef, cv_error, 1 + min(self.folds, N), stacked_forecast(coef, oof, X[:, -1])
 
     def _fit(self, e: int, T: int, N: int, study):
         key = (e, T, N)
@@ -180,12 +177,13 @@ class FinalValuePredictor:
             else:
                 entry = self._compute(e, T, N, *self._training_set(e, T, N, study))
             self.fits += entry[3]  # counted when used, so the count does not depend on background timing
-            self.models[key] = entry[:3] + entry[4:]
+            self.models[key] = entry[:3] + entry[4:]  # (model, stacking weights, cv error, out-of-fold)
         return self.models[key]
 
-    def reach(self, e: int, T: int, N: int, study) -> float:
-        """:func:`top_reach` of model ``(e, T, N)`` on its out-of-fold forecasts."""
-        return float(self._fit(e, T, N, study)[3])
+    def out_of_fold(self, e: int, T: int, N: int, study) -> np.ndarray:
+        """Stacked out-of-fold forecasts of model ``(e, T, N)``'s training rows: the store's first ones
+        (:attr:`store_rows`), then the study's, in the order of :meth:`_training_set`."""
+        return self._fit(e, T, N, study)[3]
 
     def prefetch(self, e: int, T: int, N: int, study) -> bool:
         """Start fitting model ``(e, T, N)`` on :attr:`executor` (the runtime's fit thread) if it is
@@ -202,38 +200,13 @@ class FinalValuePredictor:
 
         ``study``: (config, curve) of the study trials that reached ``T``, in arrival order (the
         first ``N - |store part|`` are used)."""
-        model, coef, cv_error, _ = self._fit(e, T, N, study)
+        model, coef, cv_error = self._fit(e, T, N, study)[:3]
         prefixes = np.asarray(prefixes, dtype=float).reshape(len(configs), e)
         pred = model.predict(list(configs), prefixes)
         mean = stacked_forecast(coef, np.asarray(pred.mean, dtype=float).ravel(), prefixes[:, -1])
         spread = np.zeros_like(mean) if pred.spread is None else np.asarray(pred.spread, dtype=float).ravel()
         sigma = np.maximum(cv_error, np.where(np.isfinite(spread), spread, math.inf))
         return mean, sigma
-
-    def store_scores(self, epochs) -> np.ndarray | None:
-        """The store's curves [rows, R] with the value at each of ``epochs`` (< R) replaced by the
-        out-of-fold forecast of the final value from that prefix (``folds`` folds over the store):
-        what the rung decisions would rank by, for replaying policies on the store. None when the
-        store has fewer than ``min_train`` curves."""
-        n = self.store_size
-        if n < max(self.min_train, self.folds):
-            return None
-        scores = self.store_curves.copy()
-        y = self.store_curves[:, self.R - 1]
-        for e in sorted(set(int(e) for e in epochs if e < self.R)):
-            X = self.store_curves[:, :e]
-            folds = derive_rng(self.seed, "store-scores", e).permutation(n) % self.folds
-            oof = np.empty(n)
-            for f in range(self.folds):
-                train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-                model = make_predictor(self.name, **self.params).fit(
-                    [self.store_configs[i] for i in train], X[train], y[train]
-                )
-                oof[test] = np.asarray(model.predict([self.store_configs[i] for i in test], X[test]).mean)
-            self.fits += self.folds
-            coef, _ = stack_with_last(oof, X[:, -1], y)
-            scores[:, e - 1] = stacked_forecast(coef, oof, X[:, -1])
-        return scores
 
     def describe(self) -> dict:
         return {

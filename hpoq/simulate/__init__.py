@@ -105,10 +105,32 @@ def simulate_run(
         "warm_curves": 0 if warm is None else int(warm.n_rows),
         "trace": result.trace,
     }
+    if hasattr(scheduler, "audit_estimate"):
+        entry["audit"] = audit_entry(scheduler, table, R)
     if keep_events:
         entry["events"] = result.events
         entry["decisions"] = [d.to_dict() for d in result.decisions]
     return entry
+
+
+def audit_entry(scheduler, table: CurveTable, R: int) -> dict:
+    """``default``'s false-prune estimate, with the true rate a replay knows: the share of *all* stopped
+    trials whose value at R in the table beats the best value at R of the trials never stopped."""
+    out = dict(scheduler.audit_estimate())
+    curves = table.minimized()
+    kept = [
+        float(curves[int(t.config["_row"]), R - 1])
+        for t in scheduler.trials.values()
+        if t.epochs >= R and t.trial_id not in scheduler.stops and t.status != "failed"
+    ]
+    kept_best = min(kept, default=float("inf"))
+    stopped = [
+        float(curves[int(scheduler.trials[t].config["_row"]), R - 1])
+        for t, info in scheduler.stops.items()
+        if info["rule"] == "evidence"
+    ]
+    out["true_rate"] = sum(v < kept_best for v in stopped) / len(stopped) if stopped else None
+    return out
 
 
 def table_best(table: CurveTable, R: int) -> dict:
