@@ -21,11 +21,18 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import peers_harness as h  # noqa: E402
 from benchmarks.peers_driver import ask_tell_loop  # noqa: E402
-from benchmarks.peers_model import PEERS, average_ranks, cell_metrics, hpoq_table_run, to_peer_table  # noqa: E402
+from benchmarks.peers_model import (  # noqa: E402
+    PEERS,
+    average_ranks,
+    cell_metrics,
+    end_quality,
+    hpoq_table_run,
+    to_peer_table,
+)
 from hpoq.curves.table import CurveTable  # noqa: E402
 
 
-def small_table(n=40, epochs=8, seed=5, time=False) -> CurveTable:
+def small_table(n=40, epochs=8, seed=5, time=False, mode="min") -> CurveTable:
     rng = np.random.default_rng(seed)
     level = rng.uniform(0, 1, n)
     lr = 10 ** rng.uniform(-4, -1, n)
@@ -35,9 +42,9 @@ def small_table(n=40, epochs=8, seed=5, time=False) -> CurveTable:
         configs=[
             {"a": 0.5 + float(v), "lr": float(r), "layers": int(k)} for v, r, k in zip(level, lr, rng.integers(1, 4, n))
         ],
-        curves=curves,
-        metric="loss",
-        mode="min",
+        curves=curves if mode == "min" else 2.0 - curves,
+        metric="loss" if mode == "min" else "accuracy",
+        mode=mode,
         time=rng.uniform(0.5, 2.0, n) if time else None,
         source="small",
     )
@@ -168,6 +175,25 @@ def test_cell_metrics_and_ranks_pair_seeds_with_hyperband():
     assert set(r) == {"pairs", "0.25", "0.5", "1.0"} and r["pairs"] == 3
     assert all(1.0 <= v <= 2.0 for v in r["1.0"].values())
     assert sum(r["1.0"].values()) == pytest.approx(3.0)  # ranks of two methods sum to 3 on every seed
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_end_quality_reads_the_ledger_trace_in_the_table_direction(mode):
+    table = small_table(n=60, mode=mode)
+    peer = to_peer_table(table, "small")
+    hb = [hpoq_table_run(table, peer, "hyperband", s, 1) for s in range(3)]
+    q = end_quality(table, hb, hb)
+    assert q["equal"] and q["worse"] == 0 and q["seeds"] == 3
+    # the replay's "epochs to Hyperband's answer" and the peers' metric read the same traces alike
+    m = cell_metrics(peer, hb, hb, hb[0]["epochs"])
+    assert q["to_hb_answer"] == pytest.approx(np.median(m["epochs_to_hb_per_seed"]))
+    # a run whose only answer is the table's worst row never reaches Hyperband's: infinite, and worse
+    worst = int(np.argmax(peer.finals()))
+    lost = [{**r, "best_final": float(table.curves[worst, -1]), "best_row": worst} for r in hb]
+    for r in lost:
+        r["trace"] = [[r["epochs"], 0.0, float(peer.finals()[worst])]]
+    q = end_quality(table, lost, hb)
+    assert q["to_hb_answer"] == math.inf and not q["equal"] and q["worse"] == 3
 
 
 VENVS = ROOT / "benchmarks" / ".venvs"
