@@ -36,13 +36,19 @@ journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also wri
    ``table`` trainer: units/s over the study loop (first unit record to the end record) and the master's CPU per
    unit (``end.master_cpu_s``), from the journal.
 
+5. **fits** (``--parts fits``): the schedulers that fit models (``--fit-algorithms``, default ``default,swift``;
+   one with ``n`` runs at the first of ``--sizes``) replayed as in part 1 with a warm curve store of S curves
+   (``--stores``, default 0, 10^3, 10^4, 10^5: the MLPF table's rows repeated in seeded permutations): the CPU of
+   each predictor fit, the largest training set a fit saw, and the replay's CPU per unit without its fits.
+
 Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
 scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled;
 on a 10^5-trial journal ``status`` <= 2 s, resume ready to dispatch <= 30 s, ``report`` <= 60 s.
 
-Usage: ``python benchmarks/scale.py [--parts replay,master,journal] [--sizes 1000,10000,100000]
+Usage: ``python benchmarks/scale.py [--parts replay,fits,master,journal,mpiexec] [--sizes 1000,10000,100000]
 [--algorithms asha,...] [--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha]
-[--trials 100000] [--mpi-ranks 16,64,128] [--out benchmarks/results]``.
+[--trials 100000] [--mpi-ranks 16,64,128] [--stores 0,1000,10000,100000] [--fit-algorithms default,swift]
+[--out benchmarks/results]``.
 Run under ``nice -n 10`` on a shared machine; compare
 cells as ratios within one run.
 """
@@ -251,12 +257,12 @@ def replay_section(rows: list[dict], workers: int) -> list[str]:
     return lines
 
 
-def fits_section(rows: list[dict], n: int, workers: int) -> list[str]:
+def fits_section(rows: list[dict]) -> list[str]:
     lines = [
         "## Predictor fits against the store's size",
         "",
-        f"The schedulers that fit models, replayed as in the table above (`default` at n = {n:,}, `swift` on "
-        "Hyperband's schedule) with a warm curve store of S earlier curves (the MLPF table's rows repeated, one "
+        "The schedulers that fit models, replayed as in the table above (`default` and `swift` on Hyperband's "
+        "schedule) with a warm curve store of S earlier curves (the MLPF table's rows repeated, one "
         "seeded permutation after another). Per fit: CPU of one outermost `fit` (an ensemble's inner fits and a "
         "cross-validation's folds count in it); rows: the largest training set a fit saw; build: CPU to construct "
         "the scheduler with its store; CPU/unit: the replay without its fits. A fit's cost must not grow with S.",
@@ -733,7 +739,6 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-cpu", type=float, default=600.0, help="CPU seconds per replay cell before it stops")
     ap.add_argument("--stores", default="0,1000,10000,100000", help="warm store sizes of the fits part")
-    ap.add_argument("--fits-n", type=int, default=1000, help="configurations of default in the fits part")
     ap.add_argument("--fit-algorithms", default="default,swift")
     ap.add_argument("--ranks", default="64,256,1024")
     ap.add_argument("--master-studies", default=",".join(MASTER_STUDIES))
@@ -757,10 +762,10 @@ def main(argv=None) -> int:
         rows = []
         for variant in args.fit_algorithms.split(","):
             for store in [int(s) for s in args.stores.split(",")]:
-                n = args.fits_n if VARIANTS[variant][2] else None
+                n = sizes[0] if VARIANTS[variant][2] else None
                 rows.append(run_cell(variant, n, args.workers, args.max_cpu, store))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-        lines += fits_section(rows, args.fits_n, args.workers)
+        lines += fits_section(rows)
     if "master" in parts:
         rows = []
         for name in args.master_studies.split(","):
