@@ -155,9 +155,10 @@ class _RowsSeen:
 
 @contextlib.contextmanager
 def _rows_seen(seen: list):
-    """Within the block, :func:`hpoq.simulate.simulate_run` builds its scheduler as always and wraps it in
+    """Within the block, :func:`hpoq.simulate.simulate_run` builds its scheduler as always (through
+    :func:`hpoq.study.build.assemble`, which calls :func:`hpoq.schedulers.make_scheduler`) and wraps it in
     :class:`_RowsSeen` (appended to ``seen``), so the run is exactly ``hpoq simulate``'s."""
-    import hpoq.simulate as sim
+    import hpoq.schedulers as sim
 
     make = sim.make_scheduler
 

@@ -143,10 +143,9 @@ def main() -> int:
     e = known_epochs(args.known, table.n_epochs)
     prefixes = curves[:, :e]
     qparams = {"combine": args.combine}
-    if args.num_reads:
-        qparams["num_reads"] = args.num_reads
-    if args.num_sweeps:
-        qparams["num_sweeps"] = args.num_sweeps
+    annealing = {k: v for k, v in (("num_reads", args.num_reads), ("num_sweeps", args.num_sweeps)) if v}
+    if annealing:
+        qparams["sampler"] = {"name": "sa", "params": annealing}
     splits = {seed: grouped_split(table.configs, seed) for seed in seeds}
 
     d = QSVRPredictor(**qparams)

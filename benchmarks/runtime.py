@@ -94,9 +94,9 @@ def results(records) -> list[tuple]:
 
 # -- 1. overhead and throughput ---------------------------------------------------------------
 #: the qsvr predictor of the default-qsvr study: simulated annealing with qsvr's own defaults, spelled out
-QSVR_PARAMS = {"sampler": "sa", "num_reads": 100, "num_sweeps": 500}
+QSVR_PARAMS = {"sampler": {"name": "sa", "params": {"num_reads": 100, "num_sweeps": 500}}}
 #: a tenth of the annealing, for the studies whose units sleep (fits ~10x shorter, units ~100x longer)
-QSVR_SMALL = {"sampler": "sa", "num_reads": 10, "num_sweeps": 100}
+QSVR_SMALL = {"sampler": {"name": "sa", "params": {"num_reads": 10, "num_sweeps": 100}}}
 SLEEP = 0.2  # seconds per epoch of the sleeping studies
 #: --overhead-studies name -> table label, algorithm, predictor, trainer sleep per epoch, the most ranks it runs at
 OVERHEAD_STUDIES = {

@@ -9,7 +9,7 @@ clock; the replay backend (:mod:`hpoq.simulate.replay`) adds a simulated clock; 
 (:mod:`hpoq.runtime.resume`) feeds it the journal's events and compares what it says with what the
 journal recorded. It does no I/O and reads no clock, so the three drive a scheduler the same way.
 
-The rules (docs/runtime.md#failures):
+The rules (docs/runtime.md#the-master-loop):
 
 * A free worker takes the first waiting unit of the queue, else the scheduler's ``suggest()`` (not once
   the scheduler is finished); ``suggest()`` returning None is an ``idle`` record.

@@ -30,6 +30,7 @@ import importlib
 import inspect
 import math
 import numbers
+from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
 
@@ -98,8 +99,20 @@ class Interval:
     (None: unbounded); ``closed`` is ``"both"``, ``"left"``, ``"right"`` or ``"neither"``. Booleans are
     never numbers here."""
 
-    def __init__(self, kind: type, low=None, high=None, closed: str = "both"):
+    def __init__(self, kind: type, low=None, high=None, closed: str = "both", text: str | None = None):
         self.kind, self.low, self.high, self.closed = kind, low, high, closed
+        self.text = text  # how the range reads in a message ("a positive number of seconds"), if not as bounds
+
+    def range_text(self) -> str:
+        """The range alone: ``>= 0``, ``> 0``, ``in [0, 1)`` (or :attr:`text`)."""
+        if self.text:
+            return self.text
+        low_closed, high_closed = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.high is None and self.low is not None:
+            return f"{'>=' if low_closed else '>'} {self.low:g}"
+        if self.low is None and self.high is not None:
+            return f"{'<=' if high_closed else '<'} {self.high:g}"
+        return str(self).split(" ", 2)[-1] if self.low is not None else "any"
 
     def accepts(self, value) -> bool:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral if self.kind is int else numbers.Real):
@@ -166,6 +179,24 @@ class Mapping:
         return "a mapping"
 
 
+class Plugin:
+    """A plugin of ``kind`` (a QUBO sampler, ...): ``{name, params}``, a registered name, or the object itself,
+    built once by the caller and passed in (dwave-system's samplers and composites)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, str):
+            return bool(value)
+        if isinstance(value, dict):
+            return PluginSpec.problem(value) is None
+        return not isinstance(value, (bool, numbers.Number, list, tuple))
+
+    def __str__(self) -> str:
+        return f"a {self.kind}: {{name, params}}, a name, or a {self.kind} object"
+
+
 class Anything:
     """Any value (objects handed over by code, such as a sampler or a curve table)."""
 
@@ -174,6 +205,105 @@ class Anything:
 
     def __str__(self) -> str:
         return "anything"
+
+
+@dataclass
+class PluginSpec:
+    """A plugin named in a study file -- the algorithm, the predictor, the trainer, a predictor's QUBO sampler:
+    its registered name (or ``package.module:Class``) and its parameters."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    @staticmethod
+    def problem(value: dict) -> str | None:
+        """Why the mapping ``value`` is not ``{name, params}`` (None if it is)."""
+        unknown = [k for k in value if k not in ("name", "params")]
+        if unknown:
+            return f"unknown key {unknown[0]!r} (allowed: name, params)"
+        if not isinstance(value.get("name"), str) or not value.get("name"):
+            return f"name must be a non-empty string, got {value.get('name')!r}"
+        params = value.get("params")
+        if params is not None and not (isinstance(params, dict) and all(isinstance(k, str) for k in params)):
+            return f"params must be a mapping with string keys, got {params!r}"
+        return None
+
+    @classmethod
+    def parse(cls, value, path: str) -> "PluginSpec":
+        """From a study file's ``{name, params}`` (or a bare name); ConfigError naming ``path`` otherwise."""
+        if isinstance(value, str) and value:
+            return cls(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping {{name, params}}, got {value!r}")
+        problem = cls.problem(value)
+        if problem:
+            raise ConfigError(f"{path}: {problem}")
+        return cls(value["name"], dict(value.get("params") or {}))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+def check_spec(value: dict, path: str) -> None:
+    """ConfigError naming ``path`` unless ``value`` is a plugin's ``{name, params}``."""
+    PluginSpec.parse(value, path)
+
+
+def check_nested(cls, params: dict, path: str) -> None:
+    """Check (without building anything) the parameters ``cls`` builds from a nested ``{name, params}`` (its
+    ``nested_plugins``); errors name ``path.key.params.name``."""
+    for key, builder in getattr(cls, "nested_plugins", {}).items():
+        if isinstance(params.get(key), (dict, str)):
+            builder(params[key], path=f"{path}.{key}", build=False)
+
+
+def build_nested(cls, params: dict, path: str) -> dict:
+    """``params`` with every parameter ``cls`` builds from a nested ``{name, params}`` (its ``nested_plugins``,
+    e.g. qsvr's ``sampler``) built now, once: the object is then shared by every instance the caller makes
+    (a scheduler builds a predictor per model). Errors name ``path.key``."""
+    out = dict(params)
+    for key, builder in getattr(cls, "nested_plugins", {}).items():
+        if isinstance(out.get(key), (dict, str)):
+            out[key] = builder(out[key], path=f"{path}.{key}")
+    return out
+
+
+def check_section(values, table: dict, path: str, *, whole_floats: bool = False) -> dict:
+    """A study file's section ``values`` checked against ``table`` (key -> constraints, as a class's
+    ``parameter_constraints``): an unknown key or a bad value is a ConfigError naming ``path.key``. With
+    ``whole_floats`` a float with an integer value is taken as that integer where an integer is expected
+    (``R: 9.0``). Returns the checked values."""
+    if not isinstance(values, dict):
+        kind = "null" if values is None else type(values).__name__
+        raise ConfigError(f"{path or 'a study file'} must be a mapping, got {kind}")
+    out = {}
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in table:
+            raise ConfigError(f"{where}: unknown key (allowed: {', '.join(table)})")
+        wants_int = any(isinstance(c, Interval) and c.kind is int for c in table[key])
+        if whole_floats and wants_int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        _check_setting(where, value, table[key])
+        out[key] = value
+    return out
+
+
+def _check_setting(where: str, value, constraints: list) -> None:
+    """:func:`check_value` for a study file's own key; a number says what is wrong with it as
+    :func:`check_int` / :func:`check_number` do: its kind (``seed must be an integer``), else its range
+    (``max_retries must be >= 0``)."""
+    numbers_ = [c for c in constraints if isinstance(c, Interval)]
+    if len(numbers_) != 1 or any(c is not None and c is not numbers_[0] for c in constraints):
+        check_value(where, value, constraints)
+        return
+    if value is None and None in constraints:
+        return
+    interval = numbers_[0]
+    (check_int if interval.kind is int else check_number)(where, value)  # the kind
+    if not interval.accepts(value):
+        null = " or null" if None in constraints else ""
+        raise ConfigError(f"{where} must be {interval.range_text()}{null}, got {value!r}")
 
 
 def _accepts(constraint, value) -> bool:
@@ -281,6 +411,15 @@ def check(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
             check_value(f"{path}.{key}", value, table[key])
 
 
+def check_known(cls, params: dict, what: str, exclude: tuple = ()) -> None:
+    """ConfigError for a key of ``params`` that ``cls``'s table does not name (a class built directly, whose
+    constructor takes ``**settings``)."""
+    allowed = [n for n in constraints_of(cls) or {} if n not in exclude]
+    for key in params:
+        if key not in allowed:
+            raise ConfigError(f"{what}: no such parameter {key!r} (parameters: {', '.join(allowed)})")
+
+
 def validate(cls, arguments: dict, path: str) -> None:
     """Check a constructor's ``arguments`` (``locals()`` on entry) against ``cls``'s table, so that a
     class built directly, not through :func:`build`, is held to the same constraints; errors name
@@ -341,9 +480,16 @@ __all__ = [
     "KINDS",
     "Mapping",
     "Options",
+    "Plugin",
+    "PluginSpec",
     "Text",
     "build",
+    "build_nested",
     "check",
+    "check_known",
+    "check_nested",
+    "check_section",
+    "check_spec",
     "check_int",
     "check_number",
     "check_value",

@@ -189,7 +189,7 @@ def spans_of(log: list) -> list[tuple[int, int, int]]:
 
 def decisions_of(log: list) -> list[Decision]:
     """Every decision of an event log, in the order the scheduler returned them."""
-    return [Decision(**d) for _, _, decisions in log for d in decisions]
+    return [Decision.from_dict(d) for _, _, decisions in log for d in decisions]
 
 
 def mlpf_prefixes(table, known: float = 0.25, seed: int = 0):

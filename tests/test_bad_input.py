@@ -448,11 +448,11 @@ def test_a_trainer_plugin_that_does_not_import_is_one_line(tmp_path, module):
 def test_error_lines_are_masked_like_log_lines(capsys, monkeypatch):
     token = "DEV-" + "a" * 16 + "3333"
     argv = ["predict-eval", "--table", "mlpf", "--known", "0.5", "--seeds", "0", "--predictor", "qsvr"]
-    assert main([*argv, "--param", f"num_reads={token}"]) == 2
+    assert main([*argv, "--param", f"gamma={token}"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "num_reads" in err and token not in err and "3333" not in err, err
+    assert err.count("\n") == 1 and "gamma" in err and token not in err and "3333" not in err, err
     monkeypatch.setenv("HPOQ_TEST_API_KEY", "plain-secret-value")  # a secret of any shape, known from its name
-    assert main([*argv, "--param", "num_reads=plain-secret-value"]) == 2
+    assert main([*argv, "--param", "gamma=plain-secret-value"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "plain-secret-value" not in err and "'***'" in err, err
 

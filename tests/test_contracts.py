@@ -108,8 +108,8 @@ def test_scheduler_ends_when_every_unit_fails(mlpf, name):
 
 #: fast settings where the defaults take seconds per fit (the contract is the same)
 FAST = {
-    "qsvr": {"num_reads": 20, "num_sweeps": 200},
-    "qsvr-paper": {"num_reads": 20, "num_sweeps": 200},
+    "qsvr": {"sampler": {"name": "sa", "params": {"num_reads": 20, "num_sweeps": 200}}},
+    "qsvr-paper": {"sampler": {"name": "sa", "params": {"num_reads": 20, "num_sweeps": 200}}},
     "default": {"n_trees": 20},
     "power-law": {"horizon": 100},  # extrapolates to the final epoch of the MLPF curves
 }
@@ -207,7 +207,10 @@ def test_every_registered_class_declares_its_parameters_once(kind, name):
             "algorithm.params.k: no such parameter",
         ),
         (lambda t: make_predictor("svr", C=-1.0), "predictor.params.C must be a number in (0, inf), got -1.0"),
-        (lambda t: make_predictor("qsvr", num_reads=0), "predictor.params.num_reads must be an integer"),
+        (
+            lambda t: make_predictor("qsvr", sampler={"name": "sa", "params": {"num_reads": 0}}),
+            "predictor.params.sampler.params.num_reads must be an integer",
+        ),
         (
             lambda t: make_predictor("default", weights="median"),
             "predictor.params.weights must be 'stack' or 'mean', got 'median'",
@@ -264,7 +267,7 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
         path = tmp_path / f"{algorithm}.yaml"
         path.write_text(yaml.safe_dump(doc))
         if takes_predictor:
-            assert load_study(str(path)).predictor["name"] == "svr"
+            assert load_study(str(path)).predictor.name == "svr"
         else:
             with pytest.raises(ConfigError, match=f"algorithm '{algorithm}' uses no predictor"):
                 load_study(str(path))
@@ -273,6 +276,7 @@ def test_a_predictor_section_is_refused_by_every_algorithm_without_a_predictor(t
 def test_mlpf_trainer_tables_list_what_training_accepts():
     """The trainer's table repeats hpoq.mlpf.training's option lists literally (so that naming the trainer
     does not import torch): they must not drift apart."""
+    pytest.importorskip("torch", reason="hpoq.mlpf.training needs torch (pip install 'hpoq[mlpf]')")
     from hpoq.mlpf import training
     from hpoq.trainers.mlpf import MLPFTrainer
 

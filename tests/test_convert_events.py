@@ -160,6 +160,7 @@ def test_cli_writes_shards_equal_to_upstream_arrays(upstream_files, tmp_path):
 
 
 def test_converted_dataset_trains(upstream_files, tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason="training needs torch (pip install 'hpoq[mlpf]')")
     from hpoq.mlpf import jets
     from hpoq.mlpf.training import TrainSettings, train_unit
     from hpoq.mlpf.upstream_data import convert_events

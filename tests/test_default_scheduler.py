@@ -117,10 +117,10 @@ def test_the_audit_trains_a_random_share_of_the_stops_to_R_within_the_savings(re
     audit = sched.audit
     assert audit.records and audit.spent <= BUDGET * audit.saved
     for tid in audit.started:
-        assert sched.trials[tid].epochs == 16 and tid in sched.stops
+        assert sched.ledger.trials[tid].epochs == 16 and tid in sched.stops
     est = sched.audit_estimate()
-    finals = [sched.trials[t].value_at(16) for t in audit.started]
-    kept = min(t.value_at(16) for t in sched.trials.values() if t.epochs >= 16 and t.trial_id not in sched.stops)
+    finals = [sched.ledger.trials[t].value_at(16) for t in audit.started]
+    kept = min(t.value_at(16) for t in sched.ledger.trials.values() if t.epochs >= 16 and t.trial_id not in sched.stops)
     assert est["audited"] == len(finals) and est["false_prunes"] == sum(v < kept for v in finals)
     assert (est["low"], est["high"]) == clopper_pearson(est["false_prunes"], est["audited"])
     # the draw depends on the seed, the trial and the checkpoint only: a second study audits the same stops
@@ -190,7 +190,7 @@ def test_bad_parameters_are_clear_errors(reliable):
     with pytest.raises(ConfigError, match="audit"):
         build(reliable, 0, audit=-0.1)
     sched = build(reliable, 0, protect=0.4)
-    with pytest.raises(ConfigError, match="other settings"):
+    with pytest.raises(ConfigError, match="made with protect=0.4"):
         build(reliable, 0, protect=0.5).load_state_dict(json.loads(json.dumps(sched.state_dict())))
 
 

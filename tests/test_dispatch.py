@@ -207,7 +207,7 @@ def test_master_replay_and_resume_drive_a_scheduler_alike(tmp_path, algorithm):
     # the simulator, on the same study (as the header resolved it) and one worker
     spec = StudySpec.from_dict(recs[0]["study"])
     table = load_replay_table(spec)
-    sim = ReplayBackend(table, build_scheduler(spec, table), R=spec.algorithm["R"], keep_events=True).run()
+    sim = ReplayBackend(table, build_scheduler(spec, table), R=spec.algorithm.R, keep_events=True).run()
     assert [e[:4] if e[0] == "unit" else e for e in sim.events] == master
 
     # the resume: the whole journal replays on a fresh scheduler without a divergence, every call counted

@@ -53,7 +53,8 @@ def _data(n=40, e=10, seed=0):
 def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
     P, y = _data()
     cache_dir = tmp_path / "emb"
-    q = QSVRPredictor(sampler="dwave", dwave_child=mock_qpu, num_reads=10, chunks=1, embedding_cache=str(cache_dir))
+    qpu = {"name": "dwave", "params": {"child": mock_qpu, "num_reads": 10, "cache_dir": str(cache_dir)}}
+    q = QSVRPredictor(sampler=qpu, chunks=1)
     pred = q.fit(None, P, y).predict(None, P[:5])
     d = q.describe()
     assert d["sampler"] == "dwave" and "fallback_from" not in d and d["solver"] == "MockDWaveSampler"
@@ -76,14 +77,7 @@ def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
     assert max(len(c) for c in data["embedding"].values()) <= 12
 
     # a second predictor reloads and validates it instead of recomputing
-    q2 = QSVRPredictor(
-        sampler="dwave",
-        dwave_child=mock_qpu,
-        num_reads=10,
-        chunks=1,
-        embedding_cache=str(cache_dir),
-        chain_strength="utc",
-    )
+    q2 = QSVRPredictor(sampler={"name": "dwave", "params": dict(qpu["params"], chain_strength="utc")}, chunks=1)
     q2.fit(None, P, y)
     chunk2 = q2.describe()["chunk_info"][0]
     assert chunk2["embedding"] == "hit" and chunk2["chain_strength"] == "uniform_torque_compensation"
@@ -104,7 +98,7 @@ def test_dwave_path_end_to_end_with_cached_embedding(mock_qpu, tmp_path):
 def test_missing_token_falls_back_to_sa(no_token, caplog):
     P, y = _data(seed=1)
     with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
-        q = QSVRPredictor(sampler="dwave", num_reads=20, num_sweeps=100, chunks=2, seed=4)
+        q = QSVRPredictor(sampler={"name": "dwave", "params": {"num_reads": 20, "num_sweeps": 100}}, chunks=2, seed=4)
         pred = q.fit(None, P, y).predict(None, P[:5])
     assert any(r.levelno == logging.WARNING and "falling back" in r.getMessage() for r in caplog.records)
     d = q.describe()
@@ -114,7 +108,8 @@ def test_missing_token_falls_back_to_sa(no_token, caplog):
     assert all(c["sampler"] == "sa" for c in d["chunk_info"])
     assert np.all(np.isfinite(pred.mean))
     # the fallback solves the same QUBO: identical to a plain SA run with the fallback's settings
-    sa = QSVRPredictor(sampler="sa", num_reads=100, num_sweeps=100, chunks=2, seed=4).fit(None, P, y)
+    sa = QSVRPredictor(sampler={"name": "sa", "params": {"num_reads": 100, "num_sweeps": 100}}, chunks=2, seed=4)
+    sa.fit(None, P, y)
     assert np.allclose(sa.predict(None, P[:5]).mean, pred.mean)
 
 
@@ -137,14 +132,8 @@ def test_network_error_falls_back_and_never_leaks_token(monkeypatch, caplog, cap
     monkeypatch.setenv("DWAVE_API_TOKEN", FAKE_TOKEN)
     P, y = _data(seed=2)
     with caplog.at_level(logging.DEBUG):
-        q = QSVRPredictor(
-            sampler="dwave",
-            dwave_child=_FailingQPU(),
-            num_reads=20,
-            num_sweeps=50,
-            chunks=1,
-            embedding_cache=str(tmp_path / "emb"),
-        )
+        qpu = {"child": _FailingQPU(), "num_reads": 20, "num_sweeps": 50, "cache_dir": str(tmp_path / "emb")}
+        q = QSVRPredictor(sampler={"name": "dwave", "params": qpu}, chunks=1)
         pred = q.fit(None, P, y).predict(None, P[:3])
     d = q.describe()
     assert d["fallback_from"] == "dwave" and "ConnectionError" in d["reason"]
@@ -161,14 +150,8 @@ def test_no_embedding_falls_back_loudly(tmp_path, caplog):
 
     P, y = _data(seed=3)
     with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
-        q = QSVRPredictor(
-            sampler="dwave",
-            dwave_child=MockDWaveSampler(),
-            num_reads=20,
-            num_sweeps=50,
-            chunks=1,
-            embedding_cache=str(tmp_path / "emb"),
-        )
+        qpu = {"child": MockDWaveSampler(), "num_reads": 20, "num_sweeps": 50, "cache_dir": str(tmp_path / "emb")}
+        q = QSVRPredictor(sampler={"name": "dwave", "params": qpu}, chunks=1)
         q.fit(None, P, y)
     d = q.describe()
     assert d["sampler"] == "sa" and d["fallback_from"] == "dwave" and "embedding" in d["reason"]
@@ -210,16 +193,8 @@ def test_qpu_timeout_falls_back(tmp_path, caplog):
     hung = HungQPU(topology_type="pegasus", topology_shape=[4], parameter_warnings=False)
     P, y = _data(seed=4)
     with caplog.at_level(logging.WARNING, logger="hpoq.predict.samplers"):
-        q = QSVRPredictor(
-            sampler="dwave",
-            dwave_child=hung,
-            timeout_s=0.3,
-            n_points=4,
-            chunks=2,
-            num_reads=10,
-            num_sweeps=50,
-            embedding_cache=str(tmp_path),
-        )
+        qpu = {"child": hung, "timeout_s": 0.3, "num_reads": 10, "num_sweeps": 50, "cache_dir": str(tmp_path)}
+        q = QSVRPredictor(sampler={"name": "dwave", "params": qpu}, n_points=4, chunks=2)
         pred = q.fit(None, P, y).predict(None, P[:3])
     d = q.describe()
     assert d["sampler"] == "sa" and d["reason"].startswith("TimeoutError")

@@ -100,7 +100,7 @@ def test_hyperband_invariants(R, eta, workers):
     configs, epochs = hyperband_budget(R, eta)
     # budget: epochs requested and configurations sampled are exactly Hyperband's
     assert sum(u.epochs for u in units) == epochs
-    assert sched.sampler.drawn == configs
+    assert sched.ledger.sampler.drawn == configs
     # monotone epochs: every unit resumes where the trial's previous unit ended
     reached: dict[int, int] = {}
     for u in units:
@@ -217,7 +217,7 @@ def test_state_round_trip_with_brackets_side_by_side():
     # run part of the study, 40 units at a time, until a round was promoted and units of several brackets are in flight
     def promoted_and_several_brackets_in_flight(d):
         promoted = any(x["action"] == CONTINUE for _, _, decisions in d.log for x in decisions)
-        return promoted and len({d.sched.trials[u.trial_id].bracket for u in d.inflight}) >= 2
+        return promoted and len({d.sched.ledger.trials[u.trial_id].bracket for u in d.inflight}) >= 2
 
     done_epochs = sum(u.epochs for u in units_of(driver.run(until=promoted_and_several_brackets_in_flight)))
     lost = sorted(
@@ -236,10 +236,10 @@ def test_state_round_trip_with_brackets_side_by_side():
 def test_dedupe_skips_repeats_and_keeps_the_draw_count():
     plain = make_scheduler("hyperband", R=100, eta=2, sampler=CountingSampler(period=50), seed=0)
     units, _, _ = drive_checked(plain, 100, 1)
-    assert (plain.sampler.drawn, len({u.trial_id for u in units})) == (163, 163)  # repeats trained again
+    assert (plain.ledger.sampler.drawn, len({u.trial_id for u in units})) == (163, 163)  # repeats trained again
     sched = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(CountingSampler(period=50)), seed=0)
     units, decisions, _ = drive_checked(sched, 100, 8)
-    assert sched.sampler.drawn == 163 and sched.sampler.skipped == 163 - 50
+    assert sched.ledger.sampler.drawn == 163 and sched.ledger.sampler.skipped == 163 - 50
     assert len({u.config["x"] for u in units}) == len({u.trial_id for u in units}) == 50
     # bracket s=6 (64 draws) keeps 50 members; the later brackets draw only repeats and are skipped
     r = [0] + [r_i for _, r_i in hyperband_schedule(100, 2)[0].rounds]
@@ -250,7 +250,7 @@ def test_dedupe_skips_repeats_and_keeps_the_draw_count():
     state = json.loads(json.dumps(sched.state_dict()))
     again = make_scheduler("hyperband", R=100, eta=2, sampler=DedupeSampler(CountingSampler(period=50)), seed=0)
     again.load_state_dict(state)
-    assert again.sampler.skipped == 113 and again.sampler.draw() is None
+    assert again.ledger.sampler.skipped == 113 and again.ledger.sampler.draw() is None
 
 
 def test_dedupe_refused_by_a_scheduler_that_cannot_skip():

@@ -119,7 +119,7 @@ def run_job(study, out, ranks_of, resume=False, world: int = 4) -> tuple[int, Fa
 
 
 def table_trainer(plan):
-    return make_trainer(plan.spec.trainer["name"], plan.spec.trainer["params"])
+    return make_trainer(plan.spec.trainer.name, plan.spec.trainer.params)
 
 
 def records(out) -> list[dict]:

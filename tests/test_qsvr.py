@@ -13,7 +13,7 @@ from hpoq.predict import make_predictor
 from hpoq.predict.qsvr import COMBINE_SCHEMES, QSVRPredictor, log2cosh_sum, r2, scheme_weights
 from tests.drivers import mlpf_prefixes
 
-FAST = dict(num_reads=20, num_sweeps=200)
+FAST = dict(sampler={"name": "sa", "params": {"num_reads": 20, "num_sweeps": 200}})
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,8 @@ def test_exact_sampler_and_neal_alias(mlpf):
     assert q.describe()["sampler"] == "exact" and len(q.members) == 2
     with pytest.raises(ConfigError, match="exact"):
         QSVRPredictor(sampler="exact", n_points=4).fit(None, P[:10], y[:10])  # 24 variables
-    n = QSVRPredictor(sampler="neal", seed=2, **FAST).fit(None, P[:30], y[:30])
-    s = QSVRPredictor(sampler="sa", seed=2, **FAST).fit(None, P[:30], y[:30])
+    n = QSVRPredictor(sampler=dict(FAST["sampler"], name="neal"), seed=2).fit(None, P[:30], y[:30])
+    s = QSVRPredictor(seed=2, **FAST).fit(None, P[:30], y[:30])
     assert n.describe()["sampler"] == "sa"
     assert np.array_equal(n.predict(None, P[40:45]).mean, s.predict(None, P[40:45]).mean)
 
@@ -78,7 +78,8 @@ def test_exact_sampler_and_neal_alias(mlpf):
 @pytest.mark.parametrize("combine", COMBINE_SCHEMES)
 def test_every_combination_scheme_runs(mlpf, combine):
     P, y = mlpf
-    q = QSVRPredictor(seed=0, combine=combine, chunks=1, num_reads=500, num_sweeps=10).fit(None, P[:20], y[:20])
+    sampler = {"name": "sa", "params": {"num_reads": 500, "num_sweeps": 10}}
+    q = QSVRPredictor(seed=0, combine=combine, chunks=1, sampler=sampler).fit(None, P[:20], y[:20])
     assert q.k_solutions == 2 and np.all(np.isfinite(q.predict(None, P[100:110]).mean))
 
 
@@ -112,7 +113,7 @@ def test_log2cosh_is_stable():
 
 def test_registry_and_bad_parameters(mlpf):
     P, y = mlpf
-    q = make_predictor("qsvr", seed=1, num_reads=10, num_sweeps=50)
+    q = make_predictor("qsvr", seed=1, sampler={"name": "sa", "params": {"num_reads": 10, "num_sweeps": 50}})
     assert isinstance(q, QSVRPredictor)
     with pytest.raises(ConfigError):
         make_predictor("qsvr", bogus=1)
@@ -125,11 +126,12 @@ def test_registry_and_bad_parameters(mlpf):
         dict(gamma=0.0),
         dict(features="spline"),
         dict(scaler="robust"),
-        dict(chain_strength="max"),
+        dict(sampler={"name": "dwave", "params": {"chain_strength": "max"}}),
         dict(temperature=0.0),
         dict(top_k=0),
-        dict(num_reads=0),
-        dict(num_sweeps="many"),
+        dict(sampler={"name": "sa", "params": {"num_reads": 0}}),
+        dict(sampler={"name": "sa", "params": {"num_sweeps": "many"}}),
+        dict(sampler={"name": "sa", "prams": {}}),
         dict(center="yes"),
         dict(chunk_select="sorted"),
     ):

@@ -306,7 +306,7 @@ def test_study_key_dedupe(tmp_path):
     spec = parse_study(dict(study, dedupe=True), source=str(tmp_path / "d.yaml"))
     assert spec.dedupe is True
     sched = build_scheduler(spec, table=load_shared_mlpf())
-    assert isinstance(sched.sampler, DedupeSampler)
+    assert isinstance(sched.ledger.sampler, DedupeSampler)
     assert parse_study(study, source=str(tmp_path / "d.yaml")).dedupe is False
     with pytest.raises(ConfigError, match="dedupe must be true or false"):
         parse_study(dict(study, dedupe="yes"), source=str(tmp_path / "d.yaml"))

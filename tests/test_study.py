@@ -52,8 +52,8 @@ def test_defaults_and_paths_relative_to_study_file(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     spec = load_study(str(path))
     assert spec.name == "s" and spec.out == os.path.join("runs", "s")
-    assert spec.trainer["params"]["table"] == os.path.normpath(TABLE)
-    assert (spec.ranks_per_trial, spec.max_retries, spec.poll_interval, spec.algorithm["eta"]) == (1, 1, 0.01, 3)
+    assert spec.trainer.params["table"] == os.path.normpath(TABLE)
+    assert (spec.ranks_per_trial, spec.max_retries, spec.poll_interval, spec.algorithm.eta) == (1, 1, 0.01, 3)
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ def load_curves(path_or_name: str, metric, mode, time_column=None):
 def run(args) -> int:
     from hpoq.cli._common import parse_fraction, parse_params, parse_seeds, print_json
     from hpoq.schedulers import scheduler_parameters
+    from hpoq.schedulers.brackets import check_r_eta
     from hpoq.simulate import simulate_run, summarize, table_best
 
     seeds = parse_seeds(args.seeds)
@@ -115,10 +116,7 @@ def run(args) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     table = load_curves(args.table, args.metric, args.mode, args.time_column)
-    R = table.n_epochs if args.R is None else args.R
-    from hpoq.schedulers.brackets import check_r_eta
-
-    R, eta = check_r_eta(R, args.eta)
+    R, eta = check_r_eta(table.n_epochs if args.R is None else args.R, args.eta)
     if table.n_epochs < R:
         raise ConfigError(f"curve table {args.table!r} has {table.n_epochs} epochs, fewer than R = {R}")
     warm_curves = None
@@ -126,23 +124,9 @@ def run(args) -> int:
         warm_curves = load_curves(args.warm_curves, args.metric or table.metric, args.mode or table.mode)
     # validate the algorithm and its parameters before running anything
     scheduler_parameters(args.algorithm)
-    runs = [
-        simulate_run(
-            table,
-            args.algorithm,
-            seed,
-            R,
-            eta,
-            workers=args.workers,
-            predictor=args.predictor,
-            predictor_params=predictor_params or None,
-            params=params,
-            warm_fraction=warm_fraction,
-            warm_curves=warm_curves,
-            dedupe=args.dedupe,
-        )
-        for seed in seeds
-    ]
+    options = dict(workers=args.workers, predictor=args.predictor, predictor_params=predictor_params or None)
+    options.update(params=params, warm_fraction=warm_fraction, warm_curves=warm_curves, dedupe=args.dedupe)
+    runs = [simulate_run(table, args.algorithm, seed, R, eta, **options) for seed in seeds]
     if not args.trace:
         for r in runs:
             r.pop("trace", None)
@@ -166,11 +150,15 @@ def run(args) -> int:
     if args.json:
         print_json(out)
     else:
-        s = out["summary"]
-        print(f"{args.algorithm} on {out['table']} (R={R}, eta={eta}, workers={args.workers}, seeds={len(seeds)})")
-        print(
-            f"  epochs {s['epochs']:.1f}  configs {s['configs']:.1f}  best_final {s['best_final']}  "
-            f"makespan {s['makespan']:.1f}  utilization {s['utilization']:.3f}  pruned {s['pruned']:.1f}"
-        )
-        print(f"  table best at R: {out['table_best']}")
+        _print_summary(out, len(seeds))
     return 0
+
+
+def _print_summary(out: dict, seeds: int) -> None:
+    s, where = out["summary"], f"R={out['R']}, eta={out['eta']}, workers={out['workers']}, seeds={seeds}"
+    print(f"{out['algorithm']} on {out['table']} ({where})")
+    print(
+        f"  epochs {s['epochs']:.1f}  configs {s['configs']:.1f}  best_final {s['best_final']}  "
+        f"makespan {s['makespan']:.1f}  utilization {s['utilization']:.3f}  pruned {s['pruned']:.1f}"
+    )
+    print(f"  table best at R: {out['table_best']}")

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from hpoq.cli._common import print_json
     from hpoq.errors import ConfigError
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.build import assemble, load_replay_table, trainer_metric
     from hpoq.study.spec import load_study
 
     spec = load_study(args.study)
@@ -37,15 +37,13 @@ def run(args) -> int:
     if args.build:
         from hpoq.trainers import make_trainer
 
-        build_scheduler(spec, load_replay_table(spec))
+        assemble(spec)
         try:
-            make_trainer(spec.trainer["name"], spec.trainer["params"])
+            make_trainer(spec.trainer.name, spec.trainer.params)
         except ConfigError as exc:
             raise ConfigError(f"trainer: {exc}") from None
         except Exception as exc:  # noqa: BLE001 -- a plugin's own error, reported in one line
-            raise ConfigError(
-                f"trainer {spec.trainer['name']!r} cannot be built: {type(exc).__name__}: {exc}"
-            ) from None
+            raise ConfigError(f"trainer {spec.trainer.name!r} cannot be built: {type(exc).__name__}: {exc}") from None
     elif spec.space == "table":
         load_replay_table(spec)  # table readable, R within its epochs
     metric, mode = trainer_metric(spec)
@@ -53,8 +51,8 @@ def run(args) -> int:
         {
             "valid": True,
             "study": spec.name,
-            "algorithm": spec.algorithm,
-            "trainer": spec.trainer["name"],
+            "algorithm": spec.algorithm.to_dict(),
+            "trainer": spec.trainer.name,
             "metric": metric,
             "mode": mode,
             "ranks_per_trial": spec.ranks_per_trial,

@@ -136,55 +136,8 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
     twice = sorted({c for c in header if c and header.count(c) > 1})
     if twice:  # one would silently replace the other in every row
         raise ConfigError(f"curve table {path!r}: column {twice[0]!r} appears more than once in the header")
-    metric_cols: dict[int, int] = {}
-    other_metrics = set(metric_names(header)) - {metric}
-    hp_idx: list[int] = []
-    time_idx = None
-    for i, col in enumerate(header):
-        m = _METRIC_COL.match(col)
-        if m and m.group("metric") == metric:
-            metric_cols[int(m.group("epoch"))] = i
-        elif m and m.group("metric") in other_metrics:
-            continue
-        elif time_column is not None and col == time_column:
-            time_idx = i
-        elif col and not col.startswith("Unnamed"):
-            hp_idx.append(i)
-    if not metric_cols:
-        found = ", ".join(metric_names(header)) or "none"
-        raise ConfigError(f"curve table {path!r} has no columns {metric}_<epoch> (metrics found: {found})")
-    if time_column is not None and time_idx is None:
-        raise ConfigError(f"curve table {path!r} has no time column {time_column!r}")
-    epochs = sorted(metric_cols)
-    if epochs != list(range(epochs[0], epochs[0] + len(epochs))) or epochs[0] not in (0, 1):
-        raise ConfigError(f"curve table {path!r}: epochs of {metric!r} are not consecutive from 0 or 1")
-    order = [metric_cols[e] for e in epochs]
-    configs, rows, times, dropped = [], [], [], 0
-    try:
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ConfigError(
-                    f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} "
-                    "(truncated file?)"
-                )
-            try:
-                values = [float(row[i]) for i in order]
-                t = float(row[time_idx]) if time_idx is not None else 1.0
-            except ValueError:
-                dropped += 1
-                continue
-            config = {header[i]: _parse_value(row[i]) for i in hp_idx}
-            numeric_ok = all(not isinstance(v, float) or math.isfinite(v) for v in config.values())
-            if not (numeric_ok and all(math.isfinite(v) for v in values) and math.isfinite(t)):
-                dropped += 1
-                continue
-            configs.append(config)
-            rows.append(values)
-            times.append(t)
-    except csv.Error as exc:
-        raise ConfigError(f"curve table {path!r} is not valid CSV ({exc})") from None
+    columns = _Columns.of(path, header, metric, time_column)
+    configs, rows, times, dropped = columns.read(path, reader)
     if not rows:
         raise ConfigError(f"curve table {path!r} has no rows with finite {metric!r} values")
     if dropped:
@@ -196,16 +149,83 @@ def load_table(path: str, metric: str, mode: str = "min", time_column: str | Non
             metric,
         )
     return CurveTable(
-        hp_names=[header[i] for i in hp_idx],
+        hp_names=[header[i] for i in columns.hps],
         configs=configs,
         curves=np.asarray(rows, dtype=np.float64),
         metric=metric,
         mode=mode,
-        time=np.asarray(times, dtype=np.float64) if time_idx is not None else None,
+        time=np.asarray(times, dtype=np.float64) if columns.time is not None else None,
         source=os.path.abspath(path),
         dropped=dropped,
-        provenance={"first_epoch": epochs[0]},
+        provenance={"first_epoch": columns.first_epoch},
     )
+
+
+@dataclass
+class _Columns:
+    """Where a table's values are: the metric's columns in epoch order, the hyperparameters, the time column."""
+
+    header: list
+    metric: list  # column of epoch first_epoch, first_epoch + 1, ...
+    hps: list
+    time: int | None
+    first_epoch: int
+
+    @classmethod
+    def of(cls, path: str, header: list, metric: str, time_column: str | None) -> "_Columns":
+        metric_cols: dict[int, int] = {}
+        other_metrics = set(metric_names(header)) - {metric}
+        hp_idx: list[int] = []
+        time_idx = None
+        for i, col in enumerate(header):
+            m = _METRIC_COL.match(col)
+            if m and m.group("metric") == metric:
+                metric_cols[int(m.group("epoch"))] = i
+            elif m and m.group("metric") in other_metrics:
+                continue
+            elif time_column is not None and col == time_column:
+                time_idx = i
+            elif col and not col.startswith("Unnamed"):
+                hp_idx.append(i)
+        if not metric_cols:
+            found = ", ".join(metric_names(header)) or "none"
+            raise ConfigError(f"curve table {path!r} has no columns {metric}_<epoch> (metrics found: {found})")
+        if time_column is not None and time_idx is None:
+            raise ConfigError(f"curve table {path!r} has no time column {time_column!r}")
+        epochs = sorted(metric_cols)
+        if epochs != list(range(epochs[0], epochs[0] + len(epochs))) or epochs[0] not in (0, 1):
+            raise ConfigError(f"curve table {path!r}: epochs of {metric!r} are not consecutive from 0 or 1")
+        return cls(header, [metric_cols[e] for e in epochs], hp_idx, time_idx, epochs[0])
+
+    def read(self, path: str, reader) -> tuple[list, list, list, int]:
+        """(configs, curves, seconds per epoch, rows dropped) of the rows after the header."""
+        header, configs, rows, times, dropped = self.header, [], [], [], 0
+        try:
+            for line_no, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ConfigError(
+                        f"curve table {path!r}: line {line_no} has {len(row)} fields, expected {len(header)} "
+                        "(truncated file?)"
+                    )
+                try:
+                    values = [float(row[i]) for i in self.metric]
+                    t = float(row[self.time]) if self.time is not None else 1.0
+                except ValueError:
+                    dropped += 1
+                    continue
+                config = {header[i]: _parse_value(row[i]) for i in self.hps}
+                numeric_ok = all(not isinstance(v, float) or math.isfinite(v) for v in config.values())
+                if not (numeric_ok and all(math.isfinite(v) for v in values) and math.isfinite(t)):
+                    dropped += 1
+                    continue
+                configs.append(config)
+                rows.append(values)
+                times.append(t)
+        except csv.Error as exc:
+            raise ConfigError(f"curve table {path!r} is not valid CSV ({exc})") from None
+        return configs, rows, times, dropped
 
 
 def _format_cell(value) -> str:

@@ -58,13 +58,16 @@ def _field_defaults(cls) -> tuple:
 
 def _to_json(value):
     if isinstance(value, Decision):  # Decision.to_dict's fields, without its deep copy: the line is written at once
-        return {
+        out = {
             "trial_id": value.trial_id,
             "action": value.action,
             "epoch": value.epoch,
             "reason": value.reason,
             "info": value.info,
         }
+        if value.forecast is not None:
+            out["forecast"] = dataclasses.asdict(value.forecast)
+        return out
     if isinstance(value, list) and value and isinstance(value[0], (Decision, list)):
         return [_to_json(v) for v in value]  # a record's lists are of one kind: numbers need no walk
     return value

@@ -27,7 +27,7 @@ import numpy as np
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
-from hpoq.registry import takes
+from hpoq.registry import build_nested, takes
 
 MIN_ROWS = 10
 
@@ -95,22 +95,13 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def evaluate_predictor(
-    table: CurveTable,
-    predictor: str,
-    known: float,
-    seeds=(0, 1, 2, 3, 4),
-    params: dict | None = None,
-    target_epoch: int | None = None,
-    return_predictions: bool = False,
-) -> dict:
-    """Run the protocol above; raises :class:`ConfigError` for bad inputs (checked before any fit)."""
+def _check_protocol(table: CurveTable, predictor: str, known: float, seeds: list, target_epoch) -> tuple[int, int]:
+    """(target epoch, known epochs) of the protocol, or ConfigError for bad inputs (before any fit)."""
     from hpoq.predict import predictor_class
 
     predictor_class(predictor)  # unknown name -> ConfigError before any work
     if not (0.0 < float(known) < 1.0):
         raise ConfigError(f"--known must lie in (0, 1), got {known:g}")
-    seeds = list(seeds)
     if not seeds:
         raise ConfigError("no seeds given")
     epochs = table.n_epochs
@@ -127,29 +118,50 @@ def evaluate_predictor(
             f"too few rows to evaluate: {table.n_rows} rows in {n_groups} distinct configurations "
             f"(need >= {MIN_ROWS} rows and >= 5 configurations)"
         )
+    return target_epoch, e
+
+
+def _one_split(table: CurveTable, model, seed: int, prefixes, targets) -> tuple[dict, dict]:
+    """(scores, predictions) of ``model`` fitted on seed ``seed``'s grouped training split."""
+    train, test = grouped_split(table.configs, seed)
+    t0 = time.perf_counter()
+    model.fit([table.configs[i] for i in train], prefixes[train], targets[train])
+    fit_s = time.perf_counter() - t0
+    pred = model.predict([table.configs[i] for i in test], prefixes[test])
+    s = score(targets[test], pred.mean)
+    s.update(seed=int(seed), n_train=int(len(train)), n_test=int(len(test)), fit_seconds=fit_s)
+    if pred.spread is not None:
+        resid = np.abs(targets[test] - pred.mean)
+        s["spread_mean"] = float(np.mean(pred.spread))
+        s["abs_error_mean"] = float(np.mean(resid))
+        s["spread_error_spearman"] = score(resid, pred.spread)["spearman"]
+    return s, {"seed": int(seed), "test": test, "y": targets[test], "mean": pred.mean, "spread": pred.spread}
+
+
+def evaluate_predictor(
+    table: CurveTable,
+    predictor: str,
+    known: float,
+    seeds=(0, 1, 2, 3, 4),
+    params: dict | None = None,
+    target_epoch: int | None = None,
+    return_predictions: bool = False,
+) -> dict:
+    """Run the protocol above; raises :class:`ConfigError` for bad inputs (checked before any fit)."""
+    from hpoq.predict import predictor_class
+
+    seeds = list(seeds)
+    target_epoch, e = _check_protocol(table, predictor, known, seeds, target_epoch)
     values = table.minimized()
     prefixes, targets = values[:, :e], values[:, target_epoch - 1]
-    build_predictor(predictor, seeds[0], params, target_epoch)  # bad parameters -> ConfigError before any fit
-    per_seed, preds = [], []
-    for seed in seeds:
-        train, test = grouped_split(table.configs, seed)
-        model = build_predictor(predictor, seed, params, target_epoch)
-        t0 = time.perf_counter()
-        model.fit([table.configs[i] for i in train], prefixes[train], targets[train])
-        fit_s = time.perf_counter() - t0
-        pred = model.predict([table.configs[i] for i in test], prefixes[test])
-        s = score(targets[test], pred.mean)
-        s.update(seed=int(seed), n_train=int(len(train)), n_test=int(len(test)), fit_seconds=fit_s)
-        if pred.spread is not None:
-            resid = np.abs(targets[test] - pred.mean)
-            s["spread_mean"] = float(np.mean(pred.spread))
-            s["abs_error_mean"] = float(np.mean(resid))
-            s["spread_error_spearman"] = score(resid, pred.spread)["spearman"]
-        per_seed.append(s)
-        if return_predictions:
-            preds.append(
-                {"seed": int(seed), "test": test, "y": targets[test], "mean": pred.mean, "spread": pred.spread}
-            )
+    # a nested sampler (qsvr's) built once, shared by every fit; bad parameters -> ConfigError before any fit
+    params = build_nested(predictor_class(predictor), params or {}, "predictor.params")
+    build_predictor(predictor, seeds[0], params, target_epoch)
+    splits = [
+        _one_split(table, build_predictor(predictor, seed, params, target_epoch), seed, prefixes, targets)
+        for seed in seeds
+    ]
+    per_seed = [s for s, _ in splits]
     r2s = np.array([s["r2"] for s in per_seed])
     result = {
         "r2": float(r2s.mean()),
@@ -159,7 +171,7 @@ def evaluate_predictor(
         "r2_min": float(r2s.min()),
         "r2_std": float(r2s.std()),
         "n": int(table.n_rows),
-        "epochs": int(epochs),
+        "epochs": int(table.n_epochs),
         "target_epoch": int(target_epoch),
         "known_epochs": int(e),
         "known": float(known),
@@ -173,7 +185,7 @@ def evaluate_predictor(
         "per_seed": per_seed,
     }
     if return_predictions:
-        result["predictions"] = preds
+        result["predictions"] = [p for _, p in splits]
     return result
 
 

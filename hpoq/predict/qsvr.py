@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -50,8 +50,8 @@ from hpoq.predict.qubo import (
     textbook_bias,
     to_bqm,
 )
-from hpoq.predict.samplers import ALIASES, SAMPLERS, make_sampler
-from hpoq.registry import Anything, Boolean, Interval, Options, Text, validate
+from hpoq.predict.samplers import ALIASES, check_sampler, make_sampler
+from hpoq.registry import Boolean, Interval, Options, Plugin, check_known, check_spec, validate
 from hpoq.seeding import derive_rng, derive_seed
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
@@ -133,25 +133,78 @@ class QSVRModel:
         return rbf_kernel(Xs, self.X, gamma) @ self.beta + self.bias
 
 
+@dataclass(frozen=True)
+class QSVRSettings:
+    """The QUBO-SVR formulation and its ensemble: every field is a ``qsvr`` parameter (see
+    :class:`QSVRPredictor`); ``qsvr-paper`` changes four of them."""
+
+    features: str = "stride2"
+    scaler: str = "minmax"
+    hp_log: bool = True
+    n_points: int = 20
+    chunks: int = 4
+    K: int = 3
+    B: float = 0.5
+    k0: float = 0.005
+    epsilon: float = 0.02
+    gamma: float = 4.0
+    xi: float = 0.01
+    lam: float = 0.0
+    top_k: int | None = None
+    combine: str = "mean7"
+    ensemble_select: str = "best"
+    temperature: float = 1.0
+    center: bool = True
+    chunk_select: str = "stratified"
+
+
+#: the annealer ``qsvr`` samples with when the study names none (or leaves these parameters out): simulated
+#: annealing, 100 reads of 500 sweeps, keeps one 4 x 20 ensemble fit near 1 s on one core
+#: (benchmarks/qsvr_quality.py); the D-Wave path falls back to the same annealer
+SAMPLER_DEFAULTS = {
+    "sa": {"num_reads": SA_NUM_READS, "num_sweeps": SA_NUM_SWEEPS},
+    "dwave": {"num_sweeps": SA_NUM_SWEEPS, "sa_num_reads": SA_NUM_READS},
+}
+
+
+def qubo_sampler(sampler=None, path: str = "predictor.params.sampler", build: bool = True):
+    """The annealing sampler of a ``qsvr`` predictor, built once: ``sampler`` itself when it is a sampler
+    object, else built from ``{name, params}`` (or a name) with :data:`SAMPLER_DEFAULTS` where ``params``
+    is silent (:func:`hpoq.predict.samplers.make_sampler`; errors name ``path``). ``build`` False: only
+    check the parameters (opens no QPU connection)."""
+    if sampler is None:
+        sampler = {"name": "sa"}
+    if isinstance(sampler, str):
+        sampler = {"name": sampler}
+    if not isinstance(sampler, dict):
+        return sampler  # a sampler built by the caller (a dimod.Sampler)
+    check_spec(sampler, path)
+    name = ALIASES.get(str(sampler["name"]).lower(), str(sampler["name"]).lower())
+    params = {**SAMPLER_DEFAULTS.get(name, {}), **(sampler.get("params") or {})}
+    if not build:
+        return check_sampler(name, params, path=f"{path}.params")
+    return make_sampler(name, path=f"{path}.params", **params)
+
+
 class QSVRPredictor(Predictor):
     """QUBO-SVR predictor (docs/predictors.md#qsvr-dual-and-encoding) implementing :class:`hpoq.predict.base.Predictor`.
 
-    Parameters (units: scaled targets in [0, 1], scaled features):
+    Parameters (units: scaled targets in [0, 1], scaled features), every one but ``seed`` and ``sampler`` a
+    field of :class:`QSVRSettings`:
 
     - QUBO: ``K`` bits per coefficient (3), base ``B`` (0.5), offset ``k0`` (0.005), ``epsilon``
       (0.02), RBF ``gamma`` (4.0; ``qsvr-paper`` 0.1), equality penalty ``xi`` (0.01), complementarity ``lam`` (0).
     - ``n_points`` N per QUBO (20; V = 2*K*N variables), ``chunks`` of the ensemble (4).
-    - ``sampler``: ``sa`` | ``neal`` | ``exact`` | ``dwave``; ``num_reads`` (sa: 100, dwave: 1000),
-      ``num_sweeps`` (sa: 500; 4 x 100 x 500 sweeps keep one ensemble fit near 1 s on one core);
-      ``top_k`` (None: max(floor(0.004 * num_reads), 2)).
+    - ``sampler``: the annealer, a QUBO sampler object built once and passed in, or ``{name, params}``
+      (``sa`` | ``neal`` | ``exact`` | ``dwave``, docs/predictors.md#samplers; :func:`qubo_sampler`): ``sa``
+      with ``num_reads`` 100 and ``num_sweeps`` 500 by default; ``dwave`` takes its QPU settings
+      (``num_reads`` 1000, ``chain_strength``, ``chain_mult``, ``annealing_time``, ``solver``, ``cache_dir``,
+      ``fallback``, ``timeout_s``) and falls back to that ``sa``.
+    - ``top_k`` (None: max(floor(0.004 * the sampler's num_reads), 2)).
     - ``combine`` (``mean7``; see COMBINE_SCHEMES) for a single QSVR and for every chunk when
       ``ensemble_select="combine"``; with ``ensemble_select="best"`` (default, docs/predictors.md#qsvr-subset-ensemble)
       each chunk uses the best of the seven schemes on its held-out points. ``temperature`` of the
       softmax schemes (1).
-    - D-Wave: ``chain_strength`` (``mult`` = ``chain_mult`` x ceil(max|Q|), ``utc``, or a number),
-      ``chain_mult`` (10), ``annealing_time`` (us), ``embedding_cache`` (directory), ``dwave_solver``,
-      ``dwave_child`` (a structured sampler to use instead of DWaveSampler, e.g. MockDWaveSampler),
-      ``dwave_fallback`` (True: fall back to ``sa`` with a warning), ``timeout_s``.
     - ``center`` (True; ``qsvr-paper`` False): fit each chunk's QUBO to targets minus the chunk mean
       (added back to the bias); with the weak equality penalty the QUBO solution is close to a
       bias-free SVR, so centring keeps the kernel expansion from having to carry the mean level.
@@ -165,84 +218,44 @@ class QSVRPredictor(Predictor):
         "features": [Options(*sorted(FEATURE_SETS))],
         "scaler": [Options("quantile", "minmax")],
         "hp_log": [Boolean()],
-        **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K", "num_sweeps")},
+        **{k: [Interval(int, 1, None)] for k in ("n_points", "chunks", "K")},
         "B": [_POSITIVE],
         "k0": [Interval(float)],
         **{k: [Interval(float, 0, None)] for k in ("epsilon", "xi", "lam")},
-        **{k: [_POSITIVE] for k in ("gamma", "temperature", "chain_mult", "timeout_s")},
-        "sampler": [Options(*SAMPLERS)],
-        "num_reads": [Interval(int, 1, None), None],
+        **{k: [_POSITIVE] for k in ("gamma", "temperature")},
+        "sampler": [Plugin("sampler"), None],
         "top_k": [Interval(int, 1, None), None],
         "combine": [Options(*COMBINE_SCHEMES)],
         "ensemble_select": [Options("best", "combine")],
-        "chain_strength": [Options("mult", "utc"), _POSITIVE],
-        "annealing_time": [_POSITIVE, None],
-        "embedding_cache": [Text(), None],
-        "dwave_solver": [Text(), None],
-        "dwave_child": [Anything(), None],
-        "dwave_fallback": [Boolean()],
         "center": [Boolean()],
         "chunk_select": [Options("random", "stratified")],
     }
+    #: the defaults of the settings not given
+    defaults = QSVRSettings()
+    #: parameters given as ``{name, params}`` that are built once (by ``assemble``) and passed in as objects
+    nested_plugins = {"sampler": qubo_sampler}
 
-    def __init__(
-        self,
-        seed: int = 0,
-        features: str = "stride2",
-        scaler: str = "minmax",
-        hp_log: bool = True,
-        n_points: int = 20,
-        chunks: int = 4,
-        K: int = 3,
-        B: float = 0.5,
-        k0: float = 0.005,
-        epsilon: float = 0.02,
-        gamma: float = 4.0,
-        xi: float = 0.01,
-        lam: float = 0.0,
-        sampler: str = "sa",
-        num_reads: int | None = None,
-        num_sweeps: int = SA_NUM_SWEEPS,
-        top_k: int | None = None,
-        combine: str = "mean7",
-        ensemble_select: str = "best",
-        temperature: float = 1.0,
-        chain_strength="mult",
-        chain_mult: float = 10.0,
-        annealing_time: float | None = None,
-        embedding_cache: str | None = None,
-        dwave_solver: str | None = None,
-        dwave_child=None,
-        dwave_fallback: bool = True,
-        timeout_s: float = 600.0,
-        center: bool = True,
-        chunk_select: str = "stratified",
-    ):
-        validate(type(self), {k: v for k, v in locals().items() if k != "self"}, self.name)
-        key = ALIASES.get(sampler, sampler)
-        self.encoding = Encoding(K=int(K), B=float(B), k0=float(k0))
-        self.center = bool(center)
-        self.chunk_select = chunk_select
+    def __init__(self, seed: int = 0, sampler=None, **settings):
+        validate(type(self), {"seed": seed, "sampler": sampler, **settings}, self.name)
+        check_known(type(self), settings, self.name, exclude=("seed", "sampler"))
+        config = replace(self.defaults, **settings)
+        self.settings = config
+        self.encoding = Encoding(K=int(config.K), B=float(config.B), k0=float(config.k0))
+        self.center = bool(config.center)
+        self.chunk_select = config.chunk_select
         self.seed = int(seed)
-        self.features, self.scaler_name, self.hp_log = features, scaler, bool(hp_log)
-        self.n_points, self.chunks = int(n_points), int(chunks)
-        self.epsilon, self.gamma, self.xi, self.lam = float(epsilon), float(gamma), float(xi), float(lam)
-        self.sampler_name = key
-        self.num_reads = num_reads if num_reads is not None else (1000 if key == "dwave" else SA_NUM_READS)
-        self.num_sweeps = int(num_sweeps)
-        self.top_k = None if top_k is None else int(top_k)
-        self.combine, self.ensemble_select, self.temperature = combine, ensemble_select, float(temperature)
-        self._sampler_options = dict(
-            chain_strength=chain_strength,
-            chain_mult=chain_mult,
-            annealing_time=annealing_time,
-            cache_dir=embedding_cache,
-            solver=dwave_solver,
-            fallback=dwave_fallback,
-            timeout_s=timeout_s,
+        self.features, self.scaler_name, self.hp_log = config.features, config.scaler, bool(config.hp_log)
+        self.n_points, self.chunks = int(config.n_points), int(config.chunks)
+        self.epsilon, self.gamma = float(config.epsilon), float(config.gamma)
+        self.xi, self.lam = float(config.xi), float(config.lam)
+        self.top_k = None if config.top_k is None else int(config.top_k)
+        self.combine, self.ensemble_select = config.combine, config.ensemble_select
+        self.temperature = float(config.temperature)
+        requested = sampler.get("name") if isinstance(sampler, dict) else sampler
+        self.sampler = qubo_sampler(sampler)
+        self.sampler_name = (
+            ALIASES.get(str(requested), str(requested)) if isinstance(requested, str) else (_sampler_name(self.sampler))
         )
-        self._dwave_child = dwave_child
-        self.sampler = None  # built on first fit (the D-Wave path imports dwave.system there)
         self.members: list[QSVRModel] = []
         self.member_weights = np.zeros(0)
         self.used_rows_: np.ndarray | None = None  # training rows the QUBOs saw, chunk by chunk
@@ -253,21 +266,14 @@ class QSVRPredictor(Predictor):
         self.fit_seconds = 0.0
         self._fit_info: dict = {}
 
-    # -- sampler ----------------------------------------------------------------------------
-    def _make_sampler(self):
-        if self.sampler_name == "exact":
-            return make_sampler("exact")
-        if self.sampler_name == "sa":
-            return make_sampler("sa", num_reads=self.num_reads, num_sweeps=self.num_sweeps)
-        opts = {k: v for k, v in self._sampler_options.items() if v is not None}
-        return make_sampler(
-            "dwave",
-            num_reads=self.num_reads,
-            num_sweeps=self.num_sweeps,
-            child=self._dwave_child,
-            sa_num_reads=SA_NUM_READS,
-            **opts,
-        )
+    @property
+    def num_reads(self) -> int:
+        """Reads per QUBO of the sampler (the D-Wave sampler's requested QPU reads, also after a fallback)."""
+        return int(getattr(self.sampler, "num_reads", SA_NUM_READS))
+
+    @property
+    def num_sweeps(self) -> int | None:
+        return getattr(self.sampler, "num_sweeps", None)
 
     @property
     def k_solutions(self) -> int:
@@ -350,9 +356,6 @@ class QSVRPredictor(Predictor):
         X = self._features(configs, prefixes)
         self.scaler = XYScaler(self.scaler_name).fit(X, targets)
         Xs, ys = self.scaler.transform_X(X), self.scaler.transform_y(targets)
-        if self.sampler is None:
-            self.sampler = self._make_sampler()
-
         # disjoint seeded chunks of N points (5.8); never more than 2*K*N variables per QUBO
         N = self.n_points
         m = max(1, min(self.chunks, n // N))
@@ -433,7 +436,7 @@ class QSVRPredictor(Predictor):
 
     # -- reporting --------------------------------------------------------------------------
     def _sampler_facts(self) -> dict:
-        d = dict(self.sampler.describe()) if self.sampler is not None else {"sampler": self.sampler_name}
+        d = dict(self.sampler.describe())
         d["requested_sampler"] = self.sampler_name
         d["chunks"] = len(self.members)
         d["member_weights"] = [float(x) for x in self.member_weights]
@@ -486,25 +489,18 @@ class QSVRPaperPredictor(QSVRPredictor):
 
     name = "qsvr-paper"
     parameter_constraints = {}  # the same parameters as qsvr (other defaults)
+    defaults = replace(QSVRSettings(), scaler="quantile", gamma=0.1, center=False, chunk_select="random")
 
-    def __init__(
-        self,
-        seed: int = 0,
-        features: str = "stride2",
-        scaler: str = "quantile",
-        gamma: float = 0.1,
-        center: bool = False,
-        chunk_select: str = "random",
-        **params,
-    ):
-        super().__init__(
-            seed=seed, features=features, scaler=scaler, gamma=gamma, center=center, chunk_select=chunk_select, **params
-        )
+
+def _sampler_name(sampler) -> str:
+    return str(getattr(sampler, "name", None) or getattr(sampler, "primary_name", None) or type(sampler).__name__)
 
 
 __all__ = [
     "QSVRPredictor",
     "QSVRPaperPredictor",
+    "QSVRSettings",
+    "qubo_sampler",
     "COMBINE_SCHEMES",
     "SEVEN_SCHEMES",
     "scheme_weights",

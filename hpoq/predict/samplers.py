@@ -467,40 +467,66 @@ def sampler_class(name: str):
     return globals()[SAMPLER_CLASSES[key]]
 
 
-def make_sampler(name: str = "sa", *, num_reads: int | None = None, num_sweeps: int = 1000, child=None, **options):
+def check_sampler(name: str, params: dict, path: str = "sampler") -> None:
+    """Check ``params`` of the sampler ``name`` as :func:`make_sampler` would, building nothing (no QPU
+    connection); errors name ``path.key``."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SAMPLER_CLASSES:
+        raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    params = dict(params)
+    if key == "dwave":
+        check_value(f"{path}.fallback", params.pop("fallback", True), [Boolean()])
+        fallback = {k: params.pop(k) for k in ("num_sweeps",) if k in params}
+        if "sa_num_reads" in params:
+            fallback["num_reads"] = params.pop("sa_num_reads")
+        check(sampler_class("sa"), fallback, f"{path}.fallback", f"sampler {name!r}")
+    check(sampler_class(key), params, path, f"sampler {name!r}")
+
+
+def make_sampler(
+    name: str = "sa",
+    *,
+    num_reads: int | None = None,
+    num_sweeps: int = 1000,
+    child=None,
+    path: str = "sampler",
+    **options,
+):
     """Build a sampler by name: ``sa`` / ``neal`` (alias), ``exact``, ``dwave``; parameters are checked
-    against each class's ``parameter_constraints`` (:func:`hpoq.registry.build`).
+    against each class's ``parameter_constraints`` (:func:`hpoq.registry.build`; errors name ``path.key``).
 
     ``num_reads`` defaults to 100 for ``sa`` and 1000 for ``dwave`` (docs/predictors.md#samplers). ``child``
     injects the structured sampler under the D-Wave composite. ``dwave`` also takes ``fallback`` (True:
     wrap it in a :class:`FallbackComposite` over ``sa``) and ``sa_num_reads`` (the fallback's reads).
     """
     key = ALIASES.get(str(name).lower(), str(name).lower())
-    path = f"sampler {name!r}"
+    what = f"sampler {name!r}"
     if key == "sa":
         return build(
             "sampler",
             key,
             dict(options, num_reads=100 if num_reads is None else num_reads, num_sweeps=num_sweeps),
-            path="sampler",
-            what=path,
+            path=path,
+            what=what,
         )
     if key == "exact":
-        return build("sampler", key, options, path="sampler", what=path)
+        return build("sampler", key, options, path=path, what=what)
     if key != "dwave":
         raise ConfigError(f"unknown QUBO sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     enabled = options.pop("fallback", True)
     sa_reads = options.pop("sa_num_reads", 100)
-    check_value("sampler.fallback", enabled, [Boolean()])
+    check_value(f"{path}.fallback", enabled, [Boolean()])
     fallback = build(
-        "sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path="sampler.fallback", what=path
+        "sampler", "sa", {"num_reads": sa_reads, "num_sweeps": num_sweeps}, path=f"{path}.fallback", what=what
     )
     params = dict(options, num_reads=1000 if num_reads is None else num_reads)
     # bad settings are the user's error, never a reason to fall back
-    check(sampler_class("dwave"), params, "sampler", path)
-    return FallbackComposite(
-        lambda: build("sampler", "dwave", params, path="sampler", what=path, context={"child": child}),
+    check(sampler_class("dwave"), params, path, what)
+    composite = FallbackComposite(
+        lambda: build("sampler", "dwave", params, path=path, what=what, context={"child": child}),
         fallback,
         primary_name="dwave",
         enabled=enabled,
     )
+    composite.num_reads, composite.num_sweeps = params["num_reads"], num_sweeps  # as requested, also after a fallback
+    return composite

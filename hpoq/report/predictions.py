@@ -1,14 +1,12 @@
 """Predicted versus actual values at the decision points of a study.
 
-Schedulers put a predictor's output in a decision's ``info`` (values *minimised*, docs/algorithms.md#conventions):
-
-* ``swift`` (docs/algorithms.md#swift-hyperband): ``prediction`` of the value at r_i from the first e_d epochs;
-  ``key = [r_i, e_d]``; threshold ``tau``.
-* ``default``: ``predicted`` (the forecast of the value at ``target_epoch``, R or a later rung) from
-  ``rung_epoch`` epochs; ``sigma`` (its cross-validated error) and ``threshold`` (the k-th best
-  pessimistic forecast of the rung). Earlier studies' ``predicted_final`` / ``prefix_epochs`` /
-  ``error`` are read too.
-* any scheduler may give ``target_epoch`` explicitly.
+A decision carries the forecast it used as a typed ``forecast`` (:class:`hpoq.schedulers.base.Forecast`:
+value, from and target epoch, error, threshold; values *minimised*, docs/algorithms.md#conventions), the
+same shape for every algorithm. Decisions without one -- journals written before the field, and
+``default``'s rung forecasts until it writes one -- are read from their ``info`` (:func:`_from_info`):
+``prediction`` with ``key = [r_i, e_d]`` and ``tau`` (swift), ``predicted`` from ``rung_epoch`` to
+``target_epoch`` with ``sigma`` and ``threshold`` (default), or an earlier ``predicted_final`` /
+``prefix_epochs`` / ``error``.
 
 The actual value is the trial's observed value at the target epoch when it was trained that far
 (pruned trials usually were not: those points are counted as omitted, never guessed).
@@ -42,8 +40,23 @@ class PredictionPoint:
         return f"{self.from_epoch} -> {self.target_epoch}"
 
 
-def _target(info: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
-    """(predicted minimised, from epoch, target epoch, error, threshold) of one decision's info."""
+def _forecast(decision: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
+    """(predicted minimised, from epoch, target epoch, error, threshold) of one decision, or None."""
+    f = decision.get("forecast")
+    if isinstance(f, dict) and "value" in f:
+        return (
+            as_float(f["value"]),
+            f.get("from_epoch"),
+            f.get("target_epoch"),
+            as_float(f.get("error")),
+            as_float(f.get("threshold")),
+        )
+    info = decision.get("info")
+    return _from_info(info, R) if isinstance(info, dict) else None
+
+
+def _from_info(info: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
+    """:func:`_forecast` of a decision without a typed forecast, from the inputs in its info."""
     if "prediction" in info:
         key = info.get("key")
         target = info.get("target_epoch", key[0] if isinstance(key, list) and len(key) == 2 else info.get("r_i"))
@@ -73,10 +86,7 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
     points, omitted = [], {"no_actual": 0, "no_target": 0}
     for t in study.trials.values():
         for d in t.decisions:
-            info = d.get("info")
-            if not isinstance(info, dict):
-                continue
-            found = _target(info, study.R)
+            found = _forecast(d, study.R)
             if found is None:
                 continue
             pred, start, target, error, threshold = found

@@ -77,6 +77,11 @@ class Checkpoints:
         if start > 0:
             link_tree(copy, src)
 
+    def prepare_start(self, trial_id: int, start: int, new: bool) -> None:
+        """Before a unit starts: keep the state at ``start`` (``new``: the scheduler's unit), or put it back (a
+        retry or re-run: the trial directory may hold a later or half-written state)."""
+        (self.keep_start if new else self.restore_start)(trial_id, start)
+
     def drop_start(self, trial_id: int, start: int) -> None:
         """The unit's outcome is final: its start copy goes once the journal says so (:meth:`flush`)."""
         if start > 0:  # a crash before the journal sync re-runs the unit, which needs the copy

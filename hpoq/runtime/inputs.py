@@ -53,12 +53,12 @@ def study_inputs(spec) -> dict[str, str]:
     from hpoq.trainers import trainer_class
 
     paths: dict[str, str] = {}
-    for key in getattr(trainer_class(spec.trainer["name"]), "path_params", ()):
-        value = spec.trainer["params"].get(key)
+    for key in getattr(trainer_class(spec.trainer.name), "path_params", ()):
+        value = spec.trainer.params.get(key)
         if isinstance(value, str):
             paths[f"trainer.params.{key}"] = value
     if spec.warm_curves is not None:
-        paths["warm_curves"] = spec.warm_curves["path"]
+        paths["warm_curves"] = spec.warm_curves.path
     return paths
 
 

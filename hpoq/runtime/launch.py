@@ -177,26 +177,25 @@ def prepare(study: str | None, out: str | None, resume, world_size: int, allow_c
 def _plan(spec: StudySpec, out_dir: str, world_size: int, lock, changed, resume, recs, valid) -> Plan:
     """The scheduler, trial groups and (on resume) the replayed journal of a checked study."""
     from hpoq.schedulers import with_runtime_defaults
-    from hpoq.study.build import build_scheduler, load_replay_table, trainer_metric
+    from hpoq.study.build import assemble
 
     layout = GroupLayout(world_size, spec.ranks_per_trial)
     if not resume:  # resolved once, from this job's trial groups; the header keeps them for every resume
         alg = spec.algorithm
-        alg["params"] = with_runtime_defaults(alg["name"], alg["params"], layout.n_groups)
-    metric, mode = trainer_metric(spec)
-    scheduler = build_scheduler(spec, load_replay_table(spec))
+        alg.params = with_runtime_defaults(alg.name, alg.params, layout.n_groups)
+    parts = assemble(spec)
     plan = Plan(
         spec=spec,
         out_dir=out_dir,
         layout=layout,
-        scheduler=scheduler,
-        metric=metric,
-        mode=mode,
+        scheduler=parts.scheduler,
+        metric=parts.metric,
+        mode=parts.mode,
         lock=lock,
         changed=changed,
     )
     if resume:
-        plan.resume = replay(recs, scheduler, mode)
+        plan.resume = replay(recs, parts.scheduler, parts.mode)
         plan.journal_bytes = valid
         plan.records = len(recs)
     return plan
@@ -238,8 +237,6 @@ def master_main(
     progress_enabled: bool | None = None,
     allow_changed_inputs: bool = False,
 ) -> int:
-    from hpoq.runtime.outputs import write_outputs
-
     size = world.Get_size()
     signals = StopSignals(role="master").install()
     try:
@@ -250,25 +247,14 @@ def master_main(
             for rank in range(1, size):
                 world.send({"ok": False}, dest=rank, tag=TAG_SETUP)
             return 2
-        spec = plan.spec
         if plan.resume is not None and plan.resume.finished:
-            print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
-            for rank in range(1, size):
-                world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
-            book = plan.resume.book
-            try:  # the output files again, from the journal (they may have been lost or never written)
-                write_outputs(plan.out_dir, book, plan.scheduler.best(), spec.name, plan.metric, plan.mode)
-            except OSError as exc:
-                if not is_disk_full(exc) and exc.errno != errno.EROFS:
-                    raise
-                _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
-                return 2
-            return 0
+            return _already_finished(world, plan)
+        spec = plan.spec
         setup = {
             "ok": True,
             "ranks_per_trial": spec.ranks_per_trial,
             "poll_interval": spec.poll_interval,
-            "trainer": spec.trainer,
+            "trainer": spec.trainer.to_dict(),
         }
         for rank in range(1, size):
             world.send(setup, dest=rank, tag=TAG_SETUP)
@@ -277,23 +263,47 @@ def master_main(
             assign_gpus(world, False)  # the workers' collective; the master needs no GPU
         except ConfigError:
             pass  # the workers report it in their ready messages
-        ready = _poll_ready(MPITransport(world), size - 1, min(spec.poll_interval, 0.01))
-        errors = [r["error"] for r in ready if not r.get("ok")]
-        if errors:
-            _error(errors[0])
-            layout = plan.layout
-            for rank in [layout.leader(g) for g in range(layout.n_groups)] + layout.idle_ranks():
-                world.send({"code": 2}, dest=rank, tag=TAG_STOP)
+        if not _workers_ready(world, plan):
             return 2
-        modes = {r["mode"] for r in ready if r.get("mode")}
-        if modes and modes != {plan.mode}:
-            plan.mode = modes.pop()  # the trainer instance knows its direction best
-        metrics = {r["metric"] for r in ready if r.get("metric")}
-        if metrics:
-            plan.metric = sorted(metrics)[0]
         return _run(world, plan, signals, progress_enabled)
     finally:
         signals.restore()
+
+
+def _already_finished(world, plan: Plan) -> int:
+    """A resume of a finished study: the workers go home, the output files are written again from the
+    journal (they may have been lost or never written); the exit code."""
+    from hpoq.runtime.outputs import write_outputs
+
+    print(f"hpoq: study in {plan.out_dir!r} already finished; nothing to resume", file=sys.stderr, flush=True)
+    for rank in range(1, world.Get_size()):
+        world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
+    try:
+        write_outputs(plan.out_dir, plan.resume.book, plan.scheduler.best(), plan.spec.name, plan.metric, plan.mode)
+    except OSError as exc:
+        if not is_disk_full(exc) and exc.errno != errno.EROFS:
+            raise
+        _error(f"cannot write the output files in {plan.out_dir!r}: {exc.filename}: {exc.strerror}")
+        return 2
+    return 0
+
+
+def _workers_ready(world, plan: Plan) -> bool:
+    """Wait for every worker's trainer; False (the error printed, the workers stopped) if one failed. The
+    trainers' own metric and direction go into ``plan``."""
+    ready = _poll_ready(MPITransport(world), world.Get_size() - 1, min(plan.spec.poll_interval, 0.01))
+    errors = [r["error"] for r in ready if not r.get("ok")]
+    if errors:
+        _error(errors[0])
+        _stop_all(world, plan.layout, 2)
+        return False
+    modes = {r["mode"] for r in ready if r.get("mode")}
+    if modes and modes != {plan.mode}:
+        plan.mode = modes.pop()  # the trainer instance knows its direction best
+    metrics = {r["metric"] for r in ready if r.get("metric")}
+    if metrics:
+        plan.metric = sorted(metrics)[0]
+    return True
 
 
 def _stop_all(world, layout: GroupLayout, code: int) -> None:
@@ -433,7 +443,7 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
         "world_size": transport.size,
         "groups": plan.layout.groups(),
     }
-    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm["R"], spec.algorithm["eta"])[1]
+    budget = plan.scheduler.epochs_budget_reference() or hyperband_budget(spec.algorithm.R, spec.algorithm.eta)[1]
     journal = _open_journal(plan, info, budget)
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
@@ -490,6 +500,7 @@ def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
 
 def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, budget: int, quiet: bool = False) -> int:
     """End record, output files, the closing line; MPI_Abort when ranks cannot be stopped."""
+    from hpoq.runtime.master import fit_stats
     from hpoq.runtime.outputs import best_record, write_outputs
 
     spec, book = plan.spec, master.book
@@ -507,7 +518,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
                 epochs=book.epochs_used,
                 units=book.units_done,
                 master_cpu_s=round(master.master_seconds, 6),
-                **master.fit_stats(),
+                **fit_stats(master.fit_pool, master.scheduler),
                 max_dispatch_gap_s=round(master.max_pass_seconds, 6),
                 **extra,
             )
@@ -521,7 +532,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
                 spec.name,
                 plan.metric,
                 plan.mode,
-                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm["name"]},
+                provenance={"study": spec.name, "seed": spec.seed, "algorithm": spec.algorithm.name},
             )
         except OSError as exc:
             if not is_disk_full(exc) and exc.errno != errno.EROFS:

@@ -73,9 +73,8 @@ class LoopSettings:
 
 
 class Master:
-    """The loop of rank 0 around a :class:`~hpoq.dispatch.Dispatcher` (see the module docstring): messages,
-    the journal, checkpoints, timeouts, signals and a full disk. ``lost``: units in flight when the previous
-    job died, failed (and retried isolated) before anything is dispatched."""
+    """Rank 0's loop around a :class:`~hpoq.dispatch.Dispatcher`: messages, journal, checkpoints, timeouts,
+    signals, a full disk (module docstring). ``lost``: units of a job that died, failed before any dispatch."""
 
     def __init__(
         self,
@@ -114,10 +113,9 @@ class Master:
         self.lost: list[Dispatch] = list(lost)  # units lost in a crash, failed at start
         self.stop_reason: str | None = None  # why the master stopped without a signal
         self.abort_reason: str | None = None  # why the MPI job must be aborted (hung ranks)
-        self.stopping = False
-        self.status = "finished"
+        self.stopping, self.status = False, "finished"
         # benchmarks (end record): CPU time of the master's own thread in its loop (overhead per unit; the
-        # fit thread's CPU is apart, in fit_stats()), and the longest pass of the loop (wall clock, sleep
+        # fit thread's CPU is apart, in fit_stats), and the longest pass of the loop (wall clock, sleep
         # excluded): the longest a result that arrived or a group that returned one waited for the master
         self.master_seconds = 0.0
         self.max_pass_seconds = 0.0
@@ -158,10 +156,7 @@ class Master:
         """Keep (a new unit) or put back (a retry, a re-run) the trial's start checkpoint; False (the unit
         goes back to the queue, the master stops) when the disk is full."""
         try:
-            if unit.source == "suggest":
-                self.ckpt.keep_start(unit.trial_id, unit.start_epoch)
-            else:  # a retry or a unit lost in a crash: the trial directory may hold a later or half-written state
-                self.ckpt.restore_start(unit.trial_id, unit.start_epoch)
+            self.ckpt.prepare_start(unit.trial_id, unit.start_epoch, new=unit.source == "suggest")
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -169,11 +164,6 @@ class Master:
             self.disk_full(f"copying the start checkpoint of trial {unit.trial_id}: {exc.strerror}")
             return False
         return True
-
-    def _release(self, uid: int, free: bool = True) -> Dispatch:
-        """A unit is no longer in flight (its group works again unless ``free`` is False)."""
-        self.started.pop(uid, None)
-        return self.dispatcher.release(uid, free=free)
 
     def _sync(self) -> None:
         try:
@@ -187,18 +177,17 @@ class Master:
         if not self.journal.release_reserve():
             self.journal.drop_pending()
             raise JournalDead(str(exc)) from exc
-        try:
-            self.journal.sync()
-        except JournalWriteError as again:
-            self.journal.drop_pending()
-            raise JournalDead(str(again)) from again
+        self._sync_or_die()
         for _, unit in reversed(self._outbox):  # journaled but not sent: back to the queue (a re-run)
             self.started.pop(unit.unit_id, None)
             self.dispatcher.put_back(unit)
         self._outbox.clear()
         self.disk_full(exc.strerror or str(exc))
+        self._sync_or_die()  # the stop record, in the reserve's space
+
+    def _sync_or_die(self) -> None:
         try:
-            self.journal.sync()  # the stop record, in the reserve's space
+            self.journal.sync()
         except JournalWriteError as again:
             self.journal.drop_pending()
             raise JournalDead(str(again)) from again
@@ -240,7 +229,8 @@ class Master:
         if uid not in self.dispatcher.inflight:  # cannot happen with the protocol; never crash the study on it
             log.error("result for unit %d, which is not in flight, ignored", uid)
             return
-        unit = self._release(uid)
+        self.started.pop(uid, None)
+        unit = self.dispatcher.release(uid)
         if outcome.kind == "disk-full":
             self._fail(unit, "disk-full", outcome.reason)
             self.disk_full(f"trial {unit.trial_id}'s trainer: {outcome.reason}")
@@ -255,10 +245,8 @@ class Master:
             self._journal_events()
 
     def models_ready(self) -> bool:
-        """Report the forecast models whose background fit is done (``default`` with ``models: when_fitted``):
-        each is journaled (``model``) and handed to ``on_model_ready``, so that the scheduler uses it from now
-        on and a resume replays it at this point. The loop polls them and never waits for a fit. True when a
-        model was reported."""
+        """Journal (``model``) and hand to ``on_model_ready`` the models whose background fit is done, so a resume
+        replays them here; the loop polls them and never waits for a fit. True when a model was reported."""
         if not self.scheduler.background_fits or self.stopping:
             return False
         try:
@@ -294,7 +282,8 @@ class Master:
         inflight = self.dispatcher.inflight
         late = [uid for uid, t0 in self.started.items() if now - t0 > self.unit_timeout and uid in inflight]
         for uid in late:
-            unit = self._release(uid, free=False)
+            self.started.pop(uid, None)
+            unit = self.dispatcher.release(uid, free=False)  # the group stays retired: its rank is busy
             self.hung[uid] = unit.group
             reason = (
                 f"timeout: no result after {self.unit_timeout:g} s (unit_timeout); rank(s) "
@@ -344,23 +333,6 @@ class Master:
 
     def _pass_ended(self, wall0: float) -> None:
         self.max_pass_seconds = max(self.max_pass_seconds, time.perf_counter() - wall0)
-
-    def fit_stats(self) -> dict:
-        """The background fits so far, for the end record: their CPU seconds on the fit thread and number,
-        and the wall seconds and times the loop waited for one still running when its model was needed."""
-        pool = self.fit_pool
-        # the scheduler's own count, fits made in the master loop included (swift fits inline, no fit pool)
-        fits = getattr(self.scheduler, "fits", None)
-        own = {} if fits is None else {"predictor_fits": int(fits)}
-        if pool is None:
-            return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
-        return {
-            "fit_cpu_s": round(pool.seconds, 6),
-            "fit_jobs": pool.jobs,
-            "fit_wait_s": round(pool.wait_seconds, 6),
-            "fit_waits": pool.waits,
-            **own,
-        }
 
     def _step(self) -> bool | None:
         """One pass of the loop: True to end it, False to sleep a poll interval, None to go on at once."""
@@ -446,6 +418,22 @@ class Master:
         """Group leaders (which tell their members) and the idle ranks get the stop message."""
         for rank in [self.layout.leader(g) for g in range(self.layout.n_groups)] + self.layout.idle_ranks():
             self.transport.send({"code": code}, rank, TAG_STOP)
+
+
+def fit_stats(pool: "TimedExecutor | None", scheduler) -> dict:
+    """The model fits of a master run, for the end record: the background fits' CPU seconds on the fit thread
+    and number, the wall seconds and times the loop waited for one still running when its model was needed,
+    and the scheduler's own count (:attr:`~hpoq.schedulers.base.Scheduler.fits`; swift fits inline)."""
+    own = {} if scheduler.fits is None else {"predictor_fits": int(scheduler.fits)}
+    if pool is None:
+        return {"fit_cpu_s": 0.0, "fit_jobs": 0, "fit_wait_s": 0.0, "fit_waits": 0, **own}
+    return {
+        "fit_cpu_s": round(pool.seconds, 6),
+        "fit_jobs": pool.jobs,
+        "fit_wait_s": round(pool.wait_seconds, 6),
+        "fit_waits": pool.waits,
+        **own,
+    }
 
 
 class TimedExecutor:

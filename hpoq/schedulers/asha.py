@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hpoq.errors import ConfigError
 from hpoq.registry import Interval, check_int
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, Status, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, hyperband_budget, schedule_of
 from hpoq.schedulers.rungs import Rungs
-from hpoq.schedulers.sampling import draw_config
-from hpoq.schedulers.trials import check_metrics, take_inflight
 
 
 class ASHA(Scheduler):
@@ -45,32 +42,23 @@ class ASHA(Scheduler):
     parameter_constraints = {"n": [Interval(int, 1, None), None], "grace": [Interval(int, 1, None)]}
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0, n: int | None = None, grace: int = 1):
+        super().__init__(sampler)
         self.R, self.eta = check_r_eta(R, eta)
         grace = check_int(f"asha: grace (first-rung epochs, R = {self.R})", grace, 1, self.R)
         if n is None:
             n = budget_of(schedule_of(self.R, self.eta))[0]
         n = check_int("asha: n (configurations to sample)", n, 1)
-        self.sampler = sampler
         self.seed = int(seed)
         self.n = n
         self.grace = grace
         self.ladder = Rungs(self.R, self.eta, grace)
         self.rungs = self.ladder.epochs
-        self.ignored: list[str] = []  # kept in the state for journals written when asha ignored a predictor
-        self.configs: list[dict] = []  # trial id -> config
-        self.draws = 0  # draws from the sampler (repeats skipped by dedupe included)
-        self.curves: list[list[float]] = []  # trial id -> minimised values of epochs 1..len
-        self.running: dict[int, tuple[int, int]] = {}  # trial id -> (start, end) of its unit in flight
-        self.failed: set[int] = set()
-        self.stopped: set[int] = set()
-        self.requeue: list[tuple[int, int, int]] = []  # units lost at a snapshot, suggested again first
         self.pending: list[Decision] = []  # promotion decisions made in suggest()
-        self.units = 0
 
     # ---------------------------------------------------------------- rule
     def _promotable(self, k: int) -> tuple[int, dict] | None:
         """The best not-yet-promoted trial of rung ``k`` inside its top floor(|rung|/eta), if any."""
-        found = self.ladder.promotable(k, self.failed)
+        found = self.ladder.promotable(k, self.ledger.failed)
         if found is None:
             return None
         rank, value, tid = found
@@ -86,7 +74,7 @@ class ASHA(Scheduler):
     def _best_of_highest_rung(self) -> tuple[int, int] | None:
         """(rung, trial) of the best unpromoted trial in the highest occupied rung below R."""
         for k in range(len(self.rungs) - 2, -1, -1):
-            first = self.ladder.first_unpromoted(k, self.failed)
+            first = self.ladder.first_unpromoted(k, self.ledger.failed)
             if first is not None:
                 return k, first[1]
         return None
@@ -94,33 +82,23 @@ class ASHA(Scheduler):
     def _reached_R(self) -> bool:
         return self.ladder.reached_top()
 
-    def _unit(self, tid: int, start: int, end: int) -> WorkUnit:
-        self.running[tid] = (start, end)
-        self.units += 1
-        return WorkUnit(trial_id=tid, config=dict(self.configs[tid]), start_epoch=start, end_epoch=end)
-
     def _promote(self, k: int, tid: int, info: dict, reason: str) -> WorkUnit:
         self.ladder.promote(k, tid)
         self.pending.append(Decision(tid, CONTINUE, self.rungs[k], reason, info))
-        return self._unit(tid, self.rungs[k], self.rungs[k + 1])
+        return self.ledger.start(tid, self.rungs[k], self.rungs[k + 1])
 
     def suggest(self) -> WorkUnit | None:
-        if self.requeue:
-            tid, start, end = self.requeue.pop(0)
-            return self._unit(tid, start, end)
+        unit = self.ledger.resume_unit()
+        if unit is not None:
+            return unit
         for k in range(len(self.rungs) - 2, -1, -1):
             found = self._promotable(k)
             if found is not None:
                 return self._promote(k, found[0], found[1], "rung")
-        while self.draws < self.n:
-            config = draw_config(self.sampler)
-            self.draws += 1
-            if config is None:  # a repeat, skipped by the study's dedupe option: the draw counts
-                continue
-            self.configs.append(config)
-            self.curves.append([])
-            return self._unit(len(self.configs) - 1, 0, self.rungs[0])
-        if not self.running and not self._reached_R():
+        trial = self.ledger.draw_until(self.n)  # a repeat skipped by the study's dedupe option counts as a draw
+        if trial is not None:
+            return self.ledger.start(trial.trial_id, 0, self.rungs[0])
+        if not self.ledger.inflight and not self._reached_R():
             # tiny n: nothing reached R; train the best of the highest rung on so that one does
             found = self._best_of_highest_rung()
             if found is not None:
@@ -139,36 +117,35 @@ class ASHA(Scheduler):
         if self.finished:
             paused = [
                 t
-                for t, curve in enumerate(self.curves)
-                if curve
-                and len(curve) < self.R
-                and t not in self.failed
-                and t not in self.stopped
-                and t not in self.ladder.promoted[self.ladder.index(len(curve))]
+                for t in self.ledger.trials.values()
+                if t.curve
+                and len(t.curve) < self.R
+                and t.status not in (Status.FAILED, Status.PRUNED)
+                and t.trial_id not in self.ladder.promoted[self.ladder.index(len(t.curve))]
             ]
-            for tid in paused:
-                self.stopped.add(tid)
-                epoch = len(self.curves[tid])
-                out.append(Decision(tid, STOP, epoch, "rung", {"final_rung_epoch": epoch}))
+            for t in paused:
+                t.status = Status.PRUNED
+                out.append(Decision(t.trial_id, STOP, t.epochs, "rung", {"final_rung_epoch": t.epochs}))
         return out
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        start, end = take_inflight(self.running, trial_id, self.name, "result for")
-        values = check_metrics(trial_id, metrics, start, end)
-        self.curves[trial_id] = self.curves[trial_id][:start] + values
-        info = self.ladder.record(self.ladder.index(end), trial_id, values[-1])  # NaN/inf rank last
+        _, end = self.ledger.finish(trial_id, metrics, self.name)
+        trial = self.ledger.trials[trial_id]
+        info = self.ladder.record(self.ladder.index(end), trial_id, trial.curve[-1])  # NaN/inf rank last
         if end == self.R:
+            trial.status = Status.DONE
             return self._flush([Decision(trial_id, DONE, end, "completed", info)])
+        trial.status = Status.PAUSED
         return self._flush([Decision(trial_id, PAUSE, end, "rung", info)])
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
-        start, _ = take_inflight(self.running, trial_id, self.name, "failure of")
-        self.failed.add(trial_id)
+        start, _ = self.ledger.fail(trial_id, self.name)
         return self._flush([Decision(trial_id, FAILED, start, "failed", {"error": str(reason)})])
 
     @property
     def finished(self) -> bool:
-        if self.requeue or self.running or self.draws < self.n:
+        ledger = self.ledger
+        if ledger.requeue or ledger.inflight or ledger.draws < self.n:
             return False
         if any(self._promotable(k) is not None for k in range(len(self.rungs) - 1)):
             return False
@@ -176,60 +153,30 @@ class ASHA(Scheduler):
 
     def best(self) -> dict | None:
         for k in range(len(self.rungs) - 1, -1, -1):
-            first = self.ladder.first(k, self.failed)
+            first = self.ladder.first(k, self.ledger.failed)
             if first is not None:
                 value, tid = first
-                return {"trial_id": tid, "config": dict(self.configs[tid]), "value": value, "epoch": self.rungs[k]}
+                config = self.ledger.trials[tid].config
+                return {"trial_id": tid, "config": dict(config), "value": value, "epoch": self.rungs[k]}
         return None
 
     def epochs_budget_reference(self) -> int | None:
         return hyperband_budget(self.R, self.eta)[1]
 
     # ---------------------------------------------------------------- state
-    def state_dict(self) -> dict:
+    def settings(self) -> dict:
+        return {"R": self.R, "eta": self.eta, "n": self.n, "grace": self.grace, "seed": self.seed}
+
+    def decision_state(self) -> dict:
+        ladder = self.ladder.state_dict()
         return {
-            "algorithm": self.name,
-            "settings": {
-                "R": self.R,
-                "eta": self.eta,
-                "n": self.n,
-                "grace": self.grace,
-                "seed": self.seed,
-                "rungs": list(self.rungs),
-                "ignored": list(self.ignored),
-            },
-            "configs": [dict(c) for c in self.configs],
-            "curves": [list(c) for c in self.curves],
-            "rung_results": self.ladder.state_dict()["results"],
-            "promoted": self.ladder.state_dict()["promoted"],
-            "failed": sorted(self.failed),
-            "stopped": sorted(self.stopped),
-            # units in flight are lost at a snapshot and suggested again, in this order
-            "requeue": [list(u) for u in self.requeue] + [[t, s, e] for t, (s, e) in self.running.items()],
+            "rung_results": ladder["results"],
+            "promoted": ladder["promoted"],
             "pending": [d.to_dict() for d in self.pending],
-            "units": self.units,
-            "draws": self.draws,
-            "sampler": self.sampler.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        settings = state["settings"]
-        if (settings["R"], settings["eta"], settings["n"], settings["grace"]) != (self.R, self.eta, self.n, self.grace):
-            raise ConfigError(
-                f"asha: state was saved with R={settings['R']}, eta={settings['eta']}, n={settings['n']}, "
-                f"grace={settings['grace']}; this scheduler has R={self.R}, eta={self.eta}, n={self.n}, "
-                f"grace={self.grace}"
-            )
-        self.configs = [dict(c) for c in state["configs"]]
-        self.curves = [[float(v) for v in c] for c in state["curves"]]
+    def load_decision_state(self, state: dict) -> None:
         self.ladder.load_state_dict(
-            {"epochs": settings["rungs"], "results": state["rung_results"], "promoted": state["promoted"]}
+            {"epochs": self.rungs, "results": state["rung_results"], "promoted": state["promoted"]}
         )
-        self.failed = set(int(t) for t in state["failed"])
-        self.stopped = set(int(t) for t in state["stopped"])
-        self.requeue = [(int(t), int(s), int(e)) for t, s, e in state["requeue"]]
-        self.pending = [Decision(**d) for d in state["pending"]]
-        self.running = {}
-        self.units = int(state["units"])
-        self.draws = int(state.get("draws", len(self.configs)))
-        self.sampler.load_state_dict(state["sampler"])
+        self.pending = [Decision.from_dict(d) for d in state["pending"]]

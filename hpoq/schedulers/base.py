@@ -92,13 +92,43 @@ ACTION_STATUS = {
 }
 
 
+@dataclass(frozen=True)
+class Forecast:
+    """A predictor's forecast behind a decision, in one shape for every algorithm (the report reads it): the
+    value at ``target_epoch`` predicted from the first ``from_epoch`` epochs (minimised,
+    docs/algorithms.md#conventions), the predictor's own ``error`` estimate (None: none), the ``threshold``
+    the forecast was compared with (None: none) and the ``model`` that made it."""
+
+    value: float
+    from_epoch: int
+    target_epoch: int
+    error: float | None = None
+    threshold: float | None = None
+    model: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Forecast":
+        def number(key):
+            return None if d.get(key) is None else float(d[key])
+
+        return cls(
+            float(d["value"]),
+            int(d["from_epoch"]),
+            int(d["target_epoch"]),
+            number("error"),
+            number("threshold"),
+            str(d.get("model", "")),
+        )
+
+
 @dataclass
 class Decision:
     """One decision about one trial, with the inputs it used (logged to the journal).
 
     ``reason`` names the rule, e.g. ``"rung"`` (ranked out at a rung), ``"predicted"`` (the
     predictor said it cannot win), ``"quota"`` (continued to collect predictor data),
-    ``"completed"``. ``info`` holds the inputs: prediction, threshold, predictor key, |D|, ...
+    ``"completed"``. ``info`` holds the inputs: prediction, threshold, predictor key, |D|, ...;
+    ``forecast`` the predictor's forecast the decision used, if any.
     """
 
     trial_id: int
@@ -106,15 +136,25 @@ class Decision:
     epoch: int
     reason: str = ""
     info: dict = field(default_factory=dict)
+    forecast: Forecast | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.forecast is None:
+            del d["forecast"]  # a decision without one reads as before
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Decision":
         """A decision from :meth:`to_dict` (e.g. read back from a journal)."""
+        forecast = d.get("forecast")
         return cls(
-            int(d["trial_id"]), str(d["action"]), int(d["epoch"]), str(d.get("reason", "")), dict(d.get("info") or {})
+            int(d["trial_id"]),
+            str(d["action"]),
+            int(d["epoch"]),
+            str(d.get("reason", "")),
+            dict(d.get("info") or {}),
+            None if forecast is None else Forecast.from_dict(forecast),
         )
 
 
@@ -132,6 +172,11 @@ class Scheduler(ABC):
     * :meth:`state_dict` / :meth:`load_state_dict` round-trip through JSON; a restored
       scheduler continues exactly as the original would (units in flight at the time of the
       snapshot are lost work and are suggested again).
+
+    The base owns the trial ledger (:attr:`ledger`, :class:`hpoq.schedulers.trials.Ledger`: configurations,
+    curves, units in flight, requeue, draws, statuses) and saves it with one generic :meth:`state_dict`;
+    an algorithm adds what it decides (:meth:`decision_state`) and what the state must have been made
+    with (:meth:`settings`).
     """
 
     #: registry name used in study files and ``--algorithm``
@@ -160,6 +205,12 @@ class Scheduler(ABC):
         :meth:`worker_defaults`); the simulator keeps the class defaults."""
         return {}
 
+    def __init__(self, sampler=None) -> None:
+        """``sampler``: the :class:`ConfigSampler` the ledger draws new configurations from."""
+        from hpoq.schedulers.trials import Ledger
+
+        self.ledger = Ledger(sampler)
+
     @abstractmethod
     def suggest(self) -> WorkUnit | None:
         """Next work unit to run, or None if nothing is runnable until another result arrives."""
@@ -181,19 +232,49 @@ class Scheduler(ABC):
     def best(self) -> dict | None:
         """The answer so far: ``{"trial_id", "config", "value", "epoch"}`` or None."""
 
-    @abstractmethod
-    def state_dict(self) -> dict:
-        """JSON-serialisable state (configs, curves so far, rung bookkeeping, sampler position)."""
+    def settings(self) -> dict:
+        """What a saved state must have been made with to be loaded (R, eta, n, ...): compared on load."""
+        return {}
 
-    @abstractmethod
+    def decision_state(self) -> dict:
+        """What the algorithm decided beyond the ledger (rungs, brackets, phases), JSON-serialisable."""
+        return {}
+
+    def load_decision_state(self, state: dict) -> None:
+        """Restore :meth:`decision_state` (the ledger is loaded first)."""
+        return None
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state: the settings, the ledger (configs, curves so far, sampler position) and
+        the algorithm's decision state."""
+        return {
+            "algorithm": self.name,
+            "settings": self.settings(),
+            "ledger": self.ledger.state_dict(),
+            "decisions": self.decision_state(),
+        }
+
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`; in-flight units at snapshot time are re-suggested."""
+        """Restore from :meth:`state_dict`; in-flight units at snapshot time are re-suggested. ConfigError for
+        the state of another algorithm or of other settings."""
+        from hpoq.errors import ConfigError
+
+        if state.get("algorithm") != self.name or "ledger" not in state:
+            raise ConfigError(f"{self.name}: the saved state is not one of {self.name!r} in this format")
+        theirs, mine = state.get("settings"), self.settings()
+        if theirs != mine:
+            diff = ", ".join(f"{k}={theirs.get(k)!r}" for k in mine if theirs.get(k) != mine[k])
+            raise ConfigError(f"{self.name}: the saved state was made with {diff}; this scheduler has {mine}")
+        self.ledger.load_state_dict(state["ledger"])
+        self.load_decision_state(state["decisions"])
 
     def epochs_budget_reference(self) -> int | None:
         """Epochs plain Hyperband would use at the same R and eta (for progress displays)."""
         return None
 
     # -- background fits: the protocol of a scheduler that fits models off the backend's loop ------------
+    #: predictor fits so far by the scheduler's own count (the end record's ``predictor_fits``); None: not counted
+    fits: int | None = None
     #: True when the scheduler fits models in the background: the MPI master then gives it a fit thread
     #: (:meth:`attach_fit_executor`) and reports finished fits (:meth:`fitted_models`, :meth:`on_model_ready`)
     background_fits: bool = False

@@ -47,7 +47,7 @@ from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.rungs import rung_epochs
 from hpoq.schedulers.scores import MIN_TRAIN, ForecastScore, ObservedScore
-from hpoq.schedulers.trials import Trial, check_metrics
+from hpoq.schedulers.trials import Trial
 
 #: significance of a stop (hpoq.schedulers.evidence): a conventional level, not tuned
 ALPHA = 0.01
@@ -133,7 +133,7 @@ class DefaultScheduler(Hyperband):
         for row, curve in zip(self.store_rows, self.store):
             self.evidence.add(("store", row), dict(configs[row]), curve, self.horizons)
         for tid, h in self.evidence_order:
-            self.evidence.add(("trial", tid), self.trials[tid].config, self.trials[tid].curve, [h])
+            self.evidence.add(("trial", tid), self.ledger.trials[tid].config, self.ledger.trials[tid].curve, [h])
 
     def _add_evidence(self, trial: Trial, start: int) -> None:
         """Rows for every horizon the trial's curve reached in (start, epochs]; a finished curve also
@@ -167,7 +167,9 @@ class DefaultScheduler(Hyperband):
     def _round_bar(self, r_i: int) -> float:
         """The round's cut so far: the n_keep-th best value at r_i among the members that reached it."""
         done = sorted(
-            self.trials[t].value_at(r_i) for t in self.members if self.trials[t].epochs >= r_i and t not in self.stops
+            self.ledger.trials[t].value_at(r_i)
+            for t in self.members
+            if self.ledger.trials[t].epochs >= r_i and t not in self.stops
         )
         return done[self.n_keep - 1] if len(done) >= self.n_keep else math.inf
 
@@ -215,30 +217,34 @@ class DefaultScheduler(Hyperband):
         trial.status = Status.PRUNED  # out of Hyperband's rounds; paused outside, its checkpoint kept for a rescue
         return [Decision(trial.trial_id, PAUSE, c, "evidence", info)]
 
+    @property
+    def inflight(self) -> list[int]:
+        """Trials of the current bracket in flight, without the audited and rescued ones (outside the rounds)."""
+        return [t for t in super().inflight if t not in self.audit_inflight]
+
     # ---------------------------------------------------------------- units
     def suggest(self) -> WorkUnit | None:
         tid = self.audit_queue.popleft() if self.audit_queue else self.audit.next_affordable()
         if tid is not None:
             return self._to_R(tid)
+        unit = self.ledger.resume_unit()  # a bracket's unit lost at a snapshot: again, first
+        if unit is not None:
+            self._cur = self._run_of(unit.trial_id)
+            return unit
         run = self._runnable()
         if run is None:
             tid = self._next_rescue()  # a worker would idle: rescue the best-looking stop the savings cover
             return None if tid is None else self._to_R(tid)
         self._cur = run
         tid, end = run.queue.popleft()
-        trial = self.trials[tid]
-        start = trial.epochs
+        start = self.ledger.trials[tid].epochs
         end = next((c for c in self.checkpoints if start < c < end and self._active(c, end)), end)
-        trial.status = Status.RUNNING
-        run.inflight[tid] = end
-        return WorkUnit(tid, dict(trial.config), start, end)
+        return self.ledger.start(tid, start, end)
 
     def _to_R(self, tid: int) -> WorkUnit:
         """A unit training audited or rescued trial ``tid`` to R (charged when it was chosen)."""
-        trial = self.trials[tid]
-        trial.status = Status.RUNNING
         self.audit_inflight.add(tid)
-        return WorkUnit(tid, dict(trial.config), trial.epochs, self.R)
+        return self.ledger.start(tid, self.ledger.trials[tid].epochs, self.R)
 
     def _next_rescue(self) -> int | None:
         """The stopped trial ranked best at its stop (smallest share of its evidence scored better) whose training
@@ -252,10 +258,10 @@ class DefaultScheduler(Hyperband):
             ),
             default=None,
         )
-        if best is None or self.R - self.trials[best[1]].epochs > budget:
+        if best is None or self.R - self.ledger.trials[best[1]].epochs > budget:
             return None
         self.rescued.append(best[1])
-        self.rescue_spent += self.R - self.trials[best[1]].epochs
+        self.rescue_spent += self.R - self.ledger.trials[best[1]].epochs
         return best[1]
 
     def on_result(self, trial_id: int, metrics) -> list[Decision]:
@@ -266,21 +272,21 @@ class DefaultScheduler(Hyperband):
         if not self.finished:
             return decisions
         for tid, info in self.stops.items():
-            trial = self.trials[tid]
+            trial = self.ledger.trials[tid]
             if trial.status == Status.PRUNED and tid not in self.finally_stopped:
                 self.finally_stopped.add(tid)
                 decisions.append(Decision(tid, STOP, trial.epochs, "evidence", info))
         return decisions
 
     def _on_result(self, trial_id: int, metrics) -> list[Decision]:
-        trial = self.trials.get(trial_id)
+        trial = self.ledger.trials.get(trial_id)
         if trial is None:
             raise InternalError(f"{self.name}: result for trial {trial_id}, which has no unit in flight")
         start = trial.epochs
         self.scorer.result_recorded(self.checkpoints)
         if trial_id in self.audit_inflight:
             self.audit_inflight.discard(trial_id)
-            trial.curve.extend(check_metrics(trial_id, metrics, start, self.R))
+            self.ledger.finish(trial_id, metrics, self.name)
             trial.status = Status.DONE
             self._add_evidence(trial, start)
             info = {"value": trial.value_at(self.R), "stopped_at": self.stops[trial_id]["checkpoint"]}
@@ -295,8 +301,8 @@ class DefaultScheduler(Hyperband):
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
         if trial_id in self.audit_inflight:
             self.audit_inflight.discard(trial_id)
-            self.trials[trial_id].status = Status.FAILED
-            failed = Decision(trial_id, FAILED, self.trials[trial_id].epochs, "failed", {"error": str(reason)})
+            self.ledger.fail(trial_id, self.name)
+            failed = Decision(trial_id, FAILED, self.ledger.trials[trial_id].epochs, "failed", {"error": str(reason)})
             return self._final_stops([failed])
         return self._final_stops(super().on_failure(trial_id, reason))
 
@@ -316,7 +322,7 @@ class DefaultScheduler(Hyperband):
         if tid is None:
             return None
         self.rescued, self.rescue_spent = rescued, spent
-        return self.R - self.trials[tid].epochs
+        return self.R - self.ledger.trials[tid].epochs
 
     # ---------------------------------------------------------------- forecasts (runtime hooks)
     def attach_fit_executor(self, executor) -> None:
@@ -338,10 +344,14 @@ class DefaultScheduler(Hyperband):
     def audit_estimate(self, epoch: int | None = None) -> dict:
         """False-prune estimate of the stops (at checkpoint ``epoch``, or all) with its exact interval:
         audited trials whose value at R beats the best of the trials never stopped."""
-        finals = {t: self.trials[t].value_at(self.R) for t in self.audit.records if self.trials[t].epochs >= self.R}
+        finals = {
+            t: self.ledger.trials[t].value_at(self.R)
+            for t in self.audit.records
+            if self.ledger.trials[t].epochs >= self.R
+        }
         kept = [
             t.value_at(self.R)
-            for t in self.trials.values()
+            for t in self.ledger.trials.values()
             if t.epochs >= self.R and t.trial_id not in self.stops and t.status != Status.FAILED
         ]
         out = self.audit.estimate(finals, min(kept, default=math.inf), epoch)
@@ -352,21 +362,19 @@ class DefaultScheduler(Hyperband):
 
     # ---------------------------------------------------------------- state
     def settings(self) -> dict:
+        # the scorer's description counts its fits so far: it is state (decision_state's "scorer"), not a setting
         return {
-            "R": self.R,
-            "eta": self.eta,
+            **super().settings(),
             "alpha": ALPHA,
             "protect": self.protect,
             "audit": self.audit.rate,
             "checkpoints": list(self.checkpoints),
             "store_curves": len(self.store),
-            "scorer": self.scorer.describe(),
         }
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state.update(
-            settings=self.settings(),
+    def decision_state(self) -> dict:
+        return dict(
+            super().decision_state(),
             stops={str(t): info for t, info in self.stops.items()},
             audit=self.audit.state_dict(),
             # audits in flight at a snapshot are lost work: run again (already charged)
@@ -378,22 +386,19 @@ class DefaultScheduler(Hyperband):
             evidence_order=[list(x) for x in self.evidence_order],
             scorer=self.scorer.state_dict(),
         )
-        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        mine, theirs = self.settings(), state.get("settings", {})
-        keys = ("alpha", "protect", "audit", "checkpoints")
-        if {k: theirs.get(k) for k in keys} != {k: mine[k] for k in keys}:
-            raise ConfigError(f"default: the saved state was made with other settings ({', '.join(keys)})")
-        super().load_state_dict(state)
+    def load_decision_state(self, state: dict) -> None:
+        super().load_decision_state(state)
         self.stops = {int(t): dict(info) for t, info in state["stops"].items()}
         self.audit.load_state_dict(state["audit"])
         self.audit_queue, self.audit_inflight = deque(int(t) for t in state["audit_queue"]), set()
+        # an audit lost in flight runs again from the audit queue, not as a bracket's unit
+        self.ledger.requeue = [u for u in self.ledger.requeue if u[0] not in self.audit_queue]
         self.round_sizes = {int(b): int(n) for b, n in state["round_sizes"].items()}
         self.rescued, self.rescue_spent = [int(t) for t in state["rescued"]], int(state["rescue_spent"])
         self.finally_stopped = {int(t) for t in state["finally_stopped"]}
         self.evidence_order = [(int(t), int(h)) for t, h in state["evidence_order"]]
-        self.scorer.load_state_dict(state["scorer"], self.trials)
+        self.scorer.load_state_dict(state["scorer"], self.ledger.trials)
         self._rebuild_evidence()
 
 

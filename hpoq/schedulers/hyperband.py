@@ -27,33 +27,30 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from hpoq.errors import ConfigError
 from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Scheduler, Status, WorkUnit
 from hpoq.schedulers.brackets import budget_of, check_r_eta, schedule_of
-from hpoq.schedulers.sampling import draw_config
-from hpoq.schedulers.trials import Trial, best_at, check_metrics, rank_by_value, take_inflight
+from hpoq.schedulers.trials import Trial, best_at, rank_by_value
 
 
 @dataclass
 class BracketRun:
     """One open bracket: index ``b`` into the schedule, round ``i``, the round's ``members`` (trial ids in
-    draw order), its runnable units ``queue`` ((trial id, end epoch)) and its units in flight."""
+    draw order) and its runnable units ``queue`` ((trial id, end epoch)); its units in flight are the
+    ledger's units of trials of bracket ``s``."""
 
     b: int
+    s: int
     i: int = 0
     members: list = field(default_factory=list)
     queue: deque = field(default_factory=deque)
-    inflight: dict = field(default_factory=dict)  # trial id -> end epoch
 
     def to_dict(self) -> dict:
-        # units in flight are lost work: they go back to the front of the queue on restore
-        queue = [[t, e] for t, e in self.inflight.items()] + [[t, e] for t, e in self.queue]
-        return {"b": self.b, "i": self.i, "members": list(self.members), "queue": queue}
+        return {"b": self.b, "i": self.i, "members": list(self.members), "queue": [[t, e] for t, e in self.queue]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BracketRun":
+    def from_dict(cls, d: dict, s: int) -> "BracketRun":
         return cls(
-            int(d["b"]), int(d["i"]), [int(t) for t in d["members"]], deque((int(t), int(e)) for t, e in d["queue"])
+            int(d["b"]), s, int(d["i"]), [int(t) for t in d["members"]], deque((int(t), int(e)) for t, e in d["queue"])
         )
 
 
@@ -66,7 +63,8 @@ class Hyperband(Scheduler):
 
     The round hooks (:meth:`_start_round`, :meth:`_unit_done`, :meth:`_round_complete`, ...) act on
     the *current* bracket: ``self.b``, ``self.i``, ``self.members``, ``self.queue`` and
-    ``self.inflight`` are those of the bracket whose unit was just suggested or answered.
+    ``self.inflight`` are those of the bracket whose unit was just suggested or answered. Trials, their
+    curves and the units in flight are the ledger's (:attr:`ledger`); the brackets are what it decides.
     """
 
     name = "hyperband"
@@ -76,12 +74,10 @@ class Hyperband(Scheduler):
     concurrent_brackets = True
 
     def __init__(self, *, R: int, eta: int = 2, sampler, seed: int = 0):
+        super().__init__(sampler)
         self.R, self.eta = check_r_eta(R, eta)
-        self.sampler = sampler
         self.seed = int(seed)
         self.brackets = schedule_of(self.R, self.eta)
-        self.trials: dict[int, Trial] = {}
-        self.next_id = 0
         self.opened = 0  # brackets opened so far (their configurations drawn)
         self.runs: list[BracketRun] = []  # open brackets, in schedule order
         self._cur: BracketRun | None = None  # the bracket the round hooks act on
@@ -116,8 +112,10 @@ class Hyperband(Scheduler):
         self._cur.queue = value
 
     @property
-    def inflight(self) -> dict:
-        return self._cur.inflight
+    def inflight(self) -> list[int]:
+        """Trials of the current bracket with a unit in flight."""
+        trials, s = self.ledger.trials, self._cur.s
+        return [t for t in self.ledger.inflight if trials[t].bracket == s]
 
     @property
     def bracket(self):
@@ -143,16 +141,13 @@ class Hyperband(Scheduler):
     # -- opening and closing brackets ---------------------------------------------------------
     def _open_bracket(self) -> BracketRun:
         """Open the next bracket: draw its n configurations (repeats skipped when deduping), queue round 0."""
-        run = BracketRun(self.opened)
+        run = BracketRun(self.opened, self.brackets[self.opened].s)
         self.opened += 1
         self.runs.append(run)
         self._cur = run
         for _ in range(self.bracket.n):
-            config = draw_config(self.sampler)
-            if config is not None:
-                trial = Trial(self.next_id, config, bracket=self.bracket.s)
-                self.trials[trial.trial_id] = trial
-                self.next_id += 1
+            trial = self.ledger.draw(bracket=self.bracket.s)
+            if trial is not None:
                 run.members.append(trial.trial_id)
         if run.members:
             self._start_round()
@@ -180,37 +175,35 @@ class Hyperband(Scheduler):
 
     # -- Scheduler API ----------------------------------------------------------------------
     def suggest(self) -> WorkUnit | None:
+        unit = self.ledger.resume_unit()  # lost at a snapshot: again, first
+        if unit is not None:
+            self._cur = self._run_of(unit.trial_id)
+            return unit
         run = self._runnable()
         if run is None:
             return None
         self._cur = run
         tid, end = run.queue.popleft()
-        trial = self.trials[tid]
-        trial.status = Status.RUNNING
-        run.inflight[tid] = end
-        return WorkUnit(tid, dict(trial.config), trial.epochs, end)
+        return self.ledger.start(tid, self.ledger.trials[tid].epochs, end)
 
-    def _take_inflight(self, trial_id: int, event: str) -> int:
-        """End epoch of ``trial_id``'s unit in flight, removed; its bracket becomes the current one."""
-        for run in self.runs:
-            if trial_id in run.inflight:
-                self._cur = run
-                return take_inflight(run.inflight, trial_id, self.name, event)
-        return take_inflight({}, trial_id, self.name, event)  # raises: no such unit
+    def _run_of(self, trial_id: int) -> BracketRun:
+        """The open bracket of ``trial_id``."""
+        s = self.ledger.trials[trial_id].bracket
+        return next(run for run in self.runs if run.s == s)
 
     def on_result(self, trial_id: int, metrics: Sequence[float]) -> list[Decision]:
-        end = self._take_inflight(trial_id, "result for")
-        trial = self.trials[trial_id]
-        trial.curve.extend(check_metrics(trial_id, metrics, trial.epochs, end))
+        self.ledger.finish(trial_id, metrics, self.name)
+        self._cur = self._run_of(trial_id)
+        trial = self.ledger.trials[trial_id]
         decisions = self._unit_done(trial)
         if not self.queue and not self.inflight:
             decisions += self._round_complete()
         return decisions
 
     def on_failure(self, trial_id: int, reason: str) -> list[Decision]:
-        self._take_inflight(trial_id, "failure of")
-        trial = self.trials[trial_id]
-        trial.status = Status.FAILED
+        self.ledger.fail(trial_id, self.name)
+        self._cur = self._run_of(trial_id)
+        trial = self.ledger.trials[trial_id]
         decisions = [Decision(trial_id, FAILED, trial.epochs, "failed", {"error": str(reason), **self._where()})]
         decisions += self._unit_failed(trial)
         if not self.queue and not self.inflight:
@@ -222,7 +215,7 @@ class Hyperband(Scheduler):
         return self.opened >= len(self.brackets) and not self.runs
 
     def best(self) -> dict | None:
-        return best_at(self.trials.values(), self.R)
+        return best_at(self.ledger.trials.values(), self.R)
 
     def epochs_budget_reference(self) -> int | None:
         return budget_of(self.brackets)[1]
@@ -256,7 +249,7 @@ class Hyperband(Scheduler):
     def _promote(self) -> list[Decision]:
         """Keep the top max(n_i // eta, 1) by value at r_i; STOP the rest; start the next round."""
         decisions: list[Decision] = []
-        ranked = rank_by_value([self.trials[t] for t in self.members], self.r_i)
+        ranked = rank_by_value([self.ledger.trials[t] for t in self.members], self.r_i)
         if self.last_round:
             self._close_bracket()
             return decisions
@@ -281,34 +274,18 @@ class Hyperband(Scheduler):
         return decisions
 
     # -- state ------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def settings(self) -> dict:
+        return {"R": self.R, "eta": self.eta, "seed": self.seed}
+
+    def decision_state(self) -> dict:
         return {
-            "algorithm": self.name,
-            "R": self.R,
-            "eta": self.eta,
-            "seed": self.seed,
-            "sampler": self.sampler.state_dict(),
-            "next_id": self.next_id,
-            "trials": [t.to_dict() for t in self.trials.values()],
             "opened": self.opened,
             "runs": [run.to_dict() for run in self.runs],
             "current": None if self._cur is None or self._cur not in self.runs else self.runs.index(self._cur),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("algorithm") != self.name or state["R"] != self.R or state["eta"] != self.eta:
-            raise ConfigError(
-                f"{self.name}: state of {state.get('algorithm')!r} R={state.get('R')} eta={state.get('eta')} "
-                f"does not match R={self.R} eta={self.eta}"
-            )
-        if "runs" not in state:
-            raise ConfigError(
-                f"{self.name}: the saved state predates concurrent brackets (no 'runs'); start the study afresh"
-            )
-        self.sampler.load_state_dict(state["sampler"])
-        self.next_id = int(state["next_id"])
-        self.trials = {int(d["trial_id"]): Trial.from_dict(d) for d in state["trials"]}
+    def load_decision_state(self, state: dict) -> None:
         self.opened = int(state["opened"])
-        self.runs = [BracketRun.from_dict(d) for d in state["runs"]]
+        self.runs = [BracketRun.from_dict(d, self.brackets[int(d["b"])].s) for d in state["runs"]]
         current = state.get("current")
         self._cur = self.runs[int(current)] if current is not None else (self.runs[0] if self.runs else None)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
 from hpoq.errors import ConfigError, InternalError
-from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, takes
-from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Status
+from hpoq.registry import Anything, Boolean, Interval, Mapping, Options, Text, check_known, takes, validate
+from hpoq.schedulers.base import CONTINUE, PAUSE, STOP, Decision, Forecast, Status
 from hpoq.schedulers.hyperband import Hyperband
 from hpoq.schedulers.trials import Trial
 from hpoq.seeding import derive_seed
@@ -95,14 +96,27 @@ class WarmCurves:
         return [int(i) for i in rows]
 
 
+@dataclass(frozen=True)
+class SwiftRule:
+    """Swift-Hyperband's decision rule, with the paper's defaults (docs/algorithms.md#swift-hyperband): ``d``
+    full curves needed before a predictor for r_i is trained (>= 2); ``k``, the share of n_next always
+    trained fully in phase 1; ``known_curve``, the position of the decision point inside a round (a share of
+    its epochs); ``threshold_quantile``; ``refit`` (``never`` | ``on_growth``); ``add_phase2`` (phase-2
+    completions enter D)."""
+
+    d: int = 15
+    k: float = 0.5
+    known_curve: float = 0.5
+    threshold_quantile: float = 0.25
+    refit: str = "never"
+    add_phase2: bool = False
+
+
 class SwiftHyperband(Hyperband):
     """Synchronous Swift-Hyperband (docs/algorithms.md#swift-hyperband).
 
-    Parameters (defaults = the paper's): ``d`` = 15 full curves needed before a predictor for
-    r_i is trained; ``k`` = 0.5, fraction of n_next always fully trained in phase 1;
-    ``known_curve`` = 0.5, position of the decision point inside a round (fraction of the
-    round's epochs); ``threshold_quantile`` = 0.25; ``refit`` = ``"never"`` | ``"on_growth"``;
-    ``add_phase2`` = False (phase-2 completions do not enter D); ``predictor`` = ``"svr"`` with
+    Parameters: the fields of :class:`SwiftRule` (the paper's defaults: ``d`` 15, ``k`` 0.5, ``known_curve``
+    0.5, ``threshold_quantile`` 0.25, ``refit`` ``"never"``, ``add_phase2`` False); ``predictor`` = ``"svr"`` with
     ``predictor_params`` ``{"features": "curve"}`` (NuSVR defaults on the raw prefix); any
     registered predictor name works. ``warm_curves``: curve store of earlier studies or None; ``max_warm``
     (hpoq's, not the paper's): at most this many of its curves in one training set (a stratified subset, see
@@ -132,32 +146,18 @@ class SwiftHyperband(Hyperband):
         eta: int = 2,
         sampler,
         seed: int = 0,
-        d: int = 15,
-        k: float = 0.5,
-        known_curve: float = 0.5,
-        threshold_quantile: float = 0.25,
-        refit: str = "never",
-        add_phase2: bool = False,
         predictor: str | None = None,
         predictor_params: dict | None = None,
         warm_curves=None,
         max_warm: int | None = MAX_WARM,
+        **rule,
     ):
-        if int(d) != d or d < 2:
-            raise ConfigError(
-                f"swift: d must be an integer >= 2 (a predictor needs at least 2 training curves), got {d!r}"
-            )
-        if not 0.0 <= float(k) <= 1.0:
-            raise ConfigError(f"swift: k must lie in [0, 1], got {k!r}")
-        if not 0.0 < float(known_curve) <= 1.0:
-            raise ConfigError(f"swift: known_curve must lie in (0, 1], got {known_curve!r}")
-        if not 0.0 <= float(threshold_quantile) <= 1.0:
-            raise ConfigError(f"swift: threshold_quantile must lie in [0, 1], got {threshold_quantile!r}")
-        if refit not in ("never", "on_growth"):
-            raise ConfigError(f"swift: refit must be 'never' or 'on_growth', got {refit!r}")
-        self.d, self.k = int(d), float(k)
-        self.known_curve, self.q = float(known_curve), float(threshold_quantile)
-        self.refit, self.add_phase2 = refit, bool(add_phase2)
+        validate(type(self), {**rule, "max_warm": max_warm}, "swift")
+        check_known(type(self), rule, "swift", exclude=("predictor", "predictor_params", "warm_curves", "max_warm"))
+        self.rule = replace(SwiftRule(), **rule)
+        self.d, self.k = int(self.rule.d), float(self.rule.k)
+        self.known_curve, self.q = float(self.rule.known_curve), float(self.rule.threshold_quantile)
+        self.refit, self.add_phase2 = self.rule.refit, bool(self.rule.add_phase2)
         self.predictor_name = predictor or PAPER_PREDICTOR
         if predictor_params is None and self.predictor_name == PAPER_PREDICTOR:
             predictor_params = dict(PAPER_PREDICTOR_PARAMS)
@@ -274,9 +274,9 @@ class SwiftHyperband(Hyperband):
     def _training_set(self, r: int, e: int):
         warm_rows = self.warm.rows_reaching(r)
         ids = self.D.get(r, [])
-        prefixes = [self.warm.curves[i, :e] for i in warm_rows] + [self.trials[t].curve[:e] for t in ids]
-        targets = [self.warm.curves[i, r - 1] for i in warm_rows] + [self.trials[t].curve[r - 1] for t in ids]
-        configs = [self.warm.configs[i] for i in warm_rows] + [self.trials[t].config for t in ids]
+        prefixes = [self.warm.curves[i, :e] for i in warm_rows] + [self.ledger.trials[t].curve[:e] for t in ids]
+        targets = [self.warm.curves[i, r - 1] for i in warm_rows] + [self.ledger.trials[t].curve[r - 1] for t in ids]
+        configs = [self.warm.configs[i] for i in warm_rows] + [self.ledger.trials[t].config for t in ids]
         return configs, np.asarray(prefixes, dtype=np.float64), np.asarray(targets, dtype=np.float64)
 
     def _predictor_for(self, r: int, e: int):
@@ -317,10 +317,10 @@ class SwiftHyperband(Hyperband):
     def _select(self) -> list[Decision]:
         """Predictor step and selection (docs/algorithms.md#swift-hyperband steps 5-8)."""
         r, e = self.r_i, self.e
-        full_values = [self.trials[t].value_at(r) for t in self.full]
+        full_values = [self.ledger.trials[t].value_at(r) for t in self.full]
         full_values = [v for v in full_values if math.isfinite(v)]
         tau = float(np.quantile(full_values, self.q)) if full_values else -math.inf
-        parked = [self.trials[t] for t in self.parked]
+        parked = [self.ledger.trials[t] for t in self.parked]
         X = np.asarray([t.curve[:e] for t in parked], dtype=np.float64)
         try:
             model = self._predictor_for(r, e)
@@ -350,23 +350,38 @@ class SwiftHyperband(Hyperband):
             "n_next": self.n_next,
             **self._where(),
         }
+        model = f"{self.predictor_name}:{e}->{r}@{self.M_size[(r, e)]}"
         decisions = []
         for t in parked:
             info = dict(base, prediction=p[t.trial_id])
+            forecast = Forecast(p[t.trial_id], e, r, threshold=tau, model=model)
             if t.trial_id in chosen:
-                decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "predicted", info))
+                decisions.append(Decision(t.trial_id, CONTINUE, t.epochs, "predicted", info, forecast))
             else:
                 t.status = Status.PRUNED
-                decisions.append(Decision(t.trial_id, STOP, t.epochs, "predicted", info))
+                decisions.append(Decision(t.trial_id, STOP, t.epochs, "predicted", info, forecast))
         self.selected = list(S)
         self.queue = deque((tid, r) for tid in S)
         return decisions
 
     # -- state ----------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        # a phase-1 continuation lost in flight is re-suggested from the queue, so it stays counted
-        state["swift"] = {
+    def settings(self) -> dict:
+        return {
+            **super().settings(),
+            "d": self.d,
+            "k": self.k,
+            "known_curve": self.known_curve,
+            "threshold_quantile": self.q,
+            "refit": self.refit,
+            "add_phase2": self.add_phase2,
+            "predictor": self.predictor_name,
+            "warm_rows": len(self.warm),
+        }
+
+    def decision_state(self) -> dict:
+        # a phase-1 continuation lost in flight is re-suggested from the ledger, so it stays counted
+        return {
+            **super().decision_state(),
             "phase": self.phase,
             "e": self.e,
             "sent": self.sent,
@@ -377,26 +392,19 @@ class SwiftHyperband(Hyperband):
             "D": [[r, ids] for r, ids in sorted(self.D.items())],
             "M": [[r, e, n] for (r, e), n in sorted(self.M_size.items())],
             "fits": self.fits,
-            "warm_rows": len(self.warm),
         }
-        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        sw = state["swift"]
-        if int(sw["warm_rows"]) != len(self.warm):
-            raise ConfigError(
-                f"swift: state was saved with {sw['warm_rows']} warm curves, this run has {len(self.warm)}"
-            )
-        self.phase, self.e = int(sw["phase"]), int(sw["e"])
-        self.sent, self.inflight_full = int(sw["sent"]), int(sw["inflight_full"])
-        self.full, self.parked = [int(t) for t in sw["full"]], [int(t) for t in sw["parked"]]
-        self.selected = [int(t) for t in sw["selected"]]
-        self.D = {int(r): [int(t) for t in ids] for r, ids in sw["D"]}
-        self.fits = int(sw["fits"])
+    def load_decision_state(self, state: dict) -> None:
+        super().load_decision_state(state)
+        self.phase, self.e = int(state["phase"]), int(state["e"])
+        self.sent, self.inflight_full = int(state["sent"]), int(state["inflight_full"])
+        self.full, self.parked = [int(t) for t in state["full"]], [int(t) for t in state["parked"]]
+        self.selected = [int(t) for t in state["selected"]]
+        self.D = {int(r): [int(t) for t in ids] for r, ids in state["D"]}
+        self.fits = int(state["fits"])
         # predictors are deterministic functions of their training set: refit on the same curves
         self.M, self.M_size = {}, {}
-        for r, e, n in sw["M"]:
+        for r, e, n in state["M"]:
             r, e, n = int(r), int(e), int(n)
             warm_rows = self.warm.rows_reaching(r)
             ids = self.D.get(r, [])[: n - len(warm_rows)]

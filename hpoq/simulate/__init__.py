@@ -1,10 +1,9 @@
 """Replay simulation: run any registered algorithm on a recorded curve table (issue 3).
 
-:func:`simulate_run` is one seed of ``hpoq simulate``: it builds the sampler with
-:func:`hpoq.schedulers.sampling.table_sampler_for` (sampler seed ``derive_seed(seed, "rows")``,
-so every algorithm sees the same configurations in the same order), the scheduler with
-:func:`hpoq.schedulers.make_scheduler` (scheduler seed = ``seed``) and drives it with
-:class:`~hpoq.simulate.replay.ReplayBackend`.
+:func:`simulate_run` is one seed of ``hpoq simulate``: it writes the run as a study spec and builds it with
+:func:`hpoq.study.build.assemble`, as ``run`` and ``validate`` do (sampler seed ``derive_seed(seed, "rows")``,
+so every algorithm sees the same configurations in the same order; scheduler seed = ``seed``), then drives
+the scheduler with :class:`~hpoq.simulate.replay.ReplayBackend`.
 """
 
 from __future__ import annotations
@@ -13,27 +12,11 @@ import numpy as np
 
 from hpoq.curves.table import CurveTable
 from hpoq.errors import ConfigError
-from hpoq.schedulers import make_scheduler, with_worker_defaults
 from hpoq.schedulers.brackets import check_r_eta
-from hpoq.schedulers.sampling import skipped_draws, table_sampler_for
+from hpoq.schedulers.sampling import skipped_draws
 from hpoq.simulate.replay import ReplayBackend, ReplayResult, pruned_count
-
-
-def merge_warm(a: CurveTable | None, b: CurveTable | None) -> CurveTable | None:
-    """One warm curve store from two (either may be None); curves cut to the shorter length."""
-    if a is None or b is None:
-        return a if b is None else b
-    e = min(a.n_epochs, b.n_epochs)
-    curves = np.vstack([a.minimized()[:, :e], b.minimized()[:, :e]])
-    return CurveTable(
-        hp_names=list(a.hp_names),
-        configs=list(a.configs) + list(b.configs),
-        curves=curves,
-        metric=a.metric,
-        mode="min",
-        source=f"{a.source}+{b.source}",
-        provenance={"merged": [a.provenance, b.provenance]},
-    )
+from hpoq.study.build import assemble
+from hpoq.study.spec import StudySpec
 
 
 def check_table_for(table: CurveTable, R: int) -> None:
@@ -75,25 +58,29 @@ def simulate_run(
             "simulate: models=when_fitted uses a forecast once the MPI runtime reports its background fit done; "
             "the simulator fits inline, so give models=after_lag (the default) and fit_lag"
         )
-    sampler, warm_table = table_sampler_for(table, seed, warm_fraction, dedupe=dedupe)
-    warm = merge_warm(warm_table, warm_curves)
-    # a warm store with shorter (or partial) curves still feeds the predictors of the early rungs
-    scheduler = make_scheduler(
-        algorithm,
-        R=R,
-        eta=eta,
-        sampler=sampler,
-        seed=seed,
-        predictor=predictor,
-        predictor_params=predictor_params,
-        warm_curves=warm,
-        **with_worker_defaults(algorithm, params, workers),
+    if predictor is None and predictor_params:
+        raise ConfigError("simulate: predictor parameters need the predictor's name (--predictor)")
+    spec = StudySpec(
+        name="simulate",
+        seed=int(seed),
+        algorithm={"name": algorithm, "R": R, "eta": eta, "params": dict(params or {})},
+        predictor=None if predictor is None else {"name": predictor, "params": dict(predictor_params or {})},
+        trainer={"name": "table", "params": {"table": table.source, "metric": table.metric, "mode": table.mode}},
+        warm_fraction=warm_fraction,
+        dedupe=dedupe,
     )
-    result: ReplayResult = ReplayBackend(table, scheduler, R=R, workers=workers, keep_events=keep_events).run()
+    parts = assemble(spec, table=table, warm_curves=warm_curves, workers=workers)
+    result: ReplayResult = ReplayBackend(table, parts.scheduler, R=R, workers=workers, keep_events=keep_events).run()
+    return _entry(parts, result, int(seed), R, keep_events)
+
+
+def _entry(parts, result: ReplayResult, seed: int, R: int, keep_events: bool) -> dict:
+    """The run entry of ``simulate --json`` (:func:`simulate_run`)."""
+    table, sampler, warm, scheduler = parts.table, parts.sampler, parts.warm, parts.scheduler
     best = scheduler.best()
     best_row = None if best is None else int(best["config"]["_row"])
     entry = {
-        "seed": int(seed),
+        "seed": seed,
         "epochs": int(result.epochs),
         "configs": int(getattr(sampler, "drawn", 0)),
         "duplicates": skipped_draws(sampler),
@@ -120,12 +107,12 @@ def audit_entry(scheduler, table: CurveTable, R: int) -> dict:
     curves = table.minimized()
     kept = [
         float(curves[int(t.config["_row"]), R - 1])
-        for t in scheduler.trials.values()
+        for t in scheduler.ledger.trials.values()
         if t.epochs >= R and t.trial_id not in scheduler.stops and t.status != "failed"
     ]
     kept_best = min(kept, default=float("inf"))
     stopped = [
-        float(curves[int(scheduler.trials[t].config["_row"]), R - 1])
+        float(curves[int(scheduler.ledger.trials[t].config["_row"]), R - 1])
         for t, info in scheduler.stops.items()
         if info["rule"] == "evidence"
     ]
@@ -152,4 +139,4 @@ def summarize(runs: list[dict]) -> dict:
     return out
 
 
-__all__ = ["simulate_run", "summarize", "table_best", "merge_warm", "ReplayBackend"]
+__all__ = ["simulate_run", "summarize", "table_best", "ReplayBackend"]

@@ -42,30 +42,61 @@ trainer's ``table``) are resolved relative to **the study file's directory**; ``
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 from hpoq.errors import ConfigError
-from hpoq.registry import check_int, check_number
+from hpoq.registry import Boolean, Interval, Mapping, Options, PluginSpec, Text, check_section
 
-TOP_KEYS = (
-    "name",
-    "seed",
-    "out",
-    "ranks_per_trial",
-    "algorithm",
-    "predictor",
-    "trainer",
-    "space",
-    "warm_fraction",
-    "warm_curves",
-    "poll_interval",
-    "max_retries",
-    "dedupe",
-    "unit_timeout",
-)
 DEFAULT_ETA = 3
 DEFAULT_POLL_INTERVAL = 0.01
 DEFAULT_MAX_RETRIES = 1
+
+#: the study file's keys and what each may hold (the registry's constraint layer, :func:`hpoq.registry.check_section`)
+STUDY_KEYS = {
+    "name": [Text()],
+    "seed": [Interval(int, 0, None)],
+    "out": [Text()],
+    "ranks_per_trial": [Interval(int, 1, None)],
+    "algorithm": [Mapping()],
+    "predictor": [Mapping(), None],
+    "trainer": [Mapping()],
+    "space": [Options("table"), Mapping()],
+    "warm_fraction": [Interval(float, 0, 1, closed="left")],
+    "warm_curves": [Text(), Mapping(), None],
+    "poll_interval": [Interval(float, 0, 10, closed="right")],
+    "max_retries": [Interval(int, 0, None)],
+    "dedupe": [Boolean()],
+    "unit_timeout": [Interval(float, 0, None, closed="neither", text="a positive number of seconds"), None],
+}
+ALGORITHM_KEYS = {
+    "name": [Text()],
+    "R": [Interval(int, 1, None)],
+    "eta": [Interval(int, 2, None)],
+    "params": [Mapping(), None],
+}
+PLUGIN_KEYS = {"name": [Text()], "params": [Mapping(), None]}
+CURVES_FILE_KEYS = {"path": [Text()], "metric": [Text(), None], "mode": [Options("min", "max"), None]}
+
+
+@dataclass
+class AlgorithmSpec(PluginSpec):
+    """The algorithm: its registered name and parameters, and ``R`` (maximum epochs per configuration) and
+    ``eta`` (discard rate)."""
+
+    R: int = 1
+    eta: int = DEFAULT_ETA
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "R": self.R, "eta": self.eta, "params": dict(self.params)}
+
+
+@dataclass
+class CurvesFile:
+    """A file of curves (an HDF5 curve store, or a CSV table read with ``metric`` and ``mode``)."""
+
+    path: str
+    metric: str | None = None
+    mode: str | None = None
 
 
 @dataclass
@@ -76,12 +107,12 @@ class StudySpec:
     seed: int = 0
     out: str = ""
     ranks_per_trial: int = 1
-    algorithm: dict = field(default_factory=dict)  # {name, R, eta, params}
-    predictor: dict | None = None  # {name, params} or None
-    trainer: dict = field(default_factory=dict)  # {name, params}
+    algorithm: AlgorithmSpec = field(default_factory=lambda: AlgorithmSpec("default"))
+    predictor: PluginSpec | None = None
+    trainer: PluginSpec = field(default_factory=lambda: PluginSpec("table"))
     space: object = "table"  # "table" or {param: definition}
     warm_fraction: float = 0.0
-    warm_curves: dict | None = None  # {path, metric, mode} or None
+    warm_curves: CurvesFile | None = None
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     dedupe: bool = False
@@ -91,8 +122,18 @@ class StudySpec:
     def __post_init__(self) -> None:
         from hpoq.logsetup import add_secrets, study_secrets
 
+        # the sections as dataclasses, also when given as the mappings of a journal header (to_dict)
+        if isinstance(self.algorithm, dict):
+            self.algorithm = AlgorithmSpec(**self.algorithm)
+        if isinstance(self.predictor, dict):
+            self.predictor = PluginSpec(**self.predictor)
+        if isinstance(self.trainer, dict):
+            self.trainer = PluginSpec(**self.trainer)
+        if isinstance(self.warm_curves, dict):
+            self.warm_curves = CurvesFile(**self.warm_curves)
         # values under secret keys (a trainer's api_key) are masked in every line written from now on
-        add_secrets(study_secrets([self.algorithm, self.predictor, self.trainer, self.space, self.warm_curves]))
+        sections = [self.algorithm, self.predictor, self.trainer, self.space, self.warm_curves]
+        add_secrets(study_secrets([asdict(s) if is_dataclass(s) else s for s in sections]))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,39 +143,8 @@ class StudySpec:
         return cls(**d)  # journals written before a key existed get its default
 
 
-# -- small type checkers (each names the key path) ------------------------------------------
-def _mapping(value, path: str, allowed: tuple[str, ...]) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} must be a mapping, got {_kind(value)}")
-    for key in value:
-        if key not in allowed:
-            raise ConfigError(f"{_join(path, key)}: unknown key (allowed: {', '.join(allowed)})")
-    return value
-
-
-def _join(path: str, key) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
 def _kind(value) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def _str(value, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{path} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _params(value, path: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} must be a mapping, got {_kind(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be strings, got {key!r}")
-    return dict(value)
 
 
 def _resolve(path: str, base_dir: str) -> str:
@@ -202,106 +212,91 @@ def _check_name(name: str) -> str:
     return name
 
 
-def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySpec:
-    """Validate the structure and types of a parsed study file (no imports of plugins yet)."""
-    _mapping(data, "", TOP_KEYS)
-    base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-    stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
-    name = _check_name(_str(data.get("name", stem), "name"))
-    seed = check_int("seed", data.get("seed", 0), 0, whole_floats=True)
-    out_dir = out if out is not None else data.get("out", os.path.join("runs", name))
-    out_dir = _str(out_dir, "out" if out is None else "--out")
-    rpt = check_int("ranks_per_trial", data.get("ranks_per_trial", 1), 1, whole_floats=True)
+def _section(data: dict, key: str, why: str) -> dict:
+    if data.get(key) is None:
+        raise ConfigError(f"{key}: required ({why})")
+    return data[key]
 
-    if "algorithm" not in data:
-        raise ConfigError("algorithm: required (at least {name, R})")
-    alg = _mapping(data["algorithm"], "algorithm", ("name", "R", "eta", "params"))
-    if "R" not in alg:
+
+def _plugin(value: dict, path: str) -> PluginSpec:
+    """A ``{name, params}`` section checked by the constraint layer (params: a mapping with string keys)."""
+    section = check_section(value, PLUGIN_KEYS, path)
+    if "name" not in section:
+        raise ConfigError(f"{path}.name: required")
+    return PluginSpec.parse(section, path)
+
+
+def _algorithm(value: dict) -> AlgorithmSpec:
+    section = check_section(value, ALGORITHM_KEYS, "algorithm", whole_floats=True)
+    if "R" not in section:
         raise ConfigError("algorithm.R: required (maximum epochs per configuration)")
-    algorithm = {
-        "name": _str(alg.get("name", "default"), "algorithm.name"),
-        "R": check_int("algorithm.R", alg["R"], 1, whole_floats=True),
-        "eta": check_int("algorithm.eta", alg.get("eta", DEFAULT_ETA), 2, whole_floats=True),
-        "params": _params(alg.get("params"), "algorithm.params"),
-    }
+    plugin = PluginSpec.parse({"name": section.get("name", "default"), "params": section.get("params")}, "algorithm")
+    return AlgorithmSpec(plugin.name, plugin.params, R=section["R"], eta=section.get("eta", DEFAULT_ETA))
 
-    predictor = None
-    if data.get("predictor") is not None:
-        pred = _mapping(data["predictor"], "predictor", ("name", "params"))
-        predictor = {
-            "name": _str(pred.get("name"), "predictor.name"),
-            "params": _params(pred.get("params"), "predictor.params"),
-        }
 
-    if "trainer" not in data:
-        raise ConfigError("trainer: required (at least {name})")
-    tr = _mapping(data["trainer"], "trainer", ("name", "params"))
-    trainer = {"name": _str(tr.get("name"), "trainer.name"), "params": _params(tr.get("params"), "trainer.params")}
+def _curves_file(value, base_dir: str) -> CurvesFile | None:
+    if value is None:
+        return None
+    section = check_section({"path": value} if isinstance(value, str) else value, CURVES_FILE_KEYS, "warm_curves")
+    if "path" not in section:
+        raise ConfigError("warm_curves.path: required")
+    return CurvesFile(_resolve(section["path"], base_dir), section.get("metric"), section.get("mode"))
 
-    space = data.get("space", "table" if trainer["name"] == "table" else None)  # table trainer: rows by default
+
+def _space(values: dict, trainer: PluginSpec):
+    space = values.get("space", "table" if trainer.name == "table" else None)  # table trainer: rows by default
     if space is None:
         raise ConfigError("space: required (a mapping of parameters, or 'table' for the table trainer)")
-    if isinstance(space, str):
-        if space != "table":
-            raise ConfigError(f"space must be a mapping of parameters or the word 'table', got {space!r}")
-    elif not isinstance(space, dict):
-        raise ConfigError(f"space must be a mapping of parameters or the word 'table', got {_kind(space)}")
-
-    warm_fraction = check_number("warm_fraction", data.get("warm_fraction", 0.0))
-    if not 0.0 <= warm_fraction < 1.0:
-        raise ConfigError(f"warm_fraction must lie in [0, 1), got {warm_fraction:g}")
-    if warm_fraction and space != "table":
+    if values.get("warm_fraction") and space != "table":
         raise ConfigError("warm_fraction: only meaningful with 'space: table'")
+    return space
 
-    warm_curves = None
-    wc = data.get("warm_curves")
-    if wc is not None:
-        if isinstance(wc, str):
-            wc = {"path": wc}
-        wc = _mapping(wc, "warm_curves", ("path", "metric", "mode"))
-        warm_curves = {
-            "path": _resolve(_str(wc.get("path"), "warm_curves.path"), base_dir),
-            "metric": None if wc.get("metric") is None else _str(wc["metric"], "warm_curves.metric"),
-            "mode": None if wc.get("mode") is None else _str(wc["mode"], "warm_curves.mode"),
-        }
-        if warm_curves["mode"] not in (None, "min", "max"):
-            raise ConfigError(f"warm_curves.mode must be 'min' or 'max', got {warm_curves['mode']!r}")
 
-    poll = check_number("poll_interval", data.get("poll_interval", DEFAULT_POLL_INTERVAL))
-    if not 0.0 < poll <= 10.0:
-        raise ConfigError(f"poll_interval must lie in (0, 10] seconds, got {poll:g}")
-    retries = check_int("max_retries", data.get("max_retries", DEFAULT_MAX_RETRIES), 0, whole_floats=True)
-    dedupe = data.get("dedupe", False)
-    if not isinstance(dedupe, bool):
-        raise ConfigError(f"dedupe must be true or false, got {_kind(dedupe)}")
-    timeout = None
-    if data.get("unit_timeout") is not None:
-        timeout = check_number("unit_timeout", data["unit_timeout"])
-        if timeout <= 0:
-            raise ConfigError(f"unit_timeout must be a positive number of seconds or null, got {timeout:g}")
+def parse_study(data: dict, source: str = "", out: str | None = None) -> StudySpec:
+    """Check a parsed study file against the constraint tables (keys, types, ranges; no plugin imported yet)
+    and return its spec with defaults filled in and the file's own paths resolved against its directory."""
+    values = check_section(data, STUDY_KEYS, "", whole_floats=True)
+    base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+    stem = os.path.splitext(os.path.basename(source))[0] if source else "study"
+    name = _check_name(values.get("name", stem))
+    if out is not None and (not isinstance(out, str) or not out):
+        raise ConfigError(f"--out must be a non-empty string, got {out!r}")
+    out_dir = out if out is not None else values.get("out", os.path.join("runs", name))
+    algorithm = _algorithm(_section(values, "algorithm", "at least {name, R}"))
+    predictor = None if values.get("predictor") is None else _plugin(values["predictor"], "predictor")
+    trainer = _plugin(_section(values, "trainer", "at least {name}"), "trainer")
     return StudySpec(
         name=name,
-        seed=seed,
+        seed=values.get("seed", 0),
         out=out_dir,
-        ranks_per_trial=rpt,
+        ranks_per_trial=values.get("ranks_per_trial", 1),
         algorithm=algorithm,
         predictor=predictor,
         trainer=trainer,
-        space=space,
-        warm_fraction=warm_fraction,
-        warm_curves=warm_curves,
-        poll_interval=poll,
-        max_retries=retries,
-        dedupe=dedupe,
-        unit_timeout=timeout,
+        space=_space(values, trainer),
+        warm_fraction=float(values.get("warm_fraction", 0.0)),
+        warm_curves=_curves_file(values.get("warm_curves"), base_dir),
+        poll_interval=float(values.get("poll_interval", DEFAULT_POLL_INTERVAL)),
+        max_retries=values.get("max_retries", DEFAULT_MAX_RETRIES),
+        dedupe=values.get("dedupe", False),
+        unit_timeout=None if values.get("unit_timeout") is None else float(values["unit_timeout"]),
         source=os.path.abspath(source) if source else "",
     )
 
 
-def _check_signature(cls, params: dict, path: str, what: str, exclude: tuple = ()) -> None:
-    from hpoq.registry import check
+def _check_plugin(kind: str, plugin: PluginSpec, path: str, exclude: tuple = ()):
+    """The class ``plugin`` names, its parameters checked against the class's constraint table (and a nested
+    ``{name, params}``, such as qsvr's ``sampler``, against its own); errors name ``path.name`` or
+    ``path.params.key``."""
+    from hpoq.registry import check, check_nested, resolve
 
-    check(cls, params, path, what, exclude)
+    try:
+        cls = resolve(kind, plugin.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.name: {exc}") from None
+    check(cls, plugin.params, f"{path}.params", f"{path} {plugin.name!r}", exclude)
+    check_nested(cls, plugin.params, f"{path}.params")
+    return cls
 
 
 def check_study(spec: StudySpec) -> None:
@@ -311,59 +306,39 @@ def check_study(spec: StudySpec) -> None:
     directory in place. Imports the scheduler, predictor and trainer classes (not torch itself,
     unless a trainer module imports it at module level).
     """
-    from hpoq.predict import predictor_class
-    from hpoq.schedulers import COMMON_ARGS, PREDICTOR_ARGS, scheduler_class
-    from hpoq.study.space import SearchSpace
-    from hpoq.trainers import trainer_class
+    from hpoq.registry import takes
+    from hpoq.schedulers import COMMON_ARGS, PREDICTOR_ARGS
 
-    try:
-        sched_cls = scheduler_class(spec.algorithm["name"])
-    except ConfigError as exc:
-        raise ConfigError(f"algorithm.name: {exc}") from None
-    _check_signature(
-        sched_cls,
-        spec.algorithm["params"],
-        "algorithm.params",
-        f"algorithm {spec.algorithm['name']!r}",
-        exclude=COMMON_ARGS + PREDICTOR_ARGS,
-    )
+    sched_cls = _check_plugin("scheduler", spec.algorithm, "algorithm", exclude=COMMON_ARGS + PREDICTOR_ARGS)
     if spec.predictor is not None:
-        from hpoq.registry import takes
-
         if not takes(sched_cls, "predictor"):
-            raise ConfigError(f"predictor: algorithm {spec.algorithm['name']!r} uses no predictor; remove this section")
-        try:
-            pred_cls = predictor_class(spec.predictor["name"])
-        except ConfigError as exc:
-            raise ConfigError(f"predictor.name: {exc}") from None
-        _check_signature(
-            pred_cls, spec.predictor["params"], "predictor.params", f"predictor {spec.predictor['name']!r}"
-        )
-
-    try:
-        tcls = trainer_class(spec.trainer["name"])
-    except ConfigError as exc:
-        raise ConfigError(f"trainer.name: {exc}") from None
-    _check_signature(tcls, spec.trainer["params"], "trainer.params", f"trainer {spec.trainer['name']!r}")
+            raise ConfigError(f"predictor: algorithm {spec.algorithm.name!r} uses no predictor; remove this section")
+        _check_plugin("predictor", spec.predictor, "predictor")
+    tcls = _check_plugin("trainer", spec.trainer, "trainer")
     base_dir = os.path.dirname(spec.source) if spec.source else os.getcwd()
     for key in getattr(tcls, "path_params", ()):
-        value = spec.trainer["params"].get(key)
+        value = spec.trainer.params.get(key)
         if isinstance(value, str):
-            spec.trainer["params"][key] = _resolve(value, base_dir)
+            spec.trainer.params[key] = _resolve(value, base_dir)
     if spec.space == "table":
-        from hpoq.trainers.table import TableTrainer
-
-        if not issubclass(tcls, TableTrainer):
-            raise ConfigError("space: 'table' needs the table trainer (trainer.name: table) or a subclass of it")
-        table_path = spec.trainer["params"].get("table")
-        if not isinstance(table_path, str):
-            raise ConfigError("trainer.params.table: required (path of the curve table to replay)")
-        if not os.path.isfile(table_path):
-            raise ConfigError(f"trainer.params.table: file {table_path!r} does not exist")
+        _check_table_space(tcls, spec.trainer.params.get("table"))
     else:
+        from hpoq.study.space import SearchSpace
+
         SearchSpace.from_spec(spec.space, seed=0)  # validates every parameter entry
-    if spec.warm_curves is not None and not os.path.isfile(spec.warm_curves["path"]):
-        raise ConfigError(f"warm_curves.path: file {spec.warm_curves['path']!r} does not exist")
+    if spec.warm_curves is not None and not os.path.isfile(spec.warm_curves.path):
+        raise ConfigError(f"warm_curves.path: file {spec.warm_curves.path!r} does not exist")
+
+
+def _check_table_space(trainer_cls, table_path) -> None:
+    from hpoq.trainers.table import TableTrainer
+
+    if not issubclass(trainer_cls, TableTrainer):
+        raise ConfigError("space: 'table' needs the table trainer (trainer.name: table) or a subclass of it")
+    if not isinstance(table_path, str):
+        raise ConfigError("trainer.params.table: required (path of the curve table to replay)")
+    if not os.path.isfile(table_path):
+        raise ConfigError(f"trainer.params.table: file {table_path!r} does not exist")
 
 
 def load_study(path: str, out: str | None = None, check: bool = True) -> StudySpec:
