@@ -387,7 +387,7 @@ def master_cell(name: str, ranks: int, workdir: str, max_cpu: float = 600.0) -> 
     study.write_text(yaml.safe_dump(doc))
     out = Path(workdir) / f"out-{name}-{ranks}"
     plan = prepare(str(study), str(out), None, ranks)
-    transport = InstantRanks(ranks, make_trainer("table", plan.spec.trainer["params"]))
+    transport = InstantRanks(ranks, make_trainer("table", plan.spec.trainer.params))
     limit = TimeLimit(max_cpu)
     master, journal, budget = start_master(transport, plan, limit, progress_enabled=False)
     syncs = {"n": 0, "records": 0, "seconds": 0.0, "bytes": 0}
