@@ -110,17 +110,17 @@ def test_write_store_validates_before_writing(tmp_path, mlpf_table):
 def test_a_study_s_curves_are_written_at_once_and_reopen_for_appending(tmp_path):
     """outputs.write_curves_store: one write of every trial with a curve (trial order, own lengths, seconds per
     epoch), the same store an append per trial gave: trial ids, configs, NaN padding, and appendable again."""
-    from hpoq.runtime.book import TrialBook, TrialInfo
+    from hpoq.journal.state import StudyState, TrialState
     from hpoq.runtime.outputs import write_curves_store
 
-    book = TrialBook("max")
-    book.trials = {
-        2: TrialInfo(2, {"lr": 0.1, "_row": 5}, [0.5, 0.6, 0.7], seconds=3.0),
-        0: TrialInfo(0, {"lr": 0.01, "act": "relu", "_row": 1}, [0.2], seconds=0.5),
-        1: TrialInfo(1, {"lr": 1.0}, []),  # never trained: no row
+    state = StudyState("max")
+    state.trials = {
+        2: TrialState(2, {"lr": 0.1, "_row": 5}, [0.5, 0.6, 0.7], seconds=3.0),
+        0: TrialState(0, {"lr": 0.01, "act": "relu", "_row": 1}, [0.2], seconds=0.5),
+        1: TrialState(1, {"lr": 1.0}, []),  # never trained: no row
     }
     path = str(tmp_path / "curves.h5")
-    write_curves_store(book, path, "acc", "max", provenance={"study": "s"})
+    write_curves_store(state, path, "acc", "max", provenance={"study": "s"})
     t = read_store(path)
     assert read_store_trial_ids(path) == [0, 2] and t.hp_names == ["lr", "act"] and t.mode == "max"
     assert t.configs == [{"lr": 0.01, "act": "relu", "_row": 1}, {"lr": 0.1, "_row": 5}]
@@ -132,5 +132,5 @@ def test_a_study_s_curves_are_written_at_once_and_reopen_for_appending(tmp_path)
         assert 2 in store and 1 not in store
         store.append(1, {"lr": 1.0}, [0.9])
     assert read_store_trial_ids(path) == [0, 2, 1]
-    write_curves_store(TrialBook(), str(tmp_path / "empty.h5"), "loss", "min")
+    write_curves_store(StudyState(), str(tmp_path / "empty.h5"), "loss", "min")
     assert read_store(str(tmp_path / "empty.h5")).n_rows == 0

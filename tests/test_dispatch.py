@@ -12,7 +12,7 @@ import pytest
 from hpoq.dispatch import Dispatch, Dispatcher
 from hpoq.errors import InternalError
 from hpoq.journal import records
-from hpoq.runtime.journal import read_journal
+from hpoq.runtime.journal import read_journal, read_records
 from hpoq.runtime.resume import replay
 from hpoq.schedulers import make_scheduler
 from hpoq.schedulers.base import Scheduler
@@ -214,7 +214,8 @@ def test_master_replay_and_resume_drive_a_scheduler_alike(tmp_path, algorithm):
     calls = sum(
         r["type"] in ("result", "idle", "model") or (r["type"] == "unit" and r["source"] == "suggest") for r in recs
     )
-    assert replay(recs, build_scheduler(spec, table), recs[0]["mode"]).replayed == calls
+    typed = read_records(str(out / "journal.jsonl"))[0]
+    assert replay(typed, build_scheduler(spec, table), recs[0]["mode"]).replayed == calls
     # a job that died after any number of units resumes to the same units and decisions (its lost unit again)
     for n in (len(master) // 6, len(master) // 3):
         cut = tmp_path / f"died{n}"

@@ -87,13 +87,48 @@ def test_swift_decisions_carry_a_typed_forecast_the_report_reads_like_any_other(
 
     table = load_table(str(mlpf_table), "loss")
     run = simulate_run(table, "swift", 0, 27, 3, params={"d": 5}, keep_events=True)
-    predicted = [d for d in run["decisions"] if d["reason"] == "predicted"]
+    predicted = [Decision.from_dict(json.loads(dumps(d))) for d in run["decisions"] if d["reason"] == "predicted"]
     assert predicted
     for d in predicted:
-        f = Forecast.from_dict(json.loads(dumps(d))["forecast"])
-        key = d["info"]["key"]
-        assert (f.target_epoch, f.from_epoch) == tuple(key) and f.value == pytest.approx(d["info"]["prediction"])
-        assert f.threshold == pytest.approx(d["info"]["tau"]) and f.model.startswith("svr:")
+        f, key = d.forecast, d.info["key"]
+        assert (f.target_epoch, f.from_epoch) == tuple(key) and f.value == pytest.approx(d.info["prediction"])
+        assert f.threshold == pytest.approx(d.info["tau"]) and f.model.startswith("svr:")
         # the report's reader gives the same numbers from the typed field as from the info of an older journal
-        legacy = {k: v for k, v in d.items() if k != "forecast"}
+        legacy = Decision(d.trial_id, d.action, d.epoch, d.reason, d.info)
         assert _forecast(d, 27) == pytest.approx(_forecast(legacy, 27), nan_ok=True)
+
+
+def test_one_fold_of_the_journal_for_the_master_resume_status_and_report(tmp_path):
+    """The master's live state (written out as trials.csv), the state a resume and ``status`` fold from the
+    journal, and the report's trials are one :class:`~hpoq.journal.state.StudyState`: they agree trial by trial."""
+    import csv
+
+    from hpoq.journal.state import StudyState
+    from hpoq.report.study import load_study_output
+    from hpoq.runtime.journal import read_records
+    from tests.test_master_inprocess import TABLE, FakeRanks, run_job, table_trainer, write_study
+
+    trainer = {
+        "name": "tests.plugins.flaky:FlakyTableTrainer",
+        "params": {"table": TABLE, "raise_mod": 7, "flaky_mod": 5},
+    }
+    study, out = write_study(tmp_path, trainer=trainer, seed=0), tmp_path / "out"
+    code, _ = run_job(study, out, lambda plan: FakeRanks(4, table_trainer(plan)))
+    assert code == 0
+    journal, _ = read_records(str(out / "journal.jsonl"))
+    state = StudyState.of(journal)
+    with open(out / "trials.csv", newline="") as fh:
+        rows = {int(r["trial_id"]): r for r in csv.DictReader(fh)}
+    assert rows.keys() == state.trials.keys() and any(t.failures for t in state.trials.values())
+    report = load_study_output(str(out))
+    for tid, t in state.trials.items():
+        row = rows[tid]
+        assert (row["status"], int(row["epochs"]), int(row["units"]), int(row["failures"])) == (
+            t.status,
+            t.epochs,
+            t.units_sent,
+            t.failures,
+        )
+        shown = report.trials[tid]
+        assert shown.curve == t.curve and shown.decisions == t.decisions and shown.failed_attempts >= t.failures
+    assert state.epochs_used == journal[-1].epochs and state.units_done == journal[-1].units

@@ -31,6 +31,7 @@ from hpoq.report.fates import (
     classify_fate,
 )
 from hpoq.report.study import load_study_output
+from hpoq.schedulers.base import Decision
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = str(REPO.parent / "shared" / "data" / "mlpf_perfpred" / "mlpf_delphes_trainings_processed.csv.gz")
@@ -39,7 +40,7 @@ R, ETA = 9, 3
 
 
 def d(action, reason, epoch=1, **info):
-    return {"trial_id": 0, "action": action, "epoch": epoch, "reason": reason, "info": info}
+    return Decision(0, action, epoch, reason, info)
 
 
 # Decision sequences as each scheduler writes them (see the reasons in hpoq/schedulers/*.py).
@@ -153,11 +154,11 @@ def test_fates_of_real_scheduler_decisions(algorithm, params):
                 unit.trial_id, curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
             )
         for dec in out:
-            decisions[dec.trial_id].append(dec.to_dict())
+            decisions[dec.trial_id].append(dec)
     fates = {tid: classify_fate(ds) for tid, ds in decisions.items()}
     assert STOPPED_OTHER not in fates.values()
     assert {t for t, f in fates.items() if f == FAILED} == failed
-    reached_r = {t for t, ds in decisions.items() if any(x["action"] == "done" for x in ds)}
+    reached_r = {t for t, ds in decisions.items() if any(x.action == "done" for x in ds)}
     assert {t for t, f in fates.items() if f == COMPLETED} == reached_r and reached_r
     if algorithm in ("hyperband", "asha", "topk-1epoch"):  # these end with every trial decided
         assert UNFINISHED not in fates.values()
@@ -451,7 +452,7 @@ def test_predictions_and_audit_of_the_default_scheduler():
         values = curves[unit.config["_row"], unit.start_epoch : unit.end_epoch].tolist()
         t.curve[unit.start_epoch :] = values
         for dec in scheduler.on_result(unit.trial_id, values):
-            trials[dec.trial_id].decisions.append(dec.to_dict())
+            trials[dec.trial_id].decisions.append(dec)
     study = StudyOutput(
         out_dir="",
         header={},
@@ -473,8 +474,16 @@ def test_predictions_and_audit_of_the_default_scheduler():
         files={},
     )
     points, omitted = extract_predictions(study)
-    made = [(tid, dec["info"]) for tid, t in trials.items() for dec in t.decisions if "predicted" in dec["info"]]
+    made = [(tid, dec.info) for tid, t in trials.items() for dec in t.decisions if "predicted" in dec.info]
     assert len(points) == len(made) > 0 and omitted["no_target"] == 0
+    from hpoq.report.predictions import _forecast
+    from hpoq.schedulers.base import Decision
+
+    for dec in (dec for t in trials.values() for dec in t.decisions):  # the typed forecast, read as the info is
+        assert (dec.forecast is not None) == ("predicted" in dec.info)
+        legacy = Decision(dec.trial_id, dec.action, dec.epoch, dec.reason, dec.info)
+        assert _forecast(dec, R) == pytest.approx(_forecast(legacy, R), nan_ok=True)
+        assert dec.forecast is None or dec.forecast.model == dec.info["model"]
     for p, (tid, info) in zip(points, made):
         assert (p.trial_id, p.target_epoch, p.from_epoch, p.predicted) == (tid, R, info["rung_epoch"], info["score"])
     kinds, models = predictor_decisions(study)

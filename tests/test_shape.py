@@ -21,7 +21,6 @@ STILL_OVER = {
     ("function", "hpoq/mlpf/events.py:load_split"): 62,
     ("function", "hpoq/trainers/mlpf.py:__init__"): 71,  # issue 21 adds to its parameters
     ("init", "hpoq/trainers/mlpf.py:MLPFTrainer"): 24,
-    ("function", "hpoq/report/study.py:load_study_output"): 98,
     ("function", "hpoq/report/plots.py:predictions_png"): 67,
     ("function", "hpoq/report/plots.py:curves_png"): 67,
 }

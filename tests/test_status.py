@@ -92,7 +92,13 @@ def test_status_names_why_a_study_stopped():
         "reason": "1 trial group(s) hold a timed-out unit",
         "abort": "ranks [1] hang in unit 7",
     }
-    assert "stopped by a signal" in _status([header, signal_end])[1]
-    assert _status([header, disk_end])[1].startswith("stopped: disk full")
-    detail = _status([header, hung_end])[1]
+    from hpoq.journal.records import from_record
+    from hpoq.journal.state import StudyState
+
+    def status(*lines):
+        return _status(StudyState.of([from_record(line) for line in lines]))
+
+    assert "stopped by a signal" in status(header, signal_end)[1]
+    assert status(header, disk_end)[1].startswith("stopped: disk full")
+    detail = status(header, hung_end)[1]
     assert "timed-out unit" in detail and "ranks [1] hang" in detail and "run --resume" in detail

@@ -73,6 +73,9 @@ class Launch:
 class StudyState:
     """The state of a study after the records applied so far (see the module docstring)."""
 
+    #: the class of :attr:`trials`' values (a reader may extend :class:`TrialState`)
+    trial_type = TrialState
+
     def __init__(self, mode: str = "min"):
         self.mode = mode
         self.header: records.Header | None = None
@@ -94,7 +97,7 @@ class StudyState:
     def trial(self, trial_id: int) -> TrialState:
         t = self.trials.get(trial_id)
         if t is None:
-            t = self.trials[trial_id] = TrialState(trial_id)
+            t = self.trials[trial_id] = self.trial_type(trial_id)
         return t
 
     @classmethod
@@ -146,7 +149,9 @@ class StudyState:
         t.curve[rec.start_epoch :] = values
         t.units_done += 1
         t.epochs_trained += len(values)
-        t.seconds += as_float(rec.seconds) if math.isfinite(as_float(rec.seconds)) else 0.0
+        t.reason = ""  # an earlier failure was retried and this unit went through: no longer the story
+        seconds = as_float(rec.seconds)
+        t.seconds += seconds if math.isfinite(seconds) else 0.0
         self.epochs_used += len(values)
         self.units_done += 1
         self.results.append(rec)

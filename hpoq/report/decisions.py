@@ -35,9 +35,10 @@ KINDS = (
 )
 
 
-def decision_kind(decision: dict) -> str | None:
-    """The kind (one of :data:`KINDS`) of one decision of ``default``, None for others."""
-    action, reason, info = decision.get("action"), decision.get("reason"), decision.get("info") or {}
+def decision_kind(decision) -> str | None:
+    """The kind (one of :data:`KINDS`) of one decision (:class:`~hpoq.schedulers.base.Decision`) of ``default``,
+    None for others."""
+    action, reason, info = decision.action, decision.reason, decision.info
     if action == "continue" and reason == "checkpoint":
         return "passed a checkpoint"
     if action == "continue" and reason == "audit":
@@ -69,9 +70,9 @@ def predictor_decisions(study) -> tuple[list[list], list[list]]:
                 continue
             kinds[kind] += 1
             trials[kind].add(t.trial_id)
-            info = d.get("info") or {}
-            if isinstance(info, dict) and "model" in info:
-                models[str(info["model"])] += 1
+            model = d.forecast.model if d.forecast is not None and d.forecast.model else d.info.get("model")
+            if model:
+                models[str(model)] += 1
     kind_rows = [[k, kinds[k], len(trials[k])] for k in KINDS]
     model_rows = [[m, c] for m, c in sorted(models.items())]
     return kind_rows, model_rows
@@ -90,7 +91,7 @@ def audit_summary(study) -> dict | None:
     stopped, audited, finals, kept = set(), set(), {}, []
     for t in study.trials.values():
         for d in t.decisions:
-            action, reason, info = d.get("action"), d.get("reason"), d.get("info") or {}
+            action, reason, info = d.action, d.reason, d.info
             if reason == "evidence" and info.get("rule") == "evidence" or (action == "continue" and reason == "audit"):
                 stopped.add(t.trial_id)
             if action == "continue" and reason == "audit":

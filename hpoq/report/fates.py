@@ -66,7 +66,7 @@ def classify_stop(reason: str, info) -> str:
 
 
 def classify_fate(decisions) -> str:
-    """Fate of one trial from its decisions in journal order (dicts ``{action, reason, info, ...}``).
+    """Fate of one trial from its decisions in journal order (:class:`~hpoq.schedulers.base.Decision`).
 
     No decision yet, or a last decision continue / pause: :data:`UNFINISHED` (running or paused).
     Unknown actions count as :data:`STOPPED_OTHER` rather than failing the report.
@@ -74,13 +74,13 @@ def classify_fate(decisions) -> str:
     if not decisions:
         return UNFINISHED
     last = decisions[-1]
-    action = last.get("action")
+    action = last.action
     if action == "done":
         return COMPLETED
     if action == "failed":
         return FAILED
     if action == "stop":
-        return classify_stop(str(last.get("reason", "")), last.get("info"))
+        return classify_stop(str(last.reason), last.info)
     if action in ("continue", "pause"):
         return UNFINISHED
     return STOPPED_OTHER

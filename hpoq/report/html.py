@@ -59,7 +59,7 @@ def _last_decision(trial) -> str:
     if not trial.decisions:
         return "in flight" if trial.in_flight else "none yet"
     last = trial.decisions[-1]
-    return f"{last.get('action')} ({last.get('reason')}) at epoch {last.get('epoch')}"
+    return f"{last.action} ({last.reason}) at epoch {last.epoch}"
 
 
 def trials_table(study) -> str:
@@ -75,7 +75,7 @@ def trials_table(study) -> str:
                 "—" if t.bracket is None else t.bracket,
                 len(t.curve),
                 t.epochs_trained,
-                t.failures,
+                t.failed_attempts,
                 _last_decision(t),
                 at_r,
                 last,

@@ -116,7 +116,7 @@ def curves_png(study) -> bytes:
 
         ax.set_xscale("log")
         ticks = sorted(
-            {int(d.get("epoch") or 0) for t in study.trials.values() for d in t.decisions} - {0}
+            {int(d.epoch or 0) for t in study.trials.values() for d in t.decisions} - {0}
             | ({study.R} if study.R else set())
         )
         if 0 < len(ticks) <= 12:

@@ -2,11 +2,10 @@
 
 A decision carries the forecast it used as a typed ``forecast`` (:class:`hpoq.schedulers.base.Forecast`:
 value, from and target epoch, error, threshold; values *minimised*, docs/algorithms.md#conventions), the
-same shape for every algorithm. Decisions without one -- journals written before the field, and
-``default``'s rung forecasts until it writes one -- are read from their ``info`` (:func:`_from_info`):
-``prediction`` with ``key = [r_i, e_d]`` and ``tau`` (swift), ``predicted`` from ``rung_epoch`` to
-``target_epoch`` with ``sigma`` and ``threshold`` (default), or an earlier ``predicted_final`` /
-``prefix_epochs`` / ``error``.
+same shape for every algorithm (swift's and default's decisions write it). Decisions without one, in journals
+written before the field, are read from their ``info`` (:func:`_from_info`): ``prediction`` with
+``key = [r_i, e_d]`` and ``tau`` (swift), ``predicted`` from ``rung_epoch`` to ``target_epoch`` (default),
+or an earlier ``predicted_final`` / ``prefix_epochs`` / ``error``.
 
 The actual value is the trial's observed value at the target epoch when it was trained that far
 (pruned trials usually were not: those points are counted as omitted, never guessed).
@@ -40,19 +39,12 @@ class PredictionPoint:
         return f"{self.from_epoch} -> {self.target_epoch}"
 
 
-def _forecast(decision: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
+def _forecast(decision, R) -> tuple[float, int | None, int | None, float, float] | None:
     """(predicted minimised, from epoch, target epoch, error, threshold) of one decision, or None."""
-    f = decision.get("forecast")
-    if isinstance(f, dict) and "value" in f:
-        return (
-            as_float(f["value"]),
-            f.get("from_epoch"),
-            f.get("target_epoch"),
-            as_float(f.get("error")),
-            as_float(f.get("threshold")),
-        )
-    info = decision.get("info")
-    return _from_info(info, R) if isinstance(info, dict) else None
+    f = decision.forecast
+    if f is not None:
+        return as_float(f.value), f.from_epoch, f.target_epoch, as_float(f.error), as_float(f.threshold)
+    return _from_info(decision.info, R)
 
 
 def _from_info(info: dict, R) -> tuple[float, int | None, int | None, float, float] | None:
@@ -92,7 +84,7 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
             pred, start, target, error, threshold = found
             try:
                 target = int(target)
-                start = int(start) if start is not None else int(d.get("epoch", 0))
+                start = int(start) if start is not None else int(d.epoch)
             except (TypeError, ValueError):
                 omitted["no_target"] += 1
                 continue
@@ -105,7 +97,7 @@ def extract_predictions(study: StudyOutput) -> tuple[list[PredictionPoint], dict
             points.append(
                 PredictionPoint(
                     t.trial_id,
-                    str(d.get("action", "")),
+                    str(d.action),
                     start,
                     target,
                     study.sign * pred,

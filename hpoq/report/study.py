@@ -17,34 +17,20 @@ import socket
 from dataclasses import dataclass, field
 
 from hpoq.errors import ConfigError
+from hpoq.journal import records
+from hpoq.journal.state import StudyState, TrialState, as_float
 from hpoq.logsetup import add_secrets, study_secrets
 from hpoq.report.fates import FATES, classify_fate
 from hpoq.runtime.dirlock import DirLock
-from hpoq.runtime.journal import JOURNAL_FILE, read_journal
+from hpoq.runtime.journal import JOURNAL_FILE, read_records
 
 TRIALS_FILE, BEST_FILE, CURVES_FILE = "trials.csv", "best.yaml", "curves.h5"
 
 
-def as_float(value) -> float:
-    """A journal number (JSON number, or "nan"/"inf"/"-inf" string) as float; NaN if unreadable."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 @dataclass
-class TrialView:
-    """One trial as the journal shows it. ``curve``: values after epochs 1..len, own direction."""
-
-    trial_id: int
-    config: dict = field(default_factory=dict)
-    curve: list = field(default_factory=list)
-    epochs_trained: int = 0  # epochs of finished units (a re-run unit counts again)
-    units: int = 0  # finished units
-    failures: int = 0  # failure records (retried or final)
-    decisions: list = field(default_factory=list)
-    in_flight: bool = False  # a unit was sent and has no result or failure yet
+class TrialView(TrialState):
+    """One trial as the journal shows it (:class:`~hpoq.journal.state.TrialState`), with its fate and bracket.
+    ``curve``: values after epochs 1..len, own direction."""
 
     @property
     def fate(self) -> str:
@@ -54,16 +40,15 @@ class TrialView:
     def bracket(self):
         """Hyperband bracket s from the first decision that names one (None: no brackets)."""
         for d in self.decisions:
-            info = d.get("info")
-            if isinstance(info, dict) and "bracket" in info:
-                return info["bracket"]
+            if "bracket" in d.info:
+                return d.info["bracket"]
         return None
 
-    def value_at(self, epoch: int) -> float:
-        """Observed value after ``epoch`` epochs (own direction), NaN if not trained that far."""
-        if 1 <= epoch <= len(self.curve):
-            return self.curve[epoch - 1]
-        return math.nan
+
+class ReportState(StudyState):
+    """The journal folded for the report: :class:`TrialView` trials."""
+
+    trial_type = TrialView
 
 
 @dataclass
@@ -143,15 +128,14 @@ def _pid_alive(pid, host) -> bool | None:
     return True
 
 
-def _status(records: list[dict], out_dir: str | None = None) -> tuple[str, str, dict | None]:
+def _status(state: StudyState, out_dir: str | None = None) -> tuple[str, str, dict | None]:
     """Status of the latest master run (after the last header/resume record).
 
     Without an end record, the directory's lock says whether a master runs (:meth:`DirLock.holder`):
     the header's pid may belong to another process by now. Only where the lock cannot be asked
     (no lock file, no access) does the pid decide, on the master's host.
     """
-    start = max(i for i, r in enumerate(records) if r["type"] in ("header", "resume"))
-    end = next((r for r in records[start:] if r["type"] == "end"), None)
+    end = None if state.end is None else state.end.to_record()
     if end is not None:
         status = str(end.get("status", "unknown"))
         stopped = f"stopped: {end['reason']}" if end.get("reason") else "stopped by a signal"
@@ -163,7 +147,7 @@ def _status(records: list[dict], out_dir: str | None = None) -> tuple[str, str, 
             "error": f"the master stopped with an error: {end.get('error', '')}",
         }.get(status, status)
         return status, detail, end
-    launch = records[start]
+    launch = state.launches[-1].record.to_record()
     holder = DirLock.holder(out_dir) if out_dir else None
     if holder is False:
         return (
@@ -240,100 +224,49 @@ def _read_files(out_dir: str, study: StudyOutput) -> tuple[dict, dict | None]:
 
 
 def load_study_output(out_dir: str) -> StudyOutput:
-    """Read ``out_dir`` (raises :class:`ConfigError` if it or its journal is missing or damaged)."""
+    """Read ``out_dir`` (raises :class:`ConfigError` if it or its journal is missing or damaged): its journal
+    through the one reader (:func:`~hpoq.runtime.journal.read_records`) folded by :class:`ReportState`, then
+    the output files beside it."""
     if not os.path.isdir(out_dir):
         raise ConfigError(f"report: output directory {out_dir!r} does not exist")
     path = os.path.join(out_dir, JOURNAL_FILE)
     if not os.path.isfile(path):
         raise ConfigError(f"report: {out_dir!r} has no {JOURNAL_FILE} (not a study output directory)")
-    records, valid_bytes = read_journal(path)
-    torn = os.path.getsize(path) - valid_bytes
-    header = records[0]
-    spec = header.get("study") if isinstance(header.get("study"), dict) else {}
+    journal, valid_bytes = read_records(path)
+    header = journal[0]
+    spec = header.study if isinstance(header.study, dict) else {}
     add_secrets(study_secrets(spec))  # the header keeps them; nothing shown from it may
     algo = spec.get("algorithm") if isinstance(spec.get("algorithm"), dict) else {}
-    mode = str(header.get("mode") or "min")
-    if mode not in ("min", "max"):
-        raise ConfigError(f"report: journal header has mode {mode!r}; expected 'min' or 'max'")
-
-    trials: dict[int, TrialView] = {}
-    results: list = []
-    failures: list = []
-    costs: list = []
-    unit_ranks: dict[int, int] = {}
-    open_units: dict[int, int] = {}
-    lost: set[int] = set()
-
-    def trial(tid) -> TrialView:
-        tid = int(tid)
-        if tid not in trials:
-            trials[tid] = TrialView(tid)
-        return trials[tid]
-
-    try:
-        for rec in records:
-            kind = rec["type"]
-            if kind == "config":
-                trial(rec["trial_id"]).config = dict(rec.get("config") or {})
-            elif kind == "unit":
-                open_units[int(rec["unit_id"])] = int(rec["trial_id"])
-                unit_ranks[int(rec["unit_id"])] = len(rec.get("ranks") or [0])
-                trial(rec["trial_id"])
-            elif kind == "result":
-                open_units.pop(int(rec["unit_id"]), None)
-                t = trial(rec["trial_id"])
-                start, end = int(rec["start_epoch"]), int(rec["end_epoch"])
-                values = [as_float(v) for v in rec["metrics"]]
-                if len(t.curve) < start:
-                    t.curve.extend([math.nan] * (start - len(t.curve)))
-                t.curve[start : start + len(values)] = values
-                t.epochs_trained += len(values)
-                t.units += 1
-                results.append((t.trial_id, start, end, values))
-                costs.append((start, end, as_float(rec.get("seconds", 0.0)), unit_ranks.get(int(rec["unit_id"]), 1)))
-            elif kind == "failure":
-                open_units.pop(int(rec["unit_id"]), None)
-                trial(rec["trial_id"]).failures += 1
-                failures.append(rec)
-            elif kind == "decision":
-                for d in rec.get("decisions") or []:
-                    trial(d["trial_id"]).decisions.append(d)
-            elif kind == "resume":
-                lost.update(int(u) for u in rec.get("lost_units") or [])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"report: journal {path!r} has a record without a valid {exc} field") from None
-
-    status, detail, end = _status(records, out_dir)
-    starts = [i for i, r in enumerate(records) if r["type"] in ("header", "resume")] + [len(records)]
-    wall = sum(
-        max(as_float(records[b - 1].get("t")) - as_float(records[a].get("t")), 0.0) for a, b in zip(starts, starts[1:])
-    )
-    for uid, tid in open_units.items():
-        if uid not in lost and end is None:
-            trials[tid].in_flight = True
+    if header.mode not in ("min", "max"):
+        raise ConfigError(f"report: journal header has mode {header.mode!r}; expected 'min' or 'max'")
+    state = ReportState.of(journal, header.mode)
+    status, detail, end = _status(state, out_dir)
+    if end is not None:
+        for t in state.trials.values():
+            t.in_flight = False  # the last master ended: nothing runs
     study = StudyOutput(
         out_dir=out_dir,
-        header=header,
+        header=header.to_record(),
         name=str(spec.get("name") or os.path.basename(os.path.abspath(out_dir))),
         algorithm=str(algo.get("name") or "?"),
         R=_int_or_none(algo.get("R")),
         eta=_int_or_none(algo.get("eta")),
-        metric=str(header.get("metric") or "metric"),
-        mode=mode,
-        budget=_int_or_none(header.get("budget")),
+        metric=str(header.metric or "metric"),
+        mode=header.mode,
+        budget=_int_or_none(header.budget),
         status=status,
         status_detail=detail,
-        trials=dict(sorted(trials.items())),
-        results=results,
+        trials=dict(sorted(state.trials.items())),
+        results=[(r.trial_id, r.start_epoch, r.end_epoch, [as_float(v) for v in r.metrics]) for r in state.results],
         end=end,
-        resumes=sum(1 for r in records if r["type"] == "resume"),
-        records=len(records),
-        torn_bytes=torn,
+        resumes=sum(isinstance(launch.record, records.Resume) for launch in state.launches),
+        records=state.records,
+        torn_bytes=os.path.getsize(path) - valid_bytes,
         files={},
-        failures=failures,
-        costs=costs,
-        wall_seconds=wall if math.isfinite(wall) else 0.0,
-        launch=records[starts[-2]],
+        failures=[f.to_record() for f in state.failures],
+        costs=state.costs,
+        wall_seconds=state.wall_seconds(),
+        launch=state.launches[-1].record.to_record(),
     )
     study.files, study.best_file = _read_files(out_dir, study)
     return study

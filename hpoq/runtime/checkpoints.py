@@ -25,7 +25,7 @@ import queue
 import shutil
 import threading
 
-# trial states (hpoq.runtime.book) whose checkpoint is no longer needed
+# trial states (hpoq.schedulers.base.Status, as hpoq.journal.state keeps them) whose checkpoint is no longer needed
 TERMINAL = ("done", "pruned", "failed")
 
 

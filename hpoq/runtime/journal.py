@@ -270,3 +270,17 @@ def read_journal(path: str) -> tuple[list[dict], int]:
     if not records or records[0].get("type") != "header":
         raise ConfigError(f"journal {path!r} has no header record")
     return records, offset
+
+
+def read_records(path: str) -> tuple[list[Record], int]:
+    """The journal's records, typed (:mod:`hpoq.journal.records`), and the bytes of its complete lines: the
+    one reader of a journal for the resume, ``status`` and ``report`` (:func:`read_journal` gives the raw
+    lines). A damaged record is a ConfigError naming its line."""
+    lines, valid = read_journal(path)
+    out = []
+    for number, line in enumerate(lines, 1):
+        try:
+            out.append(from_record(line))
+        except ConfigError as exc:
+            raise ConfigError(f"journal {path!r}: line {number}: {exc}") from None
+    return out, valid

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from hpoq import __version__
 from hpoq.errors import ConfigError, InternalError
 from hpoq.journal import records
-from hpoq.runtime.book import TrialBook
+from hpoq.journal.state import StudyState
 from hpoq.runtime.dirlock import LOCK_FILE, DirLock
 from hpoq.runtime.gpus import assign_gpus
 from hpoq.runtime.groups import TAG_READY, TAG_SETUP, TAG_STOP, GroupLayout, split_groups
@@ -37,7 +37,7 @@ from hpoq.runtime.journal import (
     RESERVE_FILE,
     Journal,
     is_disk_full,
-    read_journal,
+    read_records,
     unstarted,
 )
 from hpoq.runtime.polling import Backoff, wait_for
@@ -102,14 +102,14 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
         )
     lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
     try:
-        recs, valid = read_journal(path)
+        recs, valid = read_records(path)
         try:
-            spec = StudySpec.from_dict(recs[0]["study"])
+            spec = StudySpec.from_dict(recs[0].study)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"--resume: the journal header in {out_dir!r} has no usable study ({exc})") from None
         spec.out = out_dir
         check_study(spec)
-        changed = changed_inputs(recs[0].get("inputs"))
+        changed = changed_inputs(recs[0].inputs)
         if changed and not allow_changed:
             raise ConfigError(
                 f"--resume: input {changed[0]} since the study started"
@@ -279,7 +279,7 @@ def _already_finished(world, plan: Plan) -> int:
     for rank in range(1, world.Get_size()):
         world.send({"ok": False, "code": 0}, dest=rank, tag=TAG_SETUP)
     try:
-        write_outputs(plan.out_dir, plan.resume.book, plan.scheduler.best(), plan.spec.name, plan.metric, plan.mode)
+        write_outputs(plan.out_dir, plan.resume.state, plan.scheduler.best(), plan.spec.name, plan.metric, plan.mode)
     except OSError as exc:
         if not is_disk_full(exc) and exc.errno != errno.EROFS:
             raise
@@ -448,25 +448,25 @@ def start_master(transport, plan: Plan, signals: StopSignals, progress_enabled=N
     if plan.changed:
         log.warning("resuming on changed inputs (--allow-changed-inputs): %s", "; ".join(plan.changed))
     if plan.resume is None:
-        book, queue, lost = TrialBook(plan.mode), [], []
+        state, queue, lost = StudyState(plan.mode), [], []
     else:
         r = plan.resume
-        book, queue, lost = r.book, r.queue, r.lost_counted
-        book.running.clear()
+        state, queue, lost = r.state, r.queue, r.lost_counted
+        state.running.clear()
     dispatcher = Dispatcher(
         plan.scheduler,
         plan.layout.n_groups,
         max_retries=spec.max_retries,
         queue=queue,
-        failures={tid: t.failures for tid, t in book.trials.items()},
-        next_unit_id=book.next_unit_id,
-        known_trials=book.trials,
+        failures={tid: t.failures for tid, t in state.trials.items()},
+        next_unit_id=state.next_unit_id,
+        known_trials=[tid for tid, t in state.trials.items() if t.config],
         ranks=plan.layout.ranks,
     )
-    progress = Progress(budget, plan.mode, initial=book.epochs_used, enabled=progress_enabled)
+    progress = Progress(budget, plan.mode, initial=state.epochs_used, enabled=progress_enabled)
     settings = LoopSettings(plan.out_dir, spec.poll_interval, plan.mode, spec.unit_timeout)
     master = Master(
-        transport, plan.layout, dispatcher, journal, book, settings, signals=signals, progress=progress, lost=lost
+        transport, plan.layout, dispatcher, journal, state, settings, signals=signals, progress=progress, lost=lost
     )
     return master, journal, budget
 
@@ -503,7 +503,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
     from hpoq.runtime.master import fit_stats
     from hpoq.runtime.outputs import best_record, write_outputs
 
-    spec, book = plan.spec, master.book
+    spec, state = plan.spec, master.state
     best = plan.scheduler.best()
     code = 2 if error or master.stop_reason and master.stop_reason.startswith("disk full") else 0
     abort = master.hung_ranks_reason()
@@ -515,8 +515,8 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             records.End(
                 status=status,
                 best=best_record(best, plan.mode),
-                epochs=book.epochs_used,
-                units=book.units_done,
+                epochs=state.epochs_used,
+                units=state.units_done,
                 master_cpu_s=round(master.master_seconds, 6),
                 **fit_stats(master.fit_pool, master.scheduler),
                 max_dispatch_gap_s=round(master.max_pass_seconds, 6),
@@ -527,7 +527,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             journal.close()
             write_outputs(
                 plan.out_dir,
-                book,
+                state,
                 best,
                 spec.name,
                 plan.metric,
@@ -540,7 +540,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
             error = error or f"the disk of {plan.out_dir!r} is full ({exc.strerror}); free space, then resume"
             code = 2
     if not quiet:  # an internal error speaks with its traceback instead
-        _closing_line(plan, master, status, error, book, best, budget, abort)
+        _closing_line(plan, master, status, error, state, best, budget, abort)
     if abort:
         sys.stderr.flush()
         master.transport.abort(code)  # never returns: hung ranks cannot be stopped otherwise
@@ -549,7 +549,7 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
 
 
 def _closing_line(
-    plan: Plan, master, status: str, error: str | None, book, best, budget: int, abort: str | None
+    plan: Plan, master, status: str, error: str | None, state, best, budget: int, abort: str | None
 ) -> None:
     from hpoq.runtime.outputs import best_record
 
@@ -567,7 +567,7 @@ def _closing_line(
             "no trial reached R" if rec is None else f"best {plan.metric} {rec['value']:.6g} (trial {rec['trial_id']})"
         )
         print(
-            f"hpoq: study {plan.spec.name!r} finished: {what}; {book.epochs_used} epochs "
+            f"hpoq: study {plan.spec.name!r} finished: {what}; {state.epochs_used} epochs "
             f"(plain Hyperband: {budget}); "
             f"outputs in {plan.out_dir}",
             file=sys.stderr,

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from hpoq.dispatch import Dispatch, Dispatcher
 from hpoq.errors import DeadlockError
 from hpoq.journal import records
-from hpoq.runtime.book import TrialBook
+from hpoq.journal.state import StudyState
 from hpoq.runtime.checkpoints import Checkpoints
 from hpoq.runtime.groups import TAG_RESULT, TAG_STOP, TAG_WORK, GroupLayout
 from hpoq.runtime.journal import JournalWriteError, is_disk_full
@@ -82,7 +82,7 @@ class Master:
         layout: GroupLayout,
         dispatcher: Dispatcher,
         journal,
-        book: TrialBook,
+        state: StudyState,
         settings: LoopSettings,
         *,
         signals,
@@ -101,7 +101,7 @@ class Master:
             self.fit_pool = TimedExecutor(ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpoq-fit"))
             self.scheduler.attach_fit_executor(self.fit_pool)
         self.journal = journal
-        self.book = book
+        self.state = state  # the study as the journal tells it (the trials' curves, statuses, failures)
         self.out_dir, self.mode = settings.out_dir, settings.mode
         self.ckpt = Checkpoints(settings.out_dir)
         self.backoff = Backoff(float(settings.poll_interval))  # the master polls at a constant interval
@@ -124,7 +124,8 @@ class Master:
 
     # -- journal --------------------------------------------------------------------------------
     def record(self, record: records.Record) -> None:
-        self.book.apply(self.journal.append(record))
+        self.journal.append(record)
+        self.state.apply(record)
 
     def _journal_events(self) -> list[records.Record]:
         """Journal what the dispatcher did since the last call; decisions free checkpoints."""
@@ -301,7 +302,7 @@ class Master:
     def _collect_checkpoints(self) -> None:
         best = self.scheduler.best()
         busy = self.dispatcher.busy_trials()
-        status_of = lambda tid: getattr(self.book.trials.get(tid), "status", None)  # noqa: E731
+        status_of = lambda tid: getattr(self.state.trials.get(tid), "status", None)  # noqa: E731
         for tid, path in self.ckpt.collect(None if not best else int(best["trial_id"]), status_of, busy):
             self.record(records.CheckpointDeleted(tid, path))
 

@@ -17,7 +17,7 @@ import math
 import os
 
 from hpoq.atomic import atomic_path, write_atomic
-from hpoq.runtime.book import TrialBook
+from hpoq.journal.state import StudyState
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
@@ -30,9 +30,9 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_trials_csv(book: TrialBook, path: str) -> None:
+def write_trials_csv(state: StudyState, path: str) -> None:
     hp_names: list[str] = []
-    for t in book.trials.values():
+    for t in state.trials.values():
         for k in t.config:
             if k not in hp_names:
                 hp_names.append(k)
@@ -41,8 +41,8 @@ def write_trials_csv(book: TrialBook, path: str) -> None:
         w.writerow(
             ["trial_id", "status", "epochs", "last", "best", "units", "failures", "seconds", "reason"] + hp_names
         )
-        for tid in sorted(book.trials):
-            t = book.trials[tid]
+        for tid in sorted(state.trials):
+            t = state.trials[tid]
             last = t.curve[-1] if t.curve else math.nan
             w.writerow(
                 [
@@ -50,8 +50,8 @@ def write_trials_csv(book: TrialBook, path: str) -> None:
                     t.status,
                     t.epochs,
                     _fmt(last),
-                    _fmt(book.best_value(t)),
-                    t.units,
+                    _fmt(t.best_value(state.mode)),
+                    t.units_sent,
                     t.failures,
                     f"{t.seconds:.3f}",
                     t.reason,
@@ -96,7 +96,7 @@ def _plain(obj):
     return obj
 
 
-def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, provenance: dict | None = None) -> None:
+def write_curves_store(state: StudyState, path: str, metric: str, mode: str, provenance: dict | None = None) -> None:
     """Every trial with a curve, in trial order, as one curve store written at once (:func:`write_store`)."""
     import numpy as np
 
@@ -104,11 +104,11 @@ def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, prove
     from hpoq.curves.table import CurveTable
 
     hp_names: list[str] = []
-    for t in book.trials.values():
+    for t in state.trials.values():
         for k in t.config:
             if k not in hp_names and not k.startswith("_"):
                 hp_names.append(k)
-    trials = [book.trials[tid] for tid in sorted(book.trials) if book.trials[tid].curve]
+    trials = [state.trials[tid] for tid in sorted(state.trials) if state.trials[tid].curve]
     lengths = np.array([t.epochs for t in trials], dtype=np.int64)
     curves = np.full((len(trials), int(lengths.max(initial=0))), np.nan)
     for row, t in enumerate(trials):
@@ -126,8 +126,14 @@ def write_curves_store(book: TrialBook, path: str, metric: str, mode: str, prove
 
 
 def write_outputs(
-    out_dir: str, book: TrialBook, best: dict | None, study: str, metric: str, mode: str, provenance: dict | None = None
+    out_dir: str,
+    state: StudyState,
+    best: dict | None,
+    study: str,
+    metric: str,
+    mode: str,
+    provenance: dict | None = None,
 ) -> None:
-    write_trials_csv(book, os.path.join(out_dir, TRIALS_FILE))
+    write_trials_csv(state, os.path.join(out_dir, TRIALS_FILE))
     write_best_yaml(best, study, metric, mode, os.path.join(out_dir, BEST_FILE))
-    write_curves_store(book, os.path.join(out_dir, CURVES_FILE), metric, mode, provenance)
+    write_curves_store(state, os.path.join(out_dir, CURVES_FILE), metric, mode, provenance)

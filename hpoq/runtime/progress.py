@@ -50,7 +50,7 @@ class Progress:
             )
 
     def line(self, master) -> str:
-        c = master.book.counts()
+        c = master.state.counts()
         best = master.scheduler.best()
         best_s = "-"
         if best:
@@ -58,7 +58,7 @@ class Progress:
             best_s = f"{-value if self.mode == 'max' else value:.6g} (trial {best['trial_id']})"
         budget = f"/{self.budget}" if self.budget else ""
         return (
-            f"epochs {master.book.epochs_used}{budget} | running {c['running']} done {c['done']} pruned {c['pruned']} "
+            f"epochs {master.state.epochs_used}{budget} | running {c['running']} done {c['done']} pruned {c['pruned']} "
             f"paused {c['paused']} failed {c['failed']} | best {best_s}"
         )
 
@@ -68,8 +68,8 @@ class Progress:
             return
         self._last = now
         if self._bar is not None:
-            c = master.book.counts()
-            self._bar.n = master.book.epochs_used
+            c = master.state.counts()
+            self._bar.n = master.state.epochs_used
             best = master.scheduler.best()
             postfix = {"run": c["running"], "done": c["done"], "pruned": c["pruned"], "failed": c["failed"]}
             if best:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from hpoq.dispatch import Dispatch, Dispatcher
 from hpoq.errors import ConfigError
 from hpoq.journal import records
-from hpoq.runtime.book import TrialBook
+from hpoq.journal.state import StudyState
 from hpoq.runtime.journal import dumps
 
 LOST_REASON = (
@@ -46,7 +46,7 @@ LOST_REASON = (
 
 @dataclass
 class Replayed:
-    book: TrialBook
+    state: StudyState  # the study as the journal tells it
     queue: list[Dispatch] = field(default_factory=list)  # to run before asking the scheduler (lost, then retries)
     lost_units: list = field(default_factory=list)
     lost_counted: list[Dispatch] = field(default_factory=list)  # lost in a crash: to journal as failed attempts
@@ -95,16 +95,6 @@ class InlineExecutor:
         except Exception as exc:  # noqa: BLE001 -- the live fit failed the same way: raised where it is used
             future.set_exception(exc)
         return future
-
-
-def _parse(journal: list[dict]) -> list[records.Record]:
-    out = []
-    for line, rec in enumerate(journal, 1):
-        try:
-            out.append(records.from_record(rec))
-        except ConfigError as exc:
-            raise ConfigError(f"cannot resume: journal line {line}: {exc}") from None
-    return out
 
 
 class _Replay:
@@ -189,36 +179,32 @@ class _Replay:
         self.dispatcher.drain()
 
 
-def replay(journal: list[dict], scheduler, mode: str) -> Replayed:
-    """Fold ``journal`` (its records, in order) into ``scheduler`` (built fresh from the study) and a
-    :class:`TrialBook`."""
+def replay(journal: list[records.Record], scheduler, mode: str) -> Replayed:
+    """Fold ``journal`` (its journal records, in order: :func:`hpoq.runtime.journal.read_records`) into
+    ``scheduler`` (built fresh from the study) and a :class:`StudyState`."""
     scheduler.attach_fit_executor(InlineExecutor())  # the master attaches its fit thread after the replay
-    book = TrialBook(mode)
-    for rec in journal:
-        book.apply(rec)
-    typed = _parse(journal)
-    snap = max((i for i, r in enumerate(typed) if isinstance(r, records.Snapshot)), default=None)
-    run = _Replay(typed, scheduler)
-    out = Replayed(book=book)
+    snap = max((i for i, r in enumerate(journal) if isinstance(r, records.Snapshot)), default=None)
+    run = _Replay(journal, scheduler)
+    out = Replayed(state=StudyState.of(journal, mode))
     start = 0
     if snap is not None:
         try:
-            scheduler.load_state_dict(typed[snap].state)
+            scheduler.load_state_dict(journal[snap].state)
         except Exception as exc:  # noqa: BLE001 -- any failure to restore is a resume error
             raise ConfigError(
                 f"cannot resume: the scheduler snapshot at line {snap + 1} does not load ({exc})"
             ) from None
-        run.dispatcher.queue.extend(Dispatch.from_message(e) for e in typed[snap].queue)
+        run.dispatcher.queue.extend(Dispatch.from_message(e) for e in journal[snap].queue)
         start = snap + 1
         out.from_snapshot = snap + 1
-    for i in range(start, len(typed)):
-        run.feed(typed[i], i + 1)
+    for i in range(start, len(journal)):
+        run.feed(journal[i], i + 1)
     d = run.dispatcher
     out.replayed = run.replayed
     out.lost_units = sorted(d.inflight)
-    if not _last_master_ended(typed):
+    if not _last_master_ended(journal):
         out.lost_counted = [d.release(uid, free=False) for uid in sorted(d.inflight)]
     d.restart()  # what was in flight runs again first; retries held for this job may run
     out.queue = list(d.queue)
-    out.finished = isinstance(typed[-1], records.End) and typed[-1].status == "finished"
+    out.finished = isinstance(journal[-1], records.End) and journal[-1].status == "finished"
     return out

@@ -66,7 +66,7 @@ class Action(StrEnum):
 
 class Status(StrEnum):
     """Where a trial stands: the one status vocabulary of the schedulers' trials and the runtime's
-    book (:mod:`hpoq.runtime.book`)."""
+    state of a study read from its journal (:mod:`hpoq.journal.state`)."""
 
     RUNNING = "running"  # a unit is in flight or about to be dispatched
     PAUSED = "paused"  # waits at a rung for a promotion decision

@@ -41,7 +41,7 @@ import numpy as np
 from hpoq.errors import ConfigError, InternalError
 from hpoq.registry import Anything, Interval, Mapping, Text
 from hpoq.schedulers.audit import Audit
-from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Status, WorkUnit
+from hpoq.schedulers.base import CONTINUE, DONE, FAILED, PAUSE, STOP, Decision, Forecast, Status, WorkUnit
 from hpoq.schedulers.evidence import Evidence, kind_test
 from hpoq.schedulers.final_predictor import FinalValuePredictor
 from hpoq.schedulers.hyperband import Hyperband
@@ -208,14 +208,14 @@ class DefaultScheduler(Hyperband):
         where = {"checkpoint": c, "value": trial.value_at(c), **judged, **self._where()}
         if stop is None:
             self.queue.appendleft((trial.trial_id, self.r_i))
-            return [Decision(trial.trial_id, CONTINUE, c, "checkpoint", where)]
+            return [Decision(trial.trial_id, CONTINUE, c, "checkpoint", where, forecast_of(where))]
         info = {**where, **stop}
         self.stops[trial.trial_id] = info
         if stop["rule"] != "diverged" and self.audit.on_stop(trial.trial_id, c, self.r_i, info):
             trial.status = Status.RUNNING
-            return [Decision(trial.trial_id, CONTINUE, c, "audit", info)]
+            return [Decision(trial.trial_id, CONTINUE, c, "audit", info, forecast_of(info))]
         trial.status = Status.PRUNED  # out of Hyperband's rounds; paused outside, its checkpoint kept for a rescue
-        return [Decision(trial.trial_id, PAUSE, c, "evidence", info)]
+        return [Decision(trial.trial_id, PAUSE, c, "evidence", info, forecast_of(info))]
 
     @property
     def inflight(self) -> list[int]:
@@ -275,7 +275,7 @@ class DefaultScheduler(Hyperband):
             trial = self.ledger.trials[tid]
             if trial.status == Status.PRUNED and tid not in self.finally_stopped:
                 self.finally_stopped.add(tid)
-                decisions.append(Decision(tid, STOP, trial.epochs, "evidence", info))
+                decisions.append(Decision(tid, STOP, trial.epochs, "evidence", info, forecast_of(info)))
         return decisions
 
     def _on_result(self, trial_id: int, metrics) -> list[Decision]:
@@ -400,6 +400,14 @@ class DefaultScheduler(Hyperband):
         self.evidence_order = [(int(t), int(h)) for t, h in state["evidence_order"]]
         self.scorer.load_state_dict(state["scorer"], self.ledger.trials)
         self._rebuild_evidence()
+
+
+def forecast_of(info: dict) -> Forecast | None:
+    """The forecast a checkpoint's test scored the trial by (its inputs ``predicted``, ``rung_epoch``,
+    ``target_epoch``, ``model``), typed for the report; None where the trial was scored by observed values."""
+    if "predicted" not in info:
+        return None
+    return Forecast(float(info["predicted"]), int(info["rung_epoch"]), int(info["target_epoch"]), model=info["model"])
 
 
 def make_scorer(predictor: str | None, params: dict | None, seed: int, R: int, warm_curves, fit_lag):
