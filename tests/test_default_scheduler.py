@@ -61,7 +61,7 @@ def test_never_more_epochs_than_hyperband_and_stops_where_evidence_holds(reliabl
             run = simulate_run(table, "default", seed, 16, 2, workers=workers, warm_fraction=warm, predictor="none")
             assert run["epochs"] <= cap and run["configs"] == n
             saved.setdefault((name, warm), []).append(1 - run["epochs"] / cap)
-    assert np.mean(saved["reliable", 0.5]) > 0.2  # curves that never cross, a store: stops pay
+    assert np.mean(saved["reliable", 0.5]) > 0.1  # curves that never cross, a store: stops pay
     assert np.mean(saved["late", 0.5]) < np.mean(saved["reliable", 0.5])
 
 

@@ -64,4 +64,4 @@ def test_on_late_bloomers_default_keeps_hyperbands_answer_and_saves_where_ranks_
             if level == 1.0:
                 assert d["best_final"] <= hb["best_final"] + 1e-12
             saved.setdefault(level, []).append(1 - d["epochs"] / hb["epochs"])
-    assert np.mean(saved[0.0]) > 0.2 and np.mean(saved[1.0]) < np.mean(saved[0.0])
+    assert np.mean(saved[0.0]) > 0.1 and np.mean(saved[1.0]) < np.mean(saved[0.0])

@@ -52,7 +52,7 @@ from hpoq.schedulers.trials import Trial
 #: significance of a stop (hpoq.schedulers.evidence): a conventional level, not tuned
 ALPHA = 0.01
 #: share of a checkpoint's evidence whose best-scored trials are never stopped (set leave-one-table-out)
-PROTECT = 0.35
+PROTECT = 0.65
 #: share of the epochs the stops saved that is spent, once Hyperband's brackets are done, on training the
 #: best-scored stopped trials to R anyway (rescues: a stop that was wrong is most likely one of those)
 RESCUE = 0.25
