@@ -10,8 +10,8 @@ journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also wri
    with the study); and the process's peak resident memory (``ru_maxrss``; the interpreter, numpy and the table
    account for the ``base`` column). A cell stops after ``--max-cpu`` CPU seconds (default 600): it then shows
    the units it reached and ``>=`` before its time, and its last-tenth cost is that of the units it ran.
-   ``hyperband`` and ``swift`` draw Hyperband's own schedule (163 configurations at R = 100, eta = 2): they have
-   no ``n``, and run once at that size.
+   ``hyperband``, ``swift`` and ``default`` (Hyperband's brackets since its robustness rewrite) draw Hyperband's
+   own schedule (163 configurations at R = 100, eta = 2): they have no ``n``, and run once at that size.
 
 2. **master** (``--parts master``): the real master (:class:`hpoq.runtime.master.Master`, its journal, checkpoints and
    dispatcher, built by :func:`hpoq.runtime.launch.prepare` and :func:`~hpoq.runtime.launch.start_master` as ``hpoq
@@ -36,13 +36,19 @@ journal's readers at 10^5 trials. Prints markdown tables; ``--out DIR`` also wri
    ``table`` trainer: units/s over the study loop (first unit record to the end record) and the master's CPU per
    unit (``end.master_cpu_s``), from the journal.
 
+5. **fits** (``--parts fits``): the schedulers that fit models (``--fit-algorithms``, default ``default,swift``;
+   one with ``n`` runs at the first of ``--sizes``) replayed as in part 1 with a warm curve store of S curves
+   (``--stores``, default 0, 10^3, 10^4, 10^5: the MLPF table's rows repeated in seeded permutations): the CPU of
+   each predictor fit, the largest training set a fit saw, and the replay's CPU per unit without its fits.
+
 Targets (this 2-core machine): CPU per unit, fits excluded, <= 1 ms at n = 10^4 and <= 2 ms at n = 10^5 for every
 scheduler; peak memory <= 2 GB at 10^5; master with 1,024 simulated ranks >= 2,000 units/s dispatched and journaled;
 on a 10^5-trial journal ``status`` <= 2 s, resume ready to dispatch <= 30 s, ``report`` <= 60 s.
 
-Usage: ``python benchmarks/scale.py [--parts replay,master,journal] [--sizes 1000,10000,100000]
+Usage: ``python benchmarks/scale.py [--parts replay,fits,master,journal,mpiexec] [--sizes 1000,10000,100000]
 [--algorithms asha,...] [--max-cpu 600] [--workers 1] [--ranks 64,256,1024] [--master-studies random,asha]
-[--trials 100000] [--mpi-ranks 16,64,128] [--out benchmarks/results]``.
+[--trials 100000] [--mpi-ranks 16,64,128] [--stores 0,1000,10000,100000] [--fit-algorithms default,swift]
+[--out benchmarks/results]``.
 Run under ``nice -n 10`` on a shared machine; compare
 cells as ratios within one run.
 """
@@ -66,8 +72,8 @@ VARIANTS = {
     "asha": ("asha", None, True),
     "random": ("random", None, True),
     "topk-1epoch": ("topk-1epoch", None, True),
-    "default": ("default", None, True),
-    "default-nopred": ("default", "none", True),
+    "default": ("default", None, False),
+    "default-nopred": ("default", "none", False),
     "hyperband": ("hyperband", None, False),
     "swift": ("swift", None, False),
 }
@@ -84,7 +90,8 @@ class FitClock:
     """CPU seconds inside predictors' ``fit`` (outermost call only: an ensemble's inner fits count once)."""
 
     def __init__(self):
-        self.seconds, self.fits, self._depth = 0.0, 0, 0
+        self.seconds, self.fits, self.longest, self._depth = 0.0, 0, 0.0, 0
+        self.sizes: list[int] = []  # training-set rows of each outermost fit
 
     def wrap(self, cls) -> None:
         fit = cls.__dict__.get("fit")
@@ -100,8 +107,12 @@ class FitClock:
                 return fit(inner_self, *args, **kwargs)
             finally:
                 self._depth -= 1
-                self.seconds += time.process_time() - t0
+                spent = time.process_time() - t0
+                self.seconds += spent
+                self.longest = max(self.longest, spent)
                 self.fits += 1
+                if len(args) >= 2:  # fit(configs, X, y)
+                    self.sizes.append(len(args[1]))
 
         timed._timed = True
         cls.fit = timed
@@ -121,8 +132,21 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> dict:
-    """Replay one scheduler at ``n`` configurations; CPU, fit CPU, units and memory (see the module docstring)."""
+def store_of(table, rows: int):
+    """A warm curve store of ``rows`` curves: the table's rows repeated in one seeded permutation after another
+    (a store of ``rows`` earlier trials of the same model family, as large as a long campaign leaves)."""
+    import numpy as np
+
+    from hpoq.seeding import derive_rng
+
+    rng = derive_rng(SEED, "scale-store")
+    picks = np.concatenate([rng.permutation(table.n_rows) for _ in range(-(-rows // table.n_rows))])[:rows]
+    return table.subset(picks)
+
+
+def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float, store: int = 0) -> dict:
+    """Replay one scheduler at ``n`` configurations (with a warm store of ``store`` curves, if any); CPU, fit CPU,
+    units and memory (see the module docstring)."""
     from hpoq.curves.shared import load_shared
     from hpoq.schedulers import make_scheduler, with_worker_defaults
     from hpoq.schedulers.sampling import table_sampler_for
@@ -134,6 +158,8 @@ def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> di
     clock.install()
     sampler, _ = table_sampler_for(table, SEED)
     params = {"n": int(n)} if takes_n else {}
+    warm = store_of(table, store) if store else None
+    c0 = time.process_time()
     scheduler = make_scheduler(
         algorithm,
         R=R,
@@ -141,8 +167,10 @@ def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> di
         sampler=sampler,
         seed=SEED,
         predictor=predictor,
+        warm_curves=warm,
         **with_worker_defaults(algorithm, params, workers),
     )
+    build_s = time.process_time() - c0
     base = rss_mb()
     progress: list[tuple[int, float, float]] = []  # (units answered, CPU so far, fit CPU so far)
     on_result = scheduler.on_result
@@ -179,6 +207,10 @@ def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> di
         "cpu_s": cpu,
         "fit_s": clock.seconds,
         "fits": clock.fits,
+        "longest_fit_s": clock.longest,
+        "largest_fit_rows": max(clock.sizes, default=0),
+        "store": int(store),
+        "build_s": build_s,
         "per_unit_ms": 1e3 * (cpu - clock.seconds) / max(units, 1),
         "last_tenth_ms": last_ms,
         "base_mb": base,
@@ -187,9 +219,9 @@ def replay_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> di
     }
 
 
-def run_cell(variant: str, n: int | None, workers: int, max_cpu: float) -> dict:
+def run_cell(variant: str, n: int | None, workers: int, max_cpu: float, store: int = 0) -> dict:
     """:func:`replay_cell` in a fresh process (its own peak memory); a crash is reported as such."""
-    cmd = [sys.executable, __file__, "_cell", variant, str(n or 0), str(workers), str(max_cpu)]
+    cmd = [sys.executable, __file__, "_cell", variant, str(n or 0), str(workers), str(max_cpu), str(store)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if proc.returncode != 0:
@@ -220,6 +252,35 @@ def replay_section(rows: list[dict], workers: int) -> list[str]:
             f"| {r['variant']} | {r['n']:,} | {r['units']:,}{stop} | {ge}{r['cpu_s'] - r['fit_s']:.1f} | "
             f"{ge}{r['per_unit_ms']:.3f} | {r['last_tenth_ms']:.3f} | {r['fits']} | {r['fit_s']:.1f} | "
             f"{r['base_mb']:.0f} | {r['peak_mb']:.0f} |"
+        )
+    lines.append("")
+    return lines
+
+
+def fits_section(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Predictor fits against the store's size",
+        "",
+        "The schedulers that fit models, replayed as in the table above (`default` and `swift` on Hyperband's "
+        "schedule) with a warm curve store of S earlier curves (the MLPF table's rows repeated, one "
+        "seeded permutation after another). Per fit: CPU of one outermost `fit` (an ensemble's inner fits and a "
+        "cross-validation's folds count in it); rows: the largest training set a fit saw; build: CPU to construct "
+        "the scheduler with its store; CPU/unit: the replay without its fits. A fit's cost must not grow with S.",
+        "",
+        "| algorithm | store S | units | fits | fit CPU s | mean CPU/fit ms | longest fit ms | largest training set "
+        "| build s | CPU/unit ms (fits excl.) | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {r.get('store', '')} | error: {r['error']} |" + " |" * 8)
+            continue
+        ge = "" if r["complete"] else ">= "
+        stop = "" if r["complete"] else f" (stopped at {r['max_cpu']:g} s)"
+        lines.append(
+            f"| {r['variant']} | {r['store']:,} | {r['units']:,}{stop} | {r['fits']} | {ge}{r['fit_s']:.1f} | "
+            f"{1e3 * r['fit_s'] / max(r['fits'], 1):.0f} | {1e3 * r['longest_fit_s']:.0f} | "
+            f"{r['largest_fit_rows']:,} | {r['build_s']:.1f} | {ge}{r['per_unit_ms']:.3f} | {r['peak_mb']:.0f} |"
         )
     lines.append("")
     return lines
@@ -268,15 +329,18 @@ class InstantRanks:
         if tag == TAG_STOP:
             self.stopped += 1
             return
-        t0, c0 = time.perf_counter(), time.process_time()
+        # the ranks run on the master's thread: their CPU is this thread's (thread_time; process_time took up to
+        # 0.25 ms a call while the checkpoint remover's thread worked), both clocks read inside the wall window
+        t0 = time.perf_counter()
+        c0 = time.thread_time()
         if self.curves is None:
             outcome = run_unit(self.trainer, Dispatch.from_message(obj), None).to_message()
         else:
             row, start, end = obj["config"]["_row"], obj["start_epoch"], obj["end_epoch"]
             outcome = {"unit_id": obj["unit_id"], "ok": True, "metrics": self.curves[row, start:end].tolist()}
         self.inbox.append((dest, outcome))
+        self.cpu += time.thread_time() - c0
         self.seconds += time.perf_counter() - t0
-        self.cpu += time.process_time() - c0
         self.units += 1
 
     def abort(self, code):
@@ -323,7 +387,7 @@ def master_cell(name: str, ranks: int, workdir: str, max_cpu: float = 600.0) -> 
     study.write_text(yaml.safe_dump(doc))
     out = Path(workdir) / f"out-{name}-{ranks}"
     plan = prepare(str(study), str(out), None, ranks)
-    transport = InstantRanks(ranks, make_trainer("table", plan.spec.trainer["params"]))
+    transport = InstantRanks(ranks, make_trainer("table", plan.spec.trainer.params))
     limit = TimeLimit(max_cpu)
     master, journal, budget = start_master(transport, plan, limit, progress_enabled=False)
     syncs = {"n": 0, "records": 0, "seconds": 0.0, "bytes": 0}
@@ -659,8 +723,8 @@ def mpiexec_section(rows: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_cell":
-        variant, n, workers, max_cpu = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
-        print(json.dumps(replay_cell(variant, n or None, workers, max_cpu)))
+        variant, n, workers, max_cpu, store = argv[1], int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5])
+        print(json.dumps(replay_cell(variant, n or None, workers, max_cpu, store)))
         return 0
     if argv and argv[0] == "_journal_write":
         print(json.dumps(journal_write(argv[1], int(argv[2]))))
@@ -677,6 +741,8 @@ def main(argv=None) -> int:
     ap.add_argument("--algorithms", default=",".join(VARIANTS))
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-cpu", type=float, default=600.0, help="CPU seconds per replay cell before it stops")
+    ap.add_argument("--stores", default="0,1000,10000,100000", help="warm store sizes of the fits part")
+    ap.add_argument("--fit-algorithms", default="default,swift")
     ap.add_argument("--ranks", default="64,256,1024")
     ap.add_argument("--master-studies", default=",".join(MASTER_STUDIES))
     ap.add_argument("--trials", type=int, default=100_000, help="configurations of the journal part's study")
@@ -695,6 +761,14 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
         lines += replay_section(rows, args.workers)
+    if "fits" in parts:
+        rows = []
+        for variant in args.fit_algorithms.split(","):
+            for store in [int(s) for s in args.stores.split(",")]:
+                n = sizes[0] if VARIANTS[variant][2] else None
+                rows.append(run_cell(variant, n, args.workers, args.max_cpu, store))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        lines += fits_section(rows)
     if "master" in parts:
         rows = []
         for name in args.master_studies.split(","):

@@ -504,3 +504,33 @@ def test_resume_of_a_journal_no_reader_can_use_is_one_line(tmp_path, journal_lin
     )
     assert f"line {line}: " in one_line(proc)
     assert (out / "journal.jsonl").read_text() == text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: SUBCOMMAND"),
+        (["simulat"], "invalid choice: 'simulat'"),
+        (["simulate", "--table", "mlpf", "--algorithm", "hyperband", "--eta", "x"], "argument --eta: invalid int"),
+        (["simulate", "--algorithm", "hyperband"], "the following arguments are required: --table"),
+    ],
+    ids=["no-subcommand", "unknown-subcommand", "bad-int", "missing-required"],
+)
+def test_a_bad_command_line_is_one_line_not_a_usage_block(argv, message):
+    line = one_line(hpoq(*argv))
+    assert message in line and "--help" in line and "usage:" not in line
+
+
+def test_the_battery_registers_its_cases():
+    """benchmarks/bad_input_battery.py (not run here: about 10 minutes) imports and lists every category."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bad_input_battery.py"), "--list"],
+        capture_output=True,
+        text=True,
+        env=mpi_env(),
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    categories = {line.split(":")[0] for line in proc.stdout.splitlines()}
+    assert len(proc.stdout.splitlines()) >= 300 and len(categories) == 8, categories

@@ -781,6 +781,17 @@ def test_hdf5_writers_on_a_full_disk_say_one_line_and_leave_nothing(tmp_path):
             assert list(disk.iterdir()) == [], argv  # no temporary file, no empty folder
 
 
+def test_a_report_on_a_full_disk_says_one_line_and_leaves_nothing(tmp_path, finished, capsys):
+    from hpoq.main import main
+
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=4k"], capture_output=True)
+        assert main(["report", str(finished["out"]), "--out", str(disk / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No space left on device" in err, err
+        assert [p.name for p in disk.iterdir()] == ["filler"]  # no figure, no folder for them
+
+
 @pytest.mark.mpi
 def test_curves_h5_on_a_full_disk_is_one_line_and_the_journal_stays_whole(tmp_path):
     """Output files rewritten from the journal with three pages free: trials.csv and best.yaml fit, curves.h5 not."""
@@ -955,3 +966,50 @@ def test_no_secret_is_written_anywhere_but_the_journal_header(tmp_path):
         if path.is_file() and path.name != "journal.jsonl":
             data = path.read_bytes()
             assert all(s.encode() not in data for s in secrets), path
+
+
+# -- the closing line under a job script that requeues --------------------------------------------------------
+def _job_script_env() -> dict:
+    """The environment jobs/slurm_generic.sbatch gives its ranks for the master's closing line (read from the
+    script itself, so the test fails when the script stops exporting it)."""
+    text = (REPO / "jobs" / "slurm_generic.sbatch").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("export HPOQ_JOB_SCRIPT="))
+    name, value = line.removeprefix("export ").split("=", 1)
+    return dict(mpi_env(), **{name: value})
+
+
+def _stopped(out: Path, study: str | None, sig, env: dict) -> str:
+    """Start (or resume) the study, stop the master with ``sig`` after a result; its stderr."""
+    argv = ["run", study, "--out", str(out)] if study else ["run", "--resume", str(out)]
+    journal = out / "journal.jsonl"
+    results = lambda: sum(r["type"] == "result" for r in records(out)) if journal.exists() else 0  # noqa: E731
+    before = results()
+    proc = subprocess.Popen(
+        mpi_cmd(3, *argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+    )
+    try:
+        wait_for(lambda: results() > before, proc)
+        os.kill(next(r for r in reversed(records(out)) if r["type"] in ("header", "resume"))["pid"], sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and records(out)[-1]["status"] == "interrupted", err
+    return err
+
+
+@pytest.mark.mpi
+def test_a_stop_under_the_slurm_job_script_leaves_what_comes_next_to_the_script(tmp_path):
+    """`scontrol requeue` (TERM) and the script's USR1 requeue: the master must not say "continue with run
+    --resume" (a second job on a directory Slurm resumes); a plain mpiexec user still reads it."""
+    study = write_study(tmp_path, trainer="table", trainer_params={"sleep": 0.05})
+    out = tmp_path / "out"
+    for sig, env in ((signal.SIGTERM, _job_script_env()), (signal.SIGUSR1, _job_script_env())):
+        err = _stopped(out, study if not out.exists() else None, sig, env)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"hpoq: stopped by {sig.name}; it resumes from {out} when the job is requeued"), err
+        assert "job script (slurm_generic.sbatch) says next which" in last and "run --resume" not in err, err
+    err = _stopped(out, None, signal.SIGTERM, mpi_env())  # no job script: the user resumes by hand
+    assert err.strip().splitlines()[-1] == f"hpoq: stopped by SIGTERM; continue with: run --resume {out}", err
+    again = run_mpi(3, "run", "--resume", str(out))
+    assert again.returncode == 0 and records(out)[-1]["status"] == "finished", again.stderr

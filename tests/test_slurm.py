@@ -52,8 +52,11 @@ SLOW_PLUGIN = textwrap.dedent("""
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
 """)
 
-# A plugin whose train() raises a BaseException on some rows: it escapes the worker's `except Exception`.
+# A plugin whose train() raises a BaseException on some rows: it escapes the worker's `except Exception`. Only
+# world rank 1 raises: the other ranks then wait in MPI, and only the abort ends the job (two ranks escaping at
+# once could end it without an abort line, by the launcher's own clean-up).
 ESCAPING_PLUGIN = textwrap.dedent("""
+    from mpi4py import MPI
     from hpoq.trainers.table import TableTrainer
 
     class Escape(BaseException):
@@ -61,7 +64,7 @@ ESCAPING_PLUGIN = textwrap.dedent("""
 
     class EscapingTrainer(TableTrainer):
         def train(self, config, start_epoch, end_epoch, checkpoint_dir, comm=None):
-            if int(config["_row"]) % 3 == 0:
+            if int(config["_row"]) % 3 == 0 and MPI.COMM_WORLD.Get_rank() == 1:
                 raise Escape(f"row {config['_row']}: not an Exception, so no worker handler catches it")
             return super().train(config, start_epoch, end_epoch, checkpoint_dir, comm)
 """)
@@ -258,7 +261,10 @@ def test_without_slurm_mpiexec_ranks_abort_and_a_fake_srun_none_launch_is_refuse
         cwd=REPO,
         timeout=240,
     )
-    assert proc.returncode != 0 and "not an Exception" in proc.stderr and "MPI_Abort" in proc.stderr, proc.stderr
+    # the job ended (the other ranks wait in MPI until the abort) with the abort status of an exception; the
+    # "Abort(1) on node 1" line itself is not asserted: mpiexec drops it now and then (its output forwarding
+    # ends with the job; 2 runs in 8 under load)
+    assert proc.returncode == 1 and "not an Exception" in proc.stderr, proc.stderr
     tasks = []
     for rank in range(2):
         task_env = {
@@ -470,6 +476,7 @@ def test_usr1_preemption_requeues_and_resumes_to_the_uninterrupted_result(tmp_pa
     assert resume["from_snapshot"] is not None and resume["replayed"] == 0
     text = log.read_text()
     assert "requeueing job" in text and "restart 1" in text
+    assert "continue with: run --resume" not in text and "the job script (slurm_generic.sbatch) says next" in text
 
 
 @slurm
@@ -485,6 +492,8 @@ def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit
     assert not any(r["type"] == "end" and r["status"] == "finished" for r in first)
     assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in first)  # the limit's SIGTERM reached it
     assert "requeueing" not in job.log.read_text()  # TERM stops without a requeue: resubmitting is the user's call
+    assert "resume it with the same sbatch command" in job.log.read_text()
+    assert "continue with: run --resume" not in job.log.read_text()  # the script's line says how, not the master
     job.flag.unlink()  # the second submission trains at table speed
     second = sbatch(["--time=10", *job.args], job.env)
     info = wait_job(second, job.env, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 240, job.log)
@@ -511,6 +520,7 @@ def test_scontrol_requeue_is_reported_as_a_requeue_and_the_job_resumes_by_itself
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1", text
     assert f"hpoq: Slurm requeued job {job}" in text and "do not resubmit" in text, text
     assert "resume it with the same sbatch command" not in text
+    assert "continue with: run --resume" not in text and "the job script (slurm_generic.sbatch) says next" in text
     records = check_same_as_uninterrupted(out, path)
     assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in records)
 

@@ -103,6 +103,30 @@ def test_warm_curves_preseed_predictor_data(mlpf):
     assert np.mean(cold) < np.mean(no_store) - 100
 
 
+def test_a_large_warm_store_is_capped_to_a_stratified_subset(mlpf):
+    """A store larger than ``max_warm`` gives at most ``max_warm`` warm rows per training set, spread over the
+    whole range of their values at r (the best and the worst kept); a store within the cap is used whole."""
+    big = mlpf.subset(np.arange(4 * mlpf.n_rows) % mlpf.n_rows)  # 1,180 curves: every row four times
+    sampler, _ = table_sampler_for(mlpf, 0)
+    sched = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=0, warm_curves=big, max_warm=50)
+    values = big.minimized()[:, 99]
+    rows = sched.warm.rows_reaching(100)
+    assert len(rows) == 50 == len(set(rows)) and sched.d_size(100) == 50
+    assert values[rows].min() == values.min() and values[rows].max() == values.max()
+    # evenly spread: each quarter of the values holds about a quarter of the rows
+    quartiles = np.quantile(values, [0.25, 0.5, 0.75])
+    counts = np.bincount(np.searchsorted(quartiles, values[rows]), minlength=4)
+    assert counts.min() >= 10, counts
+    configs, X, y = sched._training_set(100, 50)
+    assert len(configs) == X.shape[0] == y.size == 50
+    whole = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=0, warm_curves=big, max_warm=None)
+    assert whole.d_size(100) == big.n_rows
+    within = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=0, warm_curves=mlpf)
+    assert within.warm.rows_reaching(100) == list(range(mlpf.n_rows))
+    with pytest.raises(ConfigError, match="max_warm"):
+        make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=0, warm_curves=big, max_warm=1)
+
+
 def test_predictor_is_fitted_once_per_key(mlpf):
     sampler, _ = table_sampler_for(mlpf, 1)
     sched = make_scheduler("swift", R=100, eta=2, sampler=sampler, seed=1)

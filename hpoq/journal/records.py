@@ -68,8 +68,8 @@ def _to_json(value):
         if value.forecast is not None:
             out["forecast"] = dataclasses.asdict(value.forecast)
         return out
-    if isinstance(value, list):
-        return [_to_json(v) for v in value]
+    if isinstance(value, list) and value and isinstance(value[0], (Decision, list)):
+        return [_to_json(v) for v in value]  # a record's lists are of one kind: numbers need no walk
     return value
 
 

@@ -10,6 +10,7 @@ end (each to a temp name, then renamed), so a failed report leaves nothing half-
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -121,6 +122,7 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
     page = redact(page)  # failure reasons and errors shown may echo a secret of the study
 
     pngs = []
+    made_stem = not os.path.isdir(stem)
     try:
         os.makedirs(stem, exist_ok=True)
         for name, (png, _) in figures.items():
@@ -129,5 +131,11 @@ def build_report(out_dir: str, html_path: str | None = None) -> Report:
             pngs.append(path)
         write_atomic(html_path, page.encode("utf-8"))
     except OSError as exc:
+        if made_stem:  # a full disk: the figures of this report go again, and the folder made for them
+            for path in pngs:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.rmdir(stem)
         raise ConfigError(f"report: cannot write {exc.filename or html_path!r}: {exc.strerror or exc}") from None
     return Report(html_path, pngs, study, len(points))

@@ -100,9 +100,10 @@ def _prepare_resume(study, out, resume, allow_changed: bool) -> tuple:
             f"--resume: the study in {out_dir!r} never started (its journal has no header); "
             f"start it again with: run STUDY.yaml --out {out_dir}"
         )
-    lock = DirLock.acquire(out_dir)  # before reading: another master may be appending
+    read_records(path)  # a damaged journal is refused before anything, even a lock file, is made
+    lock = DirLock.acquire(out_dir)
     try:
-        recs, valid = read_records(path)
+        recs, valid = read_records(path)  # again under the lock: another master may have been appending
         try:
             spec = StudySpec.from_dict(recs[0].study)
         except (KeyError, TypeError) as exc:
@@ -487,7 +488,7 @@ def run_master(plan: Plan, master, journal: Journal, budget: int) -> int:
             "dead",
             (
                 f"the journal in {plan.out_dir!r} cannot be written ({exc}); it ends at its last "
-                f"complete record: free space, then run --resume {plan.out_dir}"
+                f"complete record: free space, then {how_to_continue(plan.out_dir)}"
             ),
         )
     if master.progress is not None:
@@ -548,12 +549,33 @@ def _end(plan: Plan, master, journal: Journal, status: str, error: str | None, b
     return code
 
 
+#: set by jobs/slurm_generic.sbatch (to its name): after a stop, the job script decides what comes next
+JOB_SCRIPT_ENV = "HPOQ_JOB_SCRIPT"
+
+
+def how_to_continue(out_dir: str) -> str:
+    """How an interrupted study goes on, as the master can truthfully say it.
+
+    Under a job script that requeues or resubmits (``HPOQ_JOB_SCRIPT``) the master cannot know: the script
+    requeues on its USR1, Slurm requeues by itself after ``scontrol requeue`` (a SIGTERM like the time
+    limit's), and the script decides only after the master has ended. It says which in its next line; a
+    "run --resume" here would tell the user to start a second job on a directory Slurm is about to resume.
+    """
+    script = os.environ.get(JOB_SCRIPT_ENV, "").strip()
+    if script:
+        return (
+            f"it resumes from {out_dir} when the job is requeued or submitted again: the job script ({script}) "
+            f"says next which"
+        )
+    return f"continue with: run --resume {out_dir}"
+
+
 def _closing_line(
     plan: Plan, master, status: str, error: str | None, state, best, budget: int, abort: str | None
 ) -> None:
     from hpoq.runtime.outputs import best_record
 
-    again = f"continue with: run --resume {plan.out_dir}"
+    again = how_to_continue(plan.out_dir)
     if error:
         _error(error)
     elif master.stop_reason and master.stop_reason.startswith("disk full"):

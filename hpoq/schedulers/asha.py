@@ -58,25 +58,25 @@ class ASHA(Scheduler):
     # ---------------------------------------------------------------- rule
     def _promotable(self, k: int) -> tuple[int, dict] | None:
         """The best not-yet-promoted trial of rung ``k`` inside its top floor(|rung|/eta), if any."""
-        quota = self.ladder.quota(k)
-        for rank, (value, tid) in enumerate(self.ladder.ranked(k)[:quota]):
-            if tid not in self.ladder.promoted[k] and tid not in self.ledger.failed:
-                return tid, {
-                    "rung": k,
-                    "rung_epoch": self.rungs[k],
-                    "value": value,
-                    "rank": rank,
-                    "rung_size": len(self.ladder.results[k]),
-                    "quota": quota,
-                }
-        return None
+        found = self.ladder.promotable(k, self.ledger.failed)
+        if found is None:
+            return None
+        rank, value, tid = found
+        return tid, {
+            "rung": k,
+            "rung_epoch": self.rungs[k],
+            "value": value,
+            "rank": rank,
+            "rung_size": len(self.ladder.results[k]),
+            "quota": self.ladder.quota(k),
+        }
 
     def _best_of_highest_rung(self) -> tuple[int, int] | None:
         """(rung, trial) of the best unpromoted trial in the highest occupied rung below R."""
         for k in range(len(self.rungs) - 2, -1, -1):
-            ranked = self.ladder.unpromoted(k, self.ledger.failed)
-            if ranked:
-                return k, ranked[0][1]
+            first = self.ladder.first_unpromoted(k, self.ledger.failed)
+            if first is not None:
+                return k, first[1]
         return None
 
     def _reached_R(self) -> bool:
@@ -153,9 +153,9 @@ class ASHA(Scheduler):
 
     def best(self) -> dict | None:
         for k in range(len(self.rungs) - 1, -1, -1):
-            ranked = self.ladder.ranked(k, self.ledger.failed)
-            if ranked:
-                value, tid = ranked[0]
+            first = self.ladder.first(k, self.ledger.failed)
+            if first is not None:
+                value, tid = first
                 config = self.ledger.trials[tid].config
                 return {"trial_id": tid, "config": dict(config), "value": value, "epoch": self.rungs[k]}
         return None

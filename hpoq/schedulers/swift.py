@@ -61,22 +61,39 @@ def build_predictor(name: str, params: dict | None, seed: int):
     return make_predictor(name, **params)
 
 
-class WarmCurves:
-    """Curves of an earlier study, minimised; ``rows_reaching(r)`` are those with r finite values."""
+#: at most this many warm curves in one training set (``max_warm``): a fit then costs the same whatever the
+#: store's size (an SVR's fit grows about quadratically with its rows); 1,000 keeps every shared table's store whole
+MAX_WARM = 1000
 
-    def __init__(self, table):
+
+class WarmCurves:
+    """Curves of an earlier study, minimised; ``rows_reaching(r)`` are those with r finite values, at most ``cap``
+    of them: a stratified subset, evenly spaced over the rows ordered by their value at r (the spread of outcomes
+    a predictor must learn is kept, seed-free). Computed once per r."""
+
+    def __init__(self, table, cap: int | None = MAX_WARM):
         self.table = table
         self.curves = np.asarray(table.minimized(), dtype=np.float64) if table is not None else np.zeros((0, 0))
         self.configs = list(table.configs) if table is not None else []
+        self.cap = None if cap is None else int(cap)
+        self._rows: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
         return self.curves.shape[0]
 
     def rows_reaching(self, r: int) -> list[int]:
+        if r not in self._rows:
+            self._rows[r] = self._reaching(r)
+        return self._rows[r]
+
+    def _reaching(self, r: int) -> list[int]:
         if len(self) == 0 or self.curves.shape[1] < r:
             return []
-        ok = np.isfinite(self.curves[:, :r]).all(axis=1)
-        return [int(i) for i in np.flatnonzero(ok)]
+        rows = np.flatnonzero(np.isfinite(self.curves[:, :r]).all(axis=1))
+        if self.cap is not None and rows.size > self.cap:
+            ranked = rows[np.argsort(self.curves[rows, r - 1], kind="stable")]
+            rows = np.sort(ranked[np.unique(np.linspace(0, rows.size - 1, self.cap).round().astype(int))])
+        return [int(i) for i in rows]
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,9 @@ class SwiftHyperband(Hyperband):
     Parameters: the fields of :class:`SwiftRule` (the paper's defaults: ``d`` 15, ``k`` 0.5, ``known_curve``
     0.5, ``threshold_quantile`` 0.25, ``refit`` ``"never"``, ``add_phase2`` False); ``predictor`` = ``"svr"`` with
     ``predictor_params`` ``{"features": "curve"}`` (NuSVR defaults on the raw prefix); any
-    registered predictor name works. ``warm_curves``: curve store of earlier studies or None.
+    registered predictor name works. ``warm_curves``: curve store of earlier studies or None; ``max_warm``
+    (hpoq's, not the paper's): at most this many of its curves in one training set (a stratified subset, see
+    :class:`WarmCurves`; None: all of them).
     """
 
     name = "swift"
@@ -115,6 +134,7 @@ class SwiftHyperband(Hyperband):
         "predictor": [Text(), None],
         "predictor_params": [Mapping(), None],
         "warm_curves": [Anything(), None],
+        "max_warm": [Interval(int, 2, None), None],
     }
     #: the round state (phase, e, parked, ...) is one bracket's: brackets run one after the other, as in the paper
     concurrent_brackets = False
@@ -129,10 +149,11 @@ class SwiftHyperband(Hyperband):
         predictor: str | None = None,
         predictor_params: dict | None = None,
         warm_curves=None,
+        max_warm: int | None = MAX_WARM,
         **rule,
     ):
-        validate(type(self), rule, "swift")
-        check_known(type(self), rule, "swift", exclude=("predictor", "predictor_params", "warm_curves"))
+        validate(type(self), {**rule, "max_warm": max_warm}, "swift")
+        check_known(type(self), rule, "swift", exclude=("predictor", "predictor_params", "warm_curves", "max_warm"))
         self.rule = replace(SwiftRule(), **rule)
         self.d, self.k = int(self.rule.d), float(self.rule.k)
         self.known_curve, self.q = float(self.rule.known_curve), float(self.rule.threshold_quantile)
@@ -143,7 +164,7 @@ class SwiftHyperband(Hyperband):
         self.predictor_params = dict(predictor_params or {})
         # fail on an unknown predictor or parameter now, not mid-run
         build_predictor(self.predictor_name, self.predictor_params, 0)
-        self.warm = WarmCurves(warm_curves)
+        self.warm = WarmCurves(warm_curves, max_warm)
         self.D: dict[int, list[int]] = {}  # r -> trial ids whose curves (length >= r) are training data
         self.M: dict[tuple[int, int], object] = {}  # (r, e) -> fitted predictor
         self.M_size: dict[tuple[int, int], int] = {}  # (r, e) -> |D[r]| (incl. warm) when fitted
