@@ -492,7 +492,8 @@ def test_a_job_that_hits_its_time_limit_resumes_on_a_second_submission(timelimit
     assert not any(r["type"] == "end" and r["status"] == "finished" for r in first)
     assert any(r["type"] == "stop" and r["signal"] == "SIGTERM" for r in first)  # the limit's SIGTERM reached it
     assert "requeueing" not in job.log.read_text()  # TERM stops without a requeue: resubmitting is the user's call
-    assert "resume it with the same sbatch command" in job.log.read_text()
+    # no line of the script's is asserted here: at the time limit Slurm SIGKILLs the script KillWait seconds after
+    # its SIGTERM, and a unit still finishing (this job's are slow on purpose) outlasts that
     assert "continue with: run --resume" not in job.log.read_text()  # the script's line says how, not the master
     job.flag.unlink()  # the second submission trains at table speed
     second = sbatch(["--time=10", *job.args], job.env)
