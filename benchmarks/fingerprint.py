@@ -23,22 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.hpo_replay import MODES  # noqa: E402
+from benchmarks.hpo_replay import VARIANTS as REPLAY_VARIANTS  # noqa: E402
 from hpoq.cli._common import parse_seeds  # noqa: E402
 from hpoq.curves.shared import SHARED_TABLES, load_shared  # noqa: E402
 from hpoq.runtime.journal import dumps  # noqa: E402
 from hpoq.simulate import simulate_run  # noqa: E402
 
-#: column name -> (algorithm, predictor), as in benchmarks/hpo_replay.py
-VARIANTS = {
-    "hyperband": ("hyperband", None),
-    "asha": ("asha", None),
-    "swift": ("swift", None),
-    "default": ("default", None),
-    "default-nopred": ("default", "none"),
-    "topk-1epoch": ("topk-1epoch", None),
-    "random": ("random", None),
-}
-MODES = {"cold": 0.0, "warm": 0.5}
+#: column name -> (algorithm, predictor): hpo_replay's columns, less the QA-SVR one (minutes of annealing per cell)
+VARIANTS = {name: spec for name, spec in REPLAY_VARIANTS.items() if name != "default-qsvr"}
 WORKERS = (1, 7)
 ETAS = (2, 3)
 
